@@ -1,0 +1,1 @@
+"""Backbone: connectors layer."""

@@ -1,0 +1,12 @@
+"""The ``backbone`` command: the one place that wires every layer together.
+
+Exit codes: 0 success; 1 the operation failed or a check found a problem; 2 bad usage;
+3 Kafka (or another required service) is unreachable.
+"""
+
+from __future__ import annotations
+
+from infra.cli import doctor, kafka, stack, topics  # noqa: F401  (registers the commands)
+from infra.cli._app import main
+
+__all__ = ["main"]

@@ -1,0 +1,88 @@
+"""Configuration: the one place that reads the environment (``BACKBONE_*``) and the config file.
+
+Precedence: environment variables > the TOML file named by ``BACKBONE_CONFIG`` > defaults.
+Nothing here runs at import time; call :func:`load_settings`.
+
+=================================  ===============================================================
+variable                           meaning
+=================================  ===============================================================
+BACKBONE_KAFKA_BOOTSTRAP           use this cluster instead of starting the local broker
+BACKBONE_KAFKA_PORT                port of the local broker (default 9092)
+BACKBONE_TOPIC_PREFIX              prefix for every catalogue topic (default none)
+BACKBONE_SCHEMA_REGISTRY_URL       use this Confluent-compatible registry instead of ours
+BACKBONE_CACHE_DIR                 where the Kafka jars are cached (default ~/.cache/backbone)
+BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (default .backbone)
+BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
+=================================  ===============================================================
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from streams.errors import ConfigurationError
+from streams.settings import KafkaSettings, RegistrySettings
+
+
+class LocalStackSettings(BaseModel):
+    """How `backbone up` / `backbone kafka up` run things on this machine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka_port: int = 9092
+    kafka_heap: str = "512m"
+    registry_port: int = 8081
+    state_dir: Path = Path(".backbone")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    local: LocalStackSettings = LocalStackSettings()
+    #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
+    external_kafka: bool = False
+
+
+_ENV: dict[str, tuple[str, str]] = {
+    "BACKBONE_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "BACKBONE_TOPIC_PREFIX": ("kafka", "topic_prefix"),
+    "BACKBONE_SCHEMA_REGISTRY_URL": ("registry", "url"),
+    "BACKBONE_KAFKA_PORT": ("local", "kafka_port"),
+    "BACKBONE_KAFKA_HEAP": ("local", "kafka_heap"),
+    "BACKBONE_REGISTRY_PORT": ("local", "registry_port"),
+    "BACKBONE_STATE_DIR": ("local", "state_dir"),
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}}
+    if path := env.get("BACKBONE_CONFIG"):
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read BACKBONE_CONFIG={path}: {exc}") from exc
+        for section, values in data.items():
+            if section not in tree or not isinstance(values, dict):
+                raise ConfigurationError(f"{path}: unknown section [{section}]")
+            tree[section].update(values)
+    for var, (section, key) in _ENV.items():
+        if var in env:
+            tree[section][key] = env[var]
+    external = "bootstrap" in tree["kafka"]
+    if not external:
+        tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
+    if "url" not in tree["registry"]:
+        tree["registry"]["url"] = f"http://127.0.0.1:{tree['local'].get('registry_port', 8081)}"
+    try:
+        return Settings(**tree, external_kafka=external)
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from exc

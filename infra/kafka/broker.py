@@ -1,0 +1,311 @@
+"""A real single-node Apache Kafka broker (KRaft, combined broker+controller) on loopback.
+
+The release is fetched from Maven Central with Maven (``pom.xml`` beside this file pins it) and run
+with plain ``java``: no Docker, no Apache download site. Used by ``backbone kafka up``, ``backbone up``
+and the pytest plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from infra.errors import BrokerError, PrerequisiteError
+
+_HERE = Path(__file__).resolve().parent
+POM = _HERE / "pom.xml"
+LOG4J_CONFIG = _HERE / "log4j2.properties"
+MIN_JAVA = 17
+
+
+def kafka_version() -> str:
+    """The pinned Kafka release: the ``kafka.version`` property of ``pom.xml`` (the one source)."""
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text())
+    if match is None:  # pragma: no cover - the pom ships with the package
+        raise BrokerError(f"{POM} has no <kafka.version> property")
+    return match.group(1)
+
+
+def default_cache_dir() -> Path:
+    """Where fetched jars live: ``$BACKBONE_CACHE_DIR`` or ``~/.cache/backbone``."""
+    env = os.environ.get("BACKBONE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "backbone"
+
+
+def find_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise PrerequisiteError(
+            "Java was not found on PATH. The local Kafka broker runs on Java "
+            f"{MIN_JAVA} or newer. Install it (Debian/Ubuntu: `apt-get install openjdk-17-jre-headless`) "
+            "or point BACKBONE_KAFKA_BOOTSTRAP at an existing cluster."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)', out)
+    if match is None or int(match.group(1)) < MIN_JAVA:
+        raise PrerequisiteError(
+            f"{java} reports {out.splitlines()[0] if out else 'no version'}; Kafka {kafka_version()} "
+            f"needs Java {MIN_JAVA} or newer. Install a newer JDK and put it first on PATH."
+        )
+    return java
+
+
+def ensure_distribution(cache_dir: Path | None = None) -> Path:
+    """Return the folder of broker jars, fetching them with Maven on first use."""
+    libs = (cache_dir or default_cache_dir()) / f"kafka-{kafka_version()}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise PrerequisiteError(
+            "Maven (`mvn`) was not found on PATH. Backbone fetches the Kafka broker from Maven "
+            "Central with it. Install it (Debian/Ubuntu: `apt-get install maven`) and run again."
+        )
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    cmd = [
+        mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+        f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BrokerError(
+            f"Maven could not fetch Kafka {kafka_version()} (exit {done.returncode}). Check that Maven "
+            f"Central is reachable and ~/.m2 is writable.\n{(done.stdout + done.stderr)[-2000:]}"
+        )
+    (staging / ".complete").touch()
+    if libs.exists():  # another process won the race; keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        staging.rename(libs)
+    return libs
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        await asyncio.wait_for(admin.describe_cluster(), timeout)
+        return True
+    except Exception:  # readiness probe: any failure means "not ready yet"
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+def metadata_ok(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when the cluster at ``bootstrap`` answers a metadata request within ``timeout``."""
+    return asyncio.run(_metadata_ok(bootstrap, timeout))
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to the broker when its parent dies, so a
+    # killed pytest or `backbone up` never leaves a broker behind.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class BrokerOptions:
+    port: int = 0  # 0 = pick a free port
+    heap: str = "512m"
+    data_dir: Path | None = None  # None = a fresh temporary folder, removed on stop
+    die_with_parent: bool = True
+
+
+class LocalBroker:
+    """One broker process. ``start()`` returns once a metadata request succeeds."""
+
+    def __init__(self, options: BrokerOptions | None = None, cache_dir: Path | None = None) -> None:
+        self.options = options or BrokerOptions()
+        self._cache_dir = cache_dir
+        self.port = self.options.port or free_port()
+        self.controller_port = free_port()
+        self._own_dir = self.options.data_dir is None
+        self.root = self.options.data_dir or Path(tempfile.mkdtemp(prefix="backbone-kafka-"))
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "logs" / "server.log"
+
+    def _write_config(self) -> Path:
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        props = self.root / "server.properties"
+        props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self.root / 'data'}",
+                    "num.partitions=1",
+                    "auto.create.topics.enable=false",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=1",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "",
+                ]
+            )
+        )
+        return props
+
+    def _java_cmd(self, java: str, libs: Path, main: str, *args: str) -> list[str]:
+        return [
+            java, f"-Xmx{self.options.heap}", f"-Xms{self.options.heap}", "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.root / 'logs'}",
+            "-cp", f"{libs}/*", main, *args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 90.0) -> float:
+        """Format storage, launch the broker and wait until it answers metadata requests."""
+        java = find_java()
+        libs = ensure_distribution(self._cache_dir)
+        if port_in_use(self.port):
+            raise BrokerError(
+                f"Port {self.port} on 127.0.0.1 is already in use, so the local Kafka broker cannot "
+                "listen there. Stop whatever holds it (`backbone kafka down` if it is our broker, or "
+                "`ss -ltnp | grep {self.port}`), or choose another port with BACKBONE_KAFKA_PORT."
+            )
+        props = self._write_config()
+        began = time.monotonic()
+        fmt = subprocess.run(
+            self._java_cmd(
+                java, libs, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+                "-c", str(props), "--ignore-formatted",
+            ),
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if fmt.returncode != 0:
+            raise BrokerError(
+                f"Formatting Kafka storage in {self.root} failed:\n{fmt.stderr[-2000:]}"
+            )
+        with open(self.root / "logs" / "stderr.log", "wb") as stderr:
+            self.process = subprocess.Popen(
+                self._java_cmd(java, libs, "kafka.Kafka", str(props)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if self.options.die_with_parent else None,
+            )
+        deadline = began + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = self._log_tail()
+                self.stop()
+                raise BrokerError(
+                    f"The Kafka broker exited with code {self.process.returncode} while starting. "
+                    f"Last lines of its log ({self.log_file}):\n{tail}"
+                )
+            if _accepts_connections(self.port) and metadata_ok(self.bootstrap, timeout=2.0):
+                self.startup_seconds = time.monotonic() - began
+                return self.startup_seconds
+            time.sleep(0.2)
+        tail = self._log_tail()
+        self.stop()
+        raise BrokerError(
+            f"The Kafka broker did not answer a metadata request within {timeout:.0f} s. "
+            f"Last lines of its log ({self.log_file}):\n{tail}"
+        )
+
+    def _log_tail(self, lines: int = 25) -> str:
+        chunks = []
+        for path in (self.root / "logs" / "stderr.log", self.log_file):
+            if path.exists():
+                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(chunks[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, wait, then SIGKILL; remove the data folder if we created it."""
+        proc = self.process
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._own_dir:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the broker at once (fault injection); the data folder is kept for a restart."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> LocalBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _cluster_id() -> str:
+    # KRaft cluster ids are 16 random bytes, URL-safe base64 without padding (StorageTool random-uuid).
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")

@@ -1,0 +1,71 @@
+"""The local stack that ``backbone up`` (and ``make run``) runs in the foreground.
+
+A stack is the broker (unless BACKBONE_KAFKA_BOOTSTRAP names a cluster) plus a list of services
+with an explicit lifecycle. Services are started in order and stopped in reverse; Ctrl-C or
+SIGTERM stops everything, and the broker dies with this process even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from infra.config import Settings
+from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from streams.admin import apply_catalogue
+from streams.topics import Catalogue
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+ServiceFactory = Callable[[Settings], Service]
+
+#: What `backbone up` runs besides the broker; later layers append their factories here.
+SERVICES: list[ServiceFactory] = []
+
+
+async def serve(settings: Settings, say: Callable[[str], None]) -> None:
+    broker: LocalBroker | None = None
+    started: list[Service] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if not settings.external_kafka:
+            broker = LocalBroker(
+                BrokerOptions(
+                    port=settings.local.kafka_port,
+                    heap=settings.local.kafka_heap,
+                    data_dir=(settings.local.state_dir / "kafka").resolve(),
+                )
+            )
+            seconds = await asyncio.to_thread(broker.start)
+            say(
+                f"kafka     {broker.bootstrap} (Apache Kafka {kafka_version()}, up in {seconds:.1f} s)"
+            )
+        report = await apply_catalogue(settings.kafka, Catalogue(settings.kafka.topic_prefix))
+        say(f"topics    {len(report.created)} created, {len(report.unchanged)} unchanged")
+        for factory in SERVICES:
+            service = factory(settings)
+            await service.start()
+            started.append(service)
+            say(f"{service.name:<9} {service.describe()}")
+        say("ready; Ctrl-C stops everything")
+        await stop.wait()
+    finally:
+        for service in reversed(started):
+            await service.stop()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+        say("stopped")

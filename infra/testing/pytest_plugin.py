@@ -1,0 +1,126 @@
+"""Backbone's pytest plugin: a real Kafka broker for integration tests.
+
+Registered through the ``pytest11`` entry point, so ``pip install backbone-streams[testing]`` is all a
+partner team needs. Fixtures:
+
+- ``kafka_settings`` (session): a real broker started for the test session, or the cluster named
+  by ``BACKBONE_KAFKA_BOOTSTRAP``. If neither works the test *fails*; it never skips.
+- ``kafka_broker`` (session): the :class:`LocalBroker` itself (fails under an external cluster).
+- ``new_topic``: an async factory that creates a fresh, uniquely named topic per call.
+- ``catalogue``: a fresh topic prefix with the whole catalogue applied, so tests never share topics.
+- ``producer`` / ``new_consumer``: ready aiokafka clients (acks=all, idempotent producer).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from infra.kafka.broker import LocalBroker, kafka_version, metadata_ok
+from streams.admin import apply_catalogue, create_topics
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue, TopicRole, TopicSpec
+
+NewTopic = Callable[..., Awaitable[str]]
+NewConsumer = Callable[..., Awaitable[AIOKafkaConsumer]]
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
+    if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
+        pytest.fail("kafka_broker needs the local broker, but BACKBONE_KAFKA_BOOTSTRAP is set")
+    broker = LocalBroker()
+    try:
+        seconds = broker.start()
+    except Exception as exc:
+        pytest.fail(f"could not start the local Kafka broker: {exc}")
+    _say(
+        request.config,
+        f"\nbackbone: Kafka {kafka_version()} at {broker.bootstrap} up in {seconds:.1f} s",
+    )
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(request: pytest.FixtureRequest) -> KafkaSettings:
+    external = os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")
+    if external:
+        if not metadata_ok(external, timeout=5.0):
+            pytest.fail(f"BACKBONE_KAFKA_BOOTSTRAP={external} does not answer metadata requests")
+        bootstrap = external
+    else:
+        broker: LocalBroker = request.getfixturevalue("kafka_broker")
+        bootstrap = broker.bootstrap
+    return KafkaSettings(bootstrap=bootstrap, client_id="backbone-tests", linger_ms=0)
+
+
+def unique(stem: str = "t") -> str:
+    return f"{stem}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def new_topic(kafka_settings: KafkaSettings) -> NewTopic:
+    async def factory(partitions: int = 1, *, compacted: bool = False, stem: str = "test") -> str:
+        name = unique(stem)
+        spec = TopicSpec(
+            name, TopicRole.FACT, "any", (), "test topic", partitions, compacted=compacted
+        )
+        await create_topics(kafka_settings, [(name, spec)])
+        return name
+
+    return factory
+
+
+@pytest.fixture
+async def catalogue(kafka_settings: KafkaSettings) -> Catalogue:
+    cat = Catalogue(prefix=unique("cat") + ".")
+    await apply_catalogue(kafka_settings, cat)
+    return cat
+
+
+@pytest.fixture
+async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
+    prod = AIOKafkaProducer(
+        bootstrap_servers=kafka_settings.bootstrap, acks="all", enable_idempotence=True
+    )
+    await prod.start()
+    try:
+        yield prod
+    finally:
+        await prod.stop()
+
+
+@pytest.fixture
+async def new_consumer(kafka_settings: KafkaSettings) -> AsyncIterator[NewConsumer]:
+    made: list[AIOKafkaConsumer] = []
+
+    async def factory(*topics: str, group_id: str | None = None) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=kafka_settings.bootstrap,
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        made.append(consumer)
+        return consumer
+
+    try:
+        yield factory
+    finally:
+        for consumer in made:
+            await consumer.stop()

@@ -1,0 +1,153 @@
+"""Aligning a cluster with the topic catalogue, idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
+
+from streams.errors import KafkaUnavailableError, TopicCatalogueError
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue, TopicSpec
+
+
+@dataclass
+class ApplyReport:
+    created: list[str] = field(default_factory=list)
+    reconfigured: dict[str, dict[str, str]] = field(default_factory=dict)
+    repartitioned: dict[str, tuple[int, int]] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.reconfigured or self.repartitioned)
+
+
+@contextlib.asynccontextmanager
+async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-admin",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def _current_configs(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    if not topics:
+        return {}
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+    )
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            # (error_code, error_message, resource_type, resource_name, config_entries)
+            name, entries = resource[3], resource[4]
+            configs[name] = {entry[0]: entry[1] for entry in entries}
+    return configs
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    if not topics:
+        return {}
+    described: list[dict[str, Any]] = await admin.describe_topics(topics)
+    return {t["topic"]: len(t["partitions"]) for t in described}
+
+
+def _new_topic(name: str, spec: TopicSpec, settings: KafkaSettings) -> NewTopic:
+    return NewTopic(name, spec.partitions, settings.replication_factor, topic_configs=spec.config())
+
+
+async def _create(
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, items: list[tuple[str, TopicSpec]]
+) -> list[str]:
+    """Create topics; returns those this call created. A topic created a moment ago may not be in
+    the broker's metadata yet, so TOPIC_ALREADY_EXISTS (36) counts as present, not as an error."""
+    if not items:
+        return []
+    response = await admin.create_topics([_new_topic(n, s, settings) for n, s in items])
+    created = []
+    for name, code, *rest in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != 36:
+            raise TopicCatalogueError(f"creating {name} failed: error {code} {rest}")
+    await _await_metadata(admin, [n for n, _ in items])
+    return created
+
+
+async def _await_metadata(
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 15
+) -> None:
+    """Wait until every topic has leaders for all its partitions, so whoever runs next
+    (a producer, another `topics apply`) sees them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    pending = set(topics)
+    while pending:
+        for described in await admin.describe_topics(sorted(pending)):
+            ready = described["error_code"] == 0 and described["partitions"]
+            if ready and all(p["leader"] >= 0 for p in described["partitions"]):
+                pending.discard(described["topic"])
+        if pending:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TopicCatalogueError(
+                    f"topics have no leader after {timeout:.0f} s: {sorted(pending)}"
+                )
+            await asyncio.sleep(0.1)
+
+
+async def create_topics(
+    settings: KafkaSettings, items: Iterable[tuple[str, TopicSpec]]
+) -> list[str]:
+    """Create topics ``(real_name, spec)`` that do not exist yet; returns the names created."""
+    async with admin_client(settings) as admin:
+        present = set(await admin.list_topics())
+        return await _create(admin, settings, [(n, s) for n, s in items if n not in present])
+
+
+async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> ApplyReport:
+    """Create missing topics, align managed configs, grow partition counts. Never deletes."""
+    report = ApplyReport()
+    wanted = {catalogue.prefix + spec.name: spec for spec in catalogue}
+    async with admin_client(settings) as admin:
+        present = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in present]
+        report.created = await _create(admin, settings, [(n, wanted[n]) for n in missing])
+        existing = [n for n in wanted if n not in report.created]
+        configs = await _current_configs(admin, existing)
+        counts = await _partition_counts(admin, existing)
+        to_alter = []
+        for name in existing:
+            want = wanted[name].config()
+            have = configs.get(name, {})
+            diff = {k: v for k, v in want.items() if have.get(k) != v}
+            if diff:
+                report.reconfigured[name] = diff
+                to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=want))
+            if counts.get(name, 0) < wanted[name].partitions:
+                report.repartitioned[name] = (counts[name], wanted[name].partitions)
+            if not diff and name not in report.repartitioned:
+                report.unchanged.append(name)
+        if to_alter:
+            await admin.alter_configs(to_alter)
+        if report.repartitioned:
+            await admin.create_partitions(
+                {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
+            )
+    return report

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import load_settings
+from streams.errors import ConfigurationError
+
+
+def test_defaults_point_at_the_local_stack() -> None:
+    settings = load_settings({})
+    assert settings.kafka.bootstrap == "127.0.0.1:9092"
+    assert settings.registry.url == "http://127.0.0.1:8081"
+    assert not settings.external_kafka
+
+
+def test_local_port_moves_the_default_bootstrap() -> None:
+    assert load_settings({"BACKBONE_KAFKA_PORT": "19092"}).kafka.bootstrap == "127.0.0.1:19092"
+
+
+def test_bootstrap_names_an_external_cluster() -> None:
+    settings = load_settings({"BACKBONE_KAFKA_BOOTSTRAP": "kafka-1:9092,kafka-2:9092"})
+    assert settings.external_kafka
+    assert settings.kafka.bootstrap == "kafka-1:9092,kafka-2:9092"
+
+
+def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
+    path = tmp_path / "backbone.toml"
+    path.write_text('[kafka]\ntopic_prefix = "dev."\nclient_id = "from-file"\n')
+    settings = load_settings({"BACKBONE_CONFIG": str(path), "BACKBONE_TOPIC_PREFIX": "env."})
+    assert settings.kafka.topic_prefix == "env."
+    assert settings.kafka.client_id == "from-file"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BACKBONE_KAFKA_PORT": "not-a-port"},
+        {"BACKBONE_CONFIG": "/nonexistent/backbone.toml"},
+    ],
+)
+def test_bad_configuration_is_a_typed_error(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigurationError):
+        load_settings(env)
