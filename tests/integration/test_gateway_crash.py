@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -22,11 +21,11 @@ from tests.integration._events import call_requested_json
 pytestmark = pytest.mark.integration
 
 
-async def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+async def _wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
-            assert proc.poll() is None, "the gateway exited before it was healthy"
+            assert proc.returncode is None, "the gateway exited before it was healthy"
             try:
                 async with session.get(f"{url}/healthz") as response:
                     if response.status == 200:
@@ -37,7 +36,9 @@ async def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float 
     pytest.fail("the gateway did not become healthy")
 
 
-async def _post_until_dead(url: str, client: int, accepted: list[str]) -> int:
+async def _post_until_dead(
+    url: str, client: int, accepted: list[str], enough: asyncio.Event
+) -> int:
     """Post events one after another until the gateway stops answering; returns failures."""
     failures = 0
     headers = {"Authorization": "Bearer crash-token"}
@@ -51,6 +52,8 @@ async def _post_until_dead(url: str, client: int, accepted: list[str]) -> int:
                 ) as response:
                     if response.status == 202:
                         accepted.append((await response.json())["event_id"])
+                        if len(accepted) >= 200:
+                            enough.set()
                     else:
                         failures += 1
             except (aiohttp.ClientError, ConnectionError):
@@ -76,24 +79,29 @@ async def test_every_202_survives_a_killed_gateway(
         "BACKBONE_GATEWAY_BURST": "100000",
     }
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "gateway"],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "infra.cli",
+        "gateway",
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     accepted: list[str] = []
+    enough = asyncio.Event()
     try:
         await _wait_healthy(url, proc)
-        clients = [asyncio.create_task(_post_until_dead(url, c, accepted)) for c in range(8)]
-        while len(accepted) < 200:
-            await asyncio.sleep(0.02)
+        clients = [
+            asyncio.create_task(_post_until_dead(url, c, accepted, enough)) for c in range(8)
+        ]
+        await asyncio.wait_for(enough.wait(), 60)
         proc.send_signal(signal.SIGKILL)  # mid-flight: some requests are being processed
         await asyncio.wait_for(asyncio.gather(*clients), 30)
     finally:
-        if proc.poll() is None:
+        if proc.returncode is None:
             proc.kill()
-        proc.wait()
+        await proc.wait()
     assert len(accepted) >= 200
     async with Subscriber(
         kafka_settings, codec, catalogue, ["calls.requests"], None, stop_at_end=True
