@@ -178,6 +178,7 @@ class RegistryClient:
     async def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
         params = {"permanent": "true"} if permanent else {}
         deleted = await self._request("DELETE", f"/subjects/{_q(subject)}", **params)
+        self._ids = {key: i for key, i in self._ids.items() if key[0] != subject}
         return [int(v) for v in deleted]
 
     async def check_compatibility(
