@@ -80,7 +80,7 @@ def test_backbone_up_runs_the_registry(kafka_settings: KafkaSettings) -> None:
     ) as stack:
         try:
             assert stack.stdout is not None
-            lines = []
+            lines: list[str] = []
             while not lines or not lines[-1].startswith("ready"):
                 line = stack.stdout.readline()
                 assert line, "".join(lines) + (stack.stderr.read() if stack.stderr else "")
