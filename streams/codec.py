@@ -107,6 +107,10 @@ class Codec:
             writer = self._writer(event_type)
             schema_id = await self.registry.register(subject_for(topic, event_type), writer.text)
             self._headers[schema_id] = HEADER.pack(MAGIC, schema_id)
+            # The id names our own current schema, so its records decode without a lookup.
+            self._readers.setdefault(
+                schema_id, _Reader(writer.parsed, None, from_avro_builder(event_type))
+            )
             self._ids[key] = schema_id
         return self._ids[key]
 
