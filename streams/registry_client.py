@@ -27,6 +27,8 @@ from streams.errors import (
 )
 from streams.settings import RegistrySettings
 
+__all__ = ["Compatibility", "RegistryClient", "SchemaVersion", "schema_text"]
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 _BY_ERROR_CODE: dict[int, type[RegistryError]] = {
