@@ -175,7 +175,7 @@ TOPICS: tuple[TopicSpec, ...] = (
             "webhook.endpoint_updated",
             "webhook.endpoint_disabled",
         ),
-        "The outbound endpoint registry: latest state per endpoint.",
+        "The outbound endpoint registry: latest state per endpoint, signing secrets included (restrict it with ACLs).",
         partitions=1,
         retention_ms=FOREVER,
         compacted=True,
