@@ -16,6 +16,7 @@ from aiohttp import web
 
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from infra.registry import registry_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -53,7 +54,7 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
 
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [gateway_service]
+SERVICES: list[ServiceFactory] = [registry_service, gateway_service]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

@@ -26,6 +26,7 @@ from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.errors import BackboneError, ConfigurationError, KafkaUnavailableError
 from streams.events import Event
+from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
@@ -271,16 +272,16 @@ class SyncPublisher:
         self._catalogue = catalogue
         self._runner: asyncio.Runner | None = None
         self._publisher: Publisher | None = None
+        self._registry_client: RegistryClient | None = None
 
     def __enter__(self) -> Self:
-        from streams.registry_client import RegistryClient
-
         self._runner = asyncio.Runner()
-        codec = Codec(RegistryClient(self._registry))
-        self._publisher = Publisher(self._kafka, codec, self._catalogue)
+        self._registry_client = RegistryClient(self._registry)
+        self._publisher = Publisher(self._kafka, Codec(self._registry_client), self._catalogue)
         try:
             self._runner.run(self._publisher.start())
         except BaseException:
+            self._runner.run(self._registry_client.close())
             self._runner.close()
             raise
         return self

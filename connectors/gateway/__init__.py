@@ -23,7 +23,7 @@ add routes, middlewares or ``cleanup_ctx`` entries to it::
     app = build_gateway(settings, kafka, registry, catalogue, extensions=[calls_routes])
 
 The shared objects are under the keys :data:`SETTINGS`, :data:`KAFKA`, :data:`REGISTRY`,
-:data:`CATALOGUE` and :data:`PUBLISHER` (the last one is started by the gateway's own cleanup
+:data:`CATALOGUE`, :data:`REGISTRY_CLIENT` and :data:`PUBLISHER` (the last two are started by the gateway's own cleanup
 context, which runs before any cleanup context an extension appends). Use :func:`problem` for
 error bodies so every route answers in the same shape.
 """
@@ -38,7 +38,14 @@ from connectors.gateway._body import early_refusal
 from connectors.gateway._clients import CLIENT_ID, BearerTokens, ClientLimits, client_middleware
 from connectors.gateway._health import healthz, readyz
 from connectors.gateway._ingest import accepted_types, post_batch, post_event
-from connectors.gateway._keys import CATALOGUE, KAFKA, PUBLISHER, REGISTRY, SETTINGS
+from connectors.gateway._keys import (
+    CATALOGUE,
+    KAFKA,
+    PUBLISHER,
+    REGISTRY,
+    REGISTRY_CLIENT,
+    SETTINGS,
+)
 from connectors.gateway._openapi import openapi_document
 from connectors.gateway._problems import problem
 from connectors.gateway._service import GatewayService
@@ -55,14 +62,15 @@ _TYPE = "{event_type:[^{}/:]+}"
 
 
 async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    codec = Codec(RegistryClient(app[REGISTRY]))
-    publisher = Publisher(app[KAFKA], codec, app[CATALOGUE])
-    await publisher.start()
-    app[PUBLISHER] = publisher
-    try:
-        yield
-    finally:
-        await publisher.stop()
+    async with RegistryClient(app[REGISTRY]) as registry:
+        publisher = Publisher(app[KAFKA], Codec(registry), app[CATALOGUE])
+        await publisher.start()
+        app[REGISTRY_CLIENT] = registry
+        app[PUBLISHER] = publisher
+        try:
+            yield
+        finally:
+            await publisher.stop()
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -114,6 +122,7 @@ __all__ = [
     "KAFKA",
     "PUBLISHER",
     "REGISTRY",
+    "REGISTRY_CLIENT",
     "SETTINGS",
     "Extension",
     "GatewayService",

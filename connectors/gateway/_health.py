@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 from aiohttp import web
 
-from connectors.gateway._keys import KAFKA, REGISTRY, SETTINGS
+from connectors.gateway._keys import KAFKA, REGISTRY, REGISTRY_CLIENT, SETTINGS
 from streams.admin import admin_client
 from streams.errors import BackboneError
 
@@ -29,13 +28,10 @@ async def _kafka_ok(request: web.Request) -> str | None:
 
 
 async def _registry_ok(request: web.Request) -> str | None:
-    url = request.app[REGISTRY].url.rstrip("/") + "/subjects"
     try:
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
-            if response.status != 200:
-                return f"GET {url} answered {response.status}"
-    except aiohttp.ClientError as exc:
-        return f"GET {url}: {exc}"
+        await request.app[REGISTRY_CLIENT].subjects()
+    except BackboneError as exc:
+        return f"{request.app[REGISTRY].url}: {exc}"
     return None
 
 

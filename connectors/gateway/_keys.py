@@ -6,6 +6,7 @@ from aiohttp import web
 
 from connectors.gateway.settings import GatewaySettings
 from streams.producer import Publisher
+from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
@@ -15,3 +16,4 @@ REGISTRY = web.AppKey("backbone.registry", RegistrySettings)
 CATALOGUE = web.AppKey("backbone.catalogue", Catalogue)
 #: Started by the gateway's cleanup context; available to handlers (not while building the app).
 PUBLISHER = web.AppKey("backbone.publisher", Publisher)
+REGISTRY_CLIENT = web.AppKey("backbone.registry_client", RegistryClient)

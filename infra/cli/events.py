@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -37,8 +37,10 @@ def _catalogue() -> Catalogue:
     return Catalogue(prefix=settings().kafka.topic_prefix)
 
 
-def _codec() -> Codec:
-    return Codec(RegistryClient(settings().registry))
+@contextlib.asynccontextmanager
+async def _codec() -> AsyncIterator[Codec]:
+    async with RegistryClient(settings().registry) as registry:
+        yield Codec(registry)
 
 
 def _event_class(event_type: str) -> type[Event]:
@@ -87,7 +89,7 @@ async def _produce(
         else:
             rejected.append(outcome)
     cfg = settings()
-    async with Publisher(cfg.kafka, _codec(), _catalogue()) as publisher:
+    async with _codec() as codec, Publisher(cfg.kafka, codec, _catalogue()) as publisher:
         with click.progressbar(
             length=len(parsed), label="publishing", file=_progress_to(show_progress)
         ) as bar:
@@ -172,8 +174,8 @@ async def _tail(
 ) -> int:  # fmt: skip
     cfg = settings()
     shown = 0
-    async with Subscriber(
-        cfg.kafka, _codec(), _catalogue(), [topic], None,
+    async with _codec() as codec, Subscriber(
+        cfg.kafka, codec, _catalogue(), [topic], None,
         from_beginning=from_beginning, start_at_ms=start_at_ms,
         stop_at_end=not follow, dead_letters=False,
     ) as sub:  # fmt: skip
