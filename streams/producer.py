@@ -292,12 +292,14 @@ class SyncPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._runner is not None
-        assert self._publisher is not None
+        runner, publisher = self._parts()
         try:
-            self._runner.run(self._publisher.stop())
+            runner.run(publisher.stop())
+            if self._registry_client is not None:
+                runner.run(self._registry_client.close())
         finally:
-            self._runner.close()
+            runner.close()
+            self._runner = self._publisher = self._registry_client = None
 
     def _parts(self) -> tuple[asyncio.Runner, Publisher]:
         if self._runner is None or self._publisher is None:
