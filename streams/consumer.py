@@ -207,7 +207,8 @@ class Subscriber:
         self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
     ) -> Received | None:
         try:
-            event = await self._codec.decode(record.value or b"")
+            data = record.value or b""
+            event = self._codec.decode_cached(data) or await self._codec.decode(data)
         except BackboneError as exc:
             if exc.retriable:
                 raise
