@@ -118,6 +118,31 @@ async def _publish_bench(
 # --- 2. HTTP ingest -----------------------------------------------------------------------------
 
 
+async def _serve(
+    args: list[str], port: int, env: dict[str, str]
+) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{args} did not start")
+
+
+async def _null_http() -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    return await _serve(["benchmarks._null_http", str(port)], port, dict(os.environ))
+
+
 async def _gateway(
     kafka: KafkaSettings, registry: RegistrySettings, prefix: str
 ) -> tuple[asyncio.subprocess.Process, str]:
@@ -132,21 +157,7 @@ async def _gateway(
         "BACKBONE_GATEWAY_RATE": "1000000",
         "BACKBONE_GATEWAY_BURST": "1000000",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "infra.cli", "gateway", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the gateway did not start")
+    return await _serve(["infra.cli", "gateway"], port, env)
 
 
 def _body(i: int) -> dict[str, Any]:
@@ -287,19 +298,29 @@ async def _run(broker: LocalBroker) -> None:
             print(f"  Publisher.publish_many (typed)  : {pub['sdk']:>9,.0f} records/s")
             print(f"  ratio SDK/raw: {pub['sdk'] / pub['raw']:.2f}   (target >= 0.70)")
 
-            proc, url = await _gateway(kafka, registry, catalogue.prefix)
-            try:
-                http = await _open_loop(url)
-                peak = await _closed_loop(url)
-            finally:
-                proc.kill()
-                await proc.wait()
+            http, peak = {}, {}
+            for name, start in (
+                ("null", _null_http),
+                ("gateway", lambda: _gateway(kafka, registry, catalogue.prefix)),
+            ):
+                proc, url = await start()
+                try:
+                    http[name] = await _open_loop(url)
+                    peak[name] = await _closed_loop(url)
+                finally:
+                    proc.kill()
+                    await proc.wait()
             print(f"HTTP ingest, gateway in its own process, open loop at {HTTP_RATE} req/s for "
                   f"{HTTP_SECONDS} s (<= {HTTP_CONCURRENCY} in flight):")  # fmt: skip
-            print(f"  achieved {http['rate']:,.0f} req/s, p50 {http['p50']:.1f} ms, "
-                  f"p99 {http['p99']:.1f} ms, non-202: {http['failures']:.0f}")  # fmt: skip
-            print(f"  p99 / 20 ms target: {http['p99'] / 20:.2f}   (target <= 1.00)")
-            print(f"  closed loop, {MAX_CONCURRENCY} concurrent clients: {peak:,.0f} req/s")
+            for name, label in (
+                ("null", "baseline: aiohttp 202, no Kafka"),
+                ("gateway", "gateway (validate, encode, ack)"),
+            ):
+                r = http[name]
+                print(f"  {label:<32}: {r['rate']:,.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                      f"non-202 {r['failures']:.0f}; closed loop x{MAX_CONCURRENCY}: {peak[name]:,.0f} req/s")  # fmt: skip
+            print(f"  gateway p99 / 20 ms target: {http['gateway']['p99'] / 20:.2f} (target <= 1.00); "
+                  f"gateway/baseline closed-loop ratio: {peak['gateway'] / peak['null']:.2f}")  # fmt: skip
 
             tail = await _tail_bench(kafka, codec, catalogue)
             print(f"tail {tail['records']:,.0f} records from the beginning (best of 2):")

@@ -137,6 +137,16 @@ def _parse_lines(
     return events, rejected
 
 
+def batch_status(line_statuses: Sequence[int]) -> int:
+    """202 all written, 207 some written, else 503 if Kafka failed any line, else 400."""
+    written = sum(1 for s in line_statuses if s == 202)
+    if written == len(line_statuses):
+        return 202
+    if written:
+        return 207
+    return 503 if 503 in line_statuses else 400
+
+
 async def post_batch(request: web.Request) -> web.StreamResponse:
     cls = _event_class(request)
     if isinstance(cls, web.Response):
@@ -166,12 +176,7 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
             )
     results.sort(key=lambda r: int(r["line"]))
     accepted = sum(1 for r in results if r["status"] == 202)
-    if accepted == len(results):
-        status = 202
-    elif accepted:
-        status = 207
-    else:
-        status = 503 if any(r["status"] == 503 for r in results) else 400
+    status = batch_status([int(r["status"]) for r in results])
     headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
     body_out = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
     return web.json_response(body_out, status=status, headers=headers)
