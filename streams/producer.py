@@ -171,7 +171,8 @@ class Publisher:
             # Shielded: a caller that stops waiting must not cancel the record's future, or the
             # producer could no longer account for its batch. Bounded: with the cluster gone,
             # aiokafka may never resolve it (aiokafka#1101).
-            meta = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout_s)
+            async with asyncio.timeout(self._ack_timeout_s):  # no extra task, unlike wait_for
+                meta = await asyncio.shield(future)
         except KafkaError as exc:
             raise translate(exc, f"publishing {event.event_type}") from exc
         except TimeoutError as exc:
