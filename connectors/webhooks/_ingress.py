@@ -91,7 +91,12 @@ class WebhookIngress:
         )
 
     async def _reject(
-        self, source: str, reason: RejectionReason, detail: str, request: web.Request, msg_id: str | None
+        self,
+        source: str,
+        reason: RejectionReason,
+        detail: str,
+        request: web.Request,
+        msg_id: str | None,
     ) -> web.Response:
         event = WebhookRejected(
             sender=source,

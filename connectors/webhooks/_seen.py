@@ -16,10 +16,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 
-from streams.errors import KafkaUnavailableError
+from connectors.webhooks._follow import TopicFollower
 from streams.settings import KafkaSettings
 
 
@@ -29,12 +28,13 @@ def seen_key(source: str, webhook_id: str) -> bytes:
 
 class SeenSet:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self._kafka = kafka
-        self._topic = topic
         self._keys: set[bytes] = set()
         self._inflight: dict[bytes, tuple[asyncio.Lock, int]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._tail: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(kafka, topic, self._apply)
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.key is not None and record.value is not None:
+            self._keys.add(record.key)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._keys
@@ -46,54 +46,11 @@ class SeenSet:
         self._keys.add(key)
 
     async def start(self) -> None:
-        """Load every key up to the current end of the topic, then keep tailing it."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
-            client_id=f"{self._kafka.client_id}-webhooks-seen",
-            enable_auto_commit=False,
-            group_id=None,
-            isolation_level="read_committed",
-        )
-        try:
-            await consumer.start()
-            partitions = consumer.partitions_for_topic(self._topic)
-            if not partitions:
-                await consumer._client.force_metadata_update()  # a topic created a moment ago
-                partitions = consumer.partitions_for_topic(self._topic) or set()
-            tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                while await consumer.position(tp) < ends[tp]:
-                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-                    for record in batch.get(tp, []):
-                        if record.key is not None and record.value is not None:
-                            self._keys.add(record.key)
-        except KafkaError as exc:
-            await consumer.stop()
-            raise KafkaUnavailableError(f"cannot load {self._topic}: {exc}") from exc
-        self._consumer = consumer
-        self._tail = asyncio.create_task(self._follow(), name="webhooks-seen-tail")
-
-    async def _follow(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=1000)
-            except KafkaError:
-                await asyncio.sleep(1)  # the cluster is away; local marks keep working
-                continue
-            for records in batch.values():
-                self._keys.update(r.key for r in records if r.key is not None)
+        """Load every key up to the current end of the topic, then keep following it."""
+        await self._follower.start()
 
     async def stop(self) -> None:
-        if self._tail is not None:
-            self._tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tail
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._follower.stop()
 
     @contextlib.asynccontextmanager
     async def claim(self, key: bytes) -> AsyncIterator[bool]:

@@ -83,6 +83,7 @@ class WebhookSender:
         secrets: Sequence[WebhookSecret],
         *,
         extra_headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> AttemptResult:
         assert self._session is not None, "WebhookSender.start() first"
         headers = {**(extra_headers or {}), "content-type": "application/json"}
@@ -97,8 +98,9 @@ class WebhookSender:
 
         try:
             check_url(url, self.settings.policy)
+            timeout = aiohttp.ClientTimeout(total=timeout_s or self.settings.timeout_s)
             async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False
+                url, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 excerpt = await response.content.read(self.settings.max_response_bytes)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
