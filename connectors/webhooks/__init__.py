@@ -1,8 +1,13 @@
 """Webhooks in and out: Standard Webhooks signing, the SSRF guard, the retry schedule, delivery.
 
-Public surface; everything else lives in private modules.
+This package is the pure core (no Kafka): signing and verification, the SSRF guard, the retry
+schedule and delivery decisions, rate limits and the HTTP sender. The Kafka-backed parts are the
+public modules :mod:`connectors.webhooks.registry` (endpoint registry) and
+:mod:`connectors.webhooks.gateway` (inbound route and endpoint API for the HTTP gateway).
 """
 
+from connectors.webhooks._decide import Action, Decision, decide
+from connectors.webhooks._ratelimit import EndpointLimits, TokenBucket
 from connectors.webhooks._schedule import (
     SVIX_DELAYS_S,
     RetrySchedule,
@@ -31,16 +36,21 @@ from connectors.webhooks._ssrf import (
 
 __all__ = [
     "SVIX_DELAYS_S",
+    "Action",
     "AttemptResult",
+    "Decision",
     "DestinationPolicy",
+    "EndpointLimits",
     "GuardedResolver",
     "RetrySchedule",
     "SenderSettings",
+    "TokenBucket",
     "Verdict",
     "VerifiedWebhook",
     "WebhookSecret",
     "WebhookSender",
     "check_url",
+    "decide",
     "judge",
     "parse_ip_literal",
     "parse_retry_after",

@@ -17,6 +17,8 @@ import asyncio
 import logging
 
 from aiohttp import web
+from streams.events import Event
+from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
 
 from connectors.webhooks._seen import SeenSet, seen_key
 from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
@@ -24,8 +26,6 @@ from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import VerificationError
 from connectors.webhooks.settings import InboundSource, IngressSettings
 from streams.errors import BackboneError
-from streams.events import Event
-from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _REASONS = {
 }
 
 
-class _TooLarge(Exception):
+class _TooLargeError(Exception):
     pass
 
 
@@ -72,13 +72,13 @@ class WebhookIngress:
     async def _read_capped(self, request: web.Request) -> bytes:
         limit = self._settings.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            raise _TooLarge
+            raise _TooLargeError
         chunks: list[bytes] = []
         size = 0
         while chunk := await request.content.readany():
             size += len(chunk)
             if size > limit:
-                raise _TooLarge
+                raise _TooLargeError
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -118,7 +118,7 @@ class WebhookIngress:
             return web.json_response({"error": "unknown_source"}, status=404)
         try:
             body = await self._read_capped(request)
-        except _TooLarge:
+        except _TooLargeError:
             return web.json_response(
                 {"error": "too_large", "limit": self._settings.max_body_bytes}, status=413
             )

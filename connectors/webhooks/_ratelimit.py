@@ -18,6 +18,14 @@ class TokenBucket:
         self.tokens = self.burst
         self.updated = time.monotonic()
 
+    def reserve(self, now: float | None = None) -> float:
+        """Take a token now or in the future; returns how long to wait for it."""
+        t = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (t - self.updated) * self.rate_per_s)
+        self.updated = t
+        self.tokens -= 1  # may go negative: a debt later callers wait behind
+        return max(0.0, -self.tokens / self.rate_per_s)
+
     def wait_time(self, now: float | None = None) -> float:
         """Take a token if one is there (returns 0), else how long until one will be."""
         t = time.monotonic() if now is None else now
@@ -41,5 +49,7 @@ class EndpointLimits:
         bucket = self._buckets.get(endpoint_id)
         if bucket is None or bucket.rate_per_s != rate_per_s:
             bucket = self._buckets[endpoint_id] = TokenBucket(rate_per_s, max(1.0, rate_per_s))
-        while (wait := bucket.wait_time()) > 0:
+        # each waiter sleeps exactly until its own token is due (no polling, no thundering herd)
+        wait = bucket.reserve()
+        if wait > 0:
             await asyncio.sleep(wait)

@@ -72,3 +72,10 @@ def test_token_bucket() -> None:
     assert bucket.wait_time(t) == 0
     assert bucket.wait_time(t) == pytest.approx(0.1)
     assert bucket.wait_time(t + 0.1) == 0
+
+
+def test_token_bucket_reservations_queue_up() -> None:
+    bucket = TokenBucket(rate_per_s=10, burst=1)
+    t = bucket.updated
+    waits = [bucket.reserve(t) for _ in range(4)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])

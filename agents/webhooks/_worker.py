@@ -18,17 +18,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-
-from connectors.webhooks._admin import TOPIC as ENDPOINTS
-from connectors.webhooks._decide import Action, Decision, decide
-from connectors.webhooks._ratelimit import EndpointLimits
-from connectors.webhooks._registry import Endpoint, EndpointView
-from connectors.webhooks._schedule import RetrySchedule
-from connectors.webhooks._sender import AttemptResult, WebhookSender
-from connectors.webhooks._writer import EventWriter
-from connectors.webhooks.settings import DeliverySettings
 from streams.codec import Codec
-from streams.errors import BackboneError, KafkaUnavailableError
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
 from streams.events.webhooks import (
     WebhookDelivered,
@@ -39,6 +29,22 @@ from streams.events.webhooks import (
     WebhookEndpointDisabled,
 )
 from streams.headers import side_effects_allowed
+
+from connectors.webhooks import (
+    Action,
+    AttemptResult,
+    Decision,
+    Endpoint,
+    EndpointLimits,
+    EndpointView,
+    EventWriter,
+    RetrySchedule,
+    WebhookSender,
+    decide,
+)
+from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
+from connectors.webhooks.settings import DeliverySettings
+from streams.errors import BackboneError, KafkaUnavailableError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

@@ -1,0 +1,76 @@
+"""The webhooks part of the HTTP gateway, as one extension function.
+
+``build_gateway(..., extensions=[webhooks_extension(...)])`` adds ``POST /webhooks/{source}`` and
+``/v1/webhook-endpoints``; the parts they need (a publisher, the seen-set, the endpoint registry)
+start with the app and stop with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from streams.codec import Codec
+from streams.producer import Publisher
+
+from connectors.webhooks._admin import EndpointAdmin
+from connectors.webhooks._api import EndpointsAPI
+from connectors.webhooks._ingress import WebhookIngress
+from connectors.webhooks._registry import EndpointRegistry
+from connectors.webhooks._seen import SeenSet, seen_key
+from connectors.webhooks.settings import WebhookSettings
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+
+__all__ = [
+    "EndpointsAPI",
+    "SeenSet",
+    "WebhookGateway",
+    "WebhookIngress",
+    "seen_key",
+    "webhooks_extension",
+]
+
+
+class WebhookGateway:
+    """Everything the webhook routes need, with one lifecycle."""
+
+    def __init__(
+        self, kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
+    ) -> None:
+        self.publisher = Publisher(kafka, codec, catalogue)
+        self.seen = SeenSet(kafka, catalogue.name("webhooks.seen"))
+        self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
+        self.ingress = WebhookIngress(settings.ingress, self.publisher, self.seen)
+        self.api = EndpointsAPI(
+            EndpointAdmin(self.publisher, self.registry.view),
+            self.registry.view,
+            settings.delivery.rotation_grace_s,
+        )
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        await self.seen.start()
+        await self.registry.start()
+
+    async def stop(self) -> None:
+        await self.registry.stop()
+        await self.seen.stop()
+        await self.publisher.stop()
+
+    def install(self, app: web.Application) -> None:
+        self.ingress.install(app)
+        self.api.install(app)
+
+        async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+            await self.start()
+            yield
+            await self.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+
+
+def webhooks_extension(
+    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
+) -> Callable[[web.Application], None]:
+    return WebhookGateway(kafka, codec, catalogue, settings).install
