@@ -13,11 +13,21 @@ BACKBONE_SCHEMA_REGISTRY_URL       use this Confluent-compatible registry instea
 BACKBONE_CACHE_DIR                 where the Kafka jars are cached (default ~/.cache/backbone)
 BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (default .backbone)
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
+BACKBONE_WEBHOOK_SOURCES           inbound webhook sources as JSON:
+                                   ``{"github": {"scheme": "github", "secrets": ["..."]}}``
+BACKBONE_WEBHOOK_ALLOW_NETWORKS    CIDRs outbound deliveries may reach despite the SSRF guard
+                                   (comma-separated; for local demos and tests only)
+BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separated
+                                   (default Svix's 5,300,1800,7200,18000,36000,36000)
 =================================  ===============================================================
+
+In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -26,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from connectors.webhooks.settings import WebhookSettings
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
 
@@ -47,6 +58,7 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
 
@@ -64,7 +76,7 @@ _ENV: dict[str, tuple[str, str]] = {
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}}
+    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "webhooks": {}}
     if path := env.get("BACKBONE_CONFIG"):
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -77,6 +89,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for var, (section, key) in _ENV.items():
         if var in env:
             tree[section][key] = env[var]
+    _webhooks_from_env(env, tree["webhooks"])
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
@@ -86,3 +99,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**tree, external_kafka=external)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc
+
+
+def _webhooks_from_env(env: Mapping[str, str], tree: dict[str, Any]) -> None:
+    ingress = tree.setdefault("ingress", {})
+    delivery = tree.setdefault("delivery", {})
+    if raw := env.get("BACKBONE_WEBHOOK_SOURCES"):
+        try:
+            ingress["sources"] = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_WEBHOOK_SOURCES is not JSON: {exc}") from exc
+    if raw := env.get("BACKBONE_WEBHOOK_ALLOW_NETWORKS"):
+        delivery["allow_networks"] = tuple(n.strip() for n in raw.split(",") if n.strip())
+    if raw := env.get("BACKBONE_WEBHOOK_RETRY_DELAYS"):
+        try:
+            delivery["retry_delays_s"] = tuple(float(d) for d in raw.split(",") if d.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_WEBHOOK_RETRY_DELAYS: {exc}") from exc

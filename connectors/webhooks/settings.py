@@ -5,13 +5,17 @@ Secrets are :class:`~pydantic.SecretStr` so they never show up in logs or ``repr
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors.webhooks._schedule import SVIX_DELAYS_S, RetrySchedule
 from connectors.webhooks._sender import SenderSettings
 from connectors.webhooks._ssrf import DestinationPolicy
+
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 #: Request headers copied into ``webhook.received`` (the rest are dropped: they may carry tokens).
 DEFAULT_KEPT_HEADERS = (
@@ -39,6 +43,14 @@ class InboundSource(BaseModel):
 class IngressSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @field_validator("sources")
+    @classmethod
+    def _names_are_path_safe(cls, value: dict[str, InboundSource]) -> dict[str, InboundSource]:
+        for name in value:
+            if not _SOURCE_NAME.fullmatch(name):
+                raise ValueError(f"source name {name!r} must match {_SOURCE_NAME.pattern}")
+        return value
+
     sources: dict[str, InboundSource] = Field(default_factory=dict)
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     kept_headers: tuple[str, ...] = DEFAULT_KEPT_HEADERS
@@ -51,7 +63,14 @@ class DeliverySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    retry_delays_s: tuple[float, ...] = SVIX_DELAYS_S
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+        return value
+
+    retry_delays_s: tuple[float, ...] = Field(default=SVIX_DELAYS_S, max_length=7)
     #: An endpoint failing for this long without one success is disabled (Svix: 5 days).
     disable_after_s: float = Field(default=5 * 24 * 3600, gt=0)
     timeout_s: float = Field(default=15.0, gt=0)
