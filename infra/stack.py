@@ -30,8 +30,23 @@ class Service(Protocol):
 
 ServiceFactory = Callable[[Settings], Service]
 
+
+def webhook_delivery(settings: Settings) -> Service:
+    """Outbound webhooks: endpoint registry view, fan-out from fact topics, delivery worker."""
+    from agents.webhooks import WebhookDeliveryService
+    from streams.codec import Codec
+    from streams.registry_client import RegistryClient
+
+    return WebhookDeliveryService(
+        settings.kafka,
+        Codec(RegistryClient(settings.registry)),
+        Catalogue(settings.kafka.topic_prefix),
+        settings.webhooks.delivery,
+    )
+
+
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = []
+SERVICES: list[ServiceFactory] = [webhook_delivery]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:
