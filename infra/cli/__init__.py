@@ -6,7 +6,14 @@ Exit codes: 0 success; 1 the operation failed or a check found a problem; 2 bad 
 
 from __future__ import annotations
 
-from infra.cli import doctor, kafka, stack, topics, webhooks  # noqa: F401  (registers the commands)
+from infra.cli import (  # noqa: F401  (registers the commands)
+    doctor,
+    kafka,
+    schemas,
+    stack,
+    topics,
+    webhooks,
+)
 from infra.cli._app import main
 
 __all__ = ["main"]

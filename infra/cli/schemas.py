@@ -1,0 +1,60 @@
+"""``backbone schemas generate|check|release``: the event contract on disk."""
+
+from __future__ import annotations
+
+import click
+
+from infra.cli._app import EXIT_FAILED, emit, json_option, main
+from infra.contract import check, drift, generate, release
+from infra.registry.compatibility import DEFAULT_LEVEL, Level
+
+
+@main.group()
+def schemas() -> None:
+    """The event contract: .avsc files, drift check, evolution gate."""
+
+
+@schemas.command("generate")
+def generate_() -> None:
+    """Write schemas/<family>/<Event>.avsc from the event models."""
+    changed, removed = generate()
+    for path in changed:
+        click.echo(f"wrote   {path}")
+    for path in removed:
+        click.echo(f"removed {path}")
+    if not changed and not removed:
+        click.echo("schemas are up to date")
+
+
+@schemas.command("check")
+@click.option(
+    "--level",
+    type=click.Choice([level.value for level in Level]),
+    default=DEFAULT_LEVEL.value,
+    show_default=True,
+    help="Compatibility policy against released versions.",
+)
+@json_option
+def check_(level: str, as_json: bool) -> None:
+    """Fail if the .avsc files drifted from the models or break a released version."""
+    problems = [f"drift: {p}" for p in drift()] + [str(p) for p in check(level=Level(level))]
+
+    def human() -> None:
+        for problem in problems:
+            click.secho(problem, fg="red")
+        if not problems:
+            click.echo(f"schemas match the models and are {level}-compatible with every release")
+
+    emit({"ok": not problems, "problems": problems}, as_json, human)
+    if problems:
+        raise SystemExit(EXIT_FAILED)
+
+
+@schemas.command("release")
+def release_() -> None:
+    """Record the current schemas as released versions in schemas/history/ (when changed)."""
+    written = release()
+    for path in written:
+        click.echo(f"released {path}")
+    if not written:
+        click.echo("nothing to release: history already holds every current schema")
