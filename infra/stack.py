@@ -33,10 +33,9 @@ ServiceFactory = Callable[[Settings], Service]
 
 def webhook_delivery(settings: Settings) -> Service:
     """Outbound webhooks: endpoint registry view, fan-out from fact topics, delivery worker."""
+    from agents.webhooks import WebhookDeliveryService
     from streams.codec import Codec
     from streams.registry_client import RegistryClient
-
-    from agents.webhooks import WebhookDeliveryService
 
     return WebhookDeliveryService(
         settings.kafka,

@@ -13,13 +13,12 @@ import logging
 import uuid
 from collections.abc import Iterable
 
+from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events import Event
 from streams.events.webhooks import WebhookDeliveryRequested
 from streams.headers import side_effects_allowed
-
-from connectors.webhooks import Endpoint, EndpointView, EventWriter
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

@@ -18,7 +18,21 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
+
+from connectors.webhooks import (
+    Action,
+    AttemptResult,
+    Decision,
+    EndpointLimits,
+    RetrySchedule,
+    WebhookSender,
+    decide,
+)
+from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
+from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
+from connectors.webhooks.settings import DeliverySettings
 from streams.codec import Codec
+from streams.errors import BackboneError, KafkaUnavailableError
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
 from streams.events.webhooks import (
     WebhookDelivered,
@@ -29,22 +43,6 @@ from streams.events.webhooks import (
     WebhookEndpointDisabled,
 )
 from streams.headers import side_effects_allowed
-
-from connectors.webhooks import (
-    Action,
-    AttemptResult,
-    Decision,
-    Endpoint,
-    EndpointLimits,
-    EndpointView,
-    EventWriter,
-    RetrySchedule,
-    WebhookSender,
-    decide,
-)
-from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
-from connectors.webhooks.settings import DeliverySettings
-from streams.errors import BackboneError, KafkaUnavailableError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

@@ -81,5 +81,18 @@ class TopicFollower:
                 await self._task
             self._task = None
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            await stop_quietly(consumer)
+
+
+async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer even when the cluster is gone: aiokafka then lets the CancelledError of its
+    own fetch task escape from ``stop()``; only a cancellation aimed at *us* is passed on."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except KafkaError as exc:
+        log.warning("stopping a consumer: %s", exc)

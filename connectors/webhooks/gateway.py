@@ -7,11 +7,11 @@ start with the app and stop with it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from streams.codec import Codec
-from streams.producer import Publisher
 
 from connectors.webhooks._admin import EndpointAdmin
 from connectors.webhooks._api import EndpointsAPI
@@ -19,8 +19,12 @@ from connectors.webhooks._ingress import WebhookIngress
 from connectors.webhooks._registry import EndpointRegistry
 from connectors.webhooks._seen import SeenSet, seen_key
 from connectors.webhooks.settings import WebhookSettings
+from streams.codec import Codec
+from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EndpointsAPI",
@@ -34,6 +38,8 @@ __all__ = [
 
 class WebhookGateway:
     """Everything the webhook routes need, with one lifecycle."""
+
+    stop_timeout_s = 10.0
 
     def __init__(
         self, kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
@@ -56,7 +62,12 @@ class WebhookGateway:
     async def stop(self) -> None:
         await self.registry.stop()
         await self.seen.stop()
-        await self.publisher.stop()
+        try:
+            # with the cluster gone, aiokafka's stop() keeps retrying the unacknowledged records
+            # forever; those requests were answered 503, so giving up on them loses nothing
+            await asyncio.wait_for(self.publisher.stop(), self.stop_timeout_s)
+        except TimeoutError:
+            log.warning("publisher did not flush within %.0f s; abandoned", self.stop_timeout_s)
 
     def install(self, app: web.Application) -> None:
         self.ingress.install(app)
