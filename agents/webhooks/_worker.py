@@ -29,7 +29,7 @@ from connectors.webhooks import (
     decide,
 )
 from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
-from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
+from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter, stop_quietly
 from connectors.webhooks.settings import DeliverySettings
 from streams.codec import Codec
 from streams.errors import BackboneError, KafkaUnavailableError
@@ -110,6 +110,7 @@ class DeliveryWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._stopping = False
         self.delivered = 0
         self.failed = 0
 
@@ -149,14 +150,19 @@ class DeliveryWorker:
     async def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
+        self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # let the batch in hand finish, so its outcomes are written and its offsets committed
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._settings.timeout_s + 5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
         if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+            consumer, self._consumer = self._consumer, None
+            await stop_quietly(consumer)
         await self._sender.stop()
 
     # --- the loop -------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ class DeliveryWorker:
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        while True:
+        while not self._stopping:
             try:
                 batch = await consumer.getmany(
                     timeout_ms=100, max_records=self._settings.concurrency

@@ -2,6 +2,7 @@
 
 from connectors.webhooks._admin import TOPIC as ENDPOINTS_TOPIC
 from connectors.webhooks._admin import EndpointAdmin, EndpointConflictError
+from connectors.webhooks._follow import TopicFollower, stop_quietly
 from connectors.webhooks._registry import (
     GRACE_HEADER,
     Endpoint,
@@ -21,6 +22,8 @@ __all__ = [
     "EndpointRegistry",
     "EndpointView",
     "EventWriter",
+    "TopicFollower",
     "endpoint_from",
+    "stop_quietly",
     "to_event",
 ]

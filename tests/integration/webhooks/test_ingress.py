@@ -153,9 +153,11 @@ async def test_oversize_body_is_413_before_buffering(
             for _ in range(8):
                 yield b"y" * 512
 
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{base}/webhooks/partner", data=chunks()) as r:
-                assert r.status == 413
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{base}/webhooks/partner", data=chunks()) as r,
+        ):
+            assert r.status == 413
     assert await _received(kafka_settings, codec, catalogue) == []
 
 
