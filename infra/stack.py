@@ -14,6 +14,7 @@ from typing import Protocol
 
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from infra.registry import registry_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -46,7 +47,7 @@ def webhook_delivery(settings: Settings) -> Service:
 
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [webhook_delivery]
+SERVICES: list[ServiceFactory] = [registry_service, webhook_delivery]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

@@ -27,6 +27,8 @@ from streams.errors import (
 )
 from streams.settings import RegistrySettings
 
+__all__ = ["Compatibility", "RegistryClient", "SchemaVersion", "schema_text"]
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 _BY_ERROR_CODE: dict[int, type[RegistryError]] = {
@@ -178,6 +180,7 @@ class RegistryClient:
     async def delete_subject(self, subject: str, *, permanent: bool = False) -> list[int]:
         params = {"permanent": "true"} if permanent else {}
         deleted = await self._request("DELETE", f"/subjects/{_q(subject)}", **params)
+        self._ids = {key: i for key, i in self._ids.items() if key[0] != subject}
         return [int(v) for v in deleted]
 
     async def check_compatibility(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from infra.cli import (  # noqa: F401  (registers the commands)
     doctor,
     kafka,
+    registry,
     schemas,
     stack,
     topics,

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from infra.cli._app import EXIT_FAILED, emit, json_option, main
 from infra.contract import check, drift, generate, release
-from infra.registry.compatibility import DEFAULT_LEVEL, Level
+from infra.registry.compatibility import GATE_LEVEL, Level
+from schemas import SCHEMAS_DIR
+
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SCHEMAS_DIR,
+    show_default=True,
+    help="The schemas folder (with history/ inside).",
+)
 
 
 @main.group()
@@ -15,9 +26,10 @@ def schemas() -> None:
 
 
 @schemas.command("generate")
-def generate_() -> None:
+@root_option
+def generate_(root: Path) -> None:
     """Write schemas/<family>/<Event>.avsc from the event models."""
-    changed, removed = generate()
+    changed, removed = generate(root)
     for path in changed:
         click.echo(f"wrote   {path}")
     for path in removed:
@@ -30,14 +42,15 @@ def generate_() -> None:
 @click.option(
     "--level",
     type=click.Choice([level.value for level in Level]),
-    default=DEFAULT_LEVEL.value,
+    default=GATE_LEVEL.value,
     show_default=True,
     help="Compatibility policy against released versions.",
 )
+@root_option
 @json_option
-def check_(level: str, as_json: bool) -> None:
+def check_(level: str, root: Path, as_json: bool) -> None:
     """Fail if the .avsc files drifted from the models or break a released version."""
-    problems = [f"drift: {p}" for p in drift()] + [str(p) for p in check(level=Level(level))]
+    problems = [f"drift: {p}" for p in drift(root)] + [str(p) for p in check(root, Level(level))]
 
     def human() -> None:
         for problem in problems:
@@ -51,9 +64,10 @@ def check_(level: str, as_json: bool) -> None:
 
 
 @schemas.command("release")
-def release_() -> None:
+@root_option
+def release_(root: Path) -> None:
     """Record the current schemas as released versions in schemas/history/ (when changed)."""
-    written = release()
+    written = release(root)
     for path in written:
         click.echo(f"released {path}")
     if not written:

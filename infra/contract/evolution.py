@@ -3,8 +3,9 @@
 Released versions live in ``schemas/history/<family>/<Name>/v<N>.avsc``; ``backbone schemas
 release`` appends the current schema as a new version when it changed. ``backbone schemas check``
 (run by ``make check``) fails, naming the field and the rule, when a change would break readers
-under the policy (default BACKWARD_TRANSITIVE, the registry's default: today's schema must read
-every record ever written).
+under the policy: FULL_TRANSITIVE by default, stricter than the registry's BACKWARD_TRANSITIVE,
+because during a rolling deploy old consumers read new records too (so removing a field without
+a default fails the gate, not just adding one).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.registry.compatibility import DEFAULT_LEVEL, InvalidAvroSchema, Level, parse
+from infra.registry.compatibility import GATE_LEVEL, InvalidAvroSchema, Level, parse
 from infra.registry.compatibility import check as check_compatibility
 from schemas import SCHEMAS_DIR
 
@@ -58,7 +59,7 @@ def _released_names(root: Path) -> set[str]:
     return {f"{d.parent.name}/{d.name}" for d in history.glob("*/*") if d.is_dir()}
 
 
-def check(root: Path = SCHEMAS_DIR, level: Level = DEFAULT_LEVEL) -> list[Problem]:
+def check(root: Path = SCHEMAS_DIR, level: Level = GATE_LEVEL) -> list[Problem]:
     """Every way the current schemas break the released ones (empty: the change is safe)."""
     problems: list[Problem] = []
     current = _current(root)

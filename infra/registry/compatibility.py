@@ -9,6 +9,7 @@ checked on its own so a report names the field and the rule that breaks, e.g.::
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -53,7 +54,15 @@ class Level(StrEnum):
         return self.startswith(("FORWARD", "FULL"))
 
 
+#: The registry's default for subjects without their own level (as Confluent's BACKWARD, transitive).
 DEFAULT_LEVEL = Level.BACKWARD_TRANSITIVE
+#: The evolution gate's policy: during a rolling deploy old and new consumers read each other's
+#: records, and partners may read with a pinned schema, so both directions must hold, against
+#: every released version.
+GATE_LEVEL = Level.FULL_TRANSITIVE
+
+BACKWARD = "new schema reads old data"
+FORWARD = "old schema reads new data"
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,10 @@ class Incompatibility:
         return f"{self.field}: {self.rule} ({self.direction}{where}) at {self.location}: {self.message}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> avro.schema.Schema:
-    """Parse and validate a schema (raises :class:`InvalidAvroSchema`)."""
+    """Parse and validate a schema (raises :class:`InvalidAvroSchema`); cached: the registry
+    checks each new schema against every stored version, and stored versions never change."""
     try:
         return avro.schema.parse(text)
     except (avro.errors.AvroException, json.JSONDecodeError, TypeError, ValueError) as exc:
@@ -126,13 +137,14 @@ def reader_writer(
             match = match or writer_fields.get(alias)
         if match is None:
             if not field.has_default:
+                change = "removed" if direction == FORWARD else "added"
                 found.append(
                     Incompatibility(
                         "READER_FIELD_MISSING_DEFAULT_VALUE",
                         f"{name}.{field.name}",
                         f"/fields/{index}",
-                        f"the reader has field {field.name!r} without a default and the writer "
-                        "does not write it (removing a field, or adding one, needs a default)",
+                        f"field {field.name!r} was {change} without a default: the reader needs "
+                        "it and the writer does not write it (give it a default first)",
                         direction,
                     )
                 )
@@ -163,9 +175,9 @@ def check(
     for label, old in against:
         pairs = []
         if level.backward:
-            pairs.append((new, old, "new schema reads old data"))
+            pairs.append((new, old, BACKWARD))
         if level.forward:
-            pairs.append((old, new, "old schema reads new data"))
+            pairs.append((old, new, FORWARD))
         for reader, writer, direction in pairs:
             for problem in reader_writer(reader, writer, direction):
                 found.append(

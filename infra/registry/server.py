@@ -6,11 +6,13 @@ import socket
 
 from aiohttp import web
 
+from infra.config import Settings
 from infra.registry.api import make_app
 from infra.registry.compatibility import DEFAULT_LEVEL, Level
 from infra.registry.log import KafkaLog
 from infra.registry.registry import Registry
 from streams.settings import KafkaSettings
+from streams.topics import Catalogue
 
 
 class RegistryServer:
@@ -66,3 +68,32 @@ class RegistryServer:
             f"{self.url} (schemas in topic {self.topic}: {len(state.schemas)} schemas, "
             f"{len(state.subject_names())} subjects, {self._replayed} records replayed)"
         )
+
+
+class ExternalRegistry:
+    """Stands in for ours when BACKBONE_SCHEMA_REGISTRY_URL names another registry."""
+
+    name = "registry"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"{self.url} (external, BACKBONE_SCHEMA_REGISTRY_URL)"
+
+
+def registry_service(settings: Settings) -> RegistryServer | ExternalRegistry:
+    """The registry `backbone up` runs: ours on the configured port, unless one is configured."""
+    if settings.external_registry:
+        return ExternalRegistry(settings.registry.url)
+    return RegistryServer(
+        settings.kafka,
+        topic=Catalogue(settings.kafka.topic_prefix).name("_schemas"),
+        port=settings.local.registry_port,
+    )
