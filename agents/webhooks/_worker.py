@@ -173,7 +173,7 @@ class DeliveryWorker:
         while not self._stopping:
             try:
                 batch = await consumer.getmany(
-                    timeout_ms=100, max_records=self._settings.concurrency
+                    timeout_ms=100, max_records=self._settings.concurrency * 4
                 )
             except KafkaError as exc:
                 log.warning("delivery worker cannot fetch: %s", exc)
@@ -254,16 +254,20 @@ class DeliveryWorker:
             return
         async with self._slots:
             await self._limits.acquire(endpoint.endpoint_id, endpoint.rate_limit_per_second)
-            await self._writer.publish(
-                WebhookDeliveryAttempted(
-                    delivery_id=event.delivery_id,
-                    endpoint_id=event.endpoint_id,
-                    attempt=event.attempt,
-                    url=endpoint.url,
-                    causation_id=str(event.event_id),
-                    correlation_id=event.correlation_id,
-                ),
-                topic=ATTEMPTS,
+            # the attempt's record and the request travel together; same key and partition as
+            # the outcome, so the history stays in order without waiting for this ack first
+            attempted = asyncio.ensure_future(
+                self._writer.publish(
+                    WebhookDeliveryAttempted(
+                        delivery_id=event.delivery_id,
+                        endpoint_id=event.endpoint_id,
+                        attempt=event.attempt,
+                        url=endpoint.url,
+                        causation_id=str(event.event_id),
+                        correlation_id=event.correlation_id,
+                    ),
+                    topic=ATTEMPTS,
+                )
             )
             result = await self._sender.send(
                 endpoint.url,
@@ -273,6 +277,7 @@ class DeliveryWorker:
                 extra_headers=endpoint.headers,
                 timeout_s=min(endpoint.timeout_ms / 1000, self._settings.timeout_s),
             )
+            await attempted
         await self._record(event, record, headers, endpoint, result)
 
     def _schedule_for(self, endpoint: Endpoint) -> RetrySchedule:

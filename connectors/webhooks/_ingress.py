@@ -17,8 +17,6 @@ import asyncio
 import logging
 
 from aiohttp import web
-from streams.events import Event
-from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
 
 from connectors.webhooks._seen import SeenSet, seen_key
 from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
@@ -26,6 +24,8 @@ from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import VerificationError
 from connectors.webhooks.settings import InboundSource, IngressSettings
 from streams.errors import BackboneError
+from streams.events import Event
+from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ class WebhookIngress:
             try:
                 await self._publish(event)
                 # after the event, never before: a crash in between yields a duplicate, not a loss
-                await self._publish(event, topic="webhooks.seen", key=key)
+                marker = event.model_copy(update={"body": b"", "headers": {}})  # keys matter only
+                await self._publish(marker, topic="webhooks.seen", key=key)
             except (TimeoutError, BackboneError) as exc:
                 if isinstance(exc, BackboneError) and not exc.retriable:
                     raise

@@ -44,7 +44,8 @@ class WebhookGateway:
     def __init__(
         self, kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
     ) -> None:
-        self.publisher = Publisher(kafka, codec, catalogue)
+        # a request waits for its acks: do not hold records back for batching (linger)
+        self.publisher = Publisher(kafka.model_copy(update={"linger_ms": 0}), codec, catalogue)
         self.seen = SeenSet(kafka, catalogue.name("webhooks.seen"))
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
         self.ingress = WebhookIngress(settings.ingress, self.publisher, self.seen)
