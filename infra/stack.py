@@ -12,6 +12,8 @@ import signal
 from collections.abc import Callable
 from typing import Protocol
 
+from aiohttp import web
+
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
@@ -43,6 +45,20 @@ def webhook_delivery(settings: Settings) -> Service:
         Codec(RegistryClient(settings.registry)),
         Catalogue(settings.kafka.topic_prefix),
         settings.webhooks.delivery,
+        owns_registry_client=True,
+    )
+
+
+def webhooks_gateway_extension(settings: Settings) -> Callable[[web.Application], None]:
+    """``POST /webhooks/{source}`` and ``/v1/webhook-endpoints`` for the HTTP gateway.
+
+    When the gateway lands: ``build_gateway(..., extensions=[webhooks_gateway_extension(s)])``.
+    ``/webhooks/`` must not require a bearer token (the signature is the authentication);
+    ``/v1/webhook-endpoints`` must (it administers secrets)."""
+    from connectors.webhooks.gateway import webhooks_extension
+
+    return webhooks_extension(
+        settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix), settings.webhooks
     )
 
 

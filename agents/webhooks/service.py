@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from streams.codec import Codec
-from streams.producer import Publisher
-
 from agents.webhooks._fanout import Fanout
 from agents.webhooks._worker import DeliveryWorker
 from connectors.webhooks.registry import EndpointRegistry
 from connectors.webhooks.settings import DeliverySettings
+from streams.codec import Codec
+from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -24,7 +23,10 @@ class WebhookDeliveryService:
         settings: DeliverySettings,
         *,
         fanout: bool = True,
+        owns_registry_client: bool = False,
     ) -> None:
+        self._codec = codec
+        self._owns_registry_client = owns_registry_client
         self.publisher = Publisher(kafka, codec, catalogue)
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
         self.worker = DeliveryWorker(
@@ -57,6 +59,8 @@ class WebhookDeliveryService:
         await self.worker.stop()
         await self.registry.stop()
         await self.publisher.stop()
+        if self._owns_registry_client:
+            await self._codec.registry.close()
 
     def describe(self) -> str:
         endpoints = len(self.registry.view.endpoints)

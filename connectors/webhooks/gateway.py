@@ -21,7 +21,8 @@ from connectors.webhooks._seen import SeenSet, seen_key
 from connectors.webhooks.settings import WebhookSettings
 from streams.codec import Codec
 from streams.producer import Publisher
-from streams.settings import KafkaSettings
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,17 @@ class WebhookGateway:
     stop_timeout_s = 10.0
 
     def __init__(
-        self, kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
+        self,
+        kafka: KafkaSettings,
+        codec: Codec,
+        catalogue: Catalogue,
+        settings: WebhookSettings,
+        *,
+        owns_registry_client: bool = False,
     ) -> None:
-        # a request waits for its acks: do not hold records back for batching (linger)
-        self.publisher = Publisher(kafka.model_copy(update={"linger_ms": 0}), codec, catalogue)
+        self._codec = codec
+        self._owns_registry_client = owns_registry_client
+        self.publisher = Publisher(kafka, codec, catalogue)
         self.seen = SeenSet(kafka, catalogue.name("webhooks.seen"))
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
         self.ingress = WebhookIngress(settings.ingress, self.publisher, self.seen)
@@ -69,6 +77,8 @@ class WebhookGateway:
             await asyncio.wait_for(self.publisher.stop(), self.stop_timeout_s)
         except TimeoutError:
             log.warning("publisher did not flush within %.0f s; abandoned", self.stop_timeout_s)
+        if self._owns_registry_client:
+            await self._codec.registry.close()
 
     def install(self, app: web.Application) -> None:
         self.ingress.install(app)
@@ -83,6 +93,11 @@ class WebhookGateway:
 
 
 def webhooks_extension(
-    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, settings: WebhookSettings
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    settings: WebhookSettings,
 ) -> Callable[[web.Application], None]:
-    return WebhookGateway(kafka, codec, catalogue, settings).install
+    """For ``build_gateway(..., extensions=[...])``: the routes, with their own registry client."""
+    codec = Codec(RegistryClient(registry))
+    return WebhookGateway(kafka, codec, catalogue, settings, owns_registry_client=True).install

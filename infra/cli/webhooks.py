@@ -10,14 +10,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from streams.codec import Codec
-from streams.producer import Publisher
-from streams.registry_client import RegistryClient
 
 from agents.webhooks.recovery import attempts as read_attempts
 from agents.webhooks.recovery import recover as recover_deliveries
 from connectors.webhooks.registry import Endpoint, EndpointAdmin, EndpointRegistry
 from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.config import Settings
+from streams.codec import Codec
+from streams.events import Event
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
 
 T = TypeVar("T")
@@ -44,16 +46,22 @@ def _duration_s(text: str) -> float:
     raise click.BadParameter(f"{text!r}: use 30s, 10m, 24h or 7d")
 
 
-def _parts() -> tuple[Any, Codec, Catalogue]:
+def _parts() -> tuple[Settings, Catalogue]:
     cfg = settings()
-    return cfg, Codec(RegistryClient(cfg.registry)), Catalogue(cfg.kafka.topic_prefix)
+    return cfg, Catalogue(cfg.kafka.topic_prefix)
+
+
+@asynccontextmanager
+async def _codec(cfg: Settings) -> AsyncIterator[Codec]:
+    async with RegistryClient(cfg.registry) as client:
+        yield Codec(client)
 
 
 @asynccontextmanager
 async def _admin() -> AsyncIterator[tuple[EndpointAdmin, EndpointRegistry]]:
-    cfg, codec, catalogue = _parts()
-    registry = EndpointRegistry(cfg.kafka, codec, catalogue.name("webhooks.endpoints"))
-    async with Publisher(cfg.kafka, codec, catalogue) as publisher:
+    cfg, catalogue = _parts()
+    async with _codec(cfg) as codec, Publisher(cfg.kafka, codec, catalogue) as publisher:
+        registry = EndpointRegistry(cfg.kafka, codec, catalogue.name("webhooks.endpoints"))
         await registry.start()
         try:
             yield EndpointAdmin(publisher, registry.view), registry
@@ -192,12 +200,12 @@ def disable(endpoint_id: str, reason: str, as_json: bool) -> None:
 @json_option
 def recover(endpoint_id: str, since: str, until: str | None, dry_run: bool, as_json: bool) -> None:
     """Re-send dead-lettered deliveries of a window (same webhook-ids)."""
-    cfg, codec, catalogue = _parts()
+    cfg, catalogue = _parts()
     since_ms = parse_since(since)
     until_ms = parse_since(until) if until else None
 
     async def go() -> list[Any]:
-        async with Publisher(cfg.kafka, codec, catalogue) as publisher:
+        async with _codec(cfg) as codec, Publisher(cfg.kafka, codec, catalogue) as publisher:
             return await recover_deliveries(
                 cfg.kafka,
                 codec,
@@ -226,16 +234,19 @@ def recover(endpoint_id: str, since: str, until: str | None, dry_run: bool, as_j
 @json_option
 def attempts_(endpoint_id: str, since: str | None, as_json: bool) -> None:
     """The delivery history of an endpoint: every attempt and its outcome."""
-    cfg, codec, catalogue = _parts()
-    rows = run(
-        read_attempts(
-            cfg.kafka,
-            codec,
-            catalogue,
-            endpoint_id=endpoint_id,
-            since_ms=parse_since(since) if since else None,
-        )
-    )
+    cfg, catalogue = _parts()
+
+    async def go() -> list[tuple[Event, int]]:
+        async with _codec(cfg) as codec:
+            return await read_attempts(
+                cfg.kafka,
+                codec,
+                catalogue,
+                endpoint_id=endpoint_id,
+                since_ms=parse_since(since) if since else None,
+            )
+
+    rows = run(go())
     data = [{"event_type": e.event_type, **e.model_dump(mode="json")} for e, _ in rows]
 
     def human() -> None:
@@ -244,7 +255,7 @@ def attempts_(endpoint_id: str, since: str | None, as_json: bool) -> None:
             status = getattr(event, "status", None)
             detail = getattr(event, "message", "") or getattr(event, "url", "")
             click.echo(
-                f"{when}  {event.delivery_id}  #{event.attempt}  "  # type: ignore[attr-defined]
+                f"{when}  {getattr(event, 'delivery_id', '')}  #{getattr(event, 'attempt', '')}  "
                 f"{event.event_type.removeprefix('webhook.'):<18} {status or '':>4}  {detail}"
             )
 
