@@ -113,6 +113,7 @@ class DeliveryWorker:
         self._stopping = False
         self.delivered = 0
         self.failed = 0
+        self.undecodable = 0
 
     def describe(self) -> str:
         return (
@@ -235,7 +236,15 @@ class DeliveryWorker:
         headers = dict(record.headers)
         if not side_effects_allowed(headers):
             return  # a replayed copy: never re-deliver unless the operator asked for it
-        event = await self._codec.decode(record.value or b"")
+        try:
+            event = await self._codec.decode(record.value or b"")
+        except BackboneError as exc:
+            if exc.retriable:
+                raise  # the registry is away: read it again later
+            # a poison record must not stall the partition; it cannot be delivered either
+            log.error("undecodable delivery %s@%d skipped: %s", record.topic, record.offset, exc)
+            self.undecodable += 1
+            return
         if not isinstance(event, WebhookDeliveryRequested):
             log.warning("unexpected %s on %s", event.event_type, record.topic)
             return
