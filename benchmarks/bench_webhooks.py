@@ -128,6 +128,8 @@ async def _closed_loop(url: str, secret: str, total: int, concurrency: int) -> d
 def _load_process(conn: Connection, mode: str, url: str, secret: str) -> None:
     if mode == "open":
         conn.send(asyncio.run(_open_loop(url, secret, RATE, SECONDS)))
+    elif mode == "warm":
+        conn.send(asyncio.run(_open_loop(url, secret, LOW_RATE, 2)))
     elif mode == "low":
         conn.send(asyncio.run(_open_loop(url, secret, LOW_RATE, SECONDS)))
     else:
@@ -196,6 +198,7 @@ async def _inbound(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> 
     baseline_app.router.add_post("/webhooks/{source}", bare)
     runner, base = await _serve(baseline_app)
     try:
+        await _load("warm", f"{base}/webhooks/bench", secret)
         baseline = {"open": await _load("open", f"{base}/webhooks/bench", secret)}
         baseline["low"] = await _load("low", f"{base}/webhooks/bench", secret)
         baseline["closed"] = await _load("closed", f"{base}/webhooks/bench", secret)
@@ -206,6 +209,7 @@ async def _inbound(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> 
     WebhookGateway(kafka, codec, catalogue, settings).install(app)
     runner, base = await _serve(app)
     try:
+        await _load("warm", f"{base}/webhooks/bench", secret)
         ours = {"open": await _load("open", f"{base}/webhooks/bench", secret)}
         ours["low"] = await _load("low", f"{base}/webhooks/bench", secret)
         ours["closed"] = await _load("closed", f"{base}/webhooks/bench", secret)
