@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import uuid
 
+import agents.webhooks
 import connectors.webhooks
 import connectors.webhooks.gateway
 import connectors.webhooks.registry
@@ -77,7 +78,12 @@ def test_fanout_is_deterministic_and_filtered() -> None:
 
 
 def test_exported_members() -> None:
-    for module in (connectors.webhooks, connectors.webhooks.registry, connectors.webhooks.gateway):
+    for module in (
+        connectors.webhooks,
+        connectors.webhooks.registry,
+        connectors.webhooks.gateway,
+        agents.webhooks,
+    ):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
     assert "verify" in connectors.webhooks.__all__
