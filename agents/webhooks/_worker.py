@@ -329,12 +329,12 @@ class DeliveryWorker:
             "correlation_id": event.correlation_id,
         }
         if decision.action is Action.DELIVERED:
-            self.delivered += 1
             assert result.status is not None
             await self._writer.publish(
                 WebhookDelivered(**common, status=result.status, latency_ms=result.duration_ms),
                 topic=ATTEMPTS,
             )
+            self.delivered += 1  # counted once recorded: the counters mean "done and written"
             return
         self.failed += 1
         await self._writer.publish(

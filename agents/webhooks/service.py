@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents.webhooks._fanout import Fanout
+from agents.webhooks._faust_worker import FaustDeliveryWorker
 from agents.webhooks._worker import DeliveryWorker
 from connectors.webhooks.registry import EndpointRegistry
 from connectors.webhooks.settings import DeliverySettings
@@ -29,9 +30,8 @@ class WebhookDeliveryService:
         self._owns_registry_client = owns_registry_client
         self.publisher = Publisher(kafka, codec, catalogue)
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
-        self.worker = DeliveryWorker(
-            kafka, codec, catalogue, settings, self.registry.view, self.publisher
-        )
+        runtime = FaustDeliveryWorker if settings.runtime == "faust" else DeliveryWorker
+        self.worker = runtime(kafka, codec, catalogue, settings, self.registry.view, self.publisher)
         self.fanout = (
             Fanout(
                 kafka,

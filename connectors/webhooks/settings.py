@@ -84,6 +84,8 @@ class DeliverySettings(BaseModel):
     #: Fact topics (logical names) whose events are offered to endpoints.
     source_topics: tuple[str, ...] = ("calls.results", "research.events")
     group_id: str = "backbone-webhooks"
+    #: ``faust`` (agents, like the call pipeline) or ``aiokafka`` (one consumer, batch pipelining).
+    runtime: Literal["faust", "aiokafka"] = "faust"
 
     @property
     def schedule(self) -> RetrySchedule:

@@ -101,18 +101,19 @@ async def test_matching_events_are_delivered_signed(
     assert kinds == [WebhookDeliveryAttempted, WebhookDelivered]
 
 
+@pytest.mark.parametrize("runtime", ["faust", "aiokafka"])
 async def test_retries_follow_the_schedule_with_stable_id_and_fresh_timestamps(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     delays = (1.0, 2.0)
     async with receiver() as bird, admin_only(kafka_settings, codec, catalogue) as out:
         bird.script = [(500, {}), (503, {}), (200, {})]
         endpoint, secret = await out.admin.register(bird.url)
-        async with running_service(
-            kafka_settings, codec, catalogue, delivery_settings(retry_delays_s=delays)
-        ):
+        settings = delivery_settings(retry_delays_s=delays, runtime=runtime)
+        async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             request = await out.request(endpoint.endpoint_id)
             hits = await bird.wait_for(3, timeout=30)
+            await _wait(lambda: svc.worker.delivered == 1)
     gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
     for gap, delay in zip(gaps, delays, strict=True):
         assert abs(gap - delay) <= 0.1 * delay, f"gap {gap:.3f} s for a {delay} s delay"
@@ -139,13 +140,14 @@ async def test_retry_after_is_honoured(
     assert 1.8 <= second.at - first.at <= 2.2
 
 
+@pytest.mark.parametrize("runtime", ["faust", "aiokafka"])
 async def test_exhausted_delivery_is_dead_lettered_with_its_envelope_then_recovered(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     async with receiver() as bird, admin_only(kafka_settings, codec, catalogue) as out:
         bird.script = [(500, {})]
         endpoint, secret = await out.admin.register(bird.url)
-        settings = delivery_settings(retry_delays_s=(0.2, 0.2))
+        settings = delivery_settings(retry_delays_s=(0.2, 0.2), runtime=runtime)
         async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             request = await out.request(endpoint.endpoint_id, payload='{"n": 7}')
             await bird.wait_for(3)
