@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
@@ -234,50 +234,64 @@ async def _raw_posts(url: str, total: int, concurrency: int) -> float:
         return total / (time.perf_counter() - begin)
 
 
-async def _outbound(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, float]:
-    proc, conn = _in_process(_receiver_process)
-    port = await asyncio.to_thread(conn.recv)
-    url = f"http://127.0.0.1:{port}/hook"
+async def _worker_rate(
+    kafka: KafkaSettings, codec: Codec, url: str, runtime: Literal["faust", "aiokafka"]
+) -> tuple[float, int]:
+    """Deliveries/s of one runtime: requests queued first, then the worker started and timed."""
+    catalogue = Catalogue(prefix=f"bench-{runtime}-{uuid.uuid4().hex[:6]}.")
+    await apply_catalogue(kafka, catalogue)
     settings = DeliverySettings(
         allow_networks=("127.0.0.0/8",),
         group_id=f"bench-{uuid.uuid4().hex[:6]}",
         concurrency=256,
+        runtime=runtime,
     )
+    async with Publisher(kafka, codec, catalogue) as publisher:
+        endpoint, _ = await EndpointAdmin(publisher, EndpointView()).register(url)
+        requests = [
+            WebhookDeliveryRequested(
+                delivery_id=f"msg_{uuid.uuid4().hex}",
+                endpoint_id=endpoint.endpoint_id,
+                delivered_event_type="call.succeeded",
+                delivered_event_id=str(uuid.uuid4()),
+                payload=BODY.decode(),
+            )
+            for _ in range(DELIVERIES)
+        ]
+        await publisher.publish_many(requests, topic="webhooks.deliveries")
+    service = WebhookDeliveryService(kafka, codec, catalogue, settings, fanout=False)
+    begin = time.perf_counter()
+    await service.start()
     try:
-        baseline = await _raw_posts(url, DELIVERIES, settings.concurrency)
-        async with Publisher(kafka, codec, catalogue) as publisher:
-            endpoint, _ = await EndpointAdmin(publisher, EndpointView()).register(url)
-            requests = [
-                WebhookDeliveryRequested(
-                    delivery_id=f"msg_{uuid.uuid4().hex}",
-                    endpoint_id=endpoint.endpoint_id,
-                    delivered_event_type="call.succeeded",
-                    delivered_event_id=str(uuid.uuid4()),
-                    payload=BODY.decode(),
-                )
-                for _ in range(DELIVERIES)
-            ]
-            await publisher.publish_many(requests, topic="webhooks.deliveries")
-        service = WebhookDeliveryService(kafka, codec, catalogue, settings, fanout=False)
-        begin = time.perf_counter()
-        await service.start()
-        try:
-            while service.worker.delivered < DELIVERIES:
-                if time.perf_counter() - begin > 120:
-                    break
-                await asyncio.sleep(0.02)
-            elapsed = time.perf_counter() - begin
-            delivered = service.worker.delivered
-        finally:
-            await service.stop()
+        while service.worker.delivered < DELIVERIES:
+            if time.perf_counter() - begin > 120:
+                break
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - begin
+        delivered = service.worker.delivered
+    finally:
+        await service.stop()
+    return delivered / elapsed, delivered
+
+
+async def _outbound(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, float]:
+    proc, conn = _in_process(_receiver_process)
+    port = await asyncio.to_thread(conn.recv)
+    url = f"http://127.0.0.1:{port}/hook"
+    try:
+        baseline = await _raw_posts(url, DELIVERIES, 256)
+        faust_rate, faust_n = await _worker_rate(kafka, codec, url, "faust")
+        aiokafka_rate, aiokafka_n = await _worker_rate(kafka, codec, url, "aiokafka")
     finally:
         conn.send("stop")
         received = await asyncio.to_thread(conn.recv)
         proc.join(10)
     return {
         "baseline": baseline,
-        "webhooks": delivered / elapsed,
-        "delivered": delivered,
+        "webhooks": faust_rate,
+        "delivered": faust_n,
+        "aiokafka": aiokafka_rate,
+        "aiokafka_delivered": aiokafka_n,
         "received": received,
     }
 
@@ -307,11 +321,15 @@ def _report(inbound: dict[str, Any], outbound: dict[str, float]) -> None:
     print(f"outbound, {DELIVERIES} deliveries to a local receiver:")
     print(f"  raw aiohttp POST loop  {outbound['baseline']:7.0f} posts/s")
     print(
-        f"  delivery worker        {outbound['webhooks']:7.0f} deliveries/s "
-        f"({outbound['delivered']:.0f} delivered, receiver counted {outbound['received']:.0f} "
-        "incl. the baseline's posts)"
+        f"  worker, faust agents   {outbound['webhooks']:7.0f} deliveries/s "
+        f"({outbound['delivered']:.0f} delivered)"
     )
-    print(f"  ratio worker/raw: {outbound['webhooks'] / outbound['baseline']:.2f}")
+    print(
+        f"  worker, aiokafka loop  {outbound['aiokafka']:7.0f} deliveries/s "
+        f"({outbound['aiokafka_delivered']:.0f} delivered)"
+    )
+    print(f"  receiver counted {outbound['received']:.0f} requests in all")
+    print(f"  ratio faust worker/raw: {outbound['webhooks'] / outbound['baseline']:.2f}")
     print(f"  target >= 1,000/s: {'met' if outbound['webhooks'] >= 1000 else 'NOT met'}")
 
 
