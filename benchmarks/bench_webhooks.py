@@ -330,6 +330,7 @@ def _report(inbound: dict[str, Any], outbound: dict[str, float]) -> None:
     )
     print(f"  receiver counted {outbound['received']:.0f} requests in all")
     print(f"  ratio faust worker/raw: {outbound['webhooks'] / outbound['baseline']:.2f}")
+    print(f"  ratio aiokafka worker/raw: {outbound['aiokafka'] / outbound['baseline']:.2f}")
     print(f"  target >= 1,000/s: {'met' if outbound['webhooks'] >= 1000 else 'NOT met'}")
 
 
