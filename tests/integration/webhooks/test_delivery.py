@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from typing import Any
 
 import pytest
 import standardwebhooks
@@ -298,3 +299,35 @@ async def test_undecodable_request_does_not_stall_the_partition(
             await out.request(endpoint.endpoint_id)
             await bird.wait_for(1)
             await _wait(lambda: svc.worker.undecodable == 1)
+
+
+async def test_replayed_copies_do_not_trigger_deliveries(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    from streams import headers as h
+
+    def succeeded(call_id: str) -> Any:
+        return event_class("call.succeeded").model_validate(
+            {
+                "call_id": call_id,
+                "service": "search",
+                "operation": "query",
+                "status": 200,
+                "latency_ms": 1.0,
+                "attempt": 1,
+                "idempotency_key": call_id,
+            }
+        )
+
+    async with receiver() as bird, admin_only(kafka_settings, codec, catalogue) as out:
+        await out.admin.register(bird.url)
+        settings = delivery_settings(source_topics=("calls.results",))
+        async with running_service(kafka_settings, codec, catalogue, settings, fanout=True):
+            await out.publisher.publish(
+                succeeded("replayed"), headers={h.REPLAYED_FROM: b"calls.results/0/0"}
+            )
+            await out.publisher.publish(succeeded("live"))
+            [hit] = await bird.wait_for(1)
+            await asyncio.sleep(0.5)
+    assert len(bird.hits) == 1
+    assert b'"call_id":"live"' in hit.body
