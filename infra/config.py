@@ -25,11 +25,21 @@ BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8
 BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
 BACKBONE_GATEWAY_LINGER_MS         the gateway producer's linger (default 0 ms)
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
+BACKBONE_WEBHOOK_SOURCES           inbound webhook sources as JSON:
+                                   ``{"github": {"scheme": "github", "secrets": ["..."]}}``
+BACKBONE_WEBHOOK_ALLOW_NETWORKS    CIDRs outbound deliveries may reach despite the SSRF guard
+                                   (comma-separated; for local demos and tests only)
+BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separated
+                                   (default Svix's 5,300,1800,7200,18000,36000,36000)
 =================================  ===============================================================
+
+In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -38,7 +48,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+<<<<<<< HEAD
 from connectors.gateway.settings import GatewaySettings
+=======
+from connectors.webhooks.settings import WebhookSettings
+>>>>>>> webhooks
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
 
@@ -60,7 +74,11 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
+<<<<<<< HEAD
     gateway: GatewaySettings = GatewaySettings()
+=======
+    webhooks: WebhookSettings = WebhookSettings()
+>>>>>>> webhooks
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -91,7 +109,11 @@ _ENV: dict[str, tuple[str, str]] = {
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+<<<<<<< HEAD
     tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "gateway": {}}
+=======
+    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "webhooks": {}}
+>>>>>>> webhooks
     if path := env.get("BACKBONE_CONFIG"):
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -104,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for var, (section, key) in _ENV.items():
         if var in env:
             tree[section][key] = env[var]
+    _webhooks_from_env(env, tree["webhooks"])
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
@@ -114,3 +137,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**tree, external_kafka=external, external_registry=external_registry)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc
+
+
+def _webhooks_from_env(env: Mapping[str, str], tree: dict[str, Any]) -> None:
+    ingress = tree.setdefault("ingress", {})
+    delivery = tree.setdefault("delivery", {})
+    if raw := env.get("BACKBONE_WEBHOOK_SOURCES"):
+        try:
+            ingress["sources"] = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_WEBHOOK_SOURCES is not JSON: {exc}") from exc
+    if raw := env.get("BACKBONE_WEBHOOK_ALLOW_NETWORKS"):
+        delivery["allow_networks"] = tuple(n.strip() for n in raw.split(",") if n.strip())
+    if raw := env.get("BACKBONE_WEBHOOK_RETRY_DELAYS"):
+        try:
+            delivery["retry_delays_s"] = tuple(float(d) for d in raw.split(",") if d.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_WEBHOOK_RETRY_DELAYS: {exc}") from exc

@@ -34,6 +34,33 @@ class Service(Protocol):
 ServiceFactory = Callable[[Settings], Service]
 
 
+def webhook_delivery(settings: Settings) -> Service:
+    """Outbound webhooks: endpoint registry view, fan-out from fact topics, delivery worker."""
+    from agents.webhooks import WebhookDeliveryService
+    from streams.codec import Codec
+    from streams.registry_client import RegistryClient
+
+    return WebhookDeliveryService(
+        settings.kafka,
+        Codec(RegistryClient(settings.registry)),
+        Catalogue(settings.kafka.topic_prefix),
+        settings.webhooks.delivery,
+        owns_registry_client=True,
+    )
+
+
+def webhooks_gateway_extension(settings: Settings) -> Callable[[web.Application], None]:
+    """``POST /webhooks/{source}`` and ``/v1/webhook-endpoints`` for the HTTP gateway.
+
+    ``/webhooks/`` needs no bearer token (the signature is the authentication);
+    ``/v1/webhook-endpoints`` does (the gateway's auth covers every ``/v1/`` path)."""
+    from connectors.webhooks.gateway import webhooks_extension
+
+    return webhooks_extension(
+        settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix), settings.webhooks
+    )
+
+
 def gateway_service(settings: Settings) -> Service:
     """The HTTP gateway on ``BACKBONE_GATEWAY_HOST:PORT`` (127.0.0.1:8080 by default)."""
     from connectors.gateway import GatewayService, build_gateway
@@ -50,11 +77,11 @@ def gateway_service(settings: Settings) -> Service:
 
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
-    return []
+    return [webhooks_gateway_extension(settings)]
 
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [registry_service, gateway_service]
+SERVICES: list[ServiceFactory] = [registry_service, gateway_service, webhook_delivery]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

@@ -1,0 +1,138 @@
+"""The delivery worker as Faust agents (the runtime the call pipeline uses).
+
+One agent consumes ``webhooks.deliveries`` with ``concurrency`` actors; each retry tier is an agent
+with ``isolated_partitions=True``, so an actor that sleeps until its head record is due holds back
+only that partition. Values are raw bytes decoded by Backbone's codec (Faust's model system is not
+involved); outcomes are written through the worker's publisher and acknowledged before Faust
+acknowledges the record, so offsets only move past delivered-and-recorded work (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from agents.webhooks._worker import DELIVERIES, DUE_AT, DeliveryWorker, _float_header, tier_topic
+
+
+@dataclass(frozen=True)
+class _Record:
+    """The parts of a Faust event the delivery logic reads (shaped like aiokafka's record)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    headers: list[tuple[str, bytes]]
+    value: bytes | None
+
+
+def _record_of(event: Any) -> _Record:
+    message = event.message
+    raw = event.headers or {}
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    return _Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=int(message.timestamp * 1000) if message.timestamp else 0,
+        headers=[(str(k), bytes(v)) for k, v in items if v is not None],
+        value=event.value,
+    )
+
+
+class FaustDeliveryWorker(DeliveryWorker):
+    """Same decisions and records as :class:`DeliveryWorker`; Faust owns consumption and commits."""
+
+    _faust: Any = None
+    _datadir: str = ""
+    _in_flight: int = 0
+    _idle: asyncio.Event
+
+    async def _deliver_tracked(self, record: _Record) -> None:
+        if self._stopping:
+            # never acknowledge what was not delivered: hold it until Faust cancels this actor,
+            # so its offset is not committed and the next worker delivers it
+            await asyncio.Event().wait()
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            await self._deliver(record)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    def describe(self) -> str:
+        return "faust " + super().describe()
+
+    def _app(self) -> faust.App:
+        return faust.App(
+            self._settings.group_id,
+            broker=f"kafka://{self._kafka.bootstrap}",
+            value_serializer="raw",
+            key_serializer="raw",
+            web_enabled=False,
+            topic_allow_declare=False,  # the catalogue creates topics
+            topic_disable_leader=True,
+            datadir=self._datadir,
+            processing_guarantee="at_least_once",
+            broker_commit_interval=0.5,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            stream_wait_empty=False,
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
+        )
+
+    async def start(self) -> None:
+        await self._sender.start()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._datadir = tempfile.mkdtemp(prefix="backbone-webhooks-")
+        app = self._app()
+        self._define_agents(app)
+        self._faust = app
+        await app.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._in_flight:  # let attempts in hand finish and record their outcome
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self._settings.timeout_s + 5)
+        app, self._faust = self._faust, None
+        if app is not None:
+            await app.stop()
+        await self._sender.stop()
+        if self._datadir:
+            shutil.rmtree(self._datadir, ignore_errors=True)
+
+    def _define_agents(self, app: faust.App) -> None:
+        cat = self._catalogue
+
+        async def deliver(stream: Any) -> None:
+            async for event in stream.events():
+                await self._deliver_tracked(_record_of(event))
+
+        topic = app.topic(cat.name(DELIVERIES), value_type=bytes, key_type=bytes)
+        app.agent(topic, name="deliver", concurrency=self._settings.concurrency)(deliver)
+
+        async def retry_tier(stream: Any) -> None:
+            async for event in stream.events():
+                record = _record_of(event)
+                due_at = _float_header(dict(record.headers), DUE_AT)
+                if due_at is not None and (wait := due_at - time.time()) > 0:
+                    await asyncio.sleep(wait)  # only this partition's actor waits
+                await self._deliver_tracked(record)
+
+        for n in range(1, self._settings.tiers + 1):
+            tier = app.topic(cat.name(tier_topic(n)), value_type=bytes, key_type=bytes)
+            app.agent(tier, name=f"retry-{n}", isolated_partitions=True)(retry_tier)

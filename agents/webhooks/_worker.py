@@ -1,0 +1,434 @@
+"""The delivery worker: signs and sends deliveries, records every attempt, retries through tiers.
+
+It consumes ``webhooks.deliveries`` and ``webhooks.deliveries.retry.1..n`` in one consumer group.
+A record in a retry tier carries its due time in the ``backbone-due-at`` header; when the head of
+a tier partition is not due yet, only that partition is paused (and rewound to it) until then, so
+nothing busy-waits and other partitions keep flowing. Offsets are committed after the outcome of
+every record of a batch has been written (at-least-once; the stable ``webhook-id`` lets receivers
+drop the rare duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from connectors.webhooks import (
+    Action,
+    AttemptResult,
+    Decision,
+    EndpointLimits,
+    RetrySchedule,
+    WebhookSender,
+    decide,
+)
+from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
+from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter, stop_quietly
+from connectors.webhooks.settings import DeliverySettings
+from streams.codec import Codec
+from streams.errors import BackboneError, KafkaUnavailableError
+from streams.events.common import DeadLetterEnvelope, DeadLetterReason
+from streams.events.webhooks import (
+    WebhookDelivered,
+    WebhookDeliveryAttempted,
+    WebhookDeliveryDeadLettered,
+    WebhookDeliveryFailed,
+    WebhookDeliveryRequested,
+    WebhookEndpointDisabled,
+)
+from streams.headers import side_effects_allowed
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
+
+DUE_AT = "backbone-due-at"
+FIRST_FAILURE_AT = "backbone-first-failure-at"
+DELIVERIES = "webhooks.deliveries"
+ATTEMPTS = "webhooks.attempts"
+DEAD_LETTERS = "webhooks.deliveries.dlt"
+#: A parked partition resumes this much before its head is due, so fetching it does not make the
+#: attempt late; the worker then waits out the remainder.
+EARLY_S = 0.2
+
+
+def tier_topic(n: int) -> str:
+    return f"{DELIVERIES}.retry.{n}"
+
+
+def _float_header(headers: dict[str, bytes], name: str) -> float | None:
+    raw = headers.get(name)
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _error_class(result: AttemptResult) -> str:
+    if result.status is not None:
+        return f"HTTP{result.status}"
+    return (result.error or "error").split(":")[0]
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class DeliveryWorker:
+    """A long-running service (``name``/``start``/``stop``/``describe``) for ``backbone up``."""
+
+    name = "webhooks"
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: Codec,
+        catalogue: Catalogue,
+        settings: DeliverySettings,
+        view: EndpointView,
+        writer: EventWriter,
+        *,
+        fetch_max_wait_ms: int = 50,
+    ) -> None:
+        tiers = len([s for s in catalogue if s.name.startswith(f"{DELIVERIES}.retry.")])
+        if settings.tiers > tiers:
+            raise ValueError(f"{settings.tiers} retry delays but the catalogue has {tiers} tiers")
+        self._kafka = kafka
+        self._codec = codec
+        self._catalogue = catalogue
+        self._settings = settings
+        self._view = view
+        self._writer = writer
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._sender = WebhookSender(settings.sender())
+        self._limits = EndpointLimits()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._failing_since: dict[str, float] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._stopping = False
+        self.delivered = 0
+        self.failed = 0
+        self.undecodable = 0
+
+    def describe(self) -> str:
+        return (
+            f"delivery worker, group {self._settings.group_id}, "
+            f"{self._settings.tiers} retry tiers, concurrency {self._settings.concurrency}"
+        )
+
+    @property
+    def topics(self) -> list[str]:
+        logical = [DELIVERIES, *(tier_topic(n) for n in range(1, self._settings.tiers + 1))]
+        return [self._catalogue.name(t) for t in logical]
+
+    async def start(self) -> None:
+        await self._sender.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id=f"{self._kafka.client_id}-webhooks",
+            group_id=self._settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            max_poll_interval_ms=600_000,
+        )
+        try:
+            await consumer.start()
+            consumer.subscribe(self.topics)
+        except KafkaError as exc:
+            await consumer.stop()
+            await self._sender.stop()
+            raise KafkaUnavailableError(f"delivery worker cannot join its group: {exc}") from exc
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name="webhooks-delivery")
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._stopping = True
+        if self._task is not None:
+            # let the batch in hand finish, so its outcomes are written and its offsets committed
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._settings.timeout_s + 5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await stop_quietly(consumer)
+        await self._sender.stop()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        while not self._stopping:
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=100, max_records=self._settings.concurrency * 4
+                )
+            except KafkaError as exc:
+                log.warning("delivery worker cannot fetch: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            now = time.time()
+            due: list[ConsumerRecord[bytes, bytes]] = []
+            offsets: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
+                for record in records:
+                    due_at = _float_header(dict(record.headers), DUE_AT)
+                    if due_at is not None and due_at - now > EARLY_S:
+                        self._park(tp, record.offset, due_at - now - EARLY_S)
+                        break
+                    due.append(record)
+                    offsets[tp] = record.offset + 1
+            if not due:
+                continue
+            try:
+                await asyncio.gather(*(self._deliver(r) for r in due))
+            except BackboneError as exc:
+                # the outcome of some record could not be written: do not commit, read it again
+                log.warning("delivery outcome not written (%s); rewinding the batch", exc)
+                await self._rewind(due)
+                continue
+            try:
+                await consumer.commit(offsets)
+            except KafkaError as exc:
+                log.warning("commit failed (%s): the batch may be delivered again", exc)
+
+    def _park(self, tp: TopicPartition, offset: int, delay: float) -> None:
+        """Pause one tier partition at a record that is not due yet."""
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)
+        self._consumer.pause(tp)
+        if (old := self._timers.pop(tp, None)) is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[tp] = loop.call_later(delay, self._unpark, tp)
+
+    def _unpark(self, tp: TopicPartition) -> None:
+        self._timers.pop(tp, None)
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.resume(tp)
+
+    async def _rewind(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        assert self._consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            self._consumer.seek(tp, offset)
+        await asyncio.sleep(1)
+
+    # --- one delivery ---------------------------------------------------------------------------
+
+    async def _deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        headers = dict(record.headers)
+        if not side_effects_allowed(headers):
+            return  # a replayed copy: never re-deliver unless the operator asked for it
+        try:
+            event = await self._codec.decode(record.value or b"")
+        except BackboneError as exc:
+            if exc.retriable:
+                raise  # the registry is away: read it again later
+            # a poison record must not stall the partition; it cannot be delivered either
+            log.error("undecodable delivery %s@%d skipped: %s", record.topic, record.offset, exc)
+            self.undecodable += 1
+            return
+        if not isinstance(event, WebhookDeliveryRequested):
+            log.warning("unexpected %s on %s", event.event_type, record.topic)
+            return
+        due_at = _float_header(headers, DUE_AT)
+        if due_at is not None and (wait := due_at - time.time()) > 0:
+            await asyncio.sleep(wait)  # fetched a moment early (EARLY_S): send on time
+        endpoint = self._view.get(event.endpoint_id)
+        if endpoint is None or endpoint.disabled:
+            reason = "unknown endpoint" if endpoint is None else "endpoint disabled"
+            await self._dead_letter(
+                event,
+                record,
+                headers,
+                DeadLetterReason.FATAL,
+                "EndpointUnavailable",
+                reason,
+                time.time(),
+            )
+            return
+        async with self._slots:
+            await self._limits.acquire(endpoint.endpoint_id, endpoint.rate_limit_per_second)
+            # the attempt's record and the request travel together; same key and partition as
+            # the outcome, so the history stays in order without waiting for this ack first
+            attempted = asyncio.ensure_future(
+                self._writer.publish(
+                    WebhookDeliveryAttempted(
+                        delivery_id=event.delivery_id,
+                        endpoint_id=event.endpoint_id,
+                        attempt=event.attempt,
+                        url=endpoint.url,
+                        causation_id=str(event.event_id),
+                        correlation_id=event.correlation_id,
+                    ),
+                    topic=ATTEMPTS,
+                )
+            )
+            result = await self._sender.send(
+                endpoint.url,
+                event.delivery_id,
+                event.payload.encode(),
+                endpoint.signing_secrets(),
+                extra_headers=endpoint.headers,
+                timeout_s=min(endpoint.timeout_ms / 1000, self._settings.timeout_s),
+            )
+            await attempted
+        await self._record(event, record, headers, endpoint, result)
+
+    def _schedule_for(self, endpoint: Endpoint) -> RetrySchedule:
+        return RetrySchedule(self._settings.retry_delays_s[: max(0, endpoint.max_attempts - 1)])
+
+    async def _record(
+        self,
+        event: WebhookDeliveryRequested,
+        record: ConsumerRecord[bytes, bytes],
+        headers: dict[str, bytes],
+        endpoint: Endpoint,
+        result: AttemptResult,
+    ) -> None:
+        now = time.time()
+        if result.ok:
+            self._failing_since.pop(endpoint.endpoint_id, None)
+        else:
+            self._failing_since.setdefault(endpoint.endpoint_id, now)
+        decision = decide(
+            status=result.status,
+            error=result.error,
+            failures_before=event.attempt - 1,
+            retry_after_s=result.retry_after_s,
+            schedule=self._schedule_for(endpoint),
+            now=now,
+            failing_since=self._failing_since.get(endpoint.endpoint_id),
+            disable_after_s=self._settings.disable_after_s,
+        )
+        common = {
+            "delivery_id": event.delivery_id,
+            "endpoint_id": event.endpoint_id,
+            "attempt": event.attempt,
+            "causation_id": str(event.event_id),
+            "correlation_id": event.correlation_id,
+        }
+        if decision.action is Action.DELIVERED:
+            assert result.status is not None
+            await self._writer.publish(
+                WebhookDelivered(**common, status=result.status, latency_ms=result.duration_ms),
+                topic=ATTEMPTS,
+            )
+            self.delivered += 1  # counted once recorded: the counters mean "done and written"
+            return
+        self.failed += 1
+        await self._writer.publish(
+            WebhookDeliveryFailed(
+                **common,
+                status=result.status,
+                error_class=_error_class(result),
+                message=(result.error or "")[:500]
+                + (f" | {result.response_excerpt[:200]}" if result.response_excerpt else ""),
+                retriable=decision.action is Action.RETRY,
+                latency_ms=result.duration_ms,
+            ),
+            topic=ATTEMPTS,
+        )
+        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        if decision.action is Action.RETRY:
+            await self._retry(event, decision, first_failure)
+        elif decision.action is Action.DEAD_LETTER:
+            await self._dead_letter(
+                event,
+                record,
+                headers,
+                DeadLetterReason.EXHAUSTED,
+                _error_class(result),
+                decision.reason,
+                now,
+            )
+        else:
+            await self._disable(endpoint, decision.reason)
+            await self._dead_letter(
+                event,
+                record,
+                headers,
+                DeadLetterReason.FATAL,
+                _error_class(result),
+                decision.reason,
+                now,
+            )
+
+    async def _retry(
+        self, event: WebhookDeliveryRequested, decision: Decision, first_failure: float
+    ) -> None:
+        again = WebhookDeliveryRequested(
+            **event.model_dump(exclude={"event_id", "occurred_at", "attempt", "causation_id"}),
+            attempt=event.attempt + 1,
+            causation_id=str(event.event_id),
+        )
+        await self._writer.publish(
+            again,
+            topic=tier_topic(decision.tier),
+            headers={
+                DUE_AT: repr(decision.due_at).encode(),
+                FIRST_FAILURE_AT: repr(first_failure).encode(),
+            },
+        )
+
+    async def _disable(self, endpoint: Endpoint, reason: str) -> None:
+        disabled = WebhookEndpointDisabled(endpoint_id=endpoint.endpoint_id, reason=reason)
+        await self._writer.publish(disabled, topic=ENDPOINTS)
+        self._view.apply(disabled, {})  # stop at once; the topic tells everyone else
+        log.warning("endpoint %s disabled: %s", endpoint.endpoint_id, reason)
+
+    async def _dead_letter(
+        self,
+        event: WebhookDeliveryRequested,
+        record: ConsumerRecord[bytes, bytes],
+        headers: dict[str, bytes],
+        reason: DeadLetterReason,
+        error_class: str,
+        message: str,
+        now: float,
+    ) -> None:
+        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        envelope = DeadLetterEnvelope(
+            reason=reason,
+            original_topic=record.topic,
+            original_partition=record.partition,
+            original_offset=record.offset,
+            original_timestamp=_utc(record.timestamp / 1000) if record.timestamp else None,
+            error_class=error_class,
+            message=message[:1000],
+            attempts=event.attempt,
+            first_failure_at=_utc(first_failure),
+            last_failure_at=_utc(now),
+            service=event.endpoint_id,
+        )
+        await self._writer.publish(
+            WebhookDeliveryDeadLettered(
+                delivery_id=event.delivery_id,
+                endpoint_id=event.endpoint_id,
+                request=event,
+                failure=envelope,
+                causation_id=str(event.event_id),
+                correlation_id=event.correlation_id,
+            ),
+            topic=DEAD_LETTERS,
+        )

@@ -1,0 +1,64 @@
+"""Webhooks in and out: Standard Webhooks signing, the SSRF guard, the retry schedule, delivery.
+
+This package is the pure core (no Kafka): signing and verification, the SSRF guard, the retry
+schedule and delivery decisions, rate limits and the HTTP sender. The Kafka-backed parts are the
+public modules :mod:`connectors.webhooks.registry` (endpoint registry) and
+:mod:`connectors.webhooks.gateway` (inbound route and endpoint API for the HTTP gateway).
+"""
+
+from connectors.webhooks._decide import Action, Decision, decide
+from connectors.webhooks._ratelimit import EndpointLimits, TokenBucket
+from connectors.webhooks._schedule import (
+    SVIX_DELAYS_S,
+    RetrySchedule,
+    Verdict,
+    judge,
+    parse_retry_after,
+)
+from connectors.webhooks._sender import AttemptResult, SenderSettings, WebhookSender
+from connectors.webhooks._signing import (
+    VerifiedWebhook,
+    WebhookSecret,
+    sign,
+    sign_github,
+    signature_header,
+    signed_headers,
+    verify,
+    verify_github,
+)
+from connectors.webhooks._ssrf import (
+    DestinationPolicy,
+    GuardedResolver,
+    check_url,
+    parse_ip_literal,
+    refusal_reason,
+)
+
+__all__ = [
+    "SVIX_DELAYS_S",
+    "Action",
+    "AttemptResult",
+    "Decision",
+    "DestinationPolicy",
+    "EndpointLimits",
+    "GuardedResolver",
+    "RetrySchedule",
+    "SenderSettings",
+    "TokenBucket",
+    "Verdict",
+    "VerifiedWebhook",
+    "WebhookSecret",
+    "WebhookSender",
+    "check_url",
+    "decide",
+    "judge",
+    "parse_ip_literal",
+    "parse_retry_after",
+    "refusal_reason",
+    "sign",
+    "sign_github",
+    "signature_header",
+    "signed_headers",
+    "verify",
+    "verify_github",
+]

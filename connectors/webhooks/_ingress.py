@@ -1,0 +1,161 @@
+"""``POST /webhooks/{source}``: verified inbound webhooks become ``webhook.received`` events.
+
+Order of work for one request, each step only if the previous passed:
+
+1. unknown source -> 404; declared ``Content-Length`` over the limit -> 413 before reading;
+2. read the body, counting, and stop at the limit (chunked uploads) -> 413;
+3. verify on the raw bytes -> 401 and a ``webhook.rejected`` audit event (never the body);
+4. claim ``(source, webhook-id)``; already accepted -> 200 without a second event;
+5. write ``webhook.received`` to ``webhooks.inbound``, then the id to ``webhooks.seen``, both
+   acknowledged by Kafka -> 202. Kafka not answering within ``ack_timeout_s`` -> 503 (the sender
+   retries; nothing is marked seen unless the event itself was written first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from connectors.webhooks._seen import SeenSet, seen_key
+from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
+from connectors.webhooks._writer import EventWriter
+from connectors.webhooks.errors import VerificationError
+from connectors.webhooks.settings import InboundSource, IngressSettings
+from streams.errors import BackboneError
+from streams.events import Event
+from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
+
+log = logging.getLogger(__name__)
+
+_REASONS = {
+    "missing_headers": RejectionReason.MALFORMED,
+    "stale_timestamp": RejectionReason.STALE_TIMESTAMP,
+    "bad_signature": RejectionReason.BAD_SIGNATURE,
+}
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class _Verifier:
+    """The secrets of one source, decoded once."""
+
+    def __init__(self, source: InboundSource) -> None:
+        self.scheme = source.scheme
+        self.tolerance_s = source.tolerance_s
+        raw = [s.get_secret_value() for s in source.secrets]
+        self.standard = [WebhookSecret.parse(s) for s in raw] if source.scheme == "standard" else []
+        self.github = [s.encode() for s in raw] if source.scheme == "github" else []
+
+    def __call__(self, headers: dict[str, str], body: bytes) -> VerifiedWebhook:
+        if self.scheme == "github":
+            return verify_github(self.github, headers, body)
+        return verify(self.standard, headers, body, tolerance_s=self.tolerance_s)
+
+
+class WebhookIngress:
+    """Holds the per-source verifiers, the seen-set and the writer; :meth:`install` adds the route."""
+
+    def __init__(self, settings: IngressSettings, writer: EventWriter, seen: SeenSet) -> None:
+        self._settings = settings
+        self._writer = writer
+        self._seen = seen
+        self._verifiers = {name: _Verifier(src) for name, src in settings.sources.items()}
+
+    def install(self, app: web.Application) -> None:
+        """The gateway extension: ``build_gateway(..., extensions=[ingress.install])``."""
+        app.router.add_post("/webhooks/{source}", self.handle)
+
+    async def _read_capped(self, request: web.Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise _TooLargeError
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLargeError
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _publish(
+        self, event: Event, topic: str | None = None, key: bytes | None = None
+    ) -> None:
+        await asyncio.wait_for(
+            self._writer.publish(event, topic=topic, key=key),
+            timeout=self._settings.ack_timeout_s,
+        )
+
+    async def _reject(
+        self,
+        source: str,
+        reason: RejectionReason,
+        detail: str,
+        request: web.Request,
+        msg_id: str | None,
+    ) -> web.Response:
+        event = WebhookRejected(
+            sender=source,
+            reason=reason,
+            detail=detail,
+            webhook_id=msg_id,
+            remote_addr=request.remote,
+        )
+        try:
+            await self._publish(event)
+        except (TimeoutError, BackboneError) as exc:  # the audit trail must not turn 401 into 503
+            log.warning("could not write webhook.rejected for %s: %s", source, exc)
+        return web.json_response({"error": reason.value, "detail": detail}, status=401)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        source = request.match_info["source"]
+        verifier = self._verifiers.get(source)
+        if verifier is None:
+            return web.json_response({"error": "unknown_source"}, status=404)
+        try:
+            body = await self._read_capped(request)
+        except _TooLargeError:
+            return web.json_response(
+                {"error": "too_large", "limit": self._settings.max_body_bytes}, status=413
+            )
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            verified = verifier(headers, body)
+        except VerificationError as exc:
+            reason = _REASONS.get(exc.reason, RejectionReason.MALFORMED)
+            claimed = headers.get("webhook-id") or headers.get("x-github-delivery")
+            return await self._reject(source, reason, str(exc), request, claimed)
+        key = seen_key(source, verified.msg_id)
+        async with self._seen.claim(key) as already:
+            if already:
+                return web.json_response({"status": "duplicate", "webhook_id": verified.msg_id})
+            event = WebhookReceived(
+                sender=source,
+                webhook_id=verified.msg_id,
+                body=body,
+                headers={k: v for k, v in headers.items() if k in self._settings.kept_headers},
+                content_type=request.content_type or None,
+                verified_by=verifier.scheme,
+                remote_addr=request.remote,
+            )
+            try:
+                await self._publish(event)
+                # after the event, never before: a crash in between yields a duplicate, not a loss
+                marker = event.model_copy(update={"body": b"", "headers": {}})  # keys matter only
+                await self._publish(marker, topic="webhooks.seen", key=key)
+            except (TimeoutError, BackboneError) as exc:
+                if isinstance(exc, BackboneError) and not exc.retriable:
+                    raise
+                log.warning("webhook %s/%s not acknowledged: %s", source, verified.msg_id, exc)
+                return web.json_response(
+                    {"error": "unavailable"}, status=503, headers={"Retry-After": "5"}
+                )
+            self._seen.add(key)
+        return web.json_response(
+            {"status": "accepted", "webhook_id": verified.msg_id, "event_id": str(event.event_id)},
+            status=202,
+        )

@@ -1,0 +1,111 @@
+"""Settings of the webhooks connector: small frozen values, built by ``infra.config``.
+
+Secrets are :class:`~pydantic.SecretStr` so they never show up in logs or ``repr``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from connectors.webhooks._schedule import SVIX_DELAYS_S, RetrySchedule
+from connectors.webhooks._sender import SenderSettings
+from connectors.webhooks._ssrf import DestinationPolicy
+
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+#: Request headers copied into ``webhook.received`` (the rest are dropped: they may carry tokens).
+DEFAULT_KEPT_HEADERS = (
+    "content-type",
+    "user-agent",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-github-event",
+    "x-github-delivery",
+    "x-github-hook-id",
+)
+
+
+class InboundSource(BaseModel):
+    """A partner that may POST to ``/webhooks/{name}``, and how its requests are verified."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheme: Literal["standard", "github"] = "standard"
+    #: Standard Webhooks: ``whsec_...`` secrets; GitHub: the raw shared secret. Several during rotation.
+    secrets: tuple[SecretStr, ...] = Field(min_length=1)
+    tolerance_s: int = Field(default=300, ge=1)
+
+
+class IngressSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("sources")
+    @classmethod
+    def _names_are_path_safe(cls, value: dict[str, InboundSource]) -> dict[str, InboundSource]:
+        for name in value:
+            if not _SOURCE_NAME.fullmatch(name):
+                raise ValueError(f"source name {name!r} must match {_SOURCE_NAME.pattern}")
+        return value
+
+    sources: dict[str, InboundSource] = Field(default_factory=dict)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    kept_headers: tuple[str, ...] = DEFAULT_KEPT_HEADERS
+    #: How long to wait for Kafka to acknowledge before answering 503.
+    ack_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class DeliverySettings(BaseModel):
+    """How the outbound delivery worker behaves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad one
+        return value
+
+    retry_delays_s: tuple[float, ...] = Field(default=SVIX_DELAYS_S, max_length=7)
+    #: An endpoint failing for this long without one success is disabled (Svix: 5 days).
+    disable_after_s: float = Field(default=5 * 24 * 3600, gt=0)
+    timeout_s: float = Field(default=15.0, gt=0)
+    max_response_bytes: int = Field(default=4096, ge=0)
+    #: Networks the SSRF guard lets through anyway (CIDR); empty in production.
+    allow_networks: tuple[str, ...] = ()
+    #: Deliveries in flight per worker.
+    concurrency: int = Field(default=256, ge=1)
+    #: Old secrets keep signing for this long after a rotation.
+    rotation_grace_s: float = Field(default=24 * 3600, ge=0)
+    #: Fact topics (logical names) whose events are offered to endpoints.
+    source_topics: tuple[str, ...] = ("calls.results", "research.events")
+    group_id: str = "backbone-webhooks"
+    #: ``faust`` (agents, like the call pipeline) or ``aiokafka`` (one consumer, batch pipelining).
+    runtime: Literal["faust", "aiokafka"] = "faust"
+
+    @property
+    def schedule(self) -> RetrySchedule:
+        return RetrySchedule(self.retry_delays_s)
+
+    @property
+    def tiers(self) -> int:
+        return len(self.retry_delays_s)
+
+    def sender(self) -> SenderSettings:
+        return SenderSettings(
+            timeout_s=self.timeout_s,
+            max_response_bytes=self.max_response_bytes,
+            policy=DestinationPolicy.allowing(self.allow_networks),
+            max_connections=self.concurrency,
+        )
+
+
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ingress: IngressSettings = IngressSettings()
+    delivery: DeliverySettings = DeliverySettings()

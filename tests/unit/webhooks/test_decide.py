@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import pytest
+
+from connectors.webhooks import RetrySchedule
+from connectors.webhooks._decide import Action, decide
+from connectors.webhooks._ratelimit import TokenBucket
+
+SCHEDULE = RetrySchedule((5, 300, 1800))
+NOW = 1_700_000_000.0
+
+
+def _decide(status: int | None, failures_before: int = 0, **kw: object) -> object:
+    args: dict[str, object] = {
+        "status": status,
+        "error": None if status else "timeout",
+        "failures_before": failures_before,
+        "retry_after_s": None,
+        "schedule": SCHEDULE,
+        "now": NOW,
+        "failing_since": None,
+        "disable_after_s": 5 * 86400,
+    }
+    args.update(kw)
+    return decide(**args)  # type: ignore[arg-type]
+
+
+def test_delivered() -> None:
+    assert _decide(200).action is Action.DELIVERED  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("failures_before", "tier", "delay"), [(0, 1, 5), (1, 2, 300), (2, 3, 1800)]
+)
+def test_retry_tiers_follow_schedule(failures_before: int, tier: int, delay: float) -> None:
+    d = _decide(500, failures_before)
+    assert d.action is Action.RETRY  # type: ignore[attr-defined]
+    assert d.tier == tier  # type: ignore[attr-defined]
+    assert d.due_at == NOW + delay  # type: ignore[attr-defined]
+
+
+def test_exhausted_goes_to_dead_letter() -> None:
+    d = _decide(None, failures_before=3)
+    assert d.action is Action.DEAD_LETTER  # type: ignore[attr-defined]
+    assert "timeout" in d.reason  # type: ignore[attr-defined]
+
+
+def test_gone_disables() -> None:
+    assert _decide(410).action is Action.DISABLE  # type: ignore[attr-defined]
+
+
+def test_redirect_is_retried_not_followed() -> None:
+    assert _decide(301).action is Action.RETRY  # type: ignore[attr-defined]
+
+
+def test_retry_after_pushes_due_time() -> None:
+    d = _decide(429, retry_after_s=120.0)
+    assert d.due_at == NOW + 120  # type: ignore[attr-defined]
+
+
+def test_failing_for_too_long_disables() -> None:
+    d = _decide(500, failing_since=NOW - 5 * 86400)
+    assert d.action is Action.DISABLE  # type: ignore[attr-defined]
+    d = _decide(500, failing_since=NOW - 5 * 86400 + 1)
+    assert d.action is Action.RETRY  # type: ignore[attr-defined]
+
+
+def test_token_bucket() -> None:
+    bucket = TokenBucket(rate_per_s=10, burst=2)
+    t = bucket.updated
+    assert bucket.wait_time(t) == 0
+    assert bucket.wait_time(t) == 0
+    assert bucket.wait_time(t) == pytest.approx(0.1)
+    assert bucket.wait_time(t + 0.11) == 0
+
+
+def test_token_bucket_reservations_queue_up() -> None:
+    bucket = TokenBucket(rate_per_s=10, burst=1)
+    t = bucket.updated
+    waits = [bucket.reserve(t) for _ in range(4)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])
