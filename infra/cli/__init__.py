@@ -8,20 +8,14 @@ from __future__ import annotations
 
 from infra.cli import (  # noqa: F401  (registers the commands)
     doctor,
-<<<<<<< HEAD
     events,
     gateway,
-=======
->>>>>>> webhooks
     kafka,
     registry,
     schemas,
     stack,
     topics,
-<<<<<<< HEAD
-=======
     webhooks,
->>>>>>> webhooks
 )
 from infra.cli._app import main
 
