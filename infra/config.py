@@ -48,11 +48,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-<<<<<<< HEAD
 from connectors.gateway.settings import GatewaySettings
-=======
 from connectors.webhooks.settings import WebhookSettings
->>>>>>> webhooks
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
 
@@ -74,11 +71,8 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
-<<<<<<< HEAD
     gateway: GatewaySettings = GatewaySettings()
-=======
     webhooks: WebhookSettings = WebhookSettings()
->>>>>>> webhooks
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -109,11 +103,13 @@ _ENV: dict[str, tuple[str, str]] = {
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-<<<<<<< HEAD
-    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "gateway": {}}
-=======
-    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "webhooks": {}}
->>>>>>> webhooks
+    tree: dict[str, dict[str, Any]] = {
+        "kafka": {},
+        "registry": {},
+        "local": {},
+        "gateway": {},
+        "webhooks": {},
+    }
     if path := env.get("BACKBONE_CONFIG"):
         try:
             data = tomllib.loads(Path(path).read_text())
