@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from connectors.webhooks.registry import EventWriter
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events import Event
 from streams.events.webhooks import WebhookDeliveryDeadLettered, WebhookDeliveryRequested
-
-from connectors.webhooks.registry import EventWriter
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

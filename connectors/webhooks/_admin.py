@@ -11,13 +11,13 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from streams.events.webhooks import WebhookEndpointDisabled
 from yarl import URL
 
 from connectors.webhooks._registry import GRACE_HEADER, Endpoint, EndpointView, to_event
 from connectors.webhooks._signing import WebhookSecret
 from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import UnknownEndpointError, WebhookError
+from streams.events.webhooks import WebhookEndpointDisabled
 
 TOPIC = "webhooks.endpoints"
 EDITABLE = (

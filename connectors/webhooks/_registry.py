@@ -14,6 +14,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from aiokafka import ConsumerRecord
+
+from connectors.webhooks._follow import TopicFollower
+from connectors.webhooks._signing import WebhookSecret
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.webhooks import (
@@ -21,9 +24,6 @@ from streams.events.webhooks import (
     WebhookEndpointRegistered,
     WebhookEndpointUpdated,
 )
-
-from connectors.webhooks._follow import TopicFollower
-from connectors.webhooks._signing import WebhookSecret
 from streams.settings import KafkaSettings
 
 GRACE_HEADER = "backbone-secret-grace-until"
