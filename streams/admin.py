@@ -151,3 +151,19 @@ async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> Appl
                 {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
             )
     return report
+
+
+async def partitions(settings: KafkaSettings, topics: Iterable[str]) -> dict[str, list[int]]:
+    """Partition ids of each topic; an unknown topic is a :class:`TopicCatalogueError`."""
+    names = sorted(set(topics))
+    async with admin_client(settings) as admin:
+        try:
+            described: list[dict[str, Any]] = await admin.describe_topics(names)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"describing {names}: {exc}") from exc
+    found = {}
+    for topic in described:
+        if topic["error_code"] != 0 or not topic["partitions"]:
+            raise TopicCatalogueError(f"topic {topic['topic']!r} does not exist on the cluster")
+        found[topic["topic"]] = sorted(p["partition"] for p in topic["partitions"])
+    return found

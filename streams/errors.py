@@ -5,6 +5,8 @@ Hierarchy::
     BackboneError                  root of every error Backbone raises
     ├── ConfigurationError         bad or missing settings (never retriable)
     ├── KafkaUnavailableError      the cluster cannot be reached or did not acknowledge (retriable)
+    ├── PublishRejectedError       the cluster refused a record for good (e.g. too large)
+    ├── OffsetCommitError          a consumer lost its partitions before committing (redelivered)
     └── TopicCatalogueError        a topic is unknown or cannot be aligned with the catalogue
 
 Retry behaviour is data on the class: code that decides between retry and dead letter reads
@@ -33,6 +35,18 @@ class KafkaUnavailableError(BackboneError):
 
     retriable = True
     code = "kafka_unavailable"
+
+
+class PublishRejectedError(BackboneError):
+    """The cluster refused a record in a way retrying cannot fix (too large, not authorised...)."""
+
+    code = "publish_rejected"
+
+
+class OffsetCommitError(BackboneError):
+    """A commit was refused (the group rebalanced): the records will be delivered again."""
+
+    code = "offset_commit_failed"
 
 
 class TopicCatalogueError(BackboneError):

@@ -1,0 +1,295 @@
+"""Publishing typed events: :class:`Publisher` (async) and :class:`SyncPublisher` (for scripts).
+
+A publish returns the record's :class:`Coordinates` only once the cluster acknowledged it with
+``acks=all`` on an idempotent producer, so a caller that got coordinates back holds a durable write.
+The topic and key come from the catalogue and the event; the value is Avro through the
+:class:`~streams.codec.Codec`; headers carry the event type, the schema id and trace context.
+
+Failures are ours, never aiokafka's: :class:`~streams.errors.KafkaUnavailableError` (retriable:
+the cluster did not take the write in time) or :class:`~streams.errors.PublishRejectedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from streams import headers as h
+from streams._kafka_errors import translate
+from streams.codec import Codec
+from streams.errors import BackboneError, ConfigurationError
+from streams.events import Event
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+
+
+@dataclass(frozen=True)
+class Coordinates:
+    """Where an acknowledged record lives in the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+def schema_id_of(value: bytes) -> int:
+    """The registry schema id of a Confluent wire-format value (magic byte 0, 4-byte id)."""
+    return int.from_bytes(value[1:5], "big")
+
+
+class Publisher:
+    """Publishes events to their catalogue topics; an async context manager (start/stop)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: Codec,
+        catalogue: Catalogue,
+        *,
+        transactional_id: str | None = None,
+    ) -> None:
+        self._kafka = kafka
+        self._codec = codec
+        self._catalogue = catalogue
+        self._transactional_id = transactional_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        compression = None if self._kafka.compression == "none" else self._kafka.compression
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id=f"{self._kafka.client_id}-publisher",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._kafka.linger_ms,
+            compression_type=compression,
+            request_timeout_ms=self._kafka.request_timeout_ms,
+            transactional_id=self._transactional_id,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise translate(exc, f"starting a producer on {self._kafka.bootstrap}") from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        """Flush what is in flight and close; safe to call twice."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    def topic_for(self, event: Event, topic: str | None = None) -> str:
+        """The real topic name an event goes to (``topic`` is a logical catalogue name)."""
+        logical = topic if topic is not None else self._catalogue.for_event(event.event_type).name
+        return self._catalogue.name(logical)
+
+    def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise ConfigurationError(
+                "the Publisher is not started: use `async with Publisher(...)`"
+            )
+        return self._producer
+
+    async def _send(
+        self,
+        event: Event,
+        topic: str | None,
+        key: bytes | None,
+        extra: Mapping[str, bytes] | None,
+    ) -> asyncio.Future[Any]:
+        """Encode and hand one record to the producer's buffer; the future resolves on ack."""
+        producer = self._started()
+        real = self.topic_for(event, topic)
+        value = await self._codec.encode(event, real)
+        record_headers = dict(extra or {})
+        record_headers[h.EVENT_TYPE] = event.event_type.encode()
+        record_headers[h.SCHEMA_ID] = str(schema_id_of(value)).encode()
+        if event.traceparent:
+            record_headers[h.TRACEPARENT] = event.traceparent.encode()
+        try:
+            future: asyncio.Future[Any] = await producer.send(
+                real,
+                value,
+                key=event.key() if key is None else key,
+                headers=list(record_headers.items()),
+            )
+        except KafkaError as exc:
+            raise translate(exc, f"publishing {event.event_type} to {real}") from exc
+        return future
+
+    @staticmethod
+    async def _acknowledged(future: asyncio.Future[Any], event: Event) -> Coordinates:
+        try:
+            meta = await future
+        except KafkaError as exc:
+            raise translate(exc, f"publishing {event.event_type}") from exc
+        return Coordinates(meta.topic, meta.partition, meta.offset, meta.timestamp)
+
+    async def publish(
+        self,
+        event: Event,
+        *,
+        topic: str | None = None,
+        key: bytes | None = None,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> Coordinates:
+        """Publish one event; returns once the cluster acknowledged it."""
+        return await self._acknowledged(await self._send(event, topic, key, headers), event)
+
+    async def publish_each(
+        self, events: Sequence[Event], *, topic: str | None = None
+    ) -> list[Coordinates | BackboneError]:
+        """Send every event, then await every acknowledgement: one outcome per event, in order.
+
+        Kafka failures come back as values, so a caller can report per event (the HTTP batch
+        endpoint does); errors that are bugs (not Backbone errors) still raise.
+        """
+        pending: list[asyncio.Future[Any] | BackboneError] = []
+        for event in events:
+            try:
+                pending.append(await self._send(event, topic, None, None))
+            except BackboneError as exc:
+                pending.append(exc)
+        outcomes: list[Coordinates | BackboneError] = []
+        for event, item in zip(events, pending, strict=True):
+            if isinstance(item, BackboneError):
+                outcomes.append(item)
+                continue
+            try:
+                outcomes.append(await self._acknowledged(item, event))
+            except BackboneError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def publish_many(
+        self, events: Sequence[Event], *, topic: str | None = None
+    ) -> list[Coordinates]:
+        """Send every event, then await every acknowledgement (batched by linger).
+
+        Raises the first failure after every send has settled; earlier records may have been
+        written, so use :meth:`transaction` when a batch must be all-or-nothing.
+        """
+        outcomes = await self.publish_each(events, topic=topic)
+        for outcome in outcomes:
+            if isinstance(outcome, BackboneError):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, Coordinates)]
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """Atomic multi-topic writes: everything published inside commits together, or not at all.
+
+        Needs ``transactional_id``; readers see the records only with
+        ``isolation_level="read_committed"``.
+        """
+        producer = self._started()
+        if self._transactional_id is None:
+            raise ConfigurationError("transactions need Publisher(..., transactional_id=...)")
+        try:
+            await producer.begin_transaction()
+        except KafkaError as exc:
+            raise translate(exc, "beginning a transaction") from exc
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(KafkaError):
+                await producer.abort_transaction()
+            raise
+        try:
+            await producer.commit_transaction()
+        except KafkaError as exc:
+            raise translate(exc, "committing a transaction") from exc
+
+
+class SyncPublisher:
+    """A blocking :class:`Publisher` for scripts and notebooks (not for code already in a loop).
+
+    ::
+
+        with SyncPublisher(kafka, registry, catalogue) as publisher:
+            coordinates = publisher.publish(event)
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue
+    ) -> None:
+        self._kafka = kafka
+        self._registry = registry
+        self._catalogue = catalogue
+        self._runner: asyncio.Runner | None = None
+        self._publisher: Publisher | None = None
+
+    def __enter__(self) -> Self:
+        from streams.registry_client import RegistryClient
+
+        self._runner = asyncio.Runner()
+        codec = Codec(RegistryClient(self._registry))
+        self._publisher = Publisher(self._kafka, codec, self._catalogue)
+        try:
+            self._runner.run(self._publisher.start())
+        except BaseException:
+            self._runner.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._runner is not None
+        assert self._publisher is not None
+        try:
+            self._runner.run(self._publisher.stop())
+        finally:
+            self._runner.close()
+
+    def _parts(self) -> tuple[asyncio.Runner, Publisher]:
+        if self._runner is None or self._publisher is None:
+            raise ConfigurationError("use `with SyncPublisher(...) as publisher:`")
+        return self._runner, self._publisher
+
+    def publish(self, event: Event, *, topic: str | None = None) -> Coordinates:
+        runner, publisher = self._parts()
+        return runner.run(publisher.publish(event, topic=topic))
+
+    def publish_many(
+        self, events: Sequence[Event], *, topic: str | None = None
+    ) -> list[Coordinates]:
+        runner, publisher = self._parts()
+        return runner.run(publisher.publish_many(events, topic=topic))
+
+
+def publish_sync(
+    event: Event, *, kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue
+) -> Coordinates:
+    """Publish one event from synchronous code (opens and closes a producer: for scripts only)."""
+    with SyncPublisher(kafka, registry, catalogue) as publisher:
+        return publisher.publish(event)
