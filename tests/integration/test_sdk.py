@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from streams.codec import Codec
 
 from infra.testing.pytest_plugin import NewConsumer
 from streams import IdempotenceFilter, Publisher, Received, Subscriber, SyncPublisher, headers
-from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration._events import call_requested
