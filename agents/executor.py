@@ -183,19 +183,27 @@ class CallExecutor:
                         burst=update.burst,
                         reason=update.reason,
                     ),
-                )  # fmt: skip
+                )
             )
         return self._with_changes(guard, outputs), True
 
     # --- outputs ----------------------------------------------------------------------------------
     def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> Output:
         event = CallSucceeded(
-            call_id=request.call_id, service=request.service, operation=request.operation,
-            status=output.status, latency_ms=took * 1000, tokens_prompt=output.usage.prompt_tokens,
-            tokens_completion=output.usage.completion_tokens, cost_usd=output.cost_usd,
-            attempt=request.attempt, idempotency_key=request.idempotency_key, response=output.body,
-            correlation_id=request.correlation_id, causation_id=str(request.event_id),
-        )  # fmt: skip
+            call_id=request.call_id,
+            service=request.service,
+            operation=request.operation,
+            status=output.status,
+            latency_ms=took * 1000,
+            tokens_prompt=output.usage.prompt_tokens,
+            tokens_completion=output.usage.completion_tokens,
+            cost_usd=output.cost_usd,
+            attempt=request.attempt,
+            idempotency_key=request.idempotency_key,
+            response=output.body,
+            correlation_id=request.correlation_id,
+            causation_id=str(request.event_id),
+        )
         return Output(request.reply_to or RESULTS, event)
 
     def _with_changes(self, guard: ServiceGuard, outputs: list[Output]) -> list[Output]:
@@ -251,14 +259,19 @@ class CallExecutor:
                     correlation_id=request.correlation_id,
                     causation_id=str(request.event_id),
                 ),
-            )  # fmt: skip
+            )
         ]
         # A refused call (open circuit) did not reach the provider: it does not use up an attempt.
         attempts = request.attempt + 1 if counts else max(1, request.attempt)
         decision = after_failure(
-            attempts=attempts, retriable=error.retriable, now=now, policy=self.settings.retry,
-            deadline=request.deadline, retry_after_s=retry_after, circuit_open_s=circuit_open_s,
-        )  # fmt: skip
+            attempts=attempts,
+            retriable=error.retriable,
+            now=now,
+            policy=self.settings.retry,
+            deadline=request.deadline,
+            retry_after_s=retry_after,
+            circuit_open_s=circuit_open_s,
+        )
         envelope = _envelope_headers(request, source, error, now, attempts)
         if decision.verdict is Verdict.RETRY:
             outputs += self._retry(request, decision, envelope, error, counts)
@@ -283,17 +296,24 @@ class CallExecutor:
         retry = request.model_copy(update={"attempt": next_attempt})
         headers = {**envelope, hd.DUE_AT: hd.iso(decision.due_at)}
         return [
-            Output(f"calls.retry.{decision.tier}", retry, key=request.service.encode(), headers=headers),
+            Output(
+                f"calls.retry.{decision.tier}", retry, key=request.service.encode(), headers=headers
+            ),
             Output(
                 RESULTS,
                 CallRetryScheduled(
-                    call_id=request.call_id, service=request.service, due_at=decision.due_at,
-                    tier=decision.tier, attempt=next_attempt, reason=f"{error.code}: {error}"[:300],
-                    idempotency_key=request.idempotency_key, correlation_id=request.correlation_id,
+                    call_id=request.call_id,
+                    service=request.service,
+                    due_at=decision.due_at,
+                    tier=decision.tier,
+                    attempt=next_attempt,
+                    reason=f"{error.code}: {error}"[:300],
+                    idempotency_key=request.idempotency_key,
+                    correlation_id=request.correlation_id,
                     causation_id=str(request.event_id),
                 ),
             ),
-        ]  # fmt: skip
+        ]
 
     def _dead_letter(
         self,
@@ -310,9 +330,14 @@ class CallExecutor:
         )
         event = self._dead_letter_event(request, source, envelope, reason, error)
         return [
-            Output(DLT, event, key=request.service.encode(), headers={**envelope, h.DLT_REASON: reason.value.encode()}),
+            Output(
+                DLT,
+                event,
+                key=request.service.encode(),
+                headers={**envelope, h.DLT_REASON: reason.value.encode()},
+            ),
             Output(RESULTS, event),
-        ]  # fmt: skip
+        ]
 
     def _expire(
         self,
@@ -326,18 +351,28 @@ class CallExecutor:
     ) -> list[Output]:
         deadline = request.deadline or now
         expired_event = CallExpired(
-            call_id=request.call_id, service=request.service, operation=request.operation,
-            deadline=deadline, attempt=request.attempt, idempotency_key=request.idempotency_key,
-            correlation_id=request.correlation_id, causation_id=str(request.event_id),
-        )  # fmt: skip
+            call_id=request.call_id,
+            service=request.service,
+            operation=request.operation,
+            deadline=deadline,
+            attempt=request.attempt,
+            idempotency_key=request.idempotency_key,
+            correlation_id=request.correlation_id,
+            causation_id=str(request.event_id),
+        )
         error = error or _DeadlinePassed(why)
         envelope = envelope or _envelope_headers(request, source, error, now, request.attempt)
         dead = self._dead_letter_event(request, source, envelope, DeadLetterReason.EXPIRED, error)
         # Counted once, as expired, in calls.results; the dead letter keeps it re-drivable.
         return [
             Output(RESULTS, expired_event),
-            Output(DLT, dead, key=request.service.encode(), headers={**envelope, h.DLT_REASON: b"expired"}),
-        ]  # fmt: skip
+            Output(
+                DLT,
+                dead,
+                key=request.service.encode(),
+                headers={**envelope, h.DLT_REASON: b"expired"},
+            ),
+        ]
 
     def _dead_letter_event(
         self,

@@ -42,7 +42,7 @@ def route(
                     correlation_id=request.correlation_id,
                     causation_id=str(request.event_id),
                 ),
-            )  # fmt: skip
+            )
         ]
     carried = {k: v for k, v in source.headers.items() if k in (hd.REDRIVEN_FROM,)}
     return [Output(lane_topic(request), request, key=request.service.encode(), headers=carried)]

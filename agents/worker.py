@@ -232,9 +232,11 @@ class CallWorker:
 async def _read_to_end(kafka: KafkaSettings, topic: str) -> list[bytes]:
     """Every value of ``topic`` up to its current end (used for small compacted topics)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=None,
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
         auto_offset_reset="earliest",
-    )  # fmt: skip
+    )
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic)

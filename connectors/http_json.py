@@ -76,10 +76,14 @@ class HttpJsonConnector:
         try:
             headers, _ = await self._headers()
             await exchange(
-                self._http(), "GET", self._base + self._health_path, headers=headers,
-                timeout_s=min(self._settings.timeout_s, 10.0), max_bytes=self._settings.max_response_bytes,
+                self._http(),
+                "GET",
+                self._base + self._health_path,
+                headers=headers,
+                timeout_s=min(self._settings.timeout_s, 10.0),
+                max_bytes=self._settings.max_response_bytes,
                 retriable_statuses=self._retriable,
-            )  # fmt: skip
+            )
         except CallError as exc:
             return Health(False, time.monotonic() - began, f"{exc.code}: {exc.status or ''}")
         return Health(True, time.monotonic() - began, "ok")
@@ -88,12 +92,15 @@ class HttpJsonConnector:
         headers, key_id = await self._headers()
         path = call.operation if call.operation.startswith("/") else f"/{call.operation}"
         reply = await exchange(
-            self._http(), self._method, self._base + path,
+            self._http(),
+            self._method,
+            self._base + path,
             headers={**headers, "Idempotency-Key": call.idempotency_key},
             json_body=None if self._method == "GET" else call.payload,
             timeout_s=min(call.timeout_s, self._settings.timeout_s),
-            max_bytes=self._settings.max_response_bytes, retriable_statuses=self._retriable,
-        )  # fmt: skip
+            max_bytes=self._settings.max_response_bytes,
+            retriable_statuses=self._retriable,
+        )
         reply.json()  # a JSON service must answer JSON: raises MalformedResponseError otherwise
         return CallOutput(
             status=reply.status,

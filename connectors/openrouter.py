@@ -63,10 +63,14 @@ class OpenRouterConnector:
         try:
             headers, _ = await self._headers()
             await exchange(
-                self._http(), "GET", f"{self._base}/models", headers=headers,
+                self._http(),
+                "GET",
+                f"{self._base}/models",
+                headers=headers,
                 timeout_s=min(self._settings.timeout_s, 10.0),
-                max_bytes=self._settings.max_response_bytes, retriable_statuses=RETRIABLE,
-            )  # fmt: skip
+                max_bytes=self._settings.max_response_bytes,
+                retriable_statuses=RETRIABLE,
+            )
         except CallError as exc:
             return Health(False, time.monotonic() - began, f"{exc.code}: {exc.status or ''}")
         return Health(True, time.monotonic() - began, "ok")
@@ -76,11 +80,15 @@ class OpenRouterConnector:
         body: dict[str, Any] = dict(call.payload)
         body.setdefault("usage", {"include": True})
         reply = await exchange(
-            self._http(), "POST", f"{self._base}/chat/completions",
-            headers={**headers, "Idempotency-Key": call.idempotency_key}, json_body=body,
+            self._http(),
+            "POST",
+            f"{self._base}/chat/completions",
+            headers={**headers, "Idempotency-Key": call.idempotency_key},
+            json_body=body,
             timeout_s=min(call.timeout_s, self._settings.timeout_s),
-            max_bytes=self._settings.max_response_bytes, retriable_statuses=RETRIABLE,
-        )  # fmt: skip
+            max_bytes=self._settings.max_response_bytes,
+            retriable_statuses=RETRIABLE,
+        )
         data = reply.json()
         if not isinstance(data, dict):
             raise MalformedResponseError("response is not a JSON object", status=reply.status)

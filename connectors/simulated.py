@@ -56,6 +56,10 @@ class SimulatedProvider:
         usage = Usage(prompt_tokens=10, completion_tokens=5)
         body = json.dumps({"simulated": True, "call_id": call.call_id, "echo": call.payload})
         return CallOutput(
-            status=200, body=body, usage=usage, cost_usd=self.cost_model.price(usage),
-            latency_s=time.monotonic() - began, key_id="simulated",
-        )  # fmt: skip
+            status=200,
+            body=body,
+            usage=usage,
+            cost_usd=self.cost_model.price(usage),
+            latency_s=time.monotonic() - began,
+            key_id="simulated",
+        )

@@ -35,9 +35,14 @@ def request(
 ) -> CallRequested:
     call_id = uuid.uuid4().hex
     return CallRequested(
-        call_id=call_id, service=service, operation="chat", payload=payload, priority=priority,
-        deadline=deadline, idempotency_key=key or call_id,
-    )  # fmt: skip
+        call_id=call_id,
+        service=service,
+        operation="chat",
+        payload=payload,
+        priority=priority,
+        deadline=deadline,
+        idempotency_key=key or call_id,
+    )
 
 
 async def publish(
@@ -80,9 +85,11 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap, group_id=None, enable_auto_commit=False,
+            bootstrap_servers=self._kafka.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
             auto_offset_reset="earliest",
-        )  # fmt: skip
+        )
         await consumer.start()
         await consumer._client.force_metadata_update()
         tps = [

@@ -8,9 +8,14 @@ from connectors.resilience import (
 )
 
 POLICY = BreakerPolicy(
-    window_s=10, failure_rate=0.5, slow_call_rate=0.8, slow_call_s=1.0,
-    minimum_calls=4, open_wait_s=5, half_open_probes=2,
-)  # fmt: skip
+    window_s=10,
+    failure_rate=0.5,
+    slow_call_rate=0.8,
+    slow_call_s=1.0,
+    minimum_calls=4,
+    open_wait_s=5,
+    half_open_probes=2,
+)
 
 
 class FakeClock:

@@ -28,9 +28,14 @@ async def fake() -> AsyncIterator[FakeOpenRouter]:
 
 def settings(fake: FakeOpenRouter, key: str = KEY) -> ServiceSettings:
     return ServiceSettings(
-        name="openrouter", kind="openrouter", base_url=fake.base, api_key=SecretStr(key),
-        key_id="or-key-1", timeout_s=1.0, max_response_bytes=64 * 1024,
-    )  # fmt: skip
+        name="openrouter",
+        kind="openrouter",
+        base_url=fake.base,
+        api_key=SecretStr(key),
+        key_id="or-key-1",
+        timeout_s=1.0,
+        max_response_bytes=64 * 1024,
+    )
 
 
 @pytest.fixture
