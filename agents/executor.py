@@ -30,6 +30,7 @@ from streams.events.health import CircuitStateChanged, RateLimitChanged
 
 from agents import _headers as hd
 from agents.completed import CompletedCalls
+from agents.errors import DeadlinePassedError
 from agents.outputs import Output, Source
 from agents.retry import DeadLetterCause, RetryDecision, Verdict, after_failure, expired
 from agents.settings import WorkerSettings
@@ -291,7 +292,8 @@ class CallExecutor:
         error: BackboneError,
         counts: bool,
     ) -> list[Output]:
-        assert decision.tier is not None and decision.due_at is not None
+        assert decision.tier is not None
+        assert decision.due_at is not None
         next_attempt = request.attempt + 1 if counts else request.attempt
         retry = request.model_copy(update={"attempt": next_attempt})
         headers = {**envelope, hd.DUE_AT: hd.iso(decision.due_at)}
@@ -360,7 +362,7 @@ class CallExecutor:
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
-        error = error or _DeadlinePassed(why)
+        error = error or DeadlinePassedError(why)
         envelope = envelope or _envelope_headers(request, source, error, now, request.attempt)
         dead = self._dead_letter_event(request, source, envelope, DeadLetterReason.EXPIRED, error)
         # Counted once, as expired, in calls.results; the dead letter keeps it re-drivable.
@@ -399,14 +401,16 @@ class CallExecutor:
                 else None,
                 error_class=type(error).__name__,
                 message=str(error)[:1000],
+                attempts=int(hd.text(envelope, hd.DLT_ATTEMPTS) or request.attempt),
+                first_failure_at=hd.parse_time(hd.text(envelope, hd.DLT_FIRST_FAILURE_AT))
+                or self._now(),
+                last_failure_at=hd.parse_time(hd.text(envelope, hd.DLT_LAST_FAILURE_AT))
+                or self._now(),
+                service=request.service,
             ),
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
-
-
-class _DeadlinePassed(BackboneError):
-    code = "deadline_passed"
 
 
 def _seconds(value: float) -> timedelta:

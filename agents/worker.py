@@ -26,6 +26,7 @@ from agents import _headers as hd
 from agents.app import FaustEmitter, create_app, decode, source_of
 from agents.completed import CompletedCalls, ResultsTail
 from agents.dispatch import LaneDispatcher
+from agents.errors import AgentError
 from agents.executor import HEALTH, CallExecutor
 from agents.lanes import Lane
 from agents.outputs import Output
@@ -161,9 +162,14 @@ class CallWorker:
                         if got is None:
                             continue
                         request, source = got
-                        outputs = await self.dispatcher.run(
-                            lane, lambda r=request, s=source: self.executor.handle(r, s)
-                        )
+                        try:
+                            outputs = await self.dispatcher.run(
+                                lane, lambda r=request, s=source: self.executor.handle(r, s)
+                            )
+                        except Exception as exc:  # a bug must not silently stop the lane agent
+                            log.exception("executor failed on %s", request.call_id)
+                            await emitter.dead_letter_raw(event, source, AgentError(repr(exc)))
+                            continue
                         await emitter.emit_all(outputs)
 
                 return execute
