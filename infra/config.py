@@ -10,6 +10,9 @@ BACKBONE_KAFKA_BOOTSTRAP           use this cluster instead of starting the loca
 BACKBONE_KAFKA_PORT                port of the local broker (default 9092)
 BACKBONE_TOPIC_PREFIX              prefix for every catalogue topic (default none)
 BACKBONE_SCHEMA_REGISTRY_URL       use this Confluent-compatible registry instead of ours
+BACKBONE_SCHEMA_REGISTRY_USER      basic-auth user of that registry (hosted registries)
+BACKBONE_SCHEMA_REGISTRY_PASSWORD  basic-auth password of that registry
+BACKBONE_REGISTRY_PORT             port `backbone up` / `backbone registry` serve ours on (8081)
 BACKBONE_CACHE_DIR                 where the Kafka jars are cached (default ~/.cache/backbone)
 BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (default .backbone)
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
@@ -49,12 +52,16 @@ class Settings(BaseModel):
     local: LocalStackSettings = LocalStackSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
+    #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
+    external_registry: bool = False
 
 
 _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
     "BACKBONE_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "BACKBONE_SCHEMA_REGISTRY_URL": ("registry", "url"),
+    "BACKBONE_SCHEMA_REGISTRY_USER": ("registry", "username"),
+    "BACKBONE_SCHEMA_REGISTRY_PASSWORD": ("registry", "password"),
     "BACKBONE_KAFKA_PORT": ("local", "kafka_port"),
     "BACKBONE_KAFKA_HEAP": ("local", "kafka_heap"),
     "BACKBONE_REGISTRY_PORT": ("local", "registry_port"),
@@ -80,9 +87,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
-    if "url" not in tree["registry"]:
+    external_registry = "url" in tree["registry"]
+    if not external_registry:
         tree["registry"]["url"] = f"http://127.0.0.1:{tree['local'].get('registry_port', 8081)}"
     try:
-        return Settings(**tree, external_kafka=external)
+        return Settings(**tree, external_kafka=external, external_registry=external_registry)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc

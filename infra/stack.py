@@ -14,6 +14,7 @@ from typing import Protocol
 
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from infra.registry import registry_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -31,7 +32,7 @@ class Service(Protocol):
 ServiceFactory = Callable[[Settings], Service]
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = []
+SERVICES: list[ServiceFactory] = [registry_service]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

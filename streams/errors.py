@@ -7,7 +7,21 @@ Hierarchy::
     ├── KafkaUnavailableError      the cluster cannot be reached or did not acknowledge (retriable)
     ├── PublishRejectedError       the cluster refused a record for good (e.g. too large)
     ├── OffsetCommitError          a consumer lost its partitions before committing (redelivered)
-    └── TopicCatalogueError        a topic is unknown or cannot be aligned with the catalogue
+    ├── TopicCatalogueError        a topic is unknown or cannot be aligned with the catalogue
+    ├── CodecError                 bytes <-> event failed; never retriable: the record goes to a DLT
+    │   ├── InvalidMagicByte       not the Confluent wire format (first byte is not 0)
+    │   ├── UnknownSchemaId        the registry does not know the schema id in the header
+    │   ├── CorruptPayload         truncated, malformed or trailing bytes in the Avro body
+    │   ├── PayloadTooLarge        the record exceeds the codec's size limit
+    │   ├── SchemaResolutionError  writer schema cannot be read with the current model's schema
+    │   └── UnknownEventType       the record's schema names no event type this code knows
+    └── RegistryError              the schema registry refused or failed a request
+        ├── RegistryUnavailableError  unreachable, timed out or 5xx (retriable)
+        ├── IncompatibleSchemaError   registration breaks the subject's compatibility (409)
+        ├── SubjectNotFoundError      40401
+        ├── VersionNotFoundError      40402
+        ├── SchemaNotFoundError       40403
+        └── InvalidSchemaError        42201
 
 Retry behaviour is data on the class: code that decides between retry and dead letter reads
 ``error.retriable`` instead of chaining ``isinstance`` checks.
@@ -53,3 +67,75 @@ class TopicCatalogueError(BackboneError):
     """A topic is not in the catalogue, or the cluster cannot be aligned with it."""
 
     code = "topic_catalogue_error"
+
+
+# --- codec -------------------------------------------------------------------------------------
+
+
+class CodecError(BackboneError):
+    """Bytes could not be turned into an event or back. Retrying the same bytes cannot help."""
+
+    code = "codec_error"
+
+
+class InvalidMagicByte(CodecError):  # noqa: N818 - names follow the wire-format vocabulary
+    code = "invalid_magic_byte"
+
+
+class UnknownSchemaId(CodecError):  # noqa: N818
+    code = "unknown_schema_id"
+
+
+class CorruptPayload(CodecError):  # noqa: N818
+    code = "corrupt_payload"
+
+
+class PayloadTooLarge(CodecError):  # noqa: N818
+    code = "payload_too_large"
+
+
+class SchemaResolutionError(CodecError):
+    code = "schema_resolution_error"
+
+
+class UnknownEventType(CodecError):  # noqa: N818
+    code = "unknown_event_type"
+
+
+# --- schema registry ---------------------------------------------------------------------------
+
+
+class RegistryError(BackboneError):
+    """The schema registry answered with an error (Confluent ``error_code`` kept on the instance)."""
+
+    code = "registry_error"
+
+    def __init__(self, message: str, *, status: int = 0, error_code: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+
+
+class RegistryUnavailableError(RegistryError):
+    retriable = True
+    code = "registry_unavailable"
+
+
+class IncompatibleSchemaError(RegistryError):
+    code = "incompatible_schema"
+
+
+class SubjectNotFoundError(RegistryError):
+    code = "subject_not_found"
+
+
+class VersionNotFoundError(RegistryError):
+    code = "version_not_found"
+
+
+class SchemaNotFoundError(RegistryError):
+    code = "schema_not_found"
+
+
+class InvalidSchemaError(RegistryError):
+    code = "invalid_schema"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class KafkaSettings(BaseModel):
@@ -33,3 +33,7 @@ class RegistrySettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     url: str = "http://127.0.0.1:8081"
+    timeout_s: float = Field(default=10.0, gt=0)
+    #: HTTP basic auth, for hosted registries (Confluent Cloud: API key and secret).
+    username: str | None = None
+    password: SecretStr | None = None

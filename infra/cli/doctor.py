@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 from dataclasses import asdict, dataclass
 
 import click
@@ -39,6 +41,22 @@ def _kafka_check() -> Check:
     return Check("kafka", False, f"{cfg.kafka.bootstrap} did not answer within 3 s", fix)
 
 
+def _registry_check() -> Check:
+    cfg = settings()
+    url = cfg.registry.url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=3.0) as response:
+            subjects = json.loads(response.read())
+        return Check("registry", True, f"{url} answers ({len(subjects)} subjects)")
+    except (OSError, ValueError) as exc:
+        fix = (
+            "check BACKBONE_SCHEMA_REGISTRY_URL and that the registry is reachable from here"
+            if cfg.external_registry
+            else "start ours: `backbone registry` (needs Kafka) or `make run`"
+        )
+        return Check("registry", False, f"{url}/subjects failed: {exc}", fix)
+
+
 def run_checks() -> list[Check]:
     mvn = shutil.which("mvn")
     return [
@@ -50,13 +68,14 @@ def run_checks() -> list[Check]:
             "install Maven (apt-get install maven)",
         ),
         _kafka_check(),
+        _registry_check(),
     ]
 
 
 @main.command()
 @json_option
 def doctor(as_json: bool) -> None:
-    """Check java, maven, the Kafka cluster (and later the registry)."""
+    """Check java, maven, the Kafka cluster and the schema registry."""
     checks = run_checks()
 
     def human() -> None:

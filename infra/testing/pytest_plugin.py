@@ -9,6 +9,10 @@ partner team needs. Fixtures:
 - ``new_topic``: an async factory that creates a fresh, uniquely named topic per call.
 - ``catalogue``: a fresh topic prefix with the whole catalogue applied, so tests never share topics.
 - ``producer`` / ``new_consumer``: ready aiokafka clients (acks=all, idempotent producer).
+- ``schema_registry`` (session): Backbone's schema registry on a free port, stored on the session
+  broker under its own topic, as :class:`RegistrySettings` (or the registry named by
+  ``BACKBONE_SCHEMA_REGISTRY_URL``, which must answer).
+- ``codec``: a :class:`Codec` bound to that registry.
 """
 
 from __future__ import annotations
@@ -21,8 +25,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.kafka.broker import LocalBroker, kafka_version, metadata_ok
+from infra.registry import RegistryServer
+from infra.testing._background import BackgroundService
 from streams.admin import apply_catalogue, create_topics
-from streams.settings import KafkaSettings
+from streams.codec import Codec
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
 
 NewTopic = Callable[..., Awaitable[str]]
@@ -124,3 +132,30 @@ async def new_consumer(kafka_settings: KafkaSettings) -> AsyncIterator[NewConsum
     finally:
         for consumer in made:
             await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+def schema_registry(
+    request: pytest.FixtureRequest, kafka_settings: KafkaSettings
+) -> Iterator[RegistrySettings]:
+    external = os.environ.get("BACKBONE_SCHEMA_REGISTRY_URL")
+    if external:
+        yield RegistrySettings(url=external)
+        return
+    server = RegistryServer(kafka_settings, topic=f"{unique('registry')}._schemas", port=0)
+    background = BackgroundService(server)
+    try:
+        background.start()
+    except Exception as exc:
+        pytest.fail(f"could not start the schema registry: {exc!r}")
+    _say(request.config, f"backbone: schema registry at {server.url} (topic {server.topic})")
+    try:
+        yield RegistrySettings(url=server.url)
+    finally:
+        background.stop()
+
+
+@pytest.fixture
+async def codec(schema_registry: RegistrySettings) -> AsyncIterator[Codec]:
+    async with RegistryClient(schema_registry) as client:
+        yield Codec(client)

@@ -1,0 +1,209 @@
+"""Events <-> bytes in the Confluent wire format, the format every partner client reads.
+
+    byte 0      magic byte, always 0
+    bytes 1..4  schema id, big-endian: the *writer* schema, resolved through the registry
+    bytes 5..   Avro binary of the event
+
+Encoding registers the event's schema under the subject ``<topic>-<record full name>``
+(TopicRecordNameStrategy: a topic carries several event types) and caches the id. Decoding reads
+the writer schema by id (cached, parsed once) and resolves it to the current model's schema, so
+old records decode into today's model. Every failure is a non-retriable
+:class:`~streams.errors.CodecError`; only an unreachable registry is retriable.
+
+The decoder is exposed to hostile bytes (anything can be produced to a topic): it checks the
+size limit before touching the body, and fastavro's own bounds checks turn huge or negative length
+prefixes into errors (the fuzz tests hold it to that).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from fastavro.read import SchemaResolutionError as FastavroResolutionError
+
+from streams.errors import (
+    CodecError,
+    CorruptPayload,
+    InvalidMagicByte,
+    PayloadTooLarge,
+    SchemaNotFoundError,
+    SchemaResolutionError,
+    UnknownEventType,
+    UnknownSchemaId,
+)
+from streams.events import Event, event_class
+from streams.events._avro import from_avro_builder, to_avro_builder
+from streams.registry_client import RegistryClient, schema_text
+
+MAGIC = 0
+HEADER = struct.Struct(">bI")
+HEADER_SIZE = HEADER.size  # 5
+
+
+def subject_for(topic: str, event_type: type[Event]) -> str:
+    """The registry subject of an event type on a topic (TopicRecordNameStrategy)."""
+    return f"{topic}-{event_type.fullname()}"
+
+
+@dataclass(frozen=True)
+class _Writer:
+    parsed: Any  # fastavro parsed schema
+    to_avro: Callable[[Any], dict[str, Any]]
+    text: str
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Everything needed to decode records written with one schema id."""
+
+    writer: Any
+    reader: Any  # None when the writer schema is the current one: no resolution needed
+    build: Callable[[dict[str, Any]], Any]
+
+
+def _fullname(schema: Any) -> str:
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        raise SchemaResolutionError("writer schema is not an Avro record")
+    name = str(schema.get("name", ""))
+    namespace = schema.get("namespace")
+    return name if "." in name or not namespace else f"{namespace}.{name}"
+
+
+class Codec:
+    """Encodes events for a topic and decodes any record whose writer schema the registry knows."""
+
+    def __init__(self, registry: RegistryClient, *, max_payload_bytes: int = 1_048_576) -> None:
+        self.registry = registry
+        self.max_payload_bytes = max_payload_bytes
+        self._writers: dict[type[Event], _Writer] = {}
+        self._ids: dict[tuple[str, type[Event]], int] = {}
+        self._headers: dict[int, bytes] = {}
+        self._readers: dict[int, _Reader] = {}
+
+    # --- encode --------------------------------------------------------------------------------
+
+    async def encode(self, event: Event, topic: str) -> bytes:
+        """The record value for ``event`` on ``topic`` (registers its schema on first use)."""
+        schema_id = self._ids.get((topic, type(event)))
+        if schema_id is None:
+            schema_id = await self.schema_id(type(event), topic)
+        return self._encode(schema_id, event)
+
+    def encode_cached(self, event: Event, topic: str) -> bytes | None:
+        """Synchronous :meth:`encode` when the schema id is already known; None otherwise."""
+        schema_id = self._ids.get((topic, type(event)))
+        return None if schema_id is None else self._encode(schema_id, event)
+
+    async def schema_id(self, event_type: type[Event], topic: str) -> int:
+        """The registry id of ``event_type``'s current schema under ``topic``'s subject."""
+        key = (topic, event_type)
+        if key not in self._ids:
+            writer = self._writer(event_type)
+            schema_id = await self.registry.register(subject_for(topic, event_type), writer.text)
+            self._headers[schema_id] = HEADER.pack(MAGIC, schema_id)
+            self._ids[key] = schema_id
+        return self._ids[key]
+
+    def _writer(self, event_type: type[Event]) -> _Writer:
+        writer = self._writers.get(event_type)
+        if writer is None:
+            schema = event_type.avro_schema()
+            writer = _Writer(
+                fastavro.parse_schema(schema), to_avro_builder(event_type), schema_text(schema)
+            )
+            self._writers[event_type] = writer
+        return writer
+
+    def _encode(self, schema_id: int, event: Event) -> bytes:
+        writer = self._writers[type(event)]
+        buffer = io.BytesIO()
+        buffer.write(self._headers[schema_id])
+        try:
+            fastavro.schemaless_writer(buffer, writer.parsed, writer.to_avro(event))
+        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # Models are validated, so this is a model/schema mismatch: a bug, not bad input.
+            raise CodecError(f"cannot encode {type(event).__name__}: {exc}") from exc
+        if buffer.tell() > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"{type(event).__name__} encodes to {buffer.tell()} bytes, "
+                f"over the {self.max_payload_bytes}-byte limit"
+            )
+        return buffer.getvalue()
+
+    # --- decode --------------------------------------------------------------------------------
+
+    async def decode(self, data: bytes) -> Event:
+        """The event in a record value (any schema id the registry knows, read as today's model)."""
+        schema_id = self._schema_id_of(data)
+        reader = self._readers.get(schema_id)
+        if reader is None:
+            reader = await self._resolve(schema_id)
+        return self._decode(reader, data)
+
+    def decode_cached(self, data: bytes) -> Event | None:
+        """Synchronous :meth:`decode` when the schema id was seen before; None otherwise."""
+        reader = self._readers.get(self._schema_id_of(data))
+        return None if reader is None else self._decode(reader, data)
+
+    def _schema_id_of(self, data: bytes) -> int:
+        size = len(data)
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"record of {size} bytes, over the {self.max_payload_bytes} limit"
+            )
+        if size < HEADER_SIZE:
+            raise CorruptPayload(f"record of {size} bytes is shorter than the 5-byte header")
+        magic, schema_id = HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise InvalidMagicByte(f"magic byte {magic} (expected 0): not Confluent wire format")
+        return int(schema_id)
+
+    async def _resolve(self, schema_id: int) -> _Reader:
+        try:
+            text = await self.registry.schema_by_id(schema_id)
+        except SchemaNotFoundError as exc:
+            raise UnknownSchemaId(f"the registry has no schema with id {schema_id}") from exc
+        try:
+            writer_schema = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SchemaResolutionError(f"schema {schema_id} is not JSON: {exc}") from exc
+        fullname = _fullname(writer_schema)
+        try:
+            cls = event_class(fullname)
+        except UnknownEventType as exc:
+            raise UnknownEventType(f"schema {schema_id} is {fullname}: no such event") from exc
+        reader_schema = cls.avro_schema()
+        try:
+            parsed_writer = fastavro.parse_schema(writer_schema)
+            parsed_reader = (
+                None if writer_schema == reader_schema else fastavro.parse_schema(reader_schema)
+            )
+        except Exception as exc:  # fastavro raises several unrelated types for bad schemas
+            raise SchemaResolutionError(f"schema {schema_id} cannot be parsed: {exc}") from exc
+        reader = _Reader(parsed_writer, parsed_reader, from_avro_builder(cls))
+        self._readers[schema_id] = reader
+        return reader
+
+    def _decode(self, reader: _Reader, data: bytes) -> Event:
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            datum: Any = fastavro.schemaless_reader(stream, reader.writer, reader.reader)
+        except FastavroResolutionError as exc:
+            raise SchemaResolutionError(f"cannot resolve writer to reader schema: {exc}") from exc
+        except Exception as exc:  # EOFError, ValueError, IndexError... from hostile bytes
+            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CorruptPayload(f"{len(data) - stream.tell()} trailing bytes after the record")
+        try:
+            event = reader.build(datum)
+        except (ValueError, TypeError, KeyError) as exc:  # e.g. an enum symbol the model lacks
+            raise SchemaResolutionError(f"decoded record does not fit the model: {exc}") from exc
+        assert isinstance(event, Event)
+        return event
