@@ -136,11 +136,11 @@ class CallExecutor:
             )
             return self._failed(request, source, error, None, counts=True), False
         if not guard.breaker.try_acquire():
-            error = CircuitOpenError(f"circuit for {request.service!r} is open")
+            refused = CircuitOpenError(f"circuit for {request.service!r} is open")
             outputs = self._failed(
                 request,
                 source,
-                error,
+                refused,
                 None,
                 counts=False,
                 circuit_open_s=guard.breaker.open_remaining(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -164,7 +165,7 @@ class CallWorker:
                         request, source = got
                         try:
                             outputs = await self.dispatcher.run(
-                                lane, lambda r=request, s=source: self.executor.handle(r, s)
+                                lane, functools.partial(self.executor.handle, request, source)
                             )
                         except Exception as exc:  # a bug must not silently stop the lane agent
                             log.exception("executor failed on %s", request.call_id)

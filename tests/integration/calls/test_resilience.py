@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from streams.codec import Codec
-from streams.events.calls import Priority
+from streams.events.calls import CallDeadLettered, Priority
 
 from agents import _headers as hd
 from agents.lanes import Lane
@@ -77,6 +77,7 @@ async def test_retry_delays_follow_the_schedule_then_dead_letter(
     for gap, delay in zip(gaps, delays, strict=True):
         assert delay <= gap <= delay * 1.10, (gaps, delays)
     [dead] = results.of("call.dead_lettered")
+    assert isinstance(dead, CallDeadLettered)
     assert dead.failure.reason.value == "exhausted"
     assert len(results.of("call.failed")) == 4
     assert [e.tier for e in results.of("call.retry_scheduled")] == [1, 2, 3]
@@ -111,6 +112,7 @@ async def test_fatal_error_dead_letters_at_once_with_a_complete_envelope(
         await dlt.wait_for(lambda r: len(r.records) >= 1)
     assert len(svc.attempts[req.call_id]) == 1
     event, headers, _ = dlt.records[0]
+    assert isinstance(event, CallDeadLettered)
     assert event.event_type == "call.dead_lettered"
     assert event.request.call_id == req.call_id
     assert event.request.idempotency_key == req.idempotency_key
@@ -148,6 +150,7 @@ async def test_envelope_keeps_the_first_failure_across_tiers(
     ):
         await dlt.wait_for(lambda r: len(r.records) >= 1)
     event, headers, _ = dlt.records[0]
+    assert isinstance(event, CallDeadLettered)
     first = hd.parse_time(headers[hd.DLT_FIRST_FAILURE_AT].decode())
     last = hd.parse_time(headers[hd.DLT_LAST_FAILURE_AT].decode())
     assert first is not None
