@@ -16,18 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
-from streams.events.calls import (
-    CallDeadLettered,
-    CallExpired,
-    CallFailed,
-    CallRequested,
-    CallRetryScheduled,
-    CallSucceeded,
-)
-from streams.events.common import DeadLetterEnvelope, DeadLetterReason
-from streams.events.health import CircuitState as CircuitStateField
-from streams.events.health import CircuitStateChanged, RateLimitChanged
-
 from agents import _headers as hd
 from agents.completed import CompletedCalls
 from agents.errors import DeadlinePassedError
@@ -45,6 +33,17 @@ from connectors.resilience import (
 )
 from streams import headers as h
 from streams.errors import BackboneError
+from streams.events.calls import (
+    CallDeadLettered,
+    CallExpired,
+    CallFailed,
+    CallRequested,
+    CallRetryScheduled,
+    CallSucceeded,
+)
+from streams.events.common import DeadLetterEnvelope, DeadLetterReason
+from streams.events.health import CircuitState as CircuitStateField
+from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
 
 log = logging.getLogger(__name__)

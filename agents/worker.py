@@ -19,9 +19,6 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from streams.codec import Codec
-from streams.events.calls import CallRequested
-from streams.events.health import CircuitStateChanged, HealthChecked, HealthStatus
 
 from agents import _headers as hd
 from agents.app import FaustEmitter, create_app, decode, source_of
@@ -35,7 +32,10 @@ from agents.router import lane_topic, route
 from agents.settings import WorkerSettings
 from connectors.base import Connector
 from connectors.registry import build
+from streams.codec import Codec
 from streams.errors import BackboneError
+from streams.events.calls import CallRequested
+from streams.events.health import CircuitStateChanged, HealthChecked, HealthStatus
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

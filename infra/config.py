@@ -15,6 +15,7 @@ BACKBONE_SCHEMA_REGISTRY_PASSWORD  basic-auth password of that registry
 BACKBONE_REGISTRY_PORT             port `backbone up` / `backbone registry` serve ours on (8081)
 BACKBONE_CACHE_DIR                 where the Kafka jars are cached (default ~/.cache/backbone)
 BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (default .backbone)
+BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
 =================================  ===============================================================
 """
@@ -22,6 +23,7 @@ BACKBONE_CONFIG                    a TOML file with the same keys, in lower case
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agents.settings import WorkerSettings
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
 
@@ -50,6 +53,8 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
+    #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
+    calls: WorkerSettings = WorkerSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -71,7 +76,7 @@ _ENV: dict[str, tuple[str, str]] = {
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}}
+    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "calls": {}}
     if path := env.get("BACKBONE_CONFIG"):
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -84,6 +89,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     for var, (section, key) in _ENV.items():
         if var in env:
             tree[section][key] = env[var]
+    _service_secrets(env, tree["calls"])
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
@@ -94,3 +100,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings(**tree, external_kafka=external, external_registry=external_registry)
     except ValidationError as exc:
         raise ConfigurationError(f"invalid configuration: {exc}") from exc
+
+
+def _service_secrets(env: Mapping[str, str], calls: dict[str, Any]) -> None:
+    """``BACKBONE_SERVICE_<NAME>_API_KEY`` sets the key of service <name> (``-``/``.`` as ``_``)."""
+    services = calls.get("services") or []
+    if not isinstance(services, list):
+        raise ConfigurationError("[calls] services must be a list of tables ([[calls.services]])")
+    for service in services:
+        if not isinstance(service, dict) or "name" not in service:
+            raise ConfigurationError("every [[calls.services]] entry needs a name")
+        var = (
+            "BACKBONE_SERVICE_"
+            + re.sub(r"[^A-Za-z0-9]", "_", str(service["name"])).upper()
+            + "_API_KEY"
+        )
+        if var in env:
+            service["api_key"] = env[var]

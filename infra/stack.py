@@ -15,6 +15,7 @@ from typing import Protocol
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
+from infra.worker import worker_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -32,7 +33,7 @@ class Service(Protocol):
 ServiceFactory = Callable[[Settings], Service]
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [registry_service]
+SERVICES: list[ServiceFactory] = [registry_service, worker_service]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

@@ -7,14 +7,14 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from streams.codec import Codec
-from streams.events.calls import CallDeadLettered, Priority
 
 from agents import _headers as hd
 from agents.lanes import Lane
 from agents.retry import RetryPolicy
 from agents.settings import WorkerSettings
 from streams import headers as h
+from streams.codec import Codec
+from streams.events.calls import CallDeadLettered, Priority
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.calls._scripted import ScriptedService
