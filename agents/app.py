@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from streams.codec import Codec
-from streams.events import Event
 
 from agents.outputs import Output, Source
 from agents.settings import WorkerSettings
 from streams import headers as h
+from streams.codec import Codec
 from streams.errors import BackboneError, CodecError
+from streams.events import Event
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -43,6 +43,8 @@ def create_app(
         producer_acks=-1,
         producer_linger_ms=max(1, kafka.linger_ms),
         stream_wait_empty=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
 
 

@@ -1,9 +1,11 @@
-"""Which calls already succeeded: the executor's guard against running a call twice.
+"""Which calls already ended: the executor's guard against running a call twice.
 
-The record of completion is ``calls.results`` itself: every ``call.succeeded`` carries the call's
-idempotency key. On start the worker reads the topic to its end (no consumer group), then keeps
+The record of completion is ``calls.results`` itself: every terminal event (``call.succeeded``,
+``call.dead_lettered``, ``call.expired``) carries the call's idempotency key. On start the worker reads the topic to its end (no consumer group), then keeps
 tailing it, so a request redelivered after a crash, a rebalance or a duplicate publish finds its key
-and is acknowledged without calling the provider again. Keys of calls in flight are also held, so a
+and is acknowledged without calling the provider again. A call that ended without success
+(dead-lettered or expired) runs again only when re-driven (``backbone-redriven-from``); one that
+succeeded never runs again. Keys of calls in flight are also held, so a
 duplicate that arrives while the first copy runs waits for its outcome instead of racing it.
 
 Limits (documented, not hidden): a call that was executed but whose success was not yet written
@@ -18,10 +20,10 @@ import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from streams.codec import Codec
-from streams.events.calls import CallSucceeded
 
+from streams.codec import Codec
 from streams.errors import BackboneError
+from streams.events.calls import CallDeadLettered, CallExpired, CallSucceeded
 from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 class CompletedCalls:
     def __init__(self) -> None:
         self._done: set[str] = set()
+        self._given_up: set[str] = set()
         self._running: dict[str, asyncio.Future[None]] = {}
 
     def __contains__(self, key: object) -> bool:
@@ -41,13 +44,16 @@ class CompletedCalls:
     def add(self, key: str) -> None:
         self._done.add(key)
 
-    async def claim(self, key: str) -> bool:
-        """True when the caller may run the call; False when it already succeeded.
+    def give_up(self, key: str) -> None:
+        self._given_up.add(key)
+
+    async def claim(self, key: str, *, redriven: bool = False) -> bool:
+        """True when the caller may run the call; False when it already ended.
 
         A second claim of a running key waits until the first copy releases it.
         """
         while True:
-            if key in self._done:
+            if key in self._done or (key in self._given_up and not redriven):
                 return False
             running = self._running.get(key)
             if running is None:
@@ -55,9 +61,11 @@ class CompletedCalls:
                 return True
             await asyncio.shield(running)
 
-    def release(self, key: str, *, succeeded: bool) -> None:
+    def release(self, key: str, *, succeeded: bool = False, gave_up: bool = False) -> None:
         if succeeded:
             self._done.add(key)
+        elif gave_up:
+            self._given_up.add(key)
         running = self._running.pop(key, None)
         if running is not None and not running.done():
             running.set_result(None)
@@ -127,6 +135,10 @@ class ResultsTail:
             return
         if isinstance(event, CallSucceeded):
             self.completed.add(event.idempotency_key)
+        elif isinstance(event, CallDeadLettered):
+            self.completed.give_up(event.request.idempotency_key)
+        elif isinstance(event, CallExpired):
+            self.completed.give_up(event.idempotency_key)
 
     async def stop(self) -> None:
         if self._task is not None:

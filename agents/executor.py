@@ -114,26 +114,31 @@ class CallExecutor:
             log.info("skipped replayed call %s (side effects not allowed)", request.call_id)
             return []
         key = request.idempotency_key
-        if not await self.completed.claim(key):
-            log.info("skipped call %s: idempotency key already succeeded", request.call_id)
+        if not await self.completed.claim(key, redriven=hd.REDRIVEN_FROM in source.headers):
+            log.info("skipped call %s: it already ended", request.call_id)
             return []
-        succeeded = False
+        outputs: list[Output] = []
         try:
-            outputs, succeeded = await self._attempt(request, source)
+            outputs = await self._attempt(request, source)
         finally:
-            self.completed.release(key, succeeded=succeeded)
+            ended = {o.event.event_type for o in outputs if o.topic == RESULTS}
+            self.completed.release(
+                key,
+                succeeded="call.succeeded" in ended,
+                gave_up=bool(ended & {"call.dead_lettered", "call.expired"}),
+            )
         return outputs
 
-    async def _attempt(self, request: CallRequested, source: Source) -> tuple[list[Output], bool]:
+    async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
         now = self._now()
         if expired(request.deadline, now):
-            return self._expire(request, source, now, "deadline passed before the attempt"), False
+            return self._expire(request, source, now, "deadline passed before the attempt")
         guard = self.guards.get(request.service)
         if guard is None:
             error = ConnectorNotFoundError(
                 f"no connector configured for service {request.service!r}"
             )
-            return self._failed(request, source, error, None, counts=True), False
+            return self._failed(request, source, error, None, counts=True)
         if not guard.breaker.try_acquire():
             refused = CircuitOpenError(f"circuit for {request.service!r} is open")
             outputs = self._failed(
@@ -144,7 +149,7 @@ class CallExecutor:
                 counts=False,
                 circuit_open_s=guard.breaker.open_remaining(),
             )
-            return self._with_changes(guard, outputs), False
+            return self._with_changes(guard, outputs)
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
@@ -166,10 +171,10 @@ class CallExecutor:
                 if exc.retry_after_s:
                     guard.bucket.block_for(exc.retry_after_s)
                 outputs = self._failed(request, source, exc, took, counts=True)
-                return self._with_changes(guard, outputs), False
+                return self._with_changes(guard, outputs)
             except BackboneError as exc:  # credentials and other fatal setup errors
                 took = time.monotonic() - began
-                return self._failed(request, source, exc, took, counts=True), False
+                return self._failed(request, source, exc, took, counts=True)
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
         outputs = [self._succeeded(request, output, took)]
@@ -185,7 +190,7 @@ class CallExecutor:
                     ),
                 )
             )
-        return self._with_changes(guard, outputs), True
+        return self._with_changes(guard, outputs)
 
     # --- outputs ----------------------------------------------------------------------------------
     def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> Output:

@@ -1,5 +1,8 @@
 """The router's decision: which lane a call request goes to, or why it goes nowhere.
 
+Expiry is decided in one place only, the executor (it checks the deadline before every attempt),
+so a router replayed after a crash cannot account for a call twice.
+
 Lanes are keyed by service, so every request for one service lands on the same lane partition
 (lanes share a partition count) and one worker enforces that service's limits.
 """
@@ -8,11 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from streams.events.calls import CallExpired, CallRequested
-
 from agents import _headers as hd
 from agents.lanes import lane_for
 from agents.outputs import Output, Source
+from streams.events.calls import CallRequested
 from streams.headers import side_effects_allowed
 
 RESULTS = "calls.results"
@@ -28,21 +30,5 @@ def route(
     """Outputs for one ``call.requested`` record read from ``calls.requests``."""
     if not allow_replayed and not side_effects_allowed(source.headers):
         return []  # a replayed copy: the original was routed already
-    if request.deadline is not None and now >= request.deadline:
-        return [
-            Output(
-                RESULTS,
-                CallExpired(
-                    call_id=request.call_id,
-                    service=request.service,
-                    operation=request.operation,
-                    deadline=request.deadline,
-                    attempt=request.attempt,
-                    idempotency_key=request.idempotency_key,
-                    correlation_id=request.correlation_id,
-                    causation_id=str(request.event_id),
-                ),
-            )
-        ]
     carried = {k: v for k, v in source.headers.items() if k in (hd.REDRIVEN_FROM,)}
     return [Output(lane_topic(request), request, key=request.service.encode(), headers=carried)]

@@ -33,3 +33,5 @@ class WorkerSettings(BaseModel):
     #: Seconds between Faust offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)
     default_timeout_s: float = Field(default=30.0, gt=0)
+    #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
