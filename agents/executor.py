@@ -64,14 +64,15 @@ class ServiceGuard:
     """Per-service limits: token bucket, circuit breaker, concurrency cap."""
 
     def __init__(
-        self, connector: Connector, settings: WorkerSettings, max_concurrency: int
+        self,
+        connector: Connector,
+        settings: WorkerSettings,
+        max_concurrency: int,
+        on_change: Callable[[StateChange], None],
     ) -> None:
         self.connector = connector
         self.bucket = TokenBucket(connector.rate_limit)
-        self.changes: list[StateChange] = []
-        self.breaker = CircuitBreaker(
-            connector.service, settings.breaker, on_change=self.changes.append
-        )
+        self.breaker = CircuitBreaker(connector.service, settings.breaker, on_change=on_change)
         self.slots = asyncio.Semaphore(max_concurrency)
 
 
@@ -83,13 +84,20 @@ class CallExecutor:
         completed: CompletedCalls,
         *,
         now: Now = utc_now,
+        on_circuit: Callable[[Output], None] | None = None,
     ) -> None:
         self.settings = settings
         self.completed = completed
         self._now = now
+        #: Breaker transitions leave through here the moment they happen, so their order on
+        #: ``integration.circuits`` is the order they happened in (not the order calls finish).
+        self.circuit_log: list[Output] = []
+        self._on_circuit = on_circuit or self.circuit_log.append
         per_service = {s.name: s.max_concurrency for s in settings.services}
         self.guards = {
-            name: ServiceGuard(conn, settings, per_service.get(name, settings.max_in_flight))
+            name: ServiceGuard(
+                conn, settings, per_service.get(name, settings.max_in_flight), self._circuit_changed
+            )
             for name, conn in connectors.items()
         }
 
@@ -149,7 +157,7 @@ class CallExecutor:
                 counts=False,
                 circuit_open_s=guard.breaker.open_remaining(),
             )
-            return self._with_changes(guard, outputs)
+            return outputs
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
@@ -171,7 +179,7 @@ class CallExecutor:
                 if exc.retry_after_s:
                     guard.bucket.block_for(exc.retry_after_s)
                 outputs = self._failed(request, source, exc, took, counts=True)
-                return self._with_changes(guard, outputs)
+                return outputs
             except BackboneError as exc:  # credentials and other fatal setup errors
                 took = time.monotonic() - began
                 return self._failed(request, source, exc, took, counts=True)
@@ -190,7 +198,7 @@ class CallExecutor:
                     ),
                 )
             )
-        return self._with_changes(guard, outputs)
+        return outputs
 
     # --- outputs ----------------------------------------------------------------------------------
     def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> Output:
@@ -211,27 +219,20 @@ class CallExecutor:
         )
         return Output(request.reply_to or RESULTS, event)
 
-    def _with_changes(self, guard: ServiceGuard, outputs: list[Output]) -> list[Output]:
-        while guard.changes:
-            change = guard.changes.pop(0)
-            open_until = None
-            if change.state is CircuitState.OPEN:
-                open_until = self._now() + _seconds(change.open_for_s)
-            outputs.append(
-                Output(
-                    CIRCUITS,
-                    CircuitStateChanged(
-                        service=change.service,
-                        previous=CircuitStateField(change.previous.value),
-                        current=CircuitStateField(change.state.value),
-                        reason=f"failure rate {change.failure_rate:.0%}, slow-call rate "
-                        f"{change.slow_call_rate:.0%} over {change.calls} calls",
-                        failure_count=round(change.failure_rate * change.calls),
-                        open_until=open_until,
-                    ),
-                )
-            )
-        return outputs
+    def _circuit_changed(self, change: StateChange) -> None:
+        open_until = None
+        if change.state is CircuitState.OPEN:
+            open_until = self._now() + _seconds(change.open_for_s)
+        event = CircuitStateChanged(
+            service=change.service,
+            previous=CircuitStateField(change.previous.value),
+            current=CircuitStateField(change.state.value),
+            reason=f"failure rate {change.failure_rate:.0%}, slow-call rate "
+            f"{change.slow_call_rate:.0%} over {change.calls} calls",
+            failure_count=round(change.failure_rate * change.calls),
+            open_until=open_until,
+        )
+        self._on_circuit(Output(CIRCUITS, event))
 
     def _failed(
         self,

@@ -65,13 +65,17 @@ class CallWorker:
             else {s.name: build(s) for s in settings.services}
         )
         self.completed = CompletedCalls()
-        self.executor = CallExecutor(settings, self.connectors, self.completed)
+        self._circuits: asyncio.Queue[Output] = asyncio.Queue()
+        self.executor = CallExecutor(
+            settings, self.connectors, self.completed, on_circuit=self._circuits.put_nowait
+        )
         self.dispatcher = LaneDispatcher(settings.lane_weights, settings.max_in_flight)
         self._tail = ResultsTail(kafka, codec, catalogue.name("calls.results"), self.completed)
         self._datadir = datadir
         self.app: faust.App | None = None
         self._emitter: FaustEmitter | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._circuit_task: asyncio.Task[None] | None = None
 
     def describe(self) -> str:
         services = ", ".join(f"{c.service} ({c.kind})" for c in self.connectors.values()) or "none"
@@ -89,12 +93,14 @@ class CallWorker:
         self.app = app
         await app.start()
         self._health_task = asyncio.create_task(self._health_loop(), name="health-checks")
+        self._circuit_task = asyncio.create_task(self._circuit_loop(), name="circuit-changes")
 
     async def stop(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_task
+        for task in (self._health_task, self._circuit_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.app is not None:
             await self.app.stop()
             self.app = None
@@ -212,6 +218,12 @@ class CallWorker:
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
+
+    async def _circuit_loop(self) -> None:
+        assert self._emitter is not None
+        while True:
+            output = await self._circuits.get()
+            await self._emitter.emit(output)
 
     # --- health ---------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
