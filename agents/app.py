@@ -38,7 +38,7 @@ def create_app(
         datadir=str(datadir or tempfile.mkdtemp(prefix="backbone-faust-")),
         processing_guarantee=settings.processing_guarantee,
         broker_commit_interval=settings.commit_interval_s,
-        broker_commit_every=100,
+        broker_commit_every=2000,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=max(1, kafka.linger_ms),

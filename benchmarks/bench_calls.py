@@ -159,7 +159,10 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
     worker = CallWorker(kafka, codec, catalogue, settings)
     await worker.start()
     try:
-        return await _rate(kafka, catalogue.name("calls.results"), n)
+        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        routed = await _rate(kafka, catalogue.name("calls.lane.normal"), n)
+        print(f"  (router hop alone: {routed:.0f} records/s)", flush=True)
+        return rate
     finally:
         await worker.stop()
 

@@ -85,6 +85,9 @@ class CircuitBreaker:
         self._state = CircuitState.CLOSED
         self._since = clock()
         self._window: deque[_Outcome] = deque()
+        # Running counts over the window, so each outcome costs O(1) instead of a rescan.
+        self._failed = 0
+        self._slow = 0
         self._probes_out = 0
         self._probes: list[_Outcome] = []
 
@@ -133,9 +136,12 @@ class CircuitBreaker:
         if self._state is CircuitState.OPEN:  # a call started before the breaker opened
             return
         self._window.append(outcome)
+        self._failed += outcome.failed
+        self._slow += outcome.slow
         self._evict(now)
-        if len(self._window) >= self.policy.minimum_calls:
-            failure, slow = _rates(self._window)
+        n = len(self._window)
+        if n >= self.policy.minimum_calls:
+            failure, slow = self._failed / n, self._slow / n
             if self._tripped(failure, slow):
                 self._move(CircuitState.OPEN, failure, slow)
 
@@ -144,6 +150,7 @@ class CircuitBreaker:
         self._state = snapshot.state
         self._since = self._clock() - max(0.0, snapshot.age_s)
         self._window.clear()
+        self._failed = self._slow = 0
         self._probes.clear()
         self._probes_out = 0
         self._advance()
@@ -155,7 +162,9 @@ class CircuitBreaker:
     def _evict(self, now: float) -> None:
         horizon = now - self.policy.window_s
         while self._window and self._window[0].at < horizon:
-            self._window.popleft()
+            old = self._window.popleft()
+            self._failed -= old.failed
+            self._slow -= old.slow
 
     def _advance(self) -> None:
         if (
@@ -169,6 +178,7 @@ class CircuitBreaker:
         self._state = state
         self._since = self._clock()
         self._window.clear()
+        self._failed = self._slow = 0
         self._probes.clear()
         self._probes_out = 0
         if self._on_change is not None:
@@ -178,7 +188,7 @@ class CircuitBreaker:
             )
 
 
-def _rates(outcomes: deque[_Outcome] | list[_Outcome]) -> tuple[float, float]:
+def _rates(outcomes: list[_Outcome]) -> tuple[float, float]:
     n = len(outcomes)
     if n == 0:
         return 0.0, 0.0
