@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import statistics
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -49,8 +50,13 @@ async def test_rate_limit_is_honoured_within_ten_percent(
     ):
         await results.wait_for(lambda r: len(terminal(r)) >= 41)
     starts = sorted(t for ts in svc.attempts.values() for t in ts)
-    rate = (len(starts) - 1) / (starts[-1] - starts[0])
-    assert rate == pytest.approx(20, rel=0.10)
+    # Never faster than the limit: no 1-second window holds more than 20 (+10%) + the burst.
+    busiest = max(sum(1 for u in starts if t <= u < t + 1.0) for t in starts)
+    assert busiest <= 20 * 1.10 + 1
+    # And the limit is what paces the calls: the typical gap is 1/20 s within 10% (a stall of the
+    # shared CI machine may stretch a gap, never shrink one, so the median is the measure).
+    gaps = sorted(b - a for a, b in itertools.pairwise(starts))
+    assert statistics.median(gaps) == pytest.approx(1 / 20, rel=0.10)
 
 
 async def test_retry_delays_follow_the_schedule_then_dead_letter(
