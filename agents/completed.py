@@ -90,6 +90,7 @@ class ResultsTail:
             bootstrap_servers=self._kafka.bootstrap,
             client_id=f"{self._kafka.client_id}-results-tail",
             enable_auto_commit=False,
+            isolation_level="read_committed",  # aborted exactly-once writes are not outcomes
             auto_offset_reset="earliest",
             group_id=None,
         )

@@ -79,6 +79,7 @@ async def read_dead_letters(
         bootstrap_servers=kafka.bootstrap,
         group_id=None,
         enable_auto_commit=False,
+        isolation_level="read_committed",
         auto_offset_reset="earliest",
     )
     await consumer.start()

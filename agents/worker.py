@@ -253,6 +253,7 @@ async def _read_to_end(kafka: KafkaSettings, topic: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=kafka.bootstrap,
         enable_auto_commit=False,
+        isolation_level="read_committed",
         group_id=None,
         auto_offset_reset="earliest",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,8 +29,15 @@ async def _codec(cfg: Settings) -> AsyncIterator[Codec]:
 
 
 @main.command()
-def worker() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+)
+def worker(log_level: str) -> None:
     """Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = settings()
 
     async def serve() -> None:

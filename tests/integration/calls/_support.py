@@ -11,13 +11,13 @@ from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from streams.codec import Codec
-from streams.events import Event
-from streams.events.calls import CallRequested, Priority
 
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
 from connectors.base import Connector
+from streams.codec import Codec
+from streams.events import Event
+from streams.events.calls import CallRequested, Priority
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -78,8 +78,11 @@ async def running_worker(
 class TopicReader:
     """Reads a topic from the beginning (no group) and keeps everything it decoded."""
 
-    def __init__(self, kafka: KafkaSettings, codec: Codec, topic: str) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, codec: Codec, topic: str, *, committed: bool = False
+    ) -> None:
         self._kafka, self._codec, self._topic = kafka, codec, topic
+        self._isolation = "read_committed" if committed else "read_uncommitted"
         self.records: list[tuple[Event, dict[str, bytes], int]] = []  # event, headers, timestamp
         self._consumer: AIOKafkaConsumer | None = None
 
@@ -89,6 +92,7 @@ class TopicReader:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level=self._isolation,
         )
         await consumer.start()
         await consumer._client.force_metadata_update()

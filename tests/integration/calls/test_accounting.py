@@ -31,6 +31,7 @@ group_id = "{group}"
 max_in_flight = 16
 session_timeout_s = 6.0
 commit_interval_s = 0.5
+processing_guarantee = "{guarantee}"
 
 [calls.retry]
 delays_s = [0.2, 0.3, 0.4]
@@ -59,7 +60,9 @@ async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Pro
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 async def test_accounting_holds_across_a_worker_kill(
+    guarantee: str,
     kafka_settings: KafkaSettings,
     codec: Codec,
     catalogue: Catalogue,
@@ -67,7 +70,7 @@ async def test_accounting_holds_across_a_worker_kill(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "backbone.toml"
-    config.write_text(CONFIG.format(group=f"{catalogue.prefix}calls"))
+    config.write_text(CONFIG.format(group=f"{catalogue.prefix}calls", guarantee=guarantee))
     env = {
         **os.environ,
         "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
@@ -82,7 +85,8 @@ async def test_accounting_holds_across_a_worker_kill(
     first = await start_worker(env, log)
     second: asyncio.subprocess.Process | None = None
     try:
-        async with TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results:
+        results_topic = catalogue.name("calls.results")
+        async with TopicReader(kafka_settings, codec, results_topic, committed=True) as results:
             await results.wait_for(lambda r: len(terminal(r)) >= N // 3, timeout=60)
             first.send_signal(signal.SIGKILL)  # mid-stream: no clean shutdown, no final commit
             await first.wait()
