@@ -24,7 +24,7 @@ class WorkerSettings(BaseModel):
     #: Calls in flight in this worker across all services (each service also has its own cap).
     max_in_flight: int = Field(default=64, ge=1)
     #: Records each lane agent holds at once while waiting for an execution slot.
-    lane_prefetch: int = Field(default=16, ge=1)
+    lane_prefetch: int = Field(default=64, ge=1)
     #: Replayed records (``backbone-replayed-from``) trigger calls only when this is true or the
     #: replay itself allowed side effects.
     allow_replayed_calls: bool = False

@@ -146,15 +146,21 @@ class CallWorker:
             return request, source
 
         async def router(stream: Any) -> None:
-            async for event in stream.events():
-                got = await decoded(event)
-                if got is not None:
-                    request, source = got
-                    now = datetime.now(UTC)
-                    outputs = route(
-                        request, source, now=now, allow_replayed=self.settings.allow_replayed_calls
-                    )
-                    await emitter.emit_all(outputs)
+            # Batches: routing does no slow I/O, so taking what is buffered (acked after the
+            # batch is handed to the producer) cuts Faust's per-event overhead.
+            async for events in stream.take_events(500, within=0.005):
+                now = datetime.now(UTC)
+                for event in events:
+                    got = await decoded(event)
+                    if got is not None:
+                        request, source = got
+                        outputs = route(
+                            request,
+                            source,
+                            now=now,
+                            allow_replayed=self.settings.allow_replayed_calls,
+                        )
+                        await emitter.emit_all(outputs)
 
         app.agent(
             app.topic(cat.name("calls.requests"), value_type=bytes, key_type=bytes), name="router"
