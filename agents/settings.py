@@ -25,6 +25,8 @@ class WorkerSettings(BaseModel):
     max_in_flight: int = Field(default=64, ge=1)
     #: Records each lane agent holds at once while waiting for an execution slot.
     lane_prefetch: int = Field(default=64, ge=1)
+    #: Records a lane actor takes at once (``lane_prefetch / lane_batch`` actors per lane).
+    lane_batch: int = Field(default=8, ge=1)
     #: Replayed records (``backbone-replayed-from``) trigger calls only when this is true or the
     #: replay itself allowed side effects.
     allow_replayed_calls: bool = False

@@ -150,6 +150,7 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
         group_id=f"{catalogue.prefix}calls",
         max_in_flight=512,
         lane_prefetch=int(os.environ.get("BENCH_CALLS_PREFETCH", "128")),
+        lane_batch=int(os.environ.get("BENCH_CALLS_BATCH", "32")),
         services=(
             ServiceSettings(
                 name="sim",
