@@ -34,6 +34,7 @@ from connectors.base import Connector
 from connectors.registry import build
 from streams.codec import Codec
 from streams.errors import BackboneError
+from streams.events import Event
 from streams.events.calls import CallRequested
 from streams.events.health import CircuitStateChanged, HealthChecked, HealthStatus
 from streams.settings import KafkaSettings
@@ -84,6 +85,9 @@ class CallWorker:
     # --- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         for connector in self.connectors.values():
+            bind = getattr(connector, "bind_events", None)
+            if bind is not None:  # plugin connectors report their lifecycle (plugin.* events)
+                bind(self._plugin_event)
             await connector.start()
         await self._restore_circuits()
         await self._tail.start()
@@ -96,11 +100,16 @@ class CallWorker:
         self._circuit_task = asyncio.create_task(self._circuit_loop(), name="circuit-changes")
 
     async def stop(self) -> None:
+        for connector in self.connectors.values():
+            unloading = getattr(connector, "unloading", None)
+            if unloading is not None:  # said while the producer still runs
+                self._plugin_event(unloading("worker stopping"))
         for task in (self._health_task, self._circuit_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        await self._drain_side_events()
         if self.app is not None:
             await self.app.stop()
             self.app = None
@@ -229,6 +238,16 @@ class CallWorker:
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
+
+    def _plugin_event(self, event: Event) -> None:
+        self._circuits.put_nowait(Output("plugins.lifecycle", event))
+
+    async def _drain_side_events(self) -> None:
+        if self._emitter is None or self.app is None:
+            return
+        while not self._circuits.empty():
+            await self._emitter.emit(self._circuits.get_nowait())
+        await self.app.producer.flush()
 
     async def _circuit_loop(self) -> None:
         assert self._emitter is not None
