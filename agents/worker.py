@@ -100,15 +100,15 @@ class CallWorker:
         self._circuit_task = asyncio.create_task(self._circuit_loop(), name="circuit-changes")
 
     async def stop(self) -> None:
-        for connector in self.connectors.values():
-            unloading = getattr(connector, "unloading", None)
-            if unloading is not None:  # said while the producer still runs
-                self._plugin_event(unloading("worker stopping"))
         for task in (self._health_task, self._circuit_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        for connector in self.connectors.values():
+            unloading = getattr(connector, "unloading", None)
+            if unloading is not None:  # said while the producer still runs
+                self._plugin_event(unloading("worker stopping"))
         await self._drain_side_events()
         if self.app is not None:
             await self.app.stop()

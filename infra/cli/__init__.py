@@ -6,7 +6,7 @@ Exit codes: 0 success; 1 the operation failed or a check found a problem; 2 bad 
 
 from __future__ import annotations
 
-from infra.cli import calls, doctor, kafka, registry, schemas, stack, topics  # noqa: F401  (registers the commands)
+from infra.cli import calls, doctor, kafka, plugins, registry, schemas, stack, topics  # noqa: F401  (registers the commands)
 from infra.cli._app import main
 
 __all__ = ["main"]
