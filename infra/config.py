@@ -15,6 +15,14 @@ BACKBONE_SCHEMA_REGISTRY_PASSWORD  basic-auth password of that registry
 BACKBONE_REGISTRY_PORT             port `backbone up` / `backbone registry` serve ours on (8081)
 BACKBONE_CACHE_DIR                 where the Kafka jars are cached (default ~/.cache/backbone)
 BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (default .backbone)
+BACKBONE_GATEWAY_HOST              where the HTTP gateway listens (default 127.0.0.1)
+BACKBONE_GATEWAY_PORT              its port (default 8080)
+BACKBONE_GATEWAY_TOKENS            bearer tokens per client: ``client=token,client2=token2``
+BACKBONE_GATEWAY_RATE              requests per second per client (default 200)
+BACKBONE_GATEWAY_BURST             requests a client may burst above the rate (default 400)
+BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
+BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8 MiB)
+BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
 BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
 =================================  ===============================================================
@@ -32,6 +40,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agents.settings import WorkerSettings
+from connectors.gateway.settings import GatewaySettings
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
 
@@ -53,6 +62,7 @@ class Settings(BaseModel):
     kafka: KafkaSettings = KafkaSettings()
     registry: RegistrySettings = RegistrySettings()
     local: LocalStackSettings = LocalStackSettings()
+    gateway: GatewaySettings = GatewaySettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
@@ -71,12 +81,26 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_KAFKA_HEAP": ("local", "kafka_heap"),
     "BACKBONE_REGISTRY_PORT": ("local", "registry_port"),
     "BACKBONE_STATE_DIR": ("local", "state_dir"),
+    "BACKBONE_GATEWAY_HOST": ("gateway", "host"),
+    "BACKBONE_GATEWAY_PORT": ("gateway", "port"),
+    "BACKBONE_GATEWAY_TOKENS": ("gateway", "tokens"),
+    "BACKBONE_GATEWAY_RATE": ("gateway", "rate_per_s"),
+    "BACKBONE_GATEWAY_BURST": ("gateway", "burst"),
+    "BACKBONE_GATEWAY_MAX_BODY": ("gateway", "max_body_bytes"),
+    "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
+    "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
 }
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    tree: dict[str, dict[str, Any]] = {"kafka": {}, "registry": {}, "local": {}, "calls": {}}
+    tree: dict[str, dict[str, Any]] = {
+        "kafka": {},
+        "registry": {},
+        "local": {},
+        "gateway": {},
+        "calls": {},
+    }
     if path := env.get("BACKBONE_CONFIG"):
         try:
             data = tomllib.loads(Path(path).read_text())

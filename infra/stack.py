@@ -12,6 +12,8 @@ import signal
 from collections.abc import Callable
 from typing import Protocol
 
+from aiohttp import web
+
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
@@ -32,8 +34,32 @@ class Service(Protocol):
 
 ServiceFactory = Callable[[Settings], Service]
 
+
+def gateway_service(settings: Settings) -> Service:
+    """The HTTP gateway on ``BACKBONE_GATEWAY_HOST:PORT`` (127.0.0.1:8080 by default)."""
+    from connectors.gateway import GatewayService, build_gateway
+
+    app = build_gateway(
+        settings.gateway,
+        settings.kafka,
+        settings.registry,
+        Catalogue(settings.kafka.topic_prefix),
+        extensions=gateway_extensions(settings),
+    )
+    return GatewayService(app, settings.gateway.host, settings.gateway.port)
+
+
+def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
+    """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
+    from connectors.calls_api import calls_extension
+
+    return [
+        calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix))
+    ]
+
+
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [registry_service, worker_service]
+SERVICES: list[ServiceFactory] = [registry_service, gateway_service, worker_service]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from streams import headers
+from streams.codec import Codec
 from streams.consumer import IdempotenceFilter, Received, Subscriber
 from streams.errors import (
     BackboneError,
@@ -25,16 +26,21 @@ from streams.errors import (
     PublishRejectedError,
     TopicCatalogueError,
 )
+from streams.events import EVENT_TYPES, Event, event_class
 from streams.headers import side_effects_allowed
 from streams.producer import Coordinates, Publisher, SyncPublisher, publish_sync
+from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 __all__ = [
+    "EVENT_TYPES",
     "BackboneError",
     "Catalogue",
+    "Codec",
     "ConfigurationError",
     "Coordinates",
+    "Event",
     "IdempotenceFilter",
     "KafkaSettings",
     "KafkaUnavailableError",
@@ -42,10 +48,12 @@ __all__ = [
     "PublishRejectedError",
     "Publisher",
     "Received",
+    "RegistryClient",
     "RegistrySettings",
     "Subscriber",
     "SyncPublisher",
     "TopicCatalogueError",
+    "event_class",
     "headers",
     "publish_sync",
     "side_effects_allowed",

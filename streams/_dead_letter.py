@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 from streams import headers as h
 from streams._kafka_errors import translate
 from streams.errors import BackboneError, TopicCatalogueError
+from streams.producer import close_producer
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -86,4 +87,4 @@ class DeadLetters:
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await close_producer(producer, 2 * self._kafka.request_timeout_ms / 1000)

@@ -37,9 +37,11 @@ from streams.errors import (
     UnknownEventType,
     UnknownSchemaId,
 )
-from streams.events import Event, event_class
+from streams.events import EVENT_TYPES, Event, event_class
 from streams.events._avro import from_avro_builder, to_avro_builder
 from streams.registry_client import RegistryClient, schema_text
+
+__all__ = ["HEADER_SIZE", "MAGIC", "Codec", "subject_for"]
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -104,9 +106,15 @@ class Codec:
         """The registry id of ``event_type``'s current schema under ``topic``'s subject."""
         key = (topic, event_type)
         if key not in self._ids:
+            if EVENT_TYPES.get(getattr(event_type, "event_type", "")) is not event_type:
+                raise UnknownEventType(f"{event_type.__name__} is not a registered event type")
             writer = self._writer(event_type)
             schema_id = await self.registry.register(subject_for(topic, event_type), writer.text)
             self._headers[schema_id] = HEADER.pack(MAGIC, schema_id)
+            # The id names our own current schema, so its records decode without a lookup.
+            self._readers.setdefault(
+                schema_id, _Reader(writer.parsed, None, from_avro_builder(event_type))
+            )
             self._ids[key] = schema_id
         return self._ids[key]
 

@@ -67,6 +67,8 @@ class Subscriber:
     committed with :meth:`commit`. Without one, every partition is read by this process alone
     (``tail``-style), starting at the beginning, the end, or ``start_at_ms``.
     ``stop_at_end`` ends the iteration at the end offsets seen when the iteration started.
+    ``dead_letters=False`` (read-only tools such as ``tail``) skips undecodable records instead of
+    writing them to the dead letter; they are counted in :attr:`undecodable`.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Subscriber:
         start_at_ms: int | None = None,
         stop_at_end: bool = False,
         poll_timeout_ms: int = 500,
+        dead_letters: bool = True,
     ) -> None:
         if start_at_ms is not None and group_id is not None:
             raise ConfigurationError("start_at_ms is for group-less subscribers; reset the group")
@@ -98,7 +101,9 @@ class Subscriber:
         #: next offset to commit per partition / last offset handed to the caller
         self._committed: dict[TopicPartition, int] = {}
         self._yielded: dict[TopicPartition, int] = {}
+        self._write_dead_letters = dead_letters
         self.dead_lettered = 0
+        self.undecodable = 0
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -206,7 +211,9 @@ class Subscriber:
         except BackboneError as exc:
             if exc.retriable:
                 raise
-            await self._dead_letter(tp, record, exc)
+            self.undecodable += 1
+            if self._write_dead_letters:
+                await self._dead_letter(tp, record, exc)
             return None
         return Received(
             event=event,

@@ -24,8 +24,9 @@ from aiokafka.errors import KafkaError
 from streams import headers as h
 from streams._kafka_errors import translate
 from streams.codec import Codec
-from streams.errors import BackboneError, ConfigurationError
+from streams.errors import BackboneError, ConfigurationError, KafkaUnavailableError
 from streams.events import Event
+from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
@@ -38,6 +39,25 @@ class Coordinates:
     partition: int
     offset: int
     timestamp_ms: int
+
+
+async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
+    """Stop a producer, flushing what the cluster will still take within ``timeout_s``.
+
+    With the cluster gone, ``AIOKafkaProducer.stop()`` waits forever for batches it can never
+    deliver (aiokafka#1101). Past the timeout those batches are abandoned (their callers already
+    got a timeout, never a success) and the sender and connections are closed directly.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
+    if done:
+        stopping.result()
+        return
+    stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopping
+    await producer._sender.close()  # no public way to abandon buffered batches
+    await producer.client.close()
 
 
 def schema_id_of(value: bytes) -> int:
@@ -61,6 +81,8 @@ class Publisher:
         self._catalogue = catalogue
         self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        #: aiokafka expires a batch after request_timeout_ms; this is the backstop beyond it
+        self._ack_timeout_s = 2 * kafka.request_timeout_ms / 1000
 
     async def start(self) -> None:
         compression = None if self._kafka.compression == "none" else self._kafka.compression
@@ -86,7 +108,7 @@ class Publisher:
         """Flush what is in flight and close; safe to call twice."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await close_producer(producer, self._ack_timeout_s)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -143,12 +165,18 @@ class Publisher:
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
         return future
 
-    @staticmethod
-    async def _acknowledged(future: asyncio.Future[Any], event: Event) -> Coordinates:
+    async def _acknowledged(self, future: asyncio.Future[Any], event: Event) -> Coordinates:
         try:
-            meta = await future
+            # Shielded: a caller that stops waiting must not cancel the record's future, or the
+            # producer could no longer account for its batch. Bounded: with the cluster gone,
+            # aiokafka may never resolve it (aiokafka#1101).
+            meta = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout_s)
         except KafkaError as exc:
             raise translate(exc, f"publishing {event.event_type}") from exc
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"publishing {event.event_type}: no acknowledgement within {self._ack_timeout_s:.0f} s"
+            ) from exc
         return Coordinates(meta.topic, meta.partition, meta.offset, meta.timestamp)
 
     async def publish(
@@ -244,16 +272,16 @@ class SyncPublisher:
         self._catalogue = catalogue
         self._runner: asyncio.Runner | None = None
         self._publisher: Publisher | None = None
+        self._registry_client: RegistryClient | None = None
 
     def __enter__(self) -> Self:
-        from streams.registry_client import RegistryClient
-
         self._runner = asyncio.Runner()
-        codec = Codec(RegistryClient(self._registry))
-        self._publisher = Publisher(self._kafka, codec, self._catalogue)
+        self._registry_client = RegistryClient(self._registry)
+        self._publisher = Publisher(self._kafka, Codec(self._registry_client), self._catalogue)
         try:
             self._runner.run(self._publisher.start())
         except BaseException:
+            self._runner.run(self._registry_client.close())
             self._runner.close()
             raise
         return self
@@ -264,12 +292,14 @@ class SyncPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._runner is not None
-        assert self._publisher is not None
+        runner, publisher = self._parts()
         try:
-            self._runner.run(self._publisher.stop())
+            runner.run(publisher.stop())
+            if self._registry_client is not None:
+                runner.run(self._registry_client.close())
         finally:
-            self._runner.close()
+            runner.close()
+            self._runner = self._publisher = self._registry_client = None
 
     def _parts(self) -> tuple[asyncio.Runner, Publisher]:
         if self._runner is None or self._publisher is None:

@@ -27,6 +27,8 @@ from streams.errors import (
 )
 from streams.settings import RegistrySettings
 
+__all__ = ["Compatibility", "RegistryClient", "SchemaVersion", "schema_text"]
+
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 _BY_ERROR_CODE: dict[int, type[RegistryError]] = {
@@ -140,7 +142,7 @@ class RegistryClient:
         if schema_id in self._schemas_by_id:
             return self._schemas_by_id[schema_id]
         payload = await self._request("GET", f"/schemas/ids/{schema_id}")
-        schema = str(payload["schema"])
+        schema = str(_field(payload, "schema"))
         self._schemas_by_id[schema_id] = schema
         return schema
 
@@ -153,7 +155,7 @@ class RegistryClient:
         payload = await self._request(
             "POST", f"/subjects/{_q(subject)}/versions", {"schema": text, "schemaType": "AVRO"}
         )
-        schema_id = int(payload["id"])
+        schema_id = int(_field(payload, "id"))
         self._ids[key] = schema_id
         self._schemas_by_id.setdefault(schema_id, text)
         return schema_id
@@ -191,7 +193,8 @@ class RegistryClient:
             verbose="true",
         )
         return Compatibility(
-            bool(payload["is_compatible"]), tuple(str(m) for m in payload.get("messages", []))
+            bool(_field(payload, "is_compatible")),
+            tuple(str(m) for m in payload.get("messages", [])),
         )
 
     # --- configuration -------------------------------------------------------------------------
@@ -200,22 +203,31 @@ class RegistryClient:
         path = "/config" if subject is None else f"/config/{_q(subject)}"
         params = {} if subject is None else {"defaultToGlobal": "true"}
         payload = await self._request("GET", path, **params)
-        return str(payload["compatibilityLevel"])
+        return str(_field(payload, "compatibilityLevel"))
 
     async def set_compatibility_level(self, level: str, subject: str | None = None) -> str:
         path = "/config" if subject is None else f"/config/{_q(subject)}"
         payload = await self._request("PUT", path, {"compatibility": level})
-        return str(payload["compatibility"])
+        return str(_field(payload, "compatibility"))
+
+
+def _field(payload: Any, name: str) -> Any:
+    """A field of a registry answer; a registry that answers something else is broken."""
+    if not isinstance(payload, dict) or name not in payload:
+        raise RegistryError(
+            f"unexpected answer from the schema registry (no {name!r}): {payload!r:.200}"
+        )
+    return payload[name]
 
 
 def _q(subject: str) -> str:
     return quote(subject, safe="")
 
 
-def _version(payload: dict[str, Any]) -> SchemaVersion:
+def _version(payload: Any) -> SchemaVersion:
     return SchemaVersion(
-        subject=str(payload["subject"]),
-        version=int(payload["version"]),
-        id=int(payload["id"]),
-        schema=str(payload["schema"]),
+        subject=str(_field(payload, "subject")),
+        version=int(_field(payload, "version")),
+        id=int(_field(payload, "id")),
+        schema=str(_field(payload, "schema")),
     )

@@ -142,7 +142,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "webhooks.inbound",
         TopicRole.FACT,
-        "source",
+        "sender (the verified source name)",
         ("webhook.received",),
         "Verified inbound webhooks with their raw body.",
         retention_ms=14 * DAY_MS,
@@ -151,7 +151,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "webhooks.audit",
         TopicRole.FACT,
-        "source",
+        "sender (the claimed source name)",
         ("webhook.rejected",),
         "Rejected inbound webhooks (reason, source, remote address; never the body).",
         retention_ms=30 * DAY_MS,
@@ -159,7 +159,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         "webhooks.seen",
         TopicRole.CHANGELOG,
-        "source + webhook-id",
+        "sender + webhook-id",
         ("webhook.received",),
         "Accepted webhook ids per source: replay protection that survives restarts.",
         retention_ms=7 * DAY_MS,
@@ -175,7 +175,7 @@ TOPICS: tuple[TopicSpec, ...] = (
             "webhook.endpoint_updated",
             "webhook.endpoint_disabled",
         ),
-        "The outbound endpoint registry: latest state per endpoint.",
+        "The outbound endpoint registry: latest state per endpoint, signing secrets included (restrict it with ACLs).",
         partitions=1,
         retention_ms=FOREVER,
         compacted=True,

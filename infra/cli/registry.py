@@ -25,7 +25,8 @@ from streams.topics import Catalogue
 def registry(host: str, port: int | None, default_level: str) -> None:
     """Serve the schema registry REST API; schemas are stored in the `_schemas` topic.
 
-    Run one instance per Kafka cluster and topic prefix: it is the single writer of its topic.
+    Run one instance per Kafka cluster and topic prefix: it is the single writer of its topic
+    (starting another one fences this one, which then refuses writes).
     """
     cfg = settings()
     server = RegistryServer(

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import click
 
-from infra.cli._app import EXIT_FAILED, emit, json_option, main
+from infra.cli._app import EXIT_FAILED, emit, json_option, main, run, settings
 from infra.contract import check, drift, generate, release
 from infra.registry.compatibility import GATE_LEVEL, Level
 from schemas import SCHEMAS_DIR
+from streams.codec import subject_for
+from streams.events import event_class
+from streams.registry_client import RegistryClient
+from streams.settings import RegistrySettings
+from streams.topics import Catalogue
 
 root_option = click.option(
     "--root",
@@ -72,3 +77,33 @@ def release_(root: Path) -> None:
         click.echo(f"released {path}")
     if not written:
         click.echo("nothing to release: history already holds every current schema")
+
+
+async def _register_all(registry: RegistrySettings, catalogue: Catalogue) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    async with RegistryClient(registry) as client:
+        for spec in catalogue:
+            for event_type in spec.value_types:
+                cls = event_class(event_type)
+                subject = subject_for(catalogue.prefix + spec.name, cls)
+                ids[subject] = await client.register(subject, cls.avro_schema())
+    return ids
+
+
+@schemas.command("register")
+@json_option
+def register_(as_json: bool) -> None:
+    """Register every event schema under each catalogue topic's subjects (idempotent).
+
+    Producers register on first use anyway; this lets partner teams fetch every subject before
+    the first record is written.
+    """
+    cfg = settings()
+    ids = run(_register_all(cfg.registry, Catalogue(cfg.kafka.topic_prefix)))
+
+    def human() -> None:
+        for subject, schema_id in ids.items():
+            click.echo(f"{schema_id:>5}  {subject}")
+        click.echo(f"{len(ids)} subjects, {len(set(ids.values()))} schemas at {cfg.registry.url}")
+
+    emit(ids, as_json, human)

@@ -223,17 +223,18 @@ class LocalBroker:
             )
         props = self._write_config()
         began = time.monotonic()
-        fmt = subprocess.run(
-            self._java_cmd(
-                java, libs, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
-                "-c", str(props), "--ignore-formatted",
-            ),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if fmt.returncode != 0:
-            raise BrokerError(
-                f"Formatting Kafka storage in {self.root} failed:\n{fmt.stderr[-2000:]}"
-            )
+        if not (self.root / "data" / "meta.properties").exists():  # a kept data dir is reused as is
+            fmt = subprocess.run(
+                self._java_cmd(
+                    java, libs, "kafka.tools.StorageTool", "format",
+                    f"--cluster-id={_cluster_id()}", "-c", str(props),
+                ),
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if fmt.returncode != 0:
+                raise BrokerError(
+                    f"Formatting Kafka storage in {self.root} failed:\n{fmt.stderr[-2000:]}"
+                )
         with open(self.root / "logs" / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(
                 self._java_cmd(java, libs, "kafka.Kafka", str(props)),

@@ -9,6 +9,7 @@ checked on its own so a report names the field and the rule that breaks, e.g.::
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -80,8 +81,10 @@ class Incompatibility:
         return f"{self.field}: {self.rule} ({self.direction}{where}) at {self.location}: {self.message}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(text: str) -> avro.schema.Schema:
-    """Parse and validate a schema (raises :class:`InvalidAvroSchema`)."""
+    """Parse and validate a schema (raises :class:`InvalidAvroSchema`); cached: the registry
+    checks each new schema against every stored version, and stored versions never change."""
     try:
         return avro.schema.parse(text)
     except (avro.errors.AvroException, json.JSONDecodeError, TypeError, ValueError) as exc:

@@ -17,7 +17,9 @@ partner team needs. Fixtures:
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -140,6 +142,11 @@ def schema_registry(
 ) -> Iterator[RegistrySettings]:
     external = os.environ.get("BACKBONE_SCHEMA_REGISTRY_URL")
     if external:
+        try:
+            with urllib.request.urlopen(f"{external.rstrip('/')}/subjects", timeout=5) as answer:
+                json.loads(answer.read())
+        except (OSError, ValueError) as exc:
+            pytest.fail(f"BACKBONE_SCHEMA_REGISTRY_URL={external} does not answer: {exc}")
         yield RegistrySettings(url=external)
         return
     server = RegistryServer(kafka_settings, topic=f"{unique('registry')}._schemas", port=0)

@@ -149,3 +149,12 @@ async def test_events_share_ids_across_topics_with_the_same_schema(codec: Codec)
 def test_sample_events_exist_for_every_type() -> None:
     for cls in ALL:
         assert isinstance(sample(cls), Event)
+
+
+async def test_only_registered_event_types_can_be_encoded(codec: Codec) -> None:
+    class Unregistered(CallRequested):
+        """Not in the catalogue: no event_type of its own."""
+
+    event = Unregistered(call_id="c", service="s", operation="o", payload="{}", idempotency_key="k")
+    with pytest.raises(UnknownEventType):
+        await codec.encode(event, "it.unregistered")

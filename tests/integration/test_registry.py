@@ -14,6 +14,7 @@ from infra.testing.pytest_plugin import unique
 from streams.errors import (
     IncompatibleSchemaError,
     InvalidSchemaError,
+    RegistryError,
     SchemaNotFoundError,
     SubjectNotFoundError,
     VersionNotFoundError,
@@ -172,3 +173,27 @@ async def test_state_and_ids_survive_a_restart(kafka_settings: KafkaSettings) ->
             assert fresh == max(ids) + 1
     finally:
         await second.stop()
+
+
+async def test_a_newer_instance_fences_the_older_one(kafka_settings: KafkaSettings) -> None:
+    topic = f"{unique('reg')}._schemas"
+    old = RegistryServer(kafka_settings, topic=topic, port=0)
+    await old.start()
+    new: RegistryServer | None = None
+    try:
+        async with RegistryClient(RegistrySettings(url=old.url)) as stale:
+            first = await stale.register("w", _record(A))
+            new = RegistryServer(kafka_settings, topic=topic, port=0)
+            await new.start()
+            # The old instance may no longer write, so it can never hand out a duplicate id...
+            with pytest.raises(RegistryError) as raised:
+                await stale.register("w2", _record(A, name="test.Two"))
+            assert "took over" in str(raised.value)
+            # ...and the new one saw everything the old one wrote before it took over.
+            async with RegistryClient(RegistrySettings(url=new.url)) as current:
+                assert await current.register("w", _record(A)) == first
+                assert await current.register("w2", _record(A, name="test.Two")) == first + 1
+    finally:
+        if new is not None:
+            await new.stop()
+        await old.stop()

@@ -7,10 +7,10 @@ import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from streams.codec import Codec
 
 from infra.testing.pytest_plugin import NewConsumer
 from streams import IdempotenceFilter, Publisher, Received, Subscriber, SyncPublisher, headers
+from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration._events import call_requested
@@ -82,11 +82,11 @@ async def test_undecodable_record_goes_to_the_dead_letter_and_the_partition_move
 ) -> None:
     topic = catalogue.name("calls.requests")
     bad = await producer.send_and_wait(
-        topic, b"\x07not avro", key=b"k", partition=0, headers=[("origin", b"test")]
+        topic, b"\x07not avro", key=b"k", headers=[("origin", b"test")]
     )
     good = call_requested(1)
     async with Publisher(kafka_settings, codec, catalogue) as publisher:
-        await publisher.publish(good, key=b"k")
+        await publisher.publish(good, key=b"k")  # same key: same partition, after the bad one
     async with Subscriber(
         kafka_settings, codec, catalogue, ["calls.requests"], f"g-{uuid.uuid4().hex}"
     ) as sub:
@@ -106,7 +106,7 @@ async def test_undecodable_record_goes_to_the_dead_letter_and_the_partition_move
     assert (record.key, record.value) == (b"k", b"\x07not avro")
     hdrs = dict(record.headers)
     assert hdrs[headers.DLT_ORIGINAL_TOPIC] == topic.encode()
-    assert hdrs[headers.DLT_ORIGINAL_PARTITION] == b"0"
+    assert hdrs[headers.DLT_ORIGINAL_PARTITION] == str(bad.partition).encode()
     assert hdrs[headers.DLT_ORIGINAL_OFFSET] == str(bad.offset).encode()
     assert hdrs[headers.DLT_ORIGINAL_TIMESTAMP] == str(bad.timestamp).encode()
     assert hdrs[headers.DLT_REASON]

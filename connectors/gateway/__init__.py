@@ -1,0 +1,132 @@
+"""The HTTP gateway (aiohttp): how upstream systems put events in over HTTP.
+
+Routes built in:
+
+- ``POST /v1/events/{event_type}`` (JSON) and ``POST /v1/events/{event_type}:batch`` (NDJSON,
+  per-line results): validated against the event model, published, answered 202 only after the
+  broker acknowledged (see :mod:`connectors.gateway._ingest` for the exact status rules);
+- ``GET /openapi.json`` generated from the event models; ``GET /healthz``; ``GET /readyz``.
+
+Bearer tokens (one per client, :class:`GatewaySettings.tokens`) and a per-client token bucket
+guard every ``/v1/`` path; other paths (health, OpenAPI, ``/webhooks/...`` which verifies
+signatures itself) are not behind them. Handlers of ``/v1/`` routes find the caller's id in
+``request[CLIENT_ID]``.
+
+Extending the gateway (``/v1/calls``, ``/webhooks/...``, ``/v1/webhook-endpoints``...): pass
+``extensions``, callables that receive the :class:`aiohttp.web.Application` before it starts and
+add routes, middlewares or ``cleanup_ctx`` entries to it::
+
+    def calls_routes(app: web.Application) -> None:
+        app.router.add_post("/v1/calls", post_call)     # handlers use request.app[PUBLISHER]
+        app.cleanup_ctx.append(my_client_lifecycle)
+
+    app = build_gateway(settings, kafka, registry, catalogue, extensions=[calls_routes])
+
+The shared objects are under the keys :data:`SETTINGS`, :data:`KAFKA`, :data:`REGISTRY`,
+:data:`CATALOGUE`, :data:`REGISTRY_CLIENT` and :data:`PUBLISHER` (the last two are started by the gateway's own cleanup
+context, which runs before any cleanup context an extension appends). Use :func:`problem` for
+error bodies so every route answers in the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+
+from aiohttp import web
+
+from connectors.gateway._body import early_refusal
+from connectors.gateway._clients import CLIENT_ID, BearerTokens, ClientLimits, client_middleware
+from connectors.gateway._health import healthz, readyz
+from connectors.gateway._ingest import accepted_types, post_batch, post_event
+from connectors.gateway._keys import (
+    CATALOGUE,
+    KAFKA,
+    PUBLISHER,
+    REGISTRY,
+    REGISTRY_CLIENT,
+    SETTINGS,
+)
+from connectors.gateway._openapi import openapi_document
+from connectors.gateway._problems import problem
+from connectors.gateway._service import GatewayService
+from connectors.gateway.settings import GatewaySettings
+from streams.codec import Codec
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+
+Extension = Callable[[web.Application], None]
+
+_TYPE = "{event_type:[^{}/:]+}"
+
+
+async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    async with RegistryClient(app[REGISTRY]) as registry:
+        publisher = Publisher(app[KAFKA], Codec(registry), app[CATALOGUE])
+        await publisher.start()
+        app[REGISTRY_CLIENT] = registry
+        app[PUBLISHER] = publisher
+        try:
+            yield
+        finally:
+            await publisher.stop()
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(accepted_types(request), "Backbone gateway"))
+
+
+def build_gateway(
+    settings: GatewaySettings,
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    *,
+    extensions: Sequence[Extension] = (),
+) -> web.Application:
+    """The gateway application; run it with :class:`GatewayService` or ``aiohttp.web``."""
+    middleware = client_middleware(
+        BearerTokens(settings.tokens), ClientLimits(settings.rate_per_s, settings.burst)
+    )
+    # client_max_size is a backstop; the ingest routes enforce their own, smaller limits while
+    # streaming the body, before buffering it.
+    app = web.Application(
+        middlewares=[middleware],
+        client_max_size=max(settings.max_body_bytes, settings.max_batch_bytes),
+    )
+    app[SETTINGS] = settings
+    app[KAFKA] = kafka
+    app[REGISTRY] = registry
+    app[CATALOGUE] = catalogue
+    app.cleanup_ctx.append(_publisher_lifecycle)
+    app.router.add_post(
+        f"/v1/events/{_TYPE}:batch",
+        post_batch,
+        expect_handler=early_refusal(settings.max_batch_bytes),
+    )
+    app.router.add_post(
+        f"/v1/events/{_TYPE}", post_event, expect_handler=early_refusal(settings.max_body_bytes)
+    )
+    app.router.add_get("/openapi.json", _openapi)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    for extend in extensions:
+        extend(app)
+    return app
+
+
+__all__ = [
+    "CATALOGUE",
+    "CLIENT_ID",
+    "KAFKA",
+    "PUBLISHER",
+    "REGISTRY",
+    "REGISTRY_CLIENT",
+    "SETTINGS",
+    "Extension",
+    "GatewayService",
+    "GatewaySettings",
+    "build_gateway",
+    "problem",
+]

@@ -1,0 +1,62 @@
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (Kafka and the registry answer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from connectors.gateway._keys import KAFKA, REGISTRY, REGISTRY_CLIENT, SETTINGS
+from streams.admin import admin_client
+from streams.errors import BackboneError
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _kafka_ok(request: web.Request) -> str | None:
+    try:
+        async with admin_client(request.app[KAFKA]) as admin:
+            await admin.describe_cluster()
+    except (BackboneError, OSError) as exc:
+        return str(exc)
+    except Exception as exc:  # a probe reports; it never crashes the handler
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+async def _registry_ok(request: web.Request) -> str | None:
+    try:
+        await request.app[REGISTRY_CLIENT].subjects()
+    except BackboneError as exc:
+        return f"{request.app[REGISTRY].url}: {exc}"
+    return None
+
+
+async def _probe(name: str, check: asyncio.Task[str | None], timeout: float) -> dict[str, object]:
+    began = time.perf_counter()
+    try:
+        problem = await asyncio.wait_for(check, timeout)
+    except TimeoutError:
+        problem = f"no answer within {timeout:.1f} s"
+    return {
+        "name": name,
+        "ok": problem is None,
+        "detail": problem or "reachable",
+        "ms": round((time.perf_counter() - began) * 1000, 1),
+    }
+
+
+async def readyz(request: web.Request) -> web.Response:
+    timeout = request.app[SETTINGS].readiness_timeout_s
+    checks = await asyncio.gather(
+        _probe("kafka", asyncio.create_task(_kafka_ok(request)), timeout),
+        _probe("registry", asyncio.create_task(_registry_ok(request)), timeout),
+    )
+    ready = all(c["ok"] for c in checks)
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status=200 if ready else 503,
+    )

@@ -1,0 +1,19 @@
+"""Application keys: what the gateway shares with its routes and with extensions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from connectors.gateway.settings import GatewaySettings
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+
+SETTINGS = web.AppKey("backbone.gateway_settings", GatewaySettings)
+KAFKA = web.AppKey("backbone.kafka", KafkaSettings)
+REGISTRY = web.AppKey("backbone.registry", RegistrySettings)
+CATALOGUE = web.AppKey("backbone.catalogue", Catalogue)
+#: Started by the gateway's cleanup context; available to handlers (not while building the app).
+PUBLISHER = web.AppKey("backbone.publisher", Publisher)
+REGISTRY_CLIENT = web.AppKey("backbone.registry_client", RegistryClient)

@@ -1,0 +1,51 @@
+"""Settings of the HTTP gateway: a small frozen value, filled by :func:`infra.config.load_settings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class GatewaySettings(BaseModel):
+    """Where the gateway listens, who may call it and how much."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    #: client id -> bearer token. No tokens means every ``/v1/`` request is refused (401).
+    tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Per-client token bucket: sustained requests per second and the burst it may spend at once.
+    rate_per_s: float = Field(default=200.0, gt=0)
+    burst: int = Field(default=400, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    max_batch_bytes: int = Field(default=8 * 1_048_576, ge=1)
+    max_batch_lines: int = Field(default=5_000, ge=1)
+    #: How long a request waits for the broker's acknowledgement before answering 503.
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    readiness_timeout_s: float = Field(default=2.0, gt=0)
+    #: Event types clients may post; empty means every type of the contract.
+    event_types: tuple[str, ...] = ()
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _parse_pairs(cls, value: Any) -> Any:
+        """``client=token,client2=token2`` (how the environment variable spells it)."""
+        if not isinstance(value, str):
+            return value
+        pairs = [item.strip() for item in value.split(",") if item.strip()]
+        parsed = {}
+        for pair in pairs:
+            client, sep, token = pair.partition("=")
+            if not sep or not client.strip() or not token.strip():
+                raise ValueError("tokens are `client=token` pairs separated by commas")
+            parsed[client.strip()] = token.strip()
+        return parsed
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _parse_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value

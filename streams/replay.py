@@ -1,0 +1,175 @@
+"""Copying a slice of a topic's log into another topic: ``backbone replay``.
+
+A slice is, per partition, the offsets ``[start, end)``: from a time (the first record at or after
+it, found with ``offsets_for_times``) or an explicit offset, up to a time (exclusive) or the end of
+the log when the plan is made. Copies keep the original key, value bytes, timestamp and headers,
+and carry :data:`~streams.headers.REPLAYED_FROM` (``topic/partition/offset``) so consumers know
+they are copies. Agents must not re-trigger side effects for them unless
+:data:`~streams.headers.REPLAY_SIDE_EFFECTS` says ``allow`` (see
+:func:`streams.headers.side_effects_allowed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams import headers as h
+from streams._kafka_errors import translate
+from streams._reader import offsets_at, reader
+from streams.admin import partitions
+from streams.errors import ConfigurationError, TopicCatalogueError
+from streams.producer import close_producer
+from streams.settings import KafkaSettings
+
+_IN_FLIGHT = 1_000  # records sent before their acknowledgements are awaited
+
+
+@dataclass(frozen=True)
+class PartitionSlice:
+    partition: int
+    start: int  # first offset copied
+    end: int  # first offset not copied
+
+    @property
+    def count(self) -> int:
+        """Offsets in the slice (transaction markers and compacted gaps make it an upper bound)."""
+        return max(0, self.end - self.start)
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    topic: str
+    slices: tuple[PartitionSlice, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(s.count for s in self.slices)
+
+
+async def plan_replay(
+    kafka: KafkaSettings,
+    topic: str,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    from_offsets: Mapping[int, int] | None = None,
+) -> ReplayPlan:
+    """The slice to copy: from ``since_ms`` on every partition, or from ``from_offsets``
+    (partition -> offset, only those partitions), up to ``until_ms`` or the current end."""
+    if (since_ms is None) == (not from_offsets):
+        raise ConfigurationError("a replay starts either at a time or at partition offsets")
+    ids = (await partitions(kafka, [topic]))[topic]
+    if from_offsets:
+        unknown = set(from_offsets) - set(ids)
+        if unknown:
+            raise TopicCatalogueError(f"{topic} has no partition {sorted(unknown)}")
+        ids = sorted(from_offsets)
+    tps = [TopicPartition(topic, p) for p in ids]
+    async with reader(kafka) as consumer:
+        try:
+            if since_ms is not None:
+                starts = await offsets_at(consumer, tps, since_ms)
+            else:
+                assert from_offsets is not None
+                first = await consumer.beginning_offsets(tps)
+                starts = {tp: max(from_offsets[tp.partition], first[tp]) for tp in tps}
+            if until_ms is not None:
+                ends = await offsets_at(consumer, tps, until_ms)
+            else:
+                ends = dict(await consumer.end_offsets(tps))
+        except KafkaError as exc:
+            raise translate(exc, f"planning a replay of {topic}") from exc
+    return ReplayPlan(
+        topic,
+        tuple(PartitionSlice(tp.partition, starts[tp], max(starts[tp], ends[tp])) for tp in tps),
+    )
+
+
+def copy_headers(
+    record: ConsumerRecord[bytes, bytes], allow_side_effects: bool
+) -> list[tuple[str, bytes]]:
+    """The original headers (minus earlier replay marks) plus this replay's marks."""
+    ours = {h.REPLAYED_FROM, h.REPLAY_SIDE_EFFECTS}
+    kept = [(k, v) for k, v in record.headers if k not in ours]
+    kept.append((h.REPLAYED_FROM, f"{record.topic}/{record.partition}/{record.offset}".encode()))
+    if allow_side_effects:
+        kept.append((h.REPLAY_SIDE_EFFECTS, h.ALLOW))
+    return kept
+
+
+async def _records(
+    consumer: AIOKafkaConsumer, plan: ReplayPlan
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    ends = {TopicPartition(plan.topic, s.partition): s.end for s in plan.slices if s.count}
+    if not ends:
+        return
+    consumer.assign(list(ends))
+    for s in plan.slices:
+        if s.count:
+            consumer.seek(TopicPartition(plan.topic, s.partition), s.start)
+    while ends:
+        batches = await consumer.getmany(*ends, timeout_ms=500)
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset < ends.get(tp, -1):
+                    yield record
+        for tp in list(ends):
+            if await consumer.position(tp) >= ends[tp]:
+                del ends[tp]
+                consumer.pause(tp)
+
+
+async def replay(
+    kafka: KafkaSettings,
+    plan: ReplayPlan,
+    target: str,
+    *,
+    allow_side_effects: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Copy the plan's slice into ``target``; returns the number of records copied (acknowledged)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap,
+        client_id=f"{kafka.client_id}-replay",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=kafka.linger_ms,
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+    copied = 0
+    try:
+        await producer.start()
+        async with reader(kafka) as consumer:
+            pending: list[asyncio.Future[Any]] = []
+            async for record in _records(consumer, plan):
+                pending.append(
+                    await producer.send(
+                        target,
+                        record.value,
+                        key=record.key,
+                        timestamp_ms=record.timestamp,
+                        headers=copy_headers(record, allow_side_effects),
+                    )
+                )
+                if len(pending) >= _IN_FLIGHT:
+                    copied += await _settle(pending, progress)
+            copied += await _settle(pending, progress)
+    except KafkaError as exc:
+        raise translate(exc, f"replaying {plan.topic} into {target}") from exc
+    finally:
+        await close_producer(producer, 2 * kafka.request_timeout_ms / 1000)
+    return copied
+
+
+async def _settle(pending: list[asyncio.Future[Any]], progress: Callable[[int], None]) -> int:
+    await asyncio.gather(*pending)
+    done = len(pending)
+    pending.clear()
+    progress(done)
+    return done

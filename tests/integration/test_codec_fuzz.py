@@ -1,0 +1,142 @@
+"""The decoder against hostile bytes: only typed, non-retriable errors; no crash, hang or blow-up.
+
+The codec is primed with the real registry (every event type's writer schema cached), then fed
+random bodies, every truncation, bit flips and crafted varints (huge, negative and extreme length
+or count prefixes) spliced in at every position of a valid record.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.codec import HEADER_SIZE, Codec
+from streams.errors import CodecError, UnknownSchemaId
+from streams.events import EVENT_TYPES, Event
+from tests.strategies import sample
+
+pytestmark = pytest.mark.integration
+
+ALL = sorted(EVENT_TYPES.values(), key=lambda cls: cls.event_type)
+FUZZ = settings(
+    max_examples=600,
+    deadline=2_000,  # ms per example: a decoder that loops on a huge count would blow it
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def zigzag_varint(n: int) -> bytes:
+    """Avro's long encoding, for crafting length and block-count prefixes."""
+    z = (n << 1) ^ (n >> 63)
+    z &= (1 << 64) - 1
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+CRAFTED = [
+    zigzag_varint(n) for n in (2**62, 2**63 - 1, -1, -(2**63), 2**31, -(2**31), 10**9, 1_048_577)
+] + [b"\xff" * 10, b"\x80" * 9 + b"\x7f", b"\xff" * 11]  # over-long varints
+
+
+def _decode(codec: Codec, data: bytes) -> Event | None:
+    """Decode; a CodecError is an acceptable answer, anything else fails the test."""
+    try:
+        return codec.decode_cached(data)
+    except CodecError as exc:
+        if exc.retriable:
+            raise AssertionError(f"{exc!r} claims to be retriable") from exc
+        return None
+
+
+@pytest.fixture
+async def primed(codec: Codec) -> tuple[Codec, list[bytes]]:
+    records = [await codec.encode(sample(cls, n), "fuzz") for n, cls in enumerate(ALL)]
+    for data in records:
+        assert codec.decode_cached(data) is not None
+    return codec, records
+
+
+def test_zigzag_helper_matches_avro() -> None:
+    assert zigzag_varint(0) == b"\x00"
+    assert zigzag_varint(-1) == b"\x01"
+    assert zigzag_varint(1) == b"\x02"
+    assert zigzag_varint(64) == b"\x80\x01"
+
+
+async def test_every_truncation_is_a_typed_error(primed: tuple[Codec, list[bytes]]) -> None:
+    codec, records = primed
+    for data in records:
+        for cut in range(len(data)):
+            with pytest.raises(CodecError):
+                codec.decode_cached(data[:cut])
+
+
+async def test_crafted_prefixes_at_every_position_stay_bounded(
+    primed: tuple[Codec, list[bytes]],
+) -> None:
+    codec, records = primed
+    # Every Avro shape we use: bytes, maps, arrays, nested records, unions, enums, longs.
+    shapes = {"webhook.received", "webhook.endpoint_registered", "call.dead_lettered"}
+    records = [r for r, cls in zip(records, ALL, strict=True) if cls.event_type in shapes]
+    tracemalloc.start()
+    began = time.monotonic()
+    decoded = 0
+    try:
+        for data in records:
+            for position in range(HEADER_SIZE, len(data)):
+                for varint in CRAFTED:
+                    spliced = data[:position] + varint + data[position + len(varint) :]
+                    inserted = data[:position] + varint + data[position:]
+                    decoded += _decode(codec, spliced) is not None
+                    decoded += _decode(codec, inserted) is not None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024, f"decoding crafted input peaked at {peak} bytes"
+    assert time.monotonic() - began < 60
+    assert decoded < sum(len(d) for d in records) * len(CRAFTED) * 2  # most of them fail
+
+
+async def test_random_bodies_raise_only_typed_errors(primed: tuple[Codec, list[bytes]]) -> None:
+    codec, records = primed
+    headers = sorted({data[:HEADER_SIZE] for data in records})
+
+    @FUZZ
+    @given(header=st.sampled_from(headers), body=st.binary(max_size=512))
+    def random_body(header: bytes, body: bytes) -> None:
+        _decode(codec, header + body)
+
+    @FUZZ
+    @given(data=st.sampled_from(records), where=st.integers(0, 10_000), bit=st.integers(0, 7))
+    def bit_flip(data: bytes, where: int, bit: int) -> None:
+        position = HEADER_SIZE + where % (len(data) - HEADER_SIZE)
+        flipped = bytearray(data)
+        flipped[position] ^= 1 << bit
+        _decode(codec, bytes(flipped))
+
+    @FUZZ
+    @given(data=st.sampled_from(records), where=st.integers(0, 10_000), junk=st.binary(max_size=16))
+    def spliced_junk(data: bytes, where: int, junk: bytes) -> None:
+        position = HEADER_SIZE + where % (len(data) - HEADER_SIZE)
+        _decode(codec, data[:position] + junk + data[position + len(junk) :])
+
+    random_body()
+    bit_flip()
+    spliced_junk()
+
+
+async def test_unknown_schema_ids_are_typed_errors(primed: tuple[Codec, list[bytes]]) -> None:
+    codec, records = primed
+    body = records[0][HEADER_SIZE:]
+    for schema_id in (0, 2**31 - 1, 2**32 - 1, 123_456):
+        with pytest.raises(UnknownSchemaId):
+            await codec.decode(b"\x00" + schema_id.to_bytes(4, "big") + body)
