@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
+from pydantic import SecretStr
 
 from agents.settings import WorkerSettings
 from connectors.calls_api import calls_extension, parse_wait
+from connectors.gateway import GatewayService, GatewaySettings, build_gateway
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
@@ -81,6 +83,43 @@ async def test_bad_requests_are_rejected_at_the_edge(api: str) -> None:
         ok = {"service": "x", "operation": "y"}
         async with http.post(f"{api}/v1/calls?wait=soon", json=ok) as resp:
             assert resp.status == 400
+
+
+async def test_through_the_real_gateway_with_its_tokens(
+    kafka_settings: KafkaSettings,
+    schema_registry: RegistrySettings,
+    codec: Codec,
+    catalogue: Catalogue,
+) -> None:
+    gateway_settings = GatewaySettings(port=0, tokens={"research": SecretStr("t0ken")})
+    app = build_gateway(
+        gateway_settings,
+        kafka_settings,
+        schema_registry,
+        catalogue,
+        extensions=[calls_extension(kafka_settings, schema_registry, catalogue)],
+    )
+    service = GatewayService(app, "127.0.0.1", 0)
+    await service.start()
+    svc = ScriptedService("svc")
+    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    try:
+        async with (
+            running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc}),
+            aiohttp.ClientSession() as http,
+        ):
+            url = f"http://127.0.0.1:{service.bound_port}/v1/calls?wait=10s"
+            body = {"service": "svc", "operation": "chat", "payload": {}}
+            async with http.post(url, json=body) as resp:
+                assert resp.status == 401  # the gateway's bearer tokens guard /v1/calls too
+            auth = {"Authorization": "Bearer t0ken", "Idempotency-Key": "order-42"}
+            async with http.post(url, json=body, headers=auth) as resp:
+                assert resp.status == 200
+                answer = await resp.json()
+        assert answer["status"] == "succeeded"
+        assert answer["idempotency_key"] == "order-42"
+    finally:
+        await service.stop()
 
 
 def test_parse_wait() -> None:
