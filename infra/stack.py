@@ -17,7 +17,6 @@ from aiohttp import web
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
-from infra.worker import worker_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -56,6 +55,13 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     return [
         calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix))
     ]
+
+
+def worker_service(settings: Settings) -> Service:
+    """The call agents (``backbone worker``); imported here lazily because it pulls in Faust."""
+    from infra.worker import WorkerService
+
+    return WorkerService(settings)
 
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.

@@ -16,7 +16,6 @@ import click
 from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
 from infra.config import Settings
-from infra.worker import WorkerService
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
@@ -39,6 +38,8 @@ def worker(log_level: str) -> None:
     """Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = settings()
+
+    from infra.worker import WorkerService  # imports Faust: only for this command
 
     async def serve() -> None:
         service = WorkerService(cfg)
