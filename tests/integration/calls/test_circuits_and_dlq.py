@@ -144,6 +144,10 @@ async def test_dead_letters_are_listed_filtered_and_redriven_with_their_key(
         listed = await cli(env, "dlq", "list", "--service", "svc", "--json")
         assert [row["call_id"] for row in listed["dead_letters"]] == [fatal.call_id]
         assert listed["dead_letters"][0]["error_class"] == "RequestRejectedError"
+        shown = await cli(env, "dlq", "show", listed["dead_letters"][0]["ref"])
+        assert shown["event"]["request"]["call_id"] == fatal.call_id
+        assert shown["headers"]["backbone-dlt-service"] == "svc"
+        assert shown["headers"]["backbone-dlt-original-topic"] == "calls.lane.normal"
         dry = await cli(
             env, "dlq", "redrive", "--error-class", "RequestRejectedError", "--dry-run", "--json"
         )
