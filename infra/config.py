@@ -23,6 +23,7 @@ BACKBONE_GATEWAY_BURST             requests a client may burst above the rate (d
 BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
 BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8 MiB)
 BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
+BACKBONE_GATEWAY_LINGER_MS         the gateway producer's linger (default 0 ms)
 BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
 =================================  ===============================================================
@@ -89,6 +90,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_MAX_BODY": ("gateway", "max_body_bytes"),
     "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
     "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
+    "BACKBONE_GATEWAY_LINGER_MS": ("gateway", "linger_ms"),
 }
 
 

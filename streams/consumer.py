@@ -85,8 +85,10 @@ class Subscriber:
         poll_timeout_ms: int = 500,
         dead_letters: bool = True,
     ) -> None:
-        if start_at_ms is not None and group_id is not None:
-            raise ConfigurationError("start_at_ms is for group-less subscribers; reset the group")
+        if group_id is not None and (start_at_ms is not None or stop_at_end):
+            # a group member's partitions come and go with rebalances: neither a start time nor
+            # "the end" is defined for it (reset the group's offsets instead)
+            raise ConfigurationError("start_at_ms and stop_at_end are for group-less subscribers")
         self._kafka = kafka
         self._codec = codec
         self._catalogue = catalogue
@@ -207,7 +209,8 @@ class Subscriber:
         self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
     ) -> Received | None:
         try:
-            event = await self._codec.decode(record.value or b"")
+            data = record.value or b""
+            event = self._codec.decode_cached(data) or await self._codec.decode(data)
         except BackboneError as exc:
             if exc.retriable:
                 raise

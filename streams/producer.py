@@ -148,7 +148,8 @@ class Publisher:
         """Encode and hand one record to the producer's buffer; the future resolves on ack."""
         producer = self._started()
         real = self.topic_for(event, topic)
-        value = await self._codec.encode(event, real)
+        # the synchronous path once the schema id is cached: no await per record on the hot path
+        value = self._codec.encode_cached(event, real) or await self._codec.encode(event, real)
         record_headers = dict(extra or {})
         record_headers[h.EVENT_TYPE] = event.event_type.encode()
         record_headers[h.SCHEMA_ID] = str(schema_id_of(value)).encode()

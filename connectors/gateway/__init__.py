@@ -63,7 +63,8 @@ _TYPE = "{event_type:[^{}/:]+}"
 
 async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
     async with RegistryClient(app[REGISTRY]) as registry:
-        publisher = Publisher(app[KAFKA], Codec(registry), app[CATALOGUE])
+        kafka = app[KAFKA].model_copy(update={"linger_ms": app[SETTINGS].linger_ms})
+        publisher = Publisher(kafka, Codec(registry), app[CATALOGUE])
         await publisher.start()
         app[REGISTRY_CLIENT] = registry
         app[PUBLISHER] = publisher

@@ -25,6 +25,9 @@ class GatewaySettings(BaseModel):
     #: How long a request waits for the broker's acknowledgement before answering 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    #: The gateway's own producer linger. 0: every request waits for its acknowledgement, and
+    #: records arriving while a produce request is in flight still share the next batch.
+    linger_ms: int = Field(default=0, ge=0)
     #: Event types clients may post; empty means every type of the contract.
     event_types: tuple[str, ...] = ()
 

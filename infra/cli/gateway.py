@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 
 import click
@@ -19,6 +20,10 @@ async def _serve(cfg: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     service = gateway_service(cfg)
     await service.start()
+    # Everything allocated so far lives as long as the process: keep it out of the collector's
+    # generations so collections during requests stay short (p99 latency).
+    gc.collect()
+    gc.freeze()
     click.echo(f"gateway   {service.describe()}", err=True)
     if not cfg.gateway.tokens:
         click.secho(

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from connectors.gateway import GatewaySettings, build_gateway
+from connectors.gateway import (
+    CLIENT_ID,
+    PUBLISHER,
+    Extension,
+    GatewaySettings,
+    build_gateway,
+)
 from infra.kafka.broker import LocalBroker
 from streams import Subscriber
 from streams.admin import apply_catalogue
@@ -34,9 +40,13 @@ async def gateway(
 ) -> AsyncIterator[MakeClient]:
     clients: list[Client] = []
 
-    async def make(kafka: KafkaSettings | None = None, **overrides: Any) -> Client:
+    async def make(
+        kafka: KafkaSettings | None = None, extensions: Sequence[Extension] = (), **overrides: Any
+    ) -> Client:
         settings = GatewaySettings(tokens=TOKENS, **overrides)
-        app = build_gateway(settings, kafka or kafka_settings, schema_registry, catalogue)
+        app = build_gateway(
+            settings, kafka or kafka_settings, schema_registry, catalogue, extensions=extensions
+        )
         client: Client = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
@@ -250,3 +260,40 @@ async def test_503_and_nothing_claimed_when_the_broker_is_gone(
         assert checks["kafka"] is False
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_413_before_the_body_is_sent_with_expect_100_continue(gateway: MakeClient) -> None:
+    """A client that asks first (``Expect: 100-continue``) is refused without sending a byte."""
+    client = await gateway(max_body_bytes=1_000)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(
+            b"POST /v1/events/call.requested HTTP/1.1\r\n"
+            b"Host: gateway\r\nAuthorization: Bearer token-alpha\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 50000000\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 413"), status_line
+
+
+async def test_extensions_add_routes_behind_the_same_auth(gateway: MakeClient) -> None:
+    async def whoami(request: web.Request) -> web.Response:
+        started = request.app[PUBLISHER].catalogue is not None
+        return web.json_response({"client": request[CLIENT_ID], "publisher": started})
+
+    async def hook(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    def extension(app: web.Application) -> None:
+        app.router.add_get("/v1/whoami", whoami)
+        app.router.add_post("/webhooks/test", hook)
+
+    client = await gateway(extensions=[extension])
+    assert (await client.get("/v1/whoami")).status == 401
+    mine = await client.get("/v1/whoami", headers=AUTH)
+    assert await mine.json() == {"client": "alpha", "publisher": True}
+    assert (await client.post("/webhooks/test")).status == 200  # signatures, not bearer tokens

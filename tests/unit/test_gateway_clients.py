@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from connectors.gateway._clients import BearerTokens, ClientLimits, TokenBucket
+from connectors.gateway._ingest import batch_status
 from connectors.gateway.settings import GatewaySettings
 from infra.config import load_settings
 
@@ -60,3 +61,18 @@ def test_tokens_come_from_the_environment_as_secrets() -> None:
 def test_malformed_tokens_are_refused() -> None:
     with pytest.raises(ValidationError):
         GatewaySettings(tokens="alpha")
+
+
+@pytest.mark.parametrize(
+    ("lines", "status"),
+    [
+        ([202, 202], 202),
+        ([202, 400], 207),
+        ([503, 202], 207),
+        ([400, 400], 400),
+        ([400, 503], 503),
+        ([422], 400),
+    ],
+)
+def test_batch_status_follows_the_lines(lines: list[int], status: int) -> None:
+    assert batch_status(lines) == status

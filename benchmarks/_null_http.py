@@ -1,0 +1,31 @@
+"""The HTTP baseline for bench_sdk: the same aiohttp stack answering 202 without Kafka.
+
+Run as ``python -m benchmarks._null_http PORT``; it parses the JSON body like the gateway does,
+so the difference to the gateway is validation, encoding and the wait for Kafka's ack.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from aiohttp import web
+
+
+async def accept(request: web.Request) -> web.Response:
+    body = await request.json()
+    return web.json_response({"event_id": body.get("call_id"), "offset": 0}, status=202)
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_post("/v1/events/{event_type}", accept)
+    app.router.add_get("/healthz", lambda request: accept_health())
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+
+
+async def accept_health() -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+if __name__ == "__main__":
+    main()
