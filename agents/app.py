@@ -44,6 +44,7 @@ def create_app(
         producer_linger_ms=max(1, kafka.linger_ms),
         stream_wait_empty=False,
         broker_session_timeout=settings.session_timeout_s,
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
     )
 

@@ -37,3 +37,5 @@ class WorkerSettings(BaseModel):
     default_timeout_s: float = Field(default=30.0, gt=0)
     #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
     session_timeout_s: float = Field(default=10.0, ge=6.0)
+    #: How long a rebalance waits for members to rejoin; a dead member holds the group that long.
+    rebalance_timeout_s: float = Field(default=20.0, ge=1.0)

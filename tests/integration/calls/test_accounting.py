@@ -30,6 +30,7 @@ CONFIG = """
 group_id = "{group}"
 max_in_flight = 16
 session_timeout_s = 6.0
+rebalance_timeout_s = 8.0
 commit_interval_s = 0.5
 processing_guarantee = "{guarantee}"
 
