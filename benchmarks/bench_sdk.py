@@ -212,6 +212,8 @@ async def _open_loop(url: str) -> dict[str, float]:
         "rate": total / elapsed,
         "p50": statistics.median(ordered) * 1000,
         "p99": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+        "p95": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+        "max": ordered[-1] * 1000,
         "failures": failures,
     }
 
@@ -317,7 +319,7 @@ async def _run(broker: LocalBroker) -> None:
                 ("gateway", "gateway (validate, encode, ack)"),
             ):
                 r = http[name]
-                print(f"  {label:<32}: {r['rate']:,.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                print(f"  {label:<32}: {r['rate']:,.0f} req/s, p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f}, p99 {r['p99']:.1f}, max {r['max']:.0f} ms, "
                       f"non-202 {r['failures']:.0f}; closed loop x{MAX_CONCURRENCY}: {peak[name]:,.0f} req/s")  # fmt: skip
             print(f"  gateway p99 / 20 ms target: {http['gateway']['p99'] / 20:.2f} (target <= 1.00); "
                   f"gateway/baseline closed-loop ratio: {peak['gateway'] / peak['null']:.2f}")  # fmt: skip

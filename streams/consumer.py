@@ -14,14 +14,14 @@ instead: the record is probably fine and must not be thrown away.
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams._dead_letter import DeadLetters
@@ -99,6 +99,8 @@ class Subscriber:
         self._stop_at_end = stop_at_end
         self._poll_timeout_ms = poll_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
+        self._buffer: deque[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]] = deque()
+        self._ends: dict[TopicPartition, int] | None = None
         self._dead_letters = DeadLetters(kafka, catalogue)
         #: next offset to commit per partition / last offset handed to the caller
         self._committed: dict[TopicPartition, int] = {}
@@ -122,7 +124,7 @@ class Subscriber:
             if self._group_id is None:
                 await self._assign_all(consumer)
             else:
-                consumer.subscribe(self._topics)
+                consumer.subscribe(self._topics, listener=_Revocations(self._drop_revoked))
         except KafkaError as exc:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -173,31 +175,37 @@ class Subscriber:
             )
         return self._consumer
 
-    def __aiter__(self) -> AsyncIterator[Received]:
-        return self._iterate()
+    def __aiter__(self) -> Self:
+        return self
 
-    async def _end_offsets(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int] | None:
-        if not self._stop_at_end:
-            return None
-        assigned = consumer.assignment()
-        return dict(await consumer.end_offsets(list(assigned))) if assigned else {}
-
-    async def _iterate(self) -> AsyncIterator[Received]:
+    async def __anext__(self) -> Received:
+        """The next decodable record. Fetched records wait in a buffer owned by the subscriber,
+        so leaving an ``async for`` and iterating again continues where it stopped; a record
+        whose decoding failed retriably stays first in line and is tried again."""
         consumer = self._started()
-        ends = await self._end_offsets(consumer)
+        if self._stop_at_end and self._ends is None:
+            assigned = list(consumer.assignment())
+            self._ends = dict(await consumer.end_offsets(assigned)) if assigned else {}
         while True:
-            if ends is not None and await self._reached(consumer, ends):
-                return
+            while self._buffer:
+                tp, record = self._buffer[0]
+                received = await self._decode(tp, record)
+                self._buffer.popleft()
+                if received is not None:
+                    self._yielded[tp] = record.offset
+                    return received
+            if self._ends is not None and await self._reached(consumer, self._ends):
+                raise StopAsyncIteration
             try:
                 batches = await consumer.getmany(timeout_ms=self._poll_timeout_ms)
             except KafkaError as exc:
                 raise translate(exc, f"reading {self._topics}") from exc
-            for tp, records in batches.items():
-                for record in records:
-                    received = await self._decode(tp, record)
-                    if received is not None:
-                        self._yielded[tp] = record.offset
-                        yield received
+            self._buffer.extend((tp, r) for tp, records in batches.items() for r in records)
+
+    def _drop_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        """After a rebalance, records of partitions this member lost belong to another one."""
+        lost = set(revoked)
+        self._buffer = deque((tp, r) for tp, r in self._buffer if tp not in lost)
 
     async def _reached(self, consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
         for tp, end in ends.items():
@@ -256,6 +264,17 @@ class Subscriber:
                 f"committing {tp.topic}/{tp.partition}@{offset}: {exc}"
             ) from exc
         self._committed[tp] = max(offset, self._committed.get(tp, 0))
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
+    def __init__(self, on_revoked: Callable[[Collection[TopicPartition]], None]) -> None:
+        self._on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        pass
 
 
 class IdempotenceFilter:

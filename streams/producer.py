@@ -81,6 +81,8 @@ class Publisher:
         self._catalogue = catalogue
         self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        self._routes: dict[tuple[str, str | None], str] = {}
+        self._fixed_headers: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
         #: aiokafka expires a batch after request_timeout_ms; this is the backstop beyond it
         self._ack_timeout_s = 2 * kafka.request_timeout_ms / 1000
 
@@ -128,8 +130,26 @@ class Publisher:
 
     def topic_for(self, event: Event, topic: str | None = None) -> str:
         """The real topic name an event goes to (``topic`` is a logical catalogue name)."""
-        logical = topic if topic is not None else self._catalogue.for_event(event.event_type).name
-        return self._catalogue.name(logical)
+        route = (event.event_type, topic)
+        real = self._routes.get(route)
+        if real is None:  # the catalogue is scanned once per event type and topic, not per record
+            logical = (
+                topic if topic is not None else self._catalogue.for_event(event.event_type).name
+            )
+            real = self._routes[route] = self._catalogue.name(logical)
+        return real
+
+    def _headers(self, event: Event, value: bytes) -> list[tuple[str, bytes]]:
+        schema_id = schema_id_of(value)
+        fixed = self._fixed_headers.get((event.event_type, schema_id))
+        if fixed is None:
+            fixed = self._fixed_headers[(event.event_type, schema_id)] = [
+                (h.EVENT_TYPE, event.event_type.encode()),
+                (h.SCHEMA_ID, str(schema_id).encode()),
+            ]
+        if event.traceparent:
+            return [*fixed, (h.TRACEPARENT, event.traceparent.encode())]
+        return list(fixed)
 
     def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -150,17 +170,16 @@ class Publisher:
         real = self.topic_for(event, topic)
         # the synchronous path once the schema id is cached: no await per record on the hot path
         value = self._codec.encode_cached(event, real) or await self._codec.encode(event, real)
-        record_headers = dict(extra or {})
-        record_headers[h.EVENT_TYPE] = event.event_type.encode()
-        record_headers[h.SCHEMA_ID] = str(schema_id_of(value)).encode()
-        if event.traceparent:
-            record_headers[h.TRACEPARENT] = event.traceparent.encode()
+        record_headers = self._headers(event, value)
+        if extra:  # ours win over a caller's header of the same name
+            ours = {name for name, _ in record_headers}
+            record_headers = [(k, v) for k, v in extra.items() if k not in ours] + record_headers
         try:
             future: asyncio.Future[Any] = await producer.send(
                 real,
                 value,
                 key=event.key() if key is None else key,
-                headers=list(record_headers.items()),
+                headers=record_headers,
             )
         except KafkaError as exc:
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
@@ -171,7 +190,8 @@ class Publisher:
             # Shielded: a caller that stops waiting must not cancel the record's future, or the
             # producer could no longer account for its batch. Bounded: with the cluster gone,
             # aiokafka may never resolve it (aiokafka#1101).
-            meta = await asyncio.wait_for(asyncio.shield(future), self._ack_timeout_s)
+            async with asyncio.timeout(self._ack_timeout_s):  # no extra task, unlike wait_for
+                meta = await asyncio.shield(future)
         except KafkaError as exc:
             raise translate(exc, f"publishing {event.event_type}") from exc
         except TimeoutError as exc:

@@ -81,7 +81,10 @@ async def _publish(
     publisher = request.app[PUBLISHER]
     timeout = request.app[SETTINGS].publish_timeout_s
     try:
-        outcomes = await asyncio.wait_for(publisher.publish_each(events), timeout)
+        async with asyncio.timeout(timeout):
+            if len(events) == 1:  # the common case, without the batch bookkeeping
+                return [await publisher.publish(events[0])]
+            outcomes = await publisher.publish_each(events)
     except TimeoutError as exc:
         unavailable = KafkaUnavailableError(f"no acknowledgement from Kafka within {timeout:g} s")
         unavailable.__cause__ = exc

@@ -88,6 +88,8 @@ async def _produce(
             parsed.append((number, outcome))
         else:
             rejected.append(outcome)
+    if not parsed:
+        return accepted, rejected
     cfg = settings()
     async with _codec() as codec, Publisher(cfg.kafka, codec, _catalogue()) as publisher:
         with click.progressbar(

@@ -160,7 +160,7 @@ async def test_401_without_a_valid_bearer_token(gateway: MakeClient) -> None:
 
 
 async def test_429_with_retry_after_per_client(gateway: MakeClient) -> None:
-    client = await gateway(rate_per_s=0.5, burst=2)
+    client = await gateway(rate_per_s=0.05, burst=2)  # one token per 20 s: no refill mid-test
     url = "/v1/events/call.requested"
     statuses = [
         (await client.post(url, json=call_requested_json(i), headers=AUTH)).status for i in range(2)

@@ -161,3 +161,18 @@ def test_sync_publisher_for_scripts(
     assert one.topic == catalogue.name("calls.requests")
     assert len(two) == 2
     assert all(c.offset >= 0 for c in two)
+
+
+async def test_leaving_the_loop_and_iterating_again_skips_nothing(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    events = [call_requested(i) for i in range(5)]
+    async with Publisher(kafka_settings, codec, catalogue) as publisher:
+        for event in events:
+            await publisher.publish(event, key=b"one-partition")
+    async with Subscriber(
+        kafka_settings, codec, catalogue, ["calls.requests"], None, stop_at_end=True
+    ) as sub:
+        first = await _take(sub, 2)  # one fetch brings all five; the loop leaves after two
+        rest = [r async for r in sub]
+    assert [r.event.event_id for r in first + rest] == [e.event_id for e in events]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -76,3 +78,12 @@ def test_malformed_tokens_are_refused() -> None:
 )
 def test_batch_status_follows_the_lines(lines: list[int], status: int) -> None:
     assert batch_status(lines) == status
+
+
+def test_gateway_settings_come_from_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "backbone.toml"
+    path.write_text('[gateway]\nport = 9000\nrate_per_s = 5\n[gateway.tokens]\nalpha = "t1"\n')
+    settings = load_settings({"BACKBONE_CONFIG": str(path), "BACKBONE_GATEWAY_PORT": "9001"})
+    assert settings.gateway.port == 9001  # the environment wins
+    assert settings.gateway.rate_per_s == 5
+    assert settings.gateway.tokens["alpha"].get_secret_value() == "t1"
