@@ -24,6 +24,7 @@ BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
 BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8 MiB)
 BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
 BACKBONE_GATEWAY_LINGER_MS         the gateway producer's linger (default 0 ms)
+BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
 BACKBONE_WEBHOOK_SOURCES           inbound webhook sources as JSON:
                                    ``{"github": {"scheme": "github", "secrets": ["..."]}}``
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,6 +50,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
 from connectors.webhooks.settings import WebhookSettings
 from streams.errors import ConfigurationError
@@ -73,6 +76,8 @@ class Settings(BaseModel):
     local: LocalStackSettings = LocalStackSettings()
     gateway: GatewaySettings = GatewaySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
+    calls: WorkerSettings = WorkerSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -109,6 +114,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "local": {},
         "gateway": {},
         "webhooks": {},
+        "calls": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:
@@ -123,6 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if var in env:
             tree[section][key] = env[var]
     _webhooks_from_env(env, tree["webhooks"])
+    _service_secrets(env, tree["calls"])
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"
@@ -150,3 +157,20 @@ def _webhooks_from_env(env: Mapping[str, str], tree: dict[str, Any]) -> None:
             delivery["retry_delays_s"] = tuple(float(d) for d in raw.split(",") if d.strip())
         except ValueError as exc:
             raise ConfigurationError(f"BACKBONE_WEBHOOK_RETRY_DELAYS: {exc}") from exc
+
+
+def _service_secrets(env: Mapping[str, str], calls: dict[str, Any]) -> None:
+    """``BACKBONE_SERVICE_<NAME>_API_KEY`` sets the key of service <name> (``-``/``.`` as ``_``)."""
+    services = calls.get("services") or []
+    if not isinstance(services, list):
+        raise ConfigurationError("[calls] services must be a list of tables ([[calls.services]])")
+    for service in services:
+        if not isinstance(service, dict) or "name" not in service:
+            raise ConfigurationError("every [[calls.services]] entry needs a name")
+        var = (
+            "BACKBONE_SERVICE_"
+            + re.sub(r"[^A-Za-z0-9]", "_", str(service["name"])).upper()
+            + "_API_KEY"
+        )
+        if var in env:
+            service["api_key"] = env[var]

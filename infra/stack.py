@@ -77,11 +77,28 @@ def gateway_service(settings: Settings) -> Service:
 
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
-    return [webhooks_gateway_extension(settings)]
+    from connectors.calls_api import calls_extension
+
+    return [
+        calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
+        webhooks_gateway_extension(settings),
+    ]
+
+
+def worker_service(settings: Settings) -> Service:
+    """The call agents (``backbone worker``); imported here lazily because it pulls in Faust."""
+    from infra.worker import WorkerService
+
+    return WorkerService(settings)
 
 
 #: What `backbone up` runs besides the broker; later layers append their factories here.
-SERVICES: list[ServiceFactory] = [registry_service, gateway_service, webhook_delivery]
+SERVICES: list[ServiceFactory] = [
+    registry_service,
+    gateway_service,
+    worker_service,
+    webhook_delivery,
+]
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:

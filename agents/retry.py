@@ -1,0 +1,82 @@
+"""Retry tiers: where a failed call goes next, decided by a pure function.
+
+A failed attempt is retried through tier topics ``calls.retry.1..N`` with increasing delays (default
+5 s, 30 s, 5 min). ``Retry-After`` from the provider and an open circuit push the due time out.
+Fatal errors go straight to the dead letters; a deadline that passes (or would pass before the
+next attempt is due) ends the call as expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RetryPolicy(BaseModel):
+    """Delays of the retry tiers, in order; their count is the number of retries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delays_s: tuple[float, ...] = Field(default=(5.0, 30.0, 300.0), min_length=1)
+
+    @property
+    def tiers(self) -> int:
+        return len(self.delays_s)
+
+
+class Verdict(StrEnum):
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    EXPIRE = "expire"
+
+
+class DeadLetterCause(StrEnum):
+    FATAL = "fatal"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    verdict: Verdict
+    tier: int | None = None  # 1-based tier topic for RETRY
+    due_at: datetime | None = None
+    cause: DeadLetterCause | None = None
+
+
+def expired(deadline: datetime | None, now: datetime) -> bool:
+    return deadline is not None and now >= deadline
+
+
+def after_failure(
+    *,
+    attempts: int,
+    retriable: bool,
+    now: datetime,
+    policy: RetryPolicy,
+    deadline: datetime | None = None,
+    retry_after_s: float | None = None,
+    circuit_open_s: float | None = None,
+) -> RetryDecision:
+    """Decide the fate of a call whose ``attempts``-th attempt (1-based) just failed."""
+    if expired(deadline, now):
+        return RetryDecision(Verdict.EXPIRE, cause=DeadLetterCause.EXPIRED)
+    if not retriable:
+        return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.FATAL)
+    if attempts > policy.tiers:
+        return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.EXHAUSTED)
+    delay = max(policy.delays_s[attempts - 1], retry_after_s or 0.0, circuit_open_s or 0.0)
+    due = now + timedelta(seconds=delay)
+    if deadline is not None and due >= deadline:
+        # Waiting past the deadline cannot help: end it now rather than hold it in a tier.
+        return RetryDecision(Verdict.EXPIRE, cause=DeadLetterCause.EXPIRED)
+    return RetryDecision(Verdict.RETRY, tier=attempts, due_at=due)
+
+
+def seconds_until_due(due_at: datetime | None, now: datetime) -> float:
+    if due_at is None:
+        return 0.0
+    return max(0.0, (due_at - now).total_seconds())

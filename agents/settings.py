@@ -1,0 +1,41 @@
+"""Settings of the call-processing worker: policies, lanes, concurrency and the services it calls."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.lanes import DEFAULT_WEIGHTS, Lane
+from agents.retry import RetryPolicy
+from connectors.resilience import BreakerPolicy
+from connectors.settings import ServiceSettings
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Consumer group / Faust app id; workers sharing it share the work.
+    group_id: str = "backbone-calls"
+    services: tuple[ServiceSettings, ...] = ()
+    retry: RetryPolicy = RetryPolicy()
+    breaker: BreakerPolicy = BreakerPolicy()
+    lane_weights: dict[Lane, int] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    #: Calls in flight in this worker across all services (each service also has its own cap).
+    max_in_flight: int = Field(default=64, ge=1)
+    #: Records each lane agent holds at once while waiting for an execution slot.
+    lane_prefetch: int = Field(default=64, ge=1)
+    #: Records a lane actor takes at once (``lane_prefetch / lane_batch`` actors per lane).
+    lane_batch: int = Field(default=8, ge=1)
+    #: Replayed records (``backbone-replayed-from``) trigger calls only when this is true or the
+    #: replay itself allowed side effects.
+    allow_replayed_calls: bool = False
+    health_interval_s: float = Field(default=30.0, gt=0)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: Seconds between Faust offset commits.
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    default_timeout_s: float = Field(default=30.0, gt=0)
+    #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
+    #: How long a rebalance waits for members to rejoin; a dead member holds the group that long.
+    rebalance_timeout_s: float = Field(default=20.0, ge=1.0)

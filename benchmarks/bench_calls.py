@@ -1,0 +1,258 @@
+"""Calls per second end to end vs raw aiokafka and vanilla Faust passthroughs (same records, same run).
+
+- **calls**: ``call.requested`` records pre-loaded in ``calls.requests`` go through the whole call
+  worker (router -> lane -> executor with a zero-latency simulated provider -> ``call.succeeded`` in
+  ``calls.results``): two Kafka hops, Avro decode/encode on each, limiter, breaker, idempotency.
+- **raw aiokafka**: a consumer group reads the same request bytes and produces each to another
+  topic (one hop, no decoding), committing as it goes.
+- **vanilla Faust**: a Faust agent doing the same passthrough.
+
+Throughput is measured on the output topic's record timestamps over the middle 80 % of the records,
+so start-up (group join, Faust boot) is excluded for all three alike. Targets (issue 5): calls >= 0.5
+of raw aiokafka, and not slower than vanilla Faust.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agents.settings import WorkerSettings
+from agents.worker import CallWorker
+from connectors.resilience import RateLimit
+from connectors.settings import ServiceSettings
+from infra.kafka.broker import LocalBroker
+from infra.registry.server import RegistryServer
+from streams.admin import apply_catalogue, create_topics
+from streams.codec import Codec
+from streams.events.calls import CallRequested
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue, TopicRole, TopicSpec
+
+N = int(os.environ.get("BENCH_CALLS_N", "3000"))
+
+
+async def _copy_values(kafka: KafkaSettings, topic: str, n: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        while len(values) < n:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values.extend(r.value for r in records if r.value is not None)
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def _rate(kafka: KafkaSettings, topic: str, n: int, timeout: float = 300) -> float:
+    """Records/s on ``topic`` between its first and n-th record's timestamps (waits for n)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    await consumer._client.force_metadata_update()
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    stamps: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(stamps) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: {len(stamps)} of {n} records")
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                stamps.extend(r.timestamp for r in records)
+    finally:
+        await consumer.stop()
+    # Steady state: the middle 80 % of the records, so start-up stragglers and the tail of the
+    # last batch do not decide the figure (the same cut for all three contenders).
+    stamps.sort()
+    lo, hi = stamps[n // 10], stamps[n - 1 - n // 10]
+    return (n - 2 * (n // 10)) / max(1e-3, (hi - lo) / 1000)
+
+
+async def _raw_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        src,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
+    await consumer.start()
+    await producer.start()
+
+    async def pump() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for r in records:
+                    await producer.send(dst, r.value, key=r.key)
+            if batches:
+                await producer.flush()
+                await consumer.commit()
+
+    task = asyncio.create_task(pump())
+    try:
+        return await _rate(kafka, dst, n)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+        await consumer.stop()
+
+
+async def _faust_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -> float:
+    app = faust.App(
+        f"faust-{uuid.uuid4().hex[:6]}",
+        broker=f"kafka://{kafka.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        datadir=tempfile.mkdtemp(),
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+    out = app.topic(dst, value_type=bytes, key_type=bytes)
+
+    async def passthrough(stream: Any) -> None:
+        async for event in stream.events():
+            await out.send(key=event.key, value=event.value)
+
+    app.agent(app.topic(src, value_type=bytes, key_type=bytes), name="passthrough")(passthrough)
+    await app.start()
+    try:
+        return await _rate(kafka, dst, n)
+    finally:
+        await app.stop()
+
+
+async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
+    settings = WorkerSettings(
+        group_id=f"{catalogue.prefix}calls",
+        max_in_flight=512,
+        lane_prefetch=int(os.environ.get("BENCH_CALLS_PREFETCH", "128")),
+        lane_batch=int(os.environ.get("BENCH_CALLS_BATCH", "32")),
+        services=(
+            ServiceSettings(
+                name="sim",
+                kind="simulated",
+                rate_limit=RateLimit(rate=1e6, burst=100_000),
+                max_concurrency=512,
+            ),
+        ),
+    )
+    worker = CallWorker(kafka, codec, catalogue, settings)
+    await worker.start()
+    try:
+        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        routed = await _rate(kafka, catalogue.name("calls.lane.normal"), n)
+        print(f"  (router hop alone: {routed:.0f} records/s)", flush=True)
+        return rate
+    finally:
+        await worker.stop()
+
+
+async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
+    catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    await apply_catalogue(kafka, catalogue)
+    async with RegistryClient(registry) as client:
+        codec = Codec(client)
+        requests = [
+            CallRequested(
+                call_id=uuid.uuid4().hex,
+                service="sim",
+                operation="chat",
+                payload='{"messages": [{"role": "user", "content": "hello"}]}',
+                idempotency_key=uuid.uuid4().hex,
+            )
+            for _ in range(N)
+        ]
+        async with Publisher(kafka, codec, catalogue) as publisher:
+            await publisher.publish_many(requests, topic="calls.requests")
+        values = await _copy_values(kafka, catalogue.name("calls.requests"), N)
+        # Baselines read the very same bytes from their own topics (6 partitions like the lanes).
+        names = {
+            k: f"{catalogue.prefix}bench.{k}"
+            for k in ("raw.in", "raw.out", "faust.in", "faust.out")
+        }
+        await create_topics(
+            kafka,
+            [
+                (name, TopicSpec(name, TopicRole.FACT, "any", (), "bench", 6))
+                for name in names.values()
+            ],
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        for value in values:
+            await producer.send(names["raw.in"], value, key=b"sim")
+            await producer.send(names["faust.in"], value, key=b"sim")
+        await producer.stop()
+
+        results: dict[str, float] = {}
+        runs: list[tuple[str, Callable[[], Awaitable[float]]]] = [
+            (
+                "raw aiokafka passthrough",
+                lambda: _raw_passthrough(kafka, names["raw.in"], names["raw.out"], N),
+            ),
+            (
+                "vanilla Faust passthrough",
+                lambda: _faust_passthrough(kafka, names["faust.in"], names["faust.out"], N),
+            ),
+            ("calls end to end", lambda: _calls(kafka, codec, catalogue, N)),
+        ]
+        for name, run in runs:
+            results[name] = await run()
+            print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
+    calls = results["calls end to end"]
+    print(
+        f"ratio calls / raw aiokafka   {calls / results['raw aiokafka passthrough']:.2f}  (target >= 0.5)"
+    )
+    print(
+        f"ratio calls / vanilla Faust  {calls / results['vanilla Faust passthrough']:.2f}  (target >= 1.0)"
+    )
+
+
+async def _main() -> None:
+    broker: LocalBroker | None = None
+    bootstrap = os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        broker = LocalBroker()
+        await asyncio.to_thread(broker.start)
+        bootstrap = broker.bootstrap
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls")
+    server = RegistryServer(kafka, topic=f"bench-{uuid.uuid4().hex[:6]}._schemas", port=0)
+    await server.start()
+    try:
+        await _run(kafka, RegistrySettings(url=server.url))
+    finally:
+        await server.stop()
+        if broker is not None:
+            await asyncio.to_thread(broker.stop)
+
+
+def main() -> None:
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""``backbone worker`` (the call agents) and ``backbone dlq list|show|redrive`` (their dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
+from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.config import Settings
+from streams.codec import Codec
+from streams.registry_client import RegistryClient
+from streams.topics import Catalogue
+
+
+@asynccontextmanager
+async def _codec(cfg: Settings) -> AsyncIterator[Codec]:
+    async with RegistryClient(cfg.registry) as client:
+        yield Codec(client)
+
+
+@main.command()
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+)
+def worker(log_level: str) -> None:
+    """Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = settings()
+
+    from infra.worker import WorkerService  # imports Faust: only for this command
+
+    async def serve() -> None:
+        service = WorkerService(cfg)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start()
+        click.echo(f"worker    {service.describe()}", err=True)
+        click.echo("ready", err=True)
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+
+    run(serve())
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters of external calls: list, show, re-drive."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _filters(f: F) -> F:
+    for option in reversed(
+        [
+            click.option("--service", help="Only this service."),
+            click.option(
+                "--error-class", help="Only this error class (e.g. ProviderTimeoutError)."
+            ),
+            click.option(
+                "--since",
+                type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+                help="Only dead letters whose last failure is at or after this UTC time.",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _where(
+    service: str | None, error_class: str | None, since: datetime | None, refs: tuple[str, ...] = ()
+) -> DeadLetterFilter:
+    return DeadLetterFilter(
+        service=service,
+        error_class=error_class,
+        since=since.replace(tzinfo=UTC) if since is not None else None,
+        refs=frozenset(refs),
+    )
+
+
+@dlq.command("list")
+@_filters
+@json_option
+def dlq_list(
+    service: str | None, error_class: str | None, since: datetime | None, as_json: bool
+) -> None:
+    """List dead letters (one line each: ref, service, reason, error class, attempts, call id)."""
+    cfg = settings()
+
+    async def go() -> tuple[list[dict[str, object]], int]:
+        async with _codec(cfg) as codec:
+            letters, bad = await read_dead_letters(
+                cfg.kafka,
+                codec,
+                Catalogue(cfg.kafka.topic_prefix),
+                _where(service, error_class, since),
+            )
+        return [letter.summary() for letter in letters], bad
+
+    rows, bad = run(go())
+
+    def human() -> None:
+        for row in rows:
+            click.echo(
+                f"{row['ref']:<10} {row['service']:<14} {row['reason']:<10} {row['error_class']:<26} "
+                f"attempts={row['attempts']}  {row['last_failure_at']}  {row['call_id']}"
+            )
+        click.echo(
+            f"{len(rows)} dead letter(s)" + (f"; {bad} undecodable record(s)" if bad else "")
+        )
+
+    emit({"dead_letters": rows, "undecodable": bad}, as_json, human)
+
+
+@dlq.command("show")
+@click.argument("ref")
+def dlq_show(ref: str) -> None:
+    """Show one dead letter (REF is partition/offset from `dlq list`), envelope headers included."""
+    cfg = settings()
+
+    async def go() -> dict[str, object] | None:
+        async with _codec(cfg) as codec:
+            letters, _ = await read_dead_letters(
+                cfg.kafka,
+                codec,
+                Catalogue(cfg.kafka.topic_prefix),
+                _where(None, None, None, (ref,)),
+            )
+        if not letters:
+            return None
+        letter = letters[0]
+        return {
+            **letter.summary(),
+            "headers": {k: v.decode("utf-8", "replace") for k, v in letter.headers.items()},
+            "event": json.loads(letter.event.model_dump_json()),
+        }
+
+    shown = run(go())
+    if shown is None:
+        fail(f"no dead letter at {ref}")
+    click.echo(json.dumps(shown, indent=2))
+
+
+@dlq.command("redrive")
+@_filters
+@click.option(
+    "--ref", "refs", multiple=True, help="Only this dead letter (partition/offset); repeatable."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would be re-driven; publish nothing.")
+@json_option
+def dlq_redrive(
+    service: str | None,
+    error_class: str | None,
+    since: datetime | None,
+    refs: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Publish matching dead letters' requests again (same call id and idempotency key)."""
+    cfg = settings()
+
+    async def go() -> list[dict[str, object]]:
+        catalogue = Catalogue(cfg.kafka.topic_prefix)
+        async with _codec(cfg) as codec:
+            letters, _ = await read_dead_letters(
+                cfg.kafka, codec, catalogue, _where(service, error_class, since, refs)
+            )
+            requests = await redrive(cfg.kafka, codec, catalogue, letters, dry_run=dry_run)
+        return [
+            {"ref": letter.ref, "call_id": req.call_id, "idempotency_key": req.idempotency_key}
+            for letter, req in zip(letters, requests, strict=True)
+        ]
+
+    rows = run(go())
+
+    def human() -> None:
+        for row in rows:
+            click.echo(f"{row['ref']:<10} {row['call_id']}  key={row['idempotency_key']}")
+        verb = "would re-drive" if dry_run else "re-drove"
+        click.echo(f"{verb} {len(rows)} call(s)")
+
+    emit({"redriven": rows, "dry_run": dry_run}, as_json, human)

@@ -1,0 +1,127 @@
+"""The executor's decisions, called as plain code: no Kafka, no Faust."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from agents import _headers as hd
+from agents.completed import CompletedCalls
+from agents.executor import CallExecutor
+from agents.outputs import Output, Source
+from agents.retry import RetryPolicy
+from agents.router import route
+from agents.settings import WorkerSettings
+from streams import headers as h
+from streams.events.calls import CallDeadLettered, CallRequested, Priority
+from tests.integration.calls._scripted import ScriptedService
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+SOURCE = Source("calls.lane.normal", 2, 40, 1_700_000_000_000)
+
+
+def req(payload: dict[str, object] | None = None, **kw: object) -> CallRequested:
+    call_id = uuid.uuid4().hex
+    fields: dict[str, object] = {
+        "call_id": call_id,
+        "service": "svc",
+        "operation": "op",
+        "payload": json.dumps(payload or {}),
+        "idempotency_key": call_id,
+    }
+    return CallRequested.model_validate({**fields, **kw})
+
+
+def executor(svc: ScriptedService) -> CallExecutor:
+    settings = WorkerSettings(retry=RetryPolicy(delays_s=(5, 30, 300)))
+    return CallExecutor(settings, {"svc": svc}, CompletedCalls(), now=lambda: NOW)
+
+
+def kinds(outputs: list[Output]) -> list[tuple[str, str]]:
+    return [(o.topic, o.event.event_type) for o in outputs]
+
+
+async def test_success() -> None:
+    svc = ScriptedService()
+    out = await executor(svc).handle(req(), SOURCE)
+    assert kinds(out) == [("calls.results", "call.succeeded")]
+
+
+async def test_retriable_failure_goes_to_tier_one_with_its_due_time() -> None:
+    out = await executor(ScriptedService()).handle(req({"fail": "retriable"}), SOURCE)
+    assert kinds(out) == [
+        ("calls.results", "call.failed"),
+        ("calls.retry.1", "call.requested"),
+        ("calls.results", "call.retry_scheduled"),
+    ]
+    retry = out[1]
+    assert retry.key == b"svc"
+    assert retry.headers[hd.DUE_AT] == hd.iso(NOW + timedelta(seconds=5))
+    assert retry.event.attempt == 1  # type: ignore[attr-defined]
+    assert retry.headers[h.DLT_ORIGINAL_OFFSET] == b"40"
+
+
+async def test_last_tier_failure_is_exhausted() -> None:
+    out = await executor(ScriptedService()).handle(req({"fail": "retriable"}, attempt=3), SOURCE)
+    assert kinds(out)[-2:] == [
+        ("calls.dlt", "call.dead_lettered"),
+        ("calls.results", "call.dead_lettered"),
+    ]
+    dead = out[-1].event
+    assert isinstance(dead, CallDeadLettered)
+    assert dead.failure.reason.value == "exhausted"
+    assert dead.failure.attempts == 4
+
+
+async def test_fatal_failure_dead_letters_at_once() -> None:
+    out = await executor(ScriptedService()).handle(req({"fail": "fatal"}), SOURCE)
+    assert [k for _, k in kinds(out)] == ["call.failed", "call.dead_lettered", "call.dead_lettered"]
+    assert out[1].headers[h.DLT_REASON] == b"fatal"
+
+
+async def test_expired_request_is_never_called() -> None:
+    svc = ScriptedService()
+    out = await executor(svc).handle(req(deadline=NOW - timedelta(seconds=1)), SOURCE)
+    assert kinds(out) == [("calls.results", "call.expired"), ("calls.dlt", "call.dead_lettered")]
+    assert svc.order == []
+
+
+async def test_unknown_service_is_fatal() -> None:
+    out = await executor(ScriptedService()).handle(req(service="nope"), SOURCE)
+    assert out[0].event.error_class == "ConnectorNotFoundError"  # type: ignore[attr-defined]
+    assert out[-1].event.event_type == "call.dead_lettered"
+
+
+async def test_second_copy_of_a_succeeded_call_is_skipped() -> None:
+    svc = ScriptedService()
+    ex = executor(svc)
+    r = req()
+    await ex.handle(r, SOURCE)
+    assert await ex.handle(r, SOURCE) == []
+    assert len(svc.order) == 1
+
+
+async def test_dead_lettered_call_runs_again_only_when_redriven() -> None:
+    svc = ScriptedService()
+    ex = executor(svc)
+    r = req({"fail": "fatal", "times": 1})
+    await ex.handle(r, SOURCE)
+    assert await ex.handle(r, SOURCE) == []
+    redriven = Source("calls.lane.normal", 2, 41, 0, {hd.REDRIVEN_FROM: b"calls.dlt/0/0"})
+    assert kinds(await ex.handle(r, redriven)) == [("calls.results", "call.succeeded")]
+
+
+async def test_replayed_records_do_not_call() -> None:
+    svc = ScriptedService()
+    replayed = Source("calls.lane.normal", 0, 1, 0, {h.REPLAYED_FROM: b"x/0/1"})
+    assert await executor(svc).handle(req(), replayed) == []
+    assert svc.order == []
+
+
+def test_router_lanes_by_priority_keyed_by_service() -> None:
+    r = req(priority=Priority.HIGH)
+    [out] = route(r, Source("calls.requests", 0, 0, 0), now=NOW, allow_replayed=False)
+    assert (out.topic, out.key) == ("calls.lane.high", b"svc")
+    replayed = Source("calls.requests", 0, 0, 0, {h.REPLAYED_FROM: b"x/0/1"})
+    assert route(r, replayed, now=NOW, allow_replayed=False) == []

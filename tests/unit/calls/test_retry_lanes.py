@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agents.lanes import Lane, LanePicker, lane_for
+from agents.retry import DeadLetterCause, RetryPolicy, Verdict, after_failure, seconds_until_due
+
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+POLICY = RetryPolicy()
+
+
+@pytest.mark.parametrize(("attempts", "delay"), [(1, 5), (2, 30), (3, 300)])
+def test_default_schedule(attempts: int, delay: float) -> None:
+    decision = after_failure(attempts=attempts, retriable=True, now=NOW, policy=POLICY)
+    assert decision.verdict is Verdict.RETRY
+    assert decision.tier == attempts
+    assert decision.due_at == NOW + timedelta(seconds=delay)
+
+
+def test_exhausted_after_last_tier() -> None:
+    decision = after_failure(attempts=4, retriable=True, now=NOW, policy=POLICY)
+    assert (decision.verdict, decision.cause) == (Verdict.DEAD_LETTER, DeadLetterCause.EXHAUSTED)
+
+
+def test_fatal_goes_straight_to_dead_letters() -> None:
+    decision = after_failure(attempts=1, retriable=False, now=NOW, policy=POLICY)
+    assert (decision.verdict, decision.cause) == (Verdict.DEAD_LETTER, DeadLetterCause.FATAL)
+
+
+def test_retry_after_and_open_circuit_push_the_due_time() -> None:
+    by_header = after_failure(attempts=1, retriable=True, now=NOW, policy=POLICY, retry_after_s=42)
+    by_circuit = after_failure(
+        attempts=1, retriable=True, now=NOW, policy=POLICY, retry_after_s=1, circuit_open_s=60
+    )
+    assert by_header.due_at == NOW + timedelta(seconds=42)
+    assert by_circuit.due_at == NOW + timedelta(seconds=60)
+
+
+def test_deadline_past_or_before_due_expires() -> None:
+    past = after_failure(
+        attempts=1, retriable=False, now=NOW, policy=POLICY, deadline=NOW - timedelta(seconds=1)
+    )
+    too_soon = after_failure(
+        attempts=1, retriable=True, now=NOW, policy=POLICY, deadline=NOW + timedelta(seconds=4)
+    )
+    assert past.verdict is Verdict.EXPIRE
+    assert too_soon.verdict is Verdict.EXPIRE
+    assert too_soon.cause is DeadLetterCause.EXPIRED
+
+
+def test_configurable_delays() -> None:
+    policy = RetryPolicy(delays_s=(0.2, 0.4))
+    assert after_failure(
+        attempts=2, retriable=True, now=NOW, policy=policy
+    ).due_at == NOW + timedelta(seconds=0.4)
+    assert (
+        after_failure(attempts=3, retriable=True, now=NOW, policy=policy).verdict
+        is Verdict.DEAD_LETTER
+    )
+
+
+def test_seconds_until_due() -> None:
+    assert seconds_until_due(NOW + timedelta(seconds=3), NOW) == 3
+    assert seconds_until_due(NOW - timedelta(seconds=3), NOW) == 0
+    assert seconds_until_due(None, NOW) == 0
+
+
+def test_high_first_low_never_starved() -> None:
+    picker = LanePicker()
+    picks = [picker.pick(list(Lane)) for _ in range(100)]
+    assert picks[0] is Lane.HIGH
+    assert Counter(picks) == {Lane.HIGH: 60, Lane.NORMAL: 30, Lane.LOW: 10}
+    # low is served at least once in every window of 10 picks
+    assert all(Lane.LOW in picks[i : i + 10] for i in range(0, 100, 10))
+
+
+def test_only_ready_lanes_are_picked() -> None:
+    picker = LanePicker()
+    assert {picker.pick([Lane.LOW]) for _ in range(5)} == {Lane.LOW}
+    assert picker.pick([]) is None
+
+
+def test_lane_for_unknown_priority_is_normal() -> None:
+    assert lane_for("HIGH") is Lane.HIGH
+    assert lane_for("urgent") is Lane.NORMAL
+    assert lane_for(None) is Lane.NORMAL
+
+
+def test_weights_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="starves"):
+        LanePicker({Lane.HIGH: 1, Lane.NORMAL: 1, Lane.LOW: 0})
