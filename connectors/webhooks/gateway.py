@@ -53,7 +53,7 @@ class WebhookGateway:
     ) -> None:
         self._codec = codec
         self._owns_registry_client = owns_registry_client
-        # every request waits for its two acks: holding records back for batching (linger) only
+        # every request waits for its ack: holding records back for batching (linger) only
         # adds latency here; concurrent requests still share batches (measured: p50 5x lower)
         self.publisher = Publisher(kafka.model_copy(update={"linger_ms": 0}), codec, catalogue)
         self.seen = SeenSet(kafka, catalogue.name("webhooks.seen"))
@@ -71,6 +71,7 @@ class WebhookGateway:
         await self.registry.start()
 
     async def stop(self) -> None:
+        await self.ingress.drain(self.stop_timeout_s)
         await self.registry.stop()
         await self.seen.stop()
         try:
