@@ -254,8 +254,13 @@ async def test_rate_limit_per_endpoint(
     span = slow.hits[-1].at - slow.hits[0].at
     # a burst of one second's worth (5), then one every 0.2 s
     assert span >= 0.8, f"10 deliveries at 5/s took {span:.2f} s"
-    paced = slow.hits[9].at - slow.hits[5].at
-    assert paced >= 4 * 0.2 * 0.9, f"the 4 intervals after the burst took {paced:.2f} s"
+    # token bucket (burst 5, 5/s): any window of T seconds holds at most 5 + 5 T deliveries; one
+    # more is allowed because arrival jitter at the receiver can only squeeze measured gaps
+    times = [h.at for h in slow.hits]
+    for i, first in enumerate(times):
+        for j in range(i + 1, len(times)):
+            count, window = j - i + 1, times[j] - first
+            assert count <= 5 + 5 * window + 1, f"{count} deliveries within {window:.2f} s"
     early = [h for h in slow.hits if h.at - slow.hits[0].at < 0.5]
     assert len(early) <= 7
     assert fast.hits[-1].at - fast.hits[0].at < span
