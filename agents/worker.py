@@ -165,7 +165,7 @@ class CallWorker:
             # overhead. A request is decoded once (priority and service pick the lane) and its
             # original bytes are forwarded, not re-encoded. The whole batch is handed to the
             # producer, then every delivery awaited, before the batch's offsets are acked.
-            async for events in stream.take_events(500, within=0.005):
+            async for events in stream.take_events(500, within=self.settings.batch_wait_s):
                 now = datetime.now(UTC)
                 deliveries: list[Awaitable[Any] | None] = []
                 for event in events:
@@ -220,7 +220,9 @@ class CallWorker:
                     # Small batches run concurrently; several actors per lane, so a slow call
                     # holds back only its own batch. Offsets are acked after the batch's outputs
                     # are handed to the producer (at-least-once).
-                    async for events in stream.take_events(self.settings.lane_batch, within=0.005):
+                    async for events in stream.take_events(
+                        self.settings.lane_batch, within=self.settings.batch_wait_s
+                    ):
                         batch = await asyncio.gather(*(one(e) for e in events))
                         await emitter.wait(
                             [await emitter.send(o) for outputs in batch for o in outputs]
