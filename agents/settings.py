@@ -27,6 +27,10 @@ class WorkerSettings(BaseModel):
     lane_prefetch: int = Field(default=64, ge=1)
     #: Records a lane actor takes at once (``lane_prefetch / lane_batch`` actors per lane).
     lane_batch: int = Field(default=8, ge=1)
+    #: How long a router or lane batch waits to fill before it is processed as it is. It is also
+    #: how often every idle actor wakes up (Faust's ``take_events`` polls), so a very small value
+    #: burns CPU even when no record arrives; it bounds the latency added per hop.
+    batch_wait_s: float = Field(default=0.02, gt=0, le=1.0)
     #: Replayed records (``backbone-replayed-from``) trigger calls only when this is true or the
     #: replay itself allowed side effects.
     allow_replayed_calls: bool = False

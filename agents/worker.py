@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,12 @@ from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import HEALTH, CallExecutor
 from agents.lanes import Lane
-from agents.outputs import Output
+from agents.outputs import Output, Source
 from agents.router import lane_topic, route
 from agents.settings import WorkerSettings
 from connectors.base import Connector
 from connectors.registry import build
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -92,7 +93,12 @@ class CallWorker:
         await self._restore_circuits()
         await self._tail.start()
         app = create_app(self.kafka, self.settings, datadir=self._datadir)
-        self._emitter = FaustEmitter(app, self.codec, self.catalogue)
+        self._emitter = FaustEmitter(
+            app,
+            self.codec,
+            self.catalogue,
+            direct=self.settings.processing_guarantee == "at_least_once",
+        )
         self._define_agents(app)
         self.app = app
         await app.start()
@@ -155,21 +161,39 @@ class CallWorker:
             return request, source
 
         async def router(stream: Any) -> None:
-            # Batches: routing does no slow I/O, so taking what is buffered (acked after the
-            # batch is handed to the producer) cuts Faust's per-event overhead.
-            async for events in stream.take_events(500, within=0.005):
+            # Batches: routing does no slow I/O, so taking what is buffered cuts Faust's per-event
+            # overhead. A request is decoded once (priority and service pick the lane) and its
+            # original bytes are forwarded, not re-encoded. The whole batch is handed to the
+            # producer, then every delivery awaited, before the batch's offsets are acked.
+            async for events in stream.take_events(500, within=self.settings.batch_wait_s):
                 now = datetime.now(UTC)
+                deliveries: list[Awaitable[Any] | None] = []
                 for event in events:
                     got = await decoded(event)
-                    if got is not None:
-                        request, source = got
-                        outputs = route(
-                            request,
-                            source,
-                            now=now,
-                            allow_replayed=self.settings.allow_replayed_calls,
-                        )
-                        await emitter.emit_all(outputs)
+                    if got is None:
+                        continue
+                    request, source = got
+                    for output in route(
+                        request, source, now=now, allow_replayed=self.settings.allow_replayed_calls
+                    ):
+                        if output.event is request:
+                            deliveries.append(await forward(event, source, output))
+                        else:
+                            deliveries.append(await emitter.send(output))
+                await emitter.wait(deliveries)
+
+        async def forward(event: Any, source: Source, output: Output) -> Awaitable[Any] | None:
+            """The request's own bytes to its lane, with the headers an encode would have set."""
+            value: bytes = event.value
+            headers = {
+                **output.headers,
+                h.EVENT_TYPE: CallRequested.event_type.encode(),
+                h.SCHEMA_ID: str(int.from_bytes(value[1:5], "big")).encode(),
+            }
+            if (trace := source.headers.get(h.TRACEPARENT)) is not None:
+                headers[h.TRACEPARENT] = trace
+            key = output.key if output.key is not None else output.event.key()
+            return await emitter.send_raw(emitter.real(output.topic), key, value, headers)
 
         app.agent(
             app.topic(cat.name("calls.requests"), value_type=bytes, key_type=bytes), name="router"
@@ -196,9 +220,13 @@ class CallWorker:
                     # Small batches run concurrently; several actors per lane, so a slow call
                     # holds back only its own batch. Offsets are acked after the batch's outputs
                     # are handed to the producer (at-least-once).
-                    async for events in stream.take_events(self.settings.lane_batch, within=0.005):
-                        for outputs in await asyncio.gather(*(one(e) for e in events)):
-                            await emitter.emit_all(outputs)
+                    async for events in stream.take_events(
+                        self.settings.lane_batch, within=self.settings.batch_wait_s
+                    ):
+                        batch = await asyncio.gather(*(one(e) for e in events))
+                        await emitter.wait(
+                            [await emitter.send(o) for outputs in batch for o in outputs]
+                        )
 
                 return execute
 

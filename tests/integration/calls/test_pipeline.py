@@ -1,10 +1,16 @@
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from agents import _headers as hd
 from agents.settings import WorkerSettings
 from connectors import ServiceSettings
+from streams import headers as h
 from streams.codec import Codec
+from streams.events.calls import Priority
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
@@ -33,3 +39,51 @@ async def test_requests_become_successes(
         await results.wait_for(lambda r: len(terminal(r)) >= 20)
     succeeded = results.of("call.succeeded")
     assert sorted(e.call_id for e in succeeded) == sorted(r.call_id for r in reqs)
+
+
+async def _raw_records(
+    kafka: KafkaSettings, topic: str, n: int, timeout: float = 30.0
+) -> list[tuple[bytes, dict[str, bytes]]]:
+    """The first ``n`` records of ``topic``, undecoded (value bytes and headers)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        found: list[tuple[bytes, dict[str, bytes]]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < n:
+            assert time.monotonic() < deadline, f"{topic}: {len(found)} of {n} records"
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [
+                    (r.value, {k: bytes(v) for k, v in r.headers}) for r in records if r.value
+                ]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_router_forwards_the_request_bytes_with_their_headers(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    req = request("sim", priority=Priority.HIGH).model_copy(update={"traceparent": trace})
+    await publish(
+        kafka_settings, codec, catalogue, [req], headers={hd.REDRIVEN_FROM: b"calls.dlt/0/7"}
+    )
+    async with running_worker(kafka_settings, codec, catalogue, worker_settings(catalogue, sim={})):
+        [(lane_value, lane_headers)] = await _raw_records(
+            kafka_settings, catalogue.name("calls.lane.high"), 1
+        )
+    [(request_value, _)] = await _raw_records(kafka_settings, catalogue.name("calls.requests"), 1)
+    # Decoded once for routing, forwarded as is: the very bytes the publisher wrote.
+    assert lane_value == request_value
+    assert await codec.decode(lane_value) == req
+    assert lane_headers[h.EVENT_TYPE] == b"call.requested"
+    assert lane_headers[h.SCHEMA_ID] == str(int.from_bytes(lane_value[1:5], "big")).encode()
+    assert lane_headers[h.TRACEPARENT] == trace.encode()
+    assert lane_headers[hd.REDRIVEN_FROM] == b"calls.dlt/0/7"
