@@ -1,6 +1,6 @@
 """The HTTP baseline for bench_sdk: the same aiohttp stack answering 202 without Kafka.
 
-Run as ``python -m benchmarks._null_http PORT``; it parses the JSON body like the gateway does,
+Run as ``python -m benchmarks._null_http [--port] PORT``; it parses the JSON body like the gateway does,
 so the difference to the gateway is validation, encoding and the wait for Kafka's ack.
 """
 
@@ -11,6 +11,12 @@ import sys
 from aiohttp import web
 
 
+async def accept_webhook(request: web.Request) -> web.Response:
+    """bench_webhooks' baseline: read the raw body, answer 202 (no verification, no Kafka)."""
+    await request.read()
+    return web.json_response({"status": "accepted"}, status=202)
+
+
 async def accept(request: web.Request) -> web.Response:
     body = await request.json()
     return web.json_response({"event_id": body.get("call_id"), "offset": 0}, status=202)
@@ -19,8 +25,9 @@ async def accept(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_post("/v1/events/{event_type}", accept)
+    app.router.add_post("/webhooks/{source}", accept_webhook)
     app.router.add_get("/healthz", lambda request: accept_health())
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[-1]), access_log=None, print=None)
 
 
 async def accept_health() -> web.Response:

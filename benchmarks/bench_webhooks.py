@@ -9,14 +9,19 @@ Outbound: delivery requests queued on ``webhooks.deliveries``, then the delivery
 sends to a local receiver, and records attempt + outcome events (target >= 1,000/s). Baseline: a
 raw aiohttp client POST loop to the same receiver at the same concurrency (no signing, no Kafka).
 
-The load generator and the receiver run in their own processes, so they do not share the event
-loop of the code under test (the machine has 2 cores, which all of it shares).
+The load generator, the receiver, the bare baseline and ``backbone gateway`` (the real deployment:
+webhook routes as a gateway extension) each run in their own process, as in bench_sdk, so nothing
+else shares the event loop of the server under test (the machine has 2 cores, which all of it
+shares).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing as mp
+import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,19 +30,14 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
-from pydantic import SecretStr
 
 from agents.webhooks import WebhookDeliveryService
 from connectors.webhooks import WebhookSecret, signed_headers
-from connectors.webhooks.gateway import WebhookGateway
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import (
     DeliverySettings,
-    InboundSource,
-    IngressSettings,
-    WebhookSettings,
 )
-from infra.kafka.broker import LocalBroker
+from infra.kafka.broker import LocalBroker, free_port
 from infra.registry import RegistryServer
 from streams.admin import apply_catalogue
 from streams.codec import Codec
@@ -177,44 +177,64 @@ async def _load(mode: str, url: str, secret: str) -> dict[str, float]:
 # --- inbound ----------------------------------------------------------------------------------
 
 
-async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+async def _serve(args: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
+    """A server in its own process (like a deployed gateway), ready once ``/healthz`` answers."""
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, "--port", str(port), env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{args} did not start")
 
 
-async def _inbound(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, Any]:
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    proc.terminate()  # SIGTERM: the gateway drains and stops its producers
+    try:
+        await asyncio.wait_for(proc.wait(), 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def _runs(url: str, secret: str) -> dict[str, dict[str, float]]:
+    await _load("warm", url, secret)
+    result = {"open": await _load("open", url, secret)}
+    result["low"] = await _load("low", url, secret)
+    result["closed"] = await _load("closed", url, secret)
+    return result
+
+
+async def _inbound(
+    kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue
+) -> dict[str, Any]:
+    """Baseline and ``backbone gateway`` each in their own process, as bench_sdk does."""
     secret = WebhookSecret.generate().reveal()
-    settings = WebhookSettings(
-        ingress=IngressSettings(sources={"bench": InboundSource(secrets=(SecretStr(secret),))})
-    )
-
-    async def bare(request: web.Request) -> web.Response:
-        await request.read()
-        return web.json_response({"status": "accepted"}, status=202)
-
-    baseline_app = web.Application()
-    baseline_app.router.add_post("/webhooks/{source}", bare)
-    runner, base = await _serve(baseline_app)
+    proc, base = await _serve(["benchmarks._null_http"], {})
     try:
-        await _load("warm", f"{base}/webhooks/bench", secret)
-        baseline = {"open": await _load("open", f"{base}/webhooks/bench", secret)}
-        baseline["low"] = await _load("low", f"{base}/webhooks/bench", secret)
-        baseline["closed"] = await _load("closed", f"{base}/webhooks/bench", secret)
+        baseline = await _runs(f"{base}/webhooks/bench", secret)
     finally:
-        await runner.cleanup()
-
-    app = web.Application()
-    WebhookGateway(kafka, codec, catalogue, settings).install(app)
-    runner, base = await _serve(app)
+        await _stop(proc)
+    env = {
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_WEBHOOK_SOURCES": json.dumps({"bench": {"secrets": [secret]}}),
+    }
+    proc, base = await _serve(["infra.cli", "gateway"], env)
     try:
-        await _load("warm", f"{base}/webhooks/bench", secret)
-        ours = {"open": await _load("open", f"{base}/webhooks/bench", secret)}
-        ours["low"] = await _load("low", f"{base}/webhooks/bench", secret)
-        ours["closed"] = await _load("closed", f"{base}/webhooks/bench", secret)
+        ours = await _runs(f"{base}/webhooks/bench", secret)
     finally:
-        await runner.cleanup()
+        await _stop(proc)
     return {"baseline": baseline, "webhooks": ours}
 
 
@@ -348,7 +368,7 @@ def main() -> None:
                 await apply_catalogue(kafka, catalogue)
                 async with RegistryClient(RegistrySettings(url=server.url)) as client:
                     codec = Codec(client)
-                    inbound = await _inbound(kafka, codec, catalogue)
+                    inbound = await _inbound(kafka, RegistrySettings(url=server.url), catalogue)
                     outbound = await _outbound(kafka, codec, catalogue)
                 return inbound, outbound
             finally:

@@ -97,10 +97,10 @@ class WebhookSender:
             return (time.perf_counter() - started) * 1000
 
         try:
-            check_url(url, self.settings.policy)
+            parsed = check_url(url, self.settings.policy)  # aiohttp takes it as is: one parse
             timeout = aiohttp.ClientTimeout(total=timeout_s or self.settings.timeout_s)
             async with self._session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+                parsed, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 excerpt = await response.content.read(self.settings.max_response_bytes)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())

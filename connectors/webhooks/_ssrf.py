@@ -77,12 +77,29 @@ class DestinationPolicy:
     """Which addresses deliveries may reach. ``allow`` opts refused ranges back in (tests, demos)."""
 
     allow: tuple[IPNetwork, ...] = field(default=())
+    #: Verdicts already reached. Judging an address is a pure function of the address and this
+    #: policy (no DNS involved), and ``ipaddress``'s range tests are slow enough to show up per
+    #: delivery; names are still resolved at every attempt, only the judgement is remembered.
+    _verdicts: dict[IPAddress, str | None] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     @classmethod
     def allowing(cls, networks: Iterable[str]) -> DestinationPolicy:
         return cls(tuple(ipaddress.ip_network(n, strict=False) for n in networks))
 
     def refusal(self, ip: IPAddress) -> str | None:
+        try:
+            return self._verdicts[ip]
+        except KeyError:
+            pass
+        verdict = self._judge(ip)
+        if len(self._verdicts) >= 4096:  # bounded: a flood of distinct addresses cannot grow it
+            self._verdicts.clear()
+        self._verdicts[ip] = verdict
+        return verdict
+
+    def _judge(self, ip: IPAddress) -> str | None:
         if any(ip.version == net.version and ip in net for net in self.allow):
             return None
         mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None

@@ -56,6 +56,9 @@ class IngressSettings(BaseModel):
     kept_headers: tuple[str, ...] = DEFAULT_KEPT_HEADERS
     #: How long to wait for Kafka to acknowledge before answering 503.
     ack_timeout_s: float = Field(default=5.0, gt=0)
+    #: Linger of the producer writing seen-markers (off the request path): markers of concurrent
+    #: requests share produce requests. It also bounds how much later another gateway learns an id.
+    seen_linger_ms: int = Field(default=20, ge=0)
 
 
 class DeliverySettings(BaseModel):
