@@ -37,6 +37,11 @@ processing_guarantee = "{guarantee}"
 [calls.retry]
 delays_s = [0.2, 0.3, 0.4]
 
+# 35 % injected failures can open the breaker by chance (10-call minimum, 50 % threshold); the
+# default 30 s open wait would then stall the run past its timeouts. Compress it like the delays.
+[calls.breaker]
+open_wait_s = 1.0
+
 [[calls.services]]
 name = "sim"
 kind = "simulated"
