@@ -17,6 +17,7 @@ prefixes into errors (the fuzz tests hold it to that).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import struct
@@ -87,6 +88,10 @@ class Codec:
         self._ids: dict[tuple[str, type[Event]], int] = {}
         self._headers: dict[int, bytes] = {}
         self._readers: dict[int, _Reader] = {}
+        # one registry round trip per schema however many records need it at once: a worker
+        # starting with hundreds of deliveries in flight would otherwise ask hundreds of times
+        self._registering: dict[tuple[str, type[Event]], asyncio.Future[int]] = {}
+        self._resolving: dict[int, asyncio.Future[_Reader]] = {}
 
     # --- encode --------------------------------------------------------------------------------
 
@@ -104,6 +109,18 @@ class Codec:
 
     async def schema_id(self, event_type: type[Event], topic: str) -> int:
         """The registry id of ``event_type``'s current schema under ``topic``'s subject."""
+        key = (topic, event_type)
+        if key in self._ids:
+            return self._ids[key]
+        task = self._registering.get(key)
+        if task is None:
+            # a task of its own: a caller that gives up does not cancel it for the others
+            task = asyncio.ensure_future(self._register(event_type, topic))
+            self._registering[key] = task
+            task.add_done_callback(lambda _: self._registering.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _register(self, event_type: type[Event], topic: str) -> int:
         key = (topic, event_type)
         if key not in self._ids:
             if EVENT_TYPES.get(getattr(event_type, "event_type", "")) is not event_type:
@@ -151,7 +168,7 @@ class Codec:
         schema_id = self._schema_id_of(data)
         reader = self._readers.get(schema_id)
         if reader is None:
-            reader = await self._resolve(schema_id)
+            reader = await self._resolve_once(schema_id)
         return self._decode(reader, data)
 
     def decode_cached(self, data: bytes) -> Event | None:
@@ -171,6 +188,15 @@ class Codec:
         if magic != MAGIC:
             raise InvalidMagicByte(f"magic byte {magic} (expected 0): not Confluent wire format")
         return int(schema_id)
+
+    async def _resolve_once(self, schema_id: int) -> _Reader:
+        """:meth:`_resolve`, shared by every concurrent decode of the same unknown id."""
+        task = self._resolving.get(schema_id)
+        if task is None:
+            task = asyncio.ensure_future(self._resolve(schema_id))
+            self._resolving[schema_id] = task
+            task.add_done_callback(lambda _: self._resolving.pop(schema_id, None))
+        return await asyncio.shield(task)
 
     async def _resolve(self, schema_id: int) -> _Reader:
         try:
