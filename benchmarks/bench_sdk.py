@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks._servers import serve_process
 from infra.kafka.broker import LocalBroker, free_port
 from infra.registry import RegistryServer
 from streams import headers as h
@@ -118,29 +118,9 @@ async def _publish_bench(
 # --- 2. HTTP ingest -----------------------------------------------------------------------------
 
 
-async def _serve(
-    args: list[str], port: int, env: dict[str, str]
-) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{args} did not start")
-
-
 async def _null_http() -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
-    return await _serve(["benchmarks._null_http", str(port)], port, dict(os.environ))
+    return await serve_process(["benchmarks._null_http", str(port)], port, dict(os.environ))
 
 
 async def _gateway(
@@ -157,7 +137,7 @@ async def _gateway(
         "BACKBONE_GATEWAY_RATE": "1000000",
         "BACKBONE_GATEWAY_BURST": "1000000",
     }
-    return await _serve(["infra.cli", "gateway"], port, env)
+    return await serve_process(["infra.cli", "gateway"], port, env)
 
 
 def _body(i: int) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from agents.webhooks import WebhookDeliveryService
+from benchmarks._servers import serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import (
@@ -180,21 +180,7 @@ async def _load(mode: str, url: str, secret: str) -> dict[str, float]:
 async def _serve(args: list[str], env: dict[str, str]) -> tuple[asyncio.subprocess.Process, str]:
     """A server in its own process (like a deployed gateway), ready once ``/healthz`` answers."""
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *args, "--port", str(port), env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"{args} did not start")
+    return await serve_process([*args, "--port", str(port)], port, {**os.environ, **env})
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
