@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from agents.outputs import Output, Source
+from agents.outputs import Output, Source, dead_letter_of
 from agents.settings import WorkerSettings
 from streams import headers as h
 from streams.codec import Codec
@@ -150,17 +150,7 @@ class FaustEmitter:
 
     async def dead_letter_raw(self, event: Any, source: Source, error: BackboneError) -> None:
         """An undecodable record goes, byte for byte, to its topic's dead letter with the reason."""
-        spec = self._catalogue.spec(source.topic)
-        target = self._catalogue.name(spec.dead_letter or "backbone.undecodable")
-        headers = {
-            **source.headers,
-            h.DLT_REASON: (str(error) or error.code).encode(),
-            h.DLT_ERROR_CLASS: type(error).__name__.encode(),
-            h.DLT_ORIGINAL_TOPIC: self._catalogue.name(source.topic).encode(),
-            h.DLT_ORIGINAL_PARTITION: str(source.partition).encode(),
-            h.DLT_ORIGINAL_OFFSET: str(source.offset).encode(),
-            h.DLT_ORIGINAL_TIMESTAMP: str(source.timestamp_ms).encode(),
-        }
+        target, headers = dead_letter_of(self._catalogue, source, error)
         await self.wait([await self.send_raw(target, event.key, event.value, headers)])
 
 

@@ -4,7 +4,8 @@ Hierarchy::
 
     BackboneError (streams.errors)
     └── AgentError                 an agent could not process a record
-        └── DeadlinePassedError    a call's deadline passed before it could succeed (fatal)
+        ├── DeadlinePassedError    a call's deadline passed before it could succeed (fatal)
+        └── OutcomeUnknownError    a worker stopped mid-call; not run twice (fatal, re-drivable)
 """
 
 from __future__ import annotations
@@ -18,3 +19,7 @@ class AgentError(BackboneError):
 
 class DeadlinePassedError(AgentError):
     code = "deadline_passed"
+
+
+class OutcomeUnknownError(AgentError):
+    code = "outcome_unknown"

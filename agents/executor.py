@@ -5,7 +5,12 @@ circuit breaker, rate limit; then runs the connector and turns the outcome into 
 ``call.succeeded``; or ``call.failed`` plus a retry-tier record and ``call.retry_scheduled``; or a
 dead letter (``calls.dlt`` record with the failure envelope as headers and typed event, plus
 ``call.dead_lettered`` in ``calls.results``); or ``call.expired``. Breaker transitions become
-``integration.circuit_state_changed`` outputs. No Kafka here: the runtime writes the outputs.
+``integration.circuit_state_changed`` outputs. No Kafka here: the runtime writes the outputs and
+then settles the :class:`Attempt` in the ledger (:meth:`CallExecutor.settle`).
+
+Exactly-once execution: before a record is handled its ``call.started`` claim goes through the
+``journal`` (the runtime writes it to ``calls.claims`` and returns once the cluster acknowledged
+it); see :mod:`agents.ledger` for how a claim without an outcome is recognised after a crash.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
-from agents.completed import CompletedCalls
-from agents.errors import DeadlinePassedError
+from agents.errors import DeadlinePassedError, OutcomeUnknownError
+from agents.ledger import GAVE_UP, SUCCEEDED, CallLedger, Claim
 from agents.outputs import Output, Source
 from agents.retry import DeadLetterCause, RetryDecision, Verdict, after_failure, expired
 from agents.settings import WorkerSettings
@@ -39,6 +46,7 @@ from streams.events.calls import (
     CallFailed,
     CallRequested,
     CallRetryScheduled,
+    CallStarted,
     CallSucceeded,
 )
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
@@ -54,6 +62,27 @@ CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
 
 Now = Callable[[], datetime]
+Journal = Callable[[CallStarted], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What handling one lane record produced; settle it once its outputs are durable.
+
+    Write :attr:`first` and wait for the acknowledgements, then :attr:`last`: the last record,
+    in ``calls.results``, carries the claim id, so when the ledger sees it every output before
+    it is durable too (``calls.results`` records of one call share a partition, kept in order).
+    """
+
+    key: str
+    claim_id: str | None = None  # None: nothing was claimed (skipped)
+    end: str | None = None  # ledger.SUCCEEDED / ledger.GAVE_UP when the call ended
+    first: list[Output] = field(default_factory=list)
+    last: list[Output] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> list[Output]:
+        return [*self.first, *self.last]
 
 
 def utc_now() -> datetime:
@@ -81,14 +110,19 @@ class CallExecutor:
         self,
         settings: WorkerSettings,
         connectors: Mapping[str, Connector],
-        completed: CompletedCalls,
+        ledger: CallLedger,
         *,
         now: Now = utc_now,
         on_circuit: Callable[[Output], None] | None = None,
+        journal: Journal | None = None,
+        worker: str = "worker",
     ) -> None:
         self.settings = settings
-        self.completed = completed
+        self.ledger = ledger
         self._now = now
+        self._journal = journal
+        self._worker = worker
+        self._dedupes = {s.name for s in settings.services if s.dedupes_by_key}
         #: Breaker transitions leave through here the moment they happen, so their order on
         #: ``integration.circuits`` is the order they happened in (not the order calls finish).
         self.circuit_log: list[Output] = []
@@ -118,24 +152,77 @@ class CallExecutor:
 
     # --- one record -------------------------------------------------------------------------------
     async def handle(self, request: CallRequested, source: Source) -> list[Output]:
+        """Handle and settle at once (for callers whose outputs cannot fail to be written)."""
+        attempt = await self.attempt(request, source)
+        self.settle(attempt)
+        return attempt.outputs
+
+    def settle(self, attempt: Attempt, *, written: bool = True) -> None:
+        """Tell the ledger whether the attempt's outputs are durable (``written``) or not."""
+        if attempt.claim_id is None:
+            return
+        if written:
+            self.ledger.finish(attempt.key, attempt.claim_id, attempt.end)
+        else:
+            self.ledger.abandon(attempt.key)
+
+    async def attempt(self, request: CallRequested, source: Source) -> Attempt:
+        """Handle one lane record: claim it, then run it (or account for it without running)."""
+        key = request.idempotency_key
         if not self.settings.allow_replayed_calls and not side_effects_allowed(source.headers):
             log.info("skipped replayed call %s (side effects not allowed)", request.call_id)
-            return []
-        key = request.idempotency_key
-        if not await self.completed.claim(key, redriven=hd.REDRIVEN_FROM in source.headers):
-            log.info("skipped call %s: it already ended", request.call_id)
-            return []
-        outputs: list[Output] = []
+            return Attempt(key)
+        coords = (source.topic, source.partition, source.offset)
+        verdict = await self.ledger.acquire(
+            key, coords, redriven=hd.REDRIVEN_FROM in source.headers
+        )
+        if verdict is Claim.SKIP:
+            log.info("skipped call %s: it was handled already", request.call_id)
+            return Attempt(key)
+        claim = CallStarted(
+            call_id=request.call_id,
+            service=request.service,
+            attempt=request.attempt,
+            idempotency_key=key,
+            claim_id=uuid.uuid4().hex,
+            lane_topic=source.topic,
+            lane_partition=source.partition,
+            lane_offset=source.offset,
+            worker=self._worker,
+            correlation_id=request.correlation_id,
+            causation_id=str(request.event_id),
+        )
         try:
-            outputs = await self._attempt(request, source)
-        finally:
-            ended = {o.event.event_type for o in outputs if o.topic == RESULTS}
-            self.completed.release(
-                key,
-                succeeded="call.succeeded" in ended,
-                gave_up=bool(ended & {"call.dead_lettered", "call.expired"}),
-            )
-        return outputs
+            if self._journal is not None:
+                await self._journal(claim)
+            self.ledger.claimed(key, claim.claim_id, coords)
+            if verdict is Claim.UNKNOWN and request.service not in self._dedupes:
+                unknown = OutcomeUnknownError(
+                    "a worker stopped while handling this call and its outcome was not recorded; "
+                    f"not run again because {request.service!r} does not dedupe by idempotency "
+                    "key (re-drive it to run it again)"
+                )
+                outputs = self._failed(request, source, unknown, None, counts=False)
+            else:
+                outputs = await self._attempt(request, source)
+        except BaseException:
+            self.ledger.abandon(key)
+            raise
+        ended = {o.event.event_type for o in outputs if o.topic == RESULTS}
+        end = (
+            SUCCEEDED
+            if "call.succeeded" in ended
+            else GAVE_UP
+            if ended & {"call.dead_lettered", "call.expired"}
+            else None
+        )
+        stamp = {hd.IDEMPOTENCY_KEY: key.encode(), hd.CLAIM: claim.claim_id.encode()}
+        if end is not None:
+            stamp[hd.CALL_END] = end.encode()
+        outputs = [
+            replace(o, headers={**o.headers, **stamp}) if o.topic == RESULTS else o for o in outputs
+        ]
+        return Attempt(key, claim.claim_id, end, outputs)
 
     async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
         now = self._now()
@@ -185,7 +272,7 @@ class CallExecutor:
                 return self._failed(request, source, exc, took, counts=True)
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
-        outputs = [self._succeeded(request, output, took)]
+        outputs = self._succeeded(request, output, took)
         if (update := guard.bucket.update(output.headers)) is not None:
             outputs.append(
                 Output(
@@ -201,7 +288,7 @@ class CallExecutor:
         return outputs
 
     # --- outputs ----------------------------------------------------------------------------------
-    def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> Output:
+    def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> list[Output]:
         event = CallSucceeded(
             call_id=request.call_id,
             service=request.service,
@@ -217,7 +304,11 @@ class CallExecutor:
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
-        return Output(request.reply_to or RESULTS, event)
+        # calls.results is the accounting trail: it always gets the outcome; reply_to a copy
+        outputs = [Output(RESULTS, event)]
+        if request.reply_to and request.reply_to != RESULTS:
+            outputs.append(Output(request.reply_to, event))
+        return outputs
 
     def _circuit_changed(self, change: StateChange) -> None:
         open_until = None

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streams import headers as h
+from streams.errors import BackboneError
 from streams.events import Event
+from streams.topics import Catalogue
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,32 @@ class Output:
     event: Event
     key: bytes | None = None  # None: the event's own key
     headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def forward_headers(value: bytes, output: Output, source: Source) -> dict[str, bytes]:
+    """Headers of a record forwarded byte for byte: those an encode of ``output`` would set."""
+    headers = {
+        **output.headers,
+        h.EVENT_TYPE: output.event.event_type.encode(),
+        h.SCHEMA_ID: str(int.from_bytes(value[1:5], "big")).encode(),
+    }
+    if (trace := source.headers.get(h.TRACEPARENT)) is not None:
+        headers[h.TRACEPARENT] = trace
+    return headers
+
+
+def dead_letter_of(
+    catalogue: Catalogue, source: Source, error: BackboneError
+) -> tuple[str, dict[str, bytes]]:
+    """Real topic and headers for an undecodable record sent, byte for byte, to a dead letter."""
+    spec = catalogue.spec(source.topic)
+    target = catalogue.name(spec.dead_letter or "backbone.undecodable")
+    return target, {
+        **source.headers,
+        h.DLT_REASON: (str(error) or error.code).encode(),
+        h.DLT_ERROR_CLASS: type(error).__name__.encode(),
+        h.DLT_ORIGINAL_TOPIC: catalogue.name(source.topic).encode(),
+        h.DLT_ORIGINAL_PARTITION: str(source.partition).encode(),
+        h.DLT_ORIGINAL_OFFSET: str(source.offset).encode(),
+        h.DLT_ORIGINAL_TIMESTAMP: str(source.timestamp_ms).encode(),
+    }

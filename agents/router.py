@@ -32,3 +32,12 @@ def route(
         return []  # a replayed copy: the original was routed already
     carried = {k: v for k, v in source.headers.items() if k in (hd.REDRIVEN_FROM,)}
     return [Output(lane_topic(request), request, key=request.service.encode(), headers=carried)]
+
+
+def retry_carried(source: Source) -> dict[str, bytes]:
+    """Headers a retry-tier record carries back to its lane: the envelope and the re-drive mark."""
+    return {
+        k: v
+        for k, v in source.headers.items()
+        if k.startswith("backbone-dlt-") or k == hd.REDRIVEN_FROM
+    }

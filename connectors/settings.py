@@ -26,6 +26,10 @@ class ServiceSettings(BaseModel):
     max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     rate_limit: RateLimit = RateLimit(rate=10.0, burst=10)
     max_concurrency: int = Field(default=8, ge=1)
+    #: The service itself drops a repeated request with the same ``Idempotency-Key``. Only then
+    #: does a worker run a call again whose previous run left no outcome (it stopped mid-call);
+    #: otherwise that call is dead-lettered as ``OutcomeUnknownError`` instead of run twice.
+    dedupes_by_key: bool = False
     cost: CostModel = CostModel()
     #: Kind-specific options (e.g. ``method``, ``auth_header``, simulator knobs), as strings.
     options: dict[str, str] = Field(default_factory=dict)

@@ -211,6 +211,46 @@ class Publisher:
         """Publish one event; returns once the cluster acknowledged it."""
         return await self._acknowledged(await self._send(event, topic, key, headers), event)
 
+    async def send(
+        self,
+        event: Event,
+        *,
+        topic: str | None = None,
+        key: bytes | None = None,
+        headers: Mapping[str, bytes] | None = None,
+    ) -> asyncio.Future[Any]:
+        """Hand one event to the producer without waiting; the future resolves on the ack.
+
+        For pipelines that hand over a whole batch and then wait once (:meth:`acknowledged`).
+        """
+        return await self._send(event, topic, key, headers)
+
+    async def send_raw(
+        self, real_topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Hand already-encoded bytes to the producer (forwarding a record without re-encoding)."""
+        try:
+            future: asyncio.Future[Any] = await self._started().send(
+                real_topic, value, key=key, headers=headers
+            )
+        except KafkaError as exc:
+            raise translate(exc, f"forwarding a record to {real_topic}") from exc
+        return future
+
+    async def acknowledged(self, futures: Sequence[asyncio.Future[Any]]) -> None:
+        """Wait until every handed-over record is acknowledged; raises the first failure."""
+        if not futures:
+            return
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                await asyncio.shield(asyncio.gather(*futures))
+        except KafkaError as exc:
+            raise translate(exc, f"writing {len(futures)} records") from exc
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"no acknowledgement for {len(futures)} records within {self._ack_timeout_s:.0f} s"
+            ) from exc
+
     async def publish_each(
         self, events: Sequence[Event], *, topic: str | None = None
     ) -> list[Coordinates | BackboneError]:

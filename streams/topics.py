@@ -131,6 +131,17 @@ TOPICS: tuple[TopicSpec, ...] = (
         dead_letter="backbone.undecodable",
     ),
     TopicSpec(
+        "calls.claims",
+        TopicRole.CHANGELOG,
+        "idempotency_key",
+        ("call.started",),
+        "The call ledger: each lane record's claim, written before the service is called, so a "
+        "call is never run twice after a crash (internal; read it for in-flight calls).",
+        retention_ms=30 * DAY_MS,
+        compacted=True,
+        extra_config=(("cleanup.policy", "compact,delete"),),
+    ),
+    TopicSpec(
         "calls.dlt",
         TopicRole.DEAD_LETTER,
         "service",

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 
 from aiokafka import ConsumerRecord
 
-from connectors.webhooks._follow import TopicFollower
 from connectors.webhooks._signing import WebhookSecret
 from streams.codec import Codec
 from streams.events import Event
@@ -24,6 +23,7 @@ from streams.events.webhooks import (
     WebhookEndpointRegistered,
     WebhookEndpointUpdated,
 )
+from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
 
 GRACE_HEADER = "backbone-secret-grace-until"

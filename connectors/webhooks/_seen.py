@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiokafka import ConsumerRecord
 
-from connectors.webhooks._follow import TopicFollower
+from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
 
 

@@ -2,7 +2,6 @@
 
 from connectors.webhooks._admin import TOPIC as ENDPOINTS_TOPIC
 from connectors.webhooks._admin import EndpointAdmin, EndpointConflictError
-from connectors.webhooks._follow import TopicFollower, stop_quietly
 from connectors.webhooks._registry import (
     GRACE_HEADER,
     Endpoint,
@@ -12,6 +11,7 @@ from connectors.webhooks._registry import (
     to_event,
 )
 from connectors.webhooks._writer import EventWriter
+from streams.follow import TopicFollower, stop_quietly
 
 __all__ = [
     "ENDPOINTS_TOPIC",

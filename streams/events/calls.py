@@ -58,8 +58,29 @@ class CallRequested(_CallEvent):
         default=None, description="Per-attempt timeout; None uses the service's policy."
     )
     reply_to: str | None = Field(
-        default=None, description="Logical topic for the outcome, if not `calls.results`."
+        default=None,
+        description="Logical topic that also gets the success (`calls.results` always does).",
     )
+
+
+class CallStarted(_CallEvent):
+    """A worker is about to handle one lane record of a call (its claim in `calls.claims`).
+
+    Written, and acknowledged by the cluster, before the external service is called. A claim whose
+    handling left no outcome in `calls.results` means the worker stopped mid-call: the call is not
+    run again unless its service dedupes by idempotency key.
+    """
+
+    event_type: ClassVar[str] = "call.started"
+    key_field: ClassVar[str] = "idempotency_key"
+
+    attempt: int = Field(description=_ATTEMPT)
+    idempotency_key: str = Field(description=_IDEMPOTENCY)
+    claim_id: str = Field(description="Id of this claim; outcomes carry it in `backbone-claim`.")
+    lane_topic: str = Field(description="Lane topic of the record being handled.")
+    lane_partition: int = Field(description="Partition of that record.")
+    lane_offset: int = Field(description="Offset of that record.")
+    worker: str = Field(description="Client id of the worker that claimed it.")
 
 
 class CallSucceeded(_CallEvent):

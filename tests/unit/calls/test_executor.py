@@ -7,14 +7,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
-from agents.completed import CompletedCalls
+from agents.ledger import CallLedger
 from agents.executor import CallExecutor
 from agents.outputs import Output, Source
 from agents.retry import RetryPolicy
 from agents.router import route
 from agents.settings import WorkerSettings
 from streams import headers as h
-from streams.events.calls import CallDeadLettered, CallRequested, Priority
+from connectors.settings import ServiceSettings
+from streams.events.calls import CallDeadLettered, CallRequested, CallStarted, Priority
 from tests.integration.calls._scripted import ScriptedService
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -35,7 +36,7 @@ def req(payload: dict[str, object] | None = None, **kw: object) -> CallRequested
 
 def executor(svc: ScriptedService) -> CallExecutor:
     settings = WorkerSettings(retry=RetryPolicy(delays_s=(5, 30, 300)))
-    return CallExecutor(settings, {"svc": svc}, CompletedCalls(), now=lambda: NOW)
+    return CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW)
 
 
 def kinds(outputs: list[Output]) -> list[tuple[str, str]]:
@@ -125,3 +126,84 @@ def test_router_lanes_by_priority_keyed_by_service() -> None:
     assert (out.topic, out.key) == ("calls.lane.high", b"svc")
     replayed = Source("calls.requests", 0, 0, 0, {h.REPLAYED_FROM: b"x/0/1"})
     assert route(r, replayed, now=NOW, allow_replayed=False) == []
+
+
+# --- the call ledger: a call is never executed twice --------------------------------------------
+
+
+async def test_outcomes_carry_their_claim_and_the_claim_is_journaled_before_the_call() -> None:
+    svc = ScriptedService()
+    journal: list[tuple[str, int]] = []
+
+    async def write(claim: CallStarted) -> None:
+        journal.append((claim.claim_id, len(svc.order)))  # calls made when the claim is written
+
+    ex = CallExecutor(WorkerSettings(), {"svc": svc}, CallLedger(), now=lambda: NOW, journal=write)
+    attempt = await ex.attempt(req(), SOURCE)
+    [(claim_id, calls_before)] = journal
+    assert calls_before == 0 and len(svc.order) == 1
+    [out] = attempt.outputs
+    assert out.headers[hd.CLAIM] == claim_id.encode()
+    assert out.headers[hd.CALL_END] == b"succeeded"
+    assert attempt.end == "succeeded"
+
+
+async def test_redelivered_record_whose_outputs_were_written_is_skipped() -> None:
+    svc = ScriptedService()
+    ex = executor(svc)
+    r = req({"fail": "retriable", "times": 1})
+    first = await ex.attempt(r, SOURCE)
+    ex.settle(first)  # outputs durable (a retry was scheduled): the call has not ended
+    again = await ex.attempt(r, SOURCE)  # the same lane record, read again after a rebalance
+    assert again.outputs == [] and len(svc.order) == 1
+
+
+async def test_record_whose_outputs_were_lost_is_dead_lettered_not_run_again() -> None:
+    svc = ScriptedService()
+    ex = executor(svc)
+    r = req()
+    ex.settle(await ex.attempt(r, SOURCE), written=False)
+    out = (await ex.attempt(r, SOURCE)).outputs
+    assert len(svc.order) == 1, "the service must not be called twice"
+    assert out[0].event.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
+    assert kinds(out)[-1] == ("calls.results", "call.dead_lettered")
+
+
+async def test_service_that_dedupes_by_key_is_called_again_with_the_same_key() -> None:
+    svc = ScriptedService()
+    settings = WorkerSettings(
+        services=(ServiceSettings(name="svc", kind="x", dedupes_by_key=True),)
+    )
+    ex = CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW)
+    r = req()
+    ex.settle(await ex.attempt(r, SOURCE), written=False)
+    assert kinds((await ex.attempt(r, SOURCE)).outputs) == [("calls.results", "call.succeeded")]
+    assert len(svc.order) == 2
+
+
+async def test_a_restarted_worker_reads_an_open_claim_from_the_topics() -> None:
+    """What a fresh worker rebuilds from calls.claims + calls.results after a kill -9."""
+    r = req()
+    claim = CallStarted(
+        call_id=r.call_id,
+        service="svc",
+        attempt=0,
+        idempotency_key=r.idempotency_key,
+        claim_id="c1",
+        lane_topic=SOURCE.topic,
+        lane_partition=SOURCE.partition,
+        lane_offset=SOURCE.offset,
+        worker="dead",
+    )
+    ledger = CallLedger()
+    ledger.apply_claim(claim)
+    svc = ScriptedService()
+    ex = CallExecutor(WorkerSettings(), {"svc": svc}, ledger, now=lambda: NOW)
+    out = await ex.handle(r, SOURCE)
+    assert svc.order == [] and out[-1].event.event_type == "call.dead_lettered"
+
+    settled = CallLedger()  # same claim, but its outcome was written before the kill
+    settled.apply_claim(claim)
+    settled.apply_outcome({hd.IDEMPOTENCY_KEY: r.idempotency_key.encode(), hd.CLAIM: b"c1"})
+    ex = CallExecutor(WorkerSettings(), {"svc": svc}, settled, now=lambda: NOW)
+    assert await ex.handle(r, SOURCE) == [] and svc.order == []

@@ -1,7 +1,10 @@
-"""Reading a changelog topic into memory: everything up to its end on start, then follow it.
+"""Reading topics into memory: everything up to their end on start, then follow them.
 
-Used for the seen-set and the endpoint registry: every gateway and worker rebuilds the same view
-from the same compacted topic.
+The one way Backbone rebuilds an in-memory view from the log (the webhook seen-set and endpoint
+registry, the call ledger, read models): no consumer group, ``read_committed``, every partition
+from the beginning. :meth:`TopicFollower.start` returns once everything written before it was
+applied; :meth:`TopicFollower.caught_up` is the same barrier later on (e.g. before a worker acts on
+partitions it was just given, it waits until the view holds what their previous owner wrote).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
@@ -24,17 +27,20 @@ OnRecord = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
 
 
 class TopicFollower:
-    def __init__(self, kafka: KafkaSettings, topic: str, on_record: OnRecord) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, topics: str | Sequence[str], on_record: OnRecord
+    ) -> None:
         self._kafka = kafka
-        self._topic = topic
+        self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._on_record = on_record
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._moved = asyncio.Event()  # set whenever positions advanced
 
     async def start(self) -> None:
         """Returns once everything written before the call has been applied."""
-        found = await partitions(self._kafka, [self._topic])
-        tps = [TopicPartition(self._topic, p) for p in found[self._topic]]
+        found = await partitions(self._kafka, self._topics)
+        tps = [TopicPartition(t, p) for t in self._topics for p in found[t]]
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap,
             client_id=f"{self._kafka.client_id}-follow",
@@ -51,28 +57,50 @@ class TopicFollower:
                 while await consumer.position(tp) < ends[tp]:
                     batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
                     for record in batch.get(tp, []):
-                        await self._on_record(record)
+                        await self._apply(record)
         except KafkaError as exc:
             await consumer.stop()
-            raise KafkaUnavailableError(f"cannot read {self._topic}: {exc}") from exc
+            raise KafkaUnavailableError(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
-        self._task = asyncio.create_task(self._follow(), name=f"follow-{self._topic}")
+        self._task = asyncio.create_task(self._follow(), name=f"follow-{self._topics[0]}")
+
+    async def caught_up(self, timeout_s: float = 30.0) -> None:
+        """Wait until everything written to the topics before this call has been applied."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("follower not started")
+        tps = list(consumer.assignment())
+        try:
+            ends = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read the end of {self._topics}: {exc}") from exc
+        async with asyncio.timeout(timeout_s):
+            while True:
+                self._moved.clear()
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                    return
+                await self._moved.wait()
+
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            await self._on_record(record)
+        except Exception:  # one bad record must not stop the view
+            log.exception("cannot apply %s@%d", record.topic, record.offset)
 
     async def _follow(self) -> None:
         assert self._consumer is not None
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=500)
+                batch = await self._consumer.getmany(timeout_ms=200)
             except KafkaError as exc:
-                log.warning("following %s: %s", self._topic, exc)
+                log.warning("following %s: %s", self._topics, exc)
                 await asyncio.sleep(1)
                 continue
             for records in batch.values():
                 for record in records:
-                    try:
-                        await self._on_record(record)
-                    except Exception:  # one bad record must not stop the view
-                        log.exception("cannot apply %s@%d", self._topic, record.offset)
+                    await self._apply(record)
+            self._moved.set()
 
     async def stop(self) -> None:
         if self._task is not None:

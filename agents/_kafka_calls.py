@@ -1,0 +1,247 @@
+"""The aiokafka runtime of the call pipeline (the default): router, lanes and retry tiers as
+:class:`~agents.runtime.Stage` consumers, each in its own group (``{group_id}.router``,
+``{group_id}.lanes``, ``{group_id}.retry``).
+
+- **router**: decodes each request once (priority and service pick the lane), forwards its
+  original bytes, waits for every acknowledgement of the batch, then lets the stage commit.
+- **lanes**: every record runs through the executor under the lane dispatcher (high first, low
+  never starved); an attempt is settled in the call ledger once its outputs are acknowledged.
+  Before newly assigned lane partitions are processed, the ledger catches up with
+  ``calls.claims`` and ``calls.results``, so the previous owner's claims are known.
+- **retry tiers**: a record is forwarded back to its lane when due (the stage parks a tier
+  partition whose head is not due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from agents import _headers as hd
+from agents.app import decode
+from agents.dispatch import LaneDispatcher
+from agents.errors import AgentError
+from agents.executor import CallExecutor
+from agents.lanes import Lane
+from agents.ledger import LedgerFollower
+from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.router import lane_topic, retry_carried, route
+from agents.runtime import Record, Stage
+from agents.settings import WorkerSettings
+from streams.codec import Codec
+from streams.errors import BackboneError
+from streams.events.calls import CallRequested
+from streams.producer import Publisher
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
+
+Pending = list[asyncio.Future[Any]]
+
+
+class KafkaCalls:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: Codec,
+        catalogue: Catalogue,
+        settings: WorkerSettings,
+        executor: CallExecutor,
+        dispatcher: LaneDispatcher,
+        publisher: Publisher,
+        ledger: LedgerFollower,
+    ) -> None:
+        self.codec, self.catalogue, self.settings = codec, catalogue, settings
+        self.executor = executor
+        self.dispatcher = dispatcher
+        self.publisher = publisher
+        self.ledger = ledger
+        self._real: dict[str, str] = {}
+        self._logical: dict[str, str] = {}
+        group = settings.group_id
+
+        def stage(
+            name: str,
+            topics: list[str],
+            handle: Callable[[list[Record]], Awaitable[None]],
+            **kw: Any,
+        ) -> Stage:
+            return Stage(
+                name,
+                kafka,
+                f"{group}.{name}",
+                [catalogue.name(t) for t in topics],
+                handle,
+                commit_interval_s=settings.commit_interval_s,
+                session_timeout_s=settings.session_timeout_s,
+                rebalance_timeout_s=settings.rebalance_timeout_s,
+                drain_timeout_s=settings.rebalance_timeout_s * 0.8,
+                fetch_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
+                **kw,
+            )
+
+        self.stages = [
+            stage("router", ["calls.requests"], self._route, prefetch=2000, max_batch=500),
+            stage(
+                "lanes",
+                [f"calls.lane.{lane.value}" for lane in Lane],
+                self._execute,
+                prefetch=settings.lane_prefetch,
+                max_batch=settings.lane_prefetch,
+                on_assigned=ledger.caught_up,
+            ),
+            stage(
+                "retry",
+                [f"calls.retry.{n}" for n in range(1, settings.retry.tiers + 1)],
+                self._retry,
+                prefetch=1000,
+                max_batch=500,
+                due=_due,
+            ),
+        ]
+
+    async def start(self) -> None:
+        for stage in self.stages:
+            await stage.start()
+
+    async def stop(self) -> None:
+        for stage in self.stages:
+            await stage.stop()
+
+    # --- helpers --------------------------------------------------------------------------------
+    def _name(self, logical: str) -> str:
+        real = self._real.get(logical)
+        if real is None:
+            real = self._real[logical] = self.catalogue.name(logical)
+        return real
+
+    def _source(self, record: Record) -> Source:
+        logical = self._logical.get(record.topic)
+        if logical is None:
+            logical = self._logical[record.topic] = self.catalogue.logical(record.topic)
+        return Source(
+            logical,
+            record.partition,
+            record.offset,
+            record.timestamp,
+            {k: bytes(v) for k, v in record.headers},
+        )
+
+    async def _request(
+        self, record: Record, source: Source, pending: Pending
+    ) -> CallRequested | None:
+        """The record's request; an undecodable record is dead-lettered (its ack joins pending)."""
+        try:
+            event = await decode(self.codec, record.value)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise  # the registry is away: the batch is read again later
+            pending.append(await self._dead_letter(record, source, exc))
+            return None
+        if not isinstance(event, CallRequested):
+            error = AgentError(f"unexpected {event.event_type} in {source.topic}")
+            pending.append(await self._dead_letter(record, source, error))
+            return None
+        return event
+
+    async def _dead_letter(
+        self, record: Record, source: Source, error: BackboneError
+    ) -> asyncio.Future[Any]:
+        target, headers = dead_letter_of(self.catalogue, source, error)
+        return await self.publisher.send_raw(
+            target, record.key, record.value or b"", list(headers.items())
+        )
+
+    async def _forward(self, record: Record, source: Source, output: Output) -> asyncio.Future[Any]:
+        """The request's own bytes to ``output.topic`` (no re-encode)."""
+        value = record.value or b""
+        key = output.key if output.key is not None else output.event.key()
+        headers = forward_headers(value, output, source)
+        return await self.publisher.send_raw(
+            self._name(output.topic), key, value, list(headers.items())
+        )
+
+    # --- stages ---------------------------------------------------------------------------------
+    async def _route(self, records: list[Record]) -> None:
+        now = datetime.now(UTC)
+        allow = self.settings.allow_replayed_calls
+        pending: Pending = []
+        for record in records:
+            source = self._source(record)
+            request = await self._request(record, source, pending)
+            if request is None:
+                continue
+            for output in route(request, source, now=now, allow_replayed=allow):
+                pending.append(await self._forward(record, source, output))
+        await self.publisher.acknowledged(pending)
+
+    async def _execute(self, records: list[Record]) -> None:
+        await asyncio.gather(*(self._execute_one(r) for r in records))
+
+    async def _execute_one(self, record: Record) -> None:
+        source = self._source(record)
+        pending: Pending = []
+        request = await self._request(record, source, pending)
+        if request is None:
+            await self.publisher.acknowledged(pending)
+            return
+        lane = Lane(source.topic.rsplit(".", 1)[1])
+        try:
+            attempt = await self.dispatcher.run(
+                lane, functools.partial(self.executor.attempt, request, source)
+            )
+        except BackboneError:
+            raise  # e.g. the claim could not be written: read the record again
+        except Exception as exc:  # a bug must not stall the lane: dead-letter the record
+            log.exception("executor failed on %s", request.call_id)
+            await self.publisher.acknowledged(
+                [await self._dead_letter(record, source, AgentError(repr(exc)))]
+            )
+            return
+        try:
+            for phase in (attempt.first, attempt.last):
+                for o in phase:
+                    pending.append(
+                        await self.publisher.send(
+                            o.event, topic=o.topic, key=o.key, headers=o.headers
+                        )
+                    )
+                await self.publisher.acknowledged(pending)
+                pending = []
+        except BaseException:
+            self.executor.settle(attempt, written=False)
+            raise
+        self.executor.settle(attempt)
+
+    async def _retry(self, records: list[Record]) -> None:
+        due = max((_due(r) or 0.0 for r in records), default=0.0)
+        if (wait := due - time.time()) > 0:
+            await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
+        pending: Pending = []
+        for record in records:
+            source = self._source(record)
+            request = await self._request(record, source, pending)
+            if request is None:
+                continue
+            back = Output(
+                lane_topic(request),
+                request,
+                key=request.service.encode(),
+                headers=retry_carried(source),
+            )
+            pending.append(await self._forward(record, source, back))
+        await self.publisher.acknowledged(pending)
+
+
+def _due(record: Record) -> float | None:
+    for name, value in record.headers:
+        if name == hd.DUE_AT:
+            moment = hd.parse_time(bytes(value).decode("utf-8", "replace"))
+            return None if moment is None else moment.timestamp()
+    return None

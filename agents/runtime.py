@@ -1,0 +1,301 @@
+"""A consumer-group stage with its own acking: the aiokafka runtime of the call pipeline.
+
+A :class:`Stage` is one consumer in its own group. It fetches records and hands each fetched
+batch to its handler as a task, up to ``prefetch`` records in flight, so a slow record holds back
+only its own batch while the next ones are fetched and run. A handler returns only once everything
+the batch produced is acknowledged by the cluster; offsets are then committed per partition up to
+the first record not yet done, so nothing is committed before its outputs are durable.
+
+- **Rebalance**: revoked partitions are drained before the group hands them over: their batches
+  finish and are committed (or, past ``drain_timeout_s``, are cancelled and not committed), so a
+  graceful hand-over neither loses nor repeats work. ``on_assigned`` runs before newly assigned
+  partitions are processed (the call ledger catches up there).
+- **Failure**: a handler that raises (its outputs could not be written) rewinds its partitions to
+  the batch's first record; nothing of that batch or later is committed before it is done again.
+- **Due times** (retry tiers): when the head of a partition is not due, only that partition is
+  paused and rewound to it until then; other partitions keep flowing, nothing busy-waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+
+from streams.errors import KafkaUnavailableError
+from streams.follow import stop_quietly
+from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Handler = Callable[[list[Record]], Awaitable[None]]
+#: A parked partition resumes this much before its head is due, so the fetch is not late.
+EARLY_S = 0.2
+
+
+@dataclass
+class _Span:
+    first: int
+    next: int
+    done: bool = False
+
+
+class _Progress:
+    """Fetched spans per partition, in order; the committable offset is the first not done."""
+
+    def __init__(self) -> None:
+        self._spans: dict[TopicPartition, deque[_Span]] = {}
+        self._ready: dict[TopicPartition, int] = {}
+
+    def add(self, tp: TopicPartition, first: int, next_offset: int) -> _Span:
+        span = _Span(first, next_offset)
+        self._spans.setdefault(tp, deque()).append(span)
+        return span
+
+    def committable(
+        self, only: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        for tp, spans in self._spans.items():
+            while spans and spans[0].done:
+                self._ready[tp] = spans.popleft().next
+        ready = (
+            self._ready
+            if only is None
+            else {tp: self._ready[tp] for tp in only if tp in self._ready}
+        )
+        for tp in list(ready):
+            self._ready.pop(tp, None)
+        return dict(ready)
+
+    def rewind(self, tp: TopicPartition, offset: int) -> None:
+        spans = self._spans.get(tp)
+        if spans is not None:
+            self._spans[tp] = deque(s for s in spans if s.first < offset)
+
+    def forget(self, tps: Collection[TopicPartition]) -> None:
+        for tp in tps:
+            self._spans.pop(tp, None)
+            self._ready.pop(tp, None)
+
+
+class Stage:
+    def __init__(
+        self,
+        name: str,
+        kafka: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        handle: Handler,
+        *,
+        prefetch: int,
+        max_batch: int,
+        commit_interval_s: float,
+        session_timeout_s: float,
+        rebalance_timeout_s: float,
+        drain_timeout_s: float,
+        due: Callable[[Record], float | None] | None = None,
+        on_assigned: Callable[[], Awaitable[None]] | None = None,
+        fetch_wait_ms: int = 20,
+    ) -> None:
+        self.name = name
+        self._kafka = kafka
+        self._group_id = group_id
+        self._topics = list(topics)
+        self._handle = handle
+        self._prefetch = prefetch
+        self._max_batch = max_batch
+        self._commit_interval_s = commit_interval_s
+        self._session_timeout_s = session_timeout_s
+        self._rebalance_timeout_s = rebalance_timeout_s
+        self._drain_timeout_s = drain_timeout_s
+        self._due = due
+        self._on_assigned = on_assigned
+        self._fetch_wait_ms = fetch_wait_ms
+        self._consumer: AIOKafkaConsumer | None = None
+        self._progress = _Progress()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id=f"{self._kafka.client_id}-{self.name}",
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            fetch_max_wait_ms=self._fetch_wait_ms,
+            max_poll_interval_ms=600_000,
+            session_timeout_ms=int(self._session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, self._session_timeout_s / 3) * 1000),
+            rebalance_timeout_ms=int(self._rebalance_timeout_s * 1000),
+        )
+        try:
+            await consumer.start()
+            consumer.subscribe(self._topics, listener=_Listener(self))
+        except KafkaError as exc:
+            await stop_quietly(consumer)
+            raise KafkaUnavailableError(f"stage {self.name} cannot join its group: {exc}") from exc
+        self._consumer = consumer
+        self._loop_task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop fetching, let the batches in hand finish (bounded), commit them, leave the group."""
+        self._stopping = True
+        for timer in self._timers.values():
+            timer.cancel()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        await self._drain()
+        await self._commit()
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await stop_quietly(consumer)
+
+    # --- the loop -------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        last_commit = time.monotonic()
+        while not self._stopping:
+            while self._in_flight >= self._prefetch:
+                self._room.clear()
+                await self._room.wait()
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=100,
+                    max_records=min(self._max_batch, self._prefetch - self._in_flight),
+                )
+            except KafkaError as exc:
+                log.warning("stage %s cannot fetch: %s", self.name, exc)
+                await asyncio.sleep(1)
+                continue
+            if batch:
+                self._dispatch(batch)
+            if time.monotonic() - last_commit >= self._commit_interval_s:
+                last_commit = time.monotonic()
+                await self._commit()
+
+    def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
+        now = time.time()
+        records: list[Record] = []
+        spans: list[tuple[TopicPartition, _Span]] = []
+        for tp, fetched in batch.items():
+            taken = fetched
+            if self._due is not None:
+                for i, record in enumerate(fetched):
+                    due = self._due(record)
+                    if due is not None and due - now > EARLY_S:
+                        self._park(tp, record.offset, due - now - EARLY_S)
+                        taken = fetched[:i]
+                        break
+            if taken:
+                spans.append((tp, self._progress.add(tp, taken[0].offset, taken[-1].offset + 1)))
+                records.extend(taken)
+        if not records:
+            return
+        self._in_flight += len(records)
+        task = asyncio.create_task(self._run_batch(records, spans))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_batch(
+        self, records: list[Record], spans: list[tuple[TopicPartition, _Span]]
+    ) -> None:
+        try:
+            await self._handle(records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stage %s: a batch failed; its partitions are read again", self.name)
+            self._rewind(spans)
+            await asyncio.sleep(1)
+        else:
+            for _, span in spans:
+                span.done = True
+        finally:
+            self._in_flight -= len(records)
+            self._room.set()
+
+    def _rewind(self, spans: list[tuple[TopicPartition, _Span]]) -> None:
+        consumer = self._consumer
+        for tp, span in spans:
+            self._progress.rewind(tp, span.first)
+            if consumer is not None and tp in consumer.assignment():
+                consumer.seek(tp, span.first)
+
+    def _park(self, tp: TopicPartition, offset: int, delay: float) -> None:
+        """Pause one partition at a record that is not due yet."""
+        assert self._consumer is not None
+        self._consumer.seek(tp, offset)
+        self._consumer.pause(tp)
+        if (old := self._timers.pop(tp, None)) is not None:
+            old.cancel()
+        self._timers[tp] = asyncio.get_running_loop().call_later(delay, self._unpark, tp)
+
+    def _unpark(self, tp: TopicPartition) -> None:
+        self._timers.pop(tp, None)
+        if self._consumer is not None and tp in self._consumer.assignment():
+            self._consumer.resume(tp)
+
+    async def _commit(self, only: Collection[TopicPartition] | None = None) -> None:
+        offsets = self._progress.committable(only)
+        if not offsets or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance in progress: the records may be read again
+            log.warning("stage %s: commit failed (%s)", self.name, exc)
+
+    async def _drain(self) -> None:
+        """Wait for every batch in hand; past the timeout cancel the rest (not committed)."""
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=self._drain_timeout_s)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning(
+                "stage %s: %d batches cancelled after the drain timeout", self.name, len(late)
+            )
+            await asyncio.wait(late)
+
+    # --- rebalance ------------------------------------------------------------------------------
+    async def revoked(self, tps: Collection[TopicPartition]) -> None:
+        await self._drain()
+        await self._commit(tps)
+        self._progress.forget(tps)
+        for tp in tps:
+            if (timer := self._timers.pop(tp, None)) is not None:
+                timer.cancel()
+
+    async def assigned(self, tps: Collection[TopicPartition]) -> None:
+        if self._on_assigned is not None and tps:
+            await self._on_assigned()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
+    def __init__(self, stage: Stage) -> None:
+        self._stage = stage
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._stage.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._stage.assigned(assigned)
