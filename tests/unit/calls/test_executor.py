@@ -7,14 +7,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
-from agents.ledger import CallLedger
 from agents.executor import CallExecutor
+from agents.ledger import CallLedger
 from agents.outputs import Output, Source
 from agents.retry import RetryPolicy
 from agents.router import route
 from agents.settings import WorkerSettings
-from streams import headers as h
 from connectors.settings import ServiceSettings
+from streams import headers as h
 from streams.events.calls import CallDeadLettered, CallRequested, CallStarted, Priority
 from tests.integration.calls._scripted import ScriptedService
 
@@ -141,7 +141,8 @@ async def test_outcomes_carry_their_claim_and_the_claim_is_journaled_before_the_
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, CallLedger(), now=lambda: NOW, journal=write)
     attempt = await ex.attempt(req(), SOURCE)
     [(claim_id, calls_before)] = journal
-    assert calls_before == 0 and len(svc.order) == 1
+    assert calls_before == 0
+    assert len(svc.order) == 1
     [out] = attempt.outputs
     assert out.headers[hd.CLAIM] == claim_id.encode()
     assert out.headers[hd.CALL_END] == b"succeeded"
@@ -155,7 +156,8 @@ async def test_redelivered_record_whose_outputs_were_written_is_skipped() -> Non
     first = await ex.attempt(r, SOURCE)
     ex.settle(first)  # outputs durable (a retry was scheduled): the call has not ended
     again = await ex.attempt(r, SOURCE)  # the same lane record, read again after a rebalance
-    assert again.outputs == [] and len(svc.order) == 1
+    assert again.outputs == []
+    assert len(svc.order) == 1
 
 
 async def test_record_whose_outputs_were_lost_is_dead_lettered_not_run_again() -> None:
@@ -200,10 +202,12 @@ async def test_a_restarted_worker_reads_an_open_claim_from_the_topics() -> None:
     svc = ScriptedService()
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, ledger, now=lambda: NOW)
     out = await ex.handle(r, SOURCE)
-    assert svc.order == [] and out[-1].event.event_type == "call.dead_lettered"
+    assert svc.order == []
+    assert out[-1].event.event_type == "call.dead_lettered"
 
     settled = CallLedger()  # same claim, but its outcome was written before the kill
     settled.apply_claim(claim)
     settled.apply_outcome({hd.IDEMPOTENCY_KEY: r.idempotency_key.encode(), hd.CLAIM: b"c1"})
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, settled, now=lambda: NOW)
-    assert await ex.handle(r, SOURCE) == [] and svc.order == []
+    assert await ex.handle(r, SOURCE) == []
+    assert svc.order == []
