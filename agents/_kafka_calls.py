@@ -93,7 +93,7 @@ class KafkaCalls:
                 [f"calls.lane.{lane.value}" for lane in Lane],
                 self._execute,
                 prefetch=settings.lane_prefetch,
-                max_batch=settings.lane_prefetch,
+                max_batch=settings.lane_batch,
                 on_assigned=ledger.caught_up,
             ),
             stage(

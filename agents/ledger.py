@@ -128,12 +128,13 @@ class CallLedger:
 
     # --- from the topics --------------------------------------------------------------------------
     def apply_claim(self, event: CallStarted) -> None:
-        if self._echo(event.claim_id):
+        if self.echo(event.claim_id):
             return  # known since it was written; an older echo must not replace a newer claim
         coords = (event.lane_topic, event.lane_partition, event.lane_offset)
         self._claims[event.idempotency_key] = _Claimed(event.claim_id, coords)
 
-    def _echo(self, claim_id: str) -> bool:
+    def echo(self, claim_id: str) -> bool:
+        """True (and one echo fewer owed) if the claim was written here."""
         owed = self._mine.get(claim_id)
         if owed is None:
             return False
@@ -148,7 +149,7 @@ class CallLedger:
         if key is None or claim_id is None:
             return
         claim = claim_id.decode()
-        if self._echo(claim):
+        if self.echo(claim):
             return  # settled here already (finish)
         end = headers.get(hd.CALL_END)
         self._settle(key.decode(), claim, None if end is None else end.decode())
@@ -185,6 +186,9 @@ class LedgerFollower:
             return
         if record.value is None:
             return  # a tombstone
+        for name, value in record.headers:
+            if name == hd.CLAIM and self.ledger.echo(bytes(value).decode()):
+                return  # written here: known already
         try:
             event = await self._codec.decode(record.value)
         except BackboneError as exc:  # not ours to dead-letter; the claim is treated as absent

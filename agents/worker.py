@@ -20,6 +20,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents._faust_calls import FaustCalls
+from agents._headers import CLAIM
 from agents._kafka_calls import KafkaCalls
 from agents.dispatch import LaneDispatcher
 from agents.executor import HEALTH, CallExecutor
@@ -139,7 +140,10 @@ class CallWorker:
             await connector.stop()
 
     async def _claim(self, claim: CallStarted) -> None:
-        await self.publisher.publish(claim, topic="calls.claims")
+        # the claim id as a header too: the ledger skips its own claims without decoding them
+        await self.publisher.publish(
+            claim, topic="calls.claims", headers={CLAIM: claim.claim_id.encode()}
+        )
 
     # --- restart state --------------------------------------------------------------------------
     async def _restore_circuits(self) -> None:

@@ -1,0 +1,133 @@
+"""A call is never executed twice, even when its worker is killed with SIGKILL mid-call.
+
+The external service is a local HTTP server that counts requests per ``Idempotency-Key`` and
+answers slowly, so calls are in flight when the worker dies. The second worker must not call
+the service again for those (it does not dedupe by key): they are dead-lettered as
+``OutcomeUnknownError``; every other call succeeds once. Workers run as ``backbone worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from streams.codec import Codec
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+from tests.integration.calls._support import TopicReader, publish, request, terminal
+from tests.integration.calls.test_accounting import start_worker
+
+pytestmark = pytest.mark.integration
+
+N = 120
+
+CONFIG = """
+[calls]
+group_id = "{group}"
+runtime = "{runtime}"
+max_in_flight = 16
+session_timeout_s = 6.0
+rebalance_timeout_s = 8.0
+commit_interval_s = 0.5
+
+[[calls.services]]
+name = "ext"
+kind = "http"
+base_url = "{url}"
+max_concurrency = 16
+timeout_s = 10.0
+
+[calls.services.rate_limit]
+rate = 1000.0
+burst = 100
+"""
+
+
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
+async def test_no_call_runs_twice_across_a_worker_kill(
+    runtime: str,
+    kafka_settings: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    schema_registry: RegistrySettings,
+    tmp_path: Path,
+) -> None:
+    seen: Counter[str] = Counter()
+
+    async def work(req: web.Request) -> web.Response:
+        seen[req.headers["Idempotency-Key"]] += 1
+        await asyncio.sleep(0.25)
+        return web.json_response({"ok": True})
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/do", work)
+    app.router.add_get("/", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    config = tmp_path / "backbone.toml"
+    config.write_text(
+        CONFIG.format(
+            group=f"{catalogue.prefix}calls", runtime=runtime, url=f"http://127.0.0.1:{port}"
+        )
+    )
+    env = {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
+        "BACKBONE_CONFIG": str(config),
+    }
+    reqs = [request("ext").model_copy(update={"operation": "/do"}) for _ in range(N)]
+    await publish(kafka_settings, codec, catalogue, reqs)
+    log = tmp_path / "worker.log"
+    first = await start_worker(env, log)
+    second: asyncio.subprocess.Process | None = None
+    try:
+        results_topic = catalogue.name("calls.results")
+        async with TopicReader(kafka_settings, codec, results_topic, committed=True) as results:
+            await results.wait_for(lambda r: len(terminal(r)) >= N // 3, timeout=60)
+            first.send_signal(signal.SIGKILL)  # with calls in flight: the server is slow
+            await first.wait()
+            in_flight_at_kill = sum(seen.values()) - len(terminal(results))
+            second = await start_worker(env, log)
+            ids = {r.call_id for r in reqs}
+            await results.wait_for(lambda r: {e.call_id for e in terminal(r)} >= ids, timeout=90)
+            await asyncio.sleep(2)  # give any duplicate outcome time to show up
+            await results.poll()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        await runner.cleanup()
+    outcomes = terminal(results)
+    per_call = Counter(e.call_id for e in outcomes)
+    print(
+        f"\n{runtime}: {in_flight_at_kill} calls in flight at the kill; {dict(Counter(e.event_type for e in outcomes))}"
+    )
+    assert set(per_call) == {r.call_id for r in reqs}
+    assert {c: n for c, n in per_call.items() if n > 1} == {}
+    twice = {k: n for k, n in seen.items() if n > 1}
+    assert twice == {}, f"the service was called more than once for {twice}"
+    succeeded = {e.idempotency_key for e in outcomes if e.event_type == "call.succeeded"}
+    assert all(seen[k] == 1 for k in succeeded)
+    unknown = [e for e in outcomes if e.event_type == "call.dead_lettered"]
+    assert all(e.failure.error_class == "OutcomeUnknownError" for e in unknown)
+    assert unknown, "no call was in flight at the kill: the test proved nothing"
