@@ -24,7 +24,7 @@ from agents import _headers as hd
 from agents.app import FaustEmitter, create_app, decode, source_of
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
-from agents.executor import Attempt, CallExecutor
+from agents.executor import CallExecutor
 from agents.lanes import Lane
 from agents.outputs import Output, forward_headers
 from agents.router import lane_topic, retry_carried, route
@@ -124,39 +124,36 @@ class FaustCalls:
         for lane in Lane:
 
             def lane_agent(lane: Lane = lane) -> Any:
-                async def one(event: Any) -> Attempt | None:
+                async def one(event: Any) -> None:
                     got = await decoded(event)
                     if got is None:
-                        return None
+                        return
                     request, source = got
                     try:
-                        return await self.dispatcher.run(
+                        attempt = await self.dispatcher.run(
                             lane, functools.partial(self.executor.attempt, request, source)
                         )
                     except Exception as exc:  # a bug must not silently stop the lane agent
                         log.exception("executor failed on %s", request.call_id)
                         await emitter.dead_letter_raw(event, source, AgentError(repr(exc)))
-                        return None
+                        return
+                    # settled per record, not per batch: a second record of the same key in this
+                    # batch waits for this one to settle
+                    try:
+                        for phase in (attempt.first, attempt.last):
+                            await emitter.wait([await emitter.send(o) for o in phase])
+                    except BaseException:
+                        self.executor.settle(attempt, written=False)
+                        raise
+                    self.executor.settle(attempt)
 
                 async def execute(stream: Any) -> None:
                     # Small batches run concurrently; several actors per lane, so a slow call
-                    # holds back only its own batch. Each attempt is settled in the ledger once
-                    # its outputs are acknowledged.
+                    # holds back only its own batch.
                     async for events in stream.take_events(
                         self.settings.lane_batch, within=self.settings.batch_wait_s
                     ):
-                        batch = [a for a in await asyncio.gather(*(one(e) for e in events)) if a]
-                        try:
-                            firsts = [o for a in batch for o in a.first]
-                            lasts = [o for a in batch for o in a.last]
-                            for phase in (firsts, lasts):
-                                await emitter.wait([await emitter.send(o) for o in phase])
-                        except BaseException:
-                            for attempt in batch:
-                                self.executor.settle(attempt, written=False)
-                            raise
-                        for attempt in batch:
-                            self.executor.settle(attempt)
+                        await asyncio.gather(*(one(e) for e in events))
 
                 return execute
 

@@ -63,7 +63,7 @@ class CallWorker:
             if connectors is not None
             else {s.name: build(s) for s in settings.services}
         )
-        self.ledger = CallLedger()
+        self.ledger = CallLedger(pending_timeout_s=4 * settings.commit_interval_s + 5)
         self._side: asyncio.Queue[Output] = asyncio.Queue()
         self.publisher = Publisher(kafka, codec, catalogue)
         self.executor = CallExecutor(
