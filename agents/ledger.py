@@ -120,9 +120,7 @@ class CallLedger:
         self._mine[claim_id] = 2
         self._claims[key] = _Claimed(claim_id, coords)
 
-    def finish(
-        self, key: str, claim_id: str, end: str | None, *, confirmed: bool = True
-    ) -> None:
+    def finish(self, key: str, claim_id: str, end: str | None, *, confirmed: bool = True) -> None:
         """The handling's outputs are durable (or, not ``confirmed``, sent in a transaction)."""
         if confirmed:
             self._settle(key, claim_id, end)
