@@ -1,11 +1,15 @@
-"""The Faust runtime of the call pipeline (``runtime = "faust"``): router, lanes, retry tiers.
+"""The Faust runtime of the call pipeline (``runtime = "faust"``): router, lanes, retry tiers as
+faust-streaming agents, at-least-once, writing through the same :class:`~agents._writer.CallWriter`
+as the default aiokafka runtime (:mod:`agents._kafka_calls`).
 
-Kept for Faust's exactly-once processing (``processing_guarantee = "exactly_once"``: outputs and
-input offsets commit in one transaction). Caveats: Faust acks a ``take_events`` batch in a
-``finally``, so under at-least-once a batch whose outputs failed to write can still be committed
-(the ledger then sees its claims open and dead-letters those calls as ``OutcomeUnknownError``
-rather than losing or repeating them); throughput is bound by Faust's per-event overhead. The
-aiokafka runtime (:mod:`agents._kafka_calls`) is the default.
+Faust's exactly-once processing is not offered: its transactions follow Faust's commit interval,
+not a record's outputs, and in the kill -9 accounting test an aborted transaction split one
+attempt's outputs (its ``call.retry_scheduled`` committed, its retry record did not), so a call
+was lost. A call is executed at most once by the call ledger under either runtime instead.
+Caveats kept: Faust acks a ``take_events`` batch in a ``finally``, so a batch whose outputs
+failed to write can still be committed (the ledger then finds those claims open and dead-letters
+the calls as ``OutcomeUnknownError``: accounted, not lost silently); throughput is bound by
+Faust's per-event overhead.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,12 +24,13 @@ from typing import Any
 import faust
 
 from agents import _headers as hd
-from agents.app import FaustEmitter, create_app, decode, source_of
+from agents._writer import CallWriter
+from agents.app import create_app, decode, source_of
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import CallExecutor
 from agents.lanes import Lane
-from agents.outputs import Output, forward_headers
+from agents.outputs import Output, Source
 from agents.router import lane_topic, retry_carried, route
 from agents.settings import WorkerSettings
 from streams.codec import Codec
@@ -47,24 +51,20 @@ class FaustCalls:
         settings: WorkerSettings,
         executor: CallExecutor,
         dispatcher: LaneDispatcher,
+        writer: CallWriter,
         *,
         datadir: Path | None = None,
     ) -> None:
         self.kafka, self.codec, self.catalogue, self.settings = kafka, codec, catalogue, settings
         self.executor = executor
         self.dispatcher = dispatcher
+        self.writer = writer
         self._datadir = datadir
         self.app: faust.App | None = None
 
     async def start(self) -> None:
         app = create_app(self.kafka, self.settings, datadir=self._datadir)
-        emitter = FaustEmitter(
-            app,
-            self.codec,
-            self.catalogue,
-            direct=self.settings.processing_guarantee == "at_least_once",
-        )
-        self._define_agents(app, emitter)
+        self._define_agents(app)
         self.app = app
         await app.start()
 
@@ -73,49 +73,44 @@ class FaustCalls:
             await self.app.stop()
             self.app = None
 
-    def _define_agents(self, app: faust.App, emitter: FaustEmitter) -> None:
-        cat, codec = self.catalogue, self.codec
+    async def _decoded(self, event: Any) -> tuple[CallRequested, Source] | None:
+        """The event's request; an unusable record is dead-lettered byte for byte."""
+        source = source_of(event, self.catalogue)
+        error: BackboneError
+        try:
+            request = await decode(self.codec, event.value)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise  # the registry is away: Faust restarts the actor, the record is read again
+            error = exc
+        else:
+            if isinstance(request, CallRequested):
+                return request, source
+            error = AgentError(f"unexpected {request.event_type} in {source.topic}")
+        dead = await self.writer.dead_letter(event.key, event.value, source, error)
+        await self.writer.acknowledged([dead])
+        return None
 
-        async def decoded(event: Any) -> tuple[CallRequested, Any] | None:
-            source = source_of(event, cat)
-            try:
-                request = await decode(codec, event.value)
-            except BackboneError as exc:
-                await emitter.dead_letter_raw(event, source, exc)
-                return None
-            if not isinstance(request, CallRequested):
-                await emitter.dead_letter_raw(
-                    event,
-                    source,
-                    BackboneError(f"unexpected {request.event_type} in {source.topic}"),
-                )
-                return None
-            return request, source
+    def _define_agents(self, app: faust.App) -> None:
+        cat, writer = self.catalogue, self.writer
 
         async def router(stream: Any) -> None:
-            # Batches: routing does no slow I/O, so taking what is buffered cuts Faust's per-event
-            # overhead. A request is decoded once (priority and service pick the lane) and its
-            # original bytes are forwarded, not re-encoded. The whole batch is handed to the
-            # producer, then every delivery awaited, before the batch's offsets are acked.
+            # Batches: a request is decoded once (priority and service pick the lane) and its
+            # original bytes are forwarded; the batch's acknowledgements are awaited together
+            # before Faust may ack its offsets.
             async for events in stream.take_events(500, within=self.settings.batch_wait_s):
                 now = datetime.now(UTC)
-                deliveries: list[Awaitable[Any] | None] = []
+                pending = []
                 for event in events:
-                    got = await decoded(event)
+                    got = await self._decoded(event)
                     if got is None:
                         continue
                     request, source = got
                     for output in route(
                         request, source, now=now, allow_replayed=self.settings.allow_replayed_calls
                     ):
-                        key = output.key if output.key is not None else output.event.key()
-                        headers = forward_headers(event.value, output, source)
-                        deliveries.append(
-                            await emitter.send_raw(
-                                emitter.real(output.topic), key, event.value, headers
-                            )
-                        )
-                await emitter.wait(deliveries)
+                        pending.append(await writer.forward(event.key, event.value, source, output))
+                await writer.acknowledged(pending)
 
         app.agent(
             app.topic(cat.name("calls.requests"), value_type=bytes, key_type=bytes), name="router"
@@ -125,7 +120,7 @@ class FaustCalls:
 
             def lane_agent(lane: Lane = lane) -> Any:
                 async def one(event: Any) -> None:
-                    got = await decoded(event)
+                    got = await self._decoded(event)
                     if got is None:
                         return
                     request, source = got
@@ -135,17 +130,13 @@ class FaustCalls:
                         )
                     except Exception as exc:  # a bug must not silently stop the lane agent
                         log.exception("executor failed on %s", request.call_id)
-                        await emitter.dead_letter_raw(event, source, AgentError(repr(exc)))
+                        error = AgentError(repr(exc))
+                        dead = await writer.dead_letter(event.key, event.value, source, error)
+                        await writer.acknowledged([dead])
                         return
-                    # settled per record, not per batch: a second record of the same key in this
-                    # batch waits for this one to settle
-                    try:
-                        for phase in (attempt.first, attempt.last):
-                            await emitter.wait([await emitter.send(o) for o in phase])
-                    except BaseException:
-                        self.executor.settle(attempt, written=False)
-                        raise
-                    self.executor.settle(attempt)
+                    # settled per record, not per batch: a second record of the same key in
+                    # this batch waits for this one to settle
+                    await writer.write(self.executor, attempt)
 
                 async def execute(stream: Any) -> None:
                     # Small batches run concurrently; several actors per lane, so a slow call
@@ -173,17 +164,18 @@ class FaustCalls:
                         wait = (due - datetime.now(UTC)).total_seconds()
                         if wait > 0:  # only this partition's actor waits (isolated partitions)
                             await asyncio.sleep(wait)
-                    got = await decoded(event)
+                    got = await self._decoded(event)
                     if got is None:
                         continue
                     request, _ = got
-                    await emitter.emit(
-                        Output(
-                            lane_topic(request),
-                            request,
-                            key=request.service.encode(),
-                            headers=retry_carried(source),
-                        )
+                    back = Output(
+                        lane_topic(request),
+                        request,
+                        key=request.service.encode(),
+                        headers=retry_carried(source),
+                    )
+                    await writer.acknowledged(
+                        [await writer.forward(event.key, event.value, source, back)]
                     )
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)

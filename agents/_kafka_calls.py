@@ -23,20 +23,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents import _headers as hd
+from agents._writer import CallWriter
 from agents.app import decode
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import CallExecutor
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
-from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.outputs import Output, Source
 from agents.router import lane_topic, retry_carried, route
 from agents.runtime import Record, Stage
 from agents.settings import WorkerSettings
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
-from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -54,15 +54,14 @@ class KafkaCalls:
         settings: WorkerSettings,
         executor: CallExecutor,
         dispatcher: LaneDispatcher,
-        publisher: Publisher,
+        writer: CallWriter,
         ledger: LedgerFollower,
     ) -> None:
         self.codec, self.catalogue, self.settings = codec, catalogue, settings
         self.executor = executor
         self.dispatcher = dispatcher
-        self.publisher = publisher
+        self.writer = writer
         self.ledger = ledger
-        self._real: dict[str, str] = {}
         self._logical: dict[str, str] = {}
         group = settings.group_id
 
@@ -115,12 +114,6 @@ class KafkaCalls:
             await stage.stop()
 
     # --- helpers --------------------------------------------------------------------------------
-    def _name(self, logical: str) -> str:
-        real = self._real.get(logical)
-        if real is None:
-            real = self._real[logical] = self.catalogue.name(logical)
-        return real
-
     def _source(self, record: Record) -> Source:
         logical = self._logical.get(record.topic)
         if logical is None:
@@ -142,30 +135,13 @@ class KafkaCalls:
         except BackboneError as exc:
             if exc.retriable:
                 raise  # the registry is away: the batch is read again later
-            pending.append(await self._dead_letter(record, source, exc))
+            pending.append(await self.writer.dead_letter(record.key, record.value, source, exc))
             return None
         if not isinstance(event, CallRequested):
             error = AgentError(f"unexpected {event.event_type} in {source.topic}")
-            pending.append(await self._dead_letter(record, source, error))
+            pending.append(await self.writer.dead_letter(record.key, record.value, source, error))
             return None
         return event
-
-    async def _dead_letter(
-        self, record: Record, source: Source, error: BackboneError
-    ) -> asyncio.Future[Any]:
-        target, headers = dead_letter_of(self.catalogue, source, error)
-        return await self.publisher.send_raw(
-            target, record.key, record.value or b"", list(headers.items())
-        )
-
-    async def _forward(self, record: Record, source: Source, output: Output) -> asyncio.Future[Any]:
-        """The request's own bytes to ``output.topic`` (no re-encode)."""
-        value = record.value or b""
-        key = output.key if output.key is not None else output.event.key()
-        headers = forward_headers(value, output, source)
-        return await self.publisher.send_raw(
-            self._name(output.topic), key, value, list(headers.items())
-        )
 
     # --- stages ---------------------------------------------------------------------------------
     async def _route(self, records: list[Record]) -> None:
@@ -178,8 +154,10 @@ class KafkaCalls:
             if request is None:
                 continue
             for output in route(request, source, now=now, allow_replayed=allow):
-                pending.append(await self._forward(record, source, output))
-        await self.publisher.acknowledged(pending)
+                pending.append(
+                    await self.writer.forward(record.key, record.value or b"", source, output)
+                )
+        await self.writer.acknowledged(pending)
 
     async def _execute(self, records: list[Record]) -> None:
         await asyncio.gather(*(self._execute_one(r) for r in records))
@@ -189,7 +167,7 @@ class KafkaCalls:
         pending: Pending = []
         request = await self._request(record, source, pending)
         if request is None:
-            await self.publisher.acknowledged(pending)
+            await self.writer.acknowledged(pending)
             return
         lane = Lane(source.topic.rsplit(".", 1)[1])
         try:
@@ -200,24 +178,12 @@ class KafkaCalls:
             raise  # e.g. the claim could not be written: read the record again
         except Exception as exc:  # a bug must not stall the lane: dead-letter the record
             log.exception("executor failed on %s", request.call_id)
-            await self.publisher.acknowledged(
-                [await self._dead_letter(record, source, AgentError(repr(exc)))]
+            error = AgentError(repr(exc))
+            await self.writer.acknowledged(
+                [await self.writer.dead_letter(record.key, record.value, source, error)]
             )
             return
-        try:
-            for phase in (attempt.first, attempt.last):
-                for o in phase:
-                    pending.append(
-                        await self.publisher.send(
-                            o.event, topic=o.topic, key=o.key, headers=o.headers
-                        )
-                    )
-                await self.publisher.acknowledged(pending)
-                pending = []
-        except BaseException:
-            self.executor.settle(attempt, written=False)
-            raise
-        self.executor.settle(attempt)
+        await self.writer.write(self.executor, attempt)
 
     async def _retry(self, records: list[Record]) -> None:
         due = max((_due(r) or 0.0 for r in records), default=0.0)
@@ -235,8 +201,8 @@ class KafkaCalls:
                 key=request.service.encode(),
                 headers=retry_carried(source),
             )
-            pending.append(await self._forward(record, source, back))
-        await self.publisher.acknowledged(pending)
+            pending.append(await self.writer.forward(record.key, record.value or b"", source, back))
+        await self.writer.acknowledged(pending)
 
 
 def _due(record: Record) -> float | None:

@@ -123,8 +123,6 @@ class CallExecutor:
         self._journal = journal
         self._worker = worker
         self._dedupes = {s.name for s in settings.services if s.dedupes_by_key}
-        #: outputs commit with a Kafka transaction (Faust exactly-once): settlements are pending
-        self._transactional = settings.processing_guarantee == "exactly_once"
         #: Breaker transitions leave through here the moment they happen, so their order on
         #: ``integration.circuits`` is the order they happened in (not the order calls finish).
         self.circuit_log: list[Output] = []
@@ -164,9 +162,7 @@ class CallExecutor:
         if attempt.claim_id is None:
             return
         if written:
-            self.ledger.finish(
-                attempt.key, attempt.claim_id, attempt.end, confirmed=not self._transactional
-            )
+            self.ledger.finish(attempt.key, attempt.claim_id, attempt.end)
         else:
             self.ledger.abandon(attempt.key)
 

@@ -21,11 +21,7 @@ The verdict for one lane record (:meth:`CallLedger.acquire`):
 An *unknown* call is not run again unless its service dedupes by idempotency key
 (``dedupes_by_key``); the executor dead-letters it as ``OutcomeUnknownError`` (re-drivable).
 A key is settled locally only once its outputs are durable (:meth:`finish`); if writing them
-failed (:meth:`abandon`), the claim stays open and the record's redelivery is *unknown*. Under
-Faust's exactly-once the outputs become visible only when the transaction commits, so such a
-settlement is *pending* (``confirmed=False``) until the outcome is read back from
-``calls.results`` (read_committed); a record of that key waits for it, and if it never shows up
-(the transaction was aborted) the claim counts as open.
+failed (:meth:`abandon`), the claim stays open and the record's redelivery is *unknown*.
 
 Limits: memory holds every key within the topics' retention (30 days); a call whose key is
 claimed at the same moment by two workers (two requests with one key on different lanes) is
@@ -71,10 +67,7 @@ class _Claimed:
 
 
 class CallLedger:
-    def __init__(self, *, pending_timeout_s: float = 10.0) -> None:
-        self._pending_timeout_s = pending_timeout_s
-        #: Settlements written in a transaction not yet read back: key -> (claim id, end, seen).
-        self._pending: dict[str, tuple[str, str | None, asyncio.Event]] = {}
+    def __init__(self) -> None:
         self._claims: dict[str, _Claimed] = {}
         self._settled: dict[str, str] = {}  # key -> id of its latest settled claim
         self._succeeded: set[str] = set()
@@ -93,14 +86,6 @@ class CallLedger:
         """The verdict for one lane record; on RUN or UNKNOWN the key now runs here."""
         while (running := self._running.get(key)) is not None:
             await asyncio.shield(running)
-        if (pending := self._pending.get(key)) is not None:
-            try:
-                await asyncio.wait_for(pending[2].wait(), self._pending_timeout_s)
-            except TimeoutError:  # the transaction was aborted: the claim stays open
-                log.warning("settlement of %s never became visible; its claim stays open", key)
-            if self._pending.get(key) is pending:
-                del self._pending[key]
-            return await self.acquire(key, coords, redriven=redriven)
         claim = self._claims.get(key)
         open_claim = claim is not None and self._settled.get(key) != claim.claim_id
         if claim is not None and claim.coords == coords:
@@ -120,12 +105,9 @@ class CallLedger:
         self._mine[claim_id] = 2
         self._claims[key] = _Claimed(claim_id, coords)
 
-    def finish(self, key: str, claim_id: str, end: str | None, *, confirmed: bool = True) -> None:
-        """The handling's outputs are durable (or, not ``confirmed``, sent in a transaction)."""
-        if confirmed:
-            self._settle(key, claim_id, end)
-        else:
-            self._pending[key] = (claim_id, end, asyncio.Event())
+    def finish(self, key: str, claim_id: str, end: str | None) -> None:
+        """The handling's outputs are durable."""
+        self._settle(key, claim_id, end)
         self._release(key)
 
     def abandon(self, key: str) -> None:
@@ -166,16 +148,11 @@ class CallLedger:
         key, claim_id = headers.get(hd.IDEMPOTENCY_KEY), headers.get(hd.CLAIM)
         if key is None or claim_id is None:
             return
-        claim, name = claim_id.decode(), key.decode()
-        pending = self._pending.get(name)
-        if pending is not None and pending[0] == claim:  # a transaction of ours committed
-            del self._pending[name]
-            self._settle(name, claim, pending[1])
-            pending[2].set()
+        claim = claim_id.decode()
         if self.echo(claim):
             return  # settled here already (finish)
         end = headers.get(hd.CALL_END)
-        self._settle(name, claim, None if end is None else end.decode())
+        self._settle(key.decode(), claim, None if end is None else end.decode())
 
 
 class LedgerFollower:

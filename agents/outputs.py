@@ -1,7 +1,7 @@
 """Agent decisions as data: what a record was (:class:`Source`) and what to write (:class:`Output`).
 
 Decision code returns outputs instead of writing them, so it runs in unit tests without Kafka and
-the runtime decides how to write (transactionally with the source offset, under exactly-once).
+the runtime decides how to write them (and when the source offset may be committed).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from agents.lanes import DEFAULT_WEIGHTS, Lane
 from agents.retry import RetryPolicy
@@ -35,22 +35,14 @@ class WorkerSettings(BaseModel):
     #: replay itself allowed side effects.
     allow_replayed_calls: bool = False
     health_interval_s: float = Field(default=30.0, gt=0)
-    #: ``aiokafka``: consumer-group stages with their own acking (fast; the default).
-    #: ``faust``: Faust agents; required for ``processing_guarantee = "exactly_once"``.
+    #: ``aiokafka``: consumer-group stages with their own acking (the default, faster).
+    #: ``faust``: faust-streaming agents. Both at-least-once; the call ledger makes execution
+    #: at-most-once per call either way.
     runtime: Literal["aiokafka", "faust"] = "aiokafka"
-    #: ``exactly_once`` (Faust runtime only) commits outputs and input offsets in one Kafka
-    #: transaction. Either way a call is never *executed* twice: the call ledger sees to that.
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    #: Seconds between Faust offset commits.
+    #: Seconds between offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)
     default_timeout_s: float = Field(default=30.0, gt=0)
     #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
     session_timeout_s: float = Field(default=10.0, ge=6.0)
     #: How long a rebalance waits for members to rejoin; a dead member holds the group that long.
     rebalance_timeout_s: float = Field(default=20.0, ge=1.0)
-
-    @model_validator(mode="after")
-    def _guarantee_needs_faust(self) -> WorkerSettings:
-        if self.processing_guarantee == "exactly_once" and self.runtime != "faust":
-            raise ValueError('processing_guarantee "exactly_once" needs runtime "faust"')
-        return self

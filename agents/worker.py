@@ -4,7 +4,7 @@ Lifecycle (``start`` / ``stop`` / ``describe``) matches ``infra.stack.Service``,
 and ``backbone worker`` run it the same way. On start it first restores what must survive a
 restart (breaker states from ``integration.circuits``; the call ledger from ``calls.claims`` and
 ``calls.results``), then starts the pipeline on its runtime: aiokafka stages (default) or Faust
-agents (``runtime = "faust"``, needed for ``processing_guarantee = "exactly_once"``).
+agents (``runtime = "faust"``).
 Side events (breaker changes, health checks, plugin lifecycle) go through the worker's own
 publisher, which also writes the ledger's claims.
 """
@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents._faust_calls import FaustCalls
 from agents._headers import CLAIM
 from agents._kafka_calls import KafkaCalls
+from agents._writer import CallWriter
 from agents.dispatch import LaneDispatcher
 from agents.executor import HEALTH, CallExecutor
 from agents.ledger import CallLedger, LedgerFollower
@@ -63,9 +64,10 @@ class CallWorker:
             if connectors is not None
             else {s.name: build(s) for s in settings.services}
         )
-        self.ledger = CallLedger(pending_timeout_s=4 * settings.commit_interval_s + 5)
+        self.ledger = CallLedger()
         self._side: asyncio.Queue[Output] = asyncio.Queue()
         self.publisher = Publisher(kafka, codec, catalogue)
+        self.writer = CallWriter(self.publisher, catalogue)
         self.executor = CallExecutor(
             settings,
             self.connectors,
@@ -85,7 +87,14 @@ class CallWorker:
         self.runtime: KafkaCalls | FaustCalls
         if settings.runtime == "faust":
             self.runtime = FaustCalls(
-                kafka, codec, catalogue, settings, self.executor, self.dispatcher, datadir=datadir
+                kafka,
+                codec,
+                catalogue,
+                settings,
+                self.executor,
+                self.dispatcher,
+                self.writer,
+                datadir=datadir,
             )
         else:
             self.runtime = KafkaCalls(
@@ -95,7 +104,7 @@ class CallWorker:
                 settings,
                 self.executor,
                 self.dispatcher,
-                self.publisher,
+                self.writer,
                 self._follower,
             )
         self._health_task: asyncio.Task[None] | None = None

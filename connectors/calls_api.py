@@ -107,7 +107,7 @@ class ReplyWaiter:
             bootstrap_servers=self._kafka.bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            isolation_level="read_committed",  # aborted exactly-once writes are not outcomes
+            isolation_level="read_committed",  # aborted transactional writes are not outcomes
             client_id=f"{self._kafka.client_id}-reply-waiter",
         )
         await consumer.start()
