@@ -21,13 +21,6 @@ DLT_MESSAGE = "backbone-dlt-message"
 #: Set on records re-driven from the dead letters: ``topic/partition/offset`` of the dead letter.
 REDRIVEN_FROM = "backbone-redriven-from"
 
-#: On every ``calls.results`` record of one handling: the idempotency key and the id of the
-#: ``call.started`` claim it settles; ``backbone-call-end`` marks a terminal outcome
-#: (``succeeded`` or ``gave-up``). The call ledger reads these without decoding the records.
-IDEMPOTENCY_KEY = "backbone-idempotency-key"
-CLAIM = "backbone-claim"
-CALL_END = "backbone-call-end"
-
 ENVELOPE_ORIGIN = (
     h.DLT_ORIGINAL_TOPIC,
     h.DLT_ORIGINAL_PARTITION,

@@ -216,9 +216,9 @@ class CallExecutor:
             if ended & {"call.dead_lettered", "call.expired"}
             else None
         )
-        stamp = {hd.IDEMPOTENCY_KEY: key.encode(), hd.CLAIM: claim.claim_id.encode()}
+        stamp = {h.IDEMPOTENCY_KEY: key.encode(), h.CLAIM: claim.claim_id.encode()}
         if end is not None:
-            stamp[hd.CALL_END] = end.encode()
+            stamp[h.CALL_END] = end.encode()
         outputs = [
             replace(o, headers={**o.headers, **stamp}) if o.topic == RESULTS else o for o in outputs
         ]

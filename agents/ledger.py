@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
 
-from agents import _headers as hd
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallStarted
@@ -145,13 +145,13 @@ class CallLedger:
         return True
 
     def apply_outcome(self, headers: dict[str, bytes]) -> None:
-        key, claim_id = headers.get(hd.IDEMPOTENCY_KEY), headers.get(hd.CLAIM)
+        key, claim_id = headers.get(h.IDEMPOTENCY_KEY), headers.get(h.CLAIM)
         if key is None or claim_id is None:
             return
         claim = claim_id.decode()
         if self.echo(claim):
             return  # settled here already (finish)
-        end = headers.get(hd.CALL_END)
+        end = headers.get(h.CALL_END)
         self._settle(key.decode(), claim, None if end is None else end.decode())
 
 
@@ -187,7 +187,7 @@ class LedgerFollower:
         if record.value is None:
             return  # a tombstone
         for name, value in record.headers:
-            if name == hd.CLAIM and self.ledger.echo(bytes(value).decode()):
+            if name == h.CLAIM and self.ledger.echo(bytes(value).decode()):
                 return  # written here: known already
         try:
             event = await self._codec.decode(record.value)

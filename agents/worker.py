@@ -20,7 +20,6 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents._faust_calls import FaustCalls
-from agents._headers import CLAIM
 from agents._kafka_calls import KafkaCalls
 from agents._writer import CallWriter
 from agents.dispatch import LaneDispatcher
@@ -35,6 +34,7 @@ from streams.errors import BackboneError
 from streams.events import Event
 from streams.events.calls import CallStarted
 from streams.events.health import CircuitStateChanged, HealthChecked, HealthStatus
+from streams.headers import CLAIM
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue

@@ -239,7 +239,8 @@ async def _main() -> None:
         broker = LocalBroker()
         await asyncio.to_thread(broker.start)
         bootstrap = broker.bootstrap
-    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls")
+    # no compression, like the baselines' producers: the same records, the same settings
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
     server = RegistryServer(kafka, topic=f"bench-{uuid.uuid4().hex[:6]}._schemas", port=0)
     await server.start()
     try:

@@ -11,7 +11,6 @@ handler instead waits for the call's terminal outcome in ``calls.results``, corr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -21,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from streams.codec import Codec
@@ -34,6 +33,8 @@ from streams.events.calls import (
     CallSucceeded,
     Priority,
 )
+from streams.follow import TopicFollower
+from streams.headers import CALL_END
 from streams.producer import Publisher
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
@@ -97,38 +98,15 @@ class ReplyWaiter:
     """Follows ``calls.results`` from "now" and resolves waiters by call id."""
 
     def __init__(self, kafka: KafkaSettings, codec: Codec, topic: str) -> None:
-        self._kafka, self._codec, self._topic = kafka, codec, topic
+        self._codec = codec
         self._waiting: dict[str, asyncio.Future[Event]] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(kafka, topic, self._apply, from_end=True)
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",  # aborted transactional writes are not outcomes
-            client_id=f"{self._kafka.client_id}-reply-waiter",
-        )
-        await consumer.start()
-        await consumer._client.force_metadata_update()
-        tps = [
-            TopicPartition(self._topic, p) for p in consumer.partitions_for_topic(self._topic) or ()
-        ]
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:  # resolve "end" now, so results written after this point are all seen
-            await consumer.position(tp)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name="reply-waiter")
+        await self._follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._follower.stop()
 
     def expect(self, call_id: str) -> asyncio.Future[Event]:
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
@@ -138,22 +116,20 @@ class ReplyWaiter:
     def forget(self, call_id: str) -> None:
         self._waiting.pop(call_id, None)
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        while True:
-            for records in (await self._consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    if record.value is None or not self._waiting:
-                        continue
-                    try:
-                        event = await self._codec.decode(record.value)
-                    except BackboneError as exc:
-                        log.warning("reply waiter skipped an undecodable result: %s", exc)
-                        continue
-                    if isinstance(event, TERMINAL):
-                        future = self._waiting.pop(event.call_id, None)
-                        if future is not None and not future.done():
-                            future.set_result(event)
+    async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.value is None or not self._waiting:
+            return
+        if not any(name == CALL_END for name, _ in record.headers):
+            return  # not the call's last outcome (the executor marks that one)
+        try:
+            event = await self._codec.decode(record.value)
+        except BackboneError as exc:
+            log.warning("reply waiter skipped an undecodable result: %s", exc)
+            return
+        if isinstance(event, TERMINAL):
+            future = self._waiting.pop(event.call_id, None)
+            if future is not None and not future.done():
+                future.set_result(event)
 
 
 _PUBLISHER = web.AppKey("backbone.calls.publisher", Publisher)

@@ -28,9 +28,16 @@ OnRecord = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
 
 class TopicFollower:
     def __init__(
-        self, kafka: KafkaSettings, topics: str | Sequence[str], on_record: OnRecord
+        self,
+        kafka: KafkaSettings,
+        topics: str | Sequence[str],
+        on_record: OnRecord,
+        *,
+        from_end: bool = False,
     ) -> None:
+        """``from_end``: skip what is already there and apply only records written after start."""
         self._kafka = kafka
+        self._from_end = from_end
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._on_record = on_record
         self._consumer: AIOKafkaConsumer | None = None
@@ -51,9 +58,12 @@ class TopicFollower:
         try:
             await consumer.start()
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            if self._from_end:
+                await consumer.seek_to_end(*tps)
+            else:
+                await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
-            for tp in tps:
+            for tp in tps:  # from the end: resolves the positions now, nothing to apply
                 while await consumer.position(tp) < ends[tp]:
                     batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
                     for record in batch.get(tp, []):

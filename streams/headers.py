@@ -24,6 +24,13 @@ DLT_ORIGINAL_PARTITION = "backbone-dlt-original-partition"
 DLT_ORIGINAL_OFFSET = "backbone-dlt-original-offset"
 DLT_ORIGINAL_TIMESTAMP = "backbone-dlt-original-timestamp"
 
+#: On the last ``calls.results`` record of one handling of a call: its idempotency key, the id of
+#: the ``call.started`` claim it settles, and (when the call ended) ``succeeded`` or ``gave-up``.
+#: Readers can tell a call's final outcome without decoding (the call ledger, the reply waiter).
+IDEMPOTENCY_KEY = "backbone-idempotency-key"
+CLAIM = "backbone-claim"
+CALL_END = "backbone-call-end"
+
 #: Set by ``backbone replay`` on every copy: ``topic/partition/offset`` of the original record.
 REPLAYED_FROM = "backbone-replayed-from"
 #: ``allow`` when the operator explicitly let a replay re-trigger side effects.

@@ -144,8 +144,8 @@ async def test_outcomes_carry_their_claim_and_the_claim_is_journaled_before_the_
     assert calls_before == 0
     assert len(svc.order) == 1
     [out] = attempt.outputs
-    assert out.headers[hd.CLAIM] == claim_id.encode()
-    assert out.headers[hd.CALL_END] == b"succeeded"
+    assert out.headers[h.CLAIM] == claim_id.encode()
+    assert out.headers[h.CALL_END] == b"succeeded"
     assert attempt.end == "succeeded"
 
 
@@ -207,7 +207,7 @@ async def test_a_restarted_worker_reads_an_open_claim_from_the_topics() -> None:
 
     settled = CallLedger()  # same claim, but its outcome was written before the kill
     settled.apply_claim(claim)
-    settled.apply_outcome({hd.IDEMPOTENCY_KEY: r.idempotency_key.encode(), hd.CLAIM: b"c1"})
+    settled.apply_outcome({h.IDEMPOTENCY_KEY: r.idempotency_key.encode(), h.CLAIM: b"c1"})
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, settled, now=lambda: NOW)
     assert await ex.handle(r, SOURCE) == []
     assert svc.order == []
