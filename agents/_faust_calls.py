@@ -15,7 +15,6 @@ Faust's per-event overhead.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import faust
 
 from agents import _headers as hd
-from agents._writer import CallWriter
+from agents._writer import CallWriter, LaneItem
 from agents.app import create_app, decode, source_of
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
@@ -119,32 +118,21 @@ class FaustCalls:
         for lane in Lane:
 
             def lane_agent(lane: Lane = lane) -> Any:
-                async def one(event: Any) -> None:
-                    got = await self._decoded(event)
-                    if got is None:
-                        return
-                    request, source = got
-                    try:
-                        attempt = await self.dispatcher.run(
-                            lane, functools.partial(self.executor.attempt, request, source)
-                        )
-                    except Exception as exc:  # a bug must not silently stop the lane agent
-                        log.exception("executor failed on %s", request.call_id)
-                        error = AgentError(repr(exc))
-                        dead = await writer.dead_letter(event.key, event.value, source, error)
-                        await writer.acknowledged([dead])
-                        return
-                    # settled per record, not per batch: a second record of the same key in
-                    # this batch waits for this one to settle
-                    await writer.write(self.executor, attempt)
-
                 async def execute(stream: Any) -> None:
-                    # Small batches run concurrently; several actors per lane, so a slow call
-                    # holds back only its own batch.
+                    # Small batches; several actors per lane, so a slow call holds back only
+                    # its own batch.
                     async for events in stream.take_events(
                         self.settings.lane_batch, within=self.settings.batch_wait_s
                     ):
-                        await asyncio.gather(*(one(e) for e in events))
+                        items = []
+                        for event in events:
+                            got = await self._decoded(event)
+                            if got is not None:
+                                request, source = got
+                                items.append(
+                                    LaneItem(event.key, event.value, source, request, lane)
+                                )
+                        await writer.execute(self.executor, self.dispatcher, items)
 
                 return execute
 

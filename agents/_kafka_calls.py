@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents import _headers as hd
-from agents._writer import CallWriter
+from agents._writer import CallWriter, LaneItem
 from agents.app import decode
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
@@ -160,30 +159,16 @@ class KafkaCalls:
         await self.writer.acknowledged(pending)
 
     async def _execute(self, records: list[Record]) -> None:
-        await asyncio.gather(*(self._execute_one(r) for r in records))
-
-    async def _execute_one(self, record: Record) -> None:
-        source = self._source(record)
         pending: Pending = []
-        request = await self._request(record, source, pending)
-        if request is None:
-            await self.writer.acknowledged(pending)
-            return
-        lane = Lane(source.topic.rsplit(".", 1)[1])
-        try:
-            attempt = await self.dispatcher.run(
-                lane, functools.partial(self.executor.attempt, request, source)
-            )
-        except BackboneError:
-            raise  # e.g. the claim could not be written: read the record again
-        except Exception as exc:  # a bug must not stall the lane: dead-letter the record
-            log.exception("executor failed on %s", request.call_id)
-            error = AgentError(repr(exc))
-            await self.writer.acknowledged(
-                [await self.writer.dead_letter(record.key, record.value, source, error)]
-            )
-            return
-        await self.writer.write(self.executor, attempt)
+        items: list[LaneItem] = []
+        for record in records:
+            source = self._source(record)
+            request = await self._request(record, source, pending)
+            if request is not None:
+                lane = Lane(source.topic.rsplit(".", 1)[1])
+                items.append(LaneItem(record.key, record.value, source, request, lane))
+        await self.writer.acknowledged(pending)
+        await self.writer.execute(self.executor, self.dispatcher, items)
 
     async def _retry(self, records: list[Record]) -> None:
         due = max((_due(r) or 0.0 for r in records), default=0.0)

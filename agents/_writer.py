@@ -2,20 +2,30 @@
 
 Everything goes through one :class:`~streams.producer.Publisher` (acks=all, idempotent): records
 are handed over first and their acknowledgements awaited together, and nothing is acked upstream
-before that. An :class:`~agents.executor.Attempt` is written in two phases (see its docstring) and
-then settled in the call ledger.
+before that. Lane records are handled in batches (:meth:`CallWriter.execute`): one journal write
+for the batch's claims, then the calls, then their outputs in two phases (see
+:class:`~agents.executor.Attempt`), then settlement in the call ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from agents.executor import Attempt, CallExecutor
+from agents.dispatch import LaneDispatcher
+from agents.errors import AgentError
+from agents.executor import Attempt, CallExecutor, Ticket
+from agents.lanes import Lane
 from agents.outputs import Output, Source, dead_letter_of, forward_headers
 from streams.errors import BackboneError
+from streams.events.calls import CallRequested
 from streams.producer import Publisher
 from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
 
 
 class CallWriter:
@@ -51,10 +61,77 @@ class CallWriter:
     async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
         await self.publisher.acknowledged(pending)
 
-    async def write(self, executor: CallExecutor, attempt: Attempt) -> None:
-        """Write an attempt's outputs (two phases), then settle it in the ledger."""
+    async def execute(
+        self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
+    ) -> None:
+        """Handle a batch of lane records: each is claimed once it holds an execution slot
+        (claims granted together share one write), run, and its outputs written with the
+        batch's; then each is settled.
+
+        A record whose key runs already (here or earlier in the batch) is handled after the
+        batch: it waits for the first copy to settle and usually finds it done.
+        """
+        tickets: list[tuple[LaneItem, Ticket]] = []
+        later: list[LaneItem] = []
+        taken: set[str] = set()
+        for item in items:
+            key = item.request.idempotency_key
+            if key in taken or executor.ledger.running(key):
+                later.append(item)
+                continue
+            ticket = await executor.claim(item.request, item.source)
+            if ticket is not None:
+                taken.add(key)
+                tickets.append((item, ticket))
+        await self._execute(executor, dispatcher, tickets)
+        for item in later:
+            ticket = await executor.claim(item.request, item.source)
+            if ticket is not None:
+                await self._execute(executor, dispatcher, [(item, ticket)])
+
+    async def _execute(
+        self,
+        executor: CallExecutor,
+        dispatcher: LaneDispatcher,
+        tickets: Sequence[tuple[LaneItem, Ticket]],
+    ) -> None:
+        done = await asyncio.gather(
+            *(self._run(executor, dispatcher, item, t) for item, t in tickets),
+            return_exceptions=True,
+        )
+        # calls that ran are written even if another failed: their outcomes are real
+        await self.write(executor, [a for a in done if isinstance(a, Attempt)])
+        for failure in done:
+            if isinstance(failure, BaseException):
+                raise failure
+
+    async def _run(
+        self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket
+    ) -> Attempt | None:
+        async def claimed_then_run() -> Attempt:
+            await executor.journal([ticket])  # durable before the call is made
+            return await executor.run(ticket)
+
         try:
-            for phase in (attempt.first, attempt.last):
+            return await dispatcher.run(item.lane, claimed_then_run)
+        except BaseException as exc:
+            executor.ledger.abandon(ticket.started.idempotency_key)  # no-op if settled
+            if isinstance(exc, BackboneError) or not isinstance(exc, Exception):
+                raise  # e.g. Kafka away: the batch is read again
+            bug = exc
+        # a bug must not stall the lane: dead-letter the record
+        log.error("executor failed on %s", item.request.call_id, exc_info=bug)
+        dead = await self.dead_letter(item.key, item.value, item.source, AgentError(repr(bug)))
+        await self.acknowledged([dead])
+        return None
+
+    async def write(self, executor: CallExecutor, attempts: Sequence[Attempt]) -> None:
+        """Write attempts' outputs in their two phases, then settle them in the ledger."""
+        try:
+            for phase in (
+                [o for a in attempts for o in a.first],
+                [o for a in attempts for o in a.last],
+            ):
                 await self.publisher.acknowledged(
                     [
                         await self.publisher.send(
@@ -64,6 +141,19 @@ class CallWriter:
                     ]
                 )
         except BaseException:
-            executor.settle(attempt, written=False)
+            for attempt in attempts:
+                executor.settle(attempt, written=False)
             raise
-        executor.settle(attempt)
+        for attempt in attempts:
+            executor.settle(attempt)
+
+
+@dataclass(frozen=True)
+class LaneItem:
+    """A decoded lane record."""
+
+    key: bytes | None
+    value: bytes | None
+    source: Source
+    request: CallRequested
+    lane: Lane

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +62,17 @@ CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
 
 Now = Callable[[], datetime]
-Journal = Callable[[CallStarted], Awaitable[None]]
+Journal = Callable[[Sequence[CallStarted]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A lane record the ledger let through: run it once its claim is durable."""
+
+    request: CallRequested
+    source: Source
+    verdict: Claim
+    started: CallStarted
 
 
 @dataclass(frozen=True)
@@ -167,19 +177,27 @@ class CallExecutor:
             self.ledger.abandon(attempt.key)
 
     async def attempt(self, request: CallRequested, source: Source) -> Attempt:
-        """Handle one lane record: claim it, then run it (or account for it without running)."""
+        """Handle one lane record: claim it, journal the claim, run it."""
+        ticket = await self.claim(request, source)
+        if ticket is None:
+            return Attempt(request.idempotency_key)
+        await self.journal([ticket])
+        return await self.run(ticket)
+
+    async def claim(self, request: CallRequested, source: Source) -> Ticket | None:
+        """The ledger's verdict; None when the record is skipped. Journal the ticket next."""
         key = request.idempotency_key
         if not self.settings.allow_replayed_calls and not side_effects_allowed(source.headers):
             log.info("skipped replayed call %s (side effects not allowed)", request.call_id)
-            return Attempt(key)
+            return None
         coords = (source.topic, source.partition, source.offset)
         verdict = await self.ledger.acquire(
             key, coords, redriven=hd.REDRIVEN_FROM in source.headers
         )
         if verdict is Claim.SKIP:
             log.info("skipped call %s: it was handled already", request.call_id)
-            return Attempt(key)
-        claim = CallStarted(
+            return None
+        started = CallStarted(
             call_id=request.call_id,
             service=request.service,
             attempt=request.attempt,
@@ -192,11 +210,27 @@ class CallExecutor:
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
+        return Ticket(request, source, verdict, started)
+
+    async def journal(self, tickets: Sequence[Ticket]) -> None:
+        """Make the tickets' claims durable (one write for all); only then may they run."""
         try:
-            if self._journal is not None:
-                await self._journal(claim)
-            self.ledger.claimed(key, claim.claim_id, coords)
-            if verdict is Claim.UNKNOWN and request.service not in self._dedupes:
+            if self._journal is not None and tickets:
+                await self._journal([t.started for t in tickets])
+        except BaseException:
+            for ticket in tickets:
+                self.ledger.abandon(ticket.started.idempotency_key)
+            raise
+        for t in tickets:
+            coords = (t.source.topic, t.source.partition, t.source.offset)
+            self.ledger.claimed(t.started.idempotency_key, t.started.claim_id, coords)
+
+    async def run(self, ticket: Ticket) -> Attempt:
+        """Run a journaled ticket (or account for it without running, if its outcome is unknown)."""
+        request, source, started = ticket.request, ticket.source, ticket.started
+        key = started.idempotency_key
+        try:
+            if ticket.verdict is Claim.UNKNOWN and request.service not in self._dedupes:
                 unknown = OutcomeUnknownError(
                     "a worker stopped while handling this call and its outcome was not recorded; "
                     f"not run again because {request.service!r} does not dedupe by idempotency "
@@ -216,13 +250,13 @@ class CallExecutor:
             if ended & {"call.dead_lettered", "call.expired"}
             else None
         )
-        stamp = {h.IDEMPOTENCY_KEY: key.encode(), h.CLAIM: claim.claim_id.encode()}
+        first = [o for o in outputs if o.topic != RESULTS]
+        last = [o for o in outputs if o.topic == RESULTS]  # one partition (key call_id), in order
+        stamp = {h.IDEMPOTENCY_KEY: key.encode(), h.CLAIM: started.claim_id.encode()}
         if end is not None:
             stamp[h.CALL_END] = end.encode()
-        outputs = [
-            replace(o, headers={**o.headers, **stamp}) if o.topic == RESULTS else o for o in outputs
-        ]
-        return Attempt(key, claim.claim_id, end, outputs)
+        last[-1] = replace(last[-1], headers={**last[-1].headers, **stamp})
+        return Attempt(key, started.claim_id, end, first, last)
 
     async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
         now = self._now()

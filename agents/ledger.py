@@ -100,6 +100,9 @@ class CallLedger:
             self._running[key] = asyncio.get_running_loop().create_future()
         return verdict
 
+    def running(self, key: str) -> bool:
+        return key in self._running
+
     def claimed(self, key: str, claim_id: str, coords: Coords) -> None:
         """The claim is durable: the call may now be made."""
         self._mine[claim_id] = 2

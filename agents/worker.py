@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -148,10 +148,16 @@ class CallWorker:
         for connector in self.connectors.values():
             await connector.stop()
 
-    async def _claim(self, claim: CallStarted) -> None:
-        # the claim id as a header too: the ledger skips its own claims without decoding them
-        await self.publisher.publish(
-            claim, topic="calls.claims", headers={CLAIM: claim.claim_id.encode()}
+    async def _claim(self, claims: Sequence[CallStarted]) -> None:
+        # handed over together, so they share a batch; the claim id as a header too, so the
+        # ledger skips its own claims without decoding them
+        await self.publisher.acknowledged(
+            [
+                await self.publisher.send(
+                    c, topic="calls.claims", headers={CLAIM: c.claim_id.encode()}
+                )
+                for c in claims
+            ]
         )
 
     # --- restart state --------------------------------------------------------------------------

@@ -65,6 +65,89 @@ def schema_id_of(value: bytes) -> int:
     return int.from_bytes(value[1:5], "big")
 
 
+class _Batches:
+    """Record batches built here, one open batch per partition, submitted once per loop turn.
+
+    ``AIOKafkaProducer.send`` costs a future and an accumulator lookup per record; appending to
+    a batch we build costs a quarter of that. Partitions are chosen by the producer's own
+    partitioner (Java-compatible murmur2), so keyed records land where any client puts them.
+    Batches of one partition are submitted in order by a single flusher, so per-partition order
+    is the order records were handed over.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._open: dict[tuple[str, int], tuple[Any, asyncio.Future[Any]]] = {}
+        self._ready: list[tuple[str, int, Any, asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def add(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[Any]:
+        producer = self._producer
+        partitions = producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            await producer.client._wait_on_metadata(topic)
+            partitions = producer.client.cluster.partitions_for_topic(topic) or set()
+        every = sorted(partitions)
+        partition: int = producer._partitioner(key, every, every)
+        slot = (topic, partition)
+        entry = self._open.get(slot)
+        if (
+            entry is None
+            or entry[0].append(key=key, value=value, timestamp=None, headers=headers) is None
+        ):
+            if entry is not None:  # full: it goes first, in order
+                self._close(slot)
+            entry = (producer.create_batch(), asyncio.get_running_loop().create_future())
+            self._open[slot] = entry
+            if entry[0].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit in a batch")
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return entry[1]
+
+    def _close(self, slot: tuple[str, int]) -> None:
+        batch, future = self._open.pop(slot)
+        batch.close()
+        self._ready.append((slot[0], slot[1], batch, future))
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # let this turn's records join the open batches
+        while self._open or self._ready:
+            for slot in list(self._open):
+                self._close(slot)
+            ready, self._ready = self._ready, []
+            for topic, partition, batch, future in ready:
+                try:
+                    sent = await self._producer.send_batch(batch, topic, partition=partition)
+                except BaseException as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                    continue
+                _chain(sent, future)
+
+    async def flushed(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+
+def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    def done(fut: asyncio.Future[Any]) -> None:
+        if target.done():
+            return
+        if fut.cancelled():
+            target.cancel()
+        elif (exc := fut.exception()) is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(fut.result())
+
+    source.add_done_callback(done)
+
+
 class Publisher:
     """Publishes events to their catalogue topics; an async context manager (start/stop)."""
 
@@ -81,6 +164,7 @@ class Publisher:
         self._catalogue = catalogue
         self._transactional_id = transactional_id
         self._producer: AIOKafkaProducer | None = None
+        self._batches: _Batches | None = None
         self._routes: dict[tuple[str, str | None], str] = {}
         self._fixed_headers: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
         #: aiokafka expires a batch after request_timeout_ms; this is the backstop beyond it
@@ -109,6 +193,9 @@ class Publisher:
     async def stop(self) -> None:
         """Flush what is in flight and close; safe to call twice."""
         producer, self._producer = self._producer, None
+        batches, self._batches = self._batches, None
+        if batches is not None:
+            await batches.flushed()
         if producer is not None:
             await close_producer(producer, self._ack_timeout_s)
 
@@ -158,6 +245,23 @@ class Publisher:
             )
         return self._producer
 
+    async def _record(
+        self,
+        event: Event,
+        topic: str | None,
+        key: bytes | None,
+        extra: Mapping[str, bytes] | None,
+    ) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
+        """Real topic, key, value and headers of the record for ``event``."""
+        real = self.topic_for(event, topic)
+        # the synchronous path once the schema id is cached: no await per record on the hot path
+        value = self._codec.encode_cached(event, real) or await self._codec.encode(event, real)
+        record_headers = self._headers(event, value)
+        if extra:  # ours win over a caller's header of the same name
+            ours = {name for name, _ in record_headers}
+            record_headers = [(k, v) for k, v in extra.items() if k not in ours] + record_headers
+        return real, event.key() if key is None else key, value, record_headers
+
     async def _send(
         self,
         event: Event,
@@ -167,20 +271,9 @@ class Publisher:
     ) -> asyncio.Future[Any]:
         """Encode and hand one record to the producer's buffer; the future resolves on ack."""
         producer = self._started()
-        real = self.topic_for(event, topic)
-        # the synchronous path once the schema id is cached: no await per record on the hot path
-        value = self._codec.encode_cached(event, real) or await self._codec.encode(event, real)
-        record_headers = self._headers(event, value)
-        if extra:  # ours win over a caller's header of the same name
-            ours = {name for name, _ in record_headers}
-            record_headers = [(k, v) for k, v in extra.items() if k not in ours] + record_headers
+        real, key, value, headers = await self._record(event, topic, key, extra)
         try:
-            future: asyncio.Future[Any] = await producer.send(
-                real,
-                value,
-                key=event.key() if key is None else key,
-                headers=record_headers,
-            )
+            future: asyncio.Future[Any] = await producer.send(real, value, key=key, headers=headers)
         except KafkaError as exc:
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
         return future
@@ -219,23 +312,31 @@ class Publisher:
         key: bytes | None = None,
         headers: Mapping[str, bytes] | None = None,
     ) -> asyncio.Future[Any]:
-        """Hand one event to the producer without waiting; the future resolves on the ack.
+        """Hand one event over without waiting; the future resolves when the cluster acknowledged it.
 
-        For pipelines that hand over a whole batch and then wait once (:meth:`acknowledged`).
+        For pipelines that hand over many records and then wait once (:meth:`acknowledged`):
+        records handed over in the same event-loop turn travel in shared batches (a quarter of
+        the CPU of one ``send`` per record). Use :meth:`publish` for the record's coordinates.
         """
-        return await self._send(event, topic, key, headers)
+        real = self.topic_for(event, topic)
+        value = self._codec.encode_cached(event, real) or await self._codec.encode(event, real)
+        record_headers = self._headers(event, value)
+        if headers:  # ours win over a caller's header of the same name
+            ours = {name for name, _ in record_headers}
+            record_headers = [(k, v) for k, v in headers.items() if k not in ours] + record_headers
+        return await self.send_raw(real, event.key() if key is None else key, value, record_headers)
 
     async def send_raw(
         self, real_topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
     ) -> asyncio.Future[Any]:
-        """Hand already-encoded bytes to the producer (forwarding a record without re-encoding)."""
+        """:meth:`send` for already-encoded bytes (forwarding a record without re-encoding)."""
+        producer = self._started()
+        if self._batches is None:
+            self._batches = _Batches(producer)
         try:
-            future: asyncio.Future[Any] = await self._started().send(
-                real_topic, value, key=key, headers=headers
-            )
+            return await self._batches.add(real_topic, key, value, headers)
         except KafkaError as exc:
-            raise translate(exc, f"forwarding a record to {real_topic}") from exc
-        return future
+            raise translate(exc, f"writing a record to {real_topic}") from exc
 
     async def acknowledged(self, futures: Sequence[asyncio.Future[Any]]) -> None:
         """Wait until every handed-over record is acknowledged; raises the first failure."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
@@ -51,12 +52,12 @@ async def test_success() -> None:
 
 async def test_retriable_failure_goes_to_tier_one_with_its_due_time() -> None:
     out = await executor(ScriptedService()).handle(req({"fail": "retriable"}), SOURCE)
-    assert kinds(out) == [
-        ("calls.results", "call.failed"),
+    assert kinds(out) == [  # outputs elsewhere first, then calls.results (see Attempt)
         ("calls.retry.1", "call.requested"),
+        ("calls.results", "call.failed"),
         ("calls.results", "call.retry_scheduled"),
     ]
-    retry = out[1]
+    retry = out[0]
     assert retry.key == b"svc"
     assert retry.headers[hd.DUE_AT] == hd.iso(NOW + timedelta(seconds=5))
     assert retry.event.attempt == 1  # type: ignore[attr-defined]
@@ -65,8 +66,9 @@ async def test_retriable_failure_goes_to_tier_one_with_its_due_time() -> None:
 
 async def test_last_tier_failure_is_exhausted() -> None:
     out = await executor(ScriptedService()).handle(req({"fail": "retriable"}, attempt=3), SOURCE)
-    assert kinds(out)[-2:] == [
+    assert kinds(out) == [
         ("calls.dlt", "call.dead_lettered"),
+        ("calls.results", "call.failed"),
         ("calls.results", "call.dead_lettered"),
     ]
     dead = out[-1].event
@@ -77,20 +79,20 @@ async def test_last_tier_failure_is_exhausted() -> None:
 
 async def test_fatal_failure_dead_letters_at_once() -> None:
     out = await executor(ScriptedService()).handle(req({"fail": "fatal"}), SOURCE)
-    assert [k for _, k in kinds(out)] == ["call.failed", "call.dead_lettered", "call.dead_lettered"]
-    assert out[1].headers[h.DLT_REASON] == b"fatal"
+    assert [k for _, k in kinds(out)] == ["call.dead_lettered", "call.failed", "call.dead_lettered"]
+    assert out[0].headers[h.DLT_REASON] == b"fatal"
 
 
 async def test_expired_request_is_never_called() -> None:
     svc = ScriptedService()
     out = await executor(svc).handle(req(deadline=NOW - timedelta(seconds=1)), SOURCE)
-    assert kinds(out) == [("calls.results", "call.expired"), ("calls.dlt", "call.dead_lettered")]
+    assert kinds(out) == [("calls.dlt", "call.dead_lettered"), ("calls.results", "call.expired")]
     assert svc.order == []
 
 
 async def test_unknown_service_is_fatal() -> None:
     out = await executor(ScriptedService()).handle(req(service="nope"), SOURCE)
-    assert out[0].event.error_class == "ConnectorNotFoundError"  # type: ignore[attr-defined]
+    assert out[1].event.error_class == "ConnectorNotFoundError"  # type: ignore[attr-defined]
     assert out[-1].event.event_type == "call.dead_lettered"
 
 
@@ -135,8 +137,9 @@ async def test_outcomes_carry_their_claim_and_the_claim_is_journaled_before_the_
     svc = ScriptedService()
     journal: list[tuple[str, int]] = []
 
-    async def write(claim: CallStarted) -> None:
-        journal.append((claim.claim_id, len(svc.order)))  # calls made when the claim is written
+    async def write(claims: Sequence[CallStarted]) -> None:
+        for claim in claims:  # and how many calls were made when the claim was written
+            journal.append((claim.claim_id, len(svc.order)))
 
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, CallLedger(), now=lambda: NOW, journal=write)
     attempt = await ex.attempt(req(), SOURCE)
@@ -167,7 +170,7 @@ async def test_record_whose_outputs_were_lost_is_dead_lettered_not_run_again() -
     ex.settle(await ex.attempt(r, SOURCE), written=False)
     out = (await ex.attempt(r, SOURCE)).outputs
     assert len(svc.order) == 1, "the service must not be called twice"
-    assert out[0].event.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
+    assert out[1].event.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
     assert kinds(out)[-1] == ("calls.results", "call.dead_lettered")
 
 
@@ -211,3 +214,12 @@ async def test_a_restarted_worker_reads_an_open_claim_from_the_topics() -> None:
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, settled, now=lambda: NOW)
     assert await ex.handle(r, SOURCE) == []
     assert svc.order == []
+
+
+async def test_the_last_results_record_carries_the_claim_and_is_written_last() -> None:
+    attempt = await executor(ScriptedService()).attempt(req({"fail": "fatal"}), SOURCE)
+    assert [o.topic for o in attempt.first] == ["calls.dlt"]
+    assert [o.event.event_type for o in attempt.last] == ["call.failed", "call.dead_lettered"]
+    assert h.CLAIM not in attempt.last[0].headers
+    assert attempt.last[-1].headers[h.CLAIM] == attempt.claim_id.encode()  # type: ignore[union-attr]
+    assert attempt.last[-1].headers[h.CALL_END] == b"gave-up"
