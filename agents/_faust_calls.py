@@ -23,41 +23,23 @@ from typing import Any
 import faust
 
 from agents import _headers as hd
-from agents._writer import CallWriter, LaneItem
+from agents._writer import LaneItem, Pipeline
 from agents.app import create_app, decode, source_of
-from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
-from agents.executor import CallExecutor
 from agents.lanes import Lane
-from agents.outputs import Output, Source
-from agents.router import lane_topic, retry_carried, route
-from agents.settings import WorkerSettings
-from streams.codec import Codec
+from agents.outputs import Source
+from agents.router import back_to_lane, route
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
-from streams.settings import KafkaSettings
-from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
 
 class FaustCalls:
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        codec: Codec,
-        catalogue: Catalogue,
-        settings: WorkerSettings,
-        executor: CallExecutor,
-        dispatcher: LaneDispatcher,
-        writer: CallWriter,
-        *,
-        datadir: Path | None = None,
-    ) -> None:
-        self.kafka, self.codec, self.catalogue, self.settings = kafka, codec, catalogue, settings
-        self.executor = executor
-        self.dispatcher = dispatcher
-        self.writer = writer
+    def __init__(self, parts: Pipeline, *, datadir: Path | None = None) -> None:
+        self.kafka, self.codec, self.catalogue = parts.kafka, parts.codec, parts.catalogue
+        self.settings = parts.settings
+        self.executor, self.dispatcher, self.writer = parts.executor, parts.dispatcher, parts.writer
         self._datadir = datadir
         self.app: faust.App | None = None
 
@@ -156,12 +138,7 @@ class FaustCalls:
                     if got is None:
                         continue
                     request, _ = got
-                    back = Output(
-                        lane_topic(request),
-                        request,
-                        key=request.service.encode(),
-                        headers=retry_carried(source),
-                    )
+                    [back] = back_to_lane(request, source)
                     await writer.acknowledged(
                         [await writer.forward(event.key, event.value, source, back)]
                     )

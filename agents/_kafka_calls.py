@@ -22,22 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents import _headers as hd
-from agents._writer import CallWriter, LaneItem
+from agents._writer import LaneItem, Pipeline
 from agents.app import decode
-from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
-from agents.executor import CallExecutor
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
 from agents.outputs import Output, Source
-from agents.router import lane_topic, retry_carried, route
+from agents.router import back_to_lane, route
 from agents.runtime import Record, Stage
-from agents.settings import WorkerSettings
-from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
-from streams.settings import KafkaSettings
-from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +39,10 @@ Pending = list[asyncio.Future[Any]]
 
 
 class KafkaCalls:
-    def __init__(
-        self,
-        kafka: KafkaSettings,
-        codec: Codec,
-        catalogue: Catalogue,
-        settings: WorkerSettings,
-        executor: CallExecutor,
-        dispatcher: LaneDispatcher,
-        writer: CallWriter,
-        ledger: LedgerFollower,
-    ) -> None:
-        self.codec, self.catalogue, self.settings = codec, catalogue, settings
-        self.executor = executor
-        self.dispatcher = dispatcher
-        self.writer = writer
+    def __init__(self, parts: Pipeline, ledger: LedgerFollower) -> None:
+        kafka, catalogue, settings = parts.kafka, parts.catalogue, parts.settings
+        self.codec, self.catalogue, self.settings = parts.codec, catalogue, settings
+        self.executor, self.dispatcher, self.writer = parts.executor, parts.dispatcher, parts.writer
         self.ledger = ledger
         self._logical: dict[str, str] = {}
         group = settings.group_id
@@ -146,13 +129,27 @@ class KafkaCalls:
     async def _route(self, records: list[Record]) -> None:
         now = datetime.now(UTC)
         allow = self.settings.allow_replayed_calls
+        await self._forward_each(
+            records, lambda request, source: route(request, source, now=now, allow_replayed=allow)
+        )
+
+    async def _retry(self, records: list[Record]) -> None:
+        due = max((_due(r) or 0.0 for r in records), default=0.0)
+        if (wait := due - time.time()) > 0:
+            await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
+        await self._forward_each(records, back_to_lane)
+
+    async def _forward_each(
+        self, records: list[Record], outputs: Callable[[CallRequested, Source], list[Output]]
+    ) -> None:
+        """Each record's request bytes to where ``outputs`` sends it; then wait for every ack."""
         pending: Pending = []
         for record in records:
             source = self._source(record)
             request = await self._request(record, source, pending)
             if request is None:
                 continue
-            for output in route(request, source, now=now, allow_replayed=allow):
+            for output in outputs(request, source):
                 pending.append(
                     await self.writer.forward(record.key, record.value or b"", source, output)
                 )
@@ -169,25 +166,6 @@ class KafkaCalls:
                 items.append(LaneItem(record.key, record.value, source, request, lane))
         await self.writer.acknowledged(pending)
         await self.writer.execute(self.executor, self.dispatcher, items)
-
-    async def _retry(self, records: list[Record]) -> None:
-        due = max((_due(r) or 0.0 for r in records), default=0.0)
-        if (wait := due - time.time()) > 0:
-            await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
-        pending: Pending = []
-        for record in records:
-            source = self._source(record)
-            request = await self._request(record, source, pending)
-            if request is None:
-                continue
-            back = Output(
-                lane_topic(request),
-                request,
-                key=request.service.encode(),
-                headers=retry_carried(source),
-            )
-            pending.append(await self.writer.forward(record.key, record.value or b"", source, back))
-        await self.writer.acknowledged(pending)
 
 
 def _due(record: Record) -> float | None:

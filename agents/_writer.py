@@ -20,9 +20,12 @@ from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
 from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.settings import WorkerSettings
+from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 from streams.producer import Publisher
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -157,3 +160,16 @@ class LaneItem:
     source: Source
     request: CallRequested
     lane: Lane
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What both runtimes are built from (one per worker)."""
+
+    kafka: KafkaSettings
+    codec: Codec
+    catalogue: Catalogue
+    settings: WorkerSettings
+    executor: CallExecutor
+    dispatcher: LaneDispatcher
+    writer: CallWriter

@@ -34,10 +34,12 @@ def route(
     return [Output(lane_topic(request), request, key=request.service.encode(), headers=carried)]
 
 
-def retry_carried(source: Source) -> dict[str, bytes]:
-    """Headers a retry-tier record carries back to its lane: the envelope and the re-drive mark."""
-    return {
+def back_to_lane(request: CallRequested, source: Source) -> list[Output]:
+    """A due retry-tier record goes back to its lane, with the failure envelope and the re-drive
+    mark it carries."""
+    carried = {
         k: v
         for k, v in source.headers.items()
         if k.startswith("backbone-dlt-") or k == hd.REDRIVEN_FROM
     }
+    return [Output(lane_topic(request), request, key=request.service.encode(), headers=carried)]

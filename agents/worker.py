@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents._faust_calls import FaustCalls
 from agents._kafka_calls import KafkaCalls
-from agents._writer import CallWriter
+from agents._writer import CallWriter, Pipeline
 from agents.dispatch import LaneDispatcher
 from agents.executor import HEALTH, CallExecutor
 from agents.ledger import CallLedger, LedgerFollower
@@ -84,29 +84,14 @@ class CallWorker:
             catalogue.name("calls.results"),
             self.ledger,
         )
-        self.runtime: KafkaCalls | FaustCalls
-        if settings.runtime == "faust":
-            self.runtime = FaustCalls(
-                kafka,
-                codec,
-                catalogue,
-                settings,
-                self.executor,
-                self.dispatcher,
-                self.writer,
-                datadir=datadir,
-            )
-        else:
-            self.runtime = KafkaCalls(
-                kafka,
-                codec,
-                catalogue,
-                settings,
-                self.executor,
-                self.dispatcher,
-                self.writer,
-                self._follower,
-            )
+        parts = Pipeline(
+            kafka, codec, catalogue, settings, self.executor, self.dispatcher, self.writer
+        )
+        self.runtime: KafkaCalls | FaustCalls = (
+            FaustCalls(parts, datadir=datadir)
+            if settings.runtime == "faust"
+            else KafkaCalls(parts, self._follower)
+        )
         self._health_task: asyncio.Task[None] | None = None
         self._side_task: asyncio.Task[None] | None = None
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,7 +23,7 @@ from streams.codec import Codec
 from streams.events import Event
 from streams.events.calls import CallRequested, Priority
 from streams.producer import Publisher
-from streams.settings import KafkaSettings
+from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 TERMINAL = ("call.succeeded", "call.dead_lettered", "call.expired")
@@ -137,3 +141,76 @@ class TopicReader:
 
 def terminal(reader: TopicReader) -> list[Any]:
     return [e for e in reader.events if e.event_type in TERMINAL]
+
+
+@asynccontextmanager
+async def worker_processes(
+    kafka: KafkaSettings,
+    catalogue: Catalogue,
+    registry: RegistrySettings,
+    config: Path,
+    log: Path,
+) -> AsyncIterator[Callable[[], Awaitable[asyncio.subprocess.Process]]]:
+    """Starts real ``backbone worker`` processes on demand; stops whatever still runs at exit."""
+    env = {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+        "BACKBONE_CONFIG": str(config),
+    }
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start() -> asyncio.subprocess.Process:
+        with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "infra.cli", "worker", env=env,
+                stdout=asyncio.subprocess.DEVNULL, stderr=sink,
+            )  # fmt: skip
+        started.append(proc)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+async def run_with_a_kill(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    registry: RegistrySettings,
+    config: Path,
+    log: Path,
+    call_ids: set[str],
+    *,
+    kill_after: int,
+    at_kill: Callable[[int], None] = lambda _: None,
+) -> tuple[list[Any], int]:
+    """Run a worker until ``kill_after`` calls ended, SIGKILL it (no clean shutdown, no final
+    commit), let a second worker finish every call; the terminal outcomes and how many came
+    before the kill (``at_kill`` is told that number the moment the first worker is dead)."""
+    topic = catalogue.name("calls.results")
+    async with (
+        worker_processes(kafka, catalogue, registry, config, log) as start,
+        TopicReader(kafka, codec, topic, committed=True) as results,
+    ):
+        first = await start()
+        await results.wait_for(lambda r: len(terminal(r)) >= kill_after, timeout=60)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        before_kill = len(terminal(results))
+        at_kill(before_kill)
+        await start()
+        await results.wait_for(lambda r: {e.call_id for e in terminal(r)} >= call_ids, timeout=90)
+        await asyncio.sleep(2)  # give any duplicate outcome time to show up
+        await results.poll()
+        return terminal(results), before_kill

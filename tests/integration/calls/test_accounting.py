@@ -6,10 +6,6 @@ no call has two success events. Workers run as real ``backbone worker`` processe
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +15,7 @@ import pytest
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import TopicReader, publish, request, terminal
+from tests.integration.calls._support import publish, request, run_with_a_kill
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +54,6 @@ fatal_rate = "0.05"
 """
 
 
-async def start_worker(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:  # the child keeps its own copy of the descriptor
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", "worker", env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=sink,
-        )  # fmt: skip
-
-
 @pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_accounting_holds_across_a_worker_kill(
     runtime: str,
@@ -77,41 +65,19 @@ async def test_accounting_holds_across_a_worker_kill(
 ) -> None:
     config = tmp_path / "backbone.toml"
     config.write_text(CONFIG.format(group=f"{catalogue.prefix}calls", runtime=runtime))
-    env = {
-        **os.environ,
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
-        "BACKBONE_CONFIG": str(config),
-    }
     soon = datetime.now(UTC) + timedelta(seconds=4)
     reqs = [request("sim", deadline=soon if i % 10 == 0 else None) for i in range(N)]
     await publish(kafka_settings, codec, catalogue, reqs)
-    log = tmp_path / "worker.log"
-    first = await start_worker(env, log)
-    second: asyncio.subprocess.Process | None = None
-    try:
-        results_topic = catalogue.name("calls.results")
-        async with TopicReader(kafka_settings, codec, results_topic, committed=True) as results:
-            await results.wait_for(lambda r: len(terminal(r)) >= N // 3, timeout=60)
-            first.send_signal(signal.SIGKILL)  # mid-stream: no clean shutdown, no final commit
-            await first.wait()
-            before_kill = len(terminal(results))
-            second = await start_worker(env, log)
-            ids = {r.call_id for r in reqs}
-            await results.wait_for(lambda r: {e.call_id for e in terminal(r)} >= ids, timeout=90)
-            await asyncio.sleep(2)  # give any duplicate outcome time to show up
-            await results.poll()
-    finally:
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 20)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-    outcomes = terminal(results)
+    outcomes, before_kill = await run_with_a_kill(
+        kafka_settings,
+        codec,
+        catalogue,
+        schema_registry,
+        config,
+        tmp_path / "worker.log",
+        {r.call_id for r in reqs},
+        kill_after=N // 3,
+    )
     per_call = Counter(e.call_id for e in outcomes)
     kinds = Counter(e.event_type for e in outcomes)
     assert before_kill < N, "the kill came too late to prove anything"

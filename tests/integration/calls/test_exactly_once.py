@@ -9,8 +9,6 @@ the service again for those (it does not dedupe by key): they are dead-lettered 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 from collections import Counter
 from pathlib import Path
 
@@ -20,8 +18,7 @@ from aiohttp import web
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import TopicReader, publish, request, terminal
-from tests.integration.calls.test_accounting import start_worker
+from tests.integration.calls._support import publish, request, run_with_a_kill
 
 pytestmark = pytest.mark.integration
 
@@ -83,44 +80,31 @@ async def test_no_call_runs_twice_across_a_worker_kill(
             group=f"{catalogue.prefix}calls", runtime=runtime, url=f"http://127.0.0.1:{port}"
         )
     )
-    env = {
-        **os.environ,
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
-        "BACKBONE_CONFIG": str(config),
-    }
     reqs = [request("ext").model_copy(update={"operation": "/do"}) for _ in range(N)]
     await publish(kafka_settings, codec, catalogue, reqs)
-    log = tmp_path / "worker.log"
-    first = await start_worker(env, log)
-    second: asyncio.subprocess.Process | None = None
+    at_kill: dict[str, int] = {}
+
+    def killed(ended: int) -> None:
+        at_kill["called"] = sum(seen.values())
+        at_kill["in flight"] = at_kill["called"] - ended
+
     try:
-        results_topic = catalogue.name("calls.results")
-        async with TopicReader(kafka_settings, codec, results_topic, committed=True) as results:
-            # 4 at a time, 0.25 s each: ~8 s for all, so the kill lands mid-stream
-            await results.wait_for(lambda r: len(terminal(r)) >= N // 4, timeout=60)
-            first.send_signal(signal.SIGKILL)  # with calls in flight: the server is slow
-            await first.wait()
-            called_before_kill = sum(seen.values())
-            in_flight_at_kill = called_before_kill - len(terminal(results))
-            second = await start_worker(env, log)
-            ids = {r.call_id for r in reqs}
-            await results.wait_for(lambda r: {e.call_id for e in terminal(r)} >= ids, timeout=90)
-            await asyncio.sleep(2)  # give any duplicate outcome time to show up
-            await results.poll()
+        # 4 at a time, 0.25 s each: ~8 s for all, so the kill lands with calls in flight
+        outcomes, _ = await run_with_a_kill(
+            kafka_settings,
+            codec,
+            catalogue,
+            schema_registry,
+            config,
+            tmp_path / "worker.log",
+            {r.call_id for r in reqs},
+            kill_after=N // 4,
+            at_kill=killed,
+        )
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 20)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
         await runner.cleanup()
+    called_before_kill, in_flight_at_kill = at_kill["called"], at_kill["in flight"]
     assert called_before_kill < N, "the kill came too late to prove anything"
-    outcomes = terminal(results)
     per_call = Counter(e.call_id for e in outcomes)
     print(
         f"\n{runtime}: {in_flight_at_kill} calls in flight at the kill; {dict(Counter(e.event_type for e in outcomes))}"
