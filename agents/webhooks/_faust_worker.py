@@ -95,6 +95,7 @@ class FaustDeliveryWorker(DeliveryWorker):
 
     async def start(self) -> None:
         await self._sender.start()
+        self._stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._datadir = tempfile.mkdtemp(prefix="backbone-webhooks-")

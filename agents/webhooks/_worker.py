@@ -1,24 +1,21 @@
 """The delivery worker: signs and sends deliveries, records every attempt, retries through tiers.
 
-It consumes ``webhooks.deliveries`` and ``webhooks.deliveries.retry.1..n`` in one consumer group.
-A record in a retry tier carries its due time in the ``backbone-due-at`` header; when the head of
-a tier partition is not due yet, only that partition is paused (and rewound to it) until then, so
-nothing busy-waits and other partitions keep flowing. Offsets are committed after the outcome of
-every record of a batch has been written (at-least-once; the stable ``webhook-id`` lets receivers
-drop the rare duplicate).
+It consumes ``webhooks.deliveries`` and ``webhooks.deliveries.retry.1..n`` in one consumer group,
+on the same :class:`~agents.runtime.Stage` as the call pipeline. A record in a retry tier carries
+its due time in the ``backbone-due-at`` header; when the head of a tier partition is not due yet,
+only that partition is paused (and rewound to it) until then, so nothing busy-waits and other
+partitions keep flowing. Offsets are committed only after the outcome of a record has been written
+(at-least-once; the stable ``webhook-id`` lets receivers drop the rare duplicate).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-
+from agents.runtime import Record, Stage
 from connectors.webhooks import (
     Action,
     AttemptResult,
@@ -29,10 +26,10 @@ from connectors.webhooks import (
     decide,
 )
 from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
-from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter, stop_quietly
+from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
 from connectors.webhooks.settings import DeliverySettings
 from streams.codec import Codec
-from streams.errors import BackboneError, KafkaUnavailableError
+from streams.errors import BackboneError
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
 from streams.events.webhooks import (
     WebhookDelivered,
@@ -53,9 +50,6 @@ FIRST_FAILURE_AT = "backbone-first-failure-at"
 DELIVERIES = "webhooks.deliveries"
 ATTEMPTS = "webhooks.attempts"
 DEAD_LETTERS = "webhooks.deliveries.dlt"
-#: A parked partition resumes this much before its head is due, so fetching it does not make the
-#: attempt late; the worker then waits out the remainder.
-EARLY_S = 0.2
 
 
 def tier_topic(n: int) -> str:
@@ -110,10 +104,7 @@ class DeliveryWorker:
         self._limits = EndpointLimits()
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._failing_since: dict[str, float] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
-        self._stopping = False
+        self._stage: Stage | None = None
         self.delivered = 0
         self.failed = 0
         self.undecodable = 0
@@ -131,111 +122,42 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         await self._sender.start()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
-            client_id=f"{self._kafka.client_id}-webhooks",
-            group_id=self._settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
-            max_poll_interval_ms=600_000,
+        self._stage = Stage(
+            "webhooks",
+            self._kafka,
+            self._settings.group_id,
+            self.topics,
+            self._deliver_all,
+            prefetch=self._settings.concurrency * 4,
+            max_batch=self._settings.concurrency * 4,
+            commit_interval_s=0.5,
+            session_timeout_s=10.0,
+            rebalance_timeout_s=self._settings.timeout_s + 5,
+            drain_timeout_s=self._settings.timeout_s + 5,
+            due=lambda record: _float_header(dict(record.headers), DUE_AT),
+            fetch_wait_ms=self._fetch_max_wait_ms,
         )
         try:
-            await consumer.start()
-            consumer.subscribe(self.topics)
-        except KafkaError as exc:
-            await consumer.stop()
+            await self._stage.start()
+        except BaseException:
             await self._sender.stop()
-            raise KafkaUnavailableError(f"delivery worker cannot join its group: {exc}") from exc
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name="webhooks-delivery")
+            raise
 
     async def stop(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._stopping = True
-        if self._task is not None:
-            # let the batch in hand finish, so its outcomes are written and its offsets committed
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._settings.timeout_s + 5)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-            self._task = None
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            await stop_quietly(consumer)
+        """Let the deliveries in hand finish (bounded), so their outcomes are written and their
+        offsets committed."""
+        if self._stage is not None:
+            await self._stage.stop()
+            self._stage = None
         await self._sender.stop()
 
-    # --- the loop -------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        assert self._consumer is not None
-        consumer = self._consumer
-        while not self._stopping:
-            try:
-                batch = await consumer.getmany(
-                    timeout_ms=100, max_records=self._settings.concurrency * 4
-                )
-            except KafkaError as exc:
-                log.warning("delivery worker cannot fetch: %s", exc)
-                await asyncio.sleep(1)
-                continue
-            now = time.time()
-            due: list[ConsumerRecord[bytes, bytes]] = []
-            offsets: dict[TopicPartition, int] = {}
-            for tp, records in batch.items():
-                for record in records:
-                    due_at = _float_header(dict(record.headers), DUE_AT)
-                    if due_at is not None and due_at - now > EARLY_S:
-                        self._park(tp, record.offset, due_at - now - EARLY_S)
-                        break
-                    due.append(record)
-                    offsets[tp] = record.offset + 1
-            if not due:
-                continue
-            try:
-                await asyncio.gather(*(self._deliver(r) for r in due))
-            except BackboneError as exc:
-                # the outcome of some record could not be written: do not commit, read it again
-                log.warning("delivery outcome not written (%s); rewinding the batch", exc)
-                await self._rewind(due)
-                continue
-            try:
-                await consumer.commit(offsets)
-            except KafkaError as exc:
-                log.warning("commit failed (%s): the batch may be delivered again", exc)
-
-    def _park(self, tp: TopicPartition, offset: int, delay: float) -> None:
-        """Pause one tier partition at a record that is not due yet."""
-        assert self._consumer is not None
-        self._consumer.seek(tp, offset)
-        self._consumer.pause(tp)
-        if (old := self._timers.pop(tp, None)) is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        self._timers[tp] = loop.call_later(delay, self._unpark, tp)
-
-    def _unpark(self, tp: TopicPartition) -> None:
-        self._timers.pop(tp, None)
-        if self._consumer is not None and tp in self._consumer.assignment():
-            self._consumer.resume(tp)
-
-    async def _rewind(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        assert self._consumer is not None
-        first: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            first[tp] = min(first.get(tp, r.offset), r.offset)
-        for tp, offset in first.items():
-            self._consumer.seek(tp, offset)
-        await asyncio.sleep(1)
+    async def _deliver_all(self, records: list[Record]) -> None:
+        # a record whose outcome could not be written raises: the stage reads it again
+        await asyncio.gather(*(self._deliver(r) for r in records))
 
     # --- one delivery ---------------------------------------------------------------------------
 
-    async def _deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _deliver(self, record: Record) -> None:
         headers = dict(record.headers)
         if not side_effects_allowed(headers):
             return  # a replayed copy: never re-deliver unless the operator asked for it
@@ -253,7 +175,7 @@ class DeliveryWorker:
             return
         due_at = _float_header(headers, DUE_AT)
         if due_at is not None and (wait := due_at - time.time()) > 0:
-            await asyncio.sleep(wait)  # fetched a moment early (EARLY_S): send on time
+            await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): send on time
         endpoint = self._view.get(event.endpoint_id)
         if endpoint is None or endpoint.disabled:
             reason = "unknown endpoint" if endpoint is None else "endpoint disabled"
@@ -301,7 +223,7 @@ class DeliveryWorker:
     async def _record(
         self,
         event: WebhookDeliveryRequested,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         headers: dict[str, bytes],
         endpoint: Endpoint,
         result: AttemptResult,
@@ -400,7 +322,7 @@ class DeliveryWorker:
     async def _dead_letter(
         self,
         event: WebhookDeliveryRequested,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         headers: dict[str, bytes],
         reason: DeadLetterReason,
         error_class: str,

@@ -11,7 +11,6 @@ from connectors.webhooks._registry import (
     to_event,
 )
 from connectors.webhooks._writer import EventWriter
-from streams.follow import TopicFollower, stop_quietly
 
 __all__ = [
     "ENDPOINTS_TOPIC",
@@ -22,8 +21,6 @@ __all__ = [
     "EndpointRegistry",
     "EndpointView",
     "EventWriter",
-    "TopicFollower",
     "endpoint_from",
-    "stop_quietly",
     "to_event",
 ]
