@@ -331,13 +331,16 @@ def _report(inbound: dict[str, Any], outbound: dict[str, float]) -> None:
         f"({outbound['delivered']:.0f} delivered)"
     )
     print(
-        f"  worker, aiokafka loop  {outbound['aiokafka']:7.0f} deliveries/s "
+        f"  worker, aiokafka stage {outbound['aiokafka']:7.0f} deliveries/s "
         f"({outbound['aiokafka_delivered']:.0f} delivered)"
     )
     print(f"  receiver counted {outbound['received']:.0f} requests in all")
     print(f"  ratio faust worker/raw: {outbound['webhooks'] / outbound['baseline']:.2f}")
     print(f"  ratio aiokafka worker/raw: {outbound['aiokafka'] / outbound['baseline']:.2f}")
-    print(f"  target >= 1,000/s: {'met' if outbound['webhooks'] >= 1000 else 'NOT met'}")
+    default = outbound["aiokafka"]  # the default runtime
+    print(
+        f"  target >= 1,000/s (default runtime, aiokafka): {'met' if default >= 1000 else 'NOT met'}"
+    )
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The delivery worker as Faust agents (the runtime the call pipeline uses).
+"""The delivery worker as Faust agents (``runtime = "faust"``; the default is the aiokafka stage).
 
 One agent consumes ``webhooks.deliveries`` with ``concurrency`` actors; each retry tier is an agent
 with ``isolated_partitions=True``, so an actor that sleeps until its head record is due holds back

@@ -87,8 +87,8 @@ class DeliverySettings(BaseModel):
     #: Fact topics (logical names) whose events are offered to endpoints.
     source_topics: tuple[str, ...] = ("calls.results", "research.events")
     group_id: str = "backbone-webhooks"
-    #: ``faust`` (agents, like the call pipeline) or ``aiokafka`` (one consumer, batch pipelining).
-    runtime: Literal["faust", "aiokafka"] = "faust"
+    #: ``aiokafka`` (consumer-group stage, like the call pipeline's default; faster) or ``faust``.
+    runtime: Literal["faust", "aiokafka"] = "aiokafka"
 
     @property
     def schedule(self) -> RetrySchedule:
