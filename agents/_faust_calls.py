@@ -6,6 +6,9 @@ Faust's exactly-once processing is not offered: its transactions follow Faust's 
 not a record's outputs, and in the kill -9 accounting test an aborted transaction split one
 attempt's outputs (its ``call.retry_scheduled`` committed, its retry record did not), so a call
 was lost. A call is executed at most once by the call ledger under either runtime instead.
+Lane agents run one actor each (batches of ``lane_prefetch`` records, run concurrently):
+with ``concurrency > 1`` faust-streaming 0.15 can commit past a record another actor still
+processes (faust-streaming #606), and a crash then loses it (seen in the kill test).
 Caveats kept: Faust acks a ``take_events`` batch in a ``finally``, so a batch whose outputs
 failed to write can still be committed (the ledger then finds those claims open and dead-letters
 the calls as ``OutcomeUnknownError``: accounted, not lost silently); throughput is bound by
@@ -101,10 +104,11 @@ class FaustCalls:
 
             def lane_agent(lane: Lane = lane) -> Any:
                 async def execute(stream: Any) -> None:
-                    # Small batches; several actors per lane, so a slow call holds back only
-                    # its own batch.
+                    # One actor per lane, whose batches run their calls concurrently: with
+                    # several actors Faust can commit past a record another actor still runs
+                    # (faust-streaming #606), which loses it on a crash.
                     async for events in stream.take_events(
-                        self.settings.lane_batch, within=self.settings.batch_wait_s
+                        self.settings.lane_prefetch, within=self.settings.batch_wait_s
                     ):
                         items = []
                         for event in events:
@@ -121,8 +125,7 @@ class FaustCalls:
             topic = app.topic(
                 cat.name(f"calls.lane.{lane.value}"), value_type=bytes, key_type=bytes
             )
-            actors = max(1, self.settings.lane_prefetch // self.settings.lane_batch)
-            app.agent(topic, name=f"lane-{lane.value}", concurrency=actors)(lane_agent())
+            app.agent(topic, name=f"lane-{lane.value}")(lane_agent())
 
         for tier in range(1, self.settings.retry.tiers + 1):
 

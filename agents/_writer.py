@@ -68,8 +68,7 @@ class CallWriter:
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
     ) -> None:
         """Handle a batch of lane records: each is claimed once it holds an execution slot
-        (claims granted together share one write), run, and its outputs written with the
-        batch's; then each is settled.
+        (claims granted together share one write), run, its outputs written, then settled.
 
         A record whose key runs already (here or earlier in the batch) is handled after the
         batch: it waits for the first copy to settle and usually finds it done.
@@ -98,15 +97,23 @@ class CallWriter:
         dispatcher: LaneDispatcher,
         tickets: Sequence[tuple[LaneItem, Ticket]],
     ) -> None:
+        # each call's outputs are written as soon as it ends (outputs of calls ending in the same
+        # loop turn still share produce batches); a failure elsewhere in the batch does not hold
+        # back outcomes that are real
         done = await asyncio.gather(
-            *(self._run(executor, dispatcher, item, t) for item, t in tickets),
+            *(self._run_and_write(executor, dispatcher, item, t) for item, t in tickets),
             return_exceptions=True,
         )
-        # calls that ran are written even if another failed: their outcomes are real
-        await self.write(executor, [a for a in done if isinstance(a, Attempt)])
         for failure in done:
             if isinstance(failure, BaseException):
                 raise failure
+
+    async def _run_and_write(
+        self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket
+    ) -> None:
+        attempt = await self._run(executor, dispatcher, item, ticket)
+        if attempt is not None:
+            await self.write(executor, [attempt])
 
     async def _run(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket

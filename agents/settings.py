@@ -25,7 +25,7 @@ class WorkerSettings(BaseModel):
     max_in_flight: int = Field(default=64, ge=1)
     #: Records each lane agent holds at once while waiting for an execution slot.
     lane_prefetch: int = Field(default=64, ge=1)
-    #: Records a lane actor takes at once (``lane_prefetch / lane_batch`` actors per lane).
+    #: Lane records handled as one batch by the aiokafka runtime (Faust takes ``lane_prefetch``).
     lane_batch: int = Field(default=8, ge=1)
     #: How long a router or lane batch waits to fill before it is processed as it is. It is also
     #: how often every idle actor wakes up (Faust's ``take_events`` polls), so a very small value

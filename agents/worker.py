@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 
 from agents._faust_calls import FaustCalls
 from agents._kafka_calls import KafkaCalls
@@ -34,6 +34,7 @@ from streams.errors import BackboneError
 from streams.events import Event
 from streams.events.calls import CallStarted
 from streams.events.health import CircuitStateChanged, HealthChecked, HealthStatus
+from streams.follow import TopicFollower
 from streams.headers import CLAIM
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
@@ -147,16 +148,22 @@ class CallWorker:
 
     # --- restart state --------------------------------------------------------------------------
     async def _restore_circuits(self) -> None:
-        topic = self.catalogue.name("integration.circuits")
         latest: dict[str, CircuitStateChanged] = {}
-        for value in await _read_to_end(self.kafka, topic):
+
+        async def keep(record: ConsumerRecord[bytes, bytes]) -> None:
+            if record.value is None:
+                return
             try:
-                event = await self.codec.decode(value)
+                event = await self.codec.decode(record.value)
             except BackboneError as exc:
                 log.warning("skipped undecodable circuit record: %s", exc)
-                continue
+                return
             if isinstance(event, CircuitStateChanged):
                 latest[event.service] = event
+
+        reader = TopicFollower(self.kafka, self.catalogue.name("integration.circuits"), keep)
+        await reader.start()  # returns once everything written so far was read
+        await reader.stop()
         for event in latest.values():
             self.executor.restore_circuit(event)
 
@@ -202,36 +209,3 @@ class CallWorker:
                 service=connector.service, status=status, latency_ms=latency, detail=detail
             )
             await self._emit(Output(HEALTH, event))
-
-
-async def _read_to_end(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    """Every value of ``topic`` up to its current end (used for small compacted topics)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        group_id=None,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        values: list[bytes] = []
-        while True:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                values.extend(r.value for r in records if r.value is not None)
-        return values
-    finally:
-        await consumer.stop()

@@ -1,6 +1,7 @@
 """The delivery worker as Faust agents (``runtime = "faust"``; the default is the aiokafka stage).
 
-One agent consumes ``webhooks.deliveries`` with ``concurrency`` actors; each retry tier is an agent
+One agent consumes ``webhooks.deliveries`` in batches of ``concurrency`` delivered concurrently
+(one actor: several would let Faust commit past an undelivered record, faust-streaming #606); each retry tier is an agent
 with ``isolated_partitions=True``, so an actor that sleeps until its head record is due holds back
 only that partition. Values are raw bytes decoded by Backbone's codec (Faust's model system is not
 involved); outcomes are written through the worker's publisher and acknowledged before Faust
@@ -120,11 +121,13 @@ class FaustDeliveryWorker(DeliveryWorker):
         cat = self._catalogue
 
         async def deliver(stream: Any) -> None:
-            async for event in stream.events():
-                await self._deliver_tracked(_record_of(event))
+            # one actor, concurrent batches: with concurrency > 1 Faust can commit past a record
+            # another actor still delivers (faust-streaming #606), and a crash then loses it
+            async for events in stream.take_events(self._settings.concurrency, within=0.02):
+                await asyncio.gather(*(self._deliver_tracked(_record_of(e)) for e in events))
 
         topic = app.topic(cat.name(DELIVERIES), value_type=bytes, key_type=bytes)
-        app.agent(topic, name="deliver", concurrency=self._settings.concurrency)(deliver)
+        app.agent(topic, name="deliver")(deliver)
 
         async def retry_tier(stream: Any) -> None:
             async for event in stream.events():
