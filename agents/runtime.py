@@ -67,14 +67,8 @@ class _Progress:
         for tp, spans in self._spans.items():
             while spans and spans[0].done:
                 self._ready[tp] = spans.popleft().next
-        ready = (
-            self._ready
-            if only is None
-            else {tp: self._ready[tp] for tp in only if tp in self._ready}
-        )
-        for tp in list(ready):
-            self._ready.pop(tp, None)
-        return dict(ready)
+        wanted = list(self._ready) if only is None else [tp for tp in only if tp in self._ready]
+        return {tp: self._ready.pop(tp) for tp in wanted}
 
     def rewind(self, tp: TopicPartition, offset: int) -> None:
         spans = self._spans.get(tp)
