@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from agents import _headers as hd
 from agents.settings import WorkerSettings
 from connectors import ServiceSettings
 from streams import headers as h
+from streams.admin import admin_client
 from streams.codec import Codec
 from streams.events.calls import Priority
 from streams.settings import KafkaSettings
@@ -37,8 +39,39 @@ async def test_requests_become_successes(
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
     ):
         await results.wait_for(lambda r: len(terminal(r)) >= 20)
+        # while the worker runs, its stages commit what they finished (not only at stop)
+        for stage, topic in (("router", "calls.requests"), ("lanes", "calls.lane.normal")):
+            await _committed_to_end(
+                kafka_settings, f"{catalogue.prefix}calls.{stage}", topic=catalogue.name(topic)
+            )
     succeeded = results.of("call.succeeded")
     assert sorted(e.call_id for e in succeeded) == sorted(r.call_id for r in reqs)
+
+
+async def _committed_to_end(
+    kafka: KafkaSettings, group: str, *, topic: str, timeout: float = 10.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    async with admin_client(kafka) as admin:
+        while True:
+            [described] = await admin.describe_topics([topic])
+            tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap)
+            await consumer.start()
+            try:
+                ends = await consumer.end_offsets(tps)
+            finally:
+                await consumer.stop()
+            behind = {
+                tp.partition: (committed[tp].offset if tp in committed else None, ends[tp])
+                for tp in tps
+                if ends[tp] > 0 and (tp not in committed or committed[tp].offset < ends[tp])
+            }
+            if not behind:
+                return
+            assert time.monotonic() < deadline, f"{group} has not committed {topic}: {behind}"
+            await asyncio.sleep(0.3)
 
 
 async def _raw_records(
