@@ -27,12 +27,10 @@ import faust
 
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
-from agents.app import create_app, decode, source_of
-from agents.errors import AgentError
+from agents.app import create_app, source_of
 from agents.lanes import Lane
 from agents.outputs import Source
 from agents.router import back_to_lane, route
-from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 
 log = logging.getLogger(__name__)
@@ -60,19 +58,10 @@ class FaustCalls:
     async def _decoded(self, event: Any) -> tuple[CallRequested, Source] | None:
         """The event's request; an unusable record is dead-lettered byte for byte."""
         source = source_of(event, self.catalogue)
-        error: BackboneError
-        try:
-            request = await decode(self.codec, event.value)
-        except BackboneError as exc:
-            if exc.retriable:
-                raise  # the registry is away: Faust restarts the actor, the record is read again
-            error = exc
-        else:
-            if isinstance(request, CallRequested):
-                return request, source
-            error = AgentError(f"unexpected {request.event_type} in {source.topic}")
-        dead = await self.writer.dead_letter(event.key, event.value, source, error)
-        await self.writer.acknowledged([dead])
+        got = await self.writer.request_of(self.codec, event.key, event.value, source)
+        if isinstance(got, CallRequested):
+            return got, source
+        await self.writer.acknowledged([got])
         return None
 
     def _define_agents(self, app: faust.App) -> None:

@@ -23,14 +23,11 @@ from typing import Any
 
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
-from agents.app import decode
-from agents.errors import AgentError
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
 from agents.outputs import Output, Source
 from agents.router import back_to_lane, route
 from agents.runtime import Record, Stage
-from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 
 log = logging.getLogger(__name__)
@@ -111,19 +108,12 @@ class KafkaCalls:
     async def _request(
         self, record: Record, source: Source, pending: Pending
     ) -> CallRequested | None:
-        """The record's request; an undecodable record is dead-lettered (its ack joins pending)."""
-        try:
-            event = await decode(self.codec, record.value)
-        except BackboneError as exc:
-            if exc.retriable:
-                raise  # the registry is away: the batch is read again later
-            pending.append(await self.writer.dead_letter(record.key, record.value, source, exc))
-            return None
-        if not isinstance(event, CallRequested):
-            error = AgentError(f"unexpected {event.event_type} in {source.topic}")
-            pending.append(await self.writer.dead_letter(record.key, record.value, source, error))
-            return None
-        return event
+        """The record's request; an unusable record is dead-lettered (its ack joins pending)."""
+        got = await self.writer.request_of(self.codec, record.key, record.value, source)
+        if isinstance(got, CallRequested):
+            return got
+        pending.append(got)
+        return None
 
     # --- stages ---------------------------------------------------------------------------------
     async def _route(self, records: list[Record]) -> None:

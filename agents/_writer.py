@@ -2,9 +2,10 @@
 
 Everything goes through one :class:`~streams.producer.Publisher` (acks=all, idempotent): records
 are handed over first and their acknowledgements awaited together, and nothing is acked upstream
-before that. Lane records are handled in batches (:meth:`CallWriter.execute`): one journal write
-for the batch's claims, then the calls, then their outputs in two phases (see
-:class:`~agents.executor.Attempt`), then settlement in the call ledger.
+before that. Lane records are handled in batches (:meth:`CallWriter.execute`): each record's claim
+once it holds an execution slot (claims handed over in one loop turn share a produce batch), then
+the call, then its outputs in two phases (see :class:`~agents.executor.Attempt`), then settlement
+in the call ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agents.app import decode
 from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
@@ -60,6 +62,24 @@ class CallWriter:
         """An unusable record, byte for byte, to its topic's dead letter with the reason."""
         target, headers = dead_letter_of(self._catalogue, source, error)
         return await self.publisher.send_raw(target, key, value or b"", list(headers.items()))
+
+    async def request_of(
+        self, codec: Codec, key: bytes | None, value: bytes | None, source: Source
+    ) -> CallRequested | asyncio.Future[Any]:
+        """The record's call request, or (for an unusable record) the pending ack of its dead
+        letter. A retriable error (the registry is away) is raised: read the record again."""
+        error: BackboneError
+        try:
+            event = await decode(codec, value)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise
+            error = exc
+        else:
+            if isinstance(event, CallRequested):
+                return event
+            error = AgentError(f"unexpected {event.event_type} in {source.topic}")
+        return await self.dead_letter(key, value, source, error)
 
     async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
         await self.publisher.acknowledged(pending)
@@ -113,13 +133,13 @@ class CallWriter:
     ) -> None:
         attempt = await self._run(executor, dispatcher, item, ticket)
         if attempt is not None:
-            await self.write(executor, [attempt])
+            await self.write(executor, attempt)
 
     async def _run(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket
     ) -> Attempt | None:
         async def claimed_then_run() -> Attempt:
-            await executor.journal([ticket])  # durable before the call is made
+            await executor.journal(ticket)  # durable before the call is made
             return await executor.run(ticket)
 
         try:
@@ -135,13 +155,10 @@ class CallWriter:
         await self.acknowledged([dead])
         return None
 
-    async def write(self, executor: CallExecutor, attempts: Sequence[Attempt]) -> None:
-        """Write attempts' outputs in their two phases, then settle them in the ledger."""
+    async def write(self, executor: CallExecutor, attempt: Attempt) -> None:
+        """Write an attempt's outputs in their two phases, then settle it in the ledger."""
         try:
-            for phase in (
-                [o for a in attempts for o in a.first],
-                [o for a in attempts for o in a.last],
-            ):
+            for phase in (attempt.first, attempt.last):
                 await self.publisher.acknowledged(
                     [
                         await self.publisher.send(
@@ -151,11 +168,9 @@ class CallWriter:
                     ]
                 )
         except BaseException:
-            for attempt in attempts:
-                executor.settle(attempt, written=False)
+            executor.settle(attempt, written=False)
             raise
-        for attempt in attempts:
-            executor.settle(attempt)
+        executor.settle(attempt)
 
 
 @dataclass(frozen=True)

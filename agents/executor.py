@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -62,7 +62,7 @@ CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
 
 Now = Callable[[], datetime]
-Journal = Callable[[Sequence[CallStarted]], Awaitable[None]]
+Journal = Callable[[CallStarted], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ class CallExecutor:
         ticket = await self.claim(request, source)
         if ticket is None:
             return Attempt(request.idempotency_key)
-        await self.journal([ticket])
+        await self.journal(ticket)
         return await self.run(ticket)
 
     async def claim(self, request: CallRequested, source: Source) -> Ticket | None:
@@ -212,18 +212,19 @@ class CallExecutor:
         )
         return Ticket(request, source, verdict, started)
 
-    async def journal(self, tickets: Sequence[Ticket]) -> None:
-        """Make the tickets' claims durable (one write for all); only then may they run."""
+    async def journal(self, ticket: Ticket) -> None:
+        """Make the ticket's claim durable; only then may it run."""
+        key = ticket.started.idempotency_key
         try:
-            if self._journal is not None and tickets:
-                await self._journal([t.started for t in tickets])
+            if self._journal is not None:
+                await self._journal(ticket.started)
         except BaseException:
-            for ticket in tickets:
-                self.ledger.abandon(ticket.started.idempotency_key)
+            self.ledger.abandon(key)
             raise
-        for t in tickets:
-            coords = (t.source.topic, t.source.partition, t.source.offset)
-            self.ledger.claimed(t.started.idempotency_key, t.started.claim_id, coords)
+        source = ticket.source
+        self.ledger.claimed(
+            key, ticket.started.claim_id, (source.topic, source.partition, source.offset)
+        )
 
     async def run(self, ticket: Ticket) -> Attempt:
         """Run a journaled ticket (or account for it without running, if its outcome is unknown)."""

@@ -76,12 +76,6 @@ class CallLedger:
         #: Claim ids written here, with how many echoes (claim, outcome) the topics still owe.
         self._mine: dict[str, int] = {}
 
-    def __len__(self) -> int:
-        return len(self._claims)
-
-    def succeeded(self, key: str) -> bool:
-        return key in self._succeeded
-
     async def acquire(self, key: str, coords: Coords, *, redriven: bool = False) -> Claim:
         """The verdict for one lane record; on RUN or UNKNOWN the key now runs here."""
         while (running := self._running.get(key)) is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
@@ -134,17 +134,12 @@ class CallWorker:
         for connector in self.connectors.values():
             await connector.stop()
 
-    async def _claim(self, claims: Sequence[CallStarted]) -> None:
-        # handed over together, so they share a batch; the claim id as a header too, so the
-        # ledger skips its own claims without decoding them
-        await self.publisher.acknowledged(
-            [
-                await self.publisher.send(
-                    c, topic="calls.claims", headers={CLAIM: c.claim_id.encode()}
-                )
-                for c in claims
-            ]
-        )
+    async def _claim(self, claim: CallStarted) -> None:
+        # claims handed over in one loop turn share a produce batch; the claim id goes in a
+        # header too, so the ledger skips its own claims without decoding them
+        header = {CLAIM: claim.claim_id.encode()}
+        sent = await self.publisher.send(claim, topic="calls.claims", headers=header)
+        await self.publisher.acknowledged([sent])
 
     # --- restart state --------------------------------------------------------------------------
     async def _restore_circuits(self) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
@@ -137,9 +136,8 @@ async def test_outcomes_carry_their_claim_and_the_claim_is_journaled_before_the_
     svc = ScriptedService()
     journal: list[tuple[str, int]] = []
 
-    async def write(claims: Sequence[CallStarted]) -> None:
-        for claim in claims:  # and how many calls were made when the claim was written
-            journal.append((claim.claim_id, len(svc.order)))
+    async def write(claim: CallStarted) -> None:
+        journal.append((claim.claim_id, len(svc.order)))  # calls made when it was written
 
     ex = CallExecutor(WorkerSettings(), {"svc": svc}, CallLedger(), now=lambda: NOW, journal=write)
     attempt = await ex.attempt(req(), SOURCE)
