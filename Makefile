@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test check bench docs clean
+.PHONY: install system-deps run test chaos soak check bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,35 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# System packages some tests and pages need (Debian's chromium for browser tests, prometheus for the
+# scrape test). Installed with apt-get when missing and running as root (as CI does); otherwise the one
+# command to run is printed and the tests that need them fail with the same message.
+SYSTEM_PACKAGES := chromium prometheus
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else \
+	    echo "missing system packages:$$missing; run: sudo apt-get install -y$$missing"; \
+	  fi; \
+	fi
+
 run: install          ## the local stack (broker, registry, gateway, agents); Ctrl-C stops it all
 	$(BIN)/backbone up
 
-test: install         ## the whole suite against a real broker the suite starts itself
+test: install system-deps  ## the whole suite against a real broker the suite starts itself
 	$(BIN)/pytest
+
+chaos: install system-deps ## long fault scenarios (broker outages, kills) with oracles
+	$(BIN)/pytest -m chaos -p no:cacheprovider
+
+soak: install system-deps  ## long soak run (BACKBONE_SOAK_MINUTES, default 30)
+	$(BIN)/pytest -m soak -p no:cacheprovider
 
 check: install        ## format, lint, types, schema evolution gate
 	$(BIN)/ruff format --check .
