@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from agents._progress import Progress, Span
-from streams._backoff import CONSUMER_BACKOFF, Backoff
+from streams._backoff import CONSUMER_BACKOFF, Backoff, back_off_metadata
 from streams.errors import KafkaUnavailableError
 from streams.follow import stop_quietly
 from streams.settings import KafkaSettings
@@ -101,6 +101,7 @@ class Stage:
             rebalance_timeout_ms=int(self._rebalance_timeout_s * 1000),
             **CONSUMER_BACKOFF,
         )
+        back_off_metadata(consumer)
         try:
             await consumer.start()
             consumer.subscribe(self._topics, listener=_Listener(self))
