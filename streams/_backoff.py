@@ -34,7 +34,7 @@ class Backoff:
 
     def next(self) -> float:
         """The delay before the next try (one failure more)."""
-        ceiling = min(self._cap_s, self._first_s * 2 ** min(self._failures, 32))
+        ceiling = min(self._cap_s, self._first_s * float(2 ** min(self._failures, 32)))
         self._failures += 1
         return ceiling * (0.5 + self._rand() / 2)
 
