@@ -23,6 +23,7 @@ from aiohttp import web
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from connectors.gateway import add_check, depends_on
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -152,15 +153,15 @@ def calls_extension(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with RegistryClient(registry) as client:
             codec = Codec(client)
-            waiter = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
-            await waiter.start()
+            app[_WAITER] = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
+            publisher = Publisher(kafka, codec, catalogue)
+            await publisher.start(wait=False)  # Kafka down: 503 until it is back
+            add_check(app, "calls publisher", publisher.problem)
+            app[_PUBLISHER] = publisher
             try:
-                async with Publisher(kafka, codec, catalogue) as publisher:
-                    app[_PUBLISHER] = publisher
-                    app[_WAITER] = waiter
-                    yield
+                yield
             finally:
-                await waiter.stop()
+                await publisher.stop()
 
     async def post_call(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -209,6 +210,14 @@ def calls_extension(
 
     def extend(app: web.Application) -> None:
         app.cleanup_ctx.append(lifecycle)
+        # started after the lifecycle above (and stopped before it); loads in the background
+        depends_on(
+            app,
+            "calls.results follower",
+            lambda: app[_WAITER].start(),
+            lambda: app[_WAITER].stop(),
+            ("/v1/calls",),
+        )
         app.router.add_post("/v1/calls", post_call)
 
     return extend

@@ -196,17 +196,24 @@ class Publisher:
         self.rebuilds = 0
         self._last_ack = 0.0  # monotonic time of the last acknowledgement
         self._last_failure = 0.0  # ... and of the last failed or withdrawn write
+        self._connected_at = 0.0  # ... and when the current producer connected
         self._problem: str | None = "not started"
 
     async def start(self, *, wait: bool = True) -> None:
-        """Connect. ``wait=False``: return at once if Kafka is not there and keep connecting in the
-        background (writes meanwhile raise :class:`KafkaUnavailableError`; see :meth:`problem`)."""
+        """Connect. ``wait=False``: if Kafka cannot be reached, return anyway and keep connecting
+        in the background (writes meanwhile raise :class:`KafkaUnavailableError`; see
+        :meth:`problem`)."""
         self._running = True
-        if not wait:
+        try:
+            self._producer = await self._connect()
+        except KafkaUnavailableError as exc:
+            if wait:
+                raise
+            self._problem = f"connecting: {exc}"
+            log.warning("publisher: Kafka is not reachable yet; connecting in the background")
             self._reconnect_in_background()
             return
-        self._producer = await self._connect()
-        self._problem = None
+        self._problem, self._connected_at = None, time.monotonic()
 
     async def _connect(self) -> AIOKafkaProducer:
         compression = None if self._kafka.compression == "none" else self._kafka.compression
@@ -252,6 +259,7 @@ class Publisher:
                 await close_producer(producer, 1.0)
                 return
             self._producer, self._problem = producer, None
+            self._connected_at = time.monotonic()
             if self.rebuilds:
                 log.info("publisher: producer rebuilt with a fresh producer id (%d)", self.rebuilds)
 
@@ -305,8 +313,9 @@ class Publisher:
     def problem(self) -> str | None:
         """Why a write cannot be acknowledged now, or None: for readiness checks.
 
-        Not ready while no producer is connected (starting, or being rebuilt), and after a failed
-        write until a later write was acknowledged.
+        Not ready while no producer is connected (starting, or being rebuilt), and after a write
+        of the current producer failed until a later one was acknowledged. (A failed delivery
+        retires its producer, so a producer connected after the failure counts as ready.)
         """
         if not self._running:
             return "not started"
@@ -314,8 +323,8 @@ class Publisher:
             return self._problem or "connecting"
         if sender_failed(self._producer):
             return "the producer's sender stopped"
-        if self._last_failure > self._last_ack:
-            return self._problem or "the last write failed"
+        if self._last_failure > max(self._last_ack, self._connected_at):
+            return "the last write failed"
         return None
 
     async def stop(self) -> None:

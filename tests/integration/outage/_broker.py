@@ -47,5 +47,5 @@ async def eventually(
 ) -> None:
     """Poll an async predicate until it holds (no timing assertion: a generous deadline)."""
     async with asyncio.timeout(timeout_s):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - the condition is a remote state, polled
             await asyncio.sleep(pause_s)

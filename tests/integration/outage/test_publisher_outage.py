@@ -57,10 +57,8 @@ async def test_a_broken_sequence_is_healed_by_a_fresh_producer(
         async with Publisher(kafka, codec, catalogue) as publisher:
             await eventually(_writes(publisher))  # a broker that just started may need a moment
             await broker.stop()
-            with pytest.raises(KafkaUnavailableError):
-                for i in range(1, 4):  # expired batches, each with sequence numbers
-                    await publisher.publish(call_requested(i))
-                    await asyncio.sleep(1.5)
+            with pytest.raises(KafkaUnavailableError):  # it expires holding sequence numbers
+                await publisher.publish(call_requested(1))
             assert publisher.problem() is not None
             await broker.start()
             refusals: list[BackboneError] = []
@@ -88,7 +86,7 @@ async def test_a_withdrawn_record_is_never_written_later(
             await broker.start()
             await eventually(_writes(publisher))
             ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
-        assert refused.call_id not in ids
+        assert refused.model_dump()["call_id"] not in ids
         assert len(ids) == 2
 
 
@@ -97,10 +95,9 @@ async def test_a_transaction_commits_what_send_handed_over(
 ) -> None:
     events = [call_requested(i) for i in range(5)]
     publisher = Publisher(kafka_settings, codec, catalogue, transactional_id=catalogue.prefix)
-    async with publisher:
-        async with publisher.transaction():
-            for event in events:
-                await publisher.send(event)  # not awaited: the commit must include them
+    async with publisher, publisher.transaction():
+        for event in events:
+            await publisher.send(event)  # not awaited: the commit must include them
     topic = catalogue.name("calls.requests")
     found = await partitions(kafka_settings, [topic])
     tps = [TopicPartition(topic, p) for p in found[topic]]
