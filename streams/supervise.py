@@ -6,8 +6,9 @@ Hierarchy of outcomes for a loop run by a :class:`Supervisor`:
   timeout): logged (rate-limited by the logging set-up), reported in :meth:`Supervisor.problems`
   (readiness), and the loop is started again after a capped, jittered back-off;
 - it raises anything else: it *died for good*. The supervisor logs one line, records the error
-  in :attr:`Supervisor.failure` and calls ``on_fatal`` (the stack uses it to stop everything and
-  exit non-zero). It never re-raises at :meth:`Supervisor.close`, so the caller's teardown
+  in :attr:`Supervisor.failure` and reports it to ``on_fatal``, or else to the event loop's
+  exception handler with ``FATAL`` set in the context (``backbone up`` installs a handler that
+  stops everything and exits non-zero; asyncio's default one logs it). It never re-raises at :meth:`Supervisor.close`, so the caller's teardown
   (drain, commit, stop) always runs;
 - it returns: finished, nothing more.
 
@@ -30,6 +31,8 @@ from streams.errors import BackboneError
 log = logging.getLogger(__name__)
 
 LoopFactory = Callable[[], Awaitable[None]]
+#: key in an event-loop exception context: a supervised loop died for good
+FATAL = "backbone_fatal"
 
 
 @dataclass
@@ -54,6 +57,33 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, BackboneError):
         return exc.retriable
     return isinstance(exc, KafkaError | ConnectionError | TimeoutError)
+
+
+async def retrying(
+    op: Callable[[], Awaitable[None]],
+    what: str,
+    *,
+    cap_s: float = 10.0,
+    on_retry: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Run ``op()`` until it succeeds, backing off (capped, jittered) on transient errors; any
+    other error is raised. For steps that must not be skipped (a record's side effects before
+    its commit), where restarting the whole loop would move past them."""
+    backoff = Backoff(cap_s=cap_s)
+    while True:
+        try:
+            await op()
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if on_retry is not None:
+                on_retry(exc)
+            delay = backoff.next_delay()
+            log.warning(
+                "%s failed, retrying in %.1f s: %s: %s", what, delay, type(exc).__name__, exc
+            )
+            await asyncio.sleep(delay)
 
 
 @dataclass
@@ -128,12 +158,16 @@ class Supervisor:
         state.failing_since = state.failing_since or time.monotonic()
         if self.failure is None:
             self.failure = (state.name, exc)
-        log.error(
-            "%s: %s died for good: %s: %s", self.owner, state.name, type(exc).__name__, exc,
-            exc_info=exc,
-        )  # fmt: skip
+        message = f"{self.owner}: {state.name} died for good: {type(exc).__name__}: {exc}"
         if self._on_fatal is not None:
+            log.error("%s", message, exc_info=exc)
             self._on_fatal(f"{self.owner}: {state.name}", exc)
+            return
+        # the event loop's exception handler: asyncio logs it (with the traceback) by default;
+        # `backbone up` installs one that stops the stack and exits non-zero (infra/stack.py)
+        asyncio.get_running_loop().call_exception_handler(
+            {"message": message, "exception": exc, FATAL: True}
+        )
 
     def problems(self) -> dict[str, str]:
         """Loops that are failing now, with their last error (empty: all healthy)."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from connectors.gateway._problems import problem
+from streams.errors import TopicCatalogueError
 from streams.supervise import Backoff, is_transient
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ def depends_on(
         try:
             await start()
         except Exception as exc:
-            if not is_transient(exc):
+            # a missing topic may be created any moment (`backbone topics apply`): wait for it
+            if not (is_transient(exc) or isinstance(exc, TopicCatalogueError)):
                 dependency.detail = f"failed for good: {type(exc).__name__}: {exc}"
                 log.error("gateway: %s cannot start: %s", name, dependency.detail)
                 raise

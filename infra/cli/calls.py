@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ import click
 from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
 from infra.config import Settings
+from infra.logs import configure
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
@@ -36,7 +36,7 @@ async def _codec(cfg: Settings) -> AsyncIterator[Codec]:
 )
 def worker(log_level: str) -> None:
     """Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level)
     cfg = settings()
 
     from infra.worker import WorkerService  # imports Faust: only for this command
