@@ -118,6 +118,19 @@ class StackFailedError(InfraError):
     code = "stack_failed"
 
 
+def stop_on_fatal(loop: asyncio.AbstractEventLoop, fatal: Callable[[str], None]) -> None:
+    """Route the event loop's error reports: a supervised loop that died for good (``FATAL``)
+    calls ``fatal``; anything else goes through logging (rate-limited), never a raw traceback."""
+
+    def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get(FATAL):
+            fatal(str(context["message"]))
+        else:
+            log.warning("%s", context.get("message"), exc_info=context.get("exception"))
+
+    loop.set_exception_handler(on_loop_error)
+
+
 async def _watch_broker(broker: LocalBroker, fatal: Callable[[str], None]) -> None:
     """The stack's own broker must outlive it: if it exits, say so once and stop everything."""
     process = broker.process
@@ -163,13 +176,7 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
         failures.append(message)
         stop.set()
 
-    def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if context.get(FATAL):
-            fatal(str(context["message"]))
-        else:  # stray client errors: through logging (rate-limited), never a raw traceback
-            log.warning("%s", context.get("message"), exc_info=context.get("exception"))
-
-    loop.set_exception_handler(on_loop_error)
+    stop_on_fatal(loop, fatal)
     watch: asyncio.Task[None] | None = None
     try:
         if not settings.external_kafka:
@@ -206,5 +213,5 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
         if broker is not None:
             await asyncio.to_thread(broker.stop)
         say("stopped")
-    if failures:
-        raise StackFailedError(failures[0])
+    if failures:  # the reason was said above, when it happened
+        raise StackFailedError("the stack stopped because a part of it failed (see above)")

@@ -255,6 +255,11 @@ class Publisher:
                 log.debug("publisher: %s", self._problem)
                 await asyncio.sleep(backoff.next_delay())
                 continue
+            except Exception as exc:  # never let the only connecting loop die silently
+                self._problem = f"connecting: {type(exc).__name__}: {exc}"
+                log.warning("publisher: %s", self._problem, exc_info=exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
             if not self._running:
                 await close_producer(producer, 1.0)
                 return
@@ -326,6 +331,20 @@ class Publisher:
         if self._last_failure > max(self._last_ack, self._connected_at):
             return "the last write failed"
         return None
+
+    async def probe(self) -> str | None:
+        """Ask the cluster for metadata over this publisher's own connections: None when it
+        answered and a write could be acknowledged now, else why not (readiness)."""
+        producer = self._producer
+        if producer is None:
+            return self.problem() or "connecting"
+        try:
+            answered = await producer.client.force_metadata_update()
+        except KafkaError as exc:
+            return f"metadata request failed: {type(exc).__name__}: {exc}"
+        if not answered:
+            return "the cluster did not answer a metadata request"
+        return self.problem()
 
     async def stop(self) -> None:
         """Flush what is in flight and close; safe to call twice."""

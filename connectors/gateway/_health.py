@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from connectors.gateway._keys import KAFKA, REGISTRY, REGISTRY_CLIENT, SETTINGS
+from connectors.gateway._keys import KAFKA, PUBLISHER, REGISTRY, REGISTRY_CLIENT, SETTINGS
 from connectors.gateway._readiness import READINESS
 from streams.admin import admin_client
 from streams.errors import BackboneError
@@ -18,6 +18,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _kafka_ok(request: web.Request) -> str | None:
+    publisher = request.app.get(PUBLISHER)
+    if publisher is not None:  # the gateway's own producer: can it reach the cluster now?
+        return await publisher.probe()
     try:
         async with admin_client(request.app[KAFKA]) as admin:
             await admin.describe_cluster()

@@ -39,6 +39,7 @@ def worker(log_level: str) -> None:
     configure(log_level)
     cfg = settings()
 
+    from infra.stack import StackFailedError, stop_on_fatal
     from infra.worker import WorkerService  # imports Faust: only for this command
 
     async def serve() -> None:
@@ -47,6 +48,14 @@ def worker(log_level: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        failures: list[str] = []
+
+        def fatal(message: str) -> None:
+            click.echo(f"error     {message}; stopping", err=True)
+            failures.append(message)
+            stop.set()
+
+        stop_on_fatal(loop, fatal)
         await service.start()
         click.echo(f"worker    {service.describe()}", err=True)
         click.echo("ready", err=True)
@@ -54,6 +63,8 @@ def worker(log_level: str) -> None:
             await stop.wait()
         finally:
             await service.stop()
+        if failures:
+            raise StackFailedError("the worker stopped because a part of it failed (see above)")
 
     run(serve())
 
