@@ -154,6 +154,18 @@ class _Batches:
             self._flusher.cancel()
 
 
+def _nobody_waits(futures: Sequence[asyncio.Future[Any]]) -> None:
+    """Their caller stopped waiting: a failure that comes later is expected, not "never
+    retrieved" (a shield drops its callback on the inner future once the outer is cancelled)."""
+
+    def seen(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()
+
+    for future in futures:
+        future.add_done_callback(seen)
+
+
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
     def done(fut: asyncio.Future[Any]) -> None:
         if target.done():
@@ -422,6 +434,7 @@ class Publisher:
     def _withdraw(self, futures: Sequence[asyncio.Future[Any]]) -> None:
         """The caller stopped waiting (its own timeout, a cancelled request): what it handed over
         must not be written later, so the producer's buffer is failed and the producer replaced."""
+        _nobody_waits(futures)
         if not all(f.done() for f in futures):
             self.retire("a writer stopped waiting for its acknowledgement; its record is withdrawn")
 
@@ -473,6 +486,7 @@ class Publisher:
             self._failed(exc)
             raise translate(exc, f"publishing {event.event_type}") from exc
         except TimeoutError as exc:
+            _nobody_waits([future])
             self._failed(exc)
             raise KafkaUnavailableError(
                 f"publishing {event.event_type}: no acknowledgement within {self._ack_timeout_s:.0f} s"
@@ -543,6 +557,7 @@ class Publisher:
             self._failed(exc)
             raise translate(exc, f"writing {len(futures)} records") from exc
         except TimeoutError as exc:
+            _nobody_waits(futures)
             self._failed(exc)
             raise KafkaUnavailableError(
                 f"no acknowledgement for {len(futures)} records within {self._ack_timeout_s:.0f} s"

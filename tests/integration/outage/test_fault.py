@@ -48,6 +48,7 @@ def _check(report: FaultReport) -> None:
     assert report.exit_codes == {"gateway": 0, "worker": 0}, report.exit_codes
 
 
+@pytest.mark.timeout(1200)  # two broker starts and the settling of every call, on a loaded box
 async def test_a_10_s_broker_outage_loses_nothing(
     tmp_path: Path, codec: Codec, schema_registry: RegistrySettings, catalogue: Catalogue
 ) -> None:
@@ -55,6 +56,7 @@ async def test_a_10_s_broker_outage_loses_nothing(
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("down_s", [35, 120])
 async def test_a_long_broker_outage_loses_nothing(
     down_s: int,

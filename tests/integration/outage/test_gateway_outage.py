@@ -30,7 +30,8 @@ from tests.integration.webhooks._kit import (
     running_gateway,
 )
 
-pytestmark = pytest.mark.integration
+#: each test starts a broker of its own twice (10-60 s each on a loaded machine)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 AUTH = {"Authorization": "Bearer token-alpha"}
 Client = TestClient[web.Request, web.Application]

@@ -20,7 +20,8 @@ from tests.integration._events import call_requested
 from tests.integration.calls._support import TopicReader
 from tests.integration.outage._broker import eventually, own_broker
 
-pytestmark = pytest.mark.integration
+#: each test starts a broker of its own twice (10-60 s each on a loaded machine)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 async def _call_ids(kafka: KafkaSettings, codec: Codec, topic: str) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from infra.kafka.broker import free_port
 from tests.integration.test_stack import _java_children
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def _broker_pid(state_dir: Path) -> int:
