@@ -23,7 +23,7 @@ from aiohttp import web
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from connectors.gateway import add_check, depends_on
+from connectors.gateway import SETTINGS, add_check, depends_on
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -138,7 +138,9 @@ _WAITER = web.AppKey("backbone.calls.waiter", ReplyWaiter)
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    headers = {"Retry-After": "1"} if status == 503 else None  # Kafka away: try again soon
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def calls_extension(
@@ -183,8 +185,17 @@ def calls_extension(
             return _problem(400, "invalid_call", str(exc))
         waiter = request.app[_WAITER]
         future = waiter.expect(call.call_id) if wait else None
+        settings = request.app.get(SETTINGS)
+        timeout = settings.publish_timeout_s if settings is not None else None
         try:
-            await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+            # bounded like /v1/events: a 503 leaves nothing behind (the record is withdrawn)
+            async with asyncio.timeout(timeout):
+                await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+        except TimeoutError:
+            waiter.forget(call.call_id)
+            return _problem(
+                503, "kafka_unavailable", "the call could not be queued", call_id=call.call_id
+            )
         except BackboneError as exc:
             waiter.forget(call.call_id)
             status = 503 if exc.retriable else 500
