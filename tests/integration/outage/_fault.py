@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +23,7 @@ from aiohttp import web
 from infra.kafka.broker import free_port
 from streams.admin import apply_catalogue
 from streams.codec import Codec
+from streams.events.health import HealthChecked
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration.calls._support import TERMINAL, TopicReader
@@ -38,6 +40,7 @@ max_in_flight = 16
 session_timeout_s = 10.0
 rebalance_timeout_s = 40.0
 commit_interval_s = 0.5
+health_interval_s = 2.0
 
 [calls.retry]
 delays_s = [0.5, 1.0, 2.0]
@@ -73,6 +76,8 @@ class FaultReport:
     calls: list[Answer] = field(default_factory=list)
     stopped_at: float = 0.0  # broker fully stopped
     restarting_at: float = 0.0  # broker start began
+    restarted_wall: datetime | None = None
+    health_after_restart: int = 0  # the worker's health loop wrote these after the outage
     lost_events: set[str] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)  # terminal events per accepted call
     outcome_kinds: Counter[str] = field(default_factory=Counter)
@@ -97,7 +102,8 @@ class FaultReport:
             f"kinds {dict(self.outcome_kinds)}, dead letters per call "
             f"{dict(Counter(self.dead_letters.values()))}; statuses events "
             f"{dict(Counter(a.status for a in self.events))} calls "
-            f"{dict(Counter(a.status for a in self.calls))}; logs {self.log_bytes}"
+            f"{dict(Counter(a.status for a in self.calls))}; health checks after the restart "
+            f"{self.health_after_restart}; logs {self.log_bytes}"
         )
 
 
@@ -251,6 +257,7 @@ async def run_outage(
             report.stopped_at = time.monotonic()
             await asyncio.sleep(down_s)
             report.restarting_at = time.monotonic()
+            report.restarted_wall = datetime.now(UTC)
             await broker.start()
 
             async def recovered() -> bool:
@@ -299,6 +306,13 @@ async def _settle(
             if event.event_type in TERMINAL and call_id in accepted:
                 report.outcomes[str(call_id)] += 1
                 report.outcome_kinds[event.event_type] += 1
+    health = await read_all(kafka, codec, catalogue.name("integration.health"))
+    assert report.restarted_wall is not None
+    report.health_after_restart = sum(
+        1
+        for _, e, _ in health
+        if isinstance(e, HealthChecked) and e.occurred_at > report.restarted_wall
+    )
     dlt = await read_all(kafka, codec, catalogue.name("calls.dlt"))
     for _, event, _ in dlt:
         call_id = event.model_dump().get("call_id")

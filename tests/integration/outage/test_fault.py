@@ -43,6 +43,7 @@ def _check(report: FaultReport) -> None:
     assert not repeated, f"calls with more than one outcome: {repeated}"
     copies = {c: n for c, n in report.dead_letters.items() if n > 1}
     assert not copies, f"dead letters written more than once: {copies}"
+    assert report.health_after_restart > 0, "the worker's health loop did not resume"
     for name, size in report.log_bytes.items():
         assert size < LOG_BUDGET_BYTES, f"the {name} wrote {size} bytes of log"
     assert report.exit_codes == {"gateway": 0, "worker": 0}, report.exit_codes
