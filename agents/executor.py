@@ -24,13 +24,23 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
-from agents.errors import DeadlinePassedError, OutcomeUnknownError
+from agents.errors import (
+    AttemptCrashedError,
+    DeadlinePassedError,
+    OutcomeUnknownError,
+    OutcomeUnwritableError,
+)
 from agents.ledger import GAVE_UP, SUCCEEDED, CallLedger, Claim
 from agents.outputs import Output, Source
 from agents.retry import DeadLetterCause, RetryDecision, Verdict, after_failure, expired
 from agents.settings import WorkerSettings
 from connectors.base import CallInput, CallOutput, Connector
-from connectors.errors import CallError, CircuitOpenError, ConnectorNotFoundError
+from connectors.errors import (
+    CallError,
+    CircuitOpenError,
+    ConnectorNotFoundError,
+    UnsendableRequestError,
+)
 from connectors.resilience import (
     BreakerSnapshot,
     CircuitBreaker,
@@ -53,6 +63,7 @@ from streams.events.common import DeadLetterEnvelope, DeadLetterReason
 from streams.events.health import CircuitState as CircuitStateField
 from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
+from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,11 @@ RESULTS = "calls.results"
 DLT = "calls.dlt"
 CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
+
+#: The largest response a ``call.succeeded`` carries (UTF-8 bytes): with the reply copy and the
+#: envelope it stays well under the producer's 1 MiB record limit. Larger ones are truncated and
+#: flagged (``response_truncated``, ``response_bytes``).
+MAX_RESPONSE_BYTES = 512 * 1024
 
 Now = Callable[[], datetime]
 Journal = Callable[[CallStarted], Awaitable[None]]
@@ -89,6 +105,7 @@ class Attempt:
     end: str | None = None  # ledger.SUCCEEDED / ledger.GAVE_UP when the call ended
     first: list[Output] = field(default_factory=list)
     last: list[Output] = field(default_factory=list)
+    ticket: Ticket | None = None  # what was run (None: skipped)
 
     @property
     def outputs(self) -> list[Output]:
@@ -126,8 +143,10 @@ class CallExecutor:
         on_circuit: Callable[[Output], None] | None = None,
         journal: Journal | None = None,
         worker: str = "worker",
+        topics: Catalogue | None = None,
     ) -> None:
         self.settings = settings
+        self._topics = topics  # reply_to must name one of its topics
         self.ledger = ledger
         self._now = now
         self._journal = journal
@@ -243,6 +262,33 @@ class CallExecutor:
         except BaseException:
             self.ledger.abandon(key)
             raise
+        return self._account(ticket, outputs)
+
+    def crashed(self, ticket: Ticket, error: Exception) -> Attempt:
+        """The attempt raised something unexpected (a bug): the call's fatal failure, with it
+        as the reason, so it still reaches exactly one terminal outcome."""
+        crash = AttemptCrashedError(f"the attempt failed unexpectedly: {error!r}"[:500])
+        return self._account(
+            ticket, self._failed(ticket.request, ticket.source, crash, None, counts=False)
+        )
+
+    def unwritable(self, attempt: Attempt, error: BackboneError) -> Attempt:
+        """The attempt's outputs cannot be written (an output refused as too large, to a topic
+        not in the catalogue...): the call's fatal failure instead, with that reason."""
+        assert attempt.ticket is not None
+        ticket = attempt.ticket
+        refused = OutcomeUnwritableError(f"the outcome could not be written: {error}"[:500])
+        return self._account(
+            ticket, self._failed(ticket.request, ticket.source, refused, None, counts=False)
+        )
+
+    def refused(self, request: CallRequested, source: Source, error: BackboneError) -> list[Output]:
+        """Outputs ending a call that is not run (e.g. a poison retry record): its fatal failure."""
+        return self._failed(request, source, error, None, counts=False)
+
+    def _account(self, ticket: Ticket, outputs: list[Output]) -> Attempt:
+        """Split outputs into the two write phases; stamp the last with the claim (and end)."""
+        key, started = ticket.started.idempotency_key, ticket.started
         ended = {o.event.event_type for o in outputs if o.topic == RESULTS}
         end = (
             SUCCEEDED
@@ -257,9 +303,25 @@ class CallExecutor:
         if end is not None:
             stamp[h.CALL_END] = end.encode()
         last[-1] = replace(last[-1], headers={**last[-1].headers, **stamp})
-        return Attempt(key, started.claim_id, end, first, last)
+        return Attempt(key, started.claim_id, end, first, last, ticket)
+
+    def _unrunnable(self, request: CallRequested) -> UnsendableRequestError | None:
+        """Why this request can never run as given (checked before the provider is called)."""
+        problem = None
+        if request.attempt < 0:
+            problem = f"attempt must be 0 or more, not {request.attempt}"
+        elif request.timeout_ms is not None and request.timeout_ms <= 0:
+            problem = f"timeout_ms must be positive, not {request.timeout_ms}"
+        elif request.reply_to and self._topics is not None:
+            try:
+                self._topics.spec(request.reply_to)
+            except BackboneError:
+                problem = f"reply_to {request.reply_to[:200]!r} is not a topic of the catalogue"
+        return None if problem is None else UnsendableRequestError(problem)
 
     async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
+        if (invalid := self._unrunnable(request)) is not None:
+            return self._failed(request, source, invalid, None, counts=False)
         now = self._now()
         if expired(request.deadline, now):
             return self._expire(request, source, now, "deadline passed before the attempt")
@@ -305,6 +367,13 @@ class CallExecutor:
             except BackboneError as exc:  # credentials and other fatal setup errors
                 took = time.monotonic() - began
                 return self._failed(request, source, exc, took, counts=True)
+            except Exception as exc:  # a connector bug: this call's failure, not the batch's
+                took = time.monotonic() - began
+                log.error(
+                    "connector %s failed on %s", request.service, request.call_id, exc_info=exc
+                )
+                crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
+                return self._failed(request, source, crash, took, counts=True)
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
         outputs = self._succeeded(request, output, took)
@@ -324,6 +393,7 @@ class CallExecutor:
 
     # --- outputs ----------------------------------------------------------------------------------
     def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> list[Output]:
+        response, size = _capped(output.body)
         event = CallSucceeded(
             call_id=request.call_id,
             service=request.service,
@@ -335,7 +405,9 @@ class CallExecutor:
             cost_usd=output.cost_usd,
             attempt=request.attempt,
             idempotency_key=request.idempotency_key,
-            response=output.body,
+            response=response,
+            response_truncated=size is not None,
+            response_bytes=size,
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
@@ -542,6 +614,16 @@ class CallExecutor:
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )
+
+
+def _capped(body: str) -> tuple[str, int | None]:
+    """The body, or its first :data:`MAX_RESPONSE_BYTES` (on a character boundary) and its size."""
+    if len(body) * 4 <= MAX_RESPONSE_BYTES:
+        return body, None  # even all-4-byte characters fit
+    raw = body.encode("utf-8", "replace")
+    if len(raw) <= MAX_RESPONSE_BYTES:
+        return body, None
+    return raw[:MAX_RESPONSE_BYTES].decode("utf-8", "ignore"), len(raw)
 
 
 def _seconds(value: float) -> timedelta:
