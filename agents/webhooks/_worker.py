@@ -152,7 +152,8 @@ class DeliveryWorker:
         await self._sender.stop()
 
     async def _deliver_all(self, records: list[Record]) -> None:
-        # a record whose outcome could not be written raises: the stage reads it again
+        # a record whose outcome could not be written for a retriable reason (Kafka away) raises:
+        # the stage reads it again; anything else fails that delivery only, never the batch
         await asyncio.gather(*(self._deliver(r) for r in records))
 
     # --- one delivery ---------------------------------------------------------------------------
@@ -173,6 +174,37 @@ class DeliveryWorker:
         if not isinstance(event, WebhookDeliveryRequested):
             log.warning("unexpected %s on %s", event.event_type, record.topic)
             return
+        try:
+            await self._deliver_event(event, record, headers)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise
+            await self._failed_for_good(event, record, headers, exc)
+        except Exception as exc:  # a bug: this delivery's fatal failure, not a batch rewind
+            log.error("delivery %s failed", event.delivery_id, exc_info=exc)
+            await self._failed_for_good(event, record, headers, exc)
+
+    async def _failed_for_good(
+        self,
+        event: WebhookDeliveryRequested,
+        record: Record,
+        headers: dict[str, bytes],
+        error: Exception,
+    ) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        await self._dead_letter(
+            event,
+            record,
+            headers,
+            DeadLetterReason.FATAL,
+            type(error).__name__,
+            reason,
+            time.time(),
+        )
+
+    async def _deliver_event(
+        self, event: WebhookDeliveryRequested, record: Record, headers: dict[str, bytes]
+    ) -> None:
         due_at = _float_header(headers, DUE_AT)
         if due_at is not None and (wait := due_at - time.time()) > 0:
             await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): send on time
@@ -231,17 +263,21 @@ class DeliveryWorker:
         now = time.time()
         if result.ok:
             self._failing_since.pop(endpoint.endpoint_id, None)
-        else:
+        elif not result.fatal:  # an unsendable request says nothing about the endpoint
             self._failing_since.setdefault(endpoint.endpoint_id, now)
-        decision = decide(
-            status=result.status,
-            error=result.error,
-            failures_before=event.attempt - 1,
-            retry_after_s=result.retry_after_s,
-            schedule=self._schedule_for(endpoint),
-            now=now,
-            failing_since=self._failing_since.get(endpoint.endpoint_id),
-            disable_after_s=self._settings.disable_after_s,
+        decision = (
+            Decision(Action.DEAD_LETTER, reason=result.error or "unsendable request")
+            if result.fatal  # nothing was sent: no retry can help, and the endpoint is not down
+            else decide(
+                status=result.status,
+                error=result.error,
+                failures_before=event.attempt - 1,
+                retry_after_s=result.retry_after_s,
+                schedule=self._schedule_for(endpoint),
+                now=now,
+                failing_since=self._failing_since.get(endpoint.endpoint_id),
+                disable_after_s=self._settings.disable_after_s,
+            )
         )
         common = {
             "delivery_id": event.delivery_id,
@@ -279,7 +315,7 @@ class DeliveryWorker:
                 event,
                 record,
                 headers,
-                DeadLetterReason.EXHAUSTED,
+                DeadLetterReason.FATAL if result.fatal else DeadLetterReason.EXHAUSTED,
                 _error_class(result),
                 decision.reason,
                 now,
