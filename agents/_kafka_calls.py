@@ -61,7 +61,7 @@ class KafkaCalls:
                 commit_interval_s=settings.commit_interval_s,
                 session_timeout_s=settings.session_timeout_s,
                 rebalance_timeout_s=settings.rebalance_timeout_s,
-                drain_timeout_s=settings.rebalance_timeout_s * 0.8,
+                drain_timeout_s=settings.drain_timeout_s,
                 fetch_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
                 **kw,
             )

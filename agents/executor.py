@@ -343,6 +343,7 @@ class CallExecutor:
             )
             return outputs
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
+        timeout = min(timeout, self.settings.longest_call_timeout_s)  # the drain covers this
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:
