@@ -576,7 +576,7 @@ class CallExecutor:
                 DLT,
                 dead,
                 key=request.service.encode(),
-                headers={**envelope, h.DLT_REASON: b"expired"},
+                headers={**envelope, h.DLT_REASON: DeadLetterReason.EXPIRED.value.encode()},
             ),
         ]
 

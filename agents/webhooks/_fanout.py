@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
+from streams import headers as h
 from streams.codec import Codec
 from streams.consumer import Received, Subscriber
 from streams.errors import BackboneError
@@ -147,6 +148,7 @@ class Fanout:
                 correlation_id=request.correlation_id,
             ),
             topic=DEAD_LETTERS,
+            headers=h.envelope_headers(failure),
         )
         self.dead_lettered += 1
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from agents.runtime import Record, Stage
 from connectors.webhooks import (
+    MAX_RETRY_AFTER_S,
     Action,
     AttemptResult,
     Decision,
@@ -28,6 +29,7 @@ from connectors.webhooks import (
 from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
 from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
 from connectors.webhooks.settings import DeliverySettings
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
@@ -45,8 +47,12 @@ from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
-DUE_AT = "backbone-due-at"
-FIRST_FAILURE_AT = "backbone-first-failure-at"
+DUE_AT = h.DUE_AT
+FIRST_FAILURE_AT = h.DLT_FIRST_FAILURE_AT
+#: A tier record due later than the longest delay a tier can set plus this is poison.
+DUE_MARGIN_S = 60.0
+#: What tier records carried before the header vocabulary was shared (read, never written).
+_LEGACY_FIRST_FAILURE_AT = "backbone-first-failure-at"
 DELIVERIES = "webhooks.deliveries"
 ATTEMPTS = "webhooks.attempts"
 DEAD_LETTERS = "webhooks.deliveries.dlt"
@@ -56,12 +62,15 @@ def tier_topic(n: int) -> str:
     return f"{DELIVERIES}.retry.{n}"
 
 
-def _float_header(headers: dict[str, bytes], name: str) -> float | None:
-    raw = headers.get(name)
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
+def _time_header(headers: dict[str, bytes], name: str) -> float | None:
+    """A header's moment as unix seconds (ISO 8601; unix seconds from older records)."""
+    moment = h.parse_time(headers.get(name))
+    return None if moment is None else moment.timestamp()
+
+
+def _first_failure(headers: dict[str, bytes]) -> float | None:
+    found = _time_header(headers, FIRST_FAILURE_AT)
+    return found if found is not None else _time_header(headers, _LEGACY_FIRST_FAILURE_AT)
 
 
 def _error_class(result: AttemptResult) -> str:
@@ -134,7 +143,7 @@ class DeliveryWorker:
             session_timeout_s=10.0,
             rebalance_timeout_s=self._settings.timeout_s + 5,
             drain_timeout_s=self._settings.timeout_s + 5,
-            due=lambda record: _float_header(dict(record.headers), DUE_AT),
+            due=self._due,
             fetch_wait_ms=self._fetch_max_wait_ms,
         )
         try:
@@ -150,6 +159,19 @@ class DeliveryWorker:
             await self._stage.stop()
             self._stage = None
         await self._sender.stop()
+
+    def _due(self, record: Record) -> float | None:
+        """When a tier record is due; None (now) without a due time or for a poison one."""
+        due = _time_header(dict(record.headers), DUE_AT)
+        return None if due is None or self._too_late(due) is not None else due
+
+    def _too_late(self, due_at: float) -> str | None:
+        """Why a due time cannot have been set by us (it would hold its partition for good)."""
+        longest = max((*self._settings.retry_delays_s, MAX_RETRY_AFTER_S)) + DUE_MARGIN_S
+        if due_at - time.time() <= longest:
+            return None
+        when = _utc(due_at).isoformat() if due_at < 253_402_300_799 else f"{due_at:g}"
+        return f"due at {when}, more than {longest:g} s away: beyond any retry tier's delay"
 
     async def _deliver_all(self, records: list[Record]) -> None:
         # a record whose outcome could not be written for a retriable reason (Kafka away) raises:
@@ -205,7 +227,13 @@ class DeliveryWorker:
     async def _deliver_event(
         self, event: WebhookDeliveryRequested, record: Record, headers: dict[str, bytes]
     ) -> None:
-        due_at = _float_header(headers, DUE_AT)
+        due_at = _time_header(headers, DUE_AT)
+        if due_at is not None and (why := self._too_late(due_at)) is not None:
+            log.warning("dead-lettering delivery %s: %s", event.delivery_id, why)
+            await self._dead_letter(
+                event, record, headers, DeadLetterReason.FATAL, "RetryDueTooLate", why, time.time()
+            )
+            return
         if due_at is not None and (wait := due_at - time.time()) > 0:
             await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): send on time
         endpoint = self._view.get(event.endpoint_id)
@@ -307,7 +335,7 @@ class DeliveryWorker:
             ),
             topic=ATTEMPTS,
         )
-        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        first_failure = _first_failure(headers) or now
         if decision.action is Action.RETRY:
             await self._retry(event, decision, first_failure)
         elif decision.action is Action.DEAD_LETTER:
@@ -344,8 +372,8 @@ class DeliveryWorker:
             again,
             topic=tier_topic(decision.tier),
             headers={
-                DUE_AT: repr(decision.due_at).encode(),
-                FIRST_FAILURE_AT: repr(first_failure).encode(),
+                DUE_AT: h.iso(_utc(decision.due_at)),
+                FIRST_FAILURE_AT: h.iso(_utc(first_failure)),
             },
         )
 
@@ -365,7 +393,7 @@ class DeliveryWorker:
         message: str,
         now: float,
     ) -> None:
-        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        first_failure = _first_failure(headers) or now
         envelope = DeadLetterEnvelope(
             reason=reason,
             original_topic=record.topic,
@@ -389,4 +417,5 @@ class DeliveryWorker:
                 correlation_id=event.correlation_id,
             ),
             topic=DEAD_LETTERS,
+            headers=h.envelope_headers(envelope),
         )

@@ -18,6 +18,7 @@ from aiokafka import ConsumerRecord
 
 from connectors.webhooks._signing import WebhookSecret
 from connectors.webhooks.errors import InvalidHeaderError
+from streams import headers as h
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.webhooks import (
@@ -28,7 +29,7 @@ from streams.events.webhooks import (
 from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
 
-GRACE_HEADER = "backbone-secret-grace-until"
+GRACE_HEADER = h.SECRET_GRACE_UNTIL
 
 #: RFC 9110 ``token``: what a header name may be.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -106,7 +106,7 @@ class WebhookSender:
                 parsed, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 excerpt = await response.content.read(self.settings.max_response_bytes)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 return AttemptResult(
                     response.status,
                     elapsed(),

@@ -19,6 +19,7 @@ import pytest
 from connectors.webhooks import WebhookSecret
 from connectors.webhooks.errors import InvalidHeaderError
 from connectors.webhooks.registry import ENDPOINTS_TOPIC, Endpoint, to_event
+from streams import headers as h
 from streams.codec import Codec
 from streams.events.common import DeadLetterReason
 from streams.events.research import ResearchStepStarted
@@ -26,6 +27,7 @@ from streams.events.webhooks import (
     WebhookDeliveryAttempted,
     WebhookDeliveryDeadLettered,
     WebhookDeliveryFailed,
+    WebhookDeliveryRequested,
 )
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -152,3 +154,52 @@ async def test_an_oversized_delivery_is_dead_lettered_and_fanout_goes_on(
     assert dead.failure.reason is DeadLetterReason.FATAL
     assert "cannot be written" in dead.failure.message
     assert dead.failure.original_topic == catalogue.name("research.events")
+
+
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
+async def test_a_tier_record_due_in_9999_is_dead_lettered_and_the_next_one_delivered(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
+) -> None:
+    async with receiver() as bird, admin_only(kafka_settings, codec, catalogue) as out:
+        endpoint, _ = await out.admin.register(bird.url)
+        poison, due = (
+            WebhookDeliveryRequested(
+                delivery_id=f"msg_{n}_{endpoint.endpoint_id}",
+                endpoint_id=endpoint.endpoint_id,  # the key: both on one partition, in order
+                delivered_event_type="call.succeeded",
+                delivered_event_id=f"e-{n}",
+                payload='{"type":"t"}',
+                attempt=2,
+            )
+            for n in (1, 2)
+        )
+        for request, when in ((poison, "9999-01-01T00:00:00+00:00"), (due, "2020-01-01")):
+            await out.publisher.publish(
+                request,
+                topic="webhooks.deliveries.retry.1",
+                headers={h.DUE_AT: when.encode()},
+            )
+        settings = delivery_settings(runtime=runtime)
+        async with running_service(kafka_settings, codec, catalogue, settings):
+            [hit] = await bird.wait_for(1)
+            rows: list[tuple[object, dict[str, bytes]]] = []
+
+            async def dead_lettered() -> bool:
+                found = await read_all(
+                    kafka_settings, codec, catalogue.name("webhooks.deliveries.dlt")
+                )
+                rows[:] = [(e, hd) for _, e, hd in found]
+                return bool(rows)
+
+            deadline = time.monotonic() + 30
+            while not await dead_lettered():
+                assert time.monotonic() < deadline, "no dead letter"
+                await asyncio.sleep(0.2)
+    assert hit.headers["webhook-id"] == due.delivery_id
+    [(dead, headers)] = rows
+    assert isinstance(dead, WebhookDeliveryDeadLettered)
+    assert dead.delivery_id == poison.delivery_id
+    assert dead.failure.reason is DeadLetterReason.FATAL
+    assert "9999-01-01" in dead.failure.message
+    assert headers[h.DLT_REASON] == b"fatal"
+    assert headers[h.DLT_ERROR_CLASS] == b"RetryDueTooLate"
