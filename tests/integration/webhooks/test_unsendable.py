@@ -10,8 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -31,7 +29,14 @@ from streams.events.webhooks import (
 )
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration.webhooks._kit import ingress_settings, read_all, running_gateway
+from tests.integration.webhooks._kit import (
+    dead_letters,
+    ingress_settings,
+    read_all,
+    running_gateway,
+    wait_dead_letters,
+    wait_until,
+)
 from tests.integration.webhooks._outbound import admin_only, delivery_settings, running_service
 from tests.integration.webhooks._receiver import receiver
 
@@ -46,21 +51,6 @@ BAD_HEADERS = [
     {"": "empty name"},
     {"Bad\r\nName": "v"},
 ]
-
-
-async def _wait(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def _dead_letters(
-    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue
-) -> list[WebhookDeliveryDeadLettered]:
-    rows = await read_all(kafka, codec, catalogue.name("webhooks.deliveries.dlt"))
-    return [e for _, e, _ in rows if isinstance(e, WebhookDeliveryDeadLettered)]
 
 
 async def test_bad_custom_headers_are_refused_at_registration(
@@ -112,15 +102,15 @@ async def test_an_unsendable_delivery_fails_once_and_others_are_delivered(
         await out.publisher.publish(to_event(bad, registered=True), topic=ENDPOINTS_TOPIC)
         settings = delivery_settings(runtime=runtime, retry_delays_s=(0.2, 0.2, 0.2))
         async with running_service(kafka_settings, codec, catalogue, settings) as svc:
-            await _wait(lambda: svc.registry.view.get("ep_injected") is not None)
+            await wait_until(lambda: svc.registry.view.get("ep_injected") is not None)
             doomed = await out.request("ep_injected")
             fine = await out.request(good.endpoint_id)
             await bird.wait_for(1)
-            await _wait(lambda: svc.worker.failed >= 1)
+            await wait_until(lambda: svc.worker.failed >= 1)
             await asyncio.sleep(2)  # long enough for a rewind loop or retries to show
     [hit] = bird.hits  # the good endpoint once; the injected header never left the worker
     assert "X-Injected" not in hit.headers
-    dead = await _dead_letters(kafka_settings, codec, catalogue)
+    dead = await wait_dead_letters(kafka_settings, codec, catalogue, 1)
     assert [d.delivery_id for d in dead] == [doomed.delivery_id]
     assert dead[0].failure.reason is DeadLetterReason.FATAL
     assert "unsendable_request" in dead[0].failure.message
@@ -146,9 +136,9 @@ async def test_an_oversized_delivery_is_dead_lettered_and_fanout_goes_on(
             await out.publisher.publish(small)
             [hit] = await bird.wait_for(1)
             assert svc.fanout is not None
-            await _wait(lambda: svc.fanout is not None and svc.fanout.dead_lettered == 1)
+            await wait_until(lambda: svc.fanout is not None and svc.fanout.dead_lettered == 1)
     assert b'"s-2"' in hit.body
-    [dead] = await _dead_letters(kafka_settings, codec, catalogue)
+    [dead] = await wait_dead_letters(kafka_settings, codec, catalogue, 1)
     assert dead.endpoint_id == endpoint.endpoint_id
     assert dead.request.delivered_event_id == str(huge.event_id)
     assert dead.failure.reason is DeadLetterReason.FATAL
@@ -182,19 +172,8 @@ async def test_a_tier_record_due_in_9999_is_dead_lettered_and_the_next_one_deliv
         settings = delivery_settings(runtime=runtime)
         async with running_service(kafka_settings, codec, catalogue, settings):
             [hit] = await bird.wait_for(1)
-            rows: list[tuple[object, dict[str, bytes]]] = []
-
-            async def dead_lettered() -> bool:
-                found = await read_all(
-                    kafka_settings, codec, catalogue.name("webhooks.deliveries.dlt")
-                )
-                rows[:] = [(e, hd) for _, e, hd in found]
-                return bool(rows)
-
-            deadline = time.monotonic() + 30
-            while not await dead_lettered():
-                assert time.monotonic() < deadline, "no dead letter"
-                await asyncio.sleep(0.2)
+            await wait_dead_letters(kafka_settings, codec, catalogue, 1, timeout=30)
+    rows = await dead_letters(kafka_settings, codec, catalogue)
     assert hit.headers["webhook-id"] == due.delivery_id
     [(dead, headers)] = rows
     assert isinstance(dead, WebhookDeliveryDeadLettered)
