@@ -22,6 +22,10 @@ from infra.errors import InfraError
 
 #: Deeper than any real schema (ours nest to about 10), far below Python's recursion limit.
 MAX_DEPTH = 100
+#: Fields in one schema, all records together. Apache avro's parser is quadratic in them (2,000
+#: take about 0.7 s on the reference machine, 37,000 over two minutes), and the registry parses
+#: on its event loop; ours have under 50.
+MAX_FIELDS = 2_000
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED = frozenset({"record", "error", "enum", "fixed"})
@@ -32,7 +36,7 @@ _LONG = (-(2**63), 2**63 - 1)
 
 
 class SchemaShapeError(InfraError):
-    """JSON nested too deep (refused before parsing)."""
+    """JSON nested too deep, or a schema with too many fields (refused before the Avro parse)."""
 
     code = "schema_shape"
 
@@ -81,6 +85,7 @@ def _full(name: str, namespace: str) -> str:
 class _Walk:
     named: dict[str, dict[str, Any]] = field(default_factory=dict)
     defaults: list[tuple[str, Any, Any]] = field(default_factory=list)
+    fields: int = 0
 
     def schema(self, node: Any, namespace: str) -> Any:
         if isinstance(node, str):
@@ -118,6 +123,9 @@ class _Walk:
         return out
 
     def _field(self, node: Any, namespace: str, record: str) -> Any:
+        self.fields += 1
+        if self.fields > MAX_FIELDS:
+            raise SchemaShapeError(f"more than {MAX_FIELDS} fields")
         if not isinstance(node, dict):
             return node
         out = dict(node)

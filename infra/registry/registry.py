@@ -240,7 +240,7 @@ class Registry:
         """Parse and validate; the JSON's depth is bounded before anything recurses into it."""
         Registry._json(text)
         try:
-            check_defaults(text)
+            check_defaults(text)  # also bounds the field count before the (quadratic) parse
             parsed = parse(text)
         except (
             InvalidAvroSchema,

@@ -62,6 +62,12 @@ def test_defaults_are_checked_against_their_types() -> None:
         check_defaults(json.dumps(bad))
 
 
+def test_too_many_fields_are_refused_before_the_avro_parse() -> None:
+    fields = [{"name": f"f{i}", "type": "int"} for i in range(2_001)]
+    with pytest.raises(SchemaShapeError, match="more than 2000 fields"):
+        check_defaults(json.dumps({"type": "record", "name": "Wide", "fields": fields}))
+
+
 def test_depth_is_checked_without_parsing() -> None:
     check_shape('{"a": "[[[[[[[[[["}', max_depth=2)  # brackets in strings do not count
     with pytest.raises(SchemaShapeError):
