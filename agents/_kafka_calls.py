@@ -140,18 +140,19 @@ class KafkaCalls:
         due = max((self._due(r) or 0.0 for r in records), default=0.0)
         if (wait := due - time.time()) > 0:
             await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
-        poison = [r for r in records if self._too_late(r, _due_at(r)) is not None]
+        verdicts = [(r, self._too_late(r, _due_at(r))) for r in records]
         pending: Pending = []
-        for record in poison:  # would hold its partition for good: the call ends, with why
+        for record, why in verdicts:  # poison would hold its partition for good: end the call
+            if why is None:
+                continue
             source = self._source(record)
             request = await self._request(record, source, pending)
-            why = self._too_late(record, _due_at(record))
-            if request is not None and why is not None:
+            if request is not None:
                 log.warning("dead-lettering retry of %s: %s", request.call_id, why)
                 error = RetryDueTooLateError(why)
                 pending += await self.writer.refuse(self.executor, request, source, error)
         await self.writer.acknowledged(pending)
-        await self._forward_each([r for r in records if r not in poison], back_to_lane)
+        await self._forward_each([r for r, why in verdicts if why is None], back_to_lane)
 
     async def _forward_each(
         self, records: list[Record], outputs: Callable[[CallRequested, Source], list[Output]]
