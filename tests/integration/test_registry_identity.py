@@ -200,7 +200,7 @@ async def test_hostile_bodies_get_json_4xx(server: RegistryServer) -> None:
     wide = {
         "type": "record",
         "name": "W",
-        "fields": [{"name": f"f{i}", "type": "int"} for i in range(30_000)],
+        "fields": [{"name": f"f{i}", "type": "int"} for i in range(20_000)],
     }
     assert len(big) > 1_000_000
     cases: list[tuple[str, bytes | dict[str, Any], tuple[int, ...]]] = [
@@ -209,7 +209,7 @@ async def test_hostile_bodies_get_json_4xx(server: RegistryServer) -> None:
         ("deep schema in a record", {"schema": '{"type":' * 5_000 + '"int"' + "}" * 5_000}, (422,)),
         ("huge number in body", ('{"schema": "x", "n": ' + "9" * 5_000 + "}").encode(), (422,)),
         ("huge number in schema", {"schema": huge_number}, (422,)),
-        ("30,000 fields", {"schema": json.dumps(wide)}, (422,)),
+        ("20,000 fields", {"schema": json.dumps(wide)}, (422,)),
         ("1 MB schema", {"schema": big}, (413,)),
         ("3 MB body", {"schema": big * 3}, (413,)),
     ]
