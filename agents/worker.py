@@ -76,6 +76,7 @@ class CallWorker:
             on_circuit=self._side.put_nowait,
             journal=self._claim,
             worker=kafka.client_id,
+            topics=catalogue,
         )
         self.dispatcher = LaneDispatcher(settings.lane_weights, settings.max_in_flight)
         self._follower = LedgerFollower(

@@ -139,7 +139,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings(**tree, external_kafka=external, external_registry=external_registry)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid configuration: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".removeprefix(": ")
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from exc
 
 
 def _webhooks_from_env(env: Mapping[str, str], tree: dict[str, Any]) -> None:

@@ -13,7 +13,13 @@ from typing import Any
 
 from yarl import URL
 
-from connectors.webhooks._registry import GRACE_HEADER, Endpoint, EndpointView, to_event
+from connectors.webhooks._registry import (
+    GRACE_HEADER,
+    Endpoint,
+    EndpointView,
+    to_event,
+    validate_headers,
+)
 from connectors.webhooks._signing import WebhookSecret
 from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import UnknownEndpointError, WebhookError
@@ -77,6 +83,7 @@ class EndpointAdmin:
     ) -> tuple[Endpoint, str]:
         """Register an endpoint; returns it and its secret, which is never shown again."""
         _validate_url(url)
+        validate_headers(headers or {})
         secret = WebhookSecret.generate()
         endpoint = Endpoint(
             endpoint_id=endpoint_id or f"ep_{uuid.uuid4().hex[:20]}",
@@ -108,6 +115,8 @@ class EndpointAdmin:
         fields = {k: v for k, v in changes.items() if k in EDITABLE}
         if "url" in fields:
             _validate_url(fields["url"])
+        if "headers" in fields:
+            validate_headers(fields["headers"] or {})
         if "event_types" in fields:
             fields["event_types"] = tuple(fields["event_types"] or ())
         return await self._write(replace(current, **fields, disabled=False, disabled_reason=""))
