@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
+from aiokafka.errors import (
+    RecordTooLargeError as _BrokerRecordTooLarge,
+)
 
-from streams.errors import BackboneError, KafkaUnavailableError, PublishRejectedError
+from streams.errors import (
+    BackboneError,
+    KafkaUnavailableError,
+    PublishRejectedError,
+    RecordTooLargeError,
+)
 
 
 def translate(exc: KafkaError, doing: str) -> BackboneError:
@@ -17,4 +30,6 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
     retriable = getattr(exc, "retriable", False)
     if retriable or isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
         return KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, MessageSizeTooLargeError | _BrokerRecordTooLarge):
+        return RecordTooLargeError(f"{doing}: {type(exc).__name__}: {exc}")
     return PublishRejectedError(f"{doing}: {type(exc).__name__}: {exc}")

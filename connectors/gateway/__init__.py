@@ -35,7 +35,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from connectors.gateway._body import early_refusal
-from connectors.gateway._clients import CLIENT_ID, BearerTokens, ClientLimits, client_middleware
+from connectors.gateway._clients import (
+    CLIENT_ID,
+    TOKENS,
+    BearerTokens,
+    ClientLimits,
+    client_middleware,
+)
 from connectors.gateway._health import healthz, readyz
 from connectors.gateway._ingest import accepted_types, post_batch, post_event
 from connectors.gateway._keys import (
@@ -47,7 +53,7 @@ from connectors.gateway._keys import (
     SETTINGS,
 )
 from connectors.gateway._openapi import openapi_document
-from connectors.gateway._problems import problem
+from connectors.gateway._problems import problem, problem_middleware
 from connectors.gateway._service import GatewayService
 from connectors.gateway.settings import GatewaySettings
 from streams.codec import Codec
@@ -75,7 +81,10 @@ async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(accepted_types(request), "Backbone gateway"))
+    """Anonymous readers see the public event types; a bearer token adds its client's grants."""
+    client = request.app[TOKENS].client(request.headers.get("Authorization"))
+    types = accepted_types(request.app[SETTINGS], client)
+    return web.json_response(openapi_document(types, "Backbone gateway", routes=request.app.router))
 
 
 def build_gateway(
@@ -87,19 +96,19 @@ def build_gateway(
     extensions: Sequence[Extension] = (),
 ) -> web.Application:
     """The gateway application; run it with :class:`GatewayService` or ``aiohttp.web``."""
-    middleware = client_middleware(
-        BearerTokens(settings.tokens), ClientLimits(settings.rate_per_s, settings.burst)
-    )
+    tokens = BearerTokens(settings.tokens)
+    middleware = client_middleware(tokens, ClientLimits(settings.rate_per_s, settings.burst))
     # client_max_size is a backstop; the ingest routes enforce their own, smaller limits while
     # streaming the body, before buffering it.
     app = web.Application(
-        middlewares=[middleware],
+        middlewares=[problem_middleware, middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_batch_bytes),
     )
     app[SETTINGS] = settings
     app[KAFKA] = kafka
     app[REGISTRY] = registry
     app[CATALOGUE] = catalogue
+    app[TOKENS] = tokens
     app.cleanup_ctx.append(_publisher_lifecycle)
     app.router.add_post(
         f"/v1/events/{_TYPE}:batch",

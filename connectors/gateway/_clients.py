@@ -38,6 +38,10 @@ class BearerTokens:
         return self._clients.get(_digest(token.strip()))
 
 
+#: The gateway's token table (the OpenAPI route uses it to show a client its own event types).
+TOKENS = web.AppKey("backbone.bearer_tokens", BearerTokens)
+
+
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; one token per request."""
 

@@ -28,8 +28,13 @@ class GatewaySettings(BaseModel):
     #: The gateway's own producer linger. 0: every request waits for its acknowledgement, and
     #: records arriving while a produce request is in flight still share the next batch.
     linger_ms: int = Field(default=0, ge=0)
-    #: Event types clients may post; empty means every type of the contract.
+    #: Event types clients may post; empty means every *public* type of the contract
+    #: (:data:`streams.topics.PUBLIC_EVENT_TYPES`). Internal types need a grant besides.
     event_types: tuple[str, ...] = ()
+    #: client id -> internal event types that client may write as well (``fnmatch`` patterns,
+    #: e.g. ``("call.started", "monitoring.*")``). A client without a grant writes public types
+    #: only, so a token configuration from before grants existed keeps working unchanged.
+    grants: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -44,6 +49,20 @@ class GatewaySettings(BaseModel):
             if not sep or not client.strip() or not token.strip():
                 raise ValueError("tokens are `client=token` pairs separated by commas")
             parsed[client.strip()] = token.strip()
+        return parsed
+
+    @field_validator("grants", mode="before")
+    @classmethod
+    def _parse_grants(cls, value: Any) -> Any:
+        """``client=type|type2,client2=monitoring.*`` (how the environment variable spells it)."""
+        if not isinstance(value, str):
+            return value
+        parsed: dict[str, tuple[str, ...]] = {}
+        for item in (i.strip() for i in value.split(",") if i.strip()):
+            client, sep, types = item.partition("=")
+            if not sep or not client.strip() or not types.strip():
+                raise ValueError("grants are `client=type|type2` entries separated by commas")
+            parsed[client.strip()] = tuple(t.strip() for t in types.split("|") if t.strip())
         return parsed
 
     @field_validator("event_types", mode="before")

@@ -120,7 +120,7 @@ async def test_rejections_answer_401_and_leave_an_audit_event(
     async with running_gateway(kafka_settings, codec, catalogue, ingress_settings()) as (base, _):
         status, answer = await _post(f"{base}/webhooks/partner", body, headers)
     assert status == 401
-    assert answer["error"] == reason.value
+    assert answer["error"]["code"] == reason.value
     assert await _received(kafka_settings, codec, catalogue) == []
     [audit] = await _rejected(kafka_settings, codec, catalogue)
     assert audit.reason is reason
@@ -147,7 +147,7 @@ async def test_oversize_body_is_413_before_buffering(
     ) as (base, _):
         status, answer = await _post(f"{base}/webhooks/partner", big, {})
         assert status == 413
-        assert answer["limit"] == 1024
+        assert answer["error"]["limit"] == 1024
 
         async def chunks() -> object:  # no Content-Length: the cap is enforced while reading
             for _ in range(8):
