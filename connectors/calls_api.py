@@ -37,6 +37,7 @@ from connectors.gateway._validate import (
     field_problems,
     header_safe,
     too_deep,
+    validate_strict,
 )
 from streams.codec import Codec
 from streams.errors import BackboneError
@@ -79,11 +80,15 @@ class CallBody(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
 
 
+#: ``?wait=`` values: a number and an optional unit, nothing else (the OpenAPI document says so).
+WAIT_PATTERN = r"^(\d{1,6}(?:\.\d{1,3})?)(ms|s|m)?$"
+
+
 def parse_wait(text: str | None, cap_s: float) -> float | None:
     """``30s``, ``500ms``, ``2m`` or ``30`` -> seconds (capped); None when absent."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    match = re.fullmatch(WAIT_PATTERN, text)
     if match is None:
         raise ValueError(f"wait must look like 30s, 500ms or 2m, not {text!r}")
     value = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
@@ -150,6 +155,8 @@ class ReplyWaiter:
 
 
 _PUBLISHER = web.AppKey("backbone.calls.publisher", Publisher)
+#: The configured service names (when the extension was given them), for the OpenAPI document.
+SERVICES = web.AppKey("backbone.calls.services", tuple)
 _WAITER = web.AppKey("backbone.calls.waiter", ReplyWaiter)
 
 
@@ -166,7 +173,7 @@ def parse_call(raw: bytes, header_key: str | None, catalogue: Catalogue) -> Call
     if too_deep(raw):
         raise InvalidCallError("the JSON nests too deeply", [depth_problem(MAX_DEPTH)])
     try:
-        body = CallBody.model_validate_json(raw)
+        body = validate_strict(CallBody, raw)
     except ValidationError as exc:
         raise InvalidCallError("the call request is invalid", field_problems(exc)) from exc
     if header_key is not None and not header_safe(header_key):
@@ -252,7 +259,11 @@ def calls_extension(
         except TimeoutError:
             waiter.forget(call.call_id)
             return problem(
-                504, "wait_expired", f"no outcome within {wait:g} s; the call goes on", **accepted
+                504,
+                "wait_expired",
+                f"no outcome within {wait:g} s; the call goes on",
+                call_id=call.call_id,
+                idempotency_key=call.idempotency_key,
             )
         return web.json_response(
             {
@@ -264,6 +275,8 @@ def calls_extension(
         )
 
     def extend(app: web.Application) -> None:
+        if known is not None:
+            app[SERVICES] = tuple(sorted(known))
         app.cleanup_ctx.append(lifecycle)
         app.router.add_post("/v1/calls", post_call)
 

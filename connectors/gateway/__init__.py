@@ -52,7 +52,7 @@ from connectors.gateway._keys import (
     REGISTRY_CLIENT,
     SETTINGS,
 )
-from connectors.gateway._openapi import openapi_document
+from connectors.gateway._openapi import installed_routes, openapi_document
 from connectors.gateway._problems import problem, problem_middleware
 from connectors.gateway._service import GatewayService
 from connectors.gateway.settings import GatewaySettings
@@ -80,11 +80,26 @@ async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
             await publisher.stop()
 
 
+def _call_services(app: web.Application) -> tuple[str, ...] | None:
+    from connectors.calls_api import SERVICES
+
+    services: tuple[str, ...] | None = app.get(SERVICES)
+    return services
+
+
 async def _openapi(request: web.Request) -> web.Response:
     """Anonymous readers see the public event types; a bearer token adds its client's grants."""
     client = request.app[TOKENS].client(request.headers.get("Authorization"))
     types = accepted_types(request.app[SETTINGS], client)
-    return web.json_response(openapi_document(types, "Backbone gateway", routes=request.app.router))
+    document = openapi_document(
+        types,
+        "Backbone gateway",
+        catalogue=request.app[CATALOGUE],
+        routes=installed_routes(request.app),
+        max_batch_lines=request.app[SETTINGS].max_batch_lines,
+        services=_call_services(request.app),
+    )
+    return web.json_response(document)
 
 
 def build_gateway(

@@ -47,6 +47,7 @@ from connectors.gateway._validate import (
     field_problems,
     long_problems,
     too_deep,
+    validate_strict,
 )
 from connectors.gateway.settings import GatewaySettings
 from streams.errors import BackboneError, KafkaUnavailableError
@@ -121,7 +122,7 @@ def _build(
     if too_deep(raw):
         return _invalid([depth_problem(MAX_DEPTH)], limit)
     try:
-        event = cls.model_validate_json(raw, strict=True)
+        event = validate_strict(cls, raw)
     except ValidationError as exc:
         fields = field_problems(exc)
         if any(f["type"] == "json_invalid" for f in fields):
@@ -187,7 +188,7 @@ async def post_event(request: web.Request) -> web.StreamResponse:
     limit = request.app[SETTINGS].max_body_bytes
     try:
         check_declared(request, limit, JSON_TYPES)
-        body = await read_limited(request, limit)
+        body = await read_limited(request, limit, request.app[SETTINGS].body_timeout_s)
     except RefusedBodyError as refused:
         return refused.response
     args = (cls, body, request[CLIENT_ID], request.app[CATALOGUE], 20)
@@ -240,7 +241,7 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     try:
         check_declared(request, settings.max_batch_bytes, NDJSON_TYPES)
-        body = await read_limited(request, settings.max_batch_bytes)
+        body = await read_limited(request, settings.max_batch_bytes, settings.body_timeout_s)
     except RefusedBodyError as refused:
         return refused.response
     args = (cls, body, request[CLIENT_ID], request.app[CATALOGUE])
@@ -253,7 +254,7 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
         return problem(400, "empty_batch", "the batch has no lines")
     if total > settings.max_batch_lines:
         return problem(
-            413, "too_many_lines", f"a batch holds at most {settings.max_batch_lines} lines"
+            400, "too_many_lines", f"a batch holds at most {settings.max_batch_lines} lines"
         )
     outcomes = await _publish(request, [event for _, event in events]) if events else []
     for (number, event), outcome in zip(events, outcomes, strict=True):

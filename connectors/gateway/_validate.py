@@ -8,9 +8,10 @@ Each returns problems in the client-facing shape ``{"field", "message", "type"}`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +25,7 @@ MAX_PROBLEMS = 20
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 Problem = dict[str, str]
+Model = TypeVar("Model", bound=BaseModel)
 
 # a whole JSON string (skipped: brackets inside strings do not nest), or one bracket
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
@@ -48,6 +50,31 @@ def too_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
         else:
             depth -= 1
     return False
+
+
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _integral_float_error(err: Any) -> bool:
+    value = err.get("input")
+    return err["type"] == "int_type" and isinstance(value, float) and value.is_integer()
+
+
+def validate_strict(model: type[Model], raw: bytes | str) -> Model:
+    """``model`` from JSON text in pydantic's strict mode: no ``"3"`` or ``true`` for a number,
+    no ``0`` for a date-time. An integral number written with a fraction or exponent (``3.0``,
+    ``1e3``) is still an integer, as JSON Schema defines it. Call :func:`too_deep` first."""
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        if not errors or not all(_integral_float_error(e) for e in errors):
+            raise
+    # rare: re-read with integral floats as integers (the depth was bounded by the caller)
+    normal = json.dumps(json.loads(raw, parse_float=_number), allow_nan=False)
+    return model.model_validate_json(normal, strict=True)
 
 
 def depth_problem(limit: int = MAX_DEPTH, field: str = "(body)") -> Problem:

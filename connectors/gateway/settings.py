@@ -25,6 +25,12 @@ class GatewaySettings(BaseModel):
     #: How long a request waits for the broker's acknowledgement before answering 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    #: A connection must complete its request line and headers within this many seconds of
+    #: opening (and an idle keep-alive connection is closed after it): slow-header trickles are
+    #: cut off (aiohttp's ``keepalive_timeout`` also guards the first request's headers).
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    #: A request body must arrive in full within this many seconds (408 otherwise).
+    body_timeout_s: float = Field(default=30.0, gt=0)
     #: The gateway's own producer linger. 0: every request waits for its acknowledgement, and
     #: records arriving while a produce request is in flight still share the next batch.
     linger_ms: int = Field(default=0, ge=0)

@@ -6,17 +6,20 @@ sees the change when it follows the topic.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
+from pydantic import HttpUrl, TypeAdapter, ValidationError
 from yarl import URL
 
 from connectors.webhooks._registry import GRACE_HEADER, Endpoint, EndpointView, to_event
 from connectors.webhooks._signing import WebhookSecret
+from connectors.webhooks._ssrf import DestinationPolicy, check_url
 from connectors.webhooks._writer import EventWriter
-from connectors.webhooks.errors import UnknownEndpointError, WebhookError
+from connectors.webhooks.errors import UnknownEndpointError, UnsafeDestinationError, WebhookError
 from streams.events.webhooks import WebhookEndpointDisabled
 
 TOPIC = "webhooks.endpoints"
@@ -35,18 +38,66 @@ class EndpointConflictError(WebhookError):
     code = "endpoint_conflict"
 
 
-def _validate_url(url: str) -> None:
-    """Shape only: where it points is judged by the SSRF guard at every attempt, because the
-    allow-list is the delivery worker's setting and DNS answers change."""
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise WebhookError(f"{url!r} is not an absolute http(s) URL")
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def normalise_url(url: str) -> str:
+    """The endpoint URL as stored, whoever registers it (API or CLI): parsed and normalised
+    the way the API's model does (lower-case scheme and host, IDNA, ``/`` for an empty path)."""
+    try:
+        return str(_HTTP_URL.validate_python(url))
+    except ValidationError as exc:
+        raise WebhookError(f"{url!r} is not an absolute http(s) URL") from exc
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Custom header names are HTTP tokens and values hold no CR, LF or other control characters:
+    a header that cannot be sent must not be stored (it would fail every delivery attempt)."""
+    for name, text in (headers or {}).items():
+        if not _TOKEN.match(name):
+            raise ValueError(f"header name {name!r} is not an HTTP token")
+        if _CONTROL.search(text):
+            raise ValueError(f"header {name!r}: the value holds control characters (CR/LF...)")
+    return headers
+
+
+def check_destination(url: str, policy: DestinationPolicy) -> None:
+    """Refuse a URL whose literal address the SSRF guard refuses (loopback, private, metadata...)
+    at registration. Names are judged again at every delivery attempt, because DNS answers change
+    and the guard must see the address actually connected to."""
+    try:
+        check_url(URL(url), policy)
+    except UnsafeDestinationError as exc:
+        raise WebhookError(f"unsafe destination: {exc}") from exc
 
 
 class EndpointAdmin:
-    def __init__(self, writer: EventWriter, view: EndpointView) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        view: EndpointView,
+        policy: DestinationPolicy | None = None,
+    ) -> None:
         self._writer = writer
         self._view = view
+        #: the delivery worker's SSRF policy (its allow-list), judged at registration too
+        self._policy = policy or DestinationPolicy()
+
+    @staticmethod
+    def _headers(headers: dict[str, str] | None) -> None:
+        try:
+            check_headers(headers)
+        except ValueError as exc:
+            raise WebhookError(str(exc)) from exc
+
+    def _url(self, url: str) -> str:
+        normal = normalise_url(url)
+        check_destination(normal, self._policy)
+        return normal
 
     def _get(self, endpoint_id: str) -> Endpoint:
         endpoint = self._view.get(endpoint_id)
@@ -76,7 +127,8 @@ class EndpointAdmin:
         endpoint_id: str | None = None,
     ) -> tuple[Endpoint, str]:
         """Register an endpoint; returns it and its secret, which is never shown again."""
-        _validate_url(url)
+        url = self._url(url)
+        self._headers(headers)
         secret = WebhookSecret.generate()
         endpoint = Endpoint(
             endpoint_id=endpoint_id or f"ep_{uuid.uuid4().hex[:20]}",
@@ -107,7 +159,9 @@ class EndpointAdmin:
             )
         fields = {k: v for k, v in changes.items() if k in EDITABLE}
         if "url" in fields:
-            _validate_url(fields["url"])
+            fields["url"] = self._url(fields["url"])
+        if "headers" in fields:
+            self._headers(fields["headers"])
         if "event_types" in fields:
             fields["event_types"] = tuple(fields["event_types"] or ())
         return await self._write(replace(current, **fields, disabled=False, disabled_reason=""))

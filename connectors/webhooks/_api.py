@@ -14,7 +14,6 @@ again at every delivery, as DNS answers change). Errors use the gateway's one sh
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from aiohttp import web
@@ -22,8 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, fie
 
 from connectors.gateway._body import RefusedBodyError, read_limited, too_large
 from connectors.gateway._problems import problem, write_refusal
-from connectors.gateway._validate import capped, depth_problem, field_problems, too_deep
-from connectors.webhooks._admin import EndpointAdmin, EndpointConflictError
+from connectors.gateway._validate import (
+    capped,
+    depth_problem,
+    field_problems,
+    too_deep,
+    validate_strict,
+)
+from connectors.webhooks._admin import EndpointAdmin, EndpointConflictError, check_headers
 from connectors.webhooks._registry import EndpointView
 from connectors.webhooks.errors import UnknownEndpointError, WebhookError
 from streams.errors import BackboneError
@@ -31,21 +36,9 @@ from streams.errors import BackboneError
 BASE = "/v1/webhook-endpoints"
 #: Largest request body of this API (an endpoint's settings are small).
 MAX_BODY_BYTES = 64 * 1024
-_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def _check_headers(value: dict[str, str] | None) -> dict[str, str] | None:
-    """Header names are HTTP tokens; values hold no CR, LF or other control characters."""
-    for name, text in (value or {}).items():
-        if not _TOKEN.match(name):
-            raise ValueError(f"header name {name!r} is not an HTTP token")
-        if _CONTROL.search(text):
-            raise ValueError(f"header {name!r}: the value holds control characters (CR/LF...)")
-    return value
-
-
-class _NewEndpoint(BaseModel):
+class NewEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     url: HttpUrl
@@ -57,10 +50,10 @@ class _NewEndpoint(BaseModel):
     description: str = Field(default="", max_length=2000)
     endpoint_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
-    _headers = field_validator("headers")(_check_headers)
+    _headers = field_validator("headers")(check_headers)
 
 
-class _Patch(BaseModel):
+class PatchEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     url: HttpUrl | None = None
@@ -74,7 +67,7 @@ class _Patch(BaseModel):
     rotate_secret: bool = False
     grace_s: float | None = Field(default=None, ge=0)
 
-    _headers = field_validator("headers")(_check_headers)
+    _headers = field_validator("headers")(check_headers)
 
 
 class _RefusedError(Exception):
@@ -135,7 +128,7 @@ class EndpointsAPI:
 
     async def create(self, request: web.Request) -> web.Response:
         async def work() -> web.Response:
-            spec = _NewEndpoint.model_validate_json(await self._json(request))
+            spec = validate_strict(NewEndpoint, await self._json(request))
             endpoint, secret = await self._admin.register(
                 str(spec.url),
                 event_types=spec.event_types,
@@ -164,8 +157,10 @@ class EndpointsAPI:
         endpoint_id = request.match_info["endpoint_id"]
 
         async def work() -> web.Response:
-            patch = _Patch.model_validate_json(await self._json(request))
-            changes = patch.model_dump(exclude_unset=True, exclude={"rotate_secret", "grace_s"})
+            patch = validate_strict(PatchEndpoint, await self._json(request))
+            changes = patch.model_dump(
+                exclude_unset=True, exclude_none=True, exclude={"rotate_secret", "grace_s"}
+            )
             if "url" in changes and patch.url is not None:
                 changes["url"] = str(patch.url)
             endpoint = self._view.get(endpoint_id)

@@ -18,6 +18,7 @@ Order of work for one request, each step only if the previous passed:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 from aiohttp import web
@@ -118,6 +119,16 @@ class WebhookIngress:
         envelope, still fits in one record: the limit is enforced on what is written."""
         return min(self._settings.max_body_bytes, RECORD_LIMIT_BYTES - ENVELOPE_RESERVE_BYTES)
 
+    @staticmethod
+    def _dedupe_id(scheme: str, msg_id: str, body: bytes) -> str:
+        """What makes two requests the same webhook. GitHub signs the body only (no id, no
+        timestamp), so the same body and signature under a new delivery id is a replay: GitHub
+        webhooks are deduplicated on the body's SHA-256 for as long as ``webhooks.seen`` keeps
+        ids (its retention, 7 days). Standard Webhooks sign id and timestamp: the id is enough."""
+        if scheme == "github":
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+        return msg_id
+
     async def _read_capped(self, request: web.Request) -> bytes:
         limit = self.body_limit
         if request.content_length is not None and request.content_length > limit:
@@ -180,7 +191,7 @@ class WebhookIngress:
             reason = _REASONS.get(exc.reason, RejectionReason.MALFORMED)
             claimed = headers.get("webhook-id") or headers.get("x-github-delivery")
             return await self._reject(source, reason, str(exc), request, claimed)
-        key = seen_key(source, verified.msg_id)
+        key = seen_key(source, self._dedupe_id(verifier.scheme, verified.msg_id, body))
         async with self._seen.claim(key) as already:
             if already:
                 return web.json_response({"status": "duplicate", "webhook_id": verified.msg_id})
