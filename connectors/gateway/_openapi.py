@@ -30,6 +30,7 @@ _REASONS = {
     401: "missing or unknown bearer token",
     403: "an internal event type this client has no grant for",
     404: "not found",
+    408: "the body did not arrive in time",
     409: "conflicts with the current state",
     413: "the body is larger than the limit, or the event it makes is too large to write (`error.limit`)",
     415: "wrong Content-Type",
@@ -201,7 +202,7 @@ def _event_paths(
                 "requestBody": {"required": True, "content": _json(_ref(cls.__name__))},
                 "responses": {
                     "202": _ok("written and acknowledged by Kafka", _ref("Accepted")),
-                    **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 408, 413, 415, 422, 429, 503),
                 },
             }
         }
@@ -230,7 +231,7 @@ def _event_paths(
                 "responses": {
                     "202": _ok("every line written", _ref("BatchResult")),
                     "207": _ok("some lines written; see `results`", _ref("BatchResult")),
-                    **_errors(400, 401, 403, 404, 413, 415, 429, 503),
+                    **_errors(400, 401, 403, 404, 408, 413, 415, 429, 503),
                 },
             }
         }
@@ -279,6 +280,7 @@ def _calls_path(
                     400,
                     401,
                     404,
+                    408,
                     413,
                     422,
                     429,
@@ -325,7 +327,7 @@ def _endpoint_paths(schemas: dict[str, Any]) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref("NewEndpoint"))},
                 "responses": {
                     "201": _ok("registered", endpoint),
-                    **_errors(400, 401, 409, 413, 422, 429, 503),
+                    **_errors(400, 401, 408, 409, 413, 422, 429, 503),
                 },
             },
             "get": {
@@ -350,7 +352,7 @@ def _endpoint_paths(schemas: dict[str, Any]) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json(_ref("PatchEndpoint"))},
                 "responses": {
                     "200": _ok("the endpoint as changed", endpoint),
-                    **_errors(400, 401, 404, 409, 413, 422, 429, 503),
+                    **_errors(400, 401, 404, 408, 409, 413, 422, 429, 503),
                 },
             },
         },
@@ -385,6 +387,7 @@ def _inbound_path() -> dict[str, Any]:
                 **_errors(
                     401,
                     404,
+                    408,
                     413,
                     503,
                     s401="the signature is missing, wrong or stale (an audit event is written)",

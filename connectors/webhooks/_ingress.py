@@ -23,6 +23,7 @@ import logging
 
 from aiohttp import web
 
+from connectors.gateway._body import BODY_TIMEOUT_S
 from connectors.gateway._problems import (
     RECORD_LIMIT_BYTES,
     problem,
@@ -135,11 +136,12 @@ class WebhookIngress:
             raise _TooLargeError
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLargeError
-            chunks.append(chunk)
+        async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickled body cannot hold a handler
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
         return b"".join(chunks)
 
     async def _publish(
@@ -181,6 +183,13 @@ class WebhookIngress:
             return problem(404, "unknown_source", f"no webhook source {source!r} is configured")
         try:
             body = await self._read_capped(request)
+        except TimeoutError:
+            return problem(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {BODY_TIMEOUT_S:g} s",
+                headers={"Connection": "close"},
+            )
         except _TooLargeError:
             limit = self.body_limit
             return problem(413, "body_too_large", f"the body exceeds {limit} bytes", limit=limit)
