@@ -5,7 +5,13 @@ Routes built in:
 - ``POST /v1/events/{event_type}`` (JSON) and ``POST /v1/events/{event_type}:batch`` (NDJSON,
   per-line results): validated against the event model, published, answered 202 only after the
   broker acknowledged (see :mod:`connectors.gateway._ingest` for the exact status rules);
-- ``GET /openapi.json`` generated from the event models; ``GET /healthz``; ``GET /readyz``.
+- ``GET /openapi.json`` generated from the models every installed route validates with (an
+  anonymous reader sees the public event types, a token's holder also its granted internal ones);
+  ``GET /healthz``; ``GET /readyz``.
+
+Every refusal, aiohttp's own 404/405 included, is one JSON shape (:mod:`connectors.gateway._problems`);
+bodies are bounded in size and JSON depth before parsing and validated strictly
+(:mod:`connectors.gateway._validate`); internal event types need a grant (403 otherwise).
 
 Bearer tokens (one per client, :class:`GatewaySettings.tokens`) and a per-client token bucket
 guard every ``/v1/`` path; other paths (health, OpenAPI, ``/webhooks/...`` which verifies

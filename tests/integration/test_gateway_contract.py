@@ -84,7 +84,7 @@ async def live_gateway(
 
 
 async def test_schemathesis_finds_no_failure_on_the_live_gateway(live_gateway: str) -> None:
-    examples = os.environ.get("BACKBONE_SCHEMATHESIS_EXAMPLES", "10")
+    examples = os.environ.get("BACKBONE_SCHEMATHESIS_EXAMPLES", "6")
     phases = os.environ.get("BACKBONE_SCHEMATHESIS_PHASES", "examples,fuzzing,stateful")
     seed = os.environ.get("BACKBONE_SCHEMATHESIS_SEED", "20261130")
     env = {
