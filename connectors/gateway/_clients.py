@@ -39,6 +39,10 @@ class BearerTokens:
         return self._clients.get(_digest(token.strip()))
 
 
+#: The gateway's token table (the OpenAPI route uses it to show a client its own event types).
+TOKENS = web.AppKey("backbone.bearer_tokens", BearerTokens)
+
+
 class ClientLimits:
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
