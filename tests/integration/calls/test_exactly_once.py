@@ -121,7 +121,7 @@ async def test_no_call_runs_twice_across_a_worker_kill(
     assert unknown, "no call was in flight at the kill: the test proved nothing"
     # more execution slots (16) than service slots (4): a call is claimed only once it holds a
     # service slot, and holds it until the service answered, so at most 4 claimed calls can be
-    # without a request at the service at the kill (claimed a moment before it). Claiming on the
-    # execution slot instead left up to 12 claimed calls that never reached the service.
+    # without a request at the service at the kill (claimed a moment before it). The unit test
+    # test_a_call_is_claimed_only_once_it_holds_its_service_slot pins the order itself.
     never_called = [e.call_id for e in unknown if seen[e.request.idempotency_key] == 0]
     assert len(never_called) <= 4, f"{len(never_called)} unknown calls never reached the service"
