@@ -242,9 +242,11 @@ class Publisher:
         try:
             async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
                 await producer.start()
-        except (KafkaError, TimeoutError) as exc:
+        except BaseException as exc:  # cancelled too (stop() while connecting): never leak it
             with contextlib.suppress(Exception):
                 await close_producer(producer, 1.0)
+            if not isinstance(exc, KafkaError | TimeoutError):
+                raise
             if isinstance(exc, TimeoutError):
                 raise KafkaUnavailableError(
                     f"starting a producer on {self._kafka.bootstrap}: no answer in time"
