@@ -7,13 +7,22 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
     ProducerFenced,
     UnknownProducerId,
 )
+from aiokafka.errors import (
+    RecordTooLargeError as _BrokerRecordTooLarge,
+)
 
-from streams.errors import BackboneError, KafkaUnavailableError, PublishRejectedError
+from streams.errors import (
+    BackboneError,
+    KafkaUnavailableError,
+    PublishRejectedError,
+    RecordTooLargeError,
+)
 
 
 def translate(exc: KafkaError, doing: str) -> BackboneError:
@@ -28,6 +37,8 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
     retriable = getattr(exc, "retriable", False)
     if retriable or isinstance(exc, _UNAVAILABLE):
         return KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, MessageSizeTooLargeError | _BrokerRecordTooLarge):
+        return RecordTooLargeError(f"{doing}: {type(exc).__name__}: {exc}")
     return PublishRejectedError(f"{doing}: {type(exc).__name__}: {exc}")
 
 

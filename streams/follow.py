@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams.admin import partitions
 from streams.errors import KafkaUnavailableError
 from streams.settings import KafkaSettings
@@ -54,7 +55,9 @@ class TopicFollower:
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_committed",
+            **CONSUMER_BACKOFF,
         )
+        back_off_metadata(consumer)
         try:
             await consumer.start()
             consumer.assign(tps)
