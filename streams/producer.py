@@ -242,9 +242,11 @@ class Publisher:
         try:
             async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
                 await producer.start()
-        except (KafkaError, TimeoutError) as exc:
+        except BaseException as exc:  # cancelled too (stop() while connecting): never leak it
             with contextlib.suppress(Exception):
                 await close_producer(producer, 1.0)
+            if not isinstance(exc, KafkaError | TimeoutError):
+                raise
             if isinstance(exc, TimeoutError):
                 raise KafkaUnavailableError(
                     f"starting a producer on {self._kafka.bootstrap}: no answer in time"
@@ -258,19 +260,19 @@ class Publisher:
 
     async def _reconnect(self) -> None:
         """Connect until it works (capped, jittered back-off); the only loop that builds producers."""
-        backoff = Backoff(initial_s=0.2, cap_s=5.0)
+        backoff = Backoff(first_s=0.2, cap_s=5.0)
         while self._running and self._producer is None:
             try:
                 producer = await self._connect()
             except BackboneError as exc:
                 self._problem = f"connecting: {exc}"
                 log.debug("publisher: %s", self._problem)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next())
                 continue
             except Exception as exc:  # never let the only connecting loop die silently
                 self._problem = f"connecting: {type(exc).__name__}: {exc}"
                 log.warning("publisher: %s", self._problem, exc_info=exc)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next())
                 continue
             if not self._running:
                 await close_producer(producer, 1.0)
