@@ -85,6 +85,21 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     ]
 
 
+def alerts_service(settings: Settings) -> Service:
+    """The alert evaluator: ``monitoring.metrics`` and circuit changes into ``monitoring.alerts``."""
+    from agents.alerts import AlertService
+    from streams.codec import Codec
+    from streams.registry_client import RegistryClient
+
+    return AlertService(
+        settings.kafka,
+        Codec(RegistryClient(settings.registry)),
+        Catalogue(settings.kafka.topic_prefix),
+        settings.alerts,
+        owns_registry_client=True,
+    )
+
+
 def worker_service(settings: Settings) -> Service:
     """The call agents (``backbone worker``); imported here lazily because it pulls in Faust."""
     from infra.worker import WorkerService
@@ -98,6 +113,7 @@ SERVICES: list[ServiceFactory] = [
     gateway_service,
     worker_service,
     webhook_delivery,
+    alerts_service,
 ]
 
 
