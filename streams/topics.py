@@ -243,6 +243,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         retention_ms=30 * DAY_MS,
     ),
     TopicSpec(
+        "projections.metrics.changelog",
+        TopicRole.CHANGELOG,
+        "state key (per task = source partition)",
+        (),
+        "State of the metrics projection (open windows, checkpoint): restores a lost store.",
+        retention_ms=FOREVER,
+        compacted=True,
+    ),
+    TopicSpec(
         "monitoring.alerts",
         TopicRole.FACT,
         "alert_id",
