@@ -77,11 +77,14 @@ def gateway_service(settings: Settings) -> Service:
 
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
+    from agents.research import research_extension
     from connectors.calls_api import calls_extension
 
+    catalogue = Catalogue(settings.kafka.topic_prefix)
     return [
-        calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
+        calls_extension(settings.kafka, settings.registry, catalogue),
         webhooks_gateway_extension(settings),
+        research_extension(settings.kafka, catalogue, settings.local.state_dir / "projections"),
     ]
 
 

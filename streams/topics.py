@@ -252,6 +252,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         compacted=True,
     ),
     TopicSpec(
+        "projections.research.changelog",
+        TopicRole.CHANGELOG,
+        "state key (per task = source partition)",
+        (),
+        "State of the research-progress projection (runs, call tallies, checkpoint).",
+        retention_ms=FOREVER,
+        compacted=True,
+    ),
+    TopicSpec(
         "monitoring.alerts",
         TopicRole.FACT,
         "alert_id",
