@@ -5,7 +5,16 @@
 Prometheus).
 """
 
-from agents.alerts._book import AlertBook, Reading, Track, alert_id_of, step, window_value
+from agents.alerts._book import (
+    AlertBook,
+    OpenWindow,
+    Reading,
+    Track,
+    alert_id_of,
+    figures_value,
+    step,
+    window_value,
+)
 from agents.alerts._lag import consumer_lag
 from agents.alerts._log import AlertLog, AlertRecord
 from agents.alerts.rules import DEFAULT_RULES, AlertKind, AlertRule, AlertSettings
@@ -20,10 +29,12 @@ __all__ = [
     "AlertRule",
     "AlertService",
     "AlertSettings",
+    "OpenWindow",
     "Reading",
     "Track",
     "alert_id_of",
     "consumer_lag",
+    "figures_value",
     "read_alert_log",
     "step",
     "window_value",

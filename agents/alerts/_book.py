@@ -11,11 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from agents.alerts.rules import RATIO_KINDS, AlertKind, AlertRule
 from streams.events.health import CircuitState, CircuitStateChanged
 from streams.events.monitoring import AlertRaised, AlertResolved, MetricsWindow
+from streams.rollup import IntegrationFigures
 
 _NAMESPACE = uuid.UUID("3f6c2a9e-1d4b-4c61-9b0e-5a7d2f8c4e11")
 SOURCE = "backbone-alerts"
@@ -107,25 +108,56 @@ def step(rule: AlertRule, track: Track, reading: Reading) -> tuple[Track, AlertE
     return Track(alert_id=alert_id, raised_at=reading.at, since=since), raised
 
 
-def window_value(rule: AlertRule, window: MetricsWindow) -> float | None:
-    """The rule's reading of one metrics window (circuit and lag readings come from elsewhere)."""
-    seconds = (window.window_end - window.window_start).total_seconds() or 1.0
-    if rule.kind in RATIO_KINDS and window.calls < rule.min_calls:
+def figures_value(
+    rule: AlertRule, figures: IntegrationFigures, p95_fallback: float | None = None
+) -> float | None:
+    """The rule's reading of one window's merged figures (circuit and lag readings come from
+    elsewhere). ``p95_fallback``: the p95 of records written without a latency sketch."""
+    checked = rule.kind is AlertKind.AVAILABILITY and figures.availability is not None
+    if rule.kind in RATIO_KINDS and figures.calls < rule.min_calls and not checked:
         return None
     match rule.kind:
         case AlertKind.ERROR_RATE:
-            return window.failures / window.calls
+            return figures.error_rate
         case AlertKind.AVAILABILITY:
-            measured = getattr(window, "availability", None)  # from health checks, when recorded
-            return float(measured) if measured is not None else window.successes / window.calls
+            # from health checks when the window had any, else the share of successful attempts
+            measured = figures.availability
+            return measured if measured is not None else figures.successes / figures.calls
         case AlertKind.LATENCY_P95:
-            return window.latency_p95_ms
+            p95 = figures.latency_ms(0.95)
+            return p95 if p95 is not None else p95_fallback
         case AlertKind.DEAD_LETTERS:
-            return window.dead_lettered * 60.0 / seconds
+            return figures.dead_lettered * 60.0 / figures.seconds
         case AlertKind.COST_PER_HOUR:
-            return window.cost_usd * 3600.0 / seconds
+            return figures.cost_usd * 3600.0 / figures.seconds
         case _:
             return None
+
+
+@dataclass
+class OpenWindow:
+    """The records of one service and window seen so far (one per source partition, plus late
+    corrections): their figures add up and their sketches merge."""
+
+    figures: IntegrationFigures
+    p95_fallback: float | None = None
+
+    @classmethod
+    def of(cls, window: MetricsWindow) -> OpenWindow:
+        opened = cls(IntegrationFigures(window.service, window.window_start, window.window_end))
+        opened.add(window)
+        return opened
+
+    def add(self, window: MetricsWindow) -> None:
+        self.figures.add(window)
+        if window.latency_sketch is None and window.latency_p95_ms is not None:
+            self.p95_fallback = max(self.p95_fallback or 0.0, window.latency_p95_ms)
+
+
+def window_value(rule: AlertRule, window: MetricsWindow) -> float | None:
+    """The rule's reading of a window made of this one record."""
+    opened = OpenWindow.of(window)
+    return figures_value(rule, opened.figures, opened.p95_fallback)
 
 
 def warm_up(rule: AlertRule, track: Track, reading: Reading) -> Track:
@@ -146,16 +178,29 @@ class AlertBook:
 
     Readings at or before ``live_from`` only warm the book up (:func:`warm_up`); the alerts
     firing at that time are restored with :meth:`seed` before any reading is applied.
+
+    A service's window is evaluated once a record of a window starting ``settle`` after its end
+    arrived (all of a service's records share one ``monitoring.metrics`` partition, so this is
+    the same on every replay); the records of the window seen until then are merged. Records for
+    a window already evaluated are counted in :attr:`late` and change nothing.
     """
 
-    def __init__(self, rules: Iterable[AlertRule], live_from: datetime | None = None) -> None:
+    def __init__(
+        self,
+        rules: Iterable[AlertRule],
+        live_from: datetime | None = None,
+        settle: timedelta = timedelta(0),
+    ) -> None:
         self.rules = {rule.name: rule for rule in rules}
         self.live_from = live_from
+        self.settle = settle
+        self.open: dict[str, dict[datetime, OpenWindow]] = {}
+        self.watermark: dict[str, datetime] = {}
+        self.evaluated: dict[str, datetime] = {}  # service -> start of its last window evaluated
+        self.late = 0
         self.tracks: dict[tuple[str, str], Track] = {}
         #: service -> when its breaker left ``closed`` (None while closed)
         self.circuits: dict[str, datetime | None] = {}
-        #: service -> start of the latest window applied (older or equal ones are duplicates)
-        self.latest_window: dict[str, datetime] = {}
 
     def seed(self, raised: AlertRaised) -> None:
         """Restore an alert that is firing according to ``monitoring.alerts``."""
@@ -187,23 +232,44 @@ class AlertBook:
         return [r for r in self.rules.values() if r.kind is kind and r.watches(subject)]
 
     def apply_window(self, window: MetricsWindow) -> list[AlertEvent]:
-        latest = self.latest_window.get(window.service)
-        if latest is not None and window.window_start <= latest:
+        service = window.service
+        done = self.evaluated.get(service)
+        if done is not None and window.window_start <= done:
+            self.late += 1
             return []
-        self.latest_window[window.service] = window.window_start
+        windows = self.open.setdefault(service, {})
+        if window.window_start in windows:
+            windows[window.window_start].add(window)
+        else:
+            windows[window.window_start] = OpenWindow.of(window)
+        mark = max(self.watermark.get(service, window.window_start), window.window_start)
+        self.watermark[service] = mark
+        ready = sorted(s for s, w in windows.items() if w.figures.end + self.settle <= mark)
+        return [e for start in ready for e in self._evaluate(windows.pop(start))]
+
+    def flush(self) -> list[AlertEvent]:
+        """Evaluate every open window now (tests, and a final look at the end of a replay)."""
+        out: list[AlertEvent] = []
+        for windows in self.open.values():
+            for start in sorted(windows):
+                out += self._evaluate(windows.pop(start))
+        return out
+
+    def _evaluate(self, window: OpenWindow) -> list[AlertEvent]:
+        figures = window.figures
+        self.evaluated[figures.service] = figures.start
         out: list[AlertEvent] = []
         for rule in self.rules.values():
-            if not rule.watches(window.service):
+            if not rule.watches(figures.service):
                 continue
-            start = window.window_start
+            start = figures.start
             if rule.kind is AlertKind.CIRCUIT_OPEN:
-                value: float | None = self._open_for(window.service, window.window_end)
-                start = self.circuits.get(window.service) or start  # the breach began on opening
+                value: float | None = self._open_for(figures.service, figures.end)
+                start = self.circuits.get(figures.service) or start  # the breach began on opening
             else:
-                value = window_value(rule, window)
+                value = figures_value(rule, figures, window.p95_fallback)
             if value is not None:
-                reading = Reading(window.service, start, window.window_end, value)
-                out += self._apply(rule, reading)
+                out += self._apply(rule, Reading(figures.service, start, figures.end, value))
         return out
 
     def _open_for(self, service: str, at: datetime) -> float:

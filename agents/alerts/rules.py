@@ -164,6 +164,9 @@ class AlertSettings(BaseModel):
     #: is already in ``monitoring.alerts`` and is not written twice): the longest outage of the
     #: evaluator after which it still alerts on what happened meanwhile.
     lookback_s: float = Field(default=3 * 3600, gt=0)
+    #: A service's window is evaluated once a record of a window starting this long after its
+    #: end arrived: time for the records of every source partition of the window to come in.
+    settle_s: float = Field(default=60.0, ge=0)
     #: How often consumer-group lag is measured (``consumer_lag`` rules).
     lag_interval_s: float = Field(default=30.0, gt=0)
 

@@ -87,7 +87,9 @@ class AlertService:
         await self.publisher.start()
         self.log = await read_alert_log(self._kafka, self._codec, self._catalogue)
         start = self._now() - timedelta(seconds=self._settings.lookback_s)
-        self.book = AlertBook(self._settings.rules, live_from=start)
+        self.book = AlertBook(
+            self._settings.rules, live_from=start, settle=timedelta(seconds=self._settings.settle_s)
+        )
         for record in self.log.firing_at(start):
             self.book.seed(record.raised)
         longest = max((r.for_s for r in self._settings.rules), default=0.0)

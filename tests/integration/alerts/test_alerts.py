@@ -85,7 +85,8 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = 60) 
 async def evaluator(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, lookback_s: float = 3 * 3600
 ) -> AsyncIterator[AlertService]:
-    settings = AlertSettings(rules=(RULE,), lookback_s=lookback_s)
+    # one record per window here: a window is evaluated as soon as the next one arrives
+    settings = AlertSettings(rules=(RULE,), lookback_s=lookback_s, settle_s=0)
     service = AlertService(kafka, codec, catalogue, settings)
     await service.start()
     try:

@@ -60,7 +60,8 @@ def window(
 
 
 def run(book: AlertBook, windows: list[MetricsWindow]) -> list[AlertRaised | AlertResolved]:
-    return [event for w in windows for event in book.apply_window(w)]
+    """Apply the windows, then evaluate what is still open (the last window waits for a later one)."""
+    return [event for w in windows for event in book.apply_window(w)] + book.flush()
 
 
 def test_a_hovering_value_raises_and_resolves_exactly_once() -> None:
@@ -221,3 +222,27 @@ def test_a_pending_breach_survives_a_restart_with_the_same_alert_id() -> None:
     book = AlertBook([ERRORS], live_from=windows[0].window_end)  # restart while pending
     [again, _] = run(book, windows)
     assert again.event_id == raised.event_id
+
+
+def test_records_of_one_window_add_up_before_it_is_evaluated() -> None:
+    rule = ERRORS.model_copy(update={"for_s": 0})
+    book = AlertBook([rule], settle=timedelta(minutes=1))
+    # minute 0 comes from two source partitions: 2/100 and 38/100 failed = 0.2 together
+    assert book.apply_window(window(0, 0.02)) == []
+    assert book.apply_window(window(1, 0.0)) == []  # minute 1 from the first partition
+    assert book.apply_window(window(0, 0.38)) == []  # still within the settle time
+    [raised] = book.apply_window(window(2, 0.0))  # minute 0 is settled: evaluated merged
+    assert raised.value == pytest.approx(0.2)
+    assert book.apply_window(window(0, 0.9)) == []  # too late: counted, changes nothing
+    assert book.late == 1
+
+
+def test_latency_p95_merges_sketches() -> None:
+    from streams.rollup import sketch_record
+    from streams.sketch import Sketch
+
+    rule = AlertRule(name="Slow", kind=AlertKind.LATENCY_P95, raise_at=900)
+    fast = window(0, 0.0, latency_sketch=sketch_record(Sketch.of([100.0] * 90)))
+    slow = window(0, 0.0, latency_sketch=sketch_record(Sketch.of([1000.0] * 10)))
+    [raised] = run(AlertBook([rule]), [fast, slow])  # p95 of the 100 attempts is ~1000 ms
+    assert raised.value == pytest.approx(1000, rel=0.02)
