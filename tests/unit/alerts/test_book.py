@@ -232,6 +232,7 @@ def test_records_of_one_window_add_up_before_it_is_evaluated() -> None:
     assert book.apply_window(window(1, 0.0)) == []  # minute 1 from the first partition
     assert book.apply_window(window(0, 0.38)) == []  # still within the settle time
     [raised] = book.apply_window(window(2, 0.0))  # minute 0 is settled: evaluated merged
+    assert isinstance(raised, AlertRaised)
     assert raised.value == pytest.approx(0.2)
     assert book.apply_window(window(0, 0.9)) == []  # too late: counted, changes nothing
     assert book.late == 1
@@ -245,4 +246,5 @@ def test_latency_p95_merges_sketches() -> None:
     fast = window(0, 0.0, latency_sketch=sketch_record(Sketch.of([100.0] * 90)))
     slow = window(0, 0.0, latency_sketch=sketch_record(Sketch.of([1000.0] * 10)))
     [raised] = run(AlertBook([rule]), [fast, slow])  # p95 of the 100 attempts is ~1000 ms
+    assert isinstance(raised, AlertRaised)
     assert raised.value == pytest.approx(1000, rel=0.02)
