@@ -107,6 +107,7 @@ class ProjectionRunner:
         group_id: str | None = None,
         max_records: int = 5_000,
         flush_interval_s: float = 5.0,
+        dead_letters: bool = True,
     ) -> None:
         self._kafka = kafka
         self._codec = codec
@@ -122,6 +123,7 @@ class ProjectionRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._dead_letters = DeadLetters(kafka, catalogue)
+        self._write_dead_letters = dead_letters
         self._lock = asyncio.Lock()
         self._tasks: set[int] = set()
         self._last_flush = time.monotonic()
@@ -277,7 +279,8 @@ class ProjectionRunner:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BackboneError
     ) -> None:
-        await self._dead_letters.send(record, error)
+        if self._write_dead_letters:
+            await self._dead_letters.send(record, error)
         self._uncommitted["dead_lettered"] += 1
         log.warning(
             "projection %s dead-lettered %s/%s@%s: %s",
