@@ -15,6 +15,7 @@ from infra.cli import (  # noqa: F401  (registers the commands)
     kafka,
     plugins,
     registry,
+    report,
     schemas,
     stack,
     topics,
