@@ -21,6 +21,7 @@ from streams.rollup import IntegrationFigures, rollup, total
 NEAR_RATE_LIMIT = 0.8  # peak per-window rate / configured limit
 BREAKER_OPENINGS = 3  # openings in the period
 RETRY_FAILURES_BEYOND = 5  # failed attempts after the last attempt number that ever succeeded
+COSTLIER_MODEL = 1.5  # cost per success of the costliest model / the cheapest one
 _CHART_POINTS = 48
 
 
@@ -155,9 +156,9 @@ def _recommendations(
             successes = f.successes_by_model.get(model, 0)
             if successes:
                 per_success[model] = per_success.get(model, 0.0) + cost / successes
-    if len(per_success) >= 2:
-        model, cost = max(per_success.items(), key=lambda kv: kv[1])
-        cheapest = min(per_success.values())
+    model, cost = max(per_success.items(), key=lambda kv: kv[1], default=("", 0.0))
+    cheapest = min(per_success.values(), default=0.0)
+    if len(per_success) >= 2 and cheapest > 0 and cost >= COSTLIER_MODEL * cheapest:
         out.append(
             {
                 "kind": "costliest_model",

@@ -23,6 +23,10 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def _when(iso: str) -> str:
+    return iso[:16].replace("T", " ") + " UTC"
+
+
 def _change(trend: dict[str, Any]) -> str:
     pct = trend["change_pct"]
     if pct is None:
@@ -43,7 +47,7 @@ _ROWS = (
 
 def text(report: dict[str, Any]) -> str:
     period = report["period"]
-    lines = [f"Backbone report {period['since']} .. {period['until']}"]
+    lines = [f"Backbone report {_when(period['since'])} .. {_when(period['until'])}"]
     if report["service"]:
         lines[0] += f" (service {report['service']})"
     lines += ["", f"{'':<24}{'now':>16}{'previous':>16}{'change':>10}"]
@@ -124,7 +128,7 @@ li{margin:4px 0}svg{max-width:100%;height:auto}
 def to_html(report: dict[str, Any]) -> str:
     e = html.escape
     period = report["period"]
-    title = f"Backbone report {period['since']} .. {period['until']}"
+    title = f"Backbone report {_when(period['since'])} .. {_when(period['until'])}"
     if report["service"]:
         title += f" - {report['service']}"
     rows = "".join(
