@@ -8,6 +8,7 @@ SIGTERM stops everything, and the broker dies with this process even on SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from typing import Protocol
@@ -17,6 +18,7 @@ from aiohttp import web
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
+from infra.tracing import configure_tracing
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
 
@@ -127,6 +129,11 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    tracing = configure_tracing()  # OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    if tracing is not None:
+        say(
+            f"tracing   OTLP/HTTP to {os.environ.get('OTEL_EXPORTER_OTLP_ENDPOINT', '(traces endpoint)')}"
+        )
     try:
         if not settings.external_kafka:
             broker = LocalBroker(
@@ -154,4 +161,6 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             await service.stop()
         if broker is not None:
             await asyncio.to_thread(broker.stop)
+        if tracing is not None:
+            tracing.shutdown()  # flushes the spans still batched
         say("stopped")

@@ -50,6 +50,7 @@ from connectors.gateway._keys import (
 from connectors.gateway._openapi import openapi_document
 from connectors.gateway._problems import problem
 from connectors.gateway._service import GatewayService
+from connectors.gateway._tracing import tracing_middleware
 from connectors.gateway.settings import GatewaySettings
 from streams.codec import Codec
 from streams.producer import Publisher
@@ -96,7 +97,7 @@ def build_gateway(
     # client_max_size is a backstop; the ingest routes enforce their own, smaller limits while
     # streaming the body, before buffering it.
     app = web.Application(
-        middlewares=[middleware],
+        middlewares=[tracing_middleware, middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_batch_bytes),
     )
     app[SETTINGS] = settings
