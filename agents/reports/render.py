@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import html
 import json
+import sys
+from types import ModuleType
 from typing import Any
 
-import pygal
-
 FORMATS = ("text", "json", "html")
+
+
+def _pygal() -> ModuleType:
+    """pygal, imported when a chart is drawn. Its import appends a legacy ``sys.meta_path``
+    finder (for pygal.maps plugins, unused here) that makes every later import that reaches it
+    warn (ImportWarning, find_module): take it out again."""
+    import pygal  # noqa: F401  (the module object is taken from sys.modules, typed)
+
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
+    module: ModuleType = sys.modules["pygal"]
+    return module
 
 
 def _num(value: Any, unit: str = "", digits: int = 4) -> str:
@@ -94,11 +105,12 @@ def _config(title: str) -> dict[str, Any]:
         "legend_at_bottom": True,
         "x_label_rotation": 30,
         "show_minor_x_labels": False,
-        "style": pygal.style.CleanStyle,
+        "style": _pygal().style.CleanStyle,
     }
 
 
 def _charts(report: dict[str, Any]) -> list[str]:
+    pygal = _pygal()
     series = report["series"]
     labels = [s["start"][11:16] for s in series]
     traffic = pygal.Bar(**_config("Requests and failures"))

@@ -21,6 +21,7 @@ from streams.events.webhooks import WebhookDeliveryRequested
 from streams.headers import side_effects_allowed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import consumed
 
 log = logging.getLogger(__name__)
 _NAMESPACE = uuid.UUID("7b0f9c52-8d7e-4f0c-9a55-52f1d1b2c0de")
@@ -90,9 +91,11 @@ class Fanout:
     async def _run(self) -> None:
         async for received in self._subscriber:
             if side_effects_allowed(received.headers):  # replayed copies never re-deliver
-                for request in deliveries_for(received.event, self._view.endpoints.values()):
-                    await self._writer.publish(request, topic=DELIVERIES)
-                    self.requested += 1
+                # the delivery requests continue the event's trace (streams.tracing)
+                with consumed("webhooks.fanout", received.headers, topic=received.topic):
+                    for request in deliveries_for(received.event, self._view.endpoints.values()):
+                        await self._writer.publish(request, topic=DELIVERIES)
+                        self.requested += 1
             await self._subscriber.commit(received)
 
     async def stop(self) -> None:
