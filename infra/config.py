@@ -35,7 +35,8 @@ BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separ
 =================================  ===============================================================
 
 In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
-and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`);
+projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agents.projections.settings import ProjectionSettings
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
 from connectors.webhooks.settings import WebhookSettings
@@ -78,6 +80,8 @@ class Settings(BaseModel):
     webhooks: WebhookSettings = WebhookSettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
+    #: Projections and their local stores (``[projections]``).
+    projections: ProjectionSettings = ProjectionSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -115,6 +119,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "gateway": {},
         "webhooks": {},
         "calls": {},
+        "projections": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:

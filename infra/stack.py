@@ -78,10 +78,12 @@ def gateway_service(settings: Settings) -> Service:
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
     from connectors.calls_api import calls_extension
+    from connectors.metrics_api import metrics_extension
 
     return [
         calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
         webhooks_gateway_extension(settings),
+        metrics_extension(settings.kafka, Catalogue(settings.kafka.topic_prefix)),
     ]
 
 
@@ -92,12 +94,25 @@ def worker_service(settings: Settings) -> Service:
     return WorkerService(settings)
 
 
+def projection_service(settings: Settings) -> Service:
+    """The projections (integration metrics...), each supervised, stores in [projections]."""
+    from agents.projections import ProjectionService
+
+    return ProjectionService(
+        settings.kafka,
+        settings.registry,
+        Catalogue(settings.kafka.topic_prefix),
+        settings.projections,
+    )
+
+
 #: What `backbone up` runs besides the broker; later layers append their factories here.
 SERVICES: list[ServiceFactory] = [
     registry_service,
     gateway_service,
     worker_service,
     webhook_delivery,
+    projection_service,
 ]
 
 

@@ -41,6 +41,7 @@ from connectors.gateway._ingest import accepted_types, post_batch, post_event
 from connectors.gateway._keys import (
     CATALOGUE,
     KAFKA,
+    OPENAPI_PATHS,
     PUBLISHER,
     REGISTRY,
     REGISTRY_CLIENT,
@@ -75,7 +76,9 @@ async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(accepted_types(request), "Backbone gateway"))
+    document = openapi_document(accepted_types(request), "Backbone gateway")
+    document["paths"].update(request.app.get(OPENAPI_PATHS, {}))  # routes extensions documented
+    return web.json_response(document)
 
 
 def build_gateway(
@@ -121,6 +124,7 @@ __all__ = [
     "CATALOGUE",
     "CLIENT_ID",
     "KAFKA",
+    "OPENAPI_PATHS",
     "PUBLISHER",
     "REGISTRY",
     "REGISTRY_CLIENT",
