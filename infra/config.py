@@ -40,7 +40,8 @@ BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on 
 Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rules.AlertRule`).
 
 In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
-and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`);
+projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agents.alerts.rules import AlertSettings
+from agents.projections.settings import ProjectionSettings
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
 from connectors.webhooks.settings import WebhookSettings
@@ -86,6 +88,8 @@ class Settings(BaseModel):
     calls: WorkerSettings = WorkerSettings()
     #: Alert rules and the evaluator (``[alerts]``, ``[[alerts.rules]]``).
     alerts: AlertSettings = AlertSettings()
+    #: Projections and their local stores (``[projections]``).
+    projections: ProjectionSettings = ProjectionSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -125,6 +129,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhooks": {},
         "calls": {},
         "alerts": {},
+        "projections": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:

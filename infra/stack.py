@@ -81,12 +81,14 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
     from agents.research import research_extension
     from connectors.calls_api import calls_extension
+    from connectors.metrics_api import metrics_extension
 
     catalogue = Catalogue(settings.kafka.topic_prefix)
     return [
         calls_extension(settings.kafka, settings.registry, catalogue),
         webhooks_gateway_extension(settings),
-        research_extension(settings.kafka, catalogue, settings.local.state_dir / "projections"),
+        research_extension(settings.kafka, catalogue, settings.projections.store_dir),
+        metrics_extension(settings.kafka, Catalogue(settings.kafka.topic_prefix)),
     ]
 
 
@@ -112,6 +114,18 @@ def worker_service(settings: Settings) -> Service:
     return WorkerService(settings)
 
 
+def projection_service(settings: Settings) -> Service:
+    """The projections (integration metrics...), each supervised, stores in [projections]."""
+    from agents.projections import ProjectionService
+
+    return ProjectionService(
+        settings.kafka,
+        settings.registry,
+        Catalogue(settings.kafka.topic_prefix),
+        settings.projections,
+    )
+
+
 #: What `backbone up` runs besides the broker; later layers append their factories here.
 SERVICES: list[ServiceFactory] = [
     registry_service,
@@ -119,6 +133,7 @@ SERVICES: list[ServiceFactory] = [
     worker_service,
     webhook_delivery,
     alerts_service,
+    projection_service,
 ]
 
 

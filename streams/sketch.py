@@ -79,6 +79,12 @@ class Sketch:
         # the exact extremes are known: never report beyond them
         return min(max(value, self.low or 0.0), self.high or value)
 
+    def count_at_most(self, limit: float) -> float:
+        """Values ``<= limit``, reading each bin as its representative value (within the error)."""
+        return self.zero + sum(
+            n for key, n in self.bins.items() if float(_MAPPING.value(key)) <= limit
+        )
+
     @property
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None

@@ -23,12 +23,14 @@ GROUP = "backbone-alerts"
 class SeriesNames:
     """Metric names the rules are written over (those of the metrics projector's ``/metrics``)."""
 
-    calls: str = "backbone_calls_total"  # counter {service, outcome}
+    calls: str = "backbone_integration_calls_total"  # counter {service, outcome}
     success_outcome: str = "success"
-    duration: str = "backbone_call_duration_seconds"  # histogram {service}
-    dead_letters: str = "backbone_dead_letters_total"  # counter {service}
-    circuit_open: str = "backbone_circuit_open"  # gauge {service}: 1 open, 0 closed
-    cost: str = "backbone_cost_usd_total"  # counter {service, model}
+    duration: str = "backbone_integration_call_duration_seconds"  # histogram {service}
+    #: gauge {service}: health checks up / checks over the last 5 minutes
+    availability: str = "backbone_integration_availability_ratio"
+    dead_letters: str = "backbone_integration_dead_letters_total"  # counter {service}
+    circuit_open: str = "backbone_integration_circuit_open"  # gauge {service}: 1 open, 0 closed
+    cost: str = "backbone_integration_cost_usd_total"  # counter {service, model}
     #: from a Kafka exporter (danielqsj/kafka_exporter), labelled by consumer group
     lag: str = "kafka_consumergroup_lag"
     rate_window: str = "5m"
@@ -46,13 +48,12 @@ def value_expr(rule: AlertRule, names: SeriesNames = SeriesNames()) -> str:
     """PromQL for the rule's signal, in the rule's own unit, one series per subject."""
     w = names.rate_window
     total = f"sum by (service) (rate({names.calls}{_matcher(rule)}[{w}]))"
-    ok = f'outcome="{names.success_outcome}"'
     match rule.kind:
         case AlertKind.ERROR_RATE:
             bad = f'outcome!="{names.success_outcome}"'
             return f"sum by (service) (rate({names.calls}{_matcher(rule, bad)}[{w}])) / {total}"
         case AlertKind.AVAILABILITY:
-            return f"sum by (service) (rate({names.calls}{_matcher(rule, ok)}[{w}])) / {total}"
+            return f"min by (service) ({names.availability}{_matcher(rule)})"
         case AlertKind.LATENCY_P95:
             buckets = f"rate({names.duration}_bucket{_matcher(rule)}[{w}])"
             return f"1000 * histogram_quantile(0.95, sum by (service, le) ({buckets}))"

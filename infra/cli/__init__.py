@@ -14,6 +14,7 @@ from infra.cli import (  # noqa: F401  (registers the commands)
     gateway,
     kafka,
     plugins,
+    projections,
     registry,
     report,
     schemas,

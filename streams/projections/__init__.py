@@ -29,8 +29,11 @@ from streams.projections._model import (
     Changes,
     Projection,
     StateView,
+    group_of,
 )
+from streams.projections._rebuild import Progress, RebuildReport, rebuild
 from streams.projections._runner import ProjectionRunner, ProjectionStatus, TaskView, store_path
+from streams.projections._status import PartitionLag, lag
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError, RestoreFailed
 
@@ -41,13 +44,19 @@ __all__ = [
     "SEEN_PREFIX",
     "ApplyFailed",
     "Changes",
+    "PartitionLag",
+    "Progress",
     "Projection",
     "ProjectionError",
     "ProjectionRunner",
     "ProjectionStatus",
+    "RebuildReport",
     "RestoreFailed",
     "SqliteStore",
     "StateView",
     "TaskView",
+    "group_of",
+    "lag",
+    "rebuild",
     "store_path",
 ]

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 from streams.consumer import Received
 from streams.events import Event
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
 
 #: A state value: anything ``json.dumps`` accepts (dicts, lists, numbers, strings, None).
 JSON = Any
@@ -82,3 +84,8 @@ class Projection(ABC):
         Called by the runner when a task received nothing for a while. Rebuilds never call it.
         """
         return NO_CHANGES
+
+
+def group_of(kafka: KafkaSettings, catalogue: Catalogue, projection: Projection) -> str:
+    """The consumer group a projection's runners share: per topic prefix, per projection."""
+    return f"{catalogue.prefix}{kafka.client_id}.projection.{projection.name}"

@@ -46,6 +46,7 @@ from streams.projections._model import (
     SEEN_PREFIX,
     Changes,
     Projection,
+    group_of,
 )
 from streams.projections._store import SqliteStore, decode, encode
 from streams.projections.errors import ApplyFailed, RestoreFailed
@@ -113,7 +114,7 @@ class ProjectionRunner:
         self._codec = codec
         self._catalogue = catalogue
         self.projection = projection
-        self.group_id = group_id or f"{kafka.client_id}.projection.{projection.name}"
+        self.group_id = group_id or group_of(kafka, catalogue, projection)
         self._sources = [catalogue.name(t) for t in projection.sources]
         self._changelog = catalogue.name(projection.changelog)
         self._store_path = store_path(store_dir, projection.name)

@@ -11,7 +11,7 @@ from streams import Publisher
 from streams.admin import apply_catalogue
 from streams.codec import Codec
 from streams.events import Event, event_class
-from streams.projections import ProjectionRunner
+from streams.projections import ProjectionRunner, SqliteStore, store_path
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.projections._support import (
@@ -131,3 +131,46 @@ async def test_a_record_that_fails_to_apply_is_dead_lettered_with_its_reason(
     assert headers["backbone-dlt-error-class"] == b"ApplyFailed"
     assert headers["backbone-dlt-original-topic"] == cat.name("calls.results").encode()
     assert record.key == b"c1"
+
+
+def owned_counts(store_dir: Path, tasks: tuple[int, ...]) -> dict[str, int]:
+    store = SqliteStore(store_path(store_dir, "counts"))
+    try:
+        out: dict[str, int] = {}
+        for task, key, value in store.items(prefix="count/"):
+            if task in tasks:
+                out[key] = out.get(key, 0) + value
+        return out
+    finally:
+        store.close()
+
+
+async def test_tasks_move_to_a_new_member_with_their_state(
+    kafka_settings: KafkaSettings, codec: Codec, cat: Catalogue, tmp_path: Path
+) -> None:
+    first = [succeeded(i, "a" if i % 2 else "b") for i in range(60)]
+    await publish(kafka_settings, codec, cat, first)
+    one = runner(kafka_settings, codec, cat, tmp_path / "one")
+    two = runner(kafka_settings, codec, cat, tmp_path / "two")
+    async with running(one):
+        await wait_for(lambda: one.status.applied == len(first), what="member one")
+        async with running(two):
+            await wait_for(
+                lambda: (
+                    len(one.status.tasks) + len(two.status.tasks) == 6
+                    and one.status.tasks != ()
+                    and two.status.tasks != ()
+                ),
+                what="the tasks split between the two members",
+            )
+            assert two.status.restored > 0, "the new member did not restore from the changelog"
+            second = [failed(i, "a") for i in range(60, 90)]
+            await publish(kafka_settings, codec, cat, second)
+            await wait_for(
+                lambda: one.status.applied + two.status.applied == len(first) + len(second),
+                what="both members applying the new records",
+            )
+            assert two.status.duplicates == 0
+            merged: Counter[str] = Counter(owned_counts(tmp_path / "one", one.status.tasks))
+            merged.update(owned_counts(tmp_path / "two", two.status.tasks))
+    assert dict(merged) == recount(first + second)
