@@ -15,7 +15,6 @@ same service and start add up (``streams.rollup``), so no record is ever dropped
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -85,6 +84,16 @@ def _new(service: str, start: int) -> dict[str, Any]:
     }
 
 
+def _copied(acc: dict[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that counting into it never touches what the state returned."""
+    out = dict(acc)
+    for name in ("by_error", "cost_by_model", "ok_by_model"):
+        out[name] = dict(acc[name])
+    if acc["sketch"] is not None:
+        out["sketch"] = {**acc["sketch"], "bins": dict(acc["sketch"]["bins"])}
+    return out
+
+
 def _bump(table: dict[str, Any], key: str, by: float) -> None:
     table[key] = table.get(key, 0) + by
 
@@ -141,15 +150,14 @@ class MetricsProjection(Projection):
             acc = _new(event.service, start)
         else:
             found = state.get(key)
-            acc = copy.deepcopy(found) if found is not None else _new(event.service, start)
+            acc = _copied(found) if found is not None else _new(event.service, start)
         if isinstance(event, CircuitStateChanged):
             puts[f"c/{event.service}"] = self._circuit(state, event, acc, at)
         else:
             self._count(acc, event)
         puts[key] = acc
-        if key not in open_keys:
-            open_keys.append(key)
-        puts["open"] = sorted(open_keys)
+        if emits or key not in open_keys:
+            puts["open"] = sorted({*open_keys, key})
         return Changes(puts=puts, deletes=deletes, emits=emits)
 
     def flush(self, state: StateView, now_ms: int) -> Changes:
@@ -174,9 +182,9 @@ class MetricsProjection(Projection):
         if isinstance(event, CallSucceeded | CallFailed):
             acc["calls"] += 1
             if event.latency_ms is not None and event.latency_ms >= 0:
-                sketch = Sketch.from_data(acc["sketch"]) if acc["sketch"] else Sketch()
-                sketch.add(event.latency_ms)
-                acc["sketch"] = sketch.to_data()
+                if acc["sketch"] is None:
+                    acc["sketch"] = Sketch().to_data()
+                Sketch.add_to_data(acc["sketch"], event.latency_ms)
         if isinstance(event, CallSucceeded):
             acc["ok"] += 1
             acc["tokens_p"] += event.tokens_prompt
@@ -221,12 +229,13 @@ class MetricsProjection(Projection):
         occurred_at: datetime,
     ) -> _Closed:
         closed = _Closed()
+        due_before = now_ms - self.window_ms - self.grace_ms
         for key in sorted(open_keys):
+            if int(key.rsplit("/", 1)[1]) > due_before:  # the key ends with the window start
+                closed.open_keys.append(key)
+                continue
             acc = state.get(key)
             if acc is None:
-                continue
-            if acc["start"] + self.window_ms + self.grace_ms > now_ms:
-                closed.open_keys.append(key)
                 continue
             circuit = state.get(f"c/{acc['service']}")
             closed.emits.append(self.window(acc, circuit, task, tag, occurred_at))
