@@ -21,11 +21,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams.admin import partitions
 from streams.codec import Codec
 from streams.events import Event
-from streams.producer import close_producer
 from streams.projections._model import Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._store import SqliteStore, encode

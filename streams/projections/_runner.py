@@ -33,13 +33,13 @@ from aiokafka import (
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
 
+from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.consumer import Received
 from streams.errors import BackboneError
 from streams.events import Event
-from streams.producer import close_producer
 from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
