@@ -9,8 +9,9 @@ State per task (source partition number), all JSON:
   partition, so circuits are known in task 0).
 
 A window closes when the watermark passes its end plus the grace period. A record later than
-that opens the window again and is emitted with the next close as a correction: windows of the
-same service and start add up (``streams.rollup``), so no record is ever dropped as "too late".
+that opens the window again as a correction, emitted by the next wall-clock flush (so a lagging
+source adds one correction per window and flush): windows of the same service and start add up
+(``streams.rollup``), so no record is ever dropped as "too late".
 """
 
 from __future__ import annotations
@@ -59,10 +60,11 @@ def _model_of(response: str | None) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
-def _new(service: str, start: int) -> dict[str, Any]:
+def _new(service: str, start: int, *, late: bool = False) -> dict[str, Any]:
     return {
         "service": service,
         "start": start,
+        "late": late,
         "calls": 0,
         "ok": 0,
         "failed": 0,
@@ -147,10 +149,14 @@ class MetricsProjection(Projection):
         key = f"w/{event.service}/{start}"
         if key in deletes:  # a record of a window that just closed: it starts a correction
             deletes.remove(key)
-            acc = _new(event.service, start)
+            acc = _new(event.service, start, late=True)
         else:
             found = state.get(key)
-            acc = _copied(found) if found is not None else _new(event.service, start)
+            if found is not None:
+                acc = _copied(found)
+            else:  # a window already due when it opens holds late records: a correction
+                due = start + self.window_ms + self.grace_ms
+                acc = _new(event.service, start, late=int(state.get("watermark") or 0) >= due)
         if isinstance(event, CircuitStateChanged):
             puts[f"c/{event.service}"] = self._circuit(state, event, acc, at)
         else:
@@ -163,7 +169,9 @@ class MetricsProjection(Projection):
     def flush(self, state: StateView, now_ms: int) -> Changes:
         """Close windows due by wall-clock time when no record moved the watermark past them."""
         open_keys: list[str] = list(state.get("open") or [])
-        closed = self._close(state, open_keys, now_ms, state.task, f"flush/{now_ms}", _time(now_ms))
+        closed = self._close(
+            state, open_keys, now_ms, state.task, f"flush/{now_ms}", _time(now_ms), by_clock=True
+        )
         if not closed.emits:
             return NO_CHANGES
         return Changes(puts={"open": closed.open_keys}, deletes=closed.deletes, emits=closed.emits)
@@ -227,6 +235,8 @@ class MetricsProjection(Projection):
         task: int,
         tag: str,
         occurred_at: datetime,
+        *,
+        by_clock: bool = False,
     ) -> _Closed:
         closed = _Closed()
         due_before = now_ms - self.window_ms - self.grace_ms
@@ -236,6 +246,11 @@ class MetricsProjection(Projection):
                 continue
             acc = state.get(key)
             if acc is None:
+                continue
+            if acc.get("late") and not by_clock:
+                # corrections close on the wall-clock flush, so records of a lagging source
+                # make one correction per window and flush, not one per record
+                closed.open_keys.append(key)
                 continue
             circuit = state.get(f"c/{acc['service']}")
             closed.emits.append(self.window(acc, circuit, task, tag, occurred_at))
