@@ -153,6 +153,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             tree["alerts"]["rules"] = json.loads(raw)
         except ValueError as exc:
             raise ConfigurationError(f"BACKBONE_ALERTS_RULES is not JSON: {exc}") from exc
+    # projection stores live under the stack's state dir unless placed elsewhere
+    state_dir = Path(str(tree["local"].get("state_dir", ".backbone")))
+    tree["projections"].setdefault("store_dir", str(state_dir / "projections"))
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"

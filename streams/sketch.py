@@ -114,6 +114,24 @@ class Sketch:
             relative_accuracy=float(data.get("relative_accuracy", RELATIVE_ACCURACY)),
         )
 
+    @staticmethod
+    def add_to_data(data: dict[str, Any], value: float) -> None:
+        """:meth:`add` on the plain-data form (:meth:`to_data`) in place: the hot path of
+        projections, which keep sketches as JSON state."""
+        if value < 0 or math.isnan(value):
+            raise ValueError(f"a latency must be a non-negative number, not {value!r}")
+        if value > _MIN_POSITIVE:
+            bins = data["bins"]
+            key = str(int(_MAPPING.key(value)))
+            bins[key] = bins.get(key, 0.0) + 1.0
+        else:
+            data["zero"] += 1.0
+        data["count"] += 1.0
+        data["total"] += value
+        low, high = data["low"], data["high"]
+        data["low"] = value if low is None or value < low else low
+        data["high"] = value if high is None or value > high else high
+
     @classmethod
     def of(cls, values: Iterable[float]) -> Sketch:
         sketch = cls()

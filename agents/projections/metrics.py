@@ -9,13 +9,13 @@ State per task (source partition number), all JSON:
   partition, so circuits are known in task 0).
 
 A window closes when the watermark passes its end plus the grace period. A record later than
-that opens the window again and is emitted with the next close as a correction: windows of the
-same service and start add up (``streams.rollup``), so no record is ever dropped as "too late".
+that opens the window again as a correction, emitted by the next wall-clock flush (so a lagging
+source adds one correction per window and flush): windows of the same service and start add up
+(``streams.rollup``), so no record is ever dropped as "too late".
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -60,10 +60,11 @@ def _model_of(response: str | None) -> str | None:
     return model if isinstance(model, str) and model else None
 
 
-def _new(service: str, start: int) -> dict[str, Any]:
+def _new(service: str, start: int, *, late: bool = False) -> dict[str, Any]:
     return {
         "service": service,
         "start": start,
+        "late": late,
         "calls": 0,
         "ok": 0,
         "failed": 0,
@@ -83,6 +84,16 @@ def _new(service: str, start: int) -> dict[str, Any]:
         "opened": 0,
         "open_ms": 0,
     }
+
+
+def _copied(acc: dict[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that counting into it never touches what the state returned."""
+    out = dict(acc)
+    for name in ("by_error", "cost_by_model", "ok_by_model"):
+        out[name] = dict(acc[name])
+    if acc["sketch"] is not None:
+        out["sketch"] = {**acc["sketch"], "bins": dict(acc["sketch"]["bins"])}
+    return out
 
 
 def _bump(table: dict[str, Any], key: str, by: float) -> None:
@@ -138,24 +149,29 @@ class MetricsProjection(Projection):
         key = f"w/{event.service}/{start}"
         if key in deletes:  # a record of a window that just closed: it starts a correction
             deletes.remove(key)
-            acc = _new(event.service, start)
+            acc = _new(event.service, start, late=True)
         else:
             found = state.get(key)
-            acc = copy.deepcopy(found) if found is not None else _new(event.service, start)
+            if found is not None:
+                acc = _copied(found)
+            else:  # a window already due when it opens holds late records: a correction
+                due = start + self.window_ms + self.grace_ms
+                acc = _new(event.service, start, late=int(state.get("watermark") or 0) >= due)
         if isinstance(event, CircuitStateChanged):
             puts[f"c/{event.service}"] = self._circuit(state, event, acc, at)
         else:
             self._count(acc, event)
         puts[key] = acc
-        if key not in open_keys:
-            open_keys.append(key)
-        puts["open"] = sorted(open_keys)
+        if emits or key not in open_keys:
+            puts["open"] = sorted({*open_keys, key})
         return Changes(puts=puts, deletes=deletes, emits=emits)
 
     def flush(self, state: StateView, now_ms: int) -> Changes:
         """Close windows due by wall-clock time when no record moved the watermark past them."""
         open_keys: list[str] = list(state.get("open") or [])
-        closed = self._close(state, open_keys, now_ms, state.task, f"flush/{now_ms}", _time(now_ms))
+        closed = self._close(
+            state, open_keys, now_ms, state.task, f"flush/{now_ms}", _time(now_ms), by_clock=True
+        )
         if not closed.emits:
             return NO_CHANGES
         return Changes(puts={"open": closed.open_keys}, deletes=closed.deletes, emits=closed.emits)
@@ -174,9 +190,9 @@ class MetricsProjection(Projection):
         if isinstance(event, CallSucceeded | CallFailed):
             acc["calls"] += 1
             if event.latency_ms is not None and event.latency_ms >= 0:
-                sketch = Sketch.from_data(acc["sketch"]) if acc["sketch"] else Sketch()
-                sketch.add(event.latency_ms)
-                acc["sketch"] = sketch.to_data()
+                if acc["sketch"] is None:
+                    acc["sketch"] = Sketch().to_data()
+                Sketch.add_to_data(acc["sketch"], event.latency_ms)
         if isinstance(event, CallSucceeded):
             acc["ok"] += 1
             acc["tokens_p"] += event.tokens_prompt
@@ -219,13 +235,21 @@ class MetricsProjection(Projection):
         task: int,
         tag: str,
         occurred_at: datetime,
+        *,
+        by_clock: bool = False,
     ) -> _Closed:
         closed = _Closed()
+        due_before = now_ms - self.window_ms - self.grace_ms
         for key in sorted(open_keys):
+            if int(key.rsplit("/", 1)[1]) > due_before:  # the key ends with the window start
+                closed.open_keys.append(key)
+                continue
             acc = state.get(key)
             if acc is None:
                 continue
-            if acc["start"] + self.window_ms + self.grace_ms > now_ms:
+            if acc.get("late") and not by_clock:
+                # corrections close on the wall-clock flush, so records of a lagging source
+                # make one correction per window and flush, not one per record
                 closed.open_keys.append(key)
                 continue
             circuit = state.get(f"c/{acc['service']}")

@@ -13,7 +13,7 @@ class ProjectionSettings(BaseModel):
     #: Run the projections in the stack (``backbone up``); ``backbone projections`` works regardless.
     enabled: bool = True
     #: Where the local stores live (one SQLite file per projection; restored from the changelog
-    #: when missing).
+    #: when missing). ``load_settings`` defaults it to ``<BACKBONE_STATE_DIR>/projections``.
     store_dir: Path = Path(".backbone/projections")
     #: Length of a metrics window (tumbling, on event time).
     metrics_window_s: int = Field(default=60, ge=1, le=3600)

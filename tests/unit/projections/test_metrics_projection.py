@@ -121,12 +121,18 @@ def test_a_window_closes_after_its_end_plus_grace_with_its_figures() -> None:
     assert state.get(f"w/llm/{int(T0.timestamp() * 1000)}") is not None
 
 
-def test_a_late_record_is_emitted_as_a_correction_not_dropped() -> None:
+def test_a_late_record_is_emitted_as_a_correction_by_the_next_flush_not_dropped() -> None:
     projection = MetricsProjection(window_s=60, grace_s=0)
-    _, emitted = run(projection, [ok(1, 1.0), ok(61, 1.0), ok(2, 7.0), ok(125, 1.0)])
-    firsts = [w for w in emitted if w.window_start == T0]
-    assert [w.calls for w in firsts] == [1, 1]
-    assert len({w.event_id for w in emitted}) == len(emitted)
+    events = [ok(1, 1.0), ok(61, 1.0), ok(2, 7.0), ok(3, 2.0), ok(125, 1.0)]
+    state, emitted = run(projection, events)
+    assert [w.calls for w in emitted if w.window_start == T0] == [1]  # the on-time part
+    flushed = projection.flush(state, int((T0 + timedelta(minutes=5)).timestamp() * 1000))
+    corrections = [w for w in flushed.emits if isinstance(w, MetricsWindow)]
+    (correction,) = [w for w in corrections if w.window_start == T0]
+    assert correction.calls == 2  # both late records, one correction
+    assert len({w.event_id for w in [*emitted, *flushed.emits]}) == len(emitted) + len(
+        flushed.emits
+    )
 
 
 def test_same_input_gives_the_same_windows_and_ids() -> None:
