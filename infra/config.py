@@ -34,10 +34,16 @@ BACKBONE_WEBHOOK_ALLOW_NETWORKS    CIDRs outbound deliveries may reach despite t
                                    (comma-separated; for local demos and tests only)
 BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separated
                                    (default Svix's 5,300,1800,7200,18000,36000,36000)
+BACKBONE_ALERTS_RULES              alert rules as a JSON list of ``[[alerts.rules]]`` tables
+                                   (replaces the defaults; see agents.alerts.rules)
+BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on start (10800)
 =================================  ===============================================================
 
+Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rules.AlertRule`).
+
 In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
-and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`);
+projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agents.alerts.rules import AlertSettings
+from agents.projections.settings import ProjectionSettings
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
 from connectors.webhooks.settings import WebhookSettings
@@ -80,6 +88,10 @@ class Settings(BaseModel):
     webhooks: WebhookSettings = WebhookSettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
+    #: Alert rules and the evaluator (``[alerts]``, ``[[alerts.rules]]``).
+    alerts: AlertSettings = AlertSettings()
+    #: Projections and their local stores (``[projections]``).
+    projections: ProjectionSettings = ProjectionSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -106,6 +118,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
     "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
     "BACKBONE_GATEWAY_LINGER_MS": ("gateway", "linger_ms"),
+    "BACKBONE_ALERTS_LOOKBACK_S": ("alerts", "lookback_s"),
 }
 
 
@@ -118,6 +131,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "gateway": {},
         "webhooks": {},
         "calls": {},
+        "alerts": {},
+        "projections": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:
@@ -133,6 +148,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             tree[section][key] = env[var]
     _webhooks_from_env(env, tree["webhooks"])
     _service_secrets(env, tree["calls"])
+    if raw := env.get("BACKBONE_ALERTS_RULES"):
+        try:
+            tree["alerts"]["rules"] = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_ALERTS_RULES is not JSON: {exc}") from exc
+    # projection stores live under the stack's state dir unless placed elsewhere
+    state_dir = Path(str(tree["local"].get("state_dir", ".backbone")))
+    tree["projections"].setdefault("store_dir", str(state_dir / "projections"))
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"

@@ -40,6 +40,7 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.supervise import Backoff
 from streams.topics import Catalogue
+from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
@@ -413,8 +414,9 @@ class Publisher:
                 (h.EVENT_TYPE, event.event_type.encode()),
                 (h.SCHEMA_ID, str(schema_id).encode()),
             ]
-        if event.traceparent:
-            return [*fixed, (h.TRACEPARENT, event.traceparent.encode())]
+        traceparent = event.traceparent or current_traceparent()  # tracing hook (streams.tracing)
+        if traceparent:
+            return [*fixed, (h.TRACEPARENT, traceparent.encode())]
         return list(fixed)
 
     def _started(self) -> AIOKafkaProducer:
