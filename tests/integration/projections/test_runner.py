@@ -127,7 +127,8 @@ async def test_a_record_that_fails_to_apply_is_dead_lettered_with_its_reason(
     consumer = await new_consumer(cat.name("backbone.undecodable"))  # type: ignore[operator]
     record = await consumer.getone()
     headers = dict(record.headers)
-    assert headers["backbone-dlt-reason"] == b"ValueError: boom is not a service"
+    assert headers["backbone-dlt-reason"] == b"fatal"
+    assert headers["backbone-dlt-message"] == b"ValueError: boom is not a service"
     assert headers["backbone-dlt-error-class"] == b"ApplyFailed"
     assert headers["backbone-dlt-original-topic"] == cat.name("calls.results").encode()
     assert record.key == b"c1"
