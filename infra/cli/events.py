@@ -207,7 +207,9 @@ def tail(
     topic: str, from_beginning: bool, since: int | None, types: tuple[str, ...],
     limit: int | None, follow: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Print TOPIC's events, decoded; a catalogue name (``calls.results``) or a real topic name."""
+    """Print TOPIC's records, decoded; like `kcat -C`.
+
+    TOPIC is a catalogue name (``calls.results``) or a real topic name."""
     if from_beginning and since is not None:
         fail("--from-beginning and --since exclude each other", 2)
     with contextlib.suppress(KeyboardInterrupt):
@@ -244,7 +246,10 @@ async def _replay(plan: ReplayPlan, target: str, allow: bool, show_progress: boo
         )
 
 
-@main.command("replay")
+@main.command(
+    "replay",
+    short_help="Copy a slice of a topic into another, keeping keys and timestamps; resumable.",
+)
 @click.option("--topic", "source", required=True, help="Topic to copy from.")
 @click.option("--since", type=TimeParam(), help="Copy records at or after this time.")
 @click.option("--until", type=TimeParam(), help="... and before this time (default: now).")
@@ -297,7 +302,7 @@ def replay_(
 
 @main.group()
 def groups() -> None:
-    """Consumer groups."""
+    """Consumer groups: list, describe (with lag), reset."""
 
 
 def _print_moves(group: str, moves: list[OffsetMove]) -> None:

@@ -52,7 +52,7 @@ def render_markdown(catalogue: Catalogue) -> str:
 
 @main.group()
 def topics() -> None:
-    """The topic catalogue."""
+    """The topic catalogue, and the topics' live state in the cluster."""
 
 
 @topics.command("list")
