@@ -15,6 +15,7 @@ import click
 
 from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.cli._time import TIME_HELP, TimeParam
 from infra.config import Settings
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
@@ -75,8 +76,8 @@ def _filters(f: F) -> F:
             ),
             click.option(
                 "--since",
-                type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
-                help="Only dead letters whose last failure is at or after this UTC time.",
+                type=TimeParam(),
+                help=f"Only dead letters whose last failure is at or after: {TIME_HELP}.",
             ),
         ]
     ):
@@ -85,12 +86,12 @@ def _filters(f: F) -> F:
 
 
 def _where(
-    service: str | None, error_class: str | None, since: datetime | None, refs: tuple[str, ...] = ()
+    service: str | None, error_class: str | None, since: int | None, refs: tuple[str, ...] = ()
 ) -> DeadLetterFilter:
     return DeadLetterFilter(
         service=service,
         error_class=error_class,
-        since=since.replace(tzinfo=UTC) if since is not None else None,
+        since=datetime.fromtimestamp(since / 1000, UTC) if since is not None else None,
         refs=frozenset(refs),
     )
 
@@ -99,7 +100,7 @@ def _where(
 @_filters
 @json_option
 def dlq_list(
-    service: str | None, error_class: str | None, since: datetime | None, as_json: bool
+    service: str | None, error_class: str | None, since: int | None, as_json: bool
 ) -> None:
     """List dead letters (one line each: ref, service, reason, error class, attempts, call id)."""
     cfg = settings()
@@ -168,7 +169,7 @@ def dlq_show(ref: str) -> None:
 def dlq_redrive(
     service: str | None,
     error_class: str | None,
-    since: datetime | None,
+    since: int | None,
     refs: tuple[str, ...],
     dry_run: bool,
     as_json: bool,
