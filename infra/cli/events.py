@@ -158,7 +158,7 @@ def known_topic(name: str, cluster_topics: list[str]) -> str:
     catalogue = _catalogue()
     real = resolve_topic(catalogue, name)
     if real not in cluster_topics:
-        if real != name:
+        if any(spec.name == name for spec in catalogue):
             from infra.errors import CommandLineError
 
             raise CommandLineError(
