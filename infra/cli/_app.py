@@ -67,7 +67,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Serve the schema registry REST API; schemas are stored in the `_schemas` topic.",
     ),
     "replay": (
-        "infra.cli.events",
+        "infra.cli.replay",
         "Copy a slice of a topic into another, keeping keys and timestamps; resumable.",
     ),
     "schemas": (

@@ -30,7 +30,6 @@ from streams.events import EVENT_TYPES, Event
 from streams.groups import OffsetMove, ResetTarget, execute_reset, plan_reset
 from streams.producer import Coordinates, Publisher
 from streams.registry_client import RegistryClient
-from streams.replay import ReplayPlan, plan_replay, replay
 from streams.topics import Catalogue
 
 _CHUNK = 500  # events published (sent, then awaited) per progress step
@@ -237,87 +236,6 @@ def tail(
     }
     with contextlib.suppress(KeyboardInterrupt):
         run(_tail(topic, options, as_json, limit))
-
-
-# --- replay -------------------------------------------------------------------------------------
-
-
-def _offsets(values: tuple[str, ...]) -> dict[int, int]:
-    found = {}
-    for value in values:
-        partition, sep, offset = value.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
-            raise click.BadParameter(
-                f"{value!r} is not PARTITION:OFFSET", param_hint="--from-offset"
-            )
-        found[int(partition)] = int(offset)
-    return found
-
-
-def _print_plan(plan: ReplayPlan, target: str) -> None:
-    click.echo(f"replay {plan.topic} -> {target}: {plan.count} records")
-    for s in plan.slices:
-        click.echo(f"  partition {s.partition}: offsets {s.start}..{s.end - 1} ({s.count})")
-
-
-async def _replay(plan: ReplayPlan, target: str, allow: bool, show_progress: bool) -> int:
-    with click.progressbar(
-        length=plan.count, label="copying", file=_progress_to(show_progress)
-    ) as bar:
-        return await replay(
-            settings().kafka, plan, target, allow_side_effects=allow, progress=bar.update
-        )
-
-
-@main.command(
-    "replay",
-    short_help="Copy a slice of a topic into another, keeping keys and timestamps; resumable.",
-)
-@click.option("--topic", "source", required=True, help="Topic to copy from.")
-@click.option("--since", type=TimeParam(), help="Copy records at or after this time.")
-@click.option("--until", type=TimeParam(), help="... and before this time (default: now).")
-@click.option("--from-offset", "from_offsets", multiple=True, metavar="P:O",
-              help="Copy partition P from offset O (repeatable).")  # fmt: skip
-@click.option("--to", "target", required=True, help="Topic to copy into.")
-@click.option("--dry-run", is_flag=True, help="Show the plan; copy nothing.")
-@click.option("--allow-side-effects", is_flag=True,
-              help="Let agents act on the copies (external calls, deliveries). Off by default.")  # fmt: skip
-@json_option
-def replay_(
-    source: str, since: int | None, until: int | None, from_offsets: tuple[str, ...], target: str,
-    dry_run: bool, allow_side_effects: bool, as_json: bool,
-) -> None:  # fmt: skip
-    """Copy a slice of a topic into another, keeping keys and timestamps; copies are marked
-    with `backbone-replayed-from` and never re-trigger side effects unless allowed."""
-    if (since is None) == (not from_offsets):
-        fail("give either --since TIME [--until TIME] or --from-offset P:O", 2)
-    catalogue = _catalogue()
-    real_source, real_target = resolve_topic(catalogue, source), resolve_topic(catalogue, target)
-    plan = run(
-        plan_replay(
-            settings().kafka, real_source, since_ms=since, until_ms=until,
-            from_offsets=_offsets(from_offsets) or None,
-        )
-    )  # fmt: skip
-    if not as_json:
-        _print_plan(plan, real_target)
-    copied = 0
-    if not dry_run and plan.count:
-        copied = run(_replay(plan, real_target, allow_side_effects, not as_json))
-    report = {
-        "source": real_source,
-        "target": real_target,
-        "planned": plan.count,
-        "copied": copied,
-        "dry_run": dry_run,
-        "side_effects_allowed": allow_side_effects,
-        "slices": [s.__dict__ for s in plan.slices],
-    }
-    emit(
-        report,
-        as_json,
-        lambda: click.echo("dry run: nothing copied" if dry_run else f"copied {copied} records"),
-    )
 
 
 # --- consumer groups ----------------------------------------------------------------------------
