@@ -16,6 +16,7 @@ from aiohttp import web
 
 from infra.config import Settings
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from infra.kafka.state import forget_broker, record_broker
 from infra.registry import registry_service
 from streams.admin import apply_catalogue
 from streams.topics import Catalogue
@@ -118,6 +119,7 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
                 )
             )
             seconds = await asyncio.to_thread(broker.start)
+            record_broker(settings, broker, "backbone up")
             say(
                 f"kafka     {broker.bootstrap} (Apache Kafka {kafka_version()}, up in {seconds:.1f} s)"
             )
@@ -135,4 +137,5 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             await service.stop()
         if broker is not None:
             await asyncio.to_thread(broker.stop)
+            forget_broker(settings, broker)
         say("stopped")
