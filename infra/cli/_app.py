@@ -43,6 +43,7 @@ EXIT_INTERRUPTED = 130
 #: command name -> (module that registers it on ``main``, its one-line help for ``--help``).
 #: ``tests/unit/test_cli_app.py`` checks each summary against the command's own docstring.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "calls": ("infra.cli.calls", "A call's state, read from the log."),
     "dlq": ("infra.cli.calls", "Dead letters of external calls: list, show, re-drive."),
     "doctor": ("infra.cli.doctor", "Check java, maven, the Kafka cluster and the schema registry."),
     "gateway": (
