@@ -3,8 +3,8 @@
 Everything goes through one :class:`~streams.producer.Publisher` (acks=all, idempotent): records
 are handed over first and their acknowledgements awaited together, and nothing is acked upstream
 before that. Lane records are handled in batches (:meth:`CallWriter.execute`): each record's claim
-once it holds an execution slot (claims handed over in one loop turn share a produce batch), then
-the call, then its outputs in two phases (see :class:`~agents.executor.Attempt`), then settlement
+once it holds its lane's execution slot and its service's concurrency slot (claims handed over in
+one loop turn share a produce batch), then the call, then its outputs in two phases (see :class:`~agents.executor.Attempt`), then settlement
 in the call ledger.
 """
 
@@ -87,7 +87,7 @@ class CallWriter:
     async def execute(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
     ) -> None:
-        """Handle a batch of lane records: each is claimed once it holds an execution slot
+        """Handle a batch of lane records: each is claimed once it holds its execution slots
         (claims granted together share one write), run, its outputs written, then settled.
 
         A record whose key runs already (here or earlier in the batch) is handled after the
@@ -138,12 +138,8 @@ class CallWriter:
     async def _run(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket
     ) -> Attempt | None:
-        async def claimed_then_run() -> Attempt:
-            await executor.journal(ticket)  # durable before the call is made
-            return await executor.run(ticket)
-
-        try:
-            return await dispatcher.run(item.lane, claimed_then_run)
+        try:  # run journals the claim once the call holds its service's slot
+            return await dispatcher.run(item.lane, lambda: executor.run(ticket))
         except BaseException as exc:
             executor.ledger.abandon(ticket.started.idempotency_key)  # no-op if settled
             if isinstance(exc, BackboneError) or not isinstance(exc, Exception):

@@ -8,9 +8,13 @@ dead letter (``calls.dlt`` record with the failure envelope as headers and typed
 ``integration.circuit_state_changed`` outputs. No Kafka here: the runtime writes the outputs and
 then settles the :class:`Attempt` in the ledger (:meth:`CallExecutor.settle`).
 
-Exactly-once execution: before a record is handled its ``call.started`` claim goes through the
+Exactly-once execution: before a call is made its ``call.started`` claim goes through the
 ``journal`` (the runtime writes it to ``calls.claims`` and returns once the cluster acknowledged
 it); see :mod:`agents.ledger` for how a claim without an outcome is recognised after a crash.
+The claim is written only once the call holds its service's concurrency slot and rate-limit
+token, right before it goes out, so a worker that dies while calls queue for a slot leaves no
+claims for calls that never reached the service. (Records handled without calling the service,
+e.g. expired or refused by an open circuit, are claimed before their outputs are written.)
 """
 
 from __future__ import annotations
@@ -177,15 +181,14 @@ class CallExecutor:
             self.ledger.abandon(attempt.key)
 
     async def attempt(self, request: CallRequested, source: Source) -> Attempt:
-        """Handle one lane record: claim it, journal the claim, run it."""
+        """Handle one lane record: claim it and run it (the claim is journaled on the way)."""
         ticket = await self.claim(request, source)
         if ticket is None:
             return Attempt(request.idempotency_key)
-        await self.journal(ticket)
         return await self.run(ticket)
 
     async def claim(self, request: CallRequested, source: Source) -> Ticket | None:
-        """The ledger's verdict; None when the record is skipped. Journal the ticket next."""
+        """The ledger's verdict; None when the record is skipped. :meth:`run` it next."""
         key = request.idempotency_key
         if not self.settings.allow_replayed_calls and not side_effects_allowed(source.headers):
             log.info("skipped replayed call %s (side effects not allowed)", request.call_id)
@@ -227,9 +230,18 @@ class CallExecutor:
         )
 
     async def run(self, ticket: Ticket) -> Attempt:
-        """Run a journaled ticket (or account for it without running, if its outcome is unknown)."""
+        """Run a ticket (or account for it without running, if its outcome is unknown). Its claim
+        is journaled right before the call goes out, or before returning if no call is made."""
         request, source, started = ticket.request, ticket.source, ticket.started
         key = started.idempotency_key
+        journaled = False
+
+        async def journal() -> None:
+            nonlocal journaled
+            if not journaled:
+                await self.journal(ticket)
+                journaled = True
+
         try:
             if ticket.verdict is Claim.UNKNOWN and request.service not in self._dedupes:
                 unknown = OutcomeUnknownError(
@@ -239,7 +251,8 @@ class CallExecutor:
                 )
                 outputs = self._failed(request, source, unknown, None, counts=False)
             else:
-                outputs = await self._attempt(request, source)
+                outputs = await self._attempt(request, source, journal)
+            await journal()  # no-op when the call went out (journaled then)
         except BaseException:
             self.ledger.abandon(key)
             raise
@@ -259,7 +272,9 @@ class CallExecutor:
         last[-1] = replace(last[-1], headers={**last[-1].headers, **stamp})
         return Attempt(key, started.claim_id, end, first, last)
 
-    async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
+    async def _attempt(
+        self, request: CallRequested, source: Source, journal: Callable[[], Awaitable[None]]
+    ) -> list[Output]:
         now = self._now()
         if expired(request.deadline, now):
             return self._expire(request, source, now, "deadline passed before the attempt")
@@ -284,7 +299,12 @@ class CallExecutor:
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:
-            await guard.bucket.acquire()
+            try:
+                await guard.bucket.acquire()
+                await journal()  # the call goes out right after its claim is durable
+            except BaseException:
+                guard.breaker.release()  # the permit was not used: no call went out
+                raise
             began = time.monotonic()
             try:
                 call = CallInput.from_json(

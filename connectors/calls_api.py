@@ -23,6 +23,7 @@ from aiohttp import web
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from connectors.gateway import SETTINGS, add_check, depends_on
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -137,7 +138,9 @@ _WAITER = web.AppKey("backbone.calls.waiter", ReplyWaiter)
 
 
 def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+    headers = {"Retry-After": "1"} if status == 503 else None  # Kafka away: try again soon
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.json_response(body, status=status, headers=headers)
 
 
 def calls_extension(
@@ -152,15 +155,15 @@ def calls_extension(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with RegistryClient(registry) as client:
             codec = Codec(client)
-            waiter = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
-            await waiter.start()
+            app[_WAITER] = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
+            publisher = Publisher(kafka, codec, catalogue)
+            await publisher.start(wait=False)  # Kafka down: 503 until it is back
+            add_check(app, "calls publisher", publisher.problem)
+            app[_PUBLISHER] = publisher
             try:
-                async with Publisher(kafka, codec, catalogue) as publisher:
-                    app[_PUBLISHER] = publisher
-                    app[_WAITER] = waiter
-                    yield
+                yield
             finally:
-                await waiter.stop()
+                await publisher.stop()
 
     async def post_call(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -182,8 +185,17 @@ def calls_extension(
             return _problem(400, "invalid_call", str(exc))
         waiter = request.app[_WAITER]
         future = waiter.expect(call.call_id) if wait else None
+        settings = request.app.get(SETTINGS)
+        timeout = settings.publish_timeout_s if settings is not None else None
         try:
-            await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+            # bounded like /v1/events: a 503 leaves nothing behind (the record is withdrawn)
+            async with asyncio.timeout(timeout):
+                await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+        except TimeoutError:
+            waiter.forget(call.call_id)
+            return _problem(
+                503, "kafka_unavailable", "the call could not be queued", call_id=call.call_id
+            )
         except BackboneError as exc:
             waiter.forget(call.call_id)
             status = 503 if exc.retriable else 500
@@ -209,6 +221,14 @@ def calls_extension(
 
     def extend(app: web.Application) -> None:
         app.cleanup_ctx.append(lifecycle)
+        # started after the lifecycle above (and stopped before it); loads in the background
+        depends_on(
+            app,
+            "calls.results follower",
+            lambda: app[_WAITER].start(),
+            lambda: app[_WAITER].stop(),
+            ("/v1/calls",),
+        )
         app.router.add_post("/v1/calls", post_call)
 
     return extend

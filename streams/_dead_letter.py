@@ -8,9 +8,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from streams import headers as h
+from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams.errors import BackboneError, TopicCatalogueError
-from streams.producer import close_producer
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 

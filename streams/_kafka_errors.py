@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from streams.errors import BackboneError, KafkaUnavailableError, PublishRejectedError
 
@@ -12,12 +21,25 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
 
     Timeouts and connection problems mean the cluster did not take the write *yet*: retriable.
     Errors aiokafka itself marks retriable (leader moved, not enough replicas...) are the same.
+    A broken idempotent sequence (the producer is rebuilt with a fresh id) and a closed producer
+    are the same for the caller: not written this time, a retry will be.
     Everything else (record too large, authorisation) will not get better by retrying.
     """
     retriable = getattr(exc, "retriable", False)
     name = type(exc).__name__
     detail = str(exc).removeprefix(f"{name}: ").removeprefix(name).strip(" :")
     text = f"{doing}: {name}" + (f": {detail}" if detail else "")
-    if retriable or isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+    if retriable or isinstance(exc, _UNAVAILABLE):
         return KafkaUnavailableError(text)
     return PublishRejectedError(text)
+
+
+_UNAVAILABLE = (
+    KafkaTimeoutError,
+    KafkaConnectionError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
+)

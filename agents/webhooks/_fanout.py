@@ -6,8 +6,7 @@ a crash requests the same delivery (same ``webhook-id``: the receiver deduplicat
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -15,11 +14,13 @@ from collections.abc import Iterable
 
 from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
 from streams.codec import Codec
-from streams.consumer import Subscriber
+from streams.consumer import Received, Subscriber
+from streams.errors import OffsetCommitError
 from streams.events import Event
 from streams.events.webhooks import WebhookDeliveryRequested
 from streams.headers import side_effects_allowed
 from streams.settings import KafkaSettings
+from streams.supervise import Supervisor, retrying
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -80,24 +81,34 @@ class Fanout:
         self._subscriber = Subscriber(kafka, codec, catalogue, list(topics), group_id)
         self._view = view
         self._writer = writer
-        self._task: asyncio.Task[None] | None = None
+        self.supervisor = Supervisor(self.name)
         self.requested = 0
 
     async def start(self) -> None:
         await self._subscriber.start()
-        self._task = asyncio.create_task(self._run(), name=self.name)
+        # a Kafka outage while reading restarts the loop (the subscriber keeps its buffer);
+        # anything else stops fan-out, is logged once and shows in problems() (readiness)
+        self.supervisor.start("fan-out", self._run)
+
+    def problems(self) -> dict[str, str]:
+        return self.supervisor.problems()
 
     async def _run(self) -> None:
         async for received in self._subscriber:
-            if side_effects_allowed(received.headers):  # replayed copies never re-deliver
-                for request in deliveries_for(received.event, self._view.endpoints.values()):
-                    await self._writer.publish(request, topic=DELIVERIES)
-                    self.requested += 1
+            # the same record until its requests are written: never commit past a failure
+            await retrying(functools.partial(self._fan_out, received), f"{self.name}: fan-out")
+            self.supervisor.mark_ok("fan-out")
+
+    async def _fan_out(self, received: Received) -> None:
+        if side_effects_allowed(received.headers):  # replayed copies never re-deliver
+            for request in deliveries_for(received.event, self._view.endpoints.values()):
+                await self._writer.publish(request, topic=DELIVERIES)  # same id when repeated
+                self.requested += 1
+        try:
             await self._subscriber.commit(received)
+        except OffsetCommitError as exc:  # partitions moved: the new owner reads it again
+            log.info("%s: %s", self.name, exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self.supervisor.close()
         await self._subscriber.stop()

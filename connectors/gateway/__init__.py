@@ -26,6 +26,12 @@ The shared objects are under the keys :data:`SETTINGS`, :data:`KAFKA`, :data:`RE
 :data:`CATALOGUE`, :data:`REGISTRY_CLIENT` and :data:`PUBLISHER` (the last two are started by the gateway's own cleanup
 context, which runs before any cleanup context an extension appends). Use :func:`problem` for
 error bodies so every route answers in the same shape.
+
+Readiness (``GET /readyz``) is "a write can be acknowledged now": Kafka and the registry answer,
+every publisher has a connected producer whose last write did not fail, and every part an
+extension registered with :func:`depends_on` has loaded. The gateway starts while Kafka is down
+(not ready; writes get 503 with ``Retry-After``) and becomes ready by itself when Kafka is back.
+Extensions report their own publishers with :func:`add_check`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from connectors.gateway._keys import (
 )
 from connectors.gateway._openapi import openapi_document
 from connectors.gateway._problems import problem
+from connectors.gateway._readiness import add_check, depends_on, readiness_of
 from connectors.gateway._service import GatewayService
 from connectors.gateway.settings import GatewaySettings
 from streams.codec import Codec
@@ -65,7 +72,8 @@ async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
     async with RegistryClient(app[REGISTRY]) as registry:
         kafka = app[KAFKA].model_copy(update={"linger_ms": app[SETTINGS].linger_ms})
         publisher = Publisher(kafka, Codec(registry), app[CATALOGUE])
-        await publisher.start()
+        await publisher.start(wait=False)  # Kafka down: start not ready, 503 until it is back
+        add_check(app, "publisher", publisher.problem)
         app[REGISTRY_CLIENT] = registry
         app[PUBLISHER] = publisher
         try:
@@ -100,6 +108,7 @@ def build_gateway(
     app[KAFKA] = kafka
     app[REGISTRY] = registry
     app[CATALOGUE] = catalogue
+    readiness_of(app)
     app.cleanup_ctx.append(_publisher_lifecycle)
     app.router.add_post(
         f"/v1/events/{_TYPE}:batch",
@@ -128,6 +137,8 @@ __all__ = [
     "Extension",
     "GatewayService",
     "GatewaySettings",
+    "add_check",
     "build_gateway",
+    "depends_on",
     "problem",
 ]

@@ -2,8 +2,9 @@
 
 A 202 is written only after the broker acknowledged the record (acks=all, idempotent producer).
 When Kafka cannot take the write within ``publish_timeout_s`` the answer is 503 with Retry-After,
-never a 2xx. A 503 means "not confirmed", not "certainly not written": clients retry with the same
-``event_id`` and consumers drop duplicates by ``event_id``.
+never a 2xx. A 503 means "not written, and not written later": the publisher withdraws a record
+whose writer stopped waiting (:meth:`streams.Publisher.retire`). Only a produce request already on
+the wire can still land, so clients retry with the same ``event_id`` and consumers drop duplicates.
 
 Batch semantics: **per-line results**. Every line is validated on its own; valid lines are
 published (all sent, then all awaited) and each line gets its own status in ``results``. The

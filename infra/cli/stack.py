@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from infra.cli._app import main, run, settings
+from infra.logs import configure
 
 
 @main.command()
@@ -26,4 +27,5 @@ def up() -> None:
             fg="yellow",
             err=True,
         )
+    configure("INFO")
     run(serve(cfg, click.echo))
