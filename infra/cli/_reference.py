@@ -57,6 +57,22 @@ One syntax everywhere (`tail`, `replay`, `dlq`, `webhooks`, `groups reset`):
 
 Topic names: a catalogue name (`calls.results`, prefixed with `BACKBONE_TOPIC_PREFIX`) or any
 real topic name on the cluster.
+
+## Examples
+
+Each line runs as written against a cluster with the catalogue applied (a test does exactly that).
+
+<!-- doc-test: each line runs in tests/integration/test_doc_commands.py -->
+
+```sh
+backbone produce call.requested --data '{"call_id": "c-1", "service": "search", "operation": "query", "payload": {"q": "kafka"}, "idempotency_key": "c-1"}'
+backbone tail calls.requests -o beginning --no-follow
+backbone tail calls.requests -o -10 -k c-1 --no-follow --json
+backbone topics describe calls.requests
+backbone replay --topic calls.requests --since 1h --to calls.requests.copy --create-target
+backbone groups list
+backbone dlq list --since 10m --unresolved
+```
 """
 
 
