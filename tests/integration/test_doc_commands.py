@@ -69,6 +69,7 @@ def test_the_docs_mark_runnable_commands() -> None:
     assert len(COMMANDS) >= 10
 
 
+@pytest.mark.timeout(900)  # a dozen commands, each a fresh process on a loaded box
 async def test_every_marked_command_runs_as_written(
     kafka_settings: KafkaSettings,
     schema_registry: RegistrySettings,
