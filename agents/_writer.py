@@ -81,6 +81,15 @@ class CallWriter:
             error = AgentError(f"unexpected {event.event_type} in {source.topic}")
         return await self.dead_letter(key, value, source, error)
 
+    async def refuse(
+        self, executor: CallExecutor, request: CallRequested, source: Source, error: BackboneError
+    ) -> list[asyncio.Future[Any]]:
+        """End a call without running it (``error`` is why); returns the pending acks."""
+        return [
+            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
+            for o in executor.refused(request, source, error)
+        ]
+
     async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
         await self.publisher.acknowledged(pending)
 
@@ -145,28 +154,47 @@ class CallWriter:
             if isinstance(exc, BackboneError) or not isinstance(exc, Exception):
                 raise  # e.g. Kafka away: the batch is read again
             bug = exc
-        # a bug must not stall the lane: dead-letter the record
+        # a bug must not stall the lane, nor leave the call without an outcome: it is the
+        # call's fatal failure, with the bug as its reason
         log.error("executor failed on %s", item.request.call_id, exc_info=bug)
+        try:
+            return executor.crashed(ticket, bug)
+        except Exception as again:  # not even a failure outcome can be built: the raw record
+            log.error("no outcome for %s", item.request.call_id, exc_info=again)
         dead = await self.dead_letter(item.key, item.value, item.source, AgentError(repr(bug)))
         await self.acknowledged([dead])
         return None
 
-    async def write(self, executor: CallExecutor, attempt: Attempt) -> None:
-        """Write an attempt's outputs in their two phases, then settle it in the ledger."""
+    async def write(
+        self, executor: CallExecutor, attempt: Attempt, *, fallback: bool = True
+    ) -> None:
+        """Write an attempt's outputs in their two phases, then settle it in the ledger.
+
+        An output refused for good (too large, a topic not in the catalogue) is not a batch
+        failure, which would be read again forever: the call fails with that reason instead.
+        """
         try:
-            for phase in (attempt.first, attempt.last):
-                await self.publisher.acknowledged(
-                    [
-                        await self.publisher.send(
-                            o.event, topic=o.topic, key=o.key, headers=o.headers
-                        )
-                        for o in phase
-                    ]
-                )
+            await self._write_phases(attempt)
+        except BackboneError as exc:
+            if exc.retriable or attempt.ticket is None or not fallback:
+                executor.settle(attempt, written=False)
+                raise
+            log.error("outcome of %s not writable: %s", attempt.ticket.request.call_id, exc)
+            await self.write(executor, executor.unwritable(attempt, exc), fallback=False)
+            return
         except BaseException:
             executor.settle(attempt, written=False)
             raise
         executor.settle(attempt)
+
+    async def _write_phases(self, attempt: Attempt) -> None:
+        for phase in (attempt.first, attempt.last):
+            await self.publisher.acknowledged(
+                [
+                    await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
+                    for o in phase
+                ]
+            )
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: The consumer stages of the aiokafka runtime; each is its own group ``{group_id}.{stage}``.
+KAFKA_STAGES = ("router", "lanes", "retry")
+
+
+def consumer_groups(settings: WorkerSettings) -> str:
+    """The consumer groups the worker really joins, as a log line names them."""
+    if settings.runtime == "aiokafka":
+        return "groups " + ", ".join(f"{settings.group_id}.{s}" for s in KAFKA_STAGES)
+    return f"group {settings.group_id} (Faust app)"
+
+
 class CallWorker:
     name = "worker"
 
@@ -79,6 +90,7 @@ class CallWorker:
             on_circuit=self._side.put_nowait,
             journal=self._claim,
             worker=kafka.client_id,
+            topics=catalogue,
         )
         self.dispatcher = LaneDispatcher(settings.lane_weights, settings.max_in_flight)
         self._follower = LedgerFollower(
@@ -104,7 +116,7 @@ class CallWorker:
     def describe(self) -> str:
         services = ", ".join(f"{c.service} ({c.kind})" for c in self.connectors.values()) or "none"
         return (
-            f"call agents ({self.settings.runtime} runtime), group {self.settings.group_id}; "
+            f"call agents ({self.settings.runtime} runtime), {consumer_groups(self.settings)}; "
             f"services: {services}"
         )
 

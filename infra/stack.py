@@ -88,7 +88,12 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     from connectors.calls_api import calls_extension
 
     return [
-        calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
+        calls_extension(
+            settings.kafka,
+            settings.registry,
+            Catalogue(settings.kafka.topic_prefix),
+            services=[service.name for service in settings.calls.services],
+        ),
         webhooks_gateway_extension(settings),
     ]
 

@@ -7,13 +7,22 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    MessageSizeTooLargeError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
     ProducerFenced,
     UnknownProducerId,
 )
+from aiokafka.errors import (
+    RecordTooLargeError as _BrokerRecordTooLarge,
+)
 
-from streams.errors import BackboneError, KafkaUnavailableError, PublishRejectedError
+from streams.errors import (
+    BackboneError,
+    KafkaUnavailableError,
+    PublishRejectedError,
+    RecordTooLargeError,
+)
 
 
 def translate(exc: KafkaError, doing: str) -> BackboneError:
@@ -31,6 +40,8 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
     text = f"{doing}: {name}" + (f": {detail}" if detail else "")
     if retriable or isinstance(exc, _UNAVAILABLE):
         return KafkaUnavailableError(text)
+    if isinstance(exc, MessageSizeTooLargeError | _BrokerRecordTooLarge):
+        return RecordTooLargeError(text)
     return PublishRejectedError(text)
 
 

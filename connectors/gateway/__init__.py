@@ -5,7 +5,13 @@ Routes built in:
 - ``POST /v1/events/{event_type}`` (JSON) and ``POST /v1/events/{event_type}:batch`` (NDJSON,
   per-line results): validated against the event model, published, answered 202 only after the
   broker acknowledged (see :mod:`connectors.gateway._ingest` for the exact status rules);
-- ``GET /openapi.json`` generated from the event models; ``GET /healthz``; ``GET /readyz``.
+- ``GET /openapi.json`` generated from the models every installed route validates with (an
+  anonymous reader sees the public event types, a token's holder also its granted internal ones);
+  ``GET /healthz``; ``GET /readyz``.
+
+Every refusal, aiohttp's own 404/405 included, is one JSON shape (:mod:`connectors.gateway._problems`);
+bodies are bounded in size and JSON depth before parsing and validated strictly
+(:mod:`connectors.gateway._validate`); internal event types need a grant (403 otherwise).
 
 Bearer tokens (one per client, :class:`GatewaySettings.tokens`) and a per-client token bucket
 guard every ``/v1/`` path; other paths (health, OpenAPI, ``/webhooks/...`` which verifies
@@ -41,7 +47,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 
 from connectors.gateway._body import early_refusal
-from connectors.gateway._clients import CLIENT_ID, BearerTokens, ClientLimits, client_middleware
+from connectors.gateway._clients import (
+    CLIENT_ID,
+    TOKENS,
+    BearerTokens,
+    ClientLimits,
+    client_middleware,
+)
 from connectors.gateway._health import healthz, readyz
 from connectors.gateway._ingest import accepted_types, post_batch, post_event
 from connectors.gateway._keys import (
@@ -52,8 +64,8 @@ from connectors.gateway._keys import (
     REGISTRY_CLIENT,
     SETTINGS,
 )
-from connectors.gateway._openapi import openapi_document
-from connectors.gateway._problems import problem
+from connectors.gateway._openapi import installed_routes, openapi_document
+from connectors.gateway._problems import problem, problem_middleware
 from connectors.gateway._readiness import add_check, depends_on, readiness_of
 from connectors.gateway._service import GatewayService
 from connectors.gateway.settings import GatewaySettings
@@ -82,8 +94,26 @@ async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
             await publisher.stop()
 
 
+def _call_services(app: web.Application) -> tuple[str, ...] | None:
+    from connectors.calls_api import SERVICES
+
+    services: tuple[str, ...] | None = app.get(SERVICES)
+    return services
+
+
 async def _openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(accepted_types(request), "Backbone gateway"))
+    """Anonymous readers see the public event types; a bearer token adds its client's grants."""
+    client = request.app[TOKENS].client(request.headers.get("Authorization"))
+    types = accepted_types(request.app[SETTINGS], client)
+    document = openapi_document(
+        types,
+        "Backbone gateway",
+        catalogue=request.app[CATALOGUE],
+        routes=installed_routes(request.app),
+        max_batch_lines=request.app[SETTINGS].max_batch_lines,
+        services=_call_services(request.app),
+    )
+    return web.json_response(document)
 
 
 def build_gateway(
@@ -95,13 +125,12 @@ def build_gateway(
     extensions: Sequence[Extension] = (),
 ) -> web.Application:
     """The gateway application; run it with :class:`GatewayService` or ``aiohttp.web``."""
-    middleware = client_middleware(
-        BearerTokens(settings.tokens), ClientLimits(settings.rate_per_s, settings.burst)
-    )
+    tokens = BearerTokens(settings.tokens)
+    middleware = client_middleware(tokens, ClientLimits(settings.rate_per_s, settings.burst))
     # client_max_size is a backstop; the ingest routes enforce their own, smaller limits while
     # streaming the body, before buffering it.
     app = web.Application(
-        middlewares=[middleware],
+        middlewares=[problem_middleware, middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_batch_bytes),
     )
     app[SETTINGS] = settings
@@ -109,6 +138,7 @@ def build_gateway(
     app[REGISTRY] = registry
     app[CATALOGUE] = catalogue
     readiness_of(app)
+    app[TOKENS] = tokens
     app.cleanup_ctx.append(_publisher_lifecycle)
     app.router.add_post(
         f"/v1/events/{_TYPE}:batch",

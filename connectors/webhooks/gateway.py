@@ -19,6 +19,7 @@ from connectors.webhooks._api import EndpointsAPI
 from connectors.webhooks._ingress import WebhookIngress
 from connectors.webhooks._registry import EndpointRegistry
 from connectors.webhooks._seen import SeenSet, seen_key
+from connectors.webhooks._ssrf import DestinationPolicy
 from connectors.webhooks.settings import WebhookSettings
 from streams.codec import Codec
 from streams.producer import Publisher
@@ -66,7 +67,11 @@ class WebhookGateway:
             settings.ingress, self.publisher, self.seen, markers=self.markers
         )
         self.api = EndpointsAPI(
-            EndpointAdmin(self.publisher, self.registry.view),
+            EndpointAdmin(
+                self.publisher,
+                self.registry.view,
+                DestinationPolicy.allowing(settings.delivery.allow_networks),
+            ),
             self.registry.view,
             settings.delivery.rotation_grace_s,
         )
