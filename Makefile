@@ -54,8 +54,9 @@ check: install        ## format, lint, types, schema evolution gate
 bench: install        ## benchmarks: each prints its baseline from the same run and the ratio
 	$(BIN)/python -m benchmarks
 
-docs: install         ## regenerate committed docs (topic catalogue)
+docs: install         ## regenerate committed docs (topic catalogue, command reference)
 	$(BIN)/backbone topics list --markdown > docs/topics.md
+	$(BIN)/python -m infra.cli._reference > docs/cli.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -10,9 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import faust
+from typing import TYPE_CHECKING, Any
 
 from agents.outputs import Source
 from agents.settings import WorkerSettings
@@ -22,10 +20,15 @@ from streams.events import Event
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
+if TYPE_CHECKING:
+    import faust
+
 
 def create_app(
     kafka: KafkaSettings, settings: WorkerSettings, *, datadir: Path | None = None
 ) -> faust.App:
+    import faust  # only the Faust runtime pays for it
+
     return faust.App(
         settings.group_id,
         broker=f"kafka://{kafka.bootstrap}",

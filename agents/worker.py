@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka import ConsumerRecord
 
-from agents._faust_calls import FaustCalls
 from agents._kafka_calls import KafkaCalls
 from agents._writer import CallWriter, Pipeline
 from agents.dispatch import LaneDispatcher
@@ -39,6 +39,9 @@ from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.supervise import Supervisor
 from streams.topics import Catalogue
+
+if TYPE_CHECKING:
+    from agents._faust_calls import FaustCalls
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +103,13 @@ class CallWorker:
         parts = Pipeline(
             kafka, codec, catalogue, settings, self.executor, self.dispatcher, self.writer
         )
-        self.runtime: KafkaCalls | FaustCalls = (
-            FaustCalls(parts, datadir=datadir)
-            if settings.runtime == "faust"
-            else KafkaCalls(parts, self._follower)
-        )
+        self.runtime: KafkaCalls | FaustCalls
+        if settings.runtime == "faust":
+            from agents._faust_calls import FaustCalls  # Faust only when it is the runtime
+
+            self.runtime = FaustCalls(parts, datadir=datadir)
+        else:
+            self.runtime = KafkaCalls(parts, self._follower)
         #: the health and side-event loops: restarted on transient errors, reported otherwise
         self.supervisor = Supervisor(self.name)
 

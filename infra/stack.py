@@ -21,6 +21,7 @@ from aiohttp import web
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
+from infra.kafka.state import forget_broker, record_broker
 from infra.registry import registry_service
 from infra.tracing import configure_tracing
 from streams.admin import apply_catalogue
@@ -233,6 +234,7 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
                 )
             )
             seconds = await asyncio.to_thread(broker.start)
+            record_broker(settings, broker, "backbone up")
             say(
                 f"kafka     {broker.bootstrap} (Apache Kafka {kafka_version()}, up in {seconds:.1f} s)"
             )
@@ -257,6 +259,7 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             await _stop(service, say)
         if broker is not None:
             await asyncio.to_thread(broker.stop)
+            forget_broker(settings, broker)
         if tracing is not None:
             tracing.shutdown()  # flushes the spans still batched
         say("stopped")

@@ -35,11 +35,14 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
     Everything else (record too large, authorisation) will not get better by retrying.
     """
     retriable = getattr(exc, "retriable", False)
+    name = type(exc).__name__
+    detail = str(exc).removeprefix(f"{name}: ").removeprefix(name).strip(" :")
+    text = f"{doing}: {name}" + (f": {detail}" if detail else "")
     if retriable or isinstance(exc, _UNAVAILABLE):
-        return KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}")
+        return KafkaUnavailableError(text)
     if isinstance(exc, MessageSizeTooLargeError | _BrokerRecordTooLarge):
-        return RecordTooLargeError(f"{doing}: {type(exc).__name__}: {exc}")
-    return PublishRejectedError(f"{doing}: {type(exc).__name__}: {exc}")
+        return RecordTooLargeError(text)
+    return PublishRejectedError(text)
 
 
 _UNAVAILABLE = (

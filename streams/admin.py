@@ -167,3 +167,29 @@ async def partitions(settings: KafkaSettings, topics: Iterable[str]) -> dict[str
             raise TopicCatalogueError(f"topic {topic['topic']!r} does not exist on the cluster")
         found[topic["topic"]] = sorted(p["partition"] for p in topic["partitions"])
     return found
+
+
+async def create_topic_like(settings: KafkaSettings, source: str, target: str) -> int:
+    """Create ``target`` with ``source``'s partition count and topic-level config overrides;
+    returns the partition count."""
+    from streams.inspect import describe_topic
+
+    state = await describe_topic(settings, source)
+    if state is None:
+        raise TopicCatalogueError(f"topic {source!r} does not exist on the cluster")
+    topic = NewTopic(
+        target,
+        len(state.partitions),
+        settings.replication_factor,
+        topic_configs=state.overrides,
+    )
+    async with admin_client(settings) as admin:
+        try:
+            response = await admin.create_topics([topic])
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"creating {target}: {exc}") from exc
+        for name, code, *rest in response.topic_errors:
+            if code not in (0, 36):
+                raise TopicCatalogueError(f"creating {name} failed: error {code} {rest}")
+        await _await_metadata(admin, [target])
+    return len(state.partitions)

@@ -28,6 +28,11 @@ class OffsetMove:
     target: int
 
     @property
+    def move(self) -> int | None:
+        """Signed offset change: negative moves back (records read again), positive skips."""
+        return None if self.current is None else self.target - self.current
+
+    @property
     def lag_change(self) -> int | None:
         """How many records the group will read again (positive) or skip (negative)."""
         return None if self.current is None else self.current - self.target
@@ -36,6 +41,21 @@ class OffsetMove:
 async def plan_reset_to_time(
     kafka: KafkaSettings, group: str, topic: str, at_ms: int
 ) -> list[OffsetMove]:
+    return await plan_reset(kafka, group, topic, ResetTarget("time", at_ms))
+
+
+@dataclass(frozen=True)
+class ResetTarget:
+    """Where to move: ``beginning``, ``end``, ``offset`` N, ``last`` N records, or ``time`` ms."""
+
+    kind: str
+    value: int = 0
+
+
+async def plan_reset(
+    kafka: KafkaSettings, group: str, topic: str, to: ResetTarget
+) -> list[OffsetMove]:
+    """The offsets ``group`` would have on ``topic`` after moving to ``to`` (clamped to the log)."""
     ids = (await partitions(kafka, [topic]))[topic]
     tps = [TopicPartition(topic, p) for p in ids]
     async with admin_client(kafka) as admin:
@@ -45,15 +65,30 @@ async def plan_reset_to_time(
             raise translate(exc, f"reading the offsets of group {group}") from exc
     async with reader(kafka) as consumer:
         try:
-            targets = await offsets_at(consumer, tps, at_ms)
+            firsts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            if to.kind == "time":
+                targets = await offsets_at(consumer, tps, to.value)
         except KafkaError as exc:
-            raise translate(exc, f"looking up offsets of {topic} by time") from exc
+            raise translate(exc, f"looking up offsets of {topic}") from exc
+    if to.kind != "time":
+        targets = {tp: _target(to, firsts[tp], ends[tp]) for tp in tps}
     moves = []
     for tp in tps:
         meta = committed.get(tp)
         current = meta.offset if meta is not None and meta.offset >= 0 else None
         moves.append(OffsetMove(topic, tp.partition, current, targets[tp]))
     return moves
+
+
+def _target(to: ResetTarget, first: int, end: int) -> int:
+    if to.kind == "beginning":
+        return first
+    if to.kind == "end":
+        return end
+    if to.kind == "last":
+        return max(first, end - to.value)
+    return min(max(to.value, first), end)
 
 
 async def execute_reset(kafka: KafkaSettings, group: str, moves: list[OffsetMove]) -> None:

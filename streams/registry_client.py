@@ -116,7 +116,8 @@ class RegistryClient:
                 status = response.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise RegistryUnavailableError(
-                f"schema registry at {self._base} is unreachable: {exc!r}"
+                f"schema registry at {self._base} is unreachable: "
+                f"{type(exc).__name__}: {exc or 'no answer'}"
             ) from exc
         try:
             payload = json.loads(text) if text else None

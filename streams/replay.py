@@ -125,6 +125,20 @@ async def _records(
                 consumer.pause(tp)
 
 
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay copied. ``remaining`` is the part of the plan not copied (empty when
+    complete): replaying it continues exactly where this one stopped, with no duplicates."""
+
+    copied: int
+    remaining: ReplayPlan
+    interrupted: bool
+
+    @property
+    def complete(self) -> bool:
+        return self.remaining.count == 0
+
+
 async def replay(
     kafka: KafkaSettings,
     plan: ReplayPlan,
@@ -132,8 +146,11 @@ async def replay(
     *,
     allow_side_effects: bool = False,
     progress: Callable[[int], None] = lambda n: None,
-) -> int:
-    """Copy the plan's slice into ``target``; returns the number of records copied (acknowledged)."""
+) -> ReplayResult:
+    """Copy the plan's slice into ``target``.
+
+    Cancelling the task (Ctrl-C) stops reading, waits for the records already sent to be
+    acknowledged, and returns what was copied with the remaining plan instead of raising."""
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap,
         client_id=f"{kafka.client_id}-replay",
@@ -142,34 +159,85 @@ async def replay(
         linger_ms=kafka.linger_ms,
         request_timeout_ms=kafka.request_timeout_ms,
     )
-    copied = 0
+    interrupted = False
+    tally = _Tally({s.partition: s.start for s in plan.slices})
     try:
         await producer.start()
         async with reader(kafka) as consumer:
-            pending: list[asyncio.Future[Any]] = []
-            async for record in _records(consumer, plan):
-                pending.append(
-                    await producer.send(
-                        target,
-                        record.value,
-                        key=record.key,
-                        timestamp_ms=record.timestamp,
-                        headers=copy_headers(record, allow_side_effects),
+            pending: list[tuple[int, int, asyncio.Future[Any]]] = []
+            try:
+                async for record in _records(consumer, plan):
+                    send = asyncio.ensure_future(
+                        producer.send(
+                            target,
+                            record.value,
+                            key=record.key,
+                            timestamp_ms=record.timestamp,
+                            headers=copy_headers(record, allow_side_effects),
+                        )
                     )
-                )
-                if len(pending) >= _IN_FLIGHT:
-                    copied += await _settle(pending, progress)
-            copied += await _settle(pending, progress)
+                    try:
+                        sent = await asyncio.shield(send)
+                    except asyncio.CancelledError:
+                        # the record may be queued already: keep it so its ack is counted
+                        pending.append((record.partition, record.offset, await send))
+                        raise
+                    pending.append((record.partition, record.offset, sent))
+                    if len(pending) >= _IN_FLIGHT:
+                        await _settle(pending, tally, progress)
+            except asyncio.CancelledError:
+                interrupted = True  # stop reading; what was sent is settled below
+            await _settle(pending, tally, progress)
     except KafkaError as exc:
         raise translate(exc, f"replaying {plan.topic} into {target}") from exc
     finally:
         await close_producer(producer, 2 * kafka.request_timeout_ms / 1000)
-    return copied
+    # Finished without interruption: offsets never seen (transaction markers, compacted gaps)
+    # are not "remaining".
+    remaining = ReplayPlan(
+        plan.topic,
+        tuple(
+            PartitionSlice(
+                s.partition,
+                s.end if not interrupted else max(s.start, tally.acked[s.partition]),
+                s.end,
+            )
+            for s in plan.slices
+        ),
+    )
+    return ReplayResult(tally.copied, remaining, interrupted)
 
 
-async def _settle(pending: list[asyncio.Future[Any]], progress: Callable[[int], None]) -> int:
-    await asyncio.gather(*pending)
-    done = len(pending)
+@dataclass
+class _Tally:
+    """What the target acknowledged so far: per partition the first offset not yet acked."""
+
+    acked: dict[int, int]
+    copied: int = 0
+
+
+async def _settle(
+    pending: list[tuple[int, int, asyncio.Future[Any]]],
+    tally: _Tally,
+    progress: Callable[[int], None],
+) -> None:
+    acks = asyncio.gather(*(future for _, _, future in pending))
+    try:
+        await asyncio.shield(acks)
+    except asyncio.CancelledError:
+        await acks  # Ctrl-C while waiting: the acknowledgements still decide the resume point
+        _count(pending, tally, progress)
+        raise
+    _count(pending, tally, progress)
+
+
+def _count(
+    pending: list[tuple[int, int, asyncio.Future[Any]]],
+    tally: _Tally,
+    progress: Callable[[int], None],
+) -> None:
+    for partition, offset, _ in pending:
+        tally.acked[partition] = max(tally.acked[partition], offset + 1)
+    tally.copied += len(pending)
+    progress(len(pending))
     pending.clear()
-    progress(done)
-    return done

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from agents.webhooks._fanout import Fanout
-from agents.webhooks._faust_worker import FaustDeliveryWorker
 from agents.webhooks._worker import DeliveryWorker
 from connectors.webhooks.registry import EndpointRegistry
 from connectors.webhooks.settings import DeliverySettings
@@ -30,7 +29,11 @@ class WebhookDeliveryService:
         self._owns_registry_client = owns_registry_client
         self.publisher = Publisher(kafka, codec, catalogue)
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
-        runtime = FaustDeliveryWorker if settings.runtime == "faust" else DeliveryWorker
+        runtime = DeliveryWorker
+        if settings.runtime == "faust":
+            from agents.webhooks._faust_worker import FaustDeliveryWorker  # only when chosen
+
+            runtime = FaustDeliveryWorker
         self.worker = runtime(kafka, codec, catalogue, settings, self.registry.view, self.publisher)
         self.fanout = (
             Fanout(

@@ -20,6 +20,8 @@ from typing import Any
 
 from connectors.errors import CallError, ProviderTimeoutError
 
+_STDERR_TAIL = 4096
+
 #: Run as a plain script, so the plugin's process imports nothing of Backbone (fast, isolated).
 HOST = Path(__file__).with_name("_host.py")
 
@@ -66,6 +68,23 @@ class PluginProcess:
         self._proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count()
         self._lock = asyncio.Lock()
+        self._stderr = bytearray()
+        self._drain: asyncio.Future[None] | None = None
+
+    async def _keep_stderr_tail(self, stream: asyncio.StreamReader) -> None:
+        """Read the plugin's stderr as it comes (so it never blocks on a full pipe), keeping
+        the last few KB: the cause shown when the process dies."""
+        while chunk := await stream.read(4096):
+            self._stderr += chunk
+            del self._stderr[:-_STDERR_TAIL]
+
+    async def cause(self) -> str:
+        """The last line the plugin's process wrote to stderr (its traceback's last line)."""
+        if self._drain is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._drain), 2.0)
+        lines = [ln.strip() for ln in self._stderr.decode(errors="replace").splitlines()]
+        return next((ln for ln in reversed(lines) if ln), "")
 
     async def start(self) -> dict[str, Any]:
         """Start the process and read its manifest (this is also how a plugin is validated)."""
@@ -77,9 +96,12 @@ class PluginProcess:
             str(self.path),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
             preexec_fn=lambda: _limit(lim.memory_mb, lim.cpu_s),
         )
+        assert self._proc.stderr is not None
+        self._stderr = bytearray()
+        self._drain = asyncio.ensure_future(self._keep_stderr_tail(self._proc.stderr))
         try:
             first = await self._read(lim.start_timeout_s)
         except CallError:
@@ -97,6 +119,10 @@ class PluginProcess:
             proc.kill()
             with contextlib.suppress(ProcessLookupError):
                 await proc.wait()
+        if self._drain is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._drain), 2.0)
+            self._drain.cancel()
 
     @property
     def running(self) -> bool:
@@ -139,7 +165,11 @@ class PluginProcess:
             ) from exc
         if not raw:
             await self._crashed()
-            raise PluginCrashedError(f"plugin {self.path.stem} exited (crashed or hit a limit)")
+            cause = await self.cause()
+            raise PluginCrashedError(
+                f"plugin {self.path.stem} exited (crashed or hit a limit)"
+                + (f": {cause}" if cause else "")
+            )
         try:
             message = json.loads(raw)
         except json.JSONDecodeError as exc:

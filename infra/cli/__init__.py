@@ -1,27 +1,11 @@
 """The ``backbone`` command: the one place that wires every layer together.
 
-Exit codes: 0 success; 1 the operation failed or a check found a problem; 2 bad usage;
-3 Kafka (or another required service) is unreachable.
+Commands live in one module each and are imported only when run (see ``infra.cli._app``);
+exit codes are documented there and in ``backbone --help``.
 """
 
 from __future__ import annotations
 
-from infra.cli import (  # noqa: F401  (registers the commands)
-    alerts,
-    calls,
-    doctor,
-    events,
-    gateway,
-    kafka,
-    plugins,
-    projections,
-    registry,
-    report,
-    schemas,
-    stack,
-    topics,
-    webhooks,
-)
 from infra.cli._app import main
 
 __all__ = ["main"]

@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import click
 
-from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
+from agents.dlq import DeadLetter, DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.cli._time import TIME_HELP, TimeParam
 from infra.config import Settings
 from infra.logs import configure
 from streams.codec import Codec
@@ -70,6 +71,81 @@ def worker(log_level: str) -> None:
 
 
 @main.group()
+def calls() -> None:
+    """A call's state, read from the log."""
+
+
+@calls.command("show")
+@click.argument("call_id")
+@json_option
+def calls_show(call_id: str, as_json: bool) -> None:
+    """CALL_ID's state (succeeded, failed, retrying, expired, dead-lettered) and its history
+    of outcomes, read from `calls.results`."""
+    from streams.call_state import CallState, call_history
+
+    cfg = settings()
+
+    async def go() -> CallState:
+        async with _codec(cfg) as codec:
+            states = await call_history(
+                cfg.kafka, codec, Catalogue(cfg.kafka.topic_prefix), {call_id}
+            )
+        return states[call_id]
+
+    state = run(go())
+    if not state.found:
+        fail(
+            f"no outcome of call {call_id!r} in calls.results yet (a call still queued or "
+            "running has none; check the id with `backbone tail calls.requests -o beginning`)"
+        )
+    rows = [
+        {
+            "at": datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).isoformat(),
+            "ref": f"{r.partition}/{r.offset}",
+            "event_type": r.event.event_type,
+            "event": json.loads(r.event.model_dump_json()),
+        }
+        for r in state.history
+    ]
+
+    def human() -> None:
+        click.echo(f"call {call_id}: {state.state}")
+        for row in rows:
+            event = row["event"]
+            detail = " ".join(
+                f"{k}={event[k]}"
+                for k in ("attempt", "status", "error_class", "due_at", "latency_ms")
+                if isinstance(event, dict) and event.get(k) not in (None, "")
+            )
+            click.echo(f"  {row['at']}  {row['ref']:<10} {row['event_type']:<22} {detail}")
+
+    emit({"call_id": call_id, "state": state.state, "history": rows}, as_json, human)
+
+
+async def _resolved(cfg: Settings, codec: Codec, letters: list[DeadLetter]) -> set[str]:
+    """Refs of dead letters whose call succeeded after it was dead-lettered (re-driven)."""
+    from streams.call_state import call_history
+
+    if not letters:
+        return set()
+    states = await call_history(
+        cfg.kafka,
+        codec,
+        Catalogue(cfg.kafka.topic_prefix),
+        {letter.event.call_id for letter in letters},
+    )
+    done = set()
+    for letter in letters:
+        history = states[letter.event.call_id].history
+        if any(
+            r.event.event_type == "call.succeeded" and r.timestamp_ms >= letter.timestamp_ms
+            for r in history
+        ):
+            done.add(letter.ref)
+    return done
+
+
+@main.group()
 def dlq() -> None:
     """Dead letters of external calls: list, show, re-drive."""
 
@@ -86,8 +162,8 @@ def _filters(f: F) -> F:
             ),
             click.option(
                 "--since",
-                type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
-                help="Only dead letters whose last failure is at or after this UTC time.",
+                type=TimeParam(),
+                help=f"Only dead letters whose last failure is at or after: {TIME_HELP}.",
             ),
         ]
     ):
@@ -96,23 +172,26 @@ def _filters(f: F) -> F:
 
 
 def _where(
-    service: str | None, error_class: str | None, since: datetime | None, refs: tuple[str, ...] = ()
+    service: str | None, error_class: str | None, since: int | None, refs: tuple[str, ...] = ()
 ) -> DeadLetterFilter:
     return DeadLetterFilter(
         service=service,
         error_class=error_class,
-        since=since.replace(tzinfo=UTC) if since is not None else None,
+        since=datetime.fromtimestamp(since / 1000, UTC) if since is not None else None,
         refs=frozenset(refs),
     )
 
 
 @dlq.command("list")
 @_filters
+@click.option("--unresolved", is_flag=True, help="Hide dead letters whose call later succeeded.")
 @json_option
 def dlq_list(
-    service: str | None, error_class: str | None, since: datetime | None, as_json: bool
-) -> None:
-    """List dead letters (one line each: ref, service, reason, error class, attempts, call id)."""
+    service: str | None, error_class: str | None, since: int | None, unresolved: bool,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """List dead letters (one line each: ref, service, reason, error class, attempts, call id);
+    `resolved` marks those whose call succeeded afterwards (e.g. re-driven)."""
     cfg = settings()
 
     async def go() -> tuple[list[dict[str, object]], int]:
@@ -123,18 +202,23 @@ def dlq_list(
                 Catalogue(cfg.kafka.topic_prefix),
                 _where(service, error_class, since),
             )
-        return [letter.summary() for letter in letters], bad
+            resolved = await _resolved(cfg, codec, letters)
+        rows = [letter.summary() | {"resolved": letter.ref in resolved} for letter in letters]
+        return [r for r in rows if not (unresolved and r["resolved"])], bad
 
     rows, bad = run(go())
 
     def human() -> None:
         for row in rows:
+            mark = "resolved" if row["resolved"] else ""
             click.echo(
                 f"{row['ref']:<10} {row['service']:<14} {row['reason']:<10} {row['error_class']:<26} "
-                f"attempts={row['attempts']}  {row['last_failure_at']}  {row['call_id']}"
+                f"attempts={row['attempts']}  {row['last_failure_at']}  {row['call_id']}  {mark}".rstrip()
             )
+        open_count = sum(1 for r in rows if not r["resolved"])
         click.echo(
-            f"{len(rows)} dead letter(s)" + (f"; {bad} undecodable record(s)" if bad else "")
+            f"{len(rows)} dead letter(s), {open_count} unresolved"
+            + (f"; {bad} undecodable record(s)" if bad else "")
         )
 
     emit({"dead_letters": rows, "undecodable": bad}, as_json, human)
@@ -179,7 +263,7 @@ def dlq_show(ref: str) -> None:
 def dlq_redrive(
     service: str | None,
     error_class: str | None,
-    since: datetime | None,
+    since: int | None,
     refs: tuple[str, ...],
     dry_run: bool,
     as_json: bool,
@@ -190,21 +274,26 @@ def dlq_redrive(
     async def go() -> list[dict[str, object]]:
         catalogue = Catalogue(cfg.kafka.topic_prefix)
         async with _codec(cfg) as codec:
-            letters, _ = await read_dead_letters(
+            found, _ = await read_dead_letters(
                 cfg.kafka, codec, catalogue, _where(service, error_class, since, refs)
             )
+            resolved = await _resolved(cfg, codec, found)
+            letters = [letter for letter in found if letter.ref not in resolved]
             requests = await redrive(cfg.kafka, codec, catalogue, letters, dry_run=dry_run)
+        skipped.extend(sorted(resolved))
         return [
             {"ref": letter.ref, "call_id": req.call_id, "idempotency_key": req.idempotency_key}
             for letter, req in zip(letters, requests, strict=True)
         ]
 
+    skipped: list[str] = []
     rows = run(go())
 
     def human() -> None:
         for row in rows:
             click.echo(f"{row['ref']:<10} {row['call_id']}  key={row['idempotency_key']}")
         verb = "would re-drive" if dry_run else "re-drove"
-        click.echo(f"{verb} {len(rows)} call(s)")
+        extra = f"; skipped {len(skipped)} already resolved" if skipped else ""
+        click.echo(f"{verb} {len(rows)} call(s){extra}")
 
-    emit({"redriven": rows, "dry_run": dry_run}, as_json, human)
+    emit({"redriven": rows, "skipped_resolved": skipped, "dry_run": dry_run}, as_json, human)

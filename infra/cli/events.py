@@ -13,16 +13,23 @@ from typing import Any, TextIO
 import click
 from pydantic import ValidationError
 
-from infra.cli._app import EXIT_FAILED, emit, fail, json_option, main, run, settings
-from infra.cli._time import TimeParam, format_ms
-from streams import headers as h
+from infra.cli._app import (
+    EXIT_FAILED,
+    emit,
+    fail,
+    json_option,
+    main,
+    refuse_unknown,
+    run,
+    settings,
+)
+from infra.cli._time import POSITION_HELP, TIME_HELP, Position, PositionParam, TimeParam
 from streams.codec import Codec
-from streams.consumer import Received, Subscriber, resolve_topic
+from streams.consumer import resolve_topic
 from streams.events import EVENT_TYPES, Event
-from streams.groups import OffsetMove, execute_reset, plan_reset_to_time
+from streams.groups import OffsetMove, ResetTarget, execute_reset, plan_reset
 from streams.producer import Coordinates, Publisher
 from streams.registry_client import RegistryClient
-from streams.replay import ReplayPlan, plan_replay, replay
 from streams.topics import Catalogue
 
 _CHUNK = 500  # events published (sent, then awaited) per progress step
@@ -145,151 +152,90 @@ def produce(event_type: str, data: str | None, path: Path | None, as_json: bool)
 # --- tail ---------------------------------------------------------------------------------------
 
 
-def _as_json(r: Received) -> dict[str, Any]:
-    return {
-        "topic": r.topic,
-        "partition": r.partition,
-        "offset": r.offset,
-        "timestamp": format_ms(r.timestamp_ms),
-        "key": r.key.decode(errors="replace") if r.key is not None else None,
-        "event_type": r.event.event_type,
-        "event": r.event.model_dump(mode="json"),
-        "headers": {k: v.decode(errors="replace") for k, v in r.headers.items()},
-    }
+def known_topic(name: str, cluster_topics: list[str]) -> str:
+    """The real name of ``name`` (catalogue or real); an unknown one is refused with suggestions."""
+    catalogue = _catalogue()
+    real = resolve_topic(catalogue, name)
+    if real not in cluster_topics:
+        if any(spec.name == name for spec in catalogue):
+            from infra.errors import CommandLineError
+
+            raise CommandLineError(
+                f"topic {real!r} is in the catalogue but not on the cluster "
+                "(create it: `backbone topics apply`)"
+            )
+        refuse_unknown("topic", name, [s.name for s in catalogue] + cluster_topics)
+    return real
 
 
-def _human(r: Received) -> str:
-    fields = r.event.model_dump(mode="json", exclude={"event_id", "occurred_at"})
-    shown = " ".join(
-        f"{k}={json.dumps(v)}" for k, v in fields.items() if v not in (None, "", [], {})
-    )
-    replayed = " [replay]" if h.REPLAYED_FROM in r.headers else ""
-    return (
-        f"{format_ms(r.timestamp_ms)} {r.partition}@{r.offset} {r.event.event_type}{replayed} "
-        f"id={r.event.event_id} {shown}"
-    )
+async def _tail(topic: str, options: dict[str, Any], as_json: bool, limit: int | None) -> int:
+    from infra.cli._tail import TailOptions, tail_records
+    from streams.inspect import topic_names
 
-
-async def _tail(
-    topic: str, start_at_ms: int | None, from_beginning: bool, types: tuple[str, ...],
-    as_json: bool, limit: int | None, follow: bool,
-) -> int:  # fmt: skip
     cfg = settings()
+    real = known_topic(topic, await topic_names(cfg.kafka))
+    chosen = TailOptions(real, **options)
     shown = 0
-    async with _codec() as codec, Subscriber(
-        cfg.kafka, codec, _catalogue(), [topic], None,
-        from_beginning=from_beginning, start_at_ms=start_at_ms,
-        stop_at_end=not follow, dead_letters=False,
-    ) as sub:  # fmt: skip
-        async for received in sub:
-            if types and received.event.event_type not in types:
-                continue
-            click.echo(json.dumps(_as_json(received)) if as_json else _human(received))
+    async with _codec() as codec:
+        async for record in tail_records(cfg.kafka, codec, chosen):
+            if chosen.raw and not as_json:
+                sys.stdout.buffer.write(record.value + b"\n")
+                sys.stdout.buffer.flush()
+            else:
+                click.echo(json.dumps(record.as_json()) if as_json else record.human())
             shown += 1
             if limit is not None and shown >= limit:
                 break
-        if sub.undecodable:
-            click.echo(f"skipped {sub.undecodable} undecodable records", err=True)
     return shown
 
 
 @main.command()
 @click.argument("topic")
-@click.option("--from-beginning", is_flag=True, help="Start at the oldest record.")
-@click.option("--since", type=TimeParam(), help="Start at a time: 10m, 2h, ISO 8601.")
+@click.option("-o", "--offset", "start", type=PositionParam(), default=None,
+              help=f"Where to start in each partition: {POSITION_HELP}. Default: end.")  # fmt: skip
+@click.option("--from-beginning", is_flag=True, help="Same as -o beginning.")
+@click.option("--since", type=TimeParam(), help=f"Same as -o TIME: {TIME_HELP}.")
+@click.option("--until", type=TimeParam(), help=f"Stop at records at or after this time: {TIME_HELP}.")  # fmt: skip
+@click.option("-p", "--partition", "partitions", type=int, multiple=True,
+              help="Only this partition (repeatable).")  # fmt: skip
+@click.option("-k", "--key", help="Only records with this key.")
 @click.option("--type", "types", multiple=True, help="Only these event types (repeatable).")
-@click.option("--limit", type=int, help="Stop after this many events.")
+@click.option("--raw", is_flag=True, help="Print record values as they are (no decoding).")
+@click.option("-c", "--limit", type=int, help="Stop after this many records.")
 @click.option(
-    "--follow/--no-follow", default=True, help="Wait for new events (default) or stop at the end."
+    "--follow/--no-follow", default=True, help="Wait for new records (default) or stop at the end."
 )
 @json_option
 def tail(
-    topic: str, from_beginning: bool, since: int | None, types: tuple[str, ...],
+    topic: str, start: Position | None, from_beginning: bool, since: int | None, until: int | None,
+    partitions: tuple[int, ...], key: str | None, types: tuple[str, ...], raw: bool,
     limit: int | None, follow: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Print TOPIC's events, decoded; a catalogue name (``calls.results``) or a real topic name."""
-    if from_beginning and since is not None:
-        fail("--from-beginning and --since exclude each other", 2)
-    with contextlib.suppress(KeyboardInterrupt):
-        run(_tail(topic, since, from_beginning, types, as_json, limit, follow))
+    """Print TOPIC's records, decoded; like `kcat -C`.
 
-
-# --- replay -------------------------------------------------------------------------------------
-
-
-def _offsets(values: tuple[str, ...]) -> dict[int, int]:
-    found = {}
-    for value in values:
-        partition, sep, offset = value.partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
-            raise click.BadParameter(
-                f"{value!r} is not PARTITION:OFFSET", param_hint="--from-offset"
-            )
-        found[int(partition)] = int(offset)
-    return found
-
-
-def _print_plan(plan: ReplayPlan, target: str) -> None:
-    click.echo(f"replay {plan.topic} -> {target}: {plan.count} records")
-    for s in plan.slices:
-        click.echo(f"  partition {s.partition}: offsets {s.start}..{s.end - 1} ({s.count})")
-
-
-async def _replay(plan: ReplayPlan, target: str, allow: bool, show_progress: bool) -> int:
-    with click.progressbar(
-        length=plan.count, label="copying", file=_progress_to(show_progress)
-    ) as bar:
-        return await replay(
-            settings().kafka, plan, target, allow_side_effects=allow, progress=bar.update
-        )
-
-
-@main.command("replay")
-@click.option("--topic", "source", required=True, help="Topic to copy from.")
-@click.option("--since", type=TimeParam(), help="Copy records at or after this time.")
-@click.option("--until", type=TimeParam(), help="... and before this time (default: now).")
-@click.option("--from-offset", "from_offsets", multiple=True, metavar="P:O",
-              help="Copy partition P from offset O (repeatable).")  # fmt: skip
-@click.option("--to", "target", required=True, help="Topic to copy into.")
-@click.option("--dry-run", is_flag=True, help="Show the plan; copy nothing.")
-@click.option("--allow-side-effects", is_flag=True,
-              help="Let agents act on the copies (external calls, deliveries). Off by default.")  # fmt: skip
-@json_option
-def replay_(
-    source: str, since: int | None, until: int | None, from_offsets: tuple[str, ...], target: str,
-    dry_run: bool, allow_side_effects: bool, as_json: bool,
-) -> None:  # fmt: skip
-    """Copy a slice of a topic into another, keeping keys and timestamps; copies are marked
-    with `backbone-replayed-from` and never re-trigger side effects unless allowed."""
-    if (since is None) == (not from_offsets):
-        fail("give either --since TIME [--until TIME] or --from-offset P:O", 2)
-    catalogue = _catalogue()
-    real_source, real_target = resolve_topic(catalogue, source), resolve_topic(catalogue, target)
-    plan = run(
-        plan_replay(
-            settings().kafka, real_source, since_ms=since, until_ms=until,
-            from_offsets=_offsets(from_offsets) or None,
-        )
-    )  # fmt: skip
-    if not as_json:
-        _print_plan(plan, real_target)
-    copied = 0
-    if not dry_run and plan.count:
-        copied = run(_replay(plan, real_target, allow_side_effects, not as_json))
-    report = {
-        "source": real_source,
-        "target": real_target,
-        "planned": plan.count,
-        "copied": copied,
-        "dry_run": dry_run,
-        "side_effects_allowed": allow_side_effects,
-        "slices": [s.__dict__ for s in plan.slices],
+    TOPIC is a catalogue name (``calls.results``) or a real topic name. Each line shows time,
+    partition@offset, key, event type and fields, then the headers. Records that are not
+    events (``_schemas``) are shown as text.
+    """
+    chosen = [x for x in (start, since, Position("beginning") if from_beginning else None) if x]
+    if len(chosen) > 1:
+        fail("give only one of -o/--offset, --since, --from-beginning", 2)
+    if since is not None:
+        chosen = [Position("time", since)]
+    for name in types:
+        if name not in EVENT_TYPES:
+            refuse_unknown("event type", name, EVENT_TYPES)
+    options = {
+        "start": chosen[0] if chosen else Position("end"),
+        "until_ms": until,
+        "partitions": partitions,
+        "key": key,
+        "types": frozenset(types),
+        "raw": raw,
+        "follow": follow,
     }
-    emit(
-        report,
-        as_json,
-        lambda: click.echo("dry run: nothing copied" if dry_run else f"copied {copied} records"),
-    )
+    with contextlib.suppress(KeyboardInterrupt):
+        run(_tail(topic, options, as_json, limit))
 
 
 # --- consumer groups ----------------------------------------------------------------------------
@@ -297,35 +243,112 @@ def replay_(
 
 @main.group()
 def groups() -> None:
-    """Consumer groups."""
+    """Consumer groups: list, describe (with lag), reset."""
 
 
-def _print_moves(group: str, moves: list[OffsetMove]) -> None:
-    click.echo(f"{'TOPIC':<40} {'PARTITION':>9} {'CURRENT':>9} {'NEW':>9} {'CHANGE':>8}")
+def _print_moves(moves: list[OffsetMove]) -> None:
+    click.echo(f"{'TOPIC':<40} {'PARTITION':>9} {'CURRENT':>9} {'NEW':>9} {'MOVE':>8}")
     for m in moves:
         current = "-" if m.current is None else str(m.current)
-        change = "-" if m.lag_change is None else f"{m.lag_change:+d}"
-        click.echo(f"{m.topic:<40} {m.partition:>9} {current:>9} {m.target:>9} {change:>8}")
+        move = "-" if m.current is None else f"{m.target - m.current:+d}"
+        click.echo(f"{m.topic:<40} {m.partition:>9} {current:>9} {m.target:>9} {move:>8}")
+
+
+async def known_group(group: str) -> str:
+    from streams.inspect import group_names
+
+    names = await group_names(settings().kafka)
+    if group not in names:
+        refuse_unknown("consumer group", group, names)
+    return group
+
+
+@groups.command("list")
+@json_option
+def groups_list(as_json: bool) -> None:
+    """Every consumer group the cluster knows."""
+    from streams.inspect import group_names
+
+    names = run(group_names(settings().kafka))
+
+    def human() -> None:
+        for name in names:
+            click.echo(name)
+
+    emit(names, as_json, human)
+
+
+@groups.command("describe")
+@click.argument("group")
+@json_option
+def groups_describe(group: str, as_json: bool) -> None:
+    """GROUP's state, members, and per partition its committed offset, end offset and lag."""
+    from streams.inspect import GroupState, describe_group
+
+    async def go() -> GroupState:
+        return await describe_group(settings().kafka, await known_group(group))
+
+    state = run(go())
+    data = {
+        "group": state.group,
+        "state": state.state,
+        "members": state.members,
+        "lag": state.total_lag,
+        "partitions": [{**lag.__dict__, "lag": lag.lag} for lag in state.lags],
+    }
+
+    def human() -> None:
+        click.echo(
+            f"group {state.group}: {state.state}, {state.members} member(s), "
+            f"total lag {state.total_lag}"
+        )
+        click.echo(f"{'TOPIC':<40} {'PARTITION':>9} {'COMMITTED':>9} {'END':>9} {'LAG':>7}")
+        for lag in state.lags:
+            committed = "-" if lag.committed is None else str(lag.committed)
+            behind = "-" if lag.lag is None else str(lag.lag)
+            click.echo(
+                f"{lag.topic:<40} {lag.partition:>9} {committed:>9} {lag.end_offset:>9} {behind:>7}"
+            )
+
+    emit(data, as_json, human)
 
 
 @groups.command("reset")
 @click.argument("group")
 @click.option("--topic", required=True)
-@click.option("--to-time", "to_time", type=TimeParam(), required=True, help="10m, 2h, ISO 8601.")
+@click.option("--to", "to", type=PositionParam(), help=f"The new position: {POSITION_HELP}.")
+@click.option("--to-time", "to_time", type=TimeParam(), help=f"Same as --to TIME: {TIME_HELP}.")
 @click.option("--execute", is_flag=True, help="Commit the plan (the group must be stopped).")
 @json_option
-def reset(group: str, topic: str, to_time: int, execute: bool, as_json: bool) -> None:
-    """Move GROUP's offsets on TOPIC to the first record at or after a time: prints the plan;
-    changes nothing without --execute."""
+def reset(
+    group: str, topic: str, to: Position | None, to_time: int | None, execute: bool, as_json: bool
+) -> None:
+    """Move GROUP's offsets on TOPIC (like kafka-consumer-groups --reset-offsets): prints the
+    plan; changes nothing without --execute."""
+    if (to is None) == (to_time is None):
+        fail("give one of --to POSITION or --to-time TIME", 2)
+    position = to if to is not None else Position("time", to_time or 0)
     kafka = settings().kafka
-    real = resolve_topic(_catalogue(), topic)
-    moves = run(plan_reset_to_time(kafka, group, real, to_time))
+
+    async def plan() -> list[OffsetMove]:
+        from streams.inspect import topic_names
+
+        real = known_topic(topic, await topic_names(kafka))
+        await known_group(group)
+        return await plan_reset(kafka, group, real, ResetTarget(position.kind, position.value))
+
+    moves = run(plan())
     if execute:
         run(execute_reset(kafka, group, moves))
-    report = {"group": group, "executed": execute, "moves": [m.__dict__ for m in moves]}
+    report = {
+        "group": group,
+        "executed": execute,
+        "to": position.describe(),
+        "moves": [m.__dict__ | {"move": m.move} for m in moves],
+    }
 
     def human() -> None:
-        _print_moves(group, moves)
+        _print_moves(moves)
         click.echo(
             "offsets committed" if execute else "plan only: run again with --execute to apply"
         )

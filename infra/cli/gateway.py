@@ -42,8 +42,12 @@ async def _serve(cfg: Settings) -> None:
 @click.option("--port", type=int, default=None, help="Override BACKBONE_GATEWAY_PORT.")
 def gateway(port: int | None) -> None:
     """Run the HTTP gateway against the configured cluster and registry; Ctrl-C stops it."""
+    from infra.preflight import Listener, require_free
+
     configure("INFO")
     cfg = settings()
     if port is not None:
         cfg = cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"port": port})})
+    setting = "--port" if port is not None else "BACKBONE_GATEWAY_PORT"
+    require_free([Listener("HTTP gateway", cfg.gateway.host, cfg.gateway.port, setting)])
     run(_serve(cfg))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import click
 
@@ -19,6 +17,7 @@ from infra.kafka.broker import (
     kafka_version,
     metadata_ok,
 )
+from infra.kafka.state import forget_state, read_state, write_state
 
 
 @main.group()
@@ -26,22 +25,8 @@ def kafka() -> None:
     """The local Kafka broker (fetched from Maven Central, run with java)."""
 
 
-def _state_file() -> Path:
-    return settings().local.state_dir / "kafka.json"
-
-
 def _read_state() -> dict[str, object] | None:
-    path = _state_file()
-    if not path.exists():
-        return None
-    state: dict[str, object] = json.loads(path.read_text())
-    pid = state.get("pid")
-    try:
-        os.kill(int(str(pid)), 0)
-    except (ProcessLookupError, ValueError):
-        path.unlink()  # stale: the broker is gone
-        return None
-    return state
+    return read_state(settings().local.state_dir)
 
 
 @kafka.command()
@@ -82,8 +67,9 @@ def up(as_json: bool) -> None:
         "version": kafka_version(),
         "data_dir": str(options.data_dir),
         "startup_seconds": round(seconds, 2),
+        "owner": "backbone kafka up",
     }
-    _state_file().write_text(json.dumps(state))
+    write_state(cfg.local.state_dir, state)
     emit(
         state,
         as_json,
@@ -98,6 +84,11 @@ def down() -> None:
     if state is None:
         click.echo("no local broker running")
         return
+    if state.get("owner") == "backbone up":
+        fail(
+            f"the broker at {state['bootstrap']} belongs to `backbone up` (`make run`, pid "
+            f"{state.get('owner_pid')}): stop that with Ctrl-C, which stops the broker too"
+        )
     pid = int(str(state["pid"]))
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
@@ -109,7 +100,7 @@ def down() -> None:
         time.sleep(0.2)
     else:
         os.killpg(pid, signal.SIGKILL)
-    _state_file().unlink(missing_ok=True)
+    forget_state(settings().local.state_dir, pid)
     click.echo(f"stopped broker {state['bootstrap']}")
 
 
@@ -121,10 +112,15 @@ def status(as_json: bool) -> None:
     ok = metadata_ok(cfg.kafka.bootstrap, timeout=3.0)
     state = _read_state()
     data = {"bootstrap": cfg.kafka.bootstrap, "reachable": ok, "local": state}
-    emit(
-        data,
-        as_json,
-        lambda: click.echo(f"{cfg.kafka.bootstrap}: {'up' if ok else 'unreachable'}"),
-    )
+
+    def human() -> None:
+        click.echo(f"{cfg.kafka.bootstrap}: {'up' if ok else 'unreachable'}")
+        if state is not None:
+            click.echo(
+                f"local broker pid {state['pid']} started by {state.get('owner', 'backbone')}"
+                + (f" (pid {state['owner_pid']})" if state.get("owner_pid") else "")
+            )
+
+    emit(data, as_json, human)
     if not ok:
         raise SystemExit(EXIT_UNAVAILABLE)

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from connectors.plugins import InstalledPlugin, install, installed, remove
-from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.cli._app import describe_error, emit, fail, json_option, main, run, settings
 from infra.config import Settings
 from streams.codec import Codec
+from streams.errors import BackboneError
 from streams.events import Event
 from streams.events.plugins import PluginInstalled, PluginUnloaded
 from streams.producer import Publisher
@@ -70,19 +71,19 @@ def plugins_install(source: Path, no_event: bool) -> None:
     """Validate SOURCE (a plugin file) in a sandbox process and install it."""
     cfg = settings()
     plugin = run(install(source, _folder(cfg)))
-    if not no_event:
-        run(
-            _record(
-                cfg,
-                PluginInstalled(
-                    plugin=plugin.name,
-                    version=plugin.version,
-                    entry_point=f"{plugin.path}:execute",
-                    capabilities=list(plugin.capabilities),
-                ),
-            )
-        )
     click.echo(f"installed {plugin.name} {plugin.version} -> {plugin.path}")
+    if not no_event:
+        event = PluginInstalled(
+            plugin=plugin.name,
+            version=plugin.version,
+            entry_point=f"{plugin.path}:execute",
+            capabilities=list(plugin.capabilities),
+        )
+        try:
+            run(_record(cfg, event))
+        except BackboneError as exc:
+            message, code = describe_error(exc)
+            fail(f"plugin.installed was not recorded on Kafka: {message}", code)
 
 
 @plugins.command("remove")

@@ -28,7 +28,12 @@ def registry(host: str, port: int | None, default_level: str) -> None:
     Run one instance per Kafka cluster and topic prefix: it is the single writer of its topic
     (starting another one fences this one, which then refuses writes).
     """
+    from infra.preflight import Listener, require_free
+
     cfg = settings()
+    chosen = cfg.local.registry_port if port is None else port
+    setting = "--port" if port is not None else "BACKBONE_REGISTRY_PORT"
+    require_free([Listener("schema registry", host, chosen, setting)])
     server = RegistryServer(
         cfg.kafka,
         topic=Catalogue(cfg.kafka.topic_prefix).name("_schemas"),

@@ -10,18 +10,20 @@ import click
 
 from agents.reports import FORMATS, build_report, read_inputs, render
 from infra.cli._app import main, run, settings
-from infra.cli.webhooks import parse_since
+from infra.cli._time import TIME_HELP, parse_time
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
 
 
 def _at(text: str) -> datetime:
-    return datetime.fromtimestamp(parse_since(text) / 1000, UTC)
+    return datetime.fromtimestamp(parse_time(text) / 1000, UTC)
 
 
 @main.command()
-@click.option("--since", default="24h", show_default=True, help="24h, 7d, 90m or an ISO time.")
+@click.option(
+    "--since", default="24h", show_default=True, help=f"Start of the period: {TIME_HELP}."
+)
 @click.option("--until", default=None, help="End of the period (same forms); default now.")
 @click.option("--service", default=None, help="Only this service.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
@@ -29,9 +31,10 @@ def _at(text: str) -> datetime:
 def report(
     since: str, until: str | None, service: str | None, fmt: str, output: Path | None
 ) -> None:
-    """Requests, response times, error rate, availability and cost per service and model, against
-    the previous period of the same length, with recommendations (from monitoring.metrics and
-    calls.dlt)."""
+    """A performance report per service and model, with trends and recommendations.
+
+    Requests, response times, error rate, availability and cost per service and model, against
+    the previous period of the same length (from monitoring.metrics and calls.dlt)."""
     start = _at(since)
     end = _at(until) if until else datetime.now(UTC)
     if end <= start:

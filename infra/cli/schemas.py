@@ -20,7 +20,7 @@ root_option = click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
     default=SCHEMAS_DIR,
-    show_default=True,
+    show_default="schemas/ of this checkout",
     help="The schemas folder (with history/ inside).",
 )
 

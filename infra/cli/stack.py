@@ -6,11 +6,26 @@ import click
 
 from infra.cli._app import main, run, settings
 from infra.logs import configure
-from infra.stack import serve
 
 
 @main.command()
 def up() -> None:
-    """Start the local stack (broker, topics and services); Ctrl-C stops it all."""
+    """Start the local stack (broker, topics and services); Ctrl-C stops it all.
+
+    Every port is checked before anything starts; a healthy broker already on the broker's
+    port is reused.
+    """
+    from infra.preflight import prepare_stack
+    from infra.stack import serve
+
+    cfg, note = prepare_stack(settings())
+    if note:
+        click.echo(note)
+    if not cfg.gateway.tokens:
+        click.secho(
+            "warning: no client tokens (BACKBONE_GATEWAY_TOKENS): every /v1/ request gets 401",
+            fg="yellow",
+            err=True,
+        )
     configure("INFO")
-    run(serve(settings(), click.echo))
+    run(serve(cfg, click.echo))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from infra.cli._app import emit, json_option, main, run, settings
-from streams.admin import apply_catalogue
+from infra.cli._app import emit, json_option, main, refuse_unknown, run, settings
 from streams.topics import Catalogue, TopicSpec
+
+if TYPE_CHECKING:
+    from streams.inspect import TopicState
 
 
 def _catalogue() -> Catalogue:
@@ -52,7 +55,7 @@ def render_markdown(catalogue: Catalogue) -> str:
 
 @main.group()
 def topics() -> None:
-    """The topic catalogue."""
+    """The topic catalogue, and the topics' live state in the cluster."""
 
 
 @topics.command("list")
@@ -72,17 +75,99 @@ def list_(as_json: bool, markdown: bool) -> None:
     emit([_spec_dict(s) for s in catalogue], as_json, human)
 
 
+def _retention(ms: int) -> str:
+    if ms < 0:
+        return "forever"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def _live_dict(state: TopicState) -> dict[str, Any]:
+    return {
+        "partitions": [{**dataclasses.asdict(p), "records": p.records} for p in state.partitions],
+        "records": sum(p.records for p in state.partitions),
+        "config_overrides": state.overrides,
+    }
+
+
+def _print_spec(spec: TopicSpec, real: str) -> None:
+    click.echo(f"topic        {real}  ({spec.role}, catalogue)")
+    click.echo(f"description  {spec.description}")
+    click.echo(f"key          {spec.key}")
+    click.echo(f"value types  {', '.join(spec.value_types) or '-'}")
+    click.echo(
+        f"declared     {spec.partitions} partitions, retention {_retention(spec.retention_ms)}, "
+        f"cleanup {spec.cleanup_policy}, dead letter {spec.dead_letter or '-'}"
+    )
+
+
+def _print_live(state: TopicState) -> None:
+    total = sum(p.records for p in state.partitions)
+    click.echo(f"live         {len(state.partitions)} partitions, {total} records (end - start)")
+    overrides = ", ".join(f"{k}={v}" for k, v in state.overrides.items()) or "none"
+    click.echo(f"overrides    {overrides}")
+    click.echo(
+        f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':<10} {'ISR':<10} {'START':>9} {'END':>9}"
+    )
+    for p in state.partitions:
+        replicas, isr = ",".join(map(str, p.replicas)), ",".join(map(str, p.in_sync))
+        click.echo(
+            f"  {p.partition:>9} {p.leader:>6} {replicas:<10} {isr:<10} "
+            f"{p.start_offset:>9} {p.end_offset:>9}"
+        )
+
+
+async def _describe(name: str, catalogue: Catalogue) -> tuple[str, TopicSpec | None, TopicState]:
+    from streams.inspect import describe_topic, topic_names
+
+    kafka = settings().kafka
+    spec = next((s for s in catalogue if s.name == name or catalogue.prefix + s.name == name), None)
+    real = catalogue.prefix + spec.name if spec is not None else name
+    state = await describe_topic(kafka, real)
+    if state is None:
+        if spec is not None:
+            from infra.errors import CommandLineError
+
+            raise CommandLineError(
+                f"topic {real!r} is in the catalogue but not on the cluster "
+                "(create it: `backbone topics apply`)"
+            )
+        known = [s.name for s in catalogue] + await topic_names(kafka)
+        refuse_unknown("topic", name, known)
+    return real, spec, state
+
+
 @topics.command()
 @click.argument("name")
+@click.option("--offline", is_flag=True, help="Only the catalogue's declaration; no cluster.")
 @json_option
-def describe(name: str, as_json: bool) -> None:
-    """Show one catalogue topic."""
-    spec = _catalogue().spec(name)
-    data = _spec_dict(spec)
+def describe(name: str, offline: bool, as_json: bool) -> None:
+    """Show a topic: the catalogue's declaration and the cluster's live state (partitions,
+    leaders, offsets, record counts, configs that differ from the broker's defaults)."""
+    catalogue = _catalogue()
+    if offline:
+        known = {s.name: s for s in catalogue}
+        spec_only = known.get(name.removeprefix(catalogue.prefix))
+        if spec_only is None:
+            refuse_unknown("catalogue topic", name, known)
+        emit(
+            _spec_dict(spec_only),
+            as_json,
+            lambda: _print_spec(spec_only, catalogue.prefix + spec_only.name),
+        )
+        return
+    real, spec, state = run(_describe(name, catalogue))
+    data: dict[str, Any] = {"topic": real, "catalogue": _spec_dict(spec) if spec else None}
+    data |= _live_dict(state)
 
     def human() -> None:
-        for key, value in data.items():
-            click.echo(f"{key}: {value}")
+        if spec is not None:
+            _print_spec(spec, real)
+        else:
+            click.echo(f"topic        {real}  (not in the catalogue)")
+        _print_live(state)
 
     emit(data, as_json, human)
 
@@ -91,6 +176,8 @@ def describe(name: str, as_json: bool) -> None:
 @json_option
 def apply(as_json: bool) -> None:
     """Create missing topics and align their configs (idempotent; never deletes)."""
+    from streams.admin import apply_catalogue
+
     cfg = settings()
     report = run(apply_catalogue(cfg.kafka, _catalogue()))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,36 +13,16 @@ from agents.webhooks.recovery import attempts as read_attempts
 from agents.webhooks.recovery import recover as recover_deliveries
 from connectors.webhooks import DestinationPolicy
 from connectors.webhooks.registry import Endpoint, EndpointAdmin, EndpointRegistry
-from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.cli._app import emit, fail, json_option, main, refuse_unknown, run, settings
+from infra.cli._time import TIME_HELP, DurationParam, TimeParam
 from infra.config import Settings
 from streams.codec import Codec
-from streams.events import Event
+from streams.events import EVENT_TYPES, Event
 from streams.producer import Publisher
 from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
 
 T = TypeVar("T")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float | None = None) -> int:
-    """``10m``/``2h``/``3d`` ago, or an ISO-8601 time; returns epoch milliseconds."""
-    current = time.time() if now is None else now
-    if m := re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip()):
-        return int((current - float(m[1]) * _UNITS[m[2]]) * 1000)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: use 10m, 2h, 3d or an ISO-8601 time") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp() * 1000)
-
-
-def _duration_s(text: str) -> float:
-    if m := re.fullmatch(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip()):
-        return float(m[1]) * _UNITS.get(m[2] or "s", 1)
-    raise click.BadParameter(f"{text!r}: use 30s, 10m, 24h or 7d")
 
 
 def _parts() -> tuple[Settings, Catalogue]:
@@ -77,6 +55,20 @@ def _with_admin(work: Callable[[EndpointAdmin, EndpointRegistry], Coroutine[Any,
             return await work(admin, registry)
 
     return run(go())
+
+
+async def _known_endpoint(endpoint_id: str) -> None:
+    """Refuse an endpoint id the registry has never seen (exit 2, with suggestions)."""
+    cfg, catalogue = _parts()
+    async with _codec(cfg) as codec:
+        registry = EndpointRegistry(cfg.kafka, codec, catalogue.name("webhooks.endpoints"))
+        await registry.start()
+        try:
+            known = [e.endpoint_id for e in registry.view]
+        finally:
+            await registry.stop()
+    if endpoint_id not in known:
+        refuse_unknown("endpoint", endpoint_id, known)
 
 
 def _show(endpoint: Endpoint) -> None:
@@ -119,7 +111,10 @@ def add(
     """Register an endpoint; prints its signing secret, which is never shown again."""
     pairs = dict(h.split("=", 1) for h in headers if "=" in h)
     if len(pairs) != len(headers):
-        fail("--header takes NAME=VALUE")
+        fail("--header takes NAME=VALUE", 2)
+    for name in event_types:
+        if name not in EVENT_TYPES:
+            refuse_unknown("event type", name, EVENT_TYPES)
 
     async def work(admin: EndpointAdmin, _: EndpointRegistry) -> tuple[Endpoint, str]:
         return await admin.register(
@@ -162,12 +157,16 @@ def list_(as_json: bool) -> None:
 @endpoints.command()
 @click.argument("endpoint_id")
 @click.option(
-    "--grace", default="24h", show_default=True, help="How long the old secret signs too."
+    "--grace",
+    type=DurationParam(),
+    default="24h",
+    show_default=True,
+    help="How long the old secret signs too (30s, 10m, 24h, 7d).",
 )
 @json_option
-def rotate(endpoint_id: str, grace: str, as_json: bool) -> None:
+def rotate(endpoint_id: str, grace: float, as_json: bool) -> None:
     """New signing secret; deliveries carry both signatures during the grace period."""
-    grace_s = _duration_s(grace)
+    grace_s = grace
 
     async def work(admin: EndpointAdmin, _: EndpointRegistry) -> tuple[Endpoint, str]:
         return await admin.rotate(endpoint_id, grace_s)
@@ -176,7 +175,7 @@ def rotate(endpoint_id: str, grace: str, as_json: bool) -> None:
     emit(
         {**endpoint.public(), "secret": secret},
         as_json,
-        lambda: click.echo(f"new secret: {secret}  (old one signs too for {grace})"),
+        lambda: click.echo(f"new secret: {secret}  (old one signs too for {grace:g} s)"),
     )
 
 
@@ -196,17 +195,17 @@ def disable(endpoint_id: str, reason: str, as_json: bool) -> None:
 
 @webhooks.command()
 @click.option("--endpoint", "endpoint_id", required=True)
-@click.option("--since", required=True, help="10m, 2h, 3d or an ISO-8601 time.")
-@click.option("--until", default=None, help="End of the window (default: now).")
+@click.option("--since", type=TimeParam(), required=True, help=f"Start of the window: {TIME_HELP}.")
+@click.option("--until", type=TimeParam(), default=None, help="End of the window (default: now).")
 @click.option("--dry-run", is_flag=True, help="Only list what would be re-sent.")
 @json_option
-def recover(endpoint_id: str, since: str, until: str | None, dry_run: bool, as_json: bool) -> None:
+def recover(endpoint_id: str, since: int, until: int | None, dry_run: bool, as_json: bool) -> None:
     """Re-send dead-lettered deliveries of a window (same webhook-ids)."""
     cfg, catalogue = _parts()
-    since_ms = parse_since(since)
-    until_ms = parse_since(until) if until else None
+    since_ms, until_ms = since, until
 
     async def go() -> list[Any]:
+        await _known_endpoint(endpoint_id)
         async with _codec(cfg) as codec, Publisher(cfg.kafka, codec, catalogue) as publisher:
             return await recover_deliveries(
                 cfg.kafka,
@@ -232,20 +231,21 @@ def recover(endpoint_id: str, since: str, until: str | None, dry_run: bool, as_j
 
 @webhooks.command("attempts")
 @click.option("--endpoint", "endpoint_id", required=True)
-@click.option("--since", default=None, help="10m, 2h, 3d or an ISO-8601 time.")
+@click.option("--since", type=TimeParam(), default=None, help=f"Only attempts since: {TIME_HELP}.")
 @json_option
-def attempts_(endpoint_id: str, since: str | None, as_json: bool) -> None:
+def attempts_(endpoint_id: str, since: int | None, as_json: bool) -> None:
     """The delivery history of an endpoint: every attempt and its outcome."""
     cfg, catalogue = _parts()
 
     async def go() -> list[tuple[Event, int]]:
+        await _known_endpoint(endpoint_id)
         async with _codec(cfg) as codec:
             return await read_attempts(
                 cfg.kafka,
                 codec,
                 catalogue,
                 endpoint_id=endpoint_id,
-                since_ms=parse_since(since) if since else None,
+                since_ms=since,
             )
 
     rows = run(go())

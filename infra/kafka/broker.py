@@ -217,9 +217,10 @@ class LocalBroker:
         libs = ensure_distribution(self._cache_dir)
         if port_in_use(self.port):
             raise BrokerError(
-                f"Port {self.port} on 127.0.0.1 is already in use, so the local Kafka broker cannot "
-                "listen there. Stop whatever holds it (`backbone kafka down` if it is our broker, or "
-                "`ss -ltnp | grep {self.port}`), or choose another port with BACKBONE_KAFKA_PORT."
+                f"port {self.port} on 127.0.0.1 is already in use, so the local Kafka broker cannot "
+                "listen there: stop whatever holds it (`backbone kafka down` if it is our broker, "
+                f"or see `ss -ltnp | grep {self.port}`), or choose another port with "
+                "BACKBONE_KAFKA_PORT"
             )
         props = self._write_config()
         began = time.monotonic()

@@ -7,11 +7,12 @@ lanes and retry tiers (keyed by service, the publisher sets that key). Outcomes 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from streams.events._base import Event
 from streams.events.common import DeadLetterEnvelope
@@ -61,6 +62,15 @@ class CallRequested(_CallEvent):
         default=None,
         description="Logical topic that also gets the success (`calls.results` always does).",
     )
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload_as_object(cls, value: Any) -> Any:
+        """A JSON object (or array) is accepted everywhere and stored as its JSON text, as
+        ``/v1/calls`` does; the string form is still accepted."""
+        if isinstance(value, dict | list):
+            return json.dumps(value)
+        return value
 
 
 class CallStarted(_CallEvent):

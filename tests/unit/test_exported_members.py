@@ -38,6 +38,8 @@ def test_codec_and_client_exports() -> None:
 
 
 def test_all_lists_exactly_the_public_names() -> None:
+    for name in streams.__all__:  # names are imported on first use (PEP 562)
+        getattr(streams, name)
     public = {name for name in vars(streams) if not name.startswith("_")} - {"annotations"}
     # submodules become attributes on import; only the curated ones are part of the surface
     modules = {name for name in public if type(getattr(streams, name)).__name__ == "module"}
@@ -47,6 +49,11 @@ def test_all_lists_exactly_the_public_names() -> None:
 def test_every_exported_name_resolves() -> None:
     for name in streams.__all__:
         assert getattr(streams, name) is not None, name
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    assert not hasattr(streams, "Publsher")
+    assert set(streams.__all__) <= set(dir(streams))
 
 
 def test_sdk_names_are_exported() -> None:

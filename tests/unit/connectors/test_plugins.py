@@ -117,3 +117,19 @@ async def test_plugin_connector_reports_its_lifecycle(plugin_file: Path) -> None
     assert isinstance(failed, PluginFailed)
     assert failed.stage.value == "run"
     assert isinstance(unloaded, PluginUnloaded)
+
+
+async def test_a_crashing_plugin_error_names_the_cause(tmp_path: Path) -> None:
+    """Issue 14 item 10: the plugin's own last stderr line (its exception) is in the error."""
+    from connectors.plugins.process import PluginCrashedError, PluginProcess
+
+    broken = tmp_path / "broken_plugin.py"
+    broken.write_text("import nope_module_xyz\n")
+    process = PluginProcess(broken)
+    with pytest.raises(PluginCrashedError) as info:
+        await process.start()
+    assert str(info.value) == (
+        "plugin broken_plugin exited (crashed or hit a limit): "
+        "ModuleNotFoundError: No module named 'nope_module_xyz'"
+    )
+    assert not process.running
