@@ -32,9 +32,18 @@ BACKBONE_WEBHOOK_ALLOW_NETWORKS    CIDRs outbound deliveries may reach despite t
                                    (comma-separated; for local demos and tests only)
 BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separated
                                    (default Svix's 5,300,1800,7200,18000,36000,36000)
+BACKBONE_WS_JWT_KEY                key verifying websocket tokens (HMAC secret or PEM public key);
+                                   unset: every ``/ws`` connection is refused (4001)
+BACKBONE_WS_JWT_SIGNING_KEY        key `backbone ws token` signs with, if not BACKBONE_WS_JWT_KEY
+BACKBONE_WS_JWT_ALGORITHMS         accepted token algorithms, comma-separated (default HS256)
+BACKBONE_WS_ALLOWED_ORIGINS        ``Origin`` values allowed on ``/ws``, comma-separated, or ``*``
+                                   (default http://127.0.0.1:8080,http://localhost:8080)
+BACKBONE_WS_AUTH_TIMEOUT           seconds a connection has to authenticate (default 10)
+BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN  open connections per token (default 16)
 =================================  ===============================================================
 
-In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
+In the TOML file, websocket settings live under ``[realtime]`` (fields of
+:class:`connectors.realtime.settings.RealtimeSettings`); webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
 and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
 """
 
@@ -52,6 +61,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
+from connectors.realtime.settings import RealtimeSettings
 from connectors.webhooks.settings import WebhookSettings
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
@@ -76,6 +86,8 @@ class Settings(BaseModel):
     local: LocalStackSettings = LocalStackSettings()
     gateway: GatewaySettings = GatewaySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    #: The websocket fan-out on the gateway (``GET /ws``): tokens, origins, per-connection caps.
+    realtime: RealtimeSettings = RealtimeSettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
@@ -103,6 +115,12 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
     "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
     "BACKBONE_GATEWAY_LINGER_MS": ("gateway", "linger_ms"),
+    "BACKBONE_WS_JWT_KEY": ("realtime", "jwt_key"),
+    "BACKBONE_WS_JWT_SIGNING_KEY": ("realtime", "jwt_signing_key"),
+    "BACKBONE_WS_JWT_ALGORITHMS": ("realtime", "jwt_algorithms"),
+    "BACKBONE_WS_ALLOWED_ORIGINS": ("realtime", "allowed_origins"),
+    "BACKBONE_WS_AUTH_TIMEOUT": ("realtime", "auth_timeout_s"),
+    "BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN": ("realtime", "max_connections_per_token"),
 }
 
 
@@ -115,6 +133,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "gateway": {},
         "webhooks": {},
         "calls": {},
+        "realtime": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:

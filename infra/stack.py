@@ -78,10 +78,12 @@ def gateway_service(settings: Settings) -> Service:
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
     from connectors.calls_api import calls_extension
+    from connectors.realtime import realtime_extension
 
     return [
         calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
         webhooks_gateway_extension(settings),
+        realtime_extension(settings.realtime),
     ]
 
 

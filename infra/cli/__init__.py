@@ -18,6 +18,7 @@ from infra.cli import (  # noqa: F401  (registers the commands)
     stack,
     topics,
     webhooks,
+    ws,
 )
 from infra.cli._app import main
 
