@@ -20,7 +20,7 @@ from streams.producer import Publisher
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
-KEY = "test-signing-key-that-is-long-enough-for-hs256"
+KEY = "test-signing-key-that-is-long-enough-for-hs256-and-even-hs512-ok!"
 WAIT_S = 60.0  # generous: the box is shared
 
 

@@ -41,7 +41,9 @@ async def test_subscribe_receives_only_its_channel_with_positions_then_unsubscri
         await publish_all(publisher, [progress(mine, 3)])
         await client.send(op="ping", id="after")  # the pong comes after anything already sent
         await client.until("pong")
-        assert not [p for p in client.of(f"research:{mine}") if p["payload"]["steps_completed"] == 3]
+        assert not [
+            p for p in client.of(f"research:{mine}") if p["payload"]["steps_completed"] == 3
+        ]
         assert not client.of(f"research:{other}")
 
 
