@@ -155,3 +155,21 @@ def new_id(stem: str = "r") -> str:
 
 def app_of(service: GatewayService) -> web.Application:
     return service._app
+
+
+class Positions:
+    """What a client remembers to resume: the last position per partition of one channel."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def update(self, frame: dict[str, Any]) -> None:
+        if frame["type"] in ("subscribed", "positions"):
+            for position in frame["positions"]:
+                self.last[(position["topic"], position["partition"])] = position
+        elif frame["type"] == "publication":
+            position = frame["position"]
+            self.last[(position["topic"], position["partition"])] = position
+
+    def since(self) -> list[dict[str, Any]]:
+        return list(self.last.values())
