@@ -36,11 +36,13 @@ class Connection:
         fanout: FanOut,
         settings: RealtimeSettings,
         tokens_in_use: Counter[str],
+        closes: Counter[int],
     ) -> None:
         self._ws = ws
         self._fanout = fanout
         self._settings = settings
         self._tokens_in_use = tokens_in_use
+        self._closes = closes  # close codes this gateway sent, for /metrics and tests
         self._outbox = Outbox(
             settings.send_queue_frames,
             settings.send_queue_bytes,
@@ -107,6 +109,10 @@ class Connection:
             if self._closing is not None:
                 await self._closing
 
+    @property
+    def queued_bytes(self) -> int:
+        return self._outbox.queued_bytes
+
     def close_soon(self, code: int, reason: str) -> None:
         """Close from synchronous code (the fan-out, timers); drops what is queued at once."""
         if self._closing is None:
@@ -118,6 +124,7 @@ class Connection:
             await self._closing
 
     async def _close(self, code: int, reason: str) -> None:
+        self._closes[code] += 1
         # drain=False and a deadline: a client that reads nothing must not hold the close.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(

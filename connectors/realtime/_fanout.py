@@ -159,6 +159,9 @@ class FanOut:
         """The next offset the fan-out will dispatch, per partition of the channel."""
         return {tp: self._positions[tp] for tp in self.partitions_of(channel)}
 
+    def subscriber_count(self, channel: str) -> int:
+        return len(self._subscribers.get(channel, ()))
+
     def unregister(self, subscription: Subscription) -> None:
         subs = self._subscribers.get(subscription.channel.name)
         if subs is not None:
@@ -188,8 +191,10 @@ class FanOut:
                 await asyncio.sleep(1)
                 continue
             for records in batch.values():
-                for record in records:
+                for i, record in enumerate(records, 1):
                     await self._dispatch(record)
+                    if i % 64 == 0:  # let the writers drain the queues during a large batch
+                        await asyncio.sleep(0)
 
     async def _decode(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> Event | None:
         """The record's event; None for tombstones and records no one can decode (those go to

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,8 +19,10 @@ STATIC = Path(__file__).parent / "static"
 
 REALTIME_SETTINGS = web.AppKey("backbone.realtime_settings", RealtimeSettings)
 FANOUT = web.AppKey("backbone.realtime_fanout", FanOut)
-CONNECTIONS: web.AppKey[weakref.WeakSet[Connection]] = web.AppKey("backbone.realtime_connections")
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("backbone.realtime_connections")
 TOKENS_IN_USE: web.AppKey[Counter[str]] = web.AppKey("backbone.realtime_tokens")
+#: How many connections this gateway closed, per close code.
+CLOSES: web.AppKey[Counter[int]] = web.AppKey("backbone.realtime_closes")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -36,9 +37,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
-    connection = Connection(ws, request.app[FANOUT], settings, request.app[TOKENS_IN_USE])
+    connection = Connection(
+        ws, request.app[FANOUT], settings, request.app[TOKENS_IN_USE], request.app[CLOSES]
+    )
     request.app[CONNECTIONS].add(connection)
-    await connection.serve()
+    try:
+        await connection.serve()
+    finally:
+        request.app[CONNECTIONS].discard(connection)
     return ws
 
 
@@ -51,8 +57,9 @@ def realtime_extension(settings: RealtimeSettings) -> Callable[[web.Application]
 
     def extend(app: web.Application) -> None:
         app[REALTIME_SETTINGS] = settings
-        app[CONNECTIONS] = weakref.WeakSet()
+        app[CONNECTIONS] = set()
         app[TOKENS_IN_USE] = Counter()
+        app[CLOSES] = Counter()
         app.cleanup_ctx.append(_fanout_lifecycle)
         app.on_shutdown.append(_close_connections)
         app.router.add_get("/ws", websocket)
@@ -79,8 +86,7 @@ async def _fanout_lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_connections(app: web.Application) -> None:
-    registered: weakref.WeakSet[Connection] = app[CONNECTIONS]
-    connections = list(registered)
+    connections = [*app[CONNECTIONS]]
     for connection in connections:
         connection.close_soon(CloseCode.GOING_AWAY, "server shutting down")
     for connection in connections:
