@@ -28,7 +28,8 @@ CLOSES: web.AppKey[Counter[int]] = web.AppKey("backbone.realtime_closes")
 async def websocket(request: web.Request) -> web.StreamResponse:
     settings = request.app[REALTIME_SETTINGS]
     origin = request.headers.get("Origin")
-    if not settings.origin_allowed(origin):
+    same_origin = origin in (f"http://{request.host}", f"https://{request.host}")
+    if not same_origin and not settings.origin_allowed(origin):
         return problem(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
     ws = web.WebSocketResponse(
         heartbeat=settings.heartbeat_s,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -144,7 +144,7 @@ def progress(research_id: str, n: int) -> Event:
     )
 
 
-async def publish_all(publisher: Publisher, events: list[Event]) -> None:
+async def publish_all(publisher: Publisher, events: Sequence[Event]) -> None:
     for event in events:
         await publisher.publish(event)
 

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
         ),
         (
             jwt.encode(
-                {"sub": "x", "channels": ["alerts"], "exp": 4_000_000_000}, None, algorithm="none"
+                {"sub": "x", "channels": ["alerts"], "exp": 4_000_000_000}, "", algorithm="none"
             ),
             CloseCode.UNAUTHORIZED,
         ),

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -93,9 +94,7 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
             stalled = await _stalled_client(gw.bound_port, grant, channel)
             try:
                 connections = app_of(gw)[CONNECTIONS]
-                async with asyncio.timeout(60):
-                    while len(connections) < 4:
-                        await asyncio.sleep(0.05)
+                await _eventually(lambda: len(connections) == 4)
                 # every reader reads all the time (an aiohttp client that is not read stops
                 # reading its socket too), while the stalled one never does
                 reading = [
@@ -107,9 +106,7 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
                         range(len(messages))
                     )
                 # the stalled client was cut with 4008 and its connection and queue released
-                async with asyncio.timeout(60):
-                    while len(connections) > 3:
-                        await asyncio.sleep(0.1)
+                await _eventually(lambda: len(connections) == 3)
                 assert app_of(gw)[CLOSES] == {CloseCode.SLOW_CONSUMER: 1}
                 assert app_of(gw)[FANOUT].subscriber_count(channel) == 3
                 assert all(c.queued_bytes <= 4_000_000 for c in connections)
@@ -119,6 +116,14 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
                 assert _close_code(received) in (CloseCode.SLOW_CONSUMER, None)
             finally:
                 stalled.close()
+
+
+async def _eventually(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.1)
 
 
 async def _drain(sock: socket.socket) -> bytes:
