@@ -50,6 +50,13 @@ class RealtimeSettings(BaseModel):
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
 
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _signed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(a.lower() == "none" for a in value):
+            raise ValueError("jwt_algorithms must name signing algorithms (never `none`)")
+        return value
+
     def origin_allowed(self, origin: str | None) -> bool:
         if origin is None:
             return True
