@@ -28,8 +28,10 @@ import faust
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
 from agents.app import create_app, source_of
+from agents.errors import RetryDueTooLateError
 from agents.lanes import Lane
 from agents.outputs import Source
+from agents.retry import due_too_late
 from agents.router import back_to_lane, route
 from streams.events.calls import CallRequested
 
@@ -122,6 +124,15 @@ class FaustCalls:
                 async for event in stream.events():
                     source = source_of(event, cat)
                     due = hd.parse_time(hd.text(source.headers, hd.DUE_AT))
+                    why = due_too_late(due, _tier(source), self.settings.retry, datetime.now(UTC))
+                    if why is not None:  # would hold its partition for good: end the call
+                        got = await self._decoded(event)
+                        if got is not None:
+                            error = RetryDueTooLateError(why)
+                            await writer.acknowledged(
+                                await writer.refuse(self.executor, got[0], got[1], error)
+                            )
+                        continue
                     if due is not None:
                         wait = (due - datetime.now(UTC)).total_seconds()
                         if wait > 0:  # only this partition's actor waits (isolated partitions)
@@ -137,3 +148,8 @@ class FaustCalls:
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
+
+
+def _tier(source: Source) -> int:
+    """The tier of a ``calls.retry.<n>`` source."""
+    return int(source.topic.rsplit(".", 1)[1])

@@ -23,9 +23,11 @@ from typing import Any
 
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
+from agents.errors import RetryDueTooLateError
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
 from agents.outputs import Output, Source
+from agents.retry import due_too_late
 from agents.router import back_to_lane, route
 from agents.runtime import Record, Stage
 from streams.events.calls import CallRequested
@@ -59,7 +61,7 @@ class KafkaCalls:
                 commit_interval_s=settings.commit_interval_s,
                 session_timeout_s=settings.session_timeout_s,
                 rebalance_timeout_s=settings.rebalance_timeout_s,
-                drain_timeout_s=settings.rebalance_timeout_s * 0.8,
+                drain_timeout_s=settings.drain_timeout_s,
                 fetch_wait_ms=max(1, int(settings.batch_wait_s * 1000)),
                 **kw,
             )
@@ -80,7 +82,7 @@ class KafkaCalls:
                 self._retry,
                 prefetch=1000,
                 max_batch=500,
-                due=_due,
+                due=self._due,
             ),
         ]
 
@@ -123,11 +125,34 @@ class KafkaCalls:
             records, lambda request, source: route(request, source, now=now, allow_replayed=allow)
         )
 
+    def _due(self, record: Record) -> float | None:
+        """When a tier record is due; None (now) for one without a due time, or a poison one."""
+        due = _due_at(record)
+        if due is None or self._too_late(record, due) is not None:
+            return None
+        return due.timestamp()
+
+    def _too_late(self, record: Record, due: datetime | None) -> str | None:
+        tier = int(record.topic.rsplit(".", 1)[1])
+        return due_too_late(due, tier, self.settings.retry, datetime.now(UTC))
+
     async def _retry(self, records: list[Record]) -> None:
-        due = max((_due(r) or 0.0 for r in records), default=0.0)
+        due = max((self._due(r) or 0.0 for r in records), default=0.0)
         if (wait := due - time.time()) > 0:
             await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
-        await self._forward_each(records, back_to_lane)
+        verdicts = [(r, self._too_late(r, _due_at(r))) for r in records]
+        pending: Pending = []
+        for record, why in verdicts:  # poison would hold its partition for good: end the call
+            if why is None:
+                continue
+            source = self._source(record)
+            request = await self._request(record, source, pending)
+            if request is not None:
+                log.warning("dead-lettering retry of %s: %s", request.call_id, why)
+                error = RetryDueTooLateError(why)
+                pending += await self.writer.refuse(self.executor, request, source, error)
+        await self.writer.acknowledged(pending)
+        await self._forward_each([r for r, why in verdicts if why is None], back_to_lane)
 
     async def _forward_each(
         self, records: list[Record], outputs: Callable[[CallRequested, Source], list[Output]]
@@ -158,9 +183,8 @@ class KafkaCalls:
         await self.writer.execute(self.executor, self.dispatcher, items)
 
 
-def _due(record: Record) -> float | None:
+def _due_at(record: Record) -> datetime | None:
     for name, value in record.headers:
         if name == hd.DUE_AT:
-            moment = hd.parse_time(bytes(value).decode("utf-8", "replace"))
-            return None if moment is None else moment.timestamp()
+            return hd.parse_time(bytes(value).decode("utf-8", "replace"))
     return None

@@ -3,8 +3,8 @@
 Everything goes through one :class:`~streams.producer.Publisher` (acks=all, idempotent): records
 are handed over first and their acknowledgements awaited together, and nothing is acked upstream
 before that. Lane records are handled in batches (:meth:`CallWriter.execute`): each record's claim
-once it holds an execution slot (claims handed over in one loop turn share a produce batch), then
-the call, then its outputs in two phases (see :class:`~agents.executor.Attempt`), then settlement
+once it holds its lane's execution slot and its service's concurrency slot (claims handed over in
+one loop turn share a produce batch), then the call, then its outputs in two phases (see :class:`~agents.executor.Attempt`), then settlement
 in the call ledger.
 """
 
@@ -81,13 +81,22 @@ class CallWriter:
             error = AgentError(f"unexpected {event.event_type} in {source.topic}")
         return await self.dead_letter(key, value, source, error)
 
+    async def refuse(
+        self, executor: CallExecutor, request: CallRequested, source: Source, error: BackboneError
+    ) -> list[asyncio.Future[Any]]:
+        """End a call without running it (``error`` is why); returns the pending acks."""
+        return [
+            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
+            for o in executor.refused(request, source, error)
+        ]
+
     async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
         await self.publisher.acknowledged(pending)
 
     async def execute(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
     ) -> None:
-        """Handle a batch of lane records: each is claimed once it holds an execution slot
+        """Handle a batch of lane records: each is claimed once it holds its execution slots
         (claims granted together share one write), run, its outputs written, then settled.
 
         A record whose key runs already (here or earlier in the batch) is handled after the
@@ -138,39 +147,54 @@ class CallWriter:
     async def _run(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, item: LaneItem, ticket: Ticket
     ) -> Attempt | None:
-        async def claimed_then_run() -> Attempt:
-            await executor.journal(ticket)  # durable before the call is made
-            return await executor.run(ticket)
-
-        try:
-            return await dispatcher.run(item.lane, claimed_then_run)
+        try:  # run journals the claim once the call holds its service's slot
+            return await dispatcher.run(item.lane, lambda: executor.run(ticket))
         except BaseException as exc:
             executor.ledger.abandon(ticket.started.idempotency_key)  # no-op if settled
             if isinstance(exc, BackboneError) or not isinstance(exc, Exception):
                 raise  # e.g. Kafka away: the batch is read again
             bug = exc
-        # a bug must not stall the lane: dead-letter the record
+        # a bug must not stall the lane, nor leave the call without an outcome: it is the
+        # call's fatal failure, with the bug as its reason
         log.error("executor failed on %s", item.request.call_id, exc_info=bug)
+        try:
+            return executor.crashed(ticket, bug)
+        except Exception as again:  # not even a failure outcome can be built: the raw record
+            log.error("no outcome for %s", item.request.call_id, exc_info=again)
         dead = await self.dead_letter(item.key, item.value, item.source, AgentError(repr(bug)))
         await self.acknowledged([dead])
         return None
 
-    async def write(self, executor: CallExecutor, attempt: Attempt) -> None:
-        """Write an attempt's outputs in their two phases, then settle it in the ledger."""
+    async def write(
+        self, executor: CallExecutor, attempt: Attempt, *, fallback: bool = True
+    ) -> None:
+        """Write an attempt's outputs in their two phases, then settle it in the ledger.
+
+        An output refused for good (too large, a topic not in the catalogue) is not a batch
+        failure, which would be read again forever: the call fails with that reason instead.
+        """
         try:
-            for phase in (attempt.first, attempt.last):
-                await self.publisher.acknowledged(
-                    [
-                        await self.publisher.send(
-                            o.event, topic=o.topic, key=o.key, headers=o.headers
-                        )
-                        for o in phase
-                    ]
-                )
+            await self._write_phases(attempt)
+        except BackboneError as exc:
+            if exc.retriable or attempt.ticket is None or not fallback:
+                executor.settle(attempt, written=False)
+                raise
+            log.error("outcome of %s not writable: %s", attempt.ticket.request.call_id, exc)
+            await self.write(executor, executor.unwritable(attempt, exc), fallback=False)
+            return
         except BaseException:
             executor.settle(attempt, written=False)
             raise
         executor.settle(attempt)
+
+    async def _write_phases(self, attempt: Attempt) -> None:
+        for phase in (attempt.first, attempt.last):
+            await self.publisher.acknowledged(
+                [
+                    await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
+                    for o in phase
+                ]
+            )
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,18 @@
 """The executor: one call attempt, from a lane record to the events that account for it.
 
-For each request it checks, in order: replay guard, idempotency (already succeeded?), deadline,
-circuit breaker, rate limit; then runs the connector and turns the outcome into outputs:
-``call.succeeded``; or ``call.failed`` plus a retry-tier record and ``call.retry_scheduled``; or a
-dead letter (``calls.dlt`` record with the failure envelope as headers and typed event, plus
-``call.dead_lettered`` in ``calls.results``); or ``call.expired``. Breaker transitions become
+For each request it checks, in order: replay guard, idempotency (already succeeded?), whether it
+can run at all, deadline, circuit breaker, rate limit; then runs the connector and has
+:class:`~agents.outcomes.Outcomes` turn what happened into outputs. Breaker transitions become
 ``integration.circuit_state_changed`` outputs. No Kafka here: the runtime writes the outputs and
 then settles the :class:`Attempt` in the ledger (:meth:`CallExecutor.settle`).
 
-Exactly-once execution: before a record is handled its ``call.started`` claim goes through the
+Exactly-once execution: before a call is made its ``call.started`` claim goes through the
 ``journal`` (the runtime writes it to ``calls.claims`` and returns once the cluster acknowledged
 it); see :mod:`agents.ledger` for how a claim without an outcome is recognised after a crash.
+The claim is written only once the call holds its service's concurrency slot and rate-limit
+token, right before it goes out, so a worker that dies while calls queue for a slot leaves no
+claims for calls that never reached the service. (Records handled without calling the service,
+e.g. expired or refused by an open circuit, are claimed before their outputs are written.)
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
-from agents.errors import DeadlinePassedError, OutcomeUnknownError
+from agents.errors import AttemptCrashedError, OutcomeUnknownError, OutcomeUnwritableError
 from agents.ledger import GAVE_UP, SUCCEEDED, CallLedger, Claim
+from agents.outcomes import RESULTS, Outcomes
 from agents.outputs import Output, Source
-from agents.retry import DeadLetterCause, RetryDecision, Verdict, after_failure, expired
+from agents.retry import expired
 from agents.settings import WorkerSettings
-from connectors.base import CallInput, CallOutput, Connector
-from connectors.errors import CallError, CircuitOpenError, ConnectorNotFoundError
+from connectors.base import CallInput, Connector
+from connectors.errors import (
+    CallError,
+    CircuitOpenError,
+    ConnectorNotFoundError,
+    UnsendableRequestError,
+)
 from connectors.resilience import (
     BreakerSnapshot,
     CircuitBreaker,
@@ -40,24 +48,14 @@ from connectors.resilience import (
 )
 from streams import headers as h
 from streams.errors import BackboneError
-from streams.events.calls import (
-    CallDeadLettered,
-    CallExpired,
-    CallFailed,
-    CallRequested,
-    CallRetryScheduled,
-    CallStarted,
-    CallSucceeded,
-)
-from streams.events.common import DeadLetterEnvelope, DeadLetterReason
+from streams.events.calls import CallRequested, CallStarted
 from streams.events.health import CircuitState as CircuitStateField
 from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
+from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
-RESULTS = "calls.results"
-DLT = "calls.dlt"
 CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
 
@@ -89,6 +87,7 @@ class Attempt:
     end: str | None = None  # ledger.SUCCEEDED / ledger.GAVE_UP when the call ended
     first: list[Output] = field(default_factory=list)
     last: list[Output] = field(default_factory=list)
+    ticket: Ticket | None = None  # what was run (None: skipped)
 
     @property
     def outputs(self) -> list[Output]:
@@ -126,10 +125,13 @@ class CallExecutor:
         on_circuit: Callable[[Output], None] | None = None,
         journal: Journal | None = None,
         worker: str = "worker",
+        topics: Catalogue | None = None,
     ) -> None:
         self.settings = settings
+        self._topics = topics  # reply_to must name one of its topics
         self.ledger = ledger
         self._now = now
+        self.outcomes = Outcomes(settings, now)
         self._journal = journal
         self._worker = worker
         self._dedupes = {s.name for s in settings.services if s.dedupes_by_key}
@@ -177,15 +179,14 @@ class CallExecutor:
             self.ledger.abandon(attempt.key)
 
     async def attempt(self, request: CallRequested, source: Source) -> Attempt:
-        """Handle one lane record: claim it, journal the claim, run it."""
+        """Handle one lane record: claim it and run it (the claim is journaled on the way)."""
         ticket = await self.claim(request, source)
         if ticket is None:
             return Attempt(request.idempotency_key)
-        await self.journal(ticket)
         return await self.run(ticket)
 
     async def claim(self, request: CallRequested, source: Source) -> Ticket | None:
-        """The ledger's verdict; None when the record is skipped. Journal the ticket next."""
+        """The ledger's verdict; None when the record is skipped. :meth:`run` it next."""
         key = request.idempotency_key
         if not self.settings.allow_replayed_calls and not side_effects_allowed(source.headers):
             log.info("skipped replayed call %s (side effects not allowed)", request.call_id)
@@ -227,9 +228,18 @@ class CallExecutor:
         )
 
     async def run(self, ticket: Ticket) -> Attempt:
-        """Run a journaled ticket (or account for it without running, if its outcome is unknown)."""
+        """Run a ticket (or account for it without running, if its outcome is unknown). Its claim
+        is journaled right before the call goes out, or before returning if no call is made."""
         request, source, started = ticket.request, ticket.source, ticket.started
         key = started.idempotency_key
+        journaled = False
+
+        async def journal() -> None:
+            nonlocal journaled
+            if not journaled:
+                await self.journal(ticket)
+                journaled = True
+
         try:
             if ticket.verdict is Claim.UNKNOWN and request.service not in self._dedupes:
                 unknown = OutcomeUnknownError(
@@ -237,12 +247,40 @@ class CallExecutor:
                     f"not run again because {request.service!r} does not dedupe by idempotency "
                     "key (re-drive it to run it again)"
                 )
-                outputs = self._failed(request, source, unknown, None, counts=False)
+                outputs = self.outcomes.failed(request, source, unknown, None, counts=False)
             else:
-                outputs = await self._attempt(request, source)
+                outputs = await self._attempt(request, source, journal)
+            await journal()  # no-op when the call went out (journaled then)
         except BaseException:
             self.ledger.abandon(key)
             raise
+        return self._account(ticket, outputs)
+
+    def crashed(self, ticket: Ticket, error: Exception) -> Attempt:
+        """The attempt raised something unexpected (a bug): the call's fatal failure, with it
+        as the reason, so it still reaches exactly one terminal outcome."""
+        crash = AttemptCrashedError(f"the attempt failed unexpectedly: {error!r}"[:500])
+        return self._account(
+            ticket, self.outcomes.failed(ticket.request, ticket.source, crash, None, counts=False)
+        )
+
+    def unwritable(self, attempt: Attempt, error: BackboneError) -> Attempt:
+        """The attempt's outputs cannot be written (an output refused as too large, to a topic
+        not in the catalogue...): the call's fatal failure instead, with that reason."""
+        assert attempt.ticket is not None
+        ticket = attempt.ticket
+        refused = OutcomeUnwritableError(f"the outcome could not be written: {error}"[:500])
+        return self._account(
+            ticket, self.outcomes.failed(ticket.request, ticket.source, refused, None, counts=False)
+        )
+
+    def refused(self, request: CallRequested, source: Source, error: BackboneError) -> list[Output]:
+        """Outputs ending a call that is not run (e.g. a poison retry record): its fatal failure."""
+        return self.outcomes.failed(request, source, error, None, counts=False)
+
+    def _account(self, ticket: Ticket, outputs: list[Output]) -> Attempt:
+        """Split outputs into the two write phases; stamp the last with the claim (and end)."""
+        key, started = ticket.started.idempotency_key, ticket.started
         ended = {o.event.event_type for o in outputs if o.topic == RESULTS}
         end = (
             SUCCEEDED
@@ -257,21 +295,39 @@ class CallExecutor:
         if end is not None:
             stamp[h.CALL_END] = end.encode()
         last[-1] = replace(last[-1], headers={**last[-1].headers, **stamp})
-        return Attempt(key, started.claim_id, end, first, last)
+        return Attempt(key, started.claim_id, end, first, last, ticket)
 
-    async def _attempt(self, request: CallRequested, source: Source) -> list[Output]:
+    def _unrunnable(self, request: CallRequested) -> UnsendableRequestError | None:
+        """Why this request can never run as given (checked before the provider is called)."""
+        problem = None
+        if request.attempt < 0:
+            problem = f"attempt must be 0 or more, not {request.attempt}"
+        elif request.timeout_ms is not None and request.timeout_ms <= 0:
+            problem = f"timeout_ms must be positive, not {request.timeout_ms}"
+        elif request.reply_to and self._topics is not None:
+            try:
+                self._topics.spec(request.reply_to)
+            except BackboneError:
+                problem = f"reply_to {request.reply_to[:200]!r} is not a topic of the catalogue"
+        return None if problem is None else UnsendableRequestError(problem)
+
+    async def _attempt(
+        self, request: CallRequested, source: Source, journal: Callable[[], Awaitable[None]]
+    ) -> list[Output]:
+        if (invalid := self._unrunnable(request)) is not None:
+            return self.outcomes.failed(request, source, invalid, None, counts=False)
         now = self._now()
         if expired(request.deadline, now):
-            return self._expire(request, source, now, "deadline passed before the attempt")
+            return self.outcomes.expired(request, source, now, "deadline passed before the attempt")
         guard = self.guards.get(request.service)
         if guard is None:
             error = ConnectorNotFoundError(
                 f"no connector configured for service {request.service!r}"
             )
-            return self._failed(request, source, error, None, counts=True)
+            return self.outcomes.failed(request, source, error, None, counts=True)
         if not guard.breaker.try_acquire():
             refused = CircuitOpenError(f"circuit for {request.service!r} is open")
-            outputs = self._failed(
+            outputs = self.outcomes.failed(
                 request,
                 source,
                 refused,
@@ -281,10 +337,16 @@ class CallExecutor:
             )
             return outputs
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
+        timeout = min(timeout, self.settings.longest_call_timeout_s)  # the drain covers this
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:
-            await guard.bucket.acquire()
+            try:
+                await guard.bucket.acquire()
+                await journal()  # the call goes out right after its claim is durable
+            except BaseException:
+                guard.breaker.release()  # the permit was not used: no call went out
+                raise
             began = time.monotonic()
             try:
                 call = CallInput.from_json(
@@ -300,14 +362,21 @@ class CallExecutor:
                 guard.breaker.record(failed=exc.retriable, duration_s=took)
                 if exc.retry_after_s:
                     guard.bucket.block_for(exc.retry_after_s)
-                outputs = self._failed(request, source, exc, took, counts=True)
+                outputs = self.outcomes.failed(request, source, exc, took, counts=True)
                 return outputs
             except BackboneError as exc:  # credentials and other fatal setup errors
                 took = time.monotonic() - began
-                return self._failed(request, source, exc, took, counts=True)
+                return self.outcomes.failed(request, source, exc, took, counts=True)
+            except Exception as exc:  # a connector bug: this call's failure, not the batch's
+                took = time.monotonic() - began
+                log.error(
+                    "connector %s failed on %s", request.service, request.call_id, exc_info=exc
+                )
+                crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
+                return self.outcomes.failed(request, source, crash, took, counts=True)
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
-        outputs = self._succeeded(request, output, took)
+        outputs = self.outcomes.succeeded(request, output, took)
         if (update := guard.bucket.update(output.headers)) is not None:
             outputs.append(
                 Output(
@@ -323,28 +392,6 @@ class CallExecutor:
         return outputs
 
     # --- outputs ----------------------------------------------------------------------------------
-    def _succeeded(self, request: CallRequested, output: CallOutput, took: float) -> list[Output]:
-        event = CallSucceeded(
-            call_id=request.call_id,
-            service=request.service,
-            operation=request.operation,
-            status=output.status,
-            latency_ms=took * 1000,
-            tokens_prompt=output.usage.prompt_tokens,
-            tokens_completion=output.usage.completion_tokens,
-            cost_usd=output.cost_usd,
-            attempt=request.attempt,
-            idempotency_key=request.idempotency_key,
-            response=output.body,
-            correlation_id=request.correlation_id,
-            causation_id=str(request.event_id),
-        )
-        # calls.results is the accounting trail: it always gets the outcome; reply_to a copy
-        outputs = [Output(RESULTS, event)]
-        if request.reply_to and request.reply_to != RESULTS:
-            outputs.append(Output(request.reply_to, event))
-        return outputs
-
     def _circuit_changed(self, change: StateChange) -> None:
         open_until = None
         if change.state is CircuitState.OPEN:
@@ -360,212 +407,6 @@ class CallExecutor:
         )
         self._on_circuit(Output(CIRCUITS, event))
 
-    def _failed(
-        self,
-        request: CallRequested,
-        source: Source,
-        error: BackboneError,
-        took: float | None,
-        *,
-        counts: bool,
-        circuit_open_s: float | None = None,
-    ) -> list[Output]:
-        """A failed attempt: ``call.failed`` and then a retry, a dead letter or expiry."""
-        now = self._now()
-        status = error.status if isinstance(error, CallError) else None
-        retry_after = error.retry_after_s if isinstance(error, CallError) else None
-        outputs = [
-            Output(
-                RESULTS,
-                CallFailed(
-                    call_id=request.call_id,
-                    service=request.service,
-                    operation=request.operation,
-                    error_class=type(error).__name__,
-                    message=str(error)[:500],
-                    retriable=error.retriable,
-                    status=status,
-                    attempt=request.attempt,
-                    latency_ms=None if took is None else took * 1000,
-                    idempotency_key=request.idempotency_key,
-                    correlation_id=request.correlation_id,
-                    causation_id=str(request.event_id),
-                ),
-            )
-        ]
-        # A refused call (open circuit) did not reach the provider: it does not use up an attempt.
-        attempts = request.attempt + 1 if counts else max(1, request.attempt)
-        decision = after_failure(
-            attempts=attempts,
-            retriable=error.retriable,
-            now=now,
-            policy=self.settings.retry,
-            deadline=request.deadline,
-            retry_after_s=retry_after,
-            circuit_open_s=circuit_open_s,
-        )
-        envelope = _envelope_headers(request, source, error, now, attempts)
-        if decision.verdict is Verdict.RETRY:
-            outputs += self._retry(request, decision, envelope, error, counts)
-        elif decision.verdict is Verdict.EXPIRE:
-            outputs += self._expire(
-                request, source, now, str(error), envelope=envelope, error=error
-            )
-        else:
-            outputs += self._dead_letter(request, source, decision, envelope, error)
-        return outputs
-
-    def _retry(
-        self,
-        request: CallRequested,
-        decision: RetryDecision,
-        envelope: dict[str, bytes],
-        error: BackboneError,
-        counts: bool,
-    ) -> list[Output]:
-        assert decision.tier is not None
-        assert decision.due_at is not None
-        next_attempt = request.attempt + 1 if counts else request.attempt
-        retry = request.model_copy(update={"attempt": next_attempt})
-        headers = {**envelope, hd.DUE_AT: hd.iso(decision.due_at)}
-        return [
-            Output(
-                f"calls.retry.{decision.tier}", retry, key=request.service.encode(), headers=headers
-            ),
-            Output(
-                RESULTS,
-                CallRetryScheduled(
-                    call_id=request.call_id,
-                    service=request.service,
-                    due_at=decision.due_at,
-                    tier=decision.tier,
-                    attempt=next_attempt,
-                    reason=f"{error.code}: {error}"[:300],
-                    idempotency_key=request.idempotency_key,
-                    correlation_id=request.correlation_id,
-                    causation_id=str(request.event_id),
-                ),
-            ),
-        ]
-
-    def _dead_letter(
-        self,
-        request: CallRequested,
-        source: Source,
-        decision: RetryDecision,
-        envelope: dict[str, bytes],
-        error: BackboneError,
-    ) -> list[Output]:
-        reason = (
-            DeadLetterReason.FATAL
-            if decision.cause is DeadLetterCause.FATAL
-            else DeadLetterReason.EXHAUSTED
-        )
-        event = self._dead_letter_event(request, source, envelope, reason, error)
-        return [
-            Output(
-                DLT,
-                event,
-                key=request.service.encode(),
-                headers={**envelope, h.DLT_REASON: reason.value.encode()},
-            ),
-            Output(RESULTS, event),
-        ]
-
-    def _expire(
-        self,
-        request: CallRequested,
-        source: Source,
-        now: datetime,
-        why: str,
-        *,
-        envelope: dict[str, bytes] | None = None,
-        error: BackboneError | None = None,
-    ) -> list[Output]:
-        deadline = request.deadline or now
-        expired_event = CallExpired(
-            call_id=request.call_id,
-            service=request.service,
-            operation=request.operation,
-            deadline=deadline,
-            attempt=request.attempt,
-            idempotency_key=request.idempotency_key,
-            correlation_id=request.correlation_id,
-            causation_id=str(request.event_id),
-        )
-        error = error or DeadlinePassedError(why)
-        envelope = envelope or _envelope_headers(request, source, error, now, request.attempt)
-        dead = self._dead_letter_event(request, source, envelope, DeadLetterReason.EXPIRED, error)
-        # Counted once, as expired, in calls.results; the dead letter keeps it re-drivable.
-        return [
-            Output(RESULTS, expired_event),
-            Output(
-                DLT,
-                dead,
-                key=request.service.encode(),
-                headers={**envelope, h.DLT_REASON: b"expired"},
-            ),
-        ]
-
-    def _dead_letter_event(
-        self,
-        request: CallRequested,
-        source: Source,
-        envelope: Mapping[str, bytes],
-        reason: DeadLetterReason,
-        error: BackboneError,
-    ) -> CallDeadLettered:
-        stamp = hd.text(envelope, h.DLT_ORIGINAL_TIMESTAMP)
-        return CallDeadLettered(
-            call_id=request.call_id,
-            service=request.service,
-            request=request,
-            failure=DeadLetterEnvelope(
-                reason=reason,
-                original_topic=hd.text(envelope, h.DLT_ORIGINAL_TOPIC) or source.topic,
-                original_partition=int(
-                    hd.text(envelope, h.DLT_ORIGINAL_PARTITION) or source.partition
-                ),
-                original_offset=int(hd.text(envelope, h.DLT_ORIGINAL_OFFSET) or source.offset),
-                original_timestamp=datetime.fromtimestamp(int(stamp) / 1000, UTC)
-                if stamp
-                else None,
-                error_class=type(error).__name__,
-                message=str(error)[:1000],
-                attempts=int(hd.text(envelope, hd.DLT_ATTEMPTS) or request.attempt),
-                first_failure_at=hd.parse_time(hd.text(envelope, hd.DLT_FIRST_FAILURE_AT))
-                or self._now(),
-                last_failure_at=hd.parse_time(hd.text(envelope, hd.DLT_LAST_FAILURE_AT))
-                or self._now(),
-                service=request.service,
-            ),
-            correlation_id=request.correlation_id,
-            causation_id=str(request.event_id),
-        )
-
 
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
-
-
-def _envelope_headers(
-    request: CallRequested, source: Source, error: BackboneError, now: datetime, attempts: int
-) -> dict[str, bytes]:
-    """The failure envelope, carried from the first failure through every tier."""
-    carried = {k: v for k, v in source.headers.items() if k in hd.ENVELOPE_ORIGIN}
-    origin = {
-        h.DLT_ORIGINAL_TOPIC: source.topic.encode(),
-        h.DLT_ORIGINAL_PARTITION: str(source.partition).encode(),
-        h.DLT_ORIGINAL_OFFSET: str(source.offset).encode(),
-        h.DLT_ORIGINAL_TIMESTAMP: str(source.timestamp_ms).encode(),
-        hd.DLT_FIRST_FAILURE_AT: hd.iso(now),
-    }
-    return {
-        **origin,
-        **carried,
-        h.DLT_ERROR_CLASS: type(error).__name__.encode(),
-        hd.DLT_MESSAGE: str(error)[:1000].encode(),
-        hd.DLT_SERVICE: request.service.encode(),
-        hd.DLT_ATTEMPTS: str(attempts).encode(),
-        hd.DLT_LAST_FAILURE_AT: hd.iso(now),
-    }

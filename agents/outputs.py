@@ -53,8 +53,9 @@ def dead_letter_of(
     target = catalogue.name(spec.dead_letter or "backbone.undecodable")
     return target, {
         **source.headers,
-        h.DLT_REASON: (str(error) or error.code).encode(),
+        h.DLT_REASON: h.dead_letter_reason(error),
         h.DLT_ERROR_CLASS: type(error).__name__.encode(),
+        h.DLT_MESSAGE: (str(error) or error.code)[:1000].encode(),
         h.DLT_ORIGINAL_TOPIC: catalogue.name(source.topic).encode(),
         h.DLT_ORIGINAL_PARTITION: str(source.partition).encode(),
         h.DLT_ORIGINAL_OFFSET: str(source.offset).encode(),

@@ -21,10 +21,18 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     delays_s: tuple[float, ...] = Field(default=(5.0, 30.0, 300.0), min_length=1)
+    #: The longest a Retry-After or an open circuit may push a retry out (beyond its tier delay).
+    max_delay_s: float = Field(default=3600.0, gt=0)
+    #: A tier record due later than its longest possible delay plus this is poison (dead-lettered).
+    due_margin_s: float = Field(default=60.0, ge=0)
 
     @property
     def tiers(self) -> int:
         return len(self.delays_s)
+
+    def longest_delay_s(self, tier: int) -> float:
+        """The furthest out a record of ``tier`` (1-based) can be due when it is written."""
+        return max(self.delays_s[min(max(tier, 1), self.tiers) - 1], self.max_delay_s)
 
 
 class Verdict(StrEnum):
@@ -68,12 +76,35 @@ def after_failure(
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.FATAL)
     if attempts > policy.tiers:
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.EXHAUSTED)
-    delay = max(policy.delays_s[attempts - 1], retry_after_s or 0.0, circuit_open_s or 0.0)
+    attempts = max(1, attempts)
+    delay = min(
+        max(policy.delays_s[attempts - 1], retry_after_s or 0.0, circuit_open_s or 0.0),
+        policy.longest_delay_s(attempts),
+    )
     due = now + timedelta(seconds=delay)
     if deadline is not None and due >= deadline:
         # Waiting past the deadline cannot help: end it now rather than hold it in a tier.
         return RetryDecision(Verdict.EXPIRE, cause=DeadLetterCause.EXPIRED)
     return RetryDecision(Verdict.RETRY, tier=attempts, due_at=due)
+
+
+def due_too_late(
+    due_at: datetime | None, tier: int, policy: RetryPolicy, now: datetime
+) -> str | None:
+    """Why a tier record's due time cannot have been written by us (None: it is plausible).
+
+    Such a record (``9999-01-01``) would hold its partition, and every due retry behind it,
+    for good: it is poison, to be dead-lettered with this reason.
+    """
+    if due_at is None:
+        return None
+    horizon = policy.longest_delay_s(tier) + policy.due_margin_s
+    if (due_at - now).total_seconds() <= horizon:
+        return None
+    return (
+        f"due at {due_at.isoformat()}, more than {horizon:g} s away: beyond the longest delay of "
+        f"retry tier {tier} plus {policy.due_margin_s:g} s"
+    )
 
 
 def seconds_until_due(due_at: datetime | None, now: datetime) -> float:

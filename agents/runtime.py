@@ -11,7 +11,9 @@ the first record not yet done, so nothing is committed before its outputs are du
   graceful hand-over neither loses nor repeats work. ``on_assigned`` runs before newly assigned
   partitions are processed (the call ledger catches up there).
 - **Failure**: a handler that raises (its outputs could not be written) rewinds its partitions to
-  the batch's first record; nothing of that batch or later is committed before it is done again.
+  the batch's first record, unless an earlier failure rewound them further back already; nothing
+  of that batch or later is committed before it is done again. Both the read position and the
+  commit come from one per-partition record of what is done (:mod:`agents._progress`).
 - **Due times** (retry tiers): when the head of a partition is not due, only that partition is
   paused and rewound to it until then; other partitions keep flowing, nothing busy-waits.
 """
@@ -22,14 +24,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from agents._progress import Progress, Span
+from streams._backoff import CONSUMER_BACKOFF, Backoff, back_off_metadata
 from streams.errors import KafkaUnavailableError
 from streams.follow import stop_quietly
 from streams.settings import KafkaSettings
@@ -40,45 +42,6 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Handler = Callable[[list[Record]], Awaitable[None]]
 #: A parked partition resumes this much before its head is due, so the fetch is not late.
 EARLY_S = 0.2
-
-
-@dataclass
-class _Span:
-    first: int
-    next: int
-    done: bool = False
-
-
-class _Progress:
-    """Fetched spans per partition, in order; the committable offset is the first not done."""
-
-    def __init__(self) -> None:
-        self._spans: dict[TopicPartition, deque[_Span]] = {}
-        self._ready: dict[TopicPartition, int] = {}
-
-    def add(self, tp: TopicPartition, first: int, next_offset: int) -> _Span:
-        span = _Span(first, next_offset)
-        self._spans.setdefault(tp, deque()).append(span)
-        return span
-
-    def committable(
-        self, only: Collection[TopicPartition] | None = None
-    ) -> dict[TopicPartition, int]:
-        for tp, spans in self._spans.items():
-            while spans and spans[0].done:
-                self._ready[tp] = spans.popleft().next
-        wanted = list(self._ready) if only is None else [tp for tp in only if tp in self._ready]
-        return {tp: self._ready.pop(tp) for tp in wanted}
-
-    def rewind(self, tp: TopicPartition, offset: int) -> None:
-        spans = self._spans.get(tp)
-        if spans is not None:
-            self._spans[tp] = deque(s for s in spans if s.first < offset)
-
-    def forget(self, tps: Collection[TopicPartition]) -> None:
-        for tp in tps:
-            self._spans.pop(tp, None)
-            self._ready.pop(tp, None)
 
 
 class Stage:
@@ -115,7 +78,7 @@ class Stage:
         self._on_assigned = on_assigned
         self._fetch_wait_ms = fetch_wait_ms
         self._consumer: AIOKafkaConsumer | None = None
-        self._progress = _Progress()
+        self._progress: Progress[TopicPartition] = Progress()
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._room = asyncio.Event()
@@ -136,7 +99,9 @@ class Stage:
             session_timeout_ms=int(self._session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self._session_timeout_s / 3) * 1000),
             rebalance_timeout_ms=int(self._rebalance_timeout_s * 1000),
+            **CONSUMER_BACKOFF,
         )
+        back_off_metadata(consumer)
         try:
             await consumer.start()
             consumer.subscribe(self._topics, listener=_Listener(self))
@@ -167,6 +132,7 @@ class Stage:
         assert self._consumer is not None
         consumer = self._consumer
         last_commit = time.monotonic()
+        backoff = Backoff(first_s=0.1, cap_s=5.0)
         while not self._stopping:
             while self._in_flight >= self._prefetch:
                 self._room.clear()
@@ -177,9 +143,11 @@ class Stage:
                     max_records=min(self._max_batch, self._prefetch - self._in_flight),
                 )
             except KafkaError as exc:
-                log.warning("stage %s cannot fetch: %s", self.name, exc)
-                await asyncio.sleep(1)
+                delay = backoff.next()
+                log.warning("stage %s cannot fetch (again in %.1f s): %s", self.name, delay, exc)
+                await asyncio.sleep(delay)
                 continue
+            backoff.reset()
             if batch:
                 self._dispatch(batch)
             if time.monotonic() - last_commit >= self._commit_interval_s:
@@ -189,7 +157,7 @@ class Stage:
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         now = time.time()
         records: list[Record] = []
-        spans: list[tuple[TopicPartition, _Span]] = []
+        spans: list[tuple[TopicPartition, Span]] = []
         for tp, fetched in batch.items():
             taken = fetched
             if self._due is not None:
@@ -200,7 +168,9 @@ class Stage:
                         taken = fetched[:i]
                         break
             if taken:
-                spans.append((tp, self._progress.add(tp, taken[0].offset, taken[-1].offset + 1)))
+                spans.append(
+                    (tp, self._progress.fetched(tp, taken[0].offset, taken[-1].offset + 1))
+                )
                 records.extend(taken)
         if not records:
             return
@@ -210,11 +180,12 @@ class Stage:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_batch(
-        self, records: list[Record], spans: list[tuple[TopicPartition, _Span]]
+        self, records: list[Record], spans: list[tuple[TopicPartition, Span]]
     ) -> None:
         try:
             await self._handle(records)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # past a drain timeout: a partition kept is read again
+            self._rewind(spans)
             raise
         except Exception:
             log.exception("stage %s: a batch failed; its partitions are read again", self.name)
@@ -222,17 +193,22 @@ class Stage:
             await asyncio.sleep(1)
         else:
             for _, span in spans:
-                span.done = True
+                self._progress.done(span)
         finally:
             self._in_flight -= len(records)
             self._room.set()
 
-    def _rewind(self, spans: list[tuple[TopicPartition, _Span]]) -> None:
+    def _rewind(self, spans: list[tuple[TopicPartition, Span]]) -> None:
+        """Read the failed spans again, unless a rewind below them is pending already."""
         consumer = self._consumer
         for tp, span in spans:
-            self._progress.rewind(tp, span.first)
-            if consumer is not None and tp in consumer.assignment():
-                consumer.seek(tp, span.first)
+            offset = self._progress.failed(tp, span)
+            if offset is None or consumer is None or tp not in consumer.assignment():
+                continue
+            consumer.seek(tp, offset)
+            if (timer := self._timers.pop(tp, None)) is not None:
+                timer.cancel()  # the partition is read again from below where it was parked
+                consumer.resume(tp)
 
     def _park(self, tp: TopicPartition, offset: int, delay: float) -> None:
         """Pause one partition at a record that is not due yet."""
@@ -256,6 +232,8 @@ class Stage:
             await self._consumer.commit(offsets)
         except KafkaError as exc:  # a rebalance in progress: the records may be read again
             log.warning("stage %s: commit failed (%s)", self.name, exc)
+        else:
+            self._progress.committed(offsets)
 
     async def _drain(self) -> None:
         """Wait for every batch in hand; past the timeout cancel the rest (not committed)."""

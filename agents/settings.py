@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.lanes import DEFAULT_WEIGHTS, Lane
 from agents.retry import RetryPolicy
 from connectors.resilience import BreakerPolicy
 from connectors.settings import ServiceSettings
+
+#: Share of ``rebalance_timeout_s`` that calls in flight get to finish when partitions are revoked.
+DRAIN_SHARE = 0.8
+#: What the drain must leave, beyond the longest call, to write and commit the outcome.
+DRAIN_MARGIN_S = 5.0
 
 
 class WorkerSettings(BaseModel):
@@ -45,4 +50,27 @@ class WorkerSettings(BaseModel):
     #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
     session_timeout_s: float = Field(default=10.0, ge=6.0)
     #: How long a rebalance waits for members to rejoin; a dead member holds the group that long.
-    rebalance_timeout_s: float = Field(default=20.0, ge=1.0)
+    #: Calls in flight get 80 % of it to finish, which must cover the longest call timeout plus
+    #: 5 s (checked): otherwise a slow call is cancelled at a rebalance with its claim open.
+    rebalance_timeout_s: float = Field(default=45.0, ge=1.0)
+
+    @property
+    def longest_call_timeout_s(self) -> float:
+        """No attempt runs longer (a request's ``timeout_ms`` is capped at it)."""
+        return max([self.default_timeout_s, *(s.timeout_s for s in self.services)])
+
+    @property
+    def drain_timeout_s(self) -> float:
+        return self.rebalance_timeout_s * DRAIN_SHARE
+
+    @model_validator(mode="after")
+    def _drain_covers_the_longest_call(self) -> WorkerSettings:
+        need = self.longest_call_timeout_s + DRAIN_MARGIN_S
+        if self.drain_timeout_s < need:
+            raise ValueError(
+                f"calls.rebalance_timeout_s = {self.rebalance_timeout_s:g} lets calls in flight "
+                f"finish for {self.drain_timeout_s:g} s at a rebalance, less than the longest call "
+                f"timeout ({self.longest_call_timeout_s:g} s) plus {DRAIN_MARGIN_S:g} s: set it to "
+                f"at least {need / DRAIN_SHARE:g}, or lower default_timeout_s / services' timeout_s"
+            )
+        return self

@@ -12,7 +12,6 @@ publisher, which also writes the ledger's claims.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,9 +37,21 @@ from streams.follow import TopicFollower
 from streams.headers import CLAIM
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
+from streams.supervise import Supervisor
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
+
+
+#: The consumer stages of the aiokafka runtime; each is its own group ``{group_id}.{stage}``.
+KAFKA_STAGES = ("router", "lanes", "retry")
+
+
+def consumer_groups(settings: WorkerSettings) -> str:
+    """The consumer groups the worker really joins, as a log line names them."""
+    if settings.runtime == "aiokafka":
+        return "groups " + ", ".join(f"{settings.group_id}.{s}" for s in KAFKA_STAGES)
+    return f"group {settings.group_id} (Faust app)"
 
 
 class CallWorker:
@@ -76,6 +87,7 @@ class CallWorker:
             on_circuit=self._side.put_nowait,
             journal=self._claim,
             worker=kafka.client_id,
+            topics=catalogue,
         )
         self.dispatcher = LaneDispatcher(settings.lane_weights, settings.max_in_flight)
         self._follower = LedgerFollower(
@@ -93,13 +105,13 @@ class CallWorker:
             if settings.runtime == "faust"
             else KafkaCalls(parts, self._follower)
         )
-        self._health_task: asyncio.Task[None] | None = None
-        self._side_task: asyncio.Task[None] | None = None
+        #: the health and side-event loops: restarted on transient errors, reported otherwise
+        self.supervisor = Supervisor(self.name)
 
     def describe(self) -> str:
         services = ", ".join(f"{c.service} ({c.kind})" for c in self.connectors.values()) or "none"
         return (
-            f"call agents ({self.settings.runtime} runtime), group {self.settings.group_id}; "
+            f"call agents ({self.settings.runtime} runtime), {consumer_groups(self.settings)}; "
             f"services: {services}"
         )
 
@@ -114,15 +126,15 @@ class CallWorker:
         await self.publisher.start()
         await self._follower.start()
         await self.runtime.start()
-        self._health_task = asyncio.create_task(self._health_loop(), name="health-checks")
-        self._side_task = asyncio.create_task(self._side_loop(), name="side-events")
+        self.supervisor.start("health-checks", self._health_loop)
+        self.supervisor.start("side-events", self._side_loop)
+
+    def problems(self) -> dict[str, str]:
+        """Background loops failing now (empty when all run): for readiness and logs."""
+        return self.supervisor.problems()
 
     async def stop(self) -> None:
-        for task in (self._health_task, self._side_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.supervisor.close()  # never re-raises a loop's old error: teardown goes on
         await self.runtime.stop()
         for connector in self.connectors.values():
             unloading = getattr(connector, "unloading", None)
@@ -188,7 +200,8 @@ class CallWorker:
     # --- health ---------------------------------------------------------------------------------
     async def _health_loop(self) -> None:
         while True:
-            await self.check_health()
+            await self.check_health()  # a Kafka outage raises here: the supervisor backs off
+            self.supervisor.mark_ok("health-checks")
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def check_health(self) -> None:

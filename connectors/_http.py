@@ -19,6 +19,7 @@ from connectors.errors import (
     ProviderUnavailableError,
     RequestRejectedError,
     ResponseTooLargeError,
+    UnsendableRequestError,
 )
 from connectors.resilience import parse_retry_after
 
@@ -54,7 +55,11 @@ async def exchange(
     max_bytes: int,
     retriable_statuses: Collection[int] = DEFAULT_RETRIABLE,
 ) -> Reply:
-    """Send one request; non-2xx statuses raise the matching :class:`CallError`."""
+    """Send one request; non-2xx statuses raise the matching :class:`CallError`.
+
+    A request aiohttp refuses to build (a header value with CR/LF, a bad URL, a body it cannot
+    serialise) raises :class:`UnsendableRequestError`: nothing was sent, retrying cannot help.
+    """
     began = time.monotonic()
     try:
         async with asyncio.timeout(timeout_s):
@@ -80,8 +85,12 @@ async def exchange(
                 )
     except TimeoutError as exc:
         raise ProviderTimeoutError(f"{method} {url} took longer than {timeout_s:g} s") from exc
+    except aiohttp.InvalidURL as exc:
+        raise UnsendableRequestError(f"{method} request not built: invalid URL") from exc
     except aiohttp.ClientError as exc:
         raise ProviderUnavailableError(f"{method} {url} failed: {type(exc).__name__}") from exc
+    except (ValueError, TypeError, RecursionError) as exc:  # raised while building the request
+        raise UnsendableRequestError(f"{method} request not built: {exc}"[:500]) from exc
     _raise_for_status(reply, retriable_statuses)
     return reply
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.errors import RequestRejectedError
+from connectors.errors import UnsendableRequestError
 from connectors.resilience import RateLimit
 
 
@@ -58,9 +58,13 @@ class CallInput:
         try:
             data = json.loads(payload) if payload else {}
         except json.JSONDecodeError as exc:
-            raise RequestRejectedError(f"payload is not JSON: {exc.msg}") from exc
+            raise UnsendableRequestError(f"payload is not JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise UnsendableRequestError("payload is JSON nested too deep to parse") from exc
+        except ValueError as exc:  # e.g. an integer over Python's 4,300 digits
+            raise UnsendableRequestError(f"payload is not usable JSON: {exc}"[:300]) from exc
         if not isinstance(data, dict):
-            raise RequestRejectedError("payload must be a JSON object")
+            raise UnsendableRequestError("payload must be a JSON object")
         return cls(call_id, operation, data, idempotency_key, timeout_s)
 
 

@@ -6,6 +6,11 @@ with the field errors otherwise), published as ``call.requested`` to ``calls.req
 ``202 {"call_id": ...}``. With ``?wait=30s`` (``ms``/``s``/``m`` or plain seconds, capped) the
 handler instead waits for the call's terminal outcome in ``calls.results``, correlated by call id:
 ``200`` with the outcome, or ``504`` with the call id when the wait expires (the call goes on).
+
+Validation is strict (``"3"`` is not a number, ``0`` not a date-time) and bounded (JSON nesting is
+checked before parsing, see :mod:`connectors.gateway._validate`); a call for a service the worker
+does not know answers ``404`` listing the configured ones (when the extension is given them); a
+call too large to write answers ``413``, never ``503``.
 """
 
 from __future__ import annotations
@@ -15,14 +20,26 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp import web
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
+from connectors.gateway import SETTINGS, add_check, depends_on
+from connectors.gateway._body import RefusedBodyError, read_limited, too_large
+from connectors.gateway._problems import problem, write_refusal
+from connectors.gateway._validate import (
+    MAX_DEPTH,
+    call_problems,
+    capped,
+    depth_problem,
+    field_problems,
+    header_safe,
+    too_deep,
+    validate_strict,
+)
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -43,13 +60,15 @@ from streams.topics import Catalogue
 log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024
+#: Bodies above this are parsed in a thread, off the event loop.
+OFFLOAD_BYTES = 64 * 1024
 TERMINAL = (CallSucceeded, CallDeadLettered, CallExpired)
 
 
 class CallBody(BaseModel):
     """What a client sends to ``POST /v1/calls``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     service: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     operation: str = Field(min_length=1, max_length=200)
@@ -62,11 +81,15 @@ class CallBody(BaseModel):
     correlation_id: str | None = Field(default=None, max_length=200)
 
 
+#: ``?wait=`` values: a number and an optional unit, nothing else (the OpenAPI document says so).
+WAIT_PATTERN = r"^(\d{1,6}(?:\.\d{1,3})?)(ms|s|m)?$"
+
+
 def parse_wait(text: str | None, cap_s: float) -> float | None:
     """``30s``, ``500ms``, ``2m`` or ``30`` -> seconds (capped); None when absent."""
     if text is None:
         return None
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*", text)
+    match = re.fullmatch(WAIT_PATTERN, text)
     if match is None:
         raise ValueError(f"wait must look like 30s, 500ms or 2m, not {text!r}")
     value = float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
@@ -133,11 +156,42 @@ class ReplyWaiter:
 
 
 _PUBLISHER = web.AppKey("backbone.calls.publisher", Publisher)
+#: The configured service names (when the extension was given them), for the OpenAPI document.
+SERVICES = web.AppKey("backbone.calls.services", tuple)
 _WAITER = web.AppKey("backbone.calls.waiter", ReplyWaiter)
 
 
-def _problem(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+class InvalidCallError(ValueError):
+    """The request names what is wrong (``fields`` in the client-facing shape)."""
+
+    def __init__(self, message: str, fields: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+def parse_call(raw: bytes, header_key: str | None, catalogue: Catalogue) -> CallRequested:
+    """The ``call.requested`` for a request body, or :class:`InvalidCallError`."""
+    if too_deep(raw):
+        raise InvalidCallError("the JSON nests too deeply", [depth_problem(MAX_DEPTH)])
+    try:
+        body = validate_strict(CallBody, raw)
+    except ValidationError as exc:
+        raise InvalidCallError("the call request is invalid", field_problems(exc)) from exc
+    if header_key is not None and not header_safe(header_key):
+        raise InvalidCallError(
+            "the Idempotency-Key header holds control characters",
+            [
+                {
+                    "field": "Idempotency-Key",
+                    "message": "control characters",
+                    "type": "header_unsafe",
+                }
+            ],
+        )
+    call = to_request(body, header_key=header_key)
+    if problems := call_problems(call, catalogue):
+        raise InvalidCallError("the call request is invalid", problems)
+    return call
 
 
 def calls_extension(
@@ -146,48 +200,71 @@ def calls_extension(
     catalogue: Catalogue,
     *,
     max_wait_s: float = 60.0,
+    services: Sequence[str] | None = None,
 ) -> Callable[[web.Application], None]:
-    """The gateway extension adding ``POST /v1/calls`` (and its publisher and reply waiter)."""
+    """The gateway extension adding ``POST /v1/calls`` (and its publisher and reply waiter).
+
+    ``services``: the configured service names; a call for another answers 404. ``None`` accepts
+    any name (the worker dead-letters calls for services it does not know)."""
+    known = frozenset(services) if services is not None else None
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         async with RegistryClient(registry) as client:
             codec = Codec(client)
-            waiter = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
-            await waiter.start()
+            app[_WAITER] = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
+            publisher = Publisher(kafka, codec, catalogue)
+            await publisher.start(wait=False)  # Kafka down: 503 until it is back
+            add_check(app, "calls publisher", publisher.problem)
+            app[_PUBLISHER] = publisher
             try:
-                async with Publisher(kafka, codec, catalogue) as publisher:
-                    app[_PUBLISHER] = publisher
-                    app[_WAITER] = waiter
-                    yield
+                yield
             finally:
-                await waiter.stop()
+                await publisher.stop()
 
     async def post_call(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return _problem(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
         try:
             wait = parse_wait(request.query.get("wait"), max_wait_s)
-            raw = await request.content.read(MAX_BODY + 1)
-            if len(raw) > MAX_BODY:
-                return _problem(413, "body_too_large", f"the body exceeds {MAX_BODY} bytes")
-            body = CallBody.model_validate_json(raw)
-            call = to_request(body, header_key=request.headers.get("Idempotency-Key"))
-        except ValidationError as exc:
-            errors = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            return _problem(400, "invalid_call", "the call request is invalid", fields=errors)
+            if request.content_length is not None and request.content_length > MAX_BODY:
+                raise RefusedBodyError(too_large(MAX_BODY))
+            raw = await read_limited(request, MAX_BODY)  # the whole body, however it arrives
+            key = request.headers.get("Idempotency-Key")
+            if len(raw) > OFFLOAD_BYTES:
+                call = await asyncio.to_thread(parse_call, raw, key, catalogue)
+            else:
+                call = parse_call(raw, key, catalogue)
+        except RefusedBodyError as refused:
+            return refused.response
+        except InvalidCallError as exc:
+            return problem(400, "invalid_call", str(exc), **capped(exc.fields))
         except ValueError as exc:
-            return _problem(400, "invalid_call", str(exc))
+            return problem(400, "invalid_call", str(exc))
+        if known is not None and call.service not in known:
+            return problem(
+                404,
+                "unknown_service",
+                f"no service {call.service!r} is configured",
+                services=sorted(known),
+            )
         waiter = request.app[_WAITER]
         future = waiter.expect(call.call_id) if wait else None
+        settings = request.app.get(SETTINGS)
+        timeout = settings.publish_timeout_s if settings is not None else None
         try:
-            await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+            # bounded like /v1/events: a 503 leaves nothing behind (the record is withdrawn)
+            async with asyncio.timeout(timeout):
+                await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+        except TimeoutError:
+            waiter.forget(call.call_id)
+            return problem(
+                503,
+                "kafka_unavailable",
+                "the call could not be queued",
+                headers={"Retry-After": "1"},
+                call_id=call.call_id,
+            )
         except BackboneError as exc:
             waiter.forget(call.call_id)
-            status = 503 if exc.retriable else 500
-            return _problem(status, exc.code, "the call could not be queued", call_id=call.call_id)
+            return write_refusal(exc, "the call")
         accepted = {"call_id": call.call_id, "idempotency_key": call.idempotency_key}
         if future is None:
             return web.json_response({**accepted, "status": "accepted"}, status=202)
@@ -195,8 +272,12 @@ def calls_extension(
             outcome = await asyncio.wait_for(future, wait)
         except TimeoutError:
             waiter.forget(call.call_id)
-            return _problem(
-                504, "wait_expired", f"no outcome within {wait:g} s; the call goes on", **accepted
+            return problem(
+                504,
+                "wait_expired",
+                f"no outcome within {wait:g} s; the call goes on",
+                call_id=call.call_id,
+                idempotency_key=call.idempotency_key,
             )
         return web.json_response(
             {
@@ -208,7 +289,17 @@ def calls_extension(
         )
 
     def extend(app: web.Application) -> None:
+        if known is not None:
+            app[SERVICES] = tuple(sorted(known))
         app.cleanup_ctx.append(lifecycle)
+        # started after the lifecycle above (and stopped before it); loads in the background
+        depends_on(
+            app,
+            "calls.results follower",
+            lambda: app[_WAITER].start(),
+            lambda: app[_WAITER].stop(),
+            ("/v1/calls",),
+        )
         app.router.add_post("/v1/calls", post_call)
 
     return extend

@@ -14,6 +14,7 @@ Hierarchy::
             ├── MalformedResponseError      the body was not the JSON promised (retriable: usually a proxy page)
             ├── ResponseTooLargeError       the body exceeded the cap (fatal)
             └── RequestRejectedError        any other 4xx: the request itself is wrong (fatal)
+                └── UnsendableRequestError  the request could not even be built (not sent)
 
 Whether to retry is data on the class (``retriable``); ``retry_after_s`` carries the provider's
 ``Retry-After`` so the retry tiers can honour it. Messages never contain credentials.
@@ -80,3 +81,10 @@ class ResponseTooLargeError(CallError):
 
 class RequestRejectedError(CallError):
     code = "request_rejected"
+
+
+class UnsendableRequestError(RequestRejectedError):
+    """The request could not be built (a header value with CR/LF, a payload that is not JSON,
+    JSON nested too deep, a bad URL...): nothing was sent, and sending it again cannot help."""
+
+    code = "unsendable_request"

@@ -11,13 +11,27 @@ from __future__ import annotations
 import time
 
 import aiohttp
+from pydantic import Field
 
 from connectors._http import DEFAULT_RETRIABLE, exchange
 from connectors.auth import Credentials, StaticCredentials
 from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
 from connectors.errors import CallError, ProviderUnavailableError
+from connectors.options import ConnectorOptions, parse_options
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
+
+
+class HttpJsonOptions(ConnectorOptions):
+    method: str = Field(default="POST", pattern=r"^[A-Za-z]+$")
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    health_path: str = "/"
+    #: Comma-separated HTTP statuses to retry (default: 408, 425, 429, 5xx and friends).
+    retriable_statuses: str = Field(default="", pattern=r"^[0-9, ]*$")
+
+    def statuses(self) -> frozenset[int]:
+        return frozenset(int(s) for s in self.retriable_statuses.split(",") if s.strip())
 
 
 class HttpJsonConnector:
@@ -29,17 +43,12 @@ class HttpJsonConnector:
         self.cost_model: CostModel = settings.cost
         self._settings = settings
         self._base = settings.base_url.rstrip("/")
-        opts = settings.options
-        self._method = opts.get("method", "POST").upper()
-        self._auth_header = opts.get("auth_header", "Authorization")
-        self._scheme = opts.get("auth_scheme", "Bearer")
-        self._health_path = opts.get("health_path", "/")
-        statuses = opts.get("retriable_statuses")
-        self._retriable = (
-            frozenset(int(s) for s in statuses.split(",") if s.strip())
-            if statuses
-            else DEFAULT_RETRIABLE
-        )
+        opts = parse_options(HttpJsonOptions, settings)
+        self._method = opts.method.upper()
+        self._auth_header = opts.auth_header
+        self._scheme = opts.auth_scheme
+        self._health_path = opts.health_path
+        self._retriable = opts.statuses() or DEFAULT_RETRIABLE
         self._credentials = (
             credentials
             if credentials is not None

@@ -18,11 +18,17 @@ from connectors._http import exchange
 from connectors.auth import Credentials, StaticCredentials
 from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
 from connectors.errors import CallError, MalformedResponseError, ProviderUnavailableError
+from connectors.options import ConnectorOptions, parse_options
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
 
 DEFAULT_BASE = "https://openrouter.ai/api/v1"
 RETRIABLE = frozenset({408, 429, *range(500, 600)})
+
+
+class OpenRouterOptions(ConnectorOptions):
+    #: Sent as ``X-Title`` (OpenRouter's app attribution).
+    app_title: str | None = None
 
 
 class OpenRouterConnector:
@@ -33,6 +39,7 @@ class OpenRouterConnector:
         self.rate_limit: RateLimit = settings.rate_limit
         self.cost_model: CostModel = settings.cost
         self._settings = settings
+        self._options = parse_options(OpenRouterOptions, settings)
         self._base = (settings.base_url or DEFAULT_BASE).rstrip("/")
         self._credentials = credentials or StaticCredentials(settings.key_id, settings.api_key)
         self._session: aiohttp.ClientSession | None = None
@@ -54,7 +61,7 @@ class OpenRouterConnector:
     async def _headers(self) -> tuple[dict[str, str], str]:
         cred = await self._credentials.current()
         headers = {"Authorization": f"Bearer {cred.secret.get_secret_value()}"}
-        if title := self._settings.options.get("app_title"):
+        if title := self._options.app_title:
             headers["X-Title"] = title
         return headers, cred.key_id
 

@@ -31,5 +31,6 @@ class ServiceSettings(BaseModel):
     #: otherwise that call is dead-lettered as ``OutcomeUnknownError`` instead of run twice.
     dedupes_by_key: bool = False
     cost: CostModel = CostModel()
-    #: Kind-specific options (e.g. ``method``, ``auth_header``, simulator knobs), as strings.
-    options: dict[str, str] = Field(default_factory=dict)
+    #: Kind-specific options (e.g. ``method``, ``auth_header``, simulator knobs): TOML strings,
+    #: numbers or booleans, validated by the kind's own options model (``connectors.options``).
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)

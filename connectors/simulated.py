@@ -1,6 +1,6 @@
 """SIMULATED provider, for demos, tests and benchmarks only: it calls nothing outside the process.
 
-Knobs (``ServiceSettings.options``, strings): ``latency_s`` (mean, default 0), ``jitter_s``,
+Knobs (``ServiceSettings.options``, typed by :class:`SimulatedOptions`): ``latency_s`` (mean, default 0), ``jitter_s``,
 ``error_rate`` (share of calls failing with a retriable 503-like error), ``fatal_rate`` (share
 failing with a fatal 400-like error), ``seed``. Its output says ``"simulated": true``.
 """
@@ -12,10 +12,21 @@ import json
 import random
 import time
 
+from pydantic import Field
+
 from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
 from connectors.errors import ProviderUnavailableError, RequestRejectedError
+from connectors.options import ConnectorOptions, parse_options
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
+
+
+class SimulatedOptions(ConnectorOptions):
+    latency_s: float = Field(default=0.0, ge=0)
+    jitter_s: float = Field(default=0.0, ge=0)
+    error_rate: float = Field(default=0.0, ge=0, le=1)
+    fatal_rate: float = Field(default=0.0, ge=0, le=1)
+    seed: int | str | None = None
 
 
 class SimulatedProvider:
@@ -25,12 +36,12 @@ class SimulatedProvider:
         self.service = settings.name
         self.rate_limit: RateLimit = settings.rate_limit
         self.cost_model: CostModel = settings.cost
-        opts = settings.options
-        self.latency_s = float(opts.get("latency_s", "0"))
-        self.jitter_s = float(opts.get("jitter_s", "0"))
-        self.error_rate = float(opts.get("error_rate", "0"))
-        self.fatal_rate = float(opts.get("fatal_rate", "0"))
-        self._random = random.Random(opts.get("seed"))
+        opts = parse_options(SimulatedOptions, settings)
+        self.latency_s = opts.latency_s
+        self.jitter_s = opts.jitter_s
+        self.error_rate = opts.error_rate
+        self.fatal_rate = opts.fatal_rate
+        self._random = random.Random(opts.seed)
         self.calls = 0
 
     async def start(self) -> None:

@@ -18,6 +18,8 @@ BACKBONE_STATE_DIR                 where `backbone kafka up` keeps its broker (d
 BACKBONE_GATEWAY_HOST              where the HTTP gateway listens (default 127.0.0.1)
 BACKBONE_GATEWAY_PORT              its port (default 8080)
 BACKBONE_GATEWAY_TOKENS            bearer tokens per client: ``client=token,client2=token2``
+BACKBONE_GATEWAY_GRANTS            internal event types a client may write besides the public ones:
+                                   ``ops=call.started|monitoring.*,admin=*`` (default: none)
 BACKBONE_GATEWAY_RATE              requests per second per client (default 200)
 BACKBONE_GATEWAY_BURST             requests a client may burst above the rate (default 400)
 BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
@@ -109,6 +111,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_HOST": ("gateway", "host"),
     "BACKBONE_GATEWAY_PORT": ("gateway", "port"),
     "BACKBONE_GATEWAY_TOKENS": ("gateway", "tokens"),
+    "BACKBONE_GATEWAY_GRANTS": ("gateway", "grants"),
     "BACKBONE_GATEWAY_RATE": ("gateway", "rate_per_s"),
     "BACKBONE_GATEWAY_BURST": ("gateway", "burst"),
     "BACKBONE_GATEWAY_MAX_BODY": ("gateway", "max_body_bytes"),
@@ -158,7 +161,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings(**tree, external_kafka=external, external_registry=external_registry)
     except ValidationError as exc:
-        raise ConfigurationError(f"invalid configuration: {exc}") from exc
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}".removeprefix(": ")
+            for e in exc.errors(include_url=False)
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from exc
 
 
 def _webhooks_from_env(env: Mapping[str, str], tree: dict[str, Any]) -> None:

@@ -2,23 +2,30 @@
 
 A stack is the broker (unless BACKBONE_KAFKA_BOOTSTRAP names a cluster) plus a list of services
 with an explicit lifecycle. Services are started in order and stopped in reverse; Ctrl-C or
-SIGTERM stops everything, and the broker dies with this process even on SIGKILL.
+SIGTERM stops everything, and the broker dies with this process even on SIGKILL. If the stack's
+own broker dies, or a supervised loop dies for good, the stack says so in one line, stops every
+service (each within ``STOP_TIMEOUT_S``) and exits non-zero.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from infra.config import Settings
+from infra.errors import InfraError
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
 from streams.admin import apply_catalogue
+from streams.supervise import FATAL
 from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
 
 
 class Service(Protocol):
@@ -81,7 +88,12 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     from connectors.realtime import realtime_extension
 
     return [
-        calls_extension(settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix)),
+        calls_extension(
+            settings.kafka,
+            settings.registry,
+            Catalogue(settings.kafka.topic_prefix),
+            services=[service.name for service in settings.calls.services],
+        ),
         webhooks_gateway_extension(settings),
         realtime_extension(settings.realtime),
     ]
@@ -103,13 +115,76 @@ SERVICES: list[ServiceFactory] = [
 ]
 
 
+#: how long one service may take to stop before the stack moves on to the next
+STOP_TIMEOUT_S = 60.0
+
+
+class StackFailedError(InfraError):
+    """A part of the stack died for good (its own broker, a supervised loop): it was stopped."""
+
+    code = "stack_failed"
+
+
+def stop_on_fatal(loop: asyncio.AbstractEventLoop, fatal: Callable[[str], None]) -> None:
+    """Route the event loop's error reports: a supervised loop that died for good (``FATAL``)
+    calls ``fatal``; anything else goes through logging (rate-limited), never a raw traceback."""
+
+    def on_loop_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get(FATAL):
+            fatal(str(context["message"]))
+        else:
+            log.warning("%s", context.get("message"), exc_info=context.get("exception"))
+
+    loop.set_exception_handler(on_loop_error)
+
+
+async def _watch_broker(broker: LocalBroker, fatal: Callable[[str], None]) -> None:
+    """The stack's own broker must outlive it: if it exits, say so once and stop everything."""
+    process = broker.process
+    assert process is not None
+    while (code := process.poll()) is None:  # noqa: ASYNC110 - a child process, no event
+        await asyncio.sleep(0.5)
+    fatal(
+        f"the Kafka broker (pid {process.pid}) exited with code {code}; stopping the stack. "
+        f"Its log: {broker.log_file}"
+    )
+
+
+async def _stop(service: Service, say: Callable[[str], None]) -> None:
+    """Stop one service; a failure or a hang is reported and never skips the others."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await service.stop()
+    except TimeoutError:
+        say(f"{service.name:<9} did not stop within {STOP_TIMEOUT_S:.0f} s; abandoned")
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        say(f"{service.name:<9} stopped with a cancelled client task")  # aiokafka, broker gone
+    except Exception as exc:
+        say(f"{service.name:<9} did not stop cleanly: {type(exc).__name__}: {exc}")
+
+
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:
+    """Run the stack until Ctrl-C / SIGTERM, or until a part of it dies for good: then every
+    service is still stopped in reverse order, and :class:`StackFailedError` says which part."""
     broker: LocalBroker | None = None
     started: list[Service] = []
     stop = asyncio.Event()
+    failures: list[str] = []
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def fatal(message: str) -> None:
+        if not failures:
+            say(f"error     {message}")
+        failures.append(message)
+        stop.set()
+
+    stop_on_fatal(loop, fatal)
+    watch: asyncio.Task[None] | None = None
     try:
         if not settings.external_kafka:
             broker = LocalBroker(
@@ -123,18 +198,27 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             say(
                 f"kafka     {broker.bootstrap} (Apache Kafka {kafka_version()}, up in {seconds:.1f} s)"
             )
+            watch = asyncio.create_task(_watch_broker(broker, fatal), name="watch-broker")
         report = await apply_catalogue(settings.kafka, Catalogue(settings.kafka.topic_prefix))
         say(f"topics    {len(report.created)} created, {len(report.unchanged)} unchanged")
         for factory in SERVICES:
+            if stop.is_set():
+                break
             service = factory(settings)
             await service.start()
             started.append(service)
             say(f"{service.name:<9} {service.describe()}")
-        say("ready; Ctrl-C stops everything")
+        if not stop.is_set():
+            say("ready; Ctrl-C stops everything")
         await stop.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
         for service in reversed(started):
-            await service.stop()
+            await _stop(service, say)
         if broker is not None:
             await asyncio.to_thread(broker.stop)
         say("stopped")
+    if failures:  # the reason was said above, when it happened
+        raise StackFailedError("the stack stopped because a part of it failed (see above)")

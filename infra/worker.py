@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.worker import CallWorker
+from agents.worker import CallWorker, consumer_groups
 from infra.config import Settings
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
@@ -38,7 +38,8 @@ class WorkerService:
 
     def describe(self) -> str:
         services = ", ".join(f"{s.name} ({s.kind})" for s in self._cfg.calls.services) or "none"
-        return f"call agents (group {self._cfg.calls.group_id}); services: {services}"
+        groups = consumer_groups(self._cfg.calls)
+        return f"call agents ({self._cfg.calls.runtime} runtime, {groups}); services: {services}"
 
 
 def worker_service(cfg: Settings) -> WorkerService:

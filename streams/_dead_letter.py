@@ -8,9 +8,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from streams import headers as h
+from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams.errors import BackboneError, TopicCatalogueError
-from streams.producer import close_producer
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -32,8 +32,9 @@ def dead_letter_headers(
 ) -> list[tuple[str, bytes]]:
     """The original headers plus ours naming the reason and the original coordinates."""
     ours = {
-        h.DLT_REASON: (str(error) or error.code).encode(),
+        h.DLT_REASON: h.dead_letter_reason(error),
         h.DLT_ERROR_CLASS: type(error).__name__.encode(),
+        h.DLT_MESSAGE: (str(error) or error.code)[:1000].encode(),
         h.DLT_ORIGINAL_TOPIC: record.topic.encode(),
         h.DLT_ORIGINAL_PARTITION: str(record.partition).encode(),
         h.DLT_ORIGINAL_OFFSET: str(record.offset).encode(),

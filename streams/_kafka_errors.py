@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
+from aiokafka.errors import (
+    RecordTooLargeError as _BrokerRecordTooLarge,
+)
 
-from streams.errors import BackboneError, KafkaUnavailableError, PublishRejectedError
+from streams.errors import (
+    BackboneError,
+    KafkaUnavailableError,
+    PublishRejectedError,
+    RecordTooLargeError,
+)
 
 
 def translate(exc: KafkaError, doing: str) -> BackboneError:
@@ -12,9 +30,24 @@ def translate(exc: KafkaError, doing: str) -> BackboneError:
 
     Timeouts and connection problems mean the cluster did not take the write *yet*: retriable.
     Errors aiokafka itself marks retriable (leader moved, not enough replicas...) are the same.
+    A broken idempotent sequence (the producer is rebuilt with a fresh id) and a closed producer
+    are the same for the caller: not written this time, a retry will be.
     Everything else (record too large, authorisation) will not get better by retrying.
     """
     retriable = getattr(exc, "retriable", False)
-    if retriable or isinstance(exc, KafkaTimeoutError | KafkaConnectionError):
+    if retriable or isinstance(exc, _UNAVAILABLE):
         return KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, MessageSizeTooLargeError | _BrokerRecordTooLarge):
+        return RecordTooLargeError(f"{doing}: {type(exc).__name__}: {exc}")
     return PublishRejectedError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+_UNAVAILABLE = (
+    KafkaTimeoutError,
+    KafkaConnectionError,
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
+)

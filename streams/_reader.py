@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams._kafka_errors import translate
 from streams.settings import KafkaSettings
 
@@ -21,8 +22,9 @@ async def reader(kafka: KafkaSettings, **options: Any) -> AsyncIterator[AIOKafka
         enable_auto_commit=False,
         isolation_level="read_committed",
         request_timeout_ms=kafka.request_timeout_ms,
-        **options,
+        **{**CONSUMER_BACKOFF, **options},
     )
+    back_off_metadata(consumer)
     try:
         await consumer.start()
     except KafkaError as exc:

@@ -24,6 +24,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
 from streams.admin import partitions
@@ -118,7 +119,9 @@ class Subscriber:
             auto_offset_reset="earliest" if self._from_beginning else "latest",
             isolation_level="read_committed",
             request_timeout_ms=self._kafka.request_timeout_ms,
+            **CONSUMER_BACKOFF,
         )
+        back_off_metadata(consumer)
         try:
             await consumer.start()
             if self._group_id is None:

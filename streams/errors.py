@@ -6,6 +6,7 @@ Hierarchy::
     ├── ConfigurationError         bad or missing settings (never retriable)
     ├── KafkaUnavailableError      the cluster cannot be reached or did not acknowledge (retriable)
     ├── PublishRejectedError       the cluster refused a record for good (e.g. too large)
+    │   └── RecordTooLargeError    over the producer's request size or the broker's message size
     ├── OffsetCommitError          a consumer lost its partitions before committing (redelivered)
     ├── TopicCatalogueError        a topic is unknown or cannot be aligned with the catalogue
     ├── CodecError                 bytes <-> event failed; never retriable: the record goes to a DLT
@@ -55,6 +56,12 @@ class PublishRejectedError(BackboneError):
     """The cluster refused a record in a way retrying cannot fix (too large, not authorised...)."""
 
     code = "publish_rejected"
+
+
+class RecordTooLargeError(PublishRejectedError):
+    """The record is larger than the producer's ``max_request_size`` or the topic's limit."""
+
+    code = "record_too_large"
 
 
 class OffsetCommitError(BackboneError):

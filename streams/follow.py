@@ -10,16 +10,17 @@ partitions it was just given, it waits until the view holds what their previous 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams.admin import partitions
 from streams.errors import KafkaUnavailableError
 from streams.settings import KafkaSettings
+from streams.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class TopicFollower:
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._on_record = on_record
         self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._supervisor = Supervisor(f"follow {self._topics[0]}")
         self._moved = asyncio.Event()  # set whenever positions advanced
 
     async def start(self) -> None:
@@ -54,7 +55,9 @@ class TopicFollower:
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_committed",
+            **CONSUMER_BACKOFF,
         )
+        back_off_metadata(consumer)
         try:
             await consumer.start()
             consumer.assign(tps)
@@ -72,7 +75,7 @@ class TopicFollower:
             await consumer.stop()
             raise KafkaUnavailableError(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
-        self._task = asyncio.create_task(self._follow(), name=f"follow-{self._topics[0]}")
+        self._supervisor.start("follow", self._follow)
 
     async def caught_up(self, timeout_s: float = 30.0) -> None:
         """Wait until everything written to the topics before this call has been applied."""
@@ -98,26 +101,25 @@ class TopicFollower:
         except Exception:  # one bad record must not stop the view
             log.exception("cannot apply %s@%d", record.topic, record.offset)
 
+    def problems(self) -> dict[str, str]:
+        """Empty while following; else why not (a Kafka outage: retried with back-off)."""
+        return self._supervisor.problems()
+
     async def _follow(self) -> None:
-        assert self._consumer is not None
+        """Supervised: a Kafka error ends this run and the supervisor restarts it after a capped,
+        jittered back-off (the consumer keeps its positions)."""
+        consumer = self._consumer
+        assert consumer is not None
         while True:
-            try:
-                batch = await self._consumer.getmany(timeout_ms=200)
-            except KafkaError as exc:
-                log.warning("following %s: %s", self._topics, exc)
-                await asyncio.sleep(1)
-                continue
+            batch = await consumer.getmany(timeout_ms=200)
+            self._supervisor.mark_ok("follow")
             for records in batch.values():
                 for record in records:
                     await self._apply(record)
             self._moved.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._supervisor.close()
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             await stop_quietly(consumer)

@@ -13,22 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
+from aiokafka.partitioner import DefaultPartitioner
 
 from streams import headers as h
+from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed
 from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.errors import BackboneError, ConfigurationError, KafkaUnavailableError
 from streams.events import Event
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
+from streams.supervise import Backoff
 from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
+_PARTITIONER = DefaultPartitioner()
 
 
 @dataclass(frozen=True)
@@ -41,23 +55,17 @@ class Coordinates:
     timestamp_ms: int
 
 
-async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
-    """Stop a producer, flushing what the cluster will still take within ``timeout_s``.
+def _breaks_sequence(exc: KafkaError) -> bool:
+    """Errors after which an idempotent producer's sequence numbers cannot be trusted."""
+    return isinstance(exc, _SEQUENCE_ERRORS)
 
-    With the cluster gone, ``AIOKafkaProducer.stop()`` waits forever for batches it can never
-    deliver (aiokafka#1101). Past the timeout those batches are abandoned (their callers already
-    got a timeout, never a success) and the sender and connections are closed directly.
-    """
-    stopping = asyncio.ensure_future(producer.stop())
-    done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
-    if done:
-        stopping.result()
-        return
-    stopping.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await stopping
-    await producer._sender.close()  # no public way to abandon buffered batches
-    await producer.client.close()
+
+_SEQUENCE_ERRORS = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+)
 
 
 def schema_id_of(value: bytes) -> int:
@@ -86,11 +94,10 @@ class _Batches:
     ) -> asyncio.Future[Any]:
         producer = self._producer
         partitions = producer.client.cluster.partitions_for_topic(topic)
-        if not partitions:
-            await producer.client._wait_on_metadata(topic)
-            partitions = producer.client.cluster.partitions_for_topic(topic) or set()
+        if not partitions:  # waits for metadata only the first time a topic is seen
+            partitions = await producer.partitions_for(topic)
         every = sorted(partitions)
-        partition: int = producer._partitioner(key, every, every)
+        partition: int = _PARTITIONER(key, every, every)
         slot = (topic, partition)
         entry = self._open.get(slot)
         if (
@@ -133,6 +140,31 @@ class _Batches:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
 
+    def fail(self, exc: BaseException) -> None:
+        """Fail every record not yet handed to the producer (its producer is being retired)."""
+        for _, future in self._open.values():
+            if not future.done():
+                future.set_exception(exc)
+        for *_, future in self._ready:
+            if not future.done():
+                future.set_exception(exc)
+        self._open.clear()
+        self._ready.clear()
+        if self._flusher is not None:
+            self._flusher.cancel()
+
+
+def _nobody_waits(futures: Sequence[asyncio.Future[Any]]) -> None:
+    """Their caller stopped waiting: a failure that comes later is expected, not "never
+    retrieved" (a shield drops its callback on the inner future once the outer is cancelled)."""
+
+    def seen(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled():
+            future.exception()
+
+    for future in futures:
+        future.add_done_callback(seen)
+
 
 def _chain(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
     def done(fut: asyncio.Future[Any]) -> None:
@@ -169,8 +201,33 @@ class Publisher:
         self._fixed_headers: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
         #: aiokafka expires a batch after request_timeout_ms; this is the backstop beyond it
         self._ack_timeout_s = 2 * kafka.request_timeout_ms / 1000
+        self._connecting: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._running = False
+        #: how many times a producer was retired and replaced by one with a fresh producer id
+        self.rebuilds = 0
+        self._last_ack = 0.0  # monotonic time of the last acknowledgement
+        self._last_failure = 0.0  # ... and of the last failed or withdrawn write
+        self._connected_at = 0.0  # ... and when the current producer connected
+        self._problem: str | None = "not started"
 
-    async def start(self) -> None:
+    async def start(self, *, wait: bool = True) -> None:
+        """Connect. ``wait=False``: if Kafka cannot be reached, return anyway and keep connecting
+        in the background (writes meanwhile raise :class:`KafkaUnavailableError`; see
+        :meth:`problem`)."""
+        self._running = True
+        try:
+            self._producer = await self._connect()
+        except KafkaUnavailableError as exc:
+            if wait:
+                raise
+            self._problem = f"connecting: {exc}"
+            log.warning("publisher: Kafka is not reachable yet; connecting in the background")
+            self._reconnect_in_background()
+            return
+        self._problem, self._connected_at = None, time.monotonic()
+
+    async def _connect(self) -> AIOKafkaProducer:
         compression = None if self._kafka.compression == "none" else self._kafka.compression
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap,
@@ -183,21 +240,141 @@ class Publisher:
             transactional_id=self._transactional_id,
         )
         try:
-            await producer.start()
-        except KafkaError as exc:
+            async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
+                await producer.start()
+        except (KafkaError, TimeoutError) as exc:
             with contextlib.suppress(Exception):
-                await producer.stop()
+                await close_producer(producer, 1.0)
+            if isinstance(exc, TimeoutError):
+                raise KafkaUnavailableError(
+                    f"starting a producer on {self._kafka.bootstrap}: no answer in time"
+                ) from exc
             raise translate(exc, f"starting a producer on {self._kafka.bootstrap}") from exc
-        self._producer = producer
+        return producer
+
+    def _reconnect_in_background(self) -> None:
+        if self._connecting is None or self._connecting.done():
+            self._connecting = asyncio.create_task(self._reconnect(), name="publisher-connect")
+
+    async def _reconnect(self) -> None:
+        """Connect until it works (capped, jittered back-off); the only loop that builds producers."""
+        backoff = Backoff(initial_s=0.2, cap_s=5.0)
+        while self._running and self._producer is None:
+            try:
+                producer = await self._connect()
+            except BackboneError as exc:
+                self._problem = f"connecting: {exc}"
+                log.debug("publisher: %s", self._problem)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            except Exception as exc:  # never let the only connecting loop die silently
+                self._problem = f"connecting: {type(exc).__name__}: {exc}"
+                log.warning("publisher: %s", self._problem, exc_info=exc)
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            if not self._running:
+                await close_producer(producer, 1.0)
+                return
+            self._producer, self._problem = producer, None
+            self._connected_at = time.monotonic()
+            if self.rebuilds:
+                log.info("publisher: producer rebuilt with a fresh producer id (%d)", self.rebuilds)
+
+    def retire(self, reason: str) -> None:
+        """Withdraw everything the current producer holds and replace it with a fresh one.
+
+        Every record not yet acknowledged fails now with :class:`KafkaUnavailableError` and is
+        never sent later, so a caller that stops waiting (a 503) leaves nothing behind. The next
+        producer has a new producer id and fresh sequence numbers, which is how an idempotent
+        producer recovers from a broken sequence (what the Java client does by bumping its epoch;
+        aiokafka never resets it, aiokafka#1017). Until it is connected, writes fail at once.
+        Safe with concurrent senders: records go either to the old producer (and fail) or the new.
+        """
+        producer, self._producer = self._producer, None
+        batches, self._batches = self._batches, None
+        if producer is None:
+            return  # already being rebuilt
+        self.rebuilds += 1
+        self._last_failure = time.monotonic()
+        self._problem = f"rebuilding the producer: {reason}"
+        log.warning("publisher: retiring the producer (%s); a fresh one replaces it", reason)
+        withdrawn = KafkaUnavailableError(f"not written: {reason}")
+        if batches is not None:
+            batches.fail(withdrawn)
+        fail_buffered(producer, withdrawn)
+        closing = asyncio.create_task(close_producer(producer, 1.0), name="publisher-retire")
+        self._retiring.add(closing)
+        closing.add_done_callback(self._retired)
+        if self._running:
+            self._reconnect_in_background()
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.debug("publisher: closing a retired producer: %s", exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A write failed. A delivery failure of an idempotent producer may leave its sequence
+        numbers broken (expired batches, OutOfOrderSequenceNumber...): retire it to be safe."""
+        self._last_failure = time.monotonic()
+        if isinstance(exc, TimeoutError):
+            self.retire(f"no acknowledgement within {self._ack_timeout_s:g} s")
+        elif isinstance(exc, KafkaError):
+            self.retire(f"{type(exc).__name__}: {exc}")
+        elif self._producer is not None and sender_failed(self._producer):
+            self.retire("its sender stopped")
+
+    def _ok(self) -> None:
+        self._last_ack = time.monotonic()
+
+    def problem(self) -> str | None:
+        """Why a write cannot be acknowledged now, or None: for readiness checks.
+
+        Not ready while no producer is connected (starting, or being rebuilt), and after a write
+        of the current producer failed until a later one was acknowledged. (A failed delivery
+        retires its producer, so a producer connected after the failure counts as ready.)
+        """
+        if not self._running:
+            return "not started"
+        if self._producer is None:
+            return self._problem or "connecting"
+        if sender_failed(self._producer):
+            return "the producer's sender stopped"
+        if self._last_failure > max(self._last_ack, self._connected_at):
+            return "the last write failed"
+        return None
+
+    async def probe(self) -> str | None:
+        """Ask the cluster for metadata over this publisher's own connections: None when it
+        answered and a write could be acknowledged now, else why not (readiness)."""
+        producer = self._producer
+        if producer is None:
+            return self.problem() or "connecting"
+        try:
+            answered = await producer.client.force_metadata_update()
+        except KafkaError as exc:
+            return f"metadata request failed: {type(exc).__name__}: {exc}"
+        if not answered:
+            return "the cluster did not answer a metadata request"
+        return self.problem()
 
     async def stop(self) -> None:
         """Flush what is in flight and close; safe to call twice."""
+        self._running = False
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+            self._connecting = None
         producer, self._producer = self._producer, None
         batches, self._batches = self._batches, None
         if batches is not None:
             await batches.flushed()
         if producer is not None:
             await close_producer(producer, self._ack_timeout_s)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+        self._problem = "not started"
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -240,10 +417,26 @@ class Publisher:
 
     def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
+            if self._running:  # connecting, or a retired producer being replaced
+                raise KafkaUnavailableError(f"not written: {self._problem or 'connecting'}")
             raise ConfigurationError(
                 "the Publisher is not started: use `async with Publisher(...)`"
             )
         return self._producer
+
+    def _send_failed(self, producer: AIOKafkaProducer, exc: KafkaError) -> None:
+        """``send`` refused a record before buffering it: only a dead producer needs replacing
+        (a too-large record does not)."""
+        dead = sender_failed(producer) or _breaks_sequence(exc)
+        if dead and producer is self._producer:
+            self.retire(f"{type(exc).__name__}: {exc}")
+
+    def _withdraw(self, futures: Sequence[asyncio.Future[Any]]) -> None:
+        """The caller stopped waiting (its own timeout, a cancelled request): what it handed over
+        must not be written later, so the producer's buffer is failed and the producer replaced."""
+        _nobody_waits(futures)
+        if not all(f.done() for f in futures):
+            self.retire("a writer stopped waiting for its acknowledgement; its record is withdrawn")
 
     async def _record(
         self,
@@ -270,11 +463,12 @@ class Publisher:
         extra: Mapping[str, bytes] | None,
     ) -> asyncio.Future[Any]:
         """Encode and hand one record to the producer's buffer; the future resolves on ack."""
-        producer = self._started()
         real, key, value, headers = await self._record(event, topic, key, extra)
+        producer = self._started()
         try:
             future: asyncio.Future[Any] = await producer.send(real, value, key=key, headers=headers)
         except KafkaError as exc:
+            self._send_failed(producer, exc)
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
         return future
 
@@ -285,12 +479,22 @@ class Publisher:
             # aiokafka may never resolve it (aiokafka#1101).
             async with asyncio.timeout(self._ack_timeout_s):  # no extra task, unlike wait_for
                 meta = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self._withdraw([future])
+            raise
         except KafkaError as exc:
+            self._failed(exc)
             raise translate(exc, f"publishing {event.event_type}") from exc
         except TimeoutError as exc:
+            _nobody_waits([future])
+            self._failed(exc)
             raise KafkaUnavailableError(
                 f"publishing {event.event_type}: no acknowledgement within {self._ack_timeout_s:.0f} s"
             ) from exc
+        except BackboneError:
+            self._last_failure = time.monotonic()
+            raise
+        self._ok()
         return Coordinates(meta.topic, meta.partition, meta.offset, meta.timestamp)
 
     async def publish(
@@ -336,6 +540,7 @@ class Publisher:
         try:
             return await self._batches.add(real_topic, key, value, headers)
         except KafkaError as exc:
+            self._send_failed(producer, exc)
             raise translate(exc, f"writing a record to {real_topic}") from exc
 
     async def acknowledged(self, futures: Sequence[asyncio.Future[Any]]) -> None:
@@ -345,12 +550,22 @@ class Publisher:
         try:
             async with asyncio.timeout(self._ack_timeout_s):
                 await asyncio.shield(asyncio.gather(*futures))
+        except asyncio.CancelledError:
+            self._withdraw(futures)
+            raise
         except KafkaError as exc:
+            self._failed(exc)
             raise translate(exc, f"writing {len(futures)} records") from exc
         except TimeoutError as exc:
+            _nobody_waits(futures)
+            self._failed(exc)
             raise KafkaUnavailableError(
                 f"no acknowledgement for {len(futures)} records within {self._ack_timeout_s:.0f} s"
             ) from exc
+        except BackboneError:
+            self._last_failure = time.monotonic()
+            raise
+        self._ok()
 
     async def publish_each(
         self, events: Sequence[Event], *, topic: str | None = None
@@ -407,6 +622,8 @@ class Publisher:
             raise translate(exc, "beginning a transaction") from exc
         try:
             yield
+            if self._batches is not None:  # records handed over with send() join this commit
+                await self._batches.flushed()
         except BaseException:
             with contextlib.suppress(KafkaError):
                 await producer.abort_transaction()

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from streams import headers as h
+from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams._reader import offsets_at, reader
 from streams.admin import partitions
 from streams.errors import ConfigurationError, TopicCatalogueError
-from streams.producer import close_producer
 from streams.settings import KafkaSettings
 
 _IN_FLIGHT = 1_000  # records sent before their acknowledgements are awaited

@@ -291,6 +291,30 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+#: Event types that clients outside Backbone may write (through the gateway or the SDK): requests
+#: for work and the research log. Every other type is **internal**: written only by Backbone's own
+#: agents (call claims and outcomes, webhook registry and deliveries, health, monitoring, plugins).
+#: A forged internal event corrupts the accounting (a forged ``call.started`` makes the real call
+#: end as outcome-unknown), so the gateway refuses internal types unless a token is granted them.
+#: New event types are internal until listed here.
+PUBLIC_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "call.requested",
+        "research.started",
+        "research.step_started",
+        "research.step_completed",
+        "research.step_failed",
+        "research.progress_reported",
+        "research.completed",
+    }
+)
+
+
+def is_internal(event_type: str) -> bool:
+    """True when only Backbone itself (or a token granted the type) may write ``event_type``."""
+    return event_type not in PUBLIC_EVENT_TYPES
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """The catalogue as seen through one topic prefix."""

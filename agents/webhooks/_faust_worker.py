@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 
-from agents.webhooks._worker import DELIVERIES, DUE_AT, DeliveryWorker, _float_header, tier_topic
+from agents.webhooks._worker import DELIVERIES, DeliveryWorker, tier_topic
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class FaustDeliveryWorker(DeliveryWorker):
         async def retry_tier(stream: Any) -> None:
             async for event in stream.events():
                 record = _record_of(event)
-                due_at = _float_header(dict(record.headers), DUE_AT)
+                due_at = self._due(record)  # None for a poison due time: _deliver dead-letters it
                 if due_at is not None and (wait := due_at - time.time()) > 0:
                     await asyncio.sleep(wait)  # only this partition's actor waits
                 await self._deliver_tracked(record)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from agents.runtime import Record, Stage
 from connectors.webhooks import (
+    MAX_RETRY_AFTER_S,
     Action,
     AttemptResult,
     Decision,
@@ -28,6 +29,7 @@ from connectors.webhooks import (
 from connectors.webhooks.registry import ENDPOINTS_TOPIC as ENDPOINTS
 from connectors.webhooks.registry import Endpoint, EndpointView, EventWriter
 from connectors.webhooks.settings import DeliverySettings
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
@@ -45,8 +47,12 @@ from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
-DUE_AT = "backbone-due-at"
-FIRST_FAILURE_AT = "backbone-first-failure-at"
+DUE_AT = h.DUE_AT
+FIRST_FAILURE_AT = h.DLT_FIRST_FAILURE_AT
+#: A tier record due later than the longest delay a tier can set plus this is poison.
+DUE_MARGIN_S = 60.0
+#: What tier records carried before the header vocabulary was shared (read, never written).
+_LEGACY_FIRST_FAILURE_AT = "backbone-first-failure-at"
 DELIVERIES = "webhooks.deliveries"
 ATTEMPTS = "webhooks.attempts"
 DEAD_LETTERS = "webhooks.deliveries.dlt"
@@ -56,12 +62,15 @@ def tier_topic(n: int) -> str:
     return f"{DELIVERIES}.retry.{n}"
 
 
-def _float_header(headers: dict[str, bytes], name: str) -> float | None:
-    raw = headers.get(name)
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
+def _time_header(headers: dict[str, bytes], name: str) -> float | None:
+    """A header's moment as unix seconds (ISO 8601; unix seconds from older records)."""
+    moment = h.parse_time(headers.get(name))
+    return None if moment is None else moment.timestamp()
+
+
+def _first_failure(headers: dict[str, bytes]) -> float | None:
+    found = _time_header(headers, FIRST_FAILURE_AT)
+    return found if found is not None else _time_header(headers, _LEGACY_FIRST_FAILURE_AT)
 
 
 def _error_class(result: AttemptResult) -> str:
@@ -134,7 +143,7 @@ class DeliveryWorker:
             session_timeout_s=10.0,
             rebalance_timeout_s=self._settings.timeout_s + 5,
             drain_timeout_s=self._settings.timeout_s + 5,
-            due=lambda record: _float_header(dict(record.headers), DUE_AT),
+            due=self._due,
             fetch_wait_ms=self._fetch_max_wait_ms,
         )
         try:
@@ -151,8 +160,22 @@ class DeliveryWorker:
             self._stage = None
         await self._sender.stop()
 
+    def _due(self, record: Record) -> float | None:
+        """When a tier record is due; None (now) without a due time or for a poison one."""
+        due = _time_header(dict(record.headers), DUE_AT)
+        return None if due is None or self._too_late(due) is not None else due
+
+    def _too_late(self, due_at: float) -> str | None:
+        """Why a due time cannot have been set by us (it would hold its partition for good)."""
+        longest = max((*self._settings.retry_delays_s, MAX_RETRY_AFTER_S)) + DUE_MARGIN_S
+        if due_at - time.time() <= longest:
+            return None
+        when = _utc(due_at).isoformat() if due_at < 253_402_300_799 else f"{due_at:g}"
+        return f"due at {when}, more than {longest:g} s away: beyond any retry tier's delay"
+
     async def _deliver_all(self, records: list[Record]) -> None:
-        # a record whose outcome could not be written raises: the stage reads it again
+        # a record whose outcome could not be written for a retriable reason (Kafka away) raises:
+        # the stage reads it again; anything else fails that delivery only, never the batch
         await asyncio.gather(*(self._deliver(r) for r in records))
 
     # --- one delivery ---------------------------------------------------------------------------
@@ -173,7 +196,44 @@ class DeliveryWorker:
         if not isinstance(event, WebhookDeliveryRequested):
             log.warning("unexpected %s on %s", event.event_type, record.topic)
             return
-        due_at = _float_header(headers, DUE_AT)
+        try:
+            await self._deliver_event(event, record, headers)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise
+            await self._failed_for_good(event, record, headers, exc)
+        except Exception as exc:  # a bug: this delivery's fatal failure, not a batch rewind
+            log.error("delivery %s failed", event.delivery_id, exc_info=exc)
+            await self._failed_for_good(event, record, headers, exc)
+
+    async def _failed_for_good(
+        self,
+        event: WebhookDeliveryRequested,
+        record: Record,
+        headers: dict[str, bytes],
+        error: Exception,
+    ) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        await self._dead_letter(
+            event,
+            record,
+            headers,
+            DeadLetterReason.FATAL,
+            type(error).__name__,
+            reason,
+            time.time(),
+        )
+
+    async def _deliver_event(
+        self, event: WebhookDeliveryRequested, record: Record, headers: dict[str, bytes]
+    ) -> None:
+        due_at = _time_header(headers, DUE_AT)
+        if due_at is not None and (why := self._too_late(due_at)) is not None:
+            log.warning("dead-lettering delivery %s: %s", event.delivery_id, why)
+            await self._dead_letter(
+                event, record, headers, DeadLetterReason.FATAL, "RetryDueTooLate", why, time.time()
+            )
+            return
         if due_at is not None and (wait := due_at - time.time()) > 0:
             await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): send on time
         endpoint = self._view.get(event.endpoint_id)
@@ -231,17 +291,21 @@ class DeliveryWorker:
         now = time.time()
         if result.ok:
             self._failing_since.pop(endpoint.endpoint_id, None)
-        else:
+        elif not result.fatal:  # an unsendable request says nothing about the endpoint
             self._failing_since.setdefault(endpoint.endpoint_id, now)
-        decision = decide(
-            status=result.status,
-            error=result.error,
-            failures_before=event.attempt - 1,
-            retry_after_s=result.retry_after_s,
-            schedule=self._schedule_for(endpoint),
-            now=now,
-            failing_since=self._failing_since.get(endpoint.endpoint_id),
-            disable_after_s=self._settings.disable_after_s,
+        decision = (
+            Decision(Action.DEAD_LETTER, reason=result.error or "unsendable request")
+            if result.fatal  # nothing was sent: no retry can help, and the endpoint is not down
+            else decide(
+                status=result.status,
+                error=result.error,
+                failures_before=event.attempt - 1,
+                retry_after_s=result.retry_after_s,
+                schedule=self._schedule_for(endpoint),
+                now=now,
+                failing_since=self._failing_since.get(endpoint.endpoint_id),
+                disable_after_s=self._settings.disable_after_s,
+            )
         )
         common = {
             "delivery_id": event.delivery_id,
@@ -271,7 +335,7 @@ class DeliveryWorker:
             ),
             topic=ATTEMPTS,
         )
-        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        first_failure = _first_failure(headers) or now
         if decision.action is Action.RETRY:
             await self._retry(event, decision, first_failure)
         elif decision.action is Action.DEAD_LETTER:
@@ -279,7 +343,7 @@ class DeliveryWorker:
                 event,
                 record,
                 headers,
-                DeadLetterReason.EXHAUSTED,
+                DeadLetterReason.FATAL if result.fatal else DeadLetterReason.EXHAUSTED,
                 _error_class(result),
                 decision.reason,
                 now,
@@ -308,8 +372,8 @@ class DeliveryWorker:
             again,
             topic=tier_topic(decision.tier),
             headers={
-                DUE_AT: repr(decision.due_at).encode(),
-                FIRST_FAILURE_AT: repr(first_failure).encode(),
+                DUE_AT: h.iso(_utc(decision.due_at)),
+                FIRST_FAILURE_AT: h.iso(_utc(first_failure)),
             },
         )
 
@@ -329,7 +393,7 @@ class DeliveryWorker:
         message: str,
         now: float,
     ) -> None:
-        first_failure = _float_header(headers, FIRST_FAILURE_AT) or now
+        first_failure = _first_failure(headers) or now
         envelope = DeadLetterEnvelope(
             reason=reason,
             original_topic=record.topic,
@@ -353,4 +417,5 @@ class DeliveryWorker:
                 correlation_id=event.correlation_id,
             ),
             topic=DEAD_LETTERS,
+            headers=h.envelope_headers(envelope),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.webhooks.registry import EventWriter
+from streams import headers as h
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events import Event
@@ -16,7 +17,7 @@ from streams.events.webhooks import WebhookDeliveryDeadLettered, WebhookDelivery
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
-RECOVERED_FROM = "backbone-recovered-from"
+RECOVERED_FROM = h.RECOVERED_FROM
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -37,14 +38,31 @@ def check_declared(request: web.Request, limit: int, media_types: tuple[str, ...
         raise RefusedBodyError(too_large(limit))
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The body, read chunk by chunk; a chunked body that grows past ``limit`` is refused (413)
-    as soon as it does, without reading the rest."""
+#: How long a whole body may take to arrive, unless the caller says otherwise.
+BODY_TIMEOUT_S = 30.0
+
+
+async def read_limited(request: web.Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """The whole body, read chunk by chunk however it arrives; a body that grows past ``limit``
+    is refused (413) as soon as it does, and one that does not arrive in full within
+    ``timeout_s`` is refused (408): a slow trickle cannot hold a handler forever."""
+    budget = timeout_s if timeout_s is not None else BODY_TIMEOUT_S
     body = bytearray()
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise RefusedBodyError(too_large(limit))
+    try:
+        async with asyncio.timeout(budget):
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                body += chunk
+                if len(body) > limit:
+                    raise RefusedBodyError(too_large(limit))
+    except TimeoutError:
+        raise RefusedBodyError(
+            problem(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {budget:g} s",
+                headers={"Connection": "close"},
+            )
+        ) from None
     return bytes(body)
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from connectors.gateway._problems import problem
+from connectors.resilience import RateLimit, TokenBucket
 
 #: The authenticated client id of a ``/v1/`` request.
 CLIENT_ID = web.RequestKey("backbone.client_id", str)
@@ -38,27 +39,8 @@ class BearerTokens:
         return self._clients.get(_digest(token.strip()))
 
 
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; one token per request."""
-
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def take(self) -> float:
-        """0 when the request may go ahead, else the seconds until it could."""
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return 0.0
-        return (1 - self._tokens) / self._rate
+#: The gateway's token table (the OpenAPI route uses it to show a client its own event types).
+TOKENS = web.AppKey("backbone.bearer_tokens", BearerTokens)
 
 
 class ClientLimits:
@@ -71,7 +53,8 @@ class ClientLimits:
     def wait_for(self, client: str) -> float:
         bucket = self._buckets.get(client)
         if bucket is None:
-            bucket = self._buckets[client] = TokenBucket(self._rate, self._burst, self._clock)
+            limit = RateLimit(rate=self._rate, burst=self._burst)
+            bucket = self._buckets[client] = TokenBucket(limit, clock=self._clock)
         return bucket.take()
 
 

@@ -1,4 +1,4 @@
-"""``GET /healthz`` (the process answers) and ``GET /readyz`` (Kafka and the registry answer)."""
+"""``GET /healthz`` (the process answers) and ``GET /readyz`` (a write can be acknowledged now)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import time
 
 from aiohttp import web
 
-from connectors.gateway._keys import KAFKA, REGISTRY, REGISTRY_CLIENT, SETTINGS
+from connectors.gateway._keys import KAFKA, PUBLISHER, REGISTRY, REGISTRY_CLIENT, SETTINGS
+from connectors.gateway._readiness import READINESS
 from streams.admin import admin_client
 from streams.errors import BackboneError
 
@@ -17,6 +18,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def _kafka_ok(request: web.Request) -> str | None:
+    publisher = request.app.get(PUBLISHER)
+    if publisher is not None:  # the gateway's own producer: can it reach the cluster now?
+        return await publisher.probe()
     try:
         async with admin_client(request.app[KAFKA]) as admin:
             await admin.describe_cluster()
@@ -49,12 +53,21 @@ async def _probe(name: str, check: asyncio.Task[str | None], timeout: float) -> 
     }
 
 
+def _reported(name: str, problem: str | None) -> dict[str, object]:
+    return {"name": name, "ok": problem is None, "detail": problem or "ready", "ms": 0.0}
+
+
 async def readyz(request: web.Request) -> web.Response:
     timeout = request.app[SETTINGS].readiness_timeout_s
-    checks = await asyncio.gather(
-        _probe("kafka", asyncio.create_task(_kafka_ok(request)), timeout),
-        _probe("registry", asyncio.create_task(_registry_ok(request)), timeout),
+    checks = list(
+        await asyncio.gather(
+            _probe("kafka", asyncio.create_task(_kafka_ok(request)), timeout),
+            _probe("registry", asyncio.create_task(_registry_ok(request)), timeout),
+        )
     )
+    readiness = request.app[READINESS]
+    checks += [_reported(name, check()) for name, check in readiness.checks]
+    checks += [_reported(d.name, d.problem()) for d in readiness.dependencies]
     ready = all(c["ok"] for c in checks)
     return web.json_response(
         {"status": "ready" if ready else "not ready", "checks": checks},

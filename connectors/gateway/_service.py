@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from connectors.gateway._keys import SETTINGS
+
 
 class GatewayService:
     name = "gateway"
@@ -16,7 +18,11 @@ class GatewayService:
         self.bound_port: int | None = None
 
     async def start(self) -> None:
-        runner = web.AppRunner(self._app, access_log=None)
+        settings = self._app.get(SETTINGS)
+        # aiohttp closes a connection whose first request's headers are not complete when the
+        # keep-alive timer fires (and idle keep-alive connections): the slow-header guard
+        timeout = settings.header_timeout_s if settings is not None else 15.0
+        runner = web.AppRunner(self._app, access_log=None, keepalive_timeout=timeout)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port)
         try:

@@ -25,11 +25,22 @@ class GatewaySettings(BaseModel):
     #: How long a request waits for the broker's acknowledgement before answering 503.
     publish_timeout_s: float = Field(default=10.0, gt=0)
     readiness_timeout_s: float = Field(default=2.0, gt=0)
+    #: A connection must complete its request line and headers within this many seconds of
+    #: opening (and an idle keep-alive connection is closed after it): slow-header trickles are
+    #: cut off (aiohttp's ``keepalive_timeout`` also guards the first request's headers).
+    header_timeout_s: float = Field(default=15.0, gt=0)
+    #: A request body must arrive in full within this many seconds (408 otherwise).
+    body_timeout_s: float = Field(default=30.0, gt=0)
     #: The gateway's own producer linger. 0: every request waits for its acknowledgement, and
     #: records arriving while a produce request is in flight still share the next batch.
     linger_ms: int = Field(default=0, ge=0)
-    #: Event types clients may post; empty means every type of the contract.
+    #: Event types clients may post; empty means every *public* type of the contract
+    #: (:data:`streams.topics.PUBLIC_EVENT_TYPES`). Internal types need a grant besides.
     event_types: tuple[str, ...] = ()
+    #: client id -> internal event types that client may write as well (``fnmatch`` patterns,
+    #: e.g. ``("call.started", "monitoring.*")``). A client without a grant writes public types
+    #: only, so a token configuration from before grants existed keeps working unchanged.
+    grants: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -44,6 +55,20 @@ class GatewaySettings(BaseModel):
             if not sep or not client.strip() or not token.strip():
                 raise ValueError("tokens are `client=token` pairs separated by commas")
             parsed[client.strip()] = token.strip()
+        return parsed
+
+    @field_validator("grants", mode="before")
+    @classmethod
+    def _parse_grants(cls, value: Any) -> Any:
+        """``client=type|type2,client2=monitoring.*`` (how the environment variable spells it)."""
+        if not isinstance(value, str):
+            return value
+        parsed: dict[str, tuple[str, ...]] = {}
+        for item in (i.strip() for i in value.split(",") if i.strip()):
+            client, sep, types = item.partition("=")
+            if not sep or not client.strip() or not types.strip():
+                raise ValueError("grants are `client=type|type2` entries separated by commas")
+            parsed[client.strip()] = tuple(t.strip() for t in types.split("|") if t.strip())
         return parsed
 
     @field_validator("event_types", mode="before")

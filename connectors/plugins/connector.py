@@ -11,13 +11,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import Field
+
 from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
 from connectors.errors import CallError
+from connectors.options import ConnectorOptions, parse_options
 from connectors.plugins.process import Limits, PluginProcess
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
 from streams.events import Event
 from streams.events.plugins import PluginFailed, PluginLoaded, PluginStage, PluginUnloaded
+
+
+class PluginOptions(ConnectorOptions):
+    path: str
+    timeout_s: float | None = Field(default=None, gt=0)
+    memory_mb: int = Field(default=512, ge=16)
+    cpu_s: int = Field(default=60, ge=1)
 
 
 class PluginConnector:
@@ -27,14 +37,14 @@ class PluginConnector:
         self.service = settings.name
         self.rate_limit: RateLimit = settings.rate_limit
         self.cost_model: CostModel = settings.cost
-        opts = settings.options
-        self.path = Path(opts["path"])
+        opts = parse_options(PluginOptions, settings)
+        self.path = Path(opts.path)
         self.process = PluginProcess(
             self.path,
             Limits(
-                timeout_s=float(opts.get("timeout_s", settings.timeout_s)),
-                memory_mb=int(opts.get("memory_mb", "512")),
-                cpu_s=int(opts.get("cpu_s", "60")),
+                timeout_s=opts.timeout_s if opts.timeout_s is not None else settings.timeout_s,
+                memory_mb=opts.memory_mb,
+                cpu_s=opts.cpu_s,
             ),
         )
         self._sink: Callable[[Event], None] | None = None

@@ -121,6 +121,11 @@ class CircuitBreaker:
             return True
         return False
 
+    def release(self) -> None:
+        """Give back a permit of :meth:`try_acquire` whose call never went out."""
+        if self._state is CircuitState.HALF_OPEN and self._probes_out > 0:
+            self._probes_out -= 1
+
     def record(self, *, failed: bool, duration_s: float) -> None:
         """Report the outcome of a call that :meth:`try_acquire` let through."""
         now = self._clock()

@@ -38,8 +38,10 @@ class RateLimitUpdate:
     reason: str
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or an HTTP date); None if absent."""
+def parse_retry_after(value: str | None, *, now: datetime | float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or an HTTP date, relative to
+    ``now``: a datetime or unix seconds); None if absent or unreadable. The one parser for calls,
+    webhook deliveries and anything else that honours a ``Retry-After``."""
     if value is None or not value.strip():
         return None
     text = value.strip()
@@ -53,7 +55,11 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    if now is None:
+        now = datetime.now(UTC)
+    elif not isinstance(now, datetime):
+        now = datetime.fromtimestamp(now, UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 class TokenBucket:
@@ -90,6 +96,17 @@ class TokenBucket:
         self._tokens -= 1.0
         wait = 0.0 if self._tokens >= 0 else -self._tokens / self._rate
         return max(wait, self._blocked_until - now)
+
+    def take(self) -> float:
+        """Take a token if one is there now (returns 0); else take nothing and return how long
+        until one will be (for callers that refuse rather than wait, e.g. a 429)."""
+        now = self._clock()
+        self._refill(now)
+        blocked = self._blocked_until - now
+        if self._tokens >= 1 and blocked <= 0:
+            self._tokens -= 1.0
+            return 0.0
+        return max((1 - self._tokens) / self._rate, blocked)
 
     async def acquire(self) -> float:
         """Wait for a token; returns the seconds waited."""

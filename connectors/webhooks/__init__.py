@@ -9,6 +9,7 @@ public modules :mod:`connectors.webhooks.registry` (endpoint registry) and
 from connectors.webhooks._decide import Action, Decision, decide
 from connectors.webhooks._ratelimit import EndpointLimits, TokenBucket
 from connectors.webhooks._schedule import (
+    MAX_RETRY_AFTER_S,
     SVIX_DELAYS_S,
     RetrySchedule,
     Verdict,
@@ -35,6 +36,7 @@ from connectors.webhooks._ssrf import (
 )
 
 __all__ = [
+    "MAX_RETRY_AFTER_S",
     "SVIX_DELAYS_S",
     "Action",
     "AttemptResult",

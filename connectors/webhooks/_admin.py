@@ -11,12 +11,25 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
+from pydantic import HttpUrl, TypeAdapter, ValidationError
 from yarl import URL
 
-from connectors.webhooks._registry import GRACE_HEADER, Endpoint, EndpointView, to_event
+from connectors.webhooks._registry import (
+    GRACE_HEADER,
+    Endpoint,
+    EndpointView,
+    to_event,
+    validate_headers,
+)
 from connectors.webhooks._signing import WebhookSecret
+from connectors.webhooks._ssrf import DestinationPolicy, check_url
 from connectors.webhooks._writer import EventWriter
-from connectors.webhooks.errors import UnknownEndpointError, WebhookError
+from connectors.webhooks.errors import (
+    InvalidHeaderError,
+    UnknownEndpointError,
+    UnsafeDestinationError,
+    WebhookError,
+)
 from streams.events.webhooks import WebhookEndpointDisabled
 
 TOPIC = "webhooks.endpoints"
@@ -35,18 +48,54 @@ class EndpointConflictError(WebhookError):
     code = "endpoint_conflict"
 
 
-def _validate_url(url: str) -> None:
-    """Shape only: where it points is judged by the SSRF guard at every attempt, because the
-    allow-list is the delivery worker's setting and DNS answers change."""
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise WebhookError(f"{url!r} is not an absolute http(s) URL")
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
+
+def normalise_url(url: str) -> str:
+    """The endpoint URL as stored, whoever registers it (API or CLI): parsed and normalised
+    the way the API's model does (lower-case scheme and host, IDNA, ``/`` for an empty path)."""
+    try:
+        return str(_HTTP_URL.validate_python(url))
+    except ValidationError as exc:
+        raise WebhookError(f"{url!r} is not an absolute http(s) URL") from exc
+
+
+def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """:func:`validate_headers` as a pydantic field validator (the API's models use it)."""
+    if headers is not None:
+        try:
+            validate_headers(headers)
+        except InvalidHeaderError as exc:
+            raise ValueError(str(exc)) from exc
+    return headers
+
+
+def check_destination(url: str, policy: DestinationPolicy) -> None:
+    """Refuse a URL whose literal address the SSRF guard refuses (loopback, private, metadata...)
+    at registration. Names are judged again at every delivery attempt, because DNS answers change
+    and the guard must see the address actually connected to."""
+    try:
+        check_url(URL(url), policy)
+    except UnsafeDestinationError as exc:
+        raise WebhookError(f"unsafe destination: {exc}") from exc
 
 
 class EndpointAdmin:
-    def __init__(self, writer: EventWriter, view: EndpointView) -> None:
+    def __init__(
+        self,
+        writer: EventWriter,
+        view: EndpointView,
+        policy: DestinationPolicy | None = None,
+    ) -> None:
         self._writer = writer
         self._view = view
+        #: the delivery worker's SSRF policy (its allow-list), judged at registration too
+        self._policy = policy or DestinationPolicy()
+
+    def _url(self, url: str) -> str:
+        normal = normalise_url(url)
+        check_destination(normal, self._policy)
+        return normal
 
     def _get(self, endpoint_id: str) -> Endpoint:
         endpoint = self._view.get(endpoint_id)
@@ -76,7 +125,8 @@ class EndpointAdmin:
         endpoint_id: str | None = None,
     ) -> tuple[Endpoint, str]:
         """Register an endpoint; returns it and its secret, which is never shown again."""
-        _validate_url(url)
+        url = self._url(url)
+        validate_headers(headers or {})
         secret = WebhookSecret.generate()
         endpoint = Endpoint(
             endpoint_id=endpoint_id or f"ep_{uuid.uuid4().hex[:20]}",
@@ -107,7 +157,9 @@ class EndpointAdmin:
             )
         fields = {k: v for k, v in changes.items() if k in EDITABLE}
         if "url" in fields:
-            _validate_url(fields["url"])
+            fields["url"] = self._url(fields["url"])
+        if "headers" in fields:
+            validate_headers(fields["headers"] or {})
         if "event_types" in fields:
             fields["event_types"] = tuple(fields["event_types"] or ())
         return await self._write(replace(current, **fields, disabled=False, disabled_reason=""))

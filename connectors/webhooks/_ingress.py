@@ -18,10 +18,18 @@ Order of work for one request, each step only if the previous passed:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
 from aiohttp import web
 
+from connectors.gateway._body import BODY_TIMEOUT_S
+from connectors.gateway._problems import (
+    RECORD_LIMIT_BYTES,
+    problem,
+    too_large_message,
+    too_large_to_write,
+)
 from connectors.webhooks._seen import SeenSet, seen_key
 from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
 from connectors.webhooks._writer import EventWriter
@@ -38,6 +46,10 @@ _REASONS = {
     "stale_timestamp": RejectionReason.STALE_TIMESTAMP,
     "bad_signature": RejectionReason.BAD_SIGNATURE,
 }
+
+
+#: Room kept for the event envelope around a webhook body (ids, sender, kept headers, Avro framing).
+ENVELOPE_RESERVE_BYTES = 32 * 1024
 
 
 class _TooLargeError(Exception):
@@ -102,17 +114,34 @@ class WebhookIngress:
         """The gateway extension: ``build_gateway(..., extensions=[ingress.install])``."""
         app.router.add_post("/webhooks/{source}", self.handle)
 
+    @property
+    def body_limit(self) -> int:
+        """The configured limit, lowered so that a body within it, wrapped as an event with its
+        envelope, still fits in one record: the limit is enforced on what is written."""
+        return min(self._settings.max_body_bytes, RECORD_LIMIT_BYTES - ENVELOPE_RESERVE_BYTES)
+
+    @staticmethod
+    def _dedupe_id(scheme: str, msg_id: str, body: bytes) -> str:
+        """What makes two requests the same webhook. GitHub signs the body only (no id, no
+        timestamp), so the same body and signature under a new delivery id is a replay: GitHub
+        webhooks are deduplicated on the body's SHA-256 for as long as ``webhooks.seen`` keeps
+        ids (its retention, 7 days). Standard Webhooks sign id and timestamp: the id is enough."""
+        if scheme == "github":
+            return "sha256:" + hashlib.sha256(body).hexdigest()
+        return msg_id
+
     async def _read_capped(self, request: web.Request) -> bytes:
-        limit = self._settings.max_body_bytes
+        limit = self.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise _TooLargeError
         chunks: list[bytes] = []
         size = 0
-        while chunk := await request.content.readany():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLargeError
-            chunks.append(chunk)
+        async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickled body cannot hold a handler
+            while chunk := await request.content.readany():
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
         return b"".join(chunks)
 
     async def _publish(
@@ -145,19 +174,25 @@ class WebhookIngress:
             await self._publish(event)
         except (TimeoutError, BackboneError) as exc:  # the audit trail must not turn 401 into 503
             log.warning("could not write webhook.rejected for %s: %s", source, exc)
-        return web.json_response({"error": reason.value, "detail": detail}, status=401)
+        return problem(401, reason.value, detail)
 
     async def handle(self, request: web.Request) -> web.Response:
         source = request.match_info["source"]
         verifier = self._verifiers.get(source)
         if verifier is None:
-            return web.json_response({"error": "unknown_source"}, status=404)
+            return problem(404, "unknown_source", f"no webhook source {source!r} is configured")
         try:
             body = await self._read_capped(request)
-        except _TooLargeError:
-            return web.json_response(
-                {"error": "too_large", "limit": self._settings.max_body_bytes}, status=413
+        except TimeoutError:
+            return problem(
+                408,
+                "body_timeout",
+                f"the body did not arrive within {BODY_TIMEOUT_S:g} s",
+                headers={"Connection": "close"},
             )
+        except _TooLargeError:
+            limit = self.body_limit
+            return problem(413, "body_too_large", f"the body exceeds {limit} bytes", limit=limit)
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             verified = verifier(headers, body)
@@ -165,7 +200,7 @@ class WebhookIngress:
             reason = _REASONS.get(exc.reason, RejectionReason.MALFORMED)
             claimed = headers.get("webhook-id") or headers.get("x-github-delivery")
             return await self._reject(source, reason, str(exc), request, claimed)
-        key = seen_key(source, verified.msg_id)
+        key = seen_key(source, self._dedupe_id(verifier.scheme, verified.msg_id, body))
         async with self._seen.claim(key) as already:
             if already:
                 return web.json_response({"status": "duplicate", "webhook_id": verified.msg_id})
@@ -181,11 +216,21 @@ class WebhookIngress:
             try:
                 await self._publish(event)
             except (TimeoutError, BackboneError) as exc:
+                if too_large_to_write(exc):  # never 5xx: senders would retry it for days
+                    return problem(
+                        413,
+                        "too_large_to_write",
+                        too_large_message("the webhook (body and kept headers)"),
+                        limit=self.body_limit,
+                    )
                 if isinstance(exc, BackboneError) and not exc.retriable:
                     raise
                 log.warning("webhook %s/%s not acknowledged: %s", source, verified.msg_id, exc)
-                return web.json_response(
-                    {"error": "unavailable"}, status=503, headers={"Retry-After": "5"}
+                return problem(
+                    503,
+                    "unavailable",
+                    "not written: Kafka did not acknowledge",
+                    headers={"Retry-After": "5"},
                 )
             self._seen.add(key)
             self._mark_seen(key, event)  # after the event, never before

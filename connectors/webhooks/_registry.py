@@ -9,6 +9,7 @@ ones still sign; after that only the first secret is used.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from aiokafka import ConsumerRecord
 
 from connectors.webhooks._signing import WebhookSecret
+from connectors.webhooks.errors import InvalidHeaderError
+from streams import headers as h
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.webhooks import (
@@ -26,7 +29,31 @@ from streams.events.webhooks import (
 from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
 
-GRACE_HEADER = "backbone-secret-grace-until"
+GRACE_HEADER = h.SECRET_GRACE_UNTIL
+
+#: RFC 9110 ``token``: what a header name may be.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Control characters other than HTAB (CR and LF would inject headers), and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+MAX_HEADERS = 32
+MAX_HEADER_BYTES = 8192
+
+
+def validate_headers(headers: Mapping[str, str]) -> None:
+    """Refuse custom headers that cannot be sent as given (:class:`InvalidHeaderError` names the
+    header); the API, the CLI and the stored model share this check."""
+    if len(headers) > MAX_HEADERS:
+        raise InvalidHeaderError(f"at most {MAX_HEADERS} custom headers, not {len(headers)}")
+    for name, value in headers.items():
+        shown = repr(name[:64])
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise InvalidHeaderError(f"header name {shown} is not a valid HTTP token")
+        if not isinstance(value, str) or _CONTROL.search(value):
+            raise InvalidHeaderError(
+                f"header {shown} has a value with CR, LF or another control character"
+            )
+        if len(name.encode()) + len(value.encode()) > MAX_HEADER_BYTES:
+            raise InvalidHeaderError(f"header {shown} is over {MAX_HEADER_BYTES} bytes")
 
 
 @dataclass(frozen=True)

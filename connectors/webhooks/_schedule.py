@@ -7,9 +7,19 @@ and demos compress it with :meth:`RetrySchedule.scaled`. Retry tier *n* (topic
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass
 from enum import StrEnum
+
+from connectors.resilience import parse_retry_after
+
+__all__ = [
+    "MAX_RETRY_AFTER_S",
+    "SVIX_DELAYS_S",
+    "RetrySchedule",
+    "Verdict",
+    "judge",
+    "parse_retry_after",
+]
 
 SVIX_DELAYS_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
 #: A Retry-After larger than this is treated as this (a receiver cannot park us for a week).
@@ -40,22 +50,6 @@ class RetrySchedule:
         if retry_after_s is not None:
             delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
         return delay
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds from ``now``: delta-seconds or an HTTP date; junk is ignored."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 class Verdict(StrEnum):

@@ -38,6 +38,9 @@ class AttemptResult:
     error: str | None = None
     retry_after_s: float | None = None
     webhook_timestamp: int = 0
+    #: The request could not even be built (a header aiohttp refuses, a bad URL): nothing was
+    #: sent and sending again cannot help, so this delivery fails for good.
+    fatal: bool = False
 
     @property
     def ok(self) -> bool:
@@ -103,7 +106,7 @@ class WebhookSender:
                 parsed, data=body, headers=headers, allow_redirects=False, timeout=timeout
             ) as response:
                 excerpt = await response.content.read(self.settings.max_response_bytes)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 return AttemptResult(
                     response.status,
                     elapsed(),
@@ -127,4 +130,12 @@ class WebhookSender:
                 )
             return AttemptResult(
                 None, elapsed(), error=f"{type(exc).__name__}: {exc}", webhook_timestamp=ts
+            )
+        except (ValueError, TypeError) as exc:  # raised while building the request
+            return AttemptResult(
+                None,
+                elapsed(),
+                error=f"unsendable_request: {exc}"[:500],
+                webhook_timestamp=ts,
+                fatal=True,
             )

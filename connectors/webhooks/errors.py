@@ -11,6 +11,7 @@ Hierarchy::
         ├── InvalidSecretError         a ``whsec_`` secret that does not decode to 24-64 bytes
         ├── UnsafeDestinationError     SSRF guard: the URL resolves to an address we refuse
         ├── UnknownEndpointError       no endpoint with that id in the registry
+        ├── InvalidHeaderError         a custom header that is not a valid HTTP header (fatal)
         └── DeliveryError              an outbound attempt failed (retriable unless said otherwise)
 
 Verification errors are not retriable: the sender has to sign again. Delivery errors are.
@@ -65,3 +66,10 @@ class UnknownEndpointError(WebhookError):
 class DeliveryError(WebhookError):
     code = "delivery_failed"
     retriable = True
+
+
+class InvalidHeaderError(WebhookError):
+    """An endpoint's custom header whose name is not an HTTP token or whose value holds CR, LF or
+    another control character (header injection): refused at registration."""
+
+    code = "invalid_header"

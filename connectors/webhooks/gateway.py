@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from connectors.gateway import add_check, depends_on
 from connectors.webhooks._admin import EndpointAdmin
 from connectors.webhooks._api import EndpointsAPI
 from connectors.webhooks._ingress import WebhookIngress
 from connectors.webhooks._registry import EndpointRegistry
 from connectors.webhooks._seen import SeenSet, seen_key
+from connectors.webhooks._ssrf import DestinationPolicy
 from connectors.webhooks.settings import WebhookSettings
 from streams.codec import Codec
 from streams.producer import Publisher
@@ -65,21 +67,40 @@ class WebhookGateway:
             settings.ingress, self.publisher, self.seen, markers=self.markers
         )
         self.api = EndpointsAPI(
-            EndpointAdmin(self.publisher, self.registry.view),
+            EndpointAdmin(
+                self.publisher,
+                self.registry.view,
+                DestinationPolicy.allowing(settings.delivery.allow_networks),
+            ),
             self.registry.view,
             settings.delivery.rotation_grace_s,
         )
 
     async def start(self) -> None:
+        """Start everything, waiting for Kafka (the gateway uses :meth:`install` instead)."""
         await self.publisher.start()
         await self.markers.start()
-        await self.seen.start()
-        await self.registry.start()
+        await self.load_views()
 
-    async def stop(self) -> None:
+    async def load_views(self) -> None:
+        """Read the seen-set and the endpoint registry (needs Kafka)."""
+        await self.seen.start()
+        try:
+            await self.registry.start()
+        except BaseException:
+            await self.seen.stop()
+            raise
+
+    async def unload_views(self) -> None:
         await self.ingress.drain(self.stop_timeout_s)
         await self.registry.stop()
         await self.seen.stop()
+
+    async def stop(self) -> None:
+        await self.unload_views()
+        await self._stop_publishers()
+
+    async def _stop_publishers(self) -> None:
         for publisher in (self.markers, self.publisher):
             try:
                 # with the cluster gone, aiokafka's stop() keeps retrying the unacknowledged
@@ -92,15 +113,28 @@ class WebhookGateway:
             await self._codec.registry.close()
 
     def install(self, app: web.Application) -> None:
+        """Routes plus lifecycle. Starts while Kafka is down: the webhook routes answer 503 (with
+        Retry-After) until the seen-set and endpoint registry are loaded."""
         self.ingress.install(app)
         self.api.install(app)
 
         async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-            await self.start()
-            yield
-            await self.stop()
+            await self.publisher.start(wait=False)
+            await self.markers.start(wait=False)
+            add_check(app, "webhooks publisher", self.publisher.problem)
+            try:
+                yield
+            finally:
+                await self._stop_publishers()
 
         app.cleanup_ctx.append(lifecycle)
+        depends_on(
+            app,
+            "webhook seen-set and endpoints",
+            self.load_views,
+            self.unload_views,
+            ("/webhooks/", "/v1/webhook-endpoints"),
+        )
 
 
 def webhooks_extension(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +15,7 @@ import click
 from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
 from infra.config import Settings
+from infra.logs import configure
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
 from streams.topics import Catalogue
@@ -36,9 +36,10 @@ async def _codec(cfg: Settings) -> AsyncIterator[Codec]:
 )
 def worker(log_level: str) -> None:
     """Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(log_level)
     cfg = settings()
 
+    from infra.stack import StackFailedError, stop_on_fatal
     from infra.worker import WorkerService  # imports Faust: only for this command
 
     async def serve() -> None:
@@ -47,6 +48,14 @@ def worker(log_level: str) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        failures: list[str] = []
+
+        def fatal(message: str) -> None:
+            click.echo(f"error     {message}; stopping", err=True)
+            failures.append(message)
+            stop.set()
+
+        stop_on_fatal(loop, fatal)
         await service.start()
         click.echo(f"worker    {service.describe()}", err=True)
         click.echo("ready", err=True)
@@ -54,6 +63,8 @@ def worker(log_level: str) -> None:
             await stop.wait()
         finally:
             await service.stop()
+        if failures:
+            raise StackFailedError("the worker stopped because a part of it failed (see above)")
 
     run(serve())
 

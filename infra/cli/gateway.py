@@ -10,6 +10,7 @@ import click
 
 from infra.cli._app import main, run, settings
 from infra.config import Settings
+from infra.logs import configure
 from infra.stack import gateway_service
 
 
@@ -41,6 +42,7 @@ async def _serve(cfg: Settings) -> None:
 @click.option("--port", type=int, default=None, help="Override BACKBONE_GATEWAY_PORT.")
 def gateway(port: int | None) -> None:
     """Run the HTTP gateway against the configured cluster and registry; Ctrl-C stops it."""
+    configure("INFO")
     cfg = settings()
     if port is not None:
         cfg = cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"port": port})})

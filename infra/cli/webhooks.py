@@ -13,6 +13,7 @@ import click
 
 from agents.webhooks.recovery import attempts as read_attempts
 from agents.webhooks.recovery import recover as recover_deliveries
+from connectors.webhooks import DestinationPolicy
 from connectors.webhooks.registry import Endpoint, EndpointAdmin, EndpointRegistry
 from infra.cli._app import emit, fail, json_option, main, run, settings
 from infra.config import Settings
@@ -64,7 +65,8 @@ async def _admin() -> AsyncIterator[tuple[EndpointAdmin, EndpointRegistry]]:
         registry = EndpointRegistry(cfg.kafka, codec, catalogue.name("webhooks.endpoints"))
         await registry.start()
         try:
-            yield EndpointAdmin(publisher, registry.view), registry
+            policy = DestinationPolicy.allowing(cfg.webhooks.delivery.allow_networks)
+            yield EndpointAdmin(publisher, registry.view, policy), registry
         finally:
             await registry.stop()
 

@@ -13,9 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from infra.registry.identity import SchemaShapeError, check_shape
 from infra.registry.registry import ApiError, Registry
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+#: Request bodies beyond this are refused (413) before they are read in full; a schema that
+#: fits but is too large for the registry's log is refused at registration (413 too).
+MAX_BODY_BYTES = 2 * 1024 * 1024
 REGISTRY_KEY: web.AppKey[Registry] = web.AppKey("registry", Registry)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,11 +53,20 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
 
 
-async def _schema_body(request: web.Request) -> str:
+async def _json_body(request: web.Request, error_code: int, what: str) -> Any:
+    """The request body as JSON; its size and depth are checked before it is parsed."""
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(422, 42201, "Invalid schema: the request body is not JSON") from None
+        text = (await request.read()).decode("utf-8")
+        check_shape(text)
+        return json.loads(text)
+    except SchemaShapeError as exc:
+        raise ApiError(422, error_code, f"{what}: the request body is {exc}") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer over 4,300 digits
+        raise ApiError(422, error_code, f"{what}: the request body is not JSON ({exc})") from None
+
+
+async def _schema_body(request: web.Request) -> str:
+    body = await _json_body(request, 42201, "Invalid schema")
     if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
         raise ApiError(422, 42201, "Invalid schema: the body needs a string `schema` field")
     schema_type = body.get("schemaType", "AVRO")
@@ -181,10 +194,7 @@ async def compatibility_all(request: web.Request) -> web.Response:
 
 
 async def _level_body(request: web.Request) -> str:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        body = None
+    body = await _json_body(request, 42203, "Invalid compatibility level")
     if not isinstance(body, dict) or not isinstance(body.get("compatibility"), str):
         raise ApiError(422, 42203, "Invalid compatibility level: the body needs `compatibility`")
     return str(body["compatibility"])
@@ -234,7 +244,7 @@ async def mode(request: web.Request) -> web.Response:
 
 
 def make_app(registry: Registry) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=8 * 1024 * 1024)
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[REGISTRY_KEY] = registry
     app.add_routes(routes)
     return app

@@ -33,8 +33,18 @@ class FencedError(InfraError):
     code = "registry_fenced"
 
 
+#: The largest record value the registry writes: under the producer's 1 MiB request limit with
+#: room for the key and the record's framing.
+MAX_RECORD_BYTES = 1_000_000
+
+
 def _encode(data: dict[str, Any] | None) -> bytes | None:
     return None if data is None else json.dumps(data, separators=(",", ":")).encode()
+
+
+def encoded_size(data: dict[str, Any]) -> int:
+    """Bytes ``data`` takes as a record value of the log."""
+    return len(_encode(data) or b"")
 
 
 class KafkaLog:

@@ -18,7 +18,13 @@ from infra.registry.compatibility import (
     check,
     parse,
 )
-from infra.registry.log import KafkaLog
+from infra.registry.identity import (
+    InvalidDefaultError,
+    SchemaShapeError,
+    check_defaults,
+    check_shape,
+)
+from infra.registry.log import MAX_RECORD_BYTES, KafkaLog, encoded_size
 from infra.registry.store import (
     RegistryState,
     Version,
@@ -134,6 +140,7 @@ class Registry:
     # --- writes --------------------------------------------------------------------------------
 
     async def register(self, subject: str, text: str) -> int:
+        self._check_size(subject, text)
         self._parse(text)
         async with self._lock:
             existing = self.state.find(subject, text)
@@ -206,12 +213,44 @@ class Registry:
         self.state.apply(key, value)
 
     @staticmethod
-    def _parse(text: str) -> Any:
+    def _check_size(subject: str, text: str) -> None:
+        """Refuse (413), before the slow Avro parse, a schema too large for the registry's log."""
+        stored = Version(subject, 1, 1, canonical(Registry._json(text)))
+        size = encoded_size(schema_value(stored))
+        if size > MAX_RECORD_BYTES:
+            raise ApiError(
+                413,
+                41301,
+                f"Schema too large: it is stored as {size} bytes and the registry's log "
+                f"takes records of at most {MAX_RECORD_BYTES} bytes",
+            )
+
+    @staticmethod
+    def _json(text: str) -> str:
+        """``text`` once it is known to be JSON of a sane depth (checked before parsing)."""
         try:
-            json.loads(text)
-            return parse(text)
-        except (InvalidAvroSchema, json.JSONDecodeError, TypeError) as exc:
+            check_shape(text)
+            json.loads(text)  # ValueError: not JSON, or an integer over Python's 4,300 digits
+        except (SchemaShapeError, ValueError, TypeError) as exc:
             raise ApiError(422, 42201, f"Invalid schema: {exc}") from exc
+        return text
+
+    @staticmethod
+    def _parse(text: str) -> Any:
+        """Parse and validate; the JSON's depth is bounded before anything recurses into it."""
+        Registry._json(text)
+        try:
+            check_defaults(text)  # also bounds the field count before the (quadratic) parse
+            parsed = parse(text)
+        except (
+            InvalidAvroSchema,
+            InvalidDefaultError,
+            SchemaShapeError,
+            ValueError,
+            TypeError,
+        ) as exc:
+            raise ApiError(422, 42201, f"Invalid schema: {exc}") from exc
+        return parsed
 
 
 def _transitive(level: Level) -> Level:

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.registry.compatibility import DEFAULT_LEVEL, Level
+from infra.registry.identity import identity
 
 
 def canonical(text: str) -> str:
-    """The identity of a schema text: compact JSON, key order kept (as our client sends it)."""
+    """The stored form of a schema text: compact JSON, key order kept (as our client sends it);
+    two texts are the same schema when their :func:`~infra.registry.identity.identity` is."""
     return json.dumps(json.loads(text), separators=(",", ":"))
 
 
@@ -60,7 +62,7 @@ class RegistryState:
     default_level: Level = DEFAULT_LEVEL
     subjects: dict[str, dict[int, Version]] = field(default_factory=dict)
     schemas: dict[int, str] = field(default_factory=dict)
-    ids: dict[str, int] = field(default_factory=dict)  # canonical text -> id
+    ids: dict[str, int] = field(default_factory=dict)  # identity -> id
     levels: dict[str | None, Level] = field(default_factory=dict)
     max_id: int = 0
 
@@ -84,7 +86,7 @@ class RegistryState:
             )
             versions[number] = v
             self.schemas.setdefault(v.id, v.schema)
-            self.ids.setdefault(canonical(v.schema), v.id)
+            self.ids.setdefault(identity(v.schema), v.id)
             self.max_id = max(self.max_id, v.id)
         elif keytype == "CONFIG":
             scope = None if key.get("subject") is None else str(key["subject"])
@@ -119,15 +121,15 @@ class RegistryState:
 
     def find(self, subject: str, text: str) -> Version | None:
         """The live version of ``subject`` holding this schema, if any."""
-        wanted = canonical(text)
+        wanted = identity(text)
         for v in self.live(subject):
-            if canonical(v.schema) == wanted:
+            if identity(v.schema) == wanted:
                 return v
         return None
 
     def id_for(self, text: str) -> int:
         """The id this schema has or would get."""
-        return self.ids.get(canonical(text), self.max_id + 1)
+        return self.ids.get(identity(text), self.max_id + 1)
 
     def next_version(self, subject: str) -> int:
         versions = self.subjects.get(subject, {})

@@ -101,6 +101,14 @@ class CallSucceeded(_CallEvent):
     response: str | None = Field(
         default=None, description="Response body as JSON text, when the caller needs it."
     )
+    response_truncated: bool = Field(
+        default=False,
+        description="True when `response` holds only the first part of a body too large to "
+        "carry in a record (then it is not valid JSON); `response_bytes` is the full size.",
+    )
+    response_bytes: int | None = Field(
+        default=None, description="Size in bytes of the full response body, when truncated."
+    )
 
 
 class CallFailed(_CallEvent):

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from connectors.gateway._clients import BearerTokens, ClientLimits, TokenBucket
+from connectors.gateway._clients import BearerTokens, ClientLimits
 from connectors.gateway._ingest import batch_status
 from connectors.gateway.settings import GatewaySettings
+from connectors.resilience import RateLimit, TokenBucket
 from infra.config import load_settings
 
 
@@ -33,7 +34,7 @@ def test_bearer_tokens_map_to_clients() -> None:
 
 def test_bucket_allows_a_burst_then_the_rate() -> None:
     clock = Clock()
-    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    bucket = TokenBucket(RateLimit(rate=2.0, burst=3), clock=clock)
     assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket.take() == pytest.approx(0.5)
     clock.now = 0.5

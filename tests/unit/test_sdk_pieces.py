@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 from streams import headers as h
 from streams._dead_letter import dead_letter_headers, dead_letter_topic
 from streams.consumer import IdempotenceFilter, resolve_topic
-from streams.errors import ConfigurationError, KafkaUnavailableError
+from streams.errors import ConfigurationError, CorruptPayload, KafkaUnavailableError
 from streams.producer import schema_id_of
 from streams.topics import Catalogue
 
@@ -66,7 +66,10 @@ def test_dead_letter_headers_name_reason_and_origin() -> None:
         "p.calls.requests", 2, 41, 1700, 0, b"k", b"\xff", None, 1, 1, [("x", b"1")]
     )
     got = dict(dead_letter_headers(record, KafkaUnavailableError("boom")))
-    assert got[h.DLT_REASON] == b"boom"
+    assert got[h.DLT_REASON] == b"fatal"  # always a DeadLetterReason value
+    assert got[h.DLT_MESSAGE] == b"boom"
+    undecodable = dict(dead_letter_headers(record, CorruptPayload("bad bytes")))
+    assert undecodable[h.DLT_REASON] == b"undecodable"
     assert got[h.DLT_ERROR_CLASS] == b"KafkaUnavailableError"
     assert got[h.DLT_ORIGINAL_TOPIC] == b"p.calls.requests"
     assert (got[h.DLT_ORIGINAL_PARTITION], got[h.DLT_ORIGINAL_OFFSET]) == (b"2", b"41")

@@ -26,7 +26,8 @@ CONFIG = """
 group_id = "{group}"
 max_in_flight = 16
 session_timeout_s = 6.0
-rebalance_timeout_s = 8.0
+rebalance_timeout_s = 20.0
+default_timeout_s = 10.0
 commit_interval_s = 0.5
 runtime = "{runtime}"
 
@@ -42,6 +43,7 @@ open_wait_s = 1.0
 name = "sim"
 kind = "simulated"
 max_concurrency = 8
+timeout_s = 10.0
 
 [calls.services.rate_limit]
 rate = 400.0

@@ -30,7 +30,8 @@ group_id = "{group}"
 runtime = "{runtime}"
 max_in_flight = 4
 session_timeout_s = 6.0
-rebalance_timeout_s = 8.0
+rebalance_timeout_s = 20.0
+default_timeout_s = 10.0
 commit_interval_s = 0.5
 
 [[calls.services]]

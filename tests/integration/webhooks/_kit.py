@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,6 +21,7 @@ from connectors.webhooks.settings import (
 from streams.admin import partitions
 from streams.codec import Codec
 from streams.events import Event
+from streams.events.webhooks import WebhookDeliveryDeadLettered
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -86,3 +89,30 @@ async def read_all(
         return out
     finally:
         await consumer.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def dead_letters(
+    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> list[tuple[WebhookDeliveryDeadLettered, dict[str, bytes]]]:
+    """Every webhook dead letter so far, with its record headers."""
+    rows = await read_all(kafka, codec, catalogue.name("webhooks.deliveries.dlt"))
+    return [(e, h) for _, e, h in rows if isinstance(e, WebhookDeliveryDeadLettered)]
+
+
+async def wait_dead_letters(
+    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int, timeout: float = 20
+) -> list[WebhookDeliveryDeadLettered]:
+    deadline = time.monotonic() + timeout
+    while len(found := await dead_letters(kafka, codec, catalogue)) < n:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {n} dead letters, found {len(found)}")
+        await asyncio.sleep(0.2)
+    return [e for e, _ in found]

@@ -65,3 +65,28 @@ def test_endpoint_commands(
         )
         == []
     )
+
+
+def test_item17_cli_normalises_and_guards_urls_like_the_api(
+    kafka_settings: KafkaSettings, schema_registry: RegistrySettings, catalogue: Catalogue
+) -> None:
+    """Issue 10 item 17: the CLI stored URLs as typed (the API normalises them)."""
+    env = {
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+    }
+    cli = CliRunner()
+    added = cli.invoke(
+        main,
+        ["webhooks", "endpoints", "add", "HTTPS://Hooks.Example.COM", "--json"],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.output)["url"] == "https://hooks.example.com/"
+    unsafe = cli.invoke(
+        main, ["webhooks", "endpoints", "add", "http://169.254.169.254/", "--json"], env=env
+    )
+    assert unsafe.exit_code != 0
+    assert "unsafe destination" in unsafe.output

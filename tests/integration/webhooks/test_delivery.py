@@ -17,43 +17,16 @@ from streams.events.common import DeadLetterReason
 from streams.events.webhooks import (
     WebhookDelivered,
     WebhookDeliveryAttempted,
-    WebhookDeliveryDeadLettered,
     WebhookDeliveryFailed,
     WebhookEndpointDisabled,
 )
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration.webhooks._kit import read_all
+from tests.integration.webhooks._kit import read_all, wait_dead_letters, wait_until
 from tests.integration.webhooks._outbound import admin_only, delivery_settings, running_service
 from tests.integration.webhooks._receiver import receiver
 
 pytestmark = pytest.mark.integration
-
-
-async def _wait(predicate: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
-async def _dead_letters(
-    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue
-) -> list[WebhookDeliveryDeadLettered]:
-    rows = await read_all(kafka, codec, catalogue.name("webhooks.deliveries.dlt"))
-    return [e for _, e, _ in rows if isinstance(e, WebhookDeliveryDeadLettered)]
-
-
-async def _wait_dead_letters(
-    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int
-) -> list[WebhookDeliveryDeadLettered]:
-    deadline = time.monotonic() + 20
-    while len(found := await _dead_letters(kafka, codec, catalogue)) < n:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"expected {n} dead letters, found {len(found)}")
-        await asyncio.sleep(0.2)
-    return found
 
 
 async def test_matching_events_are_delivered_signed(
@@ -91,7 +64,7 @@ async def test_matching_events_are_delivered_signed(
             await out.publisher.publish_many([failed, succeeded])
             [hit] = await bird.wait_for(1)
             await asyncio.sleep(0.5)  # nothing else may arrive
-            await _wait(lambda: svc.worker.delivered == 1)
+            await wait_until(lambda: svc.worker.delivered == 1)
     assert len(bird.hits) == 1
     assert hit.headers["X-Partner"] == "acme"
     body = standardwebhooks.Webhook(secret).verify(hit.body, hit.headers)
@@ -114,7 +87,7 @@ async def test_retries_follow_the_schedule_with_stable_id_and_fresh_timestamps(
         async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             request = await out.request(endpoint.endpoint_id)
             hits = await bird.wait_for(3, timeout=30)
-            await _wait(lambda: svc.worker.delivered == 1)
+            await wait_until(lambda: svc.worker.delivered == 1)
     gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
     for gap, delay in zip(gaps, delays, strict=True):
         assert abs(gap - delay) <= 0.1 * delay, f"gap {gap:.3f} s for a {delay} s delay"
@@ -152,7 +125,7 @@ async def test_exhausted_delivery_is_dead_lettered_with_its_envelope_then_recove
         async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             request = await out.request(endpoint.endpoint_id, payload='{"n": 7}')
             await bird.wait_for(3)
-            [dead] = await _wait_dead_letters(kafka_settings, codec, catalogue, 1)
+            [dead] = await wait_dead_letters(kafka_settings, codec, catalogue, 1)
             assert dead.delivery_id == request.delivery_id
             assert dead.request.payload == '{"n": 7}'
             assert dead.failure.reason is DeadLetterReason.EXHAUSTED
@@ -174,7 +147,7 @@ async def test_exhausted_delivery_is_dead_lettered_with_its_envelope_then_recove
             )
             assert [r.delivery_id for r in done] == [request.delivery_id]
             hits = await bird.wait_for(4)
-            await _wait(lambda: svc.worker.delivered == 1)
+            await wait_until(lambda: svc.worker.delivered == 1)
     assert hits[3].headers["webhook-id"] == request.delivery_id
     standardwebhooks.Webhook(secret).verify(hits[3].body, hits[3].headers)
     assert len(bird.hits) == 4
@@ -189,9 +162,9 @@ async def test_gone_disables_the_endpoint(
         async with running_service(kafka_settings, codec, catalogue, delivery_settings()) as svc:
             await out.request(endpoint.endpoint_id)
             await bird.wait_for(1)
-            await _wait(lambda: svc.registry.view.endpoints[endpoint.endpoint_id].disabled)
+            await wait_until(lambda: svc.registry.view.endpoints[endpoint.endpoint_id].disabled)
             await out.request(endpoint.endpoint_id)  # a later delivery is not attempted
-            await _wait_dead_letters(kafka_settings, codec, catalogue, 2)
+            await wait_dead_letters(kafka_settings, codec, catalogue, 2)
     assert len(bird.hits) == 1
     rows = await read_all(kafka_settings, codec, catalogue.name("webhooks.endpoints"))
     disabled = [e for _, e, _ in rows if isinstance(e, WebhookEndpointDisabled)]
@@ -207,7 +180,7 @@ async def test_endpoint_failing_for_the_configured_period_is_disabled(
         settings = delivery_settings(retry_delays_s=(0.4,) * 7, disable_after_s=1.0)
         async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             await out.request(endpoint.endpoint_id)
-            await _wait(lambda: svc.registry.view.endpoints[endpoint.endpoint_id].disabled)
+            await wait_until(lambda: svc.registry.view.endpoints[endpoint.endpoint_id].disabled)
     assert 3 <= len(bird.hits) <= 5  # about 1 s of failures at 0.4 s spacing, then no more
     rows = await read_all(kafka_settings, codec, catalogue.name("webhooks.endpoints"))
     [disabled] = [e for _, e, _ in rows if isinstance(e, WebhookEndpointDisabled)]
@@ -274,7 +247,7 @@ async def test_ssrf_guard_blocks_loopback_without_allow_list(
         settings = delivery_settings(allow_networks=(), retry_delays_s=(0.1,))
         async with running_service(kafka_settings, codec, catalogue, settings):
             await out.request(endpoint.endpoint_id)
-            [dead] = await _wait_dead_letters(kafka_settings, codec, catalogue, 1)
+            [dead] = await wait_dead_letters(kafka_settings, codec, catalogue, 1)
     assert canary.hits == []
     assert dead.failure.error_class == "unsafe_destination"
     rows = await read_all(kafka_settings, codec, catalogue.name("webhooks.attempts"))
@@ -303,7 +276,7 @@ async def test_undecodable_request_does_not_stall_the_partition(
         async with running_service(kafka_settings, codec, catalogue, delivery_settings()) as svc:
             await out.request(endpoint.endpoint_id)
             await bird.wait_for(1)
-            await _wait(lambda: svc.worker.undecodable == 1)
+            await wait_until(lambda: svc.worker.undecodable == 1)
 
 
 async def test_replayed_copies_do_not_trigger_deliveries(

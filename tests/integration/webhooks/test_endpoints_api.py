@@ -75,3 +75,39 @@ async def test_register_list_patch_rotate_disable(
     rows = await read_all(kafka_settings, codec, catalogue.name("webhooks.endpoints"))
     assert isinstance(rows[0][1], WebhookEndpointRegistered)
     assert {key for key, _, _ in rows} == {endpoint_id.encode()}  # keyed for compaction
+
+
+async def test_item17_unsafe_urls_and_bad_headers_are_refused_at_registration(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    """Issue 10 items 17 and 1: SSRF-unsafe URLs and CR/LF header values were stored (201)."""
+    async with (
+        running_gateway(kafka_settings, codec, catalogue, ingress_settings()) as (base, _),
+        aiohttp.ClientSession(base_url=base) as http,
+    ):
+        for url in (
+            "http://127.0.0.1:9/in",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://2130706433/",
+            "http://10.0.0.8/",
+        ):
+            async with http.post("/v1/webhook-endpoints", json={"url": url}) as r:
+                assert r.status == 400, url
+                error = (await r.json())["error"]
+                assert "unsafe destination" in error["message"], error
+        for headers in ({"X-Ok": "a\r\nX-Evil: 1"}, {"Bad Name": "v"}, {"X-Nul": "\x00"}):
+            body = {"url": "https://hooks.example.com/in", "headers": headers}
+            async with http.post("/v1/webhook-endpoints", json=body) as r:
+                assert r.status == 400, headers
+                assert (await r.json())["error"]["fields"][0]["field"].startswith("headers")
+        async with http.post(
+            "/v1/webhook-endpoints", json={"url": "HTTPS://Hooks.Example.COM"}
+        ) as r:
+            assert r.status == 201
+            created = await r.json()
+        assert created["url"] == "https://hooks.example.com/"  # normalised
+        async with http.patch(
+            f"/v1/webhook-endpoints/{created['endpoint_id']}", json={"url": "http://127.0.0.1/"}
+        ) as r:
+            assert r.status == 400

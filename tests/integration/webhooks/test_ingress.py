@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import pytest
@@ -32,7 +33,7 @@ def _msg_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+async def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as r:
         return r.status, await r.json()
 
@@ -120,7 +121,7 @@ async def test_rejections_answer_401_and_leave_an_audit_event(
     async with running_gateway(kafka_settings, codec, catalogue, ingress_settings()) as (base, _):
         status, answer = await _post(f"{base}/webhooks/partner", body, headers)
     assert status == 401
-    assert answer["error"] == reason.value
+    assert answer["error"]["code"] == reason.value
     assert await _received(kafka_settings, codec, catalogue) == []
     [audit] = await _rejected(kafka_settings, codec, catalogue)
     assert audit.reason is reason
@@ -147,7 +148,7 @@ async def test_oversize_body_is_413_before_buffering(
     ) as (base, _):
         status, answer = await _post(f"{base}/webhooks/partner", big, {})
         assert status == 413
-        assert answer["limit"] == 1024
+        assert answer["error"]["limit"] == 1024
 
         async def chunks() -> object:  # no Content-Length: the cap is enforced while reading
             for _ in range(8):
@@ -249,3 +250,29 @@ async def test_kafka_unavailable_is_503_and_nothing_marked_seen(
             assert f"partner/{msg_id}".encode() not in gateway.seen
     finally:
         await asyncio.to_thread(broker.stop)
+
+
+async def test_item17_github_replay_under_a_new_delivery_id_is_a_duplicate(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    """Issue 10 item 17: GitHub signs no timestamp, so the same body and signature under a new
+    X-GitHub-Delivery was accepted again (a second event)."""
+    body = b'{"action": "opened", "number": 7}'
+    signature = sign_github(GITHUB_SECRET.encode(), body)
+    async with running_gateway(kafka_settings, codec, catalogue, ingress_settings()) as (base, _):
+        for attempt in range(3):
+            headers = {
+                "X-Hub-Signature-256": signature,
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-GitHub-Event": "pull_request",
+            }
+            status, answer = await _post(f"{base}/webhooks/gh", body, headers)
+            assert status == (202 if attempt == 0 else 200), answer
+        other = b'{"action": "closed", "number": 7}'
+        headers = {
+            "X-Hub-Signature-256": sign_github(GITHUB_SECRET.encode(), other),
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+        }
+        assert (await _post(f"{base}/webhooks/gh", other, headers))[0] == 202
+    events = await _received(kafka_settings, codec, catalogue)
+    assert sorted(e.body for e in events) == sorted([body, other])

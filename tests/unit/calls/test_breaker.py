@@ -119,3 +119,15 @@ def test_restore_keeps_an_open_circuit_open_for_the_rest_of_its_wait() -> None:
     restored_clock.t += 3
     assert state(restored) is CircuitState.HALF_OPEN
     assert len(changes) == 1
+
+
+def test_a_probe_permit_whose_call_never_went_out_is_given_back() -> None:
+    breaker, clock, _ = make()
+    for failed in (True, True, True, True):
+        call(breaker, failed=failed)
+    clock.t += 5
+    assert breaker.try_acquire()
+    assert breaker.try_acquire()
+    assert not breaker.try_acquire()
+    breaker.release()  # e.g. its claim could not be written: the call was not made
+    assert breaker.try_acquire()

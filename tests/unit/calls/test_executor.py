@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from agents.outputs import Output, Source
 from agents.retry import RetryPolicy
 from agents.router import route
 from agents.settings import WorkerSettings
+from connectors.base import CallInput, CallOutput
 from connectors.settings import ServiceSettings
 from streams import headers as h
 from streams.events.calls import CallDeadLettered, CallRequested, CallStarted, Priority
@@ -221,3 +223,32 @@ async def test_the_last_results_record_carries_the_claim_and_is_written_last() -
     assert h.CLAIM not in attempt.last[0].headers
     assert attempt.last[-1].headers[h.CLAIM] == attempt.claim_id.encode()  # type: ignore[union-attr]
     assert attempt.last[-1].headers[h.CALL_END] == b"gave-up"
+
+
+async def test_a_call_is_claimed_only_once_it_holds_its_service_slot() -> None:
+    """A call queued for one of the service's concurrency slots has no claim yet: a worker dying
+    then leaves nothing 'outcome unknown' for a call that never reached the service."""
+    gate = asyncio.Event()
+
+    class Gated(ScriptedService):
+        async def execute(self, call: CallInput) -> CallOutput:
+            await gate.wait()
+            return await super().execute(call)
+
+    svc = Gated()
+    journal: list[str] = []
+
+    async def write(claim: CallStarted) -> None:
+        journal.append(claim.call_id)
+
+    settings = WorkerSettings(services=(ServiceSettings(name="svc", kind="x", max_concurrency=1),))
+    ex = CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW, journal=write)
+    first, second = req(), req()
+    both = asyncio.gather(ex.attempt(first, SOURCE), ex.attempt(second, SOURCE))
+    for _ in range(100):  # let both run as far as they can: one holds the slot, one waits
+        await asyncio.sleep(0)
+    assert journal == [first.call_id]
+    gate.set()
+    await both
+    assert journal == [first.call_id, second.call_id]
+    assert svc.order == [first.call_id, second.call_id]

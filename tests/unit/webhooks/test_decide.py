@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from connectors.resilience import RateLimit, TokenBucket
 from connectors.webhooks import RetrySchedule
 from connectors.webhooks._decide import Action, decide
-from connectors.webhooks._ratelimit import TokenBucket
 
 SCHEDULE = RetrySchedule((5, 300, 1800))
 NOW = 1_700_000_000.0
@@ -65,17 +65,13 @@ def test_failing_for_too_long_disables() -> None:
     assert d.action is Action.RETRY  # type: ignore[attr-defined]
 
 
-def test_token_bucket() -> None:
-    bucket = TokenBucket(rate_per_s=10, burst=2)
-    t = bucket.updated
-    assert bucket.wait_time(t) == 0
-    assert bucket.wait_time(t) == 0
-    assert bucket.wait_time(t) == pytest.approx(0.1)
-    assert bucket.wait_time(t + 0.11) == 0
-
-
-def test_token_bucket_reservations_queue_up() -> None:
-    bucket = TokenBucket(rate_per_s=10, burst=1)
-    t = bucket.updated
-    waits = [bucket.reserve(t) for _ in range(4)]
-    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])
+def test_token_bucket_take_and_reservations_queue_up() -> None:
+    """The one bucket (connectors.resilience) the endpoint limits, calls and gateway share."""
+    clock = [100.0]
+    bucket = TokenBucket(RateLimit(rate=10, burst=2), clock=lambda: clock[0])
+    assert [bucket.take(), bucket.take()] == [0, 0]
+    assert bucket.take() == pytest.approx(0.1)  # nothing taken
+    clock[0] += 0.11
+    assert bucket.take() == 0
+    queued = TokenBucket(RateLimit(rate=10, burst=1), clock=lambda: clock[0])
+    assert [queued.reserve() for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])

@@ -1,0 +1,116 @@
+"""Issue 17 on the real broker: batches failing one after another must not make the stage commit
+past records it never handled.
+
+The real :class:`~agents.runtime.Stage` with a stage's settings reads a topic holding exactly its
+prefetch: every batch is in flight at once; they fail one after another, 50 ms apart (as during
+a broker outage), then every retry succeeds. Each record must be handled exactly once (the
+failures handled nothing) and the group's committed offset must reach the end. Before the fix,
+each failure sought its own batch's first record, the last one forward past the earlier ones,
+and 56 of the lanes' 64 records were committed without ever being handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.runtime import Record, Stage
+from agents.settings import WorkerSettings
+from infra.testing.pytest_plugin import NewTopic, unique
+from streams.admin import admin_client
+from streams.settings import KafkaSettings
+
+pytestmark = pytest.mark.integration
+
+LANES = WorkerSettings()
+
+
+class FailingThenFine:
+    """A handler whose first ``failures`` batches all start, then fail 50 ms apart."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.handled: Counter[int] = Counter()
+        self._all_in = asyncio.Event()
+
+    async def __call__(self, records: list[Record]) -> None:
+        turn = self.calls
+        self.calls += 1
+        if turn < self.failures:
+            if self.calls == self.failures:
+                self._all_in.set()
+            await asyncio.wait_for(self._all_in.wait(), timeout=60)
+            await asyncio.sleep(0.05 * (turn + 1))
+            raise RuntimeError(f"batch {turn} could not write its outputs")
+        self.handled.update(r.offset for r in records)
+
+
+@pytest.mark.parametrize(
+    ("stage", "prefetch", "batch"),
+    [("lanes", LANES.lane_prefetch, LANES.lane_batch), ("router", 2000, 500)],
+)
+async def test_failures_in_a_row_neither_skip_nor_commit_unhandled_records(
+    kafka_settings: KafkaSettings,
+    new_topic: NewTopic,
+    producer: AIOKafkaProducer,
+    stage: str,
+    prefetch: int,
+    batch: int,
+) -> None:
+    topic = await new_topic(1, stem=f"rewind-{stage}")
+    sent = [await producer.send(topic, str(n).encode(), key=b"k") for n in range(prefetch)]
+    await asyncio.gather(*sent)
+    handler = FailingThenFine(failures=prefetch // batch)
+    group = unique(f"rewind-{stage}")
+    runner = Stage(
+        stage,
+        kafka_settings,
+        group,
+        [topic],
+        handler,
+        prefetch=prefetch,
+        max_batch=batch,
+        commit_interval_s=0.2,
+        session_timeout_s=10,
+        rebalance_timeout_s=10,
+        drain_timeout_s=10,
+        fetch_wait_ms=int(LANES.batch_wait_s * 1000),
+    )
+    await runner.start()
+    try:
+        committed = await _committed_to(kafka_settings, group, TopicPartition(topic, 0), prefetch)
+        # a commit of the end means everything below it was handled: check that it was
+        unhandled = sorted(set(range(prefetch)) - set(handler.handled))
+        assert not unhandled, (
+            f"committed {committed} of {prefetch}, but {len(unhandled)} records were never "
+            f"handled (first: {unhandled[:10]})"
+        )
+        assert handler.calls >= handler.failures, "the batches did not all fail first"
+        assert set(handler.handled.values()) == {1}, "a record was handled more than once"
+    finally:
+        await runner.stop()
+
+
+async def _committed_to(
+    kafka: KafkaSettings, group: str, tp: TopicPartition, end: int, timeout: float = 90.0
+) -> int:
+    deadline = time.monotonic() + timeout
+    async with admin_client(kafka) as admin:
+        while True:
+            try:
+                offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+            except KafkaError as exc:  # a fresh broker: the coordinator is still being elected
+                if not exc.retriable:
+                    raise
+                offsets = {}
+            committed = offsets[tp].offset if tp in offsets else -1
+            if committed >= end:
+                return committed
+            assert time.monotonic() < deadline, f"{group} committed {committed} of {end}"
+            await asyncio.sleep(0.2)

@@ -1,0 +1,122 @@
+"""The Publisher across a broker outage: a broken idempotent sequence heals, a withdrawn record
+is never written later, and a transaction commits records handed over with ``send()``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.admin import partitions
+from streams.codec import Codec
+from streams.errors import BackboneError, KafkaUnavailableError
+from streams.producer import Publisher
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+from tests.integration._events import call_requested
+from tests.integration.calls._support import TopicReader
+from tests.integration.outage._broker import eventually, own_broker
+
+#: each test starts a broker of its own twice (10-60 s each on a loaded machine)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+async def _call_ids(kafka: KafkaSettings, codec: Codec, topic: str) -> list[str]:
+    async with TopicReader(kafka, codec, topic) as reader:
+        for _ in range(20):
+            await reader.poll()
+        return [e.call_id for e in reader.of("call.requested")]
+
+
+def _writes(
+    publisher: Publisher, refusals: list[BackboneError] | None = None
+) -> Callable[[], Awaitable[bool]]:
+    """A probe that is true once a publish was acknowledged (refusals are collected)."""
+
+    async def probe() -> bool:
+        try:
+            await publisher.publish(call_requested(99))
+        except BackboneError as exc:
+            if refusals is not None:
+                refusals.append(exc)
+            return False
+        return True
+
+    return probe
+
+
+async def test_a_broken_sequence_is_healed_by_a_fresh_producer(
+    tmp_path: Path, codec: Codec, catalogue: Catalogue
+) -> None:
+    """aiokafka#1017: batches that expire during an outage longer than request_timeout_ms keep
+    their sequence numbers, so every later write got OutOfOrderSequenceNumber (a 422 forever)."""
+    async with own_broker(tmp_path, catalogue) as broker:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, request_timeout_ms=1_000, linger_ms=0)
+        async with Publisher(kafka, codec, catalogue) as publisher:
+            await eventually(_writes(publisher))  # a broker that just started may need a moment
+            await broker.stop()
+            with pytest.raises(KafkaUnavailableError):  # it expires holding sequence numbers
+                await publisher.publish(call_requested(1))
+            assert publisher.problem() is not None
+            await broker.start()
+            refusals: list[BackboneError] = []
+            await eventually(_writes(publisher, refusals))
+            assert all(exc.retriable for exc in refusals), [str(e) for e in refusals]
+            assert publisher.rebuilds >= 1
+            assert publisher.problem() is None
+            for i in range(100, 110):  # and it stays healthy
+                await publisher.publish(call_requested(i))
+
+
+async def test_a_withdrawn_record_is_never_written_later(
+    tmp_path: Path, codec: Codec, catalogue: Catalogue
+) -> None:
+    """A caller that stops waiting (the gateway's 503) leaves nothing in the producer's buffer."""
+    async with own_broker(tmp_path, catalogue) as broker:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)  # 30 s: no expiry
+        async with Publisher(kafka, codec, catalogue) as publisher:
+            await eventually(_writes(publisher))
+            await broker.stop()
+            refused = call_requested(1)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await publisher.publish(refused)
+            await broker.start()
+            await eventually(_writes(publisher))
+            ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
+        assert refused.model_dump()["call_id"] not in ids
+        assert len(ids) == 2
+
+
+async def test_a_transaction_commits_what_send_handed_over(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    events = [call_requested(i) for i in range(5)]
+    publisher = Publisher(kafka_settings, codec, catalogue, transactional_id=catalogue.prefix)
+    async with publisher, publisher.transaction():
+        for event in events:
+            await publisher.send(event)  # not awaited: the commit must include them
+    topic = catalogue.name("calls.requests")
+    found = await partitions(kafka_settings, [topic])
+    tps = [TopicPartition(topic, p) for p in found[topic]]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_settings.bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    seen = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)  # the last stable offset under read_committed
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                seen += len(batch.get(tp, []))
+    finally:
+        await consumer.stop()
+    assert seen == len(events)

@@ -1,0 +1,63 @@
+"""Edge validation pieces of the gateway (issue 10, items 3, 4, 11, 12, 14, 17)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from agents.settings import WorkerSettings
+from agents.worker import consumer_groups
+from connectors.gateway._ingest import accepted_types, may_write
+from connectors.gateway._validate import too_deep, validate_strict
+from connectors.gateway.settings import GatewaySettings
+from streams.events import EVENT_TYPES
+from streams.topics import PUBLIC_EVENT_TYPES, is_internal
+
+
+def test_depth_is_judged_without_parsing_and_ignores_brackets_in_strings() -> None:
+    assert not too_deep(b'{"a": [1, {"b": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}]}', 32)
+    assert too_deep("[" * 33 + "]" * 33, 32)
+    assert not too_deep("[" * 32 + "]" * 32, 32)
+    assert too_deep(b'{"s": "\\"[", "x": ' + b"[" * 40 + b"]" * 40 + b"}", 32)
+    too_deep("[" * 1_000_000)  # no RecursionError, no parse
+
+
+def test_strict_validation_refuses_coercions_but_not_integral_floats() -> None:
+    cls = EVENT_TYPES["call.requested"]
+    base = {
+        "call_id": "c",
+        "service": "s",
+        "operation": "o",
+        "payload": "{}",
+        "idempotency_key": "k",
+    }
+    for bad in ({"attempt": "3"}, {"attempt": True}, {"timeout_ms": False}, {"deadline": 0}):
+        with pytest.raises(ValidationError):
+            validate_strict(cls, json.dumps({**base, **bad}))
+    event = validate_strict(cls, json.dumps({**base, "attempt": 2.0, "timeout_ms": 1e3}))
+    assert (event.attempt, event.timeout_ms) == (2, 1000)  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        validate_strict(cls, json.dumps({**base, "attempt": 2.5}))
+
+
+def test_internal_types_need_a_grant_and_old_configurations_keep_public_types() -> None:
+    assert set(EVENT_TYPES) >= PUBLIC_EVENT_TYPES
+    assert is_internal("call.started")
+    assert not is_internal("call.requested")
+    old = GatewaySettings(tokens="a=t1")  # no grants: public types only
+    assert set(accepted_types(old, "a")) == PUBLIC_EVENT_TYPES
+    granted = GatewaySettings(tokens="a=t1,b=t2", grants="b=call.started|monitoring.*")
+    assert may_write(granted, "b", "monitoring.alert_raised")
+    assert may_write(granted, "b", "call.started")
+    assert not may_write(granted, "b", "call.succeeded")
+    assert not may_write(granted, "a", "call.started")
+    assert not may_write(granted, None, "call.started")
+
+
+def test_the_worker_names_the_groups_it_joins() -> None:
+    """Item 17: the log said "group backbone-calls"; the aiokafka stages join three groups."""
+    line = consumer_groups(WorkerSettings())
+    assert line == "groups backbone-calls.router, backbone-calls.lanes, backbone-calls.retry"
+    assert consumer_groups(WorkerSettings(runtime="faust")) == "group backbone-calls (Faust app)"
