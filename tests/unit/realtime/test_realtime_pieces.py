@@ -7,6 +7,7 @@ import asyncio
 import jwt
 import pytest
 
+import connectors.realtime
 from connectors.realtime import KINDS, RealtimeSettings, mint, parse_channel, verify
 from connectors.realtime._outbox import Outbox
 from connectors.realtime.channels import channels_of, fanout_topics
@@ -178,3 +179,18 @@ def test_settings_from_the_environment() -> None:
     assert cfg.auth_timeout_s == 3
     assert cfg.max_connections_per_token == 2
     assert KEY not in repr(cfg)
+
+
+def test_realtime_exports() -> None:
+    assert sorted(connectors.realtime.__all__) == [
+        "Channel",
+        "ChannelKind",
+        "CloseCode",
+        "Grant",
+        "KINDS",
+        "RealtimeSettings",
+        "mint",
+        "parse_channel",
+        "realtime_extension",
+        "verify",
+    ]
