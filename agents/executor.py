@@ -25,6 +25,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from agents import _headers as hd
 from agents.errors import AttemptCrashedError, OutcomeUnknownError, OutcomeUnwritableError
 from agents.ledger import GAVE_UP, SUCCEEDED, CallLedger, Claim
@@ -53,8 +56,10 @@ from streams.events.health import CircuitState as CircuitStateField
 from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
 from streams.topics import Catalogue
+from streams.tracing import consumed, current_traceparent
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("backbone.agents")
 
 CIRCUITS = "integration.circuits"
 HEALTH = "integration.health"
@@ -249,7 +254,8 @@ class CallExecutor:
                 )
                 outputs = self.outcomes.failed(request, source, unknown, None, counts=False)
             else:
-                outputs = await self._attempt(request, source, journal)
+                with consumed("call.execute", source.headers, topic=source.topic):
+                    outputs = _traced(await self._attempt(request, source, journal))
             await journal()  # no-op when the call went out (journaled then)
         except BaseException:
             self.ledger.abandon(key)
@@ -356,7 +362,10 @@ class CallExecutor:
                     request.idempotency_key,
                     timeout,
                 )
-                output = await guard.connector.execute(call)
+                with _TRACER.start_as_current_span(
+                    f"{request.service} {request.operation}", kind=SpanKind.CLIENT
+                ):
+                    output = await guard.connector.execute(call)
             except CallError as exc:
                 took = time.monotonic() - began
                 guard.breaker.record(failed=exc.retriable, duration_s=took)
@@ -410,3 +419,12 @@ class CallExecutor:
 
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
+
+
+def _traced(outputs: list[Output]) -> list[Output]:
+    """Outputs carry the current span's context, so the trace goes on past the writer."""
+    traceparent = current_traceparent()
+    if traceparent is None:
+        return outputs
+    mark = {h.TRACEPARENT: traceparent.encode()}
+    return [replace(o, headers={**o.headers, **mark}) for o in outputs]

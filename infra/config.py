@@ -42,11 +42,17 @@ BACKBONE_WS_ALLOWED_ORIGINS        ``Origin`` values allowed on ``/ws``, comma-s
                                    (default http://127.0.0.1:8080,http://localhost:8080)
 BACKBONE_WS_AUTH_TIMEOUT           seconds a connection has to authenticate (default 10)
 BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN  open connections per token (default 16)
+BACKBONE_ALERTS_RULES              alert rules as a JSON list of ``[[alerts.rules]]`` tables
+                                   (replaces the defaults; see agents.alerts.rules)
+BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on start (10800)
 =================================  ===============================================================
 
-In the TOML file, websocket settings live under ``[realtime]`` (fields of
-:class:`connectors.realtime.settings.RealtimeSettings`); webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
-and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`).
+Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rules.AlertRule`).
+
+In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
+and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`);
+projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`);
+websocket settings under ``[realtime]`` (:class:`connectors.realtime.settings.RealtimeSettings`).
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from agents.alerts.rules import AlertSettings
+from agents.projections.settings import ProjectionSettings
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
 from connectors.realtime.settings import RealtimeSettings
@@ -92,6 +100,10 @@ class Settings(BaseModel):
     realtime: RealtimeSettings = RealtimeSettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
+    #: Alert rules and the evaluator (``[alerts]``, ``[[alerts.rules]]``).
+    alerts: AlertSettings = AlertSettings()
+    #: Projections and their local stores (``[projections]``).
+    projections: ProjectionSettings = ProjectionSettings()
     #: True when BACKBONE_KAFKA_BOOTSTRAP names a cluster we must not start ourselves.
     external_kafka: bool = False
     #: True when BACKBONE_SCHEMA_REGISTRY_URL names a registry, so `backbone up` does not run ours.
@@ -124,6 +136,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_WS_ALLOWED_ORIGINS": ("realtime", "allowed_origins"),
     "BACKBONE_WS_AUTH_TIMEOUT": ("realtime", "auth_timeout_s"),
     "BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN": ("realtime", "max_connections_per_token"),
+    "BACKBONE_ALERTS_LOOKBACK_S": ("alerts", "lookback_s"),
 }
 
 
@@ -137,6 +150,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "webhooks": {},
         "calls": {},
         "realtime": {},
+        "alerts": {},
+        "projections": {},
     }
     if path := env.get("BACKBONE_CONFIG"):
         try:
@@ -152,6 +167,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             tree[section][key] = env[var]
     _webhooks_from_env(env, tree["webhooks"])
     _service_secrets(env, tree["calls"])
+    if raw := env.get("BACKBONE_ALERTS_RULES"):
+        try:
+            tree["alerts"]["rules"] = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigurationError(f"BACKBONE_ALERTS_RULES is not JSON: {exc}") from exc
+    # projection stores live under the stack's state dir unless placed elsewhere
+    state_dir = Path(str(tree["local"].get("state_dir", ".backbone")))
+    tree["projections"].setdefault("store_dir", str(state_dir / "projections"))
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from infra.config import Settings
 from infra.errors import InfraError
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
 from infra.registry import registry_service
+from infra.tracing import configure_tracing
 from streams.admin import apply_catalogue
 from streams.supervise import FATAL
 from streams.topics import Catalogue
@@ -84,19 +86,39 @@ def gateway_service(settings: Settings) -> Service:
 
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:
     """Routes other connectors add to the gateway (``/v1/calls``, ``/webhooks/...``): append here."""
+    from agents.research import research_extension
     from connectors.calls_api import calls_extension
+    from connectors.metrics_api import metrics_extension
     from connectors.realtime import realtime_extension
 
+    catalogue = Catalogue(settings.kafka.topic_prefix)
     return [
         calls_extension(
             settings.kafka,
             settings.registry,
-            Catalogue(settings.kafka.topic_prefix),
+            catalogue,
             services=[service.name for service in settings.calls.services],
         ),
         webhooks_gateway_extension(settings),
         realtime_extension(settings.realtime),
+        research_extension(settings.kafka, catalogue, settings.projections.store_dir),
+        metrics_extension(settings.kafka, catalogue),
     ]
+
+
+def alerts_service(settings: Settings) -> Service:
+    """The alert evaluator: ``monitoring.metrics`` and circuit changes into ``monitoring.alerts``."""
+    from agents.alerts import AlertService
+    from streams.codec import Codec
+    from streams.registry_client import RegistryClient
+
+    return AlertService(
+        settings.kafka,
+        Codec(RegistryClient(settings.registry)),
+        Catalogue(settings.kafka.topic_prefix),
+        settings.alerts,
+        owns_registry_client=True,
+    )
 
 
 def worker_service(settings: Settings) -> Service:
@@ -106,12 +128,26 @@ def worker_service(settings: Settings) -> Service:
     return WorkerService(settings)
 
 
+def projection_service(settings: Settings) -> Service:
+    """The projections (integration metrics...), each supervised, stores in [projections]."""
+    from agents.projections import ProjectionService
+
+    return ProjectionService(
+        settings.kafka,
+        settings.registry,
+        Catalogue(settings.kafka.topic_prefix),
+        settings.projections,
+    )
+
+
 #: What `backbone up` runs besides the broker; later layers append their factories here.
 SERVICES: list[ServiceFactory] = [
     registry_service,
     gateway_service,
     worker_service,
     webhook_delivery,
+    projection_service,
+    alerts_service,
 ]
 
 
@@ -185,6 +221,10 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
 
     stop_on_fatal(loop, fatal)
     watch: asyncio.Task[None] | None = None
+    tracing = configure_tracing()  # OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    if tracing is not None:
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "(traces endpoint)")
+        say(f"tracing   OTLP/HTTP to {endpoint}")
     try:
         if not settings.external_kafka:
             broker = LocalBroker(
@@ -219,6 +259,8 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             await _stop(service, say)
         if broker is not None:
             await asyncio.to_thread(broker.stop)
+        if tracing is not None:
+            tracing.shutdown()  # flushes the spans still batched
         say("stopped")
     if failures:  # the reason was said above, when it happened
         raise StackFailedError("the stack stopped because a part of it failed (see above)")

@@ -60,5 +60,6 @@ async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
     stopping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await stopping
+    producer._closed = True  # refuse late sends; also tells __del__ it was closed
     await producer._sender.close()  # no public way to abandon buffered batches
     await producer.client.close()

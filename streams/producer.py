@@ -40,6 +40,7 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.supervise import Backoff
 from streams.topics import Catalogue
+from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
@@ -242,9 +243,11 @@ class Publisher:
         try:
             async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
                 await producer.start()
-        except (KafkaError, TimeoutError) as exc:
+        except BaseException as exc:  # cancelled too (stop() while connecting): never leak it
             with contextlib.suppress(Exception):
                 await close_producer(producer, 1.0)
+            if not isinstance(exc, KafkaError | TimeoutError):
+                raise
             if isinstance(exc, TimeoutError):
                 raise KafkaUnavailableError(
                     f"starting a producer on {self._kafka.bootstrap}: no answer in time"
@@ -258,19 +261,19 @@ class Publisher:
 
     async def _reconnect(self) -> None:
         """Connect until it works (capped, jittered back-off); the only loop that builds producers."""
-        backoff = Backoff(initial_s=0.2, cap_s=5.0)
+        backoff = Backoff(first_s=0.2, cap_s=5.0)
         while self._running and self._producer is None:
             try:
                 producer = await self._connect()
             except BackboneError as exc:
                 self._problem = f"connecting: {exc}"
                 log.debug("publisher: %s", self._problem)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next())
                 continue
             except Exception as exc:  # never let the only connecting loop die silently
                 self._problem = f"connecting: {type(exc).__name__}: {exc}"
                 log.warning("publisher: %s", self._problem, exc_info=exc)
-                await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(backoff.next())
                 continue
             if not self._running:
                 await close_producer(producer, 1.0)
@@ -411,8 +414,9 @@ class Publisher:
                 (h.EVENT_TYPE, event.event_type.encode()),
                 (h.SCHEMA_ID, str(schema_id).encode()),
             ]
-        if event.traceparent:
-            return [*fixed, (h.TRACEPARENT, event.traceparent.encode())]
+        traceparent = event.traceparent or current_traceparent()  # tracing hook (streams.tracing)
+        if traceparent:
+            return [*fixed, (h.TRACEPARENT, traceparent.encode())]
         return list(fixed)
 
     def _started(self) -> AIOKafkaProducer:

@@ -19,37 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiokafka.errors import KafkaError
 
+from streams._backoff import Backoff
 from streams.errors import BackboneError
 
 log = logging.getLogger(__name__)
 
+__all__ = ["FATAL", "Backoff", "LoopState", "Supervisor", "is_transient", "retrying"]
+
 LoopFactory = Callable[[], Awaitable[None]]
 #: key in an event-loop exception context: a supervised loop died for good
 FATAL = "backbone_fatal"
-
-
-@dataclass
-class Backoff:
-    """Capped exponential back-off with full jitter (AWS architecture blog's "full jitter")."""
-
-    initial_s: float = 0.2
-    cap_s: float = 10.0
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap_s, self.initial_s * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -79,7 +64,7 @@ async def retrying(
                 raise
             if on_retry is not None:
                 on_retry(exc)
-            delay = backoff.next_delay()
+            delay = backoff.next()
             log.warning(
                 "%s failed, retrying in %.1f s: %s: %s", what, delay, type(exc).__name__, exc
             )
@@ -146,7 +131,7 @@ class Supervisor:
                 state.restarts += 1
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 state.failing_since = state.failing_since or time.monotonic()
-                delay = backoff.next_delay()
+                delay = backoff.next()
                 log.warning(
                     "%s: %s stopped on a transient error, restarting in %.1f s: %s",
                     self.owner, state.name, delay, state.last_error,

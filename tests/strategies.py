@@ -37,9 +37,9 @@ def for_type(annotation: Any) -> st.SearchStrategy[Any]:
     if annotation in simple:
         return simple[annotation]
     if typing.get_origin(annotation) is list:
-        return st.lists(_TEXT, max_size=4)
+        return st.lists(for_type(typing.get_args(annotation)[0]), max_size=4)
     if typing.get_origin(annotation) is dict:
-        return st.dictionaries(_TEXT, _TEXT, max_size=4)
+        return st.dictionaries(_TEXT, for_type(typing.get_args(annotation)[1]), max_size=4)
     if isinstance(annotation, type) and issubclass(annotation, StrEnum):
         return st.sampled_from(list(annotation))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -78,9 +78,15 @@ def sample_value(annotation: Any, n: int) -> Any:
     if annotation in values:
         return values[annotation]
     if typing.get_origin(annotation) is list:
-        return [f"item-{n}", "second"]
+        item = typing.get_args(annotation)[0]
+        if item is str:
+            return [f"item-{n}", "second"]
+        return [sample_value(item, n), sample_value(item, n + 1)]
     if typing.get_origin(annotation) is dict:
-        return {"k": f"v{n}", "other": ""}
+        value = typing.get_args(annotation)[1]
+        if value is str:
+            return {"k": f"v{n}", "other": ""}
+        return {"k": sample_value(value, n), "other": sample_value(value, n + 1)}
     raise TypeError(f"no sample for {annotation!r}")
 
 

@@ -29,6 +29,7 @@ from streams.headers import side_effects_allowed
 from streams.settings import KafkaSettings
 from streams.supervise import Supervisor, retrying
 from streams.topics import Catalogue
+from streams.tracing import consumed
 
 log = logging.getLogger(__name__)
 _NAMESPACE = uuid.UUID("7b0f9c52-8d7e-4f0c-9a55-52f1d1b2c0de")
@@ -110,8 +111,10 @@ class Fanout:
 
     async def _fan_out(self, received: Received) -> None:
         if side_effects_allowed(received.headers):  # replayed copies never re-deliver
-            for request in deliveries_for(received.event, self._view.endpoints.values()):
-                await self._request(request, received)  # same id when repeated
+            # the delivery requests continue the event's trace (streams.tracing)
+            with consumed("webhooks.fanout", received.headers, topic=received.topic):
+                for request in deliveries_for(received.event, self._view.endpoints.values()):
+                    await self._request(request, received)  # same id when repeated
         try:
             await self._subscriber.commit(received)
         except OffsetCommitError as exc:  # partitions moved: the new owner reads it again

@@ -59,6 +59,7 @@ from connectors.gateway._ingest import accepted_types, post_batch, post_event
 from connectors.gateway._keys import (
     CATALOGUE,
     KAFKA,
+    OPENAPI_PATHS,
     PUBLISHER,
     REGISTRY,
     REGISTRY_CLIENT,
@@ -68,6 +69,7 @@ from connectors.gateway._openapi import installed_routes, openapi_document
 from connectors.gateway._problems import problem, problem_middleware
 from connectors.gateway._readiness import add_check, depends_on, readiness_of
 from connectors.gateway._service import GatewayService
+from connectors.gateway._tracing import tracing_middleware
 from connectors.gateway.settings import GatewaySettings
 from streams.codec import Codec
 from streams.producer import Publisher
@@ -113,6 +115,7 @@ async def _openapi(request: web.Request) -> web.Response:
         max_batch_lines=request.app[SETTINGS].max_batch_lines,
         services=_call_services(request.app),
     )
+    document["paths"].update(request.app.get(OPENAPI_PATHS, {}))  # routes extensions documented
     return web.json_response(document)
 
 
@@ -130,7 +133,7 @@ def build_gateway(
     # client_max_size is a backstop; the ingest routes enforce their own, smaller limits while
     # streaming the body, before buffering it.
     app = web.Application(
-        middlewares=[problem_middleware, middleware],
+        middlewares=[tracing_middleware, problem_middleware, middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_batch_bytes),
     )
     app[SETTINGS] = settings
@@ -160,6 +163,7 @@ __all__ = [
     "CATALOGUE",
     "CLIENT_ID",
     "KAFKA",
+    "OPENAPI_PATHS",
     "PUBLISHER",
     "REGISTRY",
     "REGISTRY_CLIENT",

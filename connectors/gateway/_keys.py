@@ -17,3 +17,5 @@ CATALOGUE = web.AppKey("backbone.catalogue", Catalogue)
 #: Started by the gateway's cleanup context; available to handlers (not while building the app).
 PUBLISHER = web.AppKey("backbone.publisher", Publisher)
 REGISTRY_CLIENT = web.AppKey("backbone.registry_client", RegistryClient)
+#: OpenAPI path items extensions add to ``/openapi.json`` (``{path: path item}``).
+OPENAPI_PATHS = web.AppKey("backbone.openapi_paths", dict)

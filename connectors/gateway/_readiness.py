@@ -91,9 +91,9 @@ def depends_on(
         return True
 
     async def starting() -> None:
-        backoff = Backoff(initial_s=0.2, cap_s=5.0)
+        backoff = Backoff(first_s=0.2, cap_s=5.0)
         while True:
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(backoff.next())
             try:
                 if not await attempt():
                     continue

@@ -6,6 +6,7 @@ sees the change when it follows the topic.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import replace
@@ -49,15 +50,22 @@ class EndpointConflictError(WebhookError):
 
 
 _HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+#: Labels of letters, digits, ``-`` and ``_`` (after IDNA): pydantic's URL parser lets ``*`` and
+#: other characters through in a host, which no resolver would ever find.
+_HOST_NAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
 
 
 def normalise_url(url: str) -> str:
     """The endpoint URL as stored, whoever registers it (API or CLI): parsed and normalised
     the way the API's model does (lower-case scheme and host, IDNA, ``/`` for an empty path)."""
     try:
-        return str(_HTTP_URL.validate_python(url))
+        parsed = _HTTP_URL.validate_python(url)
     except ValidationError as exc:
         raise WebhookError(f"{url!r} is not an absolute http(s) URL") from exc
+    host = parsed.host or ""
+    if not (_HOST_NAME.match(host) or host.startswith("[")):  # [IPv6] literals are judged later
+        raise WebhookError(f"{url!r}: {host!r} is not a host name or IP address")
+    return str(parsed)
 
 
 def check_headers(headers: dict[str, str] | None) -> dict[str, str] | None:

@@ -85,7 +85,7 @@ class DeliverySettings(BaseModel):
     #: Old secrets keep signing for this long after a rotation.
     rotation_grace_s: float = Field(default=24 * 3600, ge=0)
     #: Fact topics (logical names) whose events are offered to endpoints.
-    source_topics: tuple[str, ...] = ("calls.results", "research.events")
+    source_topics: tuple[str, ...] = ("calls.results", "research.events", "monitoring.alerts")
     group_id: str = "backbone-webhooks"
     #: ``aiokafka`` (consumer-group stage, like the call pipeline's default; faster) or ``faust``.
     runtime: Literal["faust", "aiokafka"] = "aiokafka"

@@ -7,13 +7,16 @@ Exit codes: 0 success; 1 the operation failed or a check found a problem; 2 bad 
 from __future__ import annotations
 
 from infra.cli import (  # noqa: F401  (registers the commands)
+    alerts,
     calls,
     doctor,
     events,
     gateway,
     kafka,
     plugins,
+    projections,
     registry,
+    report,
     schemas,
     stack,
     topics,

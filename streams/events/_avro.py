@@ -13,8 +13,8 @@ UUID                    string, logicalType uuid
 datetime (UTC)          long, logicalType timestamp-micros
 StrEnum                 enum (named after the class, symbols = the values)
 X | None = None         ["null", X], default null
-list[str]               array of string
-dict[str, str]          map of string
+list[X] (X primitive)   array of X
+dict[str, X]            map of X (X primitive)
 nested Record           record (defined once, then referenced by full name)
 
 Models carry no value constraints beyond these types, so a datum that Avro schema resolution
@@ -88,10 +88,10 @@ def _avro_type(annotation: Any, where: str, defined: set[str]) -> AvroType:
     if annotation is datetime:
         return {"type": "long", "logicalType": "timestamp-micros"}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is list and args == (str,):
-        return {"type": "array", "items": "string"}
-    if origin is dict and args == (str, str):
-        return {"type": "map", "values": "string"}
+    if origin is list and len(args) == 1 and args[0] in _PRIMITIVES:
+        return {"type": "array", "items": _PRIMITIVES[args[0]]}
+    if origin is dict and len(args) == 2 and args[0] is str and args[1] in _PRIMITIVES:
+        return {"type": "map", "values": _PRIMITIVES[args[1]]}
     if isinstance(annotation, type) and issubclass(annotation, StrEnum):
         return _enum(annotation, defined)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):

@@ -8,11 +8,36 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from streams.events._base import Event
+from streams.events._base import Event, Record
+from streams.events.health import CircuitState
+
+
+class LatencySketch(Record):
+    """A DDSketch of attempt latencies (ms): merge the bins of several windows for their quantiles.
+
+    Bin ``k`` holds the values in ``(gamma^(k-1), gamma^k]`` with
+    ``gamma = (1 + relative_accuracy) / (1 - relative_accuracy)``; a quantile read from the merged
+    bins is within ``relative_accuracy`` of the true one (``streams.sketch.Sketch``).
+    """
+
+    relative_accuracy: float = Field(description="Relative error bound of quantiles (0.01 = 1 %).")
+    bins: dict[str, float] = Field(
+        default_factory=dict, description="Bin index (as text) -> number of values in it."
+    )
+    zero_count: float = Field(default=0.0, description="Values too small for a bin (about 0 ms).")
+    count: float = Field(description="Number of values.")
+    sum_ms: float = Field(description="Exact sum of the values (for the mean).")
+    min_ms: float | None = Field(default=None, description="Exact smallest value.")
+    max_ms: float | None = Field(default=None, description="Exact largest value.")
 
 
 class MetricsWindow(Event):
-    """Integration metrics of one service over one time window."""
+    """Integration metrics of one service over one time window.
+
+    Several records may cover the same service and window (one per source partition, and a
+    correction for records that arrived after the window closed): figures of the same window
+    add up, and sketches merge (``streams.rollup``).
+    """
 
     event_type: ClassVar[str] = "monitoring.metrics_window"
     key_field: ClassVar[str] = "service"
@@ -33,6 +58,38 @@ class MetricsWindow(Event):
     cost_usd: float = Field(default=0.0, description="Cost of the attempts in US dollars.")
     tokens_prompt: int = Field(default=0, description="Prompt tokens billed.")
     tokens_completion: int = Field(default=0, description="Completion tokens billed.")
+    failures_by_error_class: dict[str, int] = Field(
+        default_factory=dict, description="Failed attempts per error class (e.g. `Timeout`)."
+    )
+    expired: int = Field(default=0, description="Calls whose deadline passed.")
+    latency_sketch: LatencySketch | None = Field(
+        default=None, description="Mergeable sketch of attempt latencies; None without any."
+    )
+    latency_mean_ms: float | None = Field(default=None, description="Mean attempt latency.")
+    cost_by_model: dict[str, float] = Field(
+        default_factory=dict,
+        description="Cost in US dollars per model, where the response named it.",
+    )
+    successes_by_model: dict[str, int] = Field(
+        default_factory=dict, description="Successful attempts per model, where known."
+    )
+    health_checks: int = Field(default=0, description="Health checks finished in the window.")
+    health_checks_up: int = Field(
+        default=0, description="Health checks that found the service healthy or degraded."
+    )
+    availability: float | None = Field(
+        default=None, description="health_checks_up / health_checks; None without checks."
+    )
+    circuit_state: CircuitState | None = Field(
+        default=None, description="Circuit breaker state at the end of the window, if known."
+    )
+    circuit_opened: int = Field(default=0, description="Times the circuit opened in the window.")
+    circuit_open_seconds: float = Field(
+        default=0.0, description="Seconds of the window the circuit spent open (where known)."
+    )
+    source_partition: int | None = Field(
+        default=None, description="Source partition (projection task) these figures come from."
+    )
 
 
 class Severity(StrEnum):

@@ -7,9 +7,11 @@ operation. ``BACKBONE_SCHEMATHESIS_EXAMPLES`` and ``BACKBONE_SCHEMATHESIS_SEED``
 and the seed (a failing run prints its seed).
 
 The default phases (examples, fuzzing, stateful) keep the run near a minute on a shared machine.
-Schemathesis's coverage phase (boundary values of every keyword, about 1,900 more requests, three
-minutes here) is added with ``BACKBONE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful``;
-it passes too and is worth running after changing a schema or a validator.
+Schemathesis's coverage phase (boundary values of every keyword, about 1,900 more requests, two to
+three minutes here) is added with ``BACKBONE_SCHEMATHESIS_PHASES=examples,coverage,fuzzing,stateful``.
+It is not part of ``make test``: its last run found one more case (a URL host with ``*``, now
+refused); the document's URL pattern is also stricter than what the API accepts (upper case is
+normalised, not refused), which its negative cases may still report.
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ async def live_gateway(
         await service.stop()
 
 
-async def test_schemathesis_finds_no_failure_on_the_live_gateway(live_gateway: str) -> None:
+async def test_schemathesis_finds_no_failure_on_the_live_gateway(
+    live_gateway: str, tmp_path: Path
+) -> None:
     examples = os.environ.get("BACKBONE_SCHEMATHESIS_EXAMPLES", "6")
     phases = os.environ.get("BACKBONE_SCHEMATHESIS_PHASES", "examples,fuzzing,stateful")
     seed = os.environ.get("BACKBONE_SCHEMATHESIS_SEED", "20261130")
@@ -113,7 +117,7 @@ async def test_schemathesis_finds_no_failure_on_the_live_gateway(live_gateway: s
         "30",
         "--suppress-health-check",
         "all",
-        cwd=ROOT,
+        cwd=tmp_path,  # schemathesis keeps a .schemathesis/ cache in its working directory
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

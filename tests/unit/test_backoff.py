@@ -53,3 +53,15 @@ async def test_failed_metadata_refreshes_are_spaced_and_a_success_resets_them() 
     assert 0.05 <= slept[0] <= 0.1
     assert 0.1 <= slept[1] <= 0.2
     assert 0.15 <= slept[2] <= 0.3  # capped
+
+
+async def test_the_aiokafka_internal_it_wraps_is_there() -> None:
+    """Pins aiokafka's private metadata refresh: an upgrade that renames it fails here."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+    original = consumer._client._metadata_update
+    back_off_metadata(consumer)
+    assert consumer._client._metadata_update is not original
+    assert consumer._client._metadata_update.__name__ == "spaced"
+    await consumer.stop()

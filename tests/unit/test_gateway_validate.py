@@ -61,3 +61,15 @@ def test_the_worker_names_the_groups_it_joins() -> None:
     line = consumer_groups(WorkerSettings())
     assert line == "groups backbone-calls.router, backbone-calls.lanes, backbone-calls.retry"
     assert consumer_groups(WorkerSettings(runtime="faust")) == "group backbone-calls (Faust app)"
+
+
+def test_endpoint_urls_are_normalised_and_hosts_must_be_names() -> None:
+    """Item 17 (found by schemathesis's coverage phase): ``http://g*`` was stored."""
+    from connectors.webhooks._admin import normalise_url
+    from connectors.webhooks.errors import WebhookError
+
+    assert normalise_url("HTTPS://Hooks.Example.COM") == "https://hooks.example.com/"
+    assert normalise_url("https://bücher.example/") == "https://xn--bcher-kva.example/"
+    for bad in ("http://g*", "ftp://x.example/", "http://"):
+        with pytest.raises(WebhookError):
+            normalise_url(bad)

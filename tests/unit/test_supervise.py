@@ -9,17 +9,7 @@ from typing import Any
 import pytest
 
 from streams.errors import KafkaUnavailableError
-from streams.supervise import FATAL, Backoff, Supervisor, is_transient, retrying
-
-
-def test_backoff_grows_to_its_cap_with_jitter() -> None:
-    backoff = Backoff(initial_s=0.1, cap_s=2.0)
-    delays = [backoff.next_delay() for _ in range(12)]
-    assert 0.05 <= delays[0] <= 0.1
-    assert all(d <= 2.0 for d in delays)
-    assert max(delays[6:]) >= 1.0  # reached the cap's range
-    backoff.reset()
-    assert backoff.next_delay() <= 0.1
+from streams.supervise import FATAL, Supervisor, is_transient, retrying
 
 
 def test_what_counts_as_transient() -> None:

@@ -38,7 +38,7 @@ WORKER_CONFIG = """
 group_id = "{group}"
 max_in_flight = 16
 session_timeout_s = 10.0
-rebalance_timeout_s = 40.0
+rebalance_timeout_s = 60.0
 commit_interval_s = 0.5
 health_interval_s = 2.0
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from agents.webhooks import WebhookDeliveryService
+from connectors.webhooks._ssrf import DestinationPolicy
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import DeliverySettings
 from streams.codec import Codec
@@ -55,7 +56,9 @@ async def admin_only(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue
 ) -> AsyncIterator[Outbound]:
     async with Publisher(kafka, codec, catalogue) as publisher:
-        yield Outbound(publisher, EndpointAdmin(publisher, EndpointView()))
+        # the receivers listen on loopback: registration applies the worker's allow-list too
+        policy = DestinationPolicy.allowing(LOOPBACK)
+        yield Outbound(publisher, EndpointAdmin(publisher, EndpointView(), policy))
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,309 @@
+"""The metrics projection: per service, per tumbling window on event time, from the call outcomes,
+health checks and circuit changes; each closed window becomes a ``MetricsWindow``.
+
+State per task (source partition number), all JSON:
+
+- ``w/<service>/<start_ms>``: an open window's accumulator;
+- ``open``: the keys of the open windows; ``watermark``: the largest event time seen;
+- ``c/<service>``: the circuit's current state and since when (``integration.circuits`` has one
+  partition, so circuits are known in task 0).
+
+A window closes when the watermark passes its end plus the grace period. A record later than
+that opens the window again as a correction, emitted by the next wall-clock flush (so a lagging
+source adds one correction per window and flush): windows of the same service and start add up
+(``streams.rollup``), so no record is ever dropped as "too late".
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.consumer import Received
+from streams.events.calls import (
+    CallDeadLettered,
+    CallExpired,
+    CallFailed,
+    CallRetryScheduled,
+    CallSucceeded,
+)
+from streams.events.health import CircuitState, CircuitStateChanged, HealthChecked, HealthStatus
+from streams.events.monitoring import MetricsWindow
+from streams.projections import NO_CHANGES, Changes, Projection, StateView
+from streams.rollup import sketch_record
+from streams.sketch import Sketch
+
+_IDS = uuid.UUID("6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a10")
+SOURCE = "backbone.projections.metrics"
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _time(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _model_of(response: str | None) -> str | None:
+    """The ``model`` a provider named in its JSON response (OpenAI-style), if any."""
+    if not response or '"model"' not in response:
+        return None
+    try:
+        body = json.loads(response)
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def _new(service: str, start: int, *, late: bool = False) -> dict[str, Any]:
+    return {
+        "service": service,
+        "start": start,
+        "late": late,
+        "calls": 0,
+        "ok": 0,
+        "failed": 0,
+        "by_error": {},
+        "retries": 0,
+        "dead": 0,
+        "expired": 0,
+        "sketch": None,
+        "tokens_p": 0,
+        "tokens_c": 0,
+        "cost": 0.0,
+        "cost_by_model": {},
+        "ok_by_model": {},
+        "checks": 0,
+        "checks_up": 0,
+        "circuit": None,
+        "opened": 0,
+        "open_ms": 0,
+    }
+
+
+def _copied(acc: dict[str, Any]) -> dict[str, Any]:
+    """A copy deep enough that counting into it never touches what the state returned."""
+    out = dict(acc)
+    for name in ("by_error", "cost_by_model", "ok_by_model"):
+        out[name] = dict(acc[name])
+    if acc["sketch"] is not None:
+        out["sketch"] = {**acc["sketch"], "bins": dict(acc["sketch"]["bins"])}
+    return out
+
+
+def _bump(table: dict[str, Any], key: str, by: float) -> None:
+    table[key] = table.get(key, 0) + by
+
+
+@dataclass
+class _Closed:
+    open_keys: list[str] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    emits: list[MetricsWindow] = field(default_factory=list)
+
+
+class MetricsProjection(Projection):
+    name = "metrics"
+    sources = ("calls.results", "integration.health", "integration.circuits")
+    changelog = "projections.metrics.changelog"
+
+    def __init__(
+        self, window_s: int = 60, grace_s: float = 10.0, dedupe_window_s: float = 3600.0
+    ) -> None:
+        self.window_ms = window_s * 1000
+        self.grace_ms = int(grace_s * 1000)
+        self.dedupe_window_ms = int(dedupe_window_s * 1000) if dedupe_window_s else None
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    def apply(self, state: StateView, received: Received) -> Changes:
+        event = received.event
+        if not isinstance(
+            event,
+            CallSucceeded
+            | CallFailed
+            | CallRetryScheduled
+            | CallExpired
+            | CallDeadLettered
+            | HealthChecked
+            | CircuitStateChanged,
+        ):
+            return NO_CHANGES
+        at = _ms(event.occurred_at)
+        puts: dict[str, Any] = {}
+        deletes: list[str] = []
+        emits: list[MetricsWindow] = []
+        open_keys: list[str] = list(state.get("open") or [])
+        if at > int(state.get("watermark") or 0):
+            # windows due by the new watermark close first, as the state was before this record
+            puts["watermark"] = at
+            tag = f"{received.topic}/{received.partition}/{received.offset}"
+            closed = self._close(state, open_keys, at, received.partition, tag, event.occurred_at)
+            open_keys, deletes, emits = closed.open_keys, closed.deletes, closed.emits
+        start = at - at % self.window_ms
+        key = f"w/{event.service}/{start}"
+        if key in deletes:  # a record of a window that just closed: it starts a correction
+            deletes.remove(key)
+            acc = _new(event.service, start, late=True)
+        else:
+            found = state.get(key)
+            if found is not None:
+                acc = _copied(found)
+            else:  # a window already due when it opens holds late records: a correction
+                due = start + self.window_ms + self.grace_ms
+                acc = _new(event.service, start, late=int(state.get("watermark") or 0) >= due)
+        if isinstance(event, CircuitStateChanged):
+            puts[f"c/{event.service}"] = self._circuit(state, event, acc, at)
+        else:
+            self._count(acc, event)
+        puts[key] = acc
+        if emits or key not in open_keys:
+            puts["open"] = sorted({*open_keys, key})
+        return Changes(puts=puts, deletes=deletes, emits=emits)
+
+    def flush(self, state: StateView, now_ms: int) -> Changes:
+        """Close windows due by wall-clock time when no record moved the watermark past them."""
+        open_keys: list[str] = list(state.get("open") or [])
+        closed = self._close(
+            state, open_keys, now_ms, state.task, f"flush/{now_ms}", _time(now_ms), by_clock=True
+        )
+        if not closed.emits:
+            return NO_CHANGES
+        return Changes(puts={"open": closed.open_keys}, deletes=closed.deletes, emits=closed.emits)
+
+    def open_windows(self, state: StateView) -> list[MetricsWindow]:
+        """The windows still open in a task, as they would be emitted now (partial figures)."""
+        out = []
+        for key in state.get("open") or []:
+            acc = state.get(key)
+            if acc is not None:
+                circuit = state.get(f"c/{acc['service']}")
+                out.append(self.window(acc, circuit, state.task, "open", _time(acc["start"])))
+        return out
+
+    def _count(self, acc: dict[str, Any], event: Any) -> None:
+        if isinstance(event, CallSucceeded | CallFailed):
+            acc["calls"] += 1
+            if event.latency_ms is not None and event.latency_ms >= 0:
+                if acc["sketch"] is None:
+                    acc["sketch"] = Sketch().to_data()
+                Sketch.add_to_data(acc["sketch"], event.latency_ms)
+        if isinstance(event, CallSucceeded):
+            acc["ok"] += 1
+            acc["tokens_p"] += event.tokens_prompt
+            acc["tokens_c"] += event.tokens_completion
+            acc["cost"] += event.cost_usd
+            model = _model_of(event.response)
+            if model is not None:
+                _bump(acc["cost_by_model"], model, event.cost_usd)
+                _bump(acc["ok_by_model"], model, 1)
+        elif isinstance(event, CallFailed):
+            acc["failed"] += 1
+            _bump(acc["by_error"], event.error_class, 1)
+        elif isinstance(event, CallRetryScheduled):
+            acc["retries"] += 1
+        elif isinstance(event, CallDeadLettered):
+            acc["dead"] += 1
+        elif isinstance(event, CallExpired):
+            acc["expired"] += 1
+        elif isinstance(event, HealthChecked):
+            acc["checks"] += 1
+            if event.status is not HealthStatus.UNHEALTHY:
+                acc["checks_up"] += 1
+
+    def _circuit(
+        self, state: StateView, event: CircuitStateChanged, acc: dict[str, Any], at: int
+    ) -> dict[str, Any]:
+        before = state.get(f"c/{event.service}") or {}
+        if before.get("state") == CircuitState.OPEN.value:
+            acc["open_ms"] += max(0, at - max(int(before["since"]), acc["start"]))
+        if event.current is CircuitState.OPEN and before.get("state") != CircuitState.OPEN.value:
+            acc["opened"] += 1
+        acc["circuit"] = event.current.value
+        return {"state": event.current.value, "since": at}
+
+    def _close(
+        self,
+        state: StateView,
+        open_keys: list[str],
+        now_ms: int,
+        task: int,
+        tag: str,
+        occurred_at: datetime,
+        *,
+        by_clock: bool = False,
+    ) -> _Closed:
+        closed = _Closed()
+        due_before = now_ms - self.window_ms - self.grace_ms
+        for key in sorted(open_keys):
+            if int(key.rsplit("/", 1)[1]) > due_before:  # the key ends with the window start
+                closed.open_keys.append(key)
+                continue
+            acc = state.get(key)
+            if acc is None:
+                continue
+            if acc.get("late") and not by_clock:
+                # corrections close on the wall-clock flush, so records of a lagging source
+                # make one correction per window and flush, not one per record
+                closed.open_keys.append(key)
+                continue
+            circuit = state.get(f"c/{acc['service']}")
+            closed.emits.append(self.window(acc, circuit, task, tag, occurred_at))
+            closed.deletes.append(key)
+        return closed
+
+    def window(
+        self,
+        acc: dict[str, Any],
+        circuit: dict[str, Any] | None,
+        task: int,
+        tag: str,
+        occurred_at: datetime,
+    ) -> MetricsWindow:
+        start, end = acc["start"], acc["start"] + self.window_ms
+        open_ms = acc["open_ms"]
+        state = acc["circuit"]
+        if circuit is not None and circuit.get("state") == CircuitState.OPEN.value:
+            open_ms += max(0, end - max(int(circuit["since"]), start))
+            state = state or CircuitState.OPEN.value
+        sketch = Sketch.from_data(acc["sketch"]) if acc["sketch"] else Sketch()
+        calls = acc["calls"]
+        return MetricsWindow(
+            event_id=uuid.uuid5(_IDS, f"{acc['service']}|{start}|{task}|{tag}"),
+            occurred_at=occurred_at,
+            source=SOURCE,
+            service=acc["service"],
+            window_start=_time(start),
+            window_end=_time(end),
+            calls=calls,
+            successes=acc["ok"],
+            failures=acc["failed"],
+            retries_scheduled=acc["retries"],
+            dead_lettered=acc["dead"],
+            expired=acc["expired"],
+            failures_by_error_class=dict(acc["by_error"]),
+            latency_p50_ms=sketch.quantile(0.5) if calls else None,
+            latency_p95_ms=sketch.quantile(0.95) if calls else None,
+            latency_p99_ms=sketch.quantile(0.99) if calls else None,
+            latency_mean_ms=sketch.mean,
+            latency_sketch=sketch_record(sketch),
+            throughput_per_second=calls / (self.window_ms / 1000),
+            error_rate=acc["failed"] / calls if calls else 0.0,
+            cost_usd=acc["cost"],
+            cost_by_model=dict(acc["cost_by_model"]),
+            successes_by_model={k: int(v) for k, v in acc["ok_by_model"].items()},
+            tokens_prompt=acc["tokens_p"],
+            tokens_completion=acc["tokens_c"],
+            health_checks=acc["checks"],
+            health_checks_up=acc["checks_up"],
+            availability=acc["checks_up"] / acc["checks"] if acc["checks"] else None,
+            circuit_state=CircuitState(state) if state else None,
+            circuit_opened=acc["opened"],
+            circuit_open_seconds=open_ms / 1000,
+            source_partition=task,
+        )

@@ -1,0 +1,34 @@
+"""A SERVER span around every request (OpenTelemetry API only; a no-op without an SDK).
+
+An incoming W3C ``traceparent`` header becomes the span's parent; records published while the
+request is handled carry the span's context (:mod:`streams.tracing`), so the trace continues
+through Kafka.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+TRACER = "backbone.gateway"
+
+
+@web.middleware
+async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    template = route.canonical if route is not None else request.path
+    parent = propagate.extract(dict(request.headers))
+    tracer = trace.get_tracer(TRACER)
+    with tracer.start_as_current_span(
+        f"{request.method} {template}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        attributes={"http.request.method": request.method, "url.path": request.path},
+    ) as span:
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        return response

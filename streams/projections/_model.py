@@ -1,0 +1,91 @@
+"""What a projection is: a pure ``apply(state, received) -> Changes`` over one task's state.
+
+A *task* is one partition number across every source topic of the projection (partition 3 of
+``calls.results`` and partition 3 of ``calls.dlt`` are task 3), as in Kafka Streams: the group's
+range assignor hands the same partition numbers of co-partitioned topics to one member, so a task
+and its state move between instances together. State is a key -> JSON value map per task.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.consumer import Received
+from streams.events import Event
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+
+#: A state value: anything ``json.dumps`` accepts (dicts, lists, numbers, strings, None).
+JSON = Any
+
+#: Keys the runner owns inside every task's state (they travel in the changelog like any other).
+CHECKPOINT_KEY = "__checkpoint__"
+SEEN_PREFIX = "__seen__/"
+
+
+class StateView(Protocol):
+    """Read access to one task's state as of the record being applied."""
+
+    @property
+    def task(self) -> int: ...
+
+    def get(self, key: str) -> JSON | None: ...
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What applying one record does: state writes, deletions, and events to publish.
+
+    Emitted events are published in the same Kafka transaction as the changelog writes and the
+    source offsets, so a reader with ``read_committed`` sees each exactly once. Give them a
+    deterministic ``event_id`` (e.g. ``uuid5``) so a rebuild that re-emits them is recognisable.
+    """
+
+    puts: Mapping[str, JSON] = field(default_factory=dict)
+    deletes: Collection[str] = ()
+    emits: Sequence[Event] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.puts or self.deletes or self.emits)
+
+
+NO_CHANGES = Changes()
+
+
+class Projection(ABC):
+    """A read model of the log. Subclasses set the class attributes and implement :meth:`apply`.
+
+    ``apply`` must be pure: the same state and record give the same changes (no clock, no I/O,
+    no randomness), which is what makes replay, restore and rebuild give the same state.
+    An exception from ``apply`` dead-letters the record with the exception as its reason.
+    """
+
+    #: Unique name: the local store file and the consumer group are named after it.
+    name: str
+    #: Logical catalogue topics read (co-partitioned: same partition count).
+    sources: tuple[str, ...]
+    #: Logical catalogue topic of the compacted changelog of its state.
+    changelog: str
+    #: Event ids are remembered this long (event time) to drop redelivered duplicates;
+    #: ``None`` remembers none (offset checkpoints still make a replayed offset a no-op).
+    dedupe_window_ms: int | None = 24 * 60 * 60 * 1000
+
+    @abstractmethod
+    def apply(self, state: StateView, received: Received) -> Changes:
+        """The changes ``received`` makes to ``state`` (must not mutate anything)."""
+
+    def flush(self, state: StateView, now_ms: int) -> Changes:
+        """Changes due to the passage of (wall-clock) time while a task is idle; none by default.
+
+        Called by the runner when a task received nothing for a while. Rebuilds never call it.
+        """
+        return NO_CHANGES
+
+
+def group_of(kafka: KafkaSettings, catalogue: Catalogue, projection: Projection) -> str:
+    """The consumer group a projection's runners share: per topic prefix, per projection."""
+    return f"{catalogue.prefix}{kafka.client_id}.projection.{projection.name}"

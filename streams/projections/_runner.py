@@ -1,0 +1,438 @@
+"""Running a projection on Kafka: consume, apply, checkpoint atomically, restore on assignment.
+
+One batch = one Kafka transaction holding the changelog writes, the emitted events and the group's
+offsets, followed by one SQLite transaction holding the same state rows and the changelog position.
+The source offsets live *in the state* (key ``__checkpoint__``), so they travel in the changelog:
+a store restored from the changelog knows where its sources resume, with no full replay.
+
+Crash between the two commits: the Kafka side is ahead; the next start reads the changelog from
+the store's position (a few records) and resumes from the restored checkpoint. Crash before the
+Kafka commit: the transaction is aborted, the batch is applied again from the old checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError
+
+from streams._aiokafka_compat import close_producer
+from streams._dead_letter import DeadLetters
+from streams._kafka_errors import translate
+from streams.codec import Codec
+from streams.consumer import Received
+from streams.errors import BackboneError
+from streams.events import Event
+from streams.projections._model import (
+    CHECKPOINT_KEY,
+    JSON,
+    SEEN_PREFIX,
+    Changes,
+    Projection,
+    group_of,
+)
+from streams.projections._store import SqliteStore, decode, encode
+from streams.projections.errors import ApplyFailed, RestoreFailed
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskView:
+    """One task's state: the store plus this batch's not yet committed writes."""
+
+    store: SqliteStore
+    task: int
+    pending: dict[str, JSON | None] = field(default_factory=dict)
+
+    def get(self, key: str) -> JSON | None:
+        if key in self.pending:
+            return self.pending[key]
+        return self.store.get(self.task, key)
+
+    def write(self, changes: Changes) -> None:
+        self.pending.update(changes.puts)
+        for key in changes.deletes:
+            self.pending[key] = None
+
+
+@dataclass
+class ProjectionStatus:
+    """What health and ``backbone projections status`` show about a running projection."""
+
+    name: str
+    state: str = "starting"  # starting | restoring | running | failed | stopped
+    tasks: tuple[int, ...] = ()
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    restored: int = 0
+    last_error: str | None = None
+    last_checkpoint_at: float | None = None
+
+
+def store_path(store_dir: Path, name: str) -> Path:
+    return store_dir / f"{name}.sqlite"
+
+
+class ProjectionRunner:
+    """Keeps one projection's store up to date with its sources, as a member of its group."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        codec: Codec,
+        catalogue: Catalogue,
+        projection: Projection,
+        store_dir: Path,
+        *,
+        group_id: str | None = None,
+        max_records: int = 5_000,
+        flush_interval_s: float = 5.0,
+        dead_letters: bool = True,
+    ) -> None:
+        self._kafka = kafka
+        self._codec = codec
+        self._catalogue = catalogue
+        self.projection = projection
+        self.group_id = group_id or group_of(kafka, catalogue, projection)
+        self._sources = [catalogue.name(t) for t in projection.sources]
+        self._changelog = catalogue.name(projection.changelog)
+        self._store_path = store_path(store_dir, projection.name)
+        self._max_records = max_records
+        self._flush_interval_s = flush_interval_s
+        self._store: SqliteStore | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._dead_letters = DeadLetters(kafka, catalogue)
+        self._write_dead_letters = dead_letters
+        self._lock = asyncio.Lock()
+        self._tasks: set[int] = set()
+        self._last_flush = time.monotonic()
+        self.status = ProjectionStatus(projection.name)
+        #: counts of the batch being applied; added to :attr:`status` once it is checkpointed
+        self._uncommitted: Counter[str] = Counter()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._store = SqliteStore(self._store_path)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id=f"{self._kafka.client_id}-projection-{self.projection.name}",
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=f"{self.group_id}.{uuid.uuid4().hex[:12]}",
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id=f"{self._kafka.client_id}-projection-{self.projection.name}",
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            max_poll_records=self._max_records,
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+        try:
+            await producer.start()
+            self._producer = producer
+            await consumer.start()
+            self._consumer = consumer
+            consumer.subscribe(self._sources, listener=_Listener(self))
+        except KafkaError as exc:
+            await self.stop()
+            raise translate(exc, f"starting projection {self.projection.name}") from exc
+        except BaseException:
+            await self.stop()
+            raise
+        self.status.state = "running"
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        if producer is not None:
+            await close_producer(producer, 2 * self._kafka.request_timeout_ms / 1000)
+        await self._dead_letters.stop()
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+        if self.status.state != "failed":
+            self.status.state = "stopped"
+
+    async def run(self) -> None:
+        """Start, then process until cancelled; always stops its clients."""
+        await self.start()
+        try:
+            while True:
+                await self.step()
+        finally:
+            await self.stop()
+
+    async def step(self) -> int:
+        """Poll once and checkpoint what came; returns the number of records taken."""
+        consumer = self._started_consumer()
+        try:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+        except KafkaError as exc:
+            raise translate(exc, f"reading {self._sources}") from exc
+        records = [r for rs in batches.values() for r in rs]
+        async with self._lock:
+            if records:
+                await self._process(records)
+            if time.monotonic() - self._last_flush >= self._flush_interval_s:
+                await self._flush_idle()
+        return len(records)
+
+    # --- processing -----------------------------------------------------------------------------
+
+    def _started_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise BackboneError(f"projection {self.projection.name} is not started")
+        return self._consumer
+
+    def _started_store(self) -> SqliteStore:
+        if self._store is None:
+            raise BackboneError(f"projection {self.projection.name} is not started")
+        return self._store
+
+    async def _process(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
+        store = self._started_store()
+        views: dict[int, TaskView] = {}
+        emits: list[Event] = []
+        self._uncommitted.clear()
+        for record in records:
+            task = record.partition
+            if task not in self._tasks:
+                continue  # revoked while the batch was in flight
+            view = views.get(task) or views.setdefault(task, TaskView(store, task))
+            emits.extend(await self.apply_record(view, record))
+        await self._checkpoint(views, emits)
+
+    async def apply_record(
+        self, view: TaskView, record: ConsumerRecord[bytes, bytes]
+    ) -> list[Event]:
+        """Apply one source record to ``view`` (dedupe, dead letters, checkpoint key included)."""
+        checkpoint: dict[str, int] = dict(view.get(CHECKPOINT_KEY) or {})
+        if record.offset < checkpoint.get(record.topic, 0):
+            self._uncommitted["duplicates"] += 1
+            return []
+        checkpoint[record.topic] = record.offset + 1
+        view.pending[CHECKPOINT_KEY] = checkpoint
+        try:
+            data = record.value or b""
+            event = self._codec.decode_cached(data) or await self._codec.decode(data)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise
+            await self._dead_letter(record, exc)
+            return []
+        window = self.projection.dedupe_window_ms
+        seen_key = f"{SEEN_PREFIX}{event.event_id}"
+        if window is not None and view.get(seen_key) is not None:
+            self._uncommitted["duplicates"] += 1
+            return []
+        received = Received(
+            event=event,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+            key=record.key,
+            headers=dict(record.headers),
+        )
+        try:
+            changes = self.projection.apply(view, received)
+        except Exception as exc:  # any bug in apply: the record goes to its dead letter
+            await self._dead_letter(record, ApplyFailed(f"{type(exc).__name__}: {exc}"))
+            return []
+        view.write(changes)
+        if window is not None:
+            occurred_ms = int(event.occurred_at.timestamp() * 1000)
+            view.pending[seen_key] = {"expires_ms": occurred_ms + window}
+        self._uncommitted["applied"] += 1
+        return list(changes.emits)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BackboneError
+    ) -> None:
+        if self._write_dead_letters:
+            await self._dead_letters.send(record, error)
+        self._uncommitted["dead_lettered"] += 1
+        log.warning(
+            "projection %s dead-lettered %s/%s@%s: %s",
+            self.projection.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+        )
+
+    async def _flush_idle(self) -> None:
+        self._last_flush = time.monotonic()
+        store = self._started_store()
+        now_ms = int(time.time() * 1000)
+        views: dict[int, TaskView] = {}
+        emits: list[Event] = []
+        for task in sorted(self._tasks):
+            view = TaskView(store, task)
+            changes = self.projection.flush(view, now_ms)
+            if not changes.empty:
+                view.write(changes)
+                views[task] = view
+                emits.extend(changes.emits)
+        if views:
+            await self._checkpoint(views, emits)
+
+    def _evict(self, view: TaskView) -> None:
+        window = self.projection.dedupe_window_ms
+        if window is None:
+            return
+        newest = max(
+            (v["expires_ms"] for k, v in view.pending.items() if k.startswith(SEEN_PREFIX) and v),
+            default=None,
+        )
+        if newest is None:
+            return
+        for key in self._started_store().expired(view.task, newest - window):
+            view.pending.setdefault(key, None)
+
+    async def _checkpoint(self, views: dict[int, TaskView], emits: list[Event]) -> None:
+        producer = self._producer
+        if producer is None:
+            raise BackboneError(f"projection {self.projection.name} is not started")
+        for view in views.values():
+            self._evict(view)
+        offsets: dict[TopicPartition, int] = {}
+        for view in views.values():
+            for topic, offset in (view.pending.get(CHECKPOINT_KEY) or {}).items():
+                offsets[TopicPartition(topic, view.task)] = offset
+        last: dict[int, Any] = {}
+        try:
+            async with producer.transaction():
+                for view in views.values():
+                    for key, value in view.pending.items():
+                        body = None if value is None else encode(value).encode()
+                        last[view.task] = await producer.send(
+                            self._changelog, body, key=key.encode(), partition=view.task
+                        )
+                for event in emits:
+                    topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
+                    value = self._codec.encode_cached(event, topic) or await self._codec.encode(
+                        event, topic
+                    )
+                    await producer.send(topic, value, key=event.key())
+                if offsets:
+                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+        except KafkaError as exc:
+            raise translate(exc, f"checkpointing projection {self.projection.name}") from exc
+        positions = {task: (await fut).offset + 1 for task, fut in last.items()}
+        self._started_store().commit_many({t: v.pending for t, v in views.items()}, positions)
+        self.status.last_checkpoint_at = time.time()
+        self.status.applied += self._uncommitted["applied"]
+        self.status.duplicates += self._uncommitted["duplicates"]
+        self.status.dead_lettered += self._uncommitted["dead_lettered"]
+        self._uncommitted.clear()
+
+    # --- assignment and restore -----------------------------------------------------------------
+
+    async def on_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        async with self._lock:
+            tasks = {tp.partition for tp in assigned} - self._tasks
+            self.status.state = "restoring"
+            for task in sorted(tasks):
+                await self.restore(task)
+            self._tasks |= tasks
+            self.status.tasks = tuple(sorted(self._tasks))
+            consumer = self._started_consumer()
+            store = self._started_store()
+            for tp in assigned:
+                checkpoint = store.get(tp.partition, CHECKPOINT_KEY) or {}
+                consumer.seek(tp, int(checkpoint.get(tp.topic, 0)))
+            self.status.state = "running"
+
+    async def on_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        async with self._lock:
+            self._tasks -= {tp.partition for tp in revoked}
+            self.status.tasks = tuple(sorted(self._tasks))
+
+    async def restore(self, task: int) -> int:
+        """Bring the store's ``task`` up to the end of its changelog partition."""
+        count = await restore_task(self._kafka, self._started_store(), self._changelog, task)
+        self.status.restored += count
+        return count
+
+
+async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str, task: int) -> int:
+    """Read changelog partition ``task`` from the store's position to its end into the store."""
+    tp = TopicPartition(changelog, task)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap,
+        client_id=f"{kafka.client_id}-restore",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+    count = 0
+    try:
+        await consumer.start()
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        start = store.changelog_offset(task)
+        if start > end:  # the changelog was recreated: our position means nothing there
+            store.drop_task(task)
+            start = 0
+        if start >= end:
+            return 0
+        consumer.seek(tp, start)
+        pending: dict[str, JSON | None] = {}
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1_000, max_records=10_000)
+            for record in batch.get(tp, []):
+                key = (record.key or b"").decode()
+                pending[key] = None if record.value is None else decode(record.value)
+                count += 1
+            if len(pending) >= 10_000:
+                store.commit_many({task: pending}, {task: await consumer.position(tp)})
+                pending = {}
+        store.commit_many({task: pending}, {task: await consumer.position(tp)})
+    except KafkaError as exc:
+        raise RestoreFailed(f"restoring task {task} from {changelog}: {exc}") from exc
+    finally:
+        await consumer.stop()
+    return count
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
+    def __init__(self, runner: ProjectionRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._runner.on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        await self._runner.on_assigned(assigned)

@@ -1,0 +1,55 @@
+"""Trace context across Kafka hops, with the OpenTelemetry *API* only (the SDK is set up in infra).
+
+Every record :class:`streams.Publisher` writes carries a W3C ``traceparent`` header: the event's
+own ``traceparent`` field when it has one, else the span current when it is handed over (batched
+sends included). A consumer continues the trace with :func:`consumed`, which starts a span whose
+parent is the record's ``traceparent``. Without an SDK configured every span is a no-op and
+:func:`current_traceparent` is None, so nothing is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind
+
+from streams import headers as h
+
+TRACER = "backbone.streams"
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, or None when there is no recording span."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None  # the cheap path: no SDK, or no span around this send
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get(h.TRACEPARENT)
+
+
+def context_of(record_headers: Mapping[str, bytes]) -> Context:
+    """The trace context a record carries (an empty one when it carries none)."""
+    carrier = {
+        k: v.decode("latin-1")
+        for k, v in record_headers.items()
+        if k in ("traceparent", "tracestate")
+    }
+    return propagate.extract(carrier)
+
+
+@contextmanager
+def consumed(
+    name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
+) -> Iterator[Span]:
+    """A CONSUMER span continuing the trace of a record (its parent is the record's producer)."""
+    tracer = trace.get_tracer(TRACER)
+    attributes = {"messaging.system": "kafka"}
+    if topic is not None:
+        attributes["messaging.destination.name"] = topic
+    with tracer.start_as_current_span(
+        name, context=context_of(record_headers), kind=SpanKind.CONSUMER, attributes=attributes
+    ) as span:
+        yield span

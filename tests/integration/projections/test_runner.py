@@ -1,0 +1,177 @@
+"""The projection runner on the real broker: recount, duplicates, restarts, lost store, dead letters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from streams import Publisher
+from streams.admin import apply_catalogue
+from streams.codec import Codec
+from streams.events import Event, event_class
+from streams.projections import ProjectionRunner, SqliteStore, store_path
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
+from tests.integration.projections._support import (
+    CallCounts,
+    lose_store,
+    read_state,
+    running,
+    wait_for,
+    with_changelog,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def succeeded(i: int, service: str) -> Event:
+    return event_class("call.succeeded").model_validate(
+        {
+            "call_id": f"c{i}",
+            "service": service,
+            "operation": "op",
+            "status": 200,
+            "latency_ms": 10.0 + i,
+            "attempt": 0,
+            "idempotency_key": f"k{i}",
+        }
+    )
+
+
+def failed(i: int, service: str) -> Event:
+    return event_class("call.failed").model_validate(
+        {
+            "call_id": f"c{i}",
+            "service": service,
+            "operation": "op",
+            "error_class": "Timeout",
+            "message": "slow",
+            "retriable": True,
+            "attempt": 0,
+            "idempotency_key": f"k{i}",
+        }
+    )
+
+
+def recount(events: list[Event]) -> dict[str, int]:
+    counts = Counter(f"count/{e.service}/{e.event_type}" for e in events)  # type: ignore[attr-defined]
+    return dict(counts)
+
+
+@pytest.fixture
+async def cat(kafka_settings: KafkaSettings, catalogue: Catalogue) -> Catalogue:
+    extended = with_changelog(catalogue, CallCounts.changelog)
+    await apply_catalogue(kafka_settings, extended)
+    return extended
+
+
+async def publish(kafka: KafkaSettings, codec: Codec, cat: Catalogue, events: list[Event]) -> None:
+    async with Publisher(kafka, codec, cat) as publisher:
+        await publisher.publish_many(events)
+
+
+def runner(kafka: KafkaSettings, codec: Codec, cat: Catalogue, store: Path) -> ProjectionRunner:
+    return ProjectionRunner(kafka, codec, cat, CallCounts(), store, group_id=f"{cat.prefix}counts")
+
+
+async def test_counts_equal_a_recount_and_survive_duplicates_restarts_and_a_lost_store(
+    kafka_settings: KafkaSettings, codec: Codec, cat: Catalogue, tmp_path: Path
+) -> None:
+    first = [succeeded(i, "a" if i % 3 else "b") for i in range(60)] + [
+        failed(i, "a") for i in range(60, 80)
+    ]
+    await publish(kafka_settings, codec, cat, first)
+    live = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(live):
+        await wait_for(lambda: live.status.applied == len(first), what="the first batch")
+    assert read_state(tmp_path, "counts") == recount(first)
+
+    # duplicates: the same events (same event ids) again, then a restart on the same store
+    second = [succeeded(i, "c") for i in range(80, 100)]
+    await publish(kafka_settings, codec, cat, first[:30] + second)
+    again = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(again):
+        await wait_for(lambda: again.status.applied + again.status.duplicates >= 50, what="batch 2")
+    assert again.status.applied == len(second), "a restart re-applied checkpointed records"
+    assert again.status.duplicates == 30
+    assert read_state(tmp_path, "counts") == recount(first + second)
+
+    # the local store is lost: it comes back from the changelog, not by re-reading the sources
+    lose_store(tmp_path, "counts")
+    third = [failed(i, "c") for i in range(100, 110)]
+    await publish(kafka_settings, codec, cat, third)
+    restored = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(restored):
+        await wait_for(lambda: restored.status.applied >= len(third), what="batch 3")
+    assert restored.status.restored > 0
+    assert restored.status.applied == len(third), "the sources were replayed instead of restored"
+    assert read_state(tmp_path, "counts") == recount(first + second + third)
+
+
+async def test_a_record_that_fails_to_apply_is_dead_lettered_with_its_reason(
+    kafka_settings: KafkaSettings,
+    codec: Codec,
+    cat: Catalogue,
+    tmp_path: Path,
+    new_consumer: object,
+) -> None:
+    events = [succeeded(0, "a"), succeeded(1, "boom"), succeeded(2, "a")]
+    await publish(kafka_settings, codec, cat, events)
+    live = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(live):
+        await wait_for(lambda: live.status.applied + live.status.dead_lettered == 3)
+    assert live.status.dead_lettered == 1
+    assert read_state(tmp_path, "counts") == {"count/a/call.succeeded": 2}
+    consumer = await new_consumer(cat.name("backbone.undecodable"))  # type: ignore[operator]
+    record = await consumer.getone()
+    headers = dict(record.headers)
+    assert headers["backbone-dlt-reason"] == b"fatal"
+    assert headers["backbone-dlt-message"] == b"ValueError: boom is not a service"
+    assert headers["backbone-dlt-error-class"] == b"ApplyFailed"
+    assert headers["backbone-dlt-original-topic"] == cat.name("calls.results").encode()
+    assert record.key == b"c1"
+
+
+def owned_counts(store_dir: Path, tasks: tuple[int, ...]) -> dict[str, int]:
+    store = SqliteStore(store_path(store_dir, "counts"))
+    try:
+        out: dict[str, int] = {}
+        for task, key, value in store.items(prefix="count/"):
+            if task in tasks:
+                out[key] = out.get(key, 0) + value
+        return out
+    finally:
+        store.close()
+
+
+async def test_tasks_move_to_a_new_member_with_their_state(
+    kafka_settings: KafkaSettings, codec: Codec, cat: Catalogue, tmp_path: Path
+) -> None:
+    first = [succeeded(i, "a" if i % 2 else "b") for i in range(60)]
+    await publish(kafka_settings, codec, cat, first)
+    one = runner(kafka_settings, codec, cat, tmp_path / "one")
+    two = runner(kafka_settings, codec, cat, tmp_path / "two")
+    async with running(one):
+        await wait_for(lambda: one.status.applied == len(first), what="member one")
+        async with running(two):
+            await wait_for(
+                lambda: (
+                    len(one.status.tasks) + len(two.status.tasks) == 6
+                    and one.status.tasks != ()
+                    and two.status.tasks != ()
+                ),
+                what="the tasks split between the two members",
+            )
+            assert two.status.restored > 0, "the new member did not restore from the changelog"
+            second = [failed(i, "a") for i in range(60, 90)]
+            await publish(kafka_settings, codec, cat, second)
+            await wait_for(
+                lambda: one.status.applied + two.status.applied == len(first) + len(second),
+                what="both members applying the new records",
+            )
+            assert two.status.duplicates == 0
+            merged: Counter[str] = Counter(owned_counts(tmp_path / "one", one.status.tasks))
+            merged.update(owned_counts(tmp_path / "two", two.status.tasks))
+    assert dict(merged) == recount(first + second)

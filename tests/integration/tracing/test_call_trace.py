@@ -1,0 +1,89 @@
+"""One trace from ``POST /v1/calls`` through Kafka to the provider call and back to the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from agents.settings import WorkerSettings
+from connectors.calls_api import calls_extension
+from connectors.gateway import GatewaySettings, build_gateway
+from infra.tracing import tracer_provider
+from streams import headers as h
+from streams.codec import Codec
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+from tests.integration.calls._scripted import ScriptedService
+from tests.integration.calls._support import TopicReader, running_worker, terminal
+
+pytestmark = pytest.mark.integration
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process-wide SDK (OpenTelemetry allows setting it once) recording into memory."""
+    if not isinstance(trace.get_tracer_provider(), type(tracer_provider([]))):
+        trace.set_tracer_provider(tracer_provider([SimpleSpanProcessor(_EXPORTER)], "test"))
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+async def test_one_trace_spans_the_call_path(
+    kafka_settings: KafkaSettings,
+    schema_registry: RegistrySettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    spans: InMemorySpanExporter,
+) -> None:
+    app = build_gateway(
+        GatewaySettings(tokens={"me": "t"}),
+        kafka_settings,
+        schema_registry,
+        catalogue,
+        extensions=[calls_extension(kafka_settings, schema_registry, catalogue, max_wait_s=20)],
+    )
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    await client.start_server()
+    try:
+        async with (
+            running_worker(kafka_settings, codec, catalogue, settings, {"svc": ScriptedService()}),
+            TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
+        ):
+            body = {"service": "svc", "operation": "chat", "payload": {"q": "hi"}}
+            response = await client.post(
+                "/v1/calls?wait=20s", json=body, headers={"Authorization": "Bearer t"}
+            )
+            assert response.status == 200, await response.text()
+            call_id = (await response.json())["call_id"]
+            await results.wait_for(lambda r: call_id in {e.call_id for e in terminal(r)})
+            [result_headers] = [
+                hs for e, hs, _ in results.records if getattr(e, "call_id", None) == call_id
+            ]
+    finally:
+        await client.close()
+
+    finished = spans.get_finished_spans()
+    [server] = [s for s in finished if s.kind is SpanKind.SERVER and s.name == "POST /v1/calls"]
+    [execute] = [s for s in finished if s.name == "call.execute"]
+    [provider] = [s for s in finished if s.kind is SpanKind.CLIENT and s.name == "svc chat"]
+    trace_id = server.context.trace_id
+    assert {execute.context.trace_id, provider.context.trace_id} == {trace_id}
+    assert execute.parent is not None
+    assert provider.parent is not None
+    assert execute.parent.span_id == server.context.span_id  # through calls.requests and a lane
+    assert provider.parent.span_id == execute.context.span_id
+    # and back: the outcome the reply waiter handed to the caller carries the same trace
+    traceparent = result_headers[h.TRACEPARENT].decode()
+    assert traceparent.split("-")[1] == f"{trace_id:032x}"
+    assert traceparent.split("-")[2] == f"{execute.context.span_id:016x}"
