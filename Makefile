@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps run test chaos soak check bench docs clean
+.PHONY: install system-deps vendor run test chaos soak check bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ system-deps:
 	    echo "missing system packages:$$missing; run: sudo apt-get install -y$$missing"; \
 	  fi; \
 	fi
+
+# The dashboard's charting library, vendored from the npm registry: pinned version and checksum,
+# licence kept next to it. The files are committed; this regenerates them byte for byte.
+UPLOT_VERSION := 1.6.32
+UPLOT_SHA256  := 4b8a8191e425658e3ea8c8c1314b0fc679c861ee3a1af2b20c7b16ba50b5133d
+UPLOT_DIR     := connectors/realtime/static/vendor/uplot
+vendor:
+	rm -rf $(UPLOT_DIR) && mkdir -p $(UPLOT_DIR)
+	cd $(UPLOT_DIR) && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && \
+	  echo "$(UPLOT_SHA256)  uplot-$(UPLOT_VERSION).tgz" | sha256sum -c --quiet - && \
+	  tar xzf uplot-$(UPLOT_VERSION).tgz --strip-components=1 \
+	    package/LICENSE package/dist/uPlot.iife.min.js package/dist/uPlot.min.css && \
+	  rm uplot-$(UPLOT_VERSION).tgz && echo "$(UPLOT_VERSION)" > VERSION
 
 run: install          ## the local stack (broker, registry, gateway, agents); Ctrl-C stops it all
 	$(BIN)/backbone up

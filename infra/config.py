@@ -34,6 +34,14 @@ BACKBONE_WEBHOOK_ALLOW_NETWORKS    CIDRs outbound deliveries may reach despite t
                                    (comma-separated; for local demos and tests only)
 BACKBONE_WEBHOOK_RETRY_DELAYS      outbound retry delays in seconds, comma-separated
                                    (default Svix's 5,300,1800,7200,18000,36000,36000)
+BACKBONE_WS_JWT_KEY                key verifying websocket tokens (HMAC secret or PEM public key);
+                                   unset: every ``/ws`` connection is refused (4001)
+BACKBONE_WS_JWT_SIGNING_KEY        key `backbone ws token` signs with, if not BACKBONE_WS_JWT_KEY
+BACKBONE_WS_JWT_ALGORITHMS         accepted token algorithms, comma-separated (default HS256)
+BACKBONE_WS_ALLOWED_ORIGINS        ``Origin`` values allowed on ``/ws``, comma-separated, or ``*``
+                                   (default http://127.0.0.1:8080,http://localhost:8080)
+BACKBONE_WS_AUTH_TIMEOUT           seconds a connection has to authenticate (default 10)
+BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN  open connections per token (default 16)
 BACKBONE_ALERTS_RULES              alert rules as a JSON list of ``[[alerts.rules]]`` tables
                                    (replaces the defaults; see agents.alerts.rules)
 BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on start (10800)
@@ -43,7 +51,8 @@ Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rul
 
 In the TOML file, webhooks live under ``[webhooks.ingress]`` / ``[webhooks.ingress.sources.NAME]``
 and ``[webhooks.delivery]`` (fields of :class:`connectors.webhooks.settings.WebhookSettings`);
-projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`).
+projections under ``[projections]`` (:class:`agents.projections.settings.ProjectionSettings`);
+websocket settings under ``[realtime]`` (:class:`connectors.realtime.settings.RealtimeSettings`).
 """
 
 from __future__ import annotations
@@ -62,6 +71,7 @@ from agents.alerts.rules import AlertSettings
 from agents.projections.settings import ProjectionSettings
 from agents.settings import WorkerSettings
 from connectors.gateway.settings import GatewaySettings
+from connectors.realtime.settings import RealtimeSettings
 from connectors.webhooks.settings import WebhookSettings
 from streams.errors import ConfigurationError
 from streams.settings import KafkaSettings, RegistrySettings
@@ -86,6 +96,8 @@ class Settings(BaseModel):
     local: LocalStackSettings = LocalStackSettings()
     gateway: GatewaySettings = GatewaySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    #: The websocket fan-out on the gateway (``GET /ws``): tokens, origins, per-connection caps.
+    realtime: RealtimeSettings = RealtimeSettings()
     #: The call worker and the external services it calls (``[calls]``, ``[[calls.services]]``).
     calls: WorkerSettings = WorkerSettings()
     #: Alert rules and the evaluator (``[alerts]``, ``[[alerts.rules]]``).
@@ -118,6 +130,12 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
     "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
     "BACKBONE_GATEWAY_LINGER_MS": ("gateway", "linger_ms"),
+    "BACKBONE_WS_JWT_KEY": ("realtime", "jwt_key"),
+    "BACKBONE_WS_JWT_SIGNING_KEY": ("realtime", "jwt_signing_key"),
+    "BACKBONE_WS_JWT_ALGORITHMS": ("realtime", "jwt_algorithms"),
+    "BACKBONE_WS_ALLOWED_ORIGINS": ("realtime", "allowed_origins"),
+    "BACKBONE_WS_AUTH_TIMEOUT": ("realtime", "auth_timeout_s"),
+    "BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN": ("realtime", "max_connections_per_token"),
     "BACKBONE_ALERTS_LOOKBACK_S": ("alerts", "lookback_s"),
 }
 
@@ -131,6 +149,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         "gateway": {},
         "webhooks": {},
         "calls": {},
+        "realtime": {},
         "alerts": {},
         "projections": {},
     }

@@ -90,6 +90,7 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     from agents.research import research_extension
     from connectors.calls_api import calls_extension
     from connectors.metrics_api import metrics_extension
+    from connectors.realtime import realtime_extension
 
     catalogue = Catalogue(settings.kafka.topic_prefix)
     return [
@@ -100,6 +101,7 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
             services=[service.name for service in settings.calls.services],
         ),
         webhooks_gateway_extension(settings),
+        realtime_extension(settings.realtime),
         research_extension(settings.kafka, catalogue, settings.projections.store_dir),
         metrics_extension(settings.kafka, catalogue),
     ]

@@ -277,6 +277,16 @@ TOPICS: tuple[TopicSpec, ...] = (
         partitions=1,
         retention_ms=30 * DAY_MS,
     ),
+    # --- collaboration ----------------------------------------------------------------------------
+    TopicSpec(
+        "collab.messages",
+        TopicRole.FACT,
+        "room",
+        ("collab.message_posted",),
+        "Messages posted into collaboration rooms; read live on the websocket channel `collab:{room}`.",
+        retention_ms=30 * DAY_MS,
+        dead_letter="backbone.undecodable",
+    ),
     # --- infrastructure -------------------------------------------------------------------------
     TopicSpec(
         "backbone.undecodable",

@@ -97,6 +97,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Start the local stack (broker, topics and services); Ctrl-C stops it all.",
     ),
     "webhooks": ("infra.cli.webhooks", "Outbound webhooks: endpoints, recovery, delivery history."),
+    "ws": ("infra.cli.ws", "The websocket fan-out (GET /ws): tokens for development."),
     "worker": (
         "infra.cli.calls",
         "Run the call agents (router, priority lanes, executor, retry tiers) until Ctrl-C / SIGTERM.",

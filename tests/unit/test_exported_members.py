@@ -14,6 +14,7 @@ def test_events_exports() -> None:
         "Event",
         "Record",
         "calls",
+        "collab",
         "common",
         "event_class",
         "health",
