@@ -5,7 +5,8 @@ partner team needs. Fixtures:
 
 - ``kafka_settings`` (session): a real broker started for the test session, or the cluster named
   by ``BACKBONE_KAFKA_BOOTSTRAP``. If neither works the test *fails*; it never skips.
-- ``kafka_broker`` (session): the :class:`LocalBroker` itself (fails under an external cluster).
+- ``kafka_broker`` (session): the :class:`LocalBroker` itself (fails under an external cluster);
+  its heap is ``BACKBONE_TEST_KAFKA_HEAP`` (2g: it holds every test's topics).
 - ``new_topic``: an async factory that creates a fresh, uniquely named topic per call.
 - ``catalogue``: a fresh topic prefix with the whole catalogue applied, so tests never share topics.
 - ``producer`` / ``new_consumer``: ready aiokafka clients (acks=all, idempotent producer).
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from infra.kafka.broker import LocalBroker, kafka_version, metadata_ok
+from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version, metadata_ok
 from infra.registry import RegistryServer
 from infra.testing._background import BackgroundService
 from streams.admin import apply_catalogue, create_topics
@@ -49,7 +50,9 @@ def _say(config: pytest.Config, line: str) -> None:
 def kafka_broker(request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
     if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
         pytest.fail("kafka_broker needs the local broker, but BACKBONE_KAFKA_BOOTSTRAP is set")
-    broker = LocalBroker()
+    # one broker holds every test's topics (over 15,000 partitions by the end of the suite): with
+    # the default 512 MiB heap it ran out of memory and exited mid-suite
+    broker = LocalBroker(BrokerOptions(heap=os.environ.get("BACKBONE_TEST_KAFKA_HEAP", "2g")))
     try:
         seconds = broker.start()
     except Exception as exc:
