@@ -14,6 +14,10 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+#: Jitter has its own generator: drawing from the global ``random`` would disturb code that seeds
+#: or checks it (hypothesis refuses a global random state that moves under its draws).
+_JITTER = random.Random()
+
 #: Passed to every long-lived AIOKafkaConsumer: retries are spaced, not immediate.
 CONSUMER_BACKOFF: dict[str, Any] = {"retry_backoff_ms": 250}
 
@@ -25,7 +29,7 @@ class Backoff:
         self,
         first_s: float = 0.1,
         cap_s: float = 5.0,
-        rand: Callable[[], float] = random.random,
+        rand: Callable[[], float] = _JITTER.random,
     ) -> None:
         self._first_s = first_s
         self._cap_s = cap_s

@@ -18,6 +18,8 @@ partner team needs. Fixtures:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import urllib.request
@@ -30,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version, metadata_ok
 from infra.registry import RegistryServer
 from infra.testing._background import BackgroundService
-from streams.admin import apply_catalogue, create_topics
+from streams.admin import admin_client, apply_catalogue, create_topics
 from streams.codec import Codec
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
@@ -84,24 +86,41 @@ def unique(stem: str = "t") -> str:
     return f"{stem}-{uuid.uuid4().hex[:10]}"
 
 
+async def _drop_topics(kafka: KafkaSettings, wanted: Callable[[str], bool]) -> None:
+    """Delete a test's topics when it ends (best effort). One broker serves the whole session:
+    left in place, the topics of hundreds of tests (over 15,000 partitions) exhaust the broker's
+    open-file limit and it halts mid-suite."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(30), admin_client(kafka) as admin:
+            names = [t for t in await admin.list_topics() if wanted(t)]
+            if names:
+                await admin.delete_topics(names)
+
+
 @pytest.fixture
-def new_topic(kafka_settings: KafkaSettings) -> NewTopic:
+async def new_topic(kafka_settings: KafkaSettings) -> AsyncIterator[NewTopic]:
+    made: set[str] = set()
+
     async def factory(partitions: int = 1, *, compacted: bool = False, stem: str = "test") -> str:
         name = unique(stem)
         spec = TopicSpec(
             name, TopicRole.FACT, "any", (), "test topic", partitions, compacted=compacted
         )
         await create_topics(kafka_settings, [(name, spec)])
+        made.add(name)
         return name
 
-    return factory
+    yield factory
+    if made:
+        await _drop_topics(kafka_settings, made.__contains__)
 
 
 @pytest.fixture
-async def catalogue(kafka_settings: KafkaSettings) -> Catalogue:
+async def catalogue(kafka_settings: KafkaSettings) -> AsyncIterator[Catalogue]:
     cat = Catalogue(prefix=unique("cat") + ".")
     await apply_catalogue(kafka_settings, cat)
-    return cat
+    yield cat
+    await _drop_topics(kafka_settings, lambda name: name.startswith(cat.prefix))
 
 
 @pytest.fixture
