@@ -171,7 +171,8 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
         await worker.stop()
 
 
-async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
+async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, float]:
+    """Records/s of each contender (printed too); bench_latency reuses it."""
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
     await apply_catalogue(kafka, catalogue)
     async with RegistryClient(registry) as client:
@@ -230,6 +231,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
     print(
         f"ratio calls / vanilla Faust  {calls / results['vanilla Faust passthrough']:.2f}  (target >= 1.0)"
     )
+    return results
 
 
 async def _main() -> None:
