@@ -430,7 +430,8 @@ def _print(figures: dict[str, Any]) -> None:
                 f"p99 {figures[p + '.p99_ms']:6.1f}  p99.9 {figures[p + '.p99.9_ms']:6.1f} ms; "
                 f"added p50 {figures[p + '.added_p50_ms']:6.1f}  p99 {figures[p + '.added_p99_ms']:6.1f}"
                 f"  p99.9 {figures[p + '.added_p99.9_ms']:6.1f} ms; "
-                f"worker CPU/call {figures[p + '.cpu_per_call_us']:5.0f} us; "
+                f"CPU/call worker {figures[p + '.cpu_per_call_us']:5.0f} us, "
+                f"gateway {figures[p + '.gateway_cpu_per_call_us']:5.0f} us; "
                 f"{figures[p + '.achieved_per_s']:.0f}/s, failed {figures[p + '.failures']}"
             )
     if 100 in RATES:
@@ -464,7 +465,7 @@ async def _figures_on(bootstrap: str | None) -> dict[str, Any]:
     broker: LocalBroker | None = None
     if not bootstrap:
         broker = LocalBroker()
-        await asyncio.to_thread(broker.start)
+        await asyncio.to_thread(broker.start, 300.0)
         bootstrap = broker.bootstrap
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-latency")
     server = RegistryServer(kafka, topic=f"bench-lat-{uuid.uuid4().hex[:6]}._schemas", port=0)
