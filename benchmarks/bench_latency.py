@@ -414,6 +414,15 @@ def _figures(
     return out
 
 
+def _saturated(figures: dict[str, Any], prefix: str, rate: int) -> bool:
+    """The path did not keep up with the offered rate (or the floor did not): its latency is
+    queueing in this box, and the added latency is not meaningful."""
+    return any(
+        figures[f"{p}.failures"] > 0 or figures[f"{p}.achieved_per_s"] < 0.8 * rate
+        for p in (prefix, f"floor.{rate}")
+    )
+
+
 def _print(figures: dict[str, Any]) -> None:
     load = os.getloadavg()
     print(f"added latency, open loop, {SECONDS:g} s per rate (load {load[0]:.1f} {load[1]:.1f}):")
@@ -433,6 +442,11 @@ def _print(figures: dict[str, Any]) -> None:
                 f"CPU/call worker {figures[p + '.cpu_per_call_us']:5.0f} us, "
                 f"gateway {figures[p + '.gateway_cpu_per_call_us']:5.0f} us; "
                 f"{figures[p + '.achieved_per_s']:.0f}/s, failed {figures[p + '.failures']}"
+                + (
+                    "  SATURATED (not sustained: figures are queueing)"
+                    if _saturated(figures, p, rate)
+                    else ""
+                )
             )
     if 100 in RATES:
         g = "gateway.100"
