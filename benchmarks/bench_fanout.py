@@ -1,0 +1,341 @@
+"""Websocket fan-out (issue 13): N clients on one channel, events produced at a fixed rate.
+
+``backbone gateway`` runs in its own process; the clients run in ``CLIENT_PROCESSES`` other
+processes (aiohttp websocket clients), each authenticated with its own token and subscribed to
+``collab:bench``. This process publishes ``collab.message_posted`` events at ``RATE`` per second
+for ``SECONDS`` with the SDK, each stamped with ``occurred_at`` just before it is sent.
+
+Reported, in one run:
+- delivered frames/s over all clients, against the offered rate (clients x events/s): 1.00 means
+  every client kept up;
+- p50/p99 lag from produce to client receipt (``occurred_at`` to the client's clock; same
+  machine, same clock), against a raw ``AIOKafkaConsumer`` reading the same topic in this
+  process (lag from ``occurred_at`` of the decoded record to its arrival): the Kafka hop alone;
+- completeness: the fraction of clients that received every event exactly once;
+- the gateway's RSS and CPU seconds during the run.
+The lag includes the client processes' own queueing: on a loaded 2-core box they compete with
+the gateway and the broker for the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import time
+import uuid
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from benchmarks._harness import (
+    FLOOR_E2E_P50,
+    FLOOR_E2E_P99,
+    Row,
+    Stat,
+    kafka_bootstrap,
+    percentile,
+    progress,
+    scaled,
+)
+from benchmarks._servers import serve_process
+from connectors.realtime.tokens import mint
+from infra.kafka.broker import free_port
+from infra.registry import RegistryServer
+from streams.admin import apply_catalogue, partitions
+from streams.codec import Codec
+from streams.events.collab import CollabMessagePosted
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+
+CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", str(scaled(1000, 100))))
+CLIENT_PROCESSES = scaled(4, 2)
+RATE = int(os.environ.get("BENCH_WS_RATE", "20"))  # events/s, each to every client
+SECONDS = scaled(15, 6)
+BODY = "x" * 200
+CHANNEL = "collab:bench"
+KEY = "bench-fanout-key-" + "k" * 32
+
+
+# --- client processes -----------------------------------------------------------------------
+
+
+def _lag_ms(frame: dict[str, Any], now: float) -> float:
+    occurred = datetime.fromisoformat(frame["payload"]["occurred_at"]).timestamp()
+    return (now - occurred) * 1000
+
+
+async def _client(
+    url: str, token: str, ready: asyncio.Event, stop: asyncio.Event, expected: list[int]
+) -> dict[str, Any]:
+    seen: set[str] = set()
+    duplicates = 0
+    lags: list[float] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_str(json.dumps({"op": "auth", "token": token}))
+        await ws.send_str(json.dumps({"op": "subscribe", "channel": CHANNEL, "id": 1}))
+        while True:
+            frame = json.loads((await ws.receive(timeout=60)).data)
+            if frame.get("type") == "subscribed":
+                break
+            if frame.get("type") in ("error", "resync_required"):
+                raise RuntimeError(f"subscribe refused: {frame}")
+        ready.set()
+        while not (stop.is_set() and expected and len(seen) >= expected[0]):
+            try:
+                message = await ws.receive(timeout=1)
+            except TimeoutError:
+                continue
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            now = time.time()
+            frame = json.loads(message.data)
+            if frame.get("type") != "publication":
+                continue
+            if frame["event_id"] in seen:
+                duplicates += 1
+                continue
+            seen.add(frame["event_id"])
+            lags.append(_lag_ms(frame, now))
+    return {"received": len(seen), "duplicates": duplicates, "lags": lags}
+
+
+async def _clients(conn: Connection, url: str, tokens: list[str]) -> None:
+    stop = asyncio.Event()
+    expected: list[int] = []
+    readies = [asyncio.Event() for _ in tokens]
+    tasks = [
+        asyncio.create_task(_client(url, token, ready, stop, expected))
+        for token, ready in zip(tokens, readies, strict=True)
+    ]
+    waiting = asyncio.gather(*(r.wait() for r in readies))
+    watched: list[asyncio.Future[Any]] = [waiting, *tasks]
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in tasks if t in done]
+    if failed:  # a client died before it subscribed
+        conn.send({"error": repr(failed[0].exception())})
+        return
+    conn.send("ready")
+    message = await asyncio.to_thread(conn.recv)  # {"expected": n, "deadline_s": s}
+    expected.append(message["expected"])
+    stop.set()
+    results = await asyncio.wait_for(
+        asyncio.gather(*tasks, return_exceptions=True), message["deadline_s"]
+    )
+    conn.send(
+        {
+            "clients": [r if isinstance(r, dict) else {"error": repr(r)} for r in results],
+            "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime,
+        }
+    )
+
+
+def _client_process(conn: Connection, url: str, tokens: list[str]) -> None:
+    try:
+        asyncio.run(_clients(conn, url, tokens))
+    except Exception as exc:  # reported to the parent, never silent
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+# --- the gateway and the producer -------------------------------------------------------------
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS in MiB, CPU seconds) of a process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss_kib / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def _raw_lags(kafka: KafkaSettings, codec: Codec, topic: str, n: int, ready: asyncio.Event,
+                    ) -> list[float]:  # fmt: skip
+    """The Kafka hop alone: a raw consumer of the same topic, from its end, until n records."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    lags: list[float] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in (await partitions(kafka, [topic]))[topic]]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        ready.set()
+        deadline = time.monotonic() + SECONDS + 120
+        while len(lags) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.time()
+                for record in records:
+                    assert record.value is not None
+                    event = await codec.decode(record.value)
+                    lags.append((now - event.occurred_at.timestamp()) * 1000)
+    finally:
+        await consumer.stop()
+    return lags
+
+
+async def _produce(publisher: Publisher, total: int) -> float:
+    """``total`` events at RATE per second (open loop); returns the seconds it took."""
+    began = time.perf_counter()
+    sends = []
+    for n in range(total):
+        delay = began + n / RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = CollabMessagePosted(room="bench", author="bench", body=BODY)
+        sends.append(asyncio.create_task(publisher.publish(event)))
+    await asyncio.gather(*sends)
+    return time.perf_counter() - began
+
+
+async def _run(bootstrap: str) -> dict[str, Any]:
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-fanout")
+    catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
+    await server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": server.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_WS_JWT_KEY": KEY,
+    }
+    gateway = None
+    procs: list[tuple[Any, Connection]] = []
+    try:
+        await apply_catalogue(kafka, catalogue)
+        gateway, base = await serve_process(
+            ["infra.cli", "gateway", "--port", str(port)], port, env
+        )
+        url = base.replace("http://", "ws://") + "/ws"
+        tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
+        ctx = mp.get_context("spawn")
+        for n in range(CLIENT_PROCESSES):
+            parent, child = mp.Pipe()
+            share = tokens[n::CLIENT_PROCESSES]
+            proc = ctx.Process(target=_client_process, args=(child, url, share), daemon=True)
+            proc.start()
+            procs.append((proc, parent))
+        progress(f"fanout: {CLIENTS} clients in {CLIENT_PROCESSES} processes connecting")
+        for _, conn in procs:
+            answer = await asyncio.to_thread(conn.recv)
+            if answer != "ready":
+                raise RuntimeError(f"websocket clients failed: {answer}")
+        rss_before, cpu_before = _proc_stats(gateway.pid)
+        total = RATE * SECONDS
+        topic = catalogue.name("collab.messages")
+        async with RegistryClient(RegistrySettings(url=server.url)) as registry:
+            codec = Codec(registry)
+            raw_ready = asyncio.Event()
+            raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
+            await raw_ready.wait()
+            async with Publisher(kafka, codec, catalogue) as publisher:
+                progress(f"fanout: {RATE} events/s for {SECONDS} s to {CLIENTS} clients")
+                began = time.perf_counter()
+                await _produce(publisher, total)
+                for _, conn in procs:
+                    conn.send({"expected": total, "deadline_s": 120})
+                results = [await asyncio.to_thread(conn.recv) for _, conn in procs]
+                elapsed = time.perf_counter() - began
+            raw_lags = await raw
+        rss_after, cpu_after = _proc_stats(gateway.pid)
+    finally:
+        for proc, _ in procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        if gateway is not None:
+            gateway.terminate()
+            try:
+                await asyncio.wait_for(gateway.wait(), 20)
+            except TimeoutError:
+                gateway.kill()
+                await gateway.wait()
+        await server.stop()
+    clients: list[dict[str, Any]] = []
+    for result in results:
+        if "error" in result:
+            raise RuntimeError(f"websocket clients failed: {result['error']}")
+        clients.extend(result["clients"])
+    errors = [c["error"] for c in clients if "error" in c]
+    complete = [c for c in clients if "error" not in c and c["received"] == total]
+    lags = [lag for c in clients if "error" not in c for lag in c["lags"]]
+    return {
+        "total": total,
+        "delivered": sum(c.get("received", 0) for c in clients),
+        "elapsed": elapsed,
+        "complete": len(complete) / CLIENTS,
+        "duplicates": sum(c.get("duplicates", 0) for c in clients),
+        "errors": errors,
+        "lags": lags,
+        "raw_lags": raw_lags,
+        "gateway_rss_mib": (rss_before, rss_after),
+        "gateway_cpu_s": cpu_after - cpu_before,
+    }
+
+
+def _report(found: dict[str, Any]) -> None:
+    rate = found["delivered"] / found["elapsed"]
+    print(
+        f"{CLIENTS} clients on {CHANNEL}, {RATE} events/s for {SECONDS} s ({found['total']} events):"
+    )
+    print(f"  delivered {found['delivered']:,} frames, {rate:,.0f} frames/s "
+          f"(offered {CLIENTS * RATE:,}/s); complete clients {found['complete']:.3f}, "
+          f"duplicates {found['duplicates']}, client errors {len(found['errors'])}")  # fmt: skip
+    if found["lags"]:
+        print(f"  lag produce -> client: p50 {percentile(found['lags'], 0.5):.1f} ms, "
+              f"p99 {percentile(found['lags'], 0.99):.1f} ms")  # fmt: skip
+    if found["raw_lags"]:
+        print(f"  raw aiokafka consumer: p50 {percentile(found['raw_lags'], 0.5):.1f} ms, "
+              f"p99 {percentile(found['raw_lags'], 0.99):.1f} ms")  # fmt: skip
+    before, after = found["gateway_rss_mib"]
+    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
+
+
+def _measure() -> dict[str, Any]:
+    with kafka_bootstrap() as bootstrap:
+        return asyncio.run(_run(bootstrap))
+
+
+def rows() -> list[Row]:
+    found = _measure()
+    _report(found)
+    if not found["lags"] or not found["raw_lags"]:
+        raise RuntimeError(f"no deliveries measured: {found['errors'][:3]}")
+    params = {"clients": CLIENTS, "client_processes": CLIENT_PROCESSES, "events_per_s": RATE,
+              "seconds": SECONDS, "records": found["total"], "partitions": 6,
+              "body_bytes": len(BODY), "repeats": 1, "warmup": 0,
+              "complete_clients": round(found["complete"], 4), "duplicates": found["duplicates"],
+              "gateway_rss_mib": [round(x) for x in found["gateway_rss_mib"]],
+              "gateway_cpu_s": round(found["gateway_cpu_s"], 1)}  # fmt: skip
+    offered = Stat.of(CLIENTS * RATE)
+    return [
+        Row("ws fan-out: delivered", "frames/s", Stat.of(found["delivered"] / found["elapsed"]),
+            offered, "offered (clients x rate)", params),
+        Row("ws fan-out: complete clients", "fraction", Stat.of(found["complete"]),
+            Stat.of(1.0), "every client, every event", params, target="1.0"),
+        Row("ws fan-out: lag p50 produce -> client", "ms",
+            Stat.of(percentile(found["lags"], 0.5)), Stat.of(percentile(found["raw_lags"], 0.5)),
+            "raw aiokafka consumer", params, floor_key=FLOOR_E2E_P50),
+        Row("ws fan-out: lag p99 produce -> client", "ms",
+            Stat.of(percentile(found["lags"], 0.99)), Stat.of(percentile(found["raw_lags"], 0.99)),
+            "raw aiokafka consumer", params, floor_key=FLOOR_E2E_P99, target="< 100 ms"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    _report(_measure())
+
+
+if __name__ == "__main__":
+    main()
