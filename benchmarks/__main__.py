@@ -26,6 +26,7 @@ from pathlib import Path
 
 import benchmarks
 from benchmarks._harness import (
+    BROKER_START_TIMEOUT_S,
     RESULTS,
     Row,
     append_result,
@@ -89,7 +90,7 @@ def _with_broker(names: list[str]) -> tuple[list[Row], dict[str, str]]:
 
     broker = LocalBroker()
     print(f"starting the shared Kafka broker on {broker.bootstrap} ...", flush=True)
-    broker.start()
+    broker.start(timeout=BROKER_START_TIMEOUT_S)
     os.environ["BACKBONE_KAFKA_BOOTSTRAP"] = broker.bootstrap  # every module and subprocess
     try:
         return _run_modules(names)

@@ -211,7 +211,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         "BACKBONE_WS_JWT_KEY": KEY,
     }
     progress("headline: starting `backbone up` (gateway, worker, projections, ...)")
-    stack, base = await serve_process(["infra.cli", "up"], port, env)
+    stack, base = await serve_process(["infra.cli", "up"], port, env, attempts=3000)
     outcomes = Outcomes()
     subscribed = asyncio.Event()
     ws_url = base.replace("http://", "ws://") + "/ws"
