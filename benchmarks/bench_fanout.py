@@ -215,7 +215,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     try:
         await apply_catalogue(kafka, catalogue)
         gateway, base = await serve_process(
-            ["infra.cli", "gateway", "--port", str(port)], port, env
+            ["infra.cli", "gateway", "--port", str(port)], port, env, attempts=1200
         )
         url = base.replace("http://", "ws://") + "/ws"
         tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
