@@ -36,9 +36,10 @@ from streams.admin import create_topics
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
 
-RECORDS = scaled(300_000, 50_000)
+RECORDS = scaled(300_000, 20_000)
+WARMUP_RECORDS = scaled(20_000, 5_000)
 RECORD_SIZE = 256  # bytes; an encoded CallRequested of the benchmarks is about this size
-LATENCY_RECORDS = scaled(5_000, 1_000)
+LATENCY_RECORDS = scaled(5_000, 500)
 REPEATS = scaled(3, 2)
 PRODUCER_PROPS = ("acks=all", "enable.idempotence=true", "compression.type=lz4", "linger.ms=5")
 
@@ -104,7 +105,7 @@ def rows() -> list[Row]:
         perf, latency, partitions = asyncio.run(_topics(KafkaSettings(bootstrap=bootstrap)))
         produce, consume, p50, p99 = [], [], [], []
         # Warm-up: one small run of each tool (JIT, broker page cache, group coordinator).
-        _tool(libs, "ProducerPerformance", "--topic", perf, "--num-records", "20000",
+        _tool(libs, "ProducerPerformance", "--topic", perf, "--num-records", str(WARMUP_RECORDS),
               "--record-size", str(RECORD_SIZE), "--throughput", "-1", "--bootstrap-server",
               bootstrap, "--command-property", *PRODUCER_PROPS)  # fmt: skip
         for n in range(REPEATS):
