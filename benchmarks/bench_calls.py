@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
-from benchmarks._harness import FLOOR_PRODUCE, Row, Stat, kafka_bootstrap, scaled
+from benchmarks._harness import FLOOR_PRODUCE, Row, Stat, kafka_bootstrap, progress, scaled
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
 from infra.registry.server import RegistryServer
@@ -221,6 +221,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
             ("calls end to end", lambda: _calls(kafka, codec, catalogue, N)),
         ]
         for name, run in runs:
+            progress(f"calls: {name}, {N:,} records")
             results[name] = await run()
             print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
     calls = results["calls end to end"]
