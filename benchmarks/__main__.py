@@ -33,6 +33,7 @@ from benchmarks._harness import (
     append_result,
     compare,
     markdown_table,
+    parameters,
     read_results,
     run_record,
     table,
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before {load_before}, after {record['load']}, {record['cpus']} CPUs)"
     )
     print(table(rows))
+    print("measured on:")
+    print(parameters(rows))
     print(
         "ratio: our speed relative to the baseline (1.00 = as fast; for latencies baseline/ours);"
     )

@@ -248,11 +248,29 @@ def table(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def parameters(rows: Sequence[Row]) -> str:
+    """What each figure was measured on: records, sizes, partitions, concurrency, repeats."""
+    out = []
+    for row in rows:
+        text = ", ".join(f"{key}={value}" for key, value in row.params.items())
+        target = f"; target {row.target}" if row.target else ""
+        out.append(f"  {row.name}: {text or '-'}{target}")
+    return "\n".join(out)
+
+
+_SETUP_KEYS = ("records", "record_bytes", "body_bytes", "partitions", "concurrency", "clients",
+               "events_per_s", "rate_per_s", "repeats")  # fmt: skip
+
+
+def _setup(row: Row) -> str:
+    return ", ".join(f"{k} {row.params[k]}" for k in _SETUP_KEYS if k in row.params)
+
+
 def markdown_table(rows: Sequence[Row]) -> str:
     floors = floors_of(rows)
     out = [
-        "| benchmark | unit | ours (median) | baseline, same run | ratio | of Kafka floor |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | unit | ours (median) | baseline, same run | ratio | of Kafka floor | setup |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         baseline = _fmt_stat(row.baseline)
@@ -260,7 +278,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
             baseline = f"{baseline} ({row.baseline_name})"
         out.append(
             f"| {row.name} | {row.unit} | {_fmt_stat(row.ours)} | {baseline} | "
-            f"{_fmt_ratio(row.ratio)} | {_fmt_ratio(row.floor_fraction(floors))} |"
+            f"{_fmt_ratio(row.ratio)} | {_fmt_ratio(row.floor_fraction(floors))} | "
+            f"{_setup(row)} |"
         )
     return "\n".join(out)
 
