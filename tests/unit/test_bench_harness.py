@@ -113,7 +113,8 @@ def test_compare_notes_new_gone_and_mixed_sizes() -> None:
 
 def test_compare_command_needs_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "results.jsonl"
-    assert runner.main(["--compare", "--results", str(path)]) == 1
+    assert runner.main(["--compare", "--results", str(path)]) == 0
+    assert "compare needs 2" in capsys.readouterr().out
     append_result(_record(1.0), path)
     append_result(_record(2.0), path)
     assert runner.main(["--compare", "--results", str(path)]) == 0
