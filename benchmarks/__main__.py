@@ -35,6 +35,7 @@ from benchmarks._harness import (
     markdown_table,
     parameters,
     read_results,
+    row_from_json,
     run_record,
     table,
 )
@@ -123,10 +124,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/latest.json"))
     parser.add_argument("--no-append", action="store_true", help=f"do not append to {RESULTS.name}")
     parser.add_argument("--compare", action="store_true", help="latest run vs the previous one")
+    parser.add_argument("--markdown", action="store_true", help="latest run as a markdown table")
     parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.compare:
         return _compare(args.results)
+    if args.markdown:  # the latest run as the README's table
+        latest = read_results(args.results)[-1]
+        print(f"{latest['date']}, {'quick' if latest['quick'] else 'full'} run, commit "
+              f"{latest.get('commit', '?')}, load average {latest.get('load', '?')} on {latest.get('cpus', '?')} CPUs\n")  # fmt: skip
+        print(markdown_table([row_from_json(row) for row in latest["rows"]]))
+        return 0
     known = modules()
     unknown = [name for name in args.names if name not in known]
     if unknown:

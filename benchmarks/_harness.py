@@ -142,6 +142,21 @@ class Row:
         return data
 
 
+def row_from_json(data: dict[str, Any]) -> Row:
+    return Row(
+        name=data["name"],
+        unit=data["unit"],
+        ours=Stat.from_json(data["ours"]),
+        baseline=Stat.from_json(data["baseline"]) if data.get("baseline") else None,
+        baseline_name=data.get("baseline_name", ""),
+        params=data.get("params", {}),
+        floor_key=data.get("floor_key", ""),
+        provides_floor=data.get("provides_floor", ""),
+        target=data.get("target", ""),
+        module=data.get("module", ""),
+    )
+
+
 def floors_of(rows: Sequence[Row]) -> dict[str, Stat]:
     return {row.provides_floor: row.ours for row in rows if row.provides_floor}
 

@@ -19,6 +19,7 @@ from benchmarks._harness import (
     percentile,
     read_results,
     repeat,
+    row_from_json,
     run_record,
     speed_ratio,
     table,
@@ -33,6 +34,8 @@ def test_stat_median_and_spread() -> None:
     assert stat.relative_spread == pytest.approx(1.6)
     assert Stat.of(3).samples == (3.0,)
     assert Stat.from_json(stat.to_json()) == stat
+    row = Row("r", "ms", stat, Stat.of(2.0), "b", {"records": 3}, FLOOR_E2E_P99, target="t")
+    assert row_from_json(row.to_json()) == row
     with pytest.raises(ValueError, match="at least one sample"):
         Stat.of([])
 
@@ -119,6 +122,8 @@ def test_compare_command_needs_two_runs(tmp_path: Path, capsys: pytest.CaptureFi
     append_result(_record(2.0), path)
     assert runner.main(["--compare", "--results", str(path)]) == 0
     assert "+100%" in capsys.readouterr().out
+    assert runner.main(["--markdown", "--results", str(path)]) == 0
+    assert "| publish | records/s | 2.00 | 100 | 0.02 | - |" in capsys.readouterr().out
 
 
 def test_committed_results_file_parses() -> None:
