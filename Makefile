@@ -70,7 +70,7 @@ bench: install        ## every benchmark, one table (baseline from the same run,
 bench-quick: install  ## the same benchmarks at small sizes (a few minutes on a quiet box)
 	$(BIN)/python -m benchmarks --quick
 
-bench-compare:        ## the latest line of benchmarks/results.jsonl against the previous one
+bench-compare: install ## the latest line of benchmarks/results.jsonl against the previous one
 	$(BIN)/python -m benchmarks --compare
 
 docs: install         ## regenerate committed docs (topic catalogue, command reference)
