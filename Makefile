@@ -67,7 +67,7 @@ check: install        ## format, lint, types, schema evolution gate
 bench: install        ## every benchmark, one table (baseline from the same run, ratio, fraction of Kafka's floor)
 	$(BIN)/python -m benchmarks
 
-bench-quick: install  ## the same benchmarks at small sizes (a few minutes on a quiet box)
+bench-quick: install  ## the same benchmarks and code paths at small sizes
 	$(BIN)/python -m benchmarks --quick
 
 bench-compare: install ## the latest line of benchmarks/results.jsonl against the previous one
