@@ -33,7 +33,7 @@ from aiohttp import web
 from agents.webhooks import WebhookDeliveryService
 from benchmarks._harness import Row, Stat, kafka_bootstrap, progress, scaled
 from benchmarks._servers import serve_process
-from connectors.webhooks import WebhookSecret, signed_headers
+from connectors.webhooks import DestinationPolicy, WebhookSecret, signed_headers
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import (
     DeliverySettings,
@@ -255,7 +255,9 @@ async def _worker_rate(
         runtime=runtime,
     )
     async with Publisher(kafka, codec, catalogue) as publisher:
-        endpoint, _ = await EndpointAdmin(publisher, EndpointView()).register(url)
+        # the receiver listens on loopback: registration applies the worker's allow-list too
+        policy = DestinationPolicy.allowing(settings.allow_networks)
+        endpoint, _ = await EndpointAdmin(publisher, EndpointView(), policy).register(url)
         requests = [
             WebhookDeliveryRequested(
                 delivery_id=f"msg_{uuid.uuid4().hex}",
