@@ -278,7 +278,18 @@ async def _produce(publisher: Publisher, total: int) -> float:
     return time.perf_counter() - began
 
 
+def _raise_fd_limit() -> None:
+    """1,000 clients need more than the common soft limit of 1,024 descriptors; the gateway and the
+    client processes inherit the raised limit (up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CLIENTS * 2 + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
 async def _run(bootstrap: str) -> dict[str, Any]:
+    _raise_fd_limit()
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-fanout")
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
