@@ -239,7 +239,8 @@ async def _raw_posts(url: str, total: int, concurrency: int) -> float:
 
         begin = time.perf_counter()
         await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-        return total / (time.perf_counter() - begin)
+        sent = (total // concurrency) * concurrency  # what the workers sent, not total
+        return sent / (time.perf_counter() - begin)
 
 
 async def _worker_rate(
