@@ -40,6 +40,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import bench_calls
+from benchmarks._harness import Row, Stat
 from connectors.calls_api import ReplyWaiter
 from infra.kafka.broker import LocalBroker, free_port
 from infra.registry.server import RegistryServer
@@ -475,7 +476,7 @@ def _print(figures: dict[str, Any]) -> None:
         )
 
 
-async def _figures_on(bootstrap: str | None) -> dict[str, Any]:
+async def _figures_on(bootstrap: str | None, *, throughput: bool) -> dict[str, Any]:
     broker: LocalBroker | None = None
     if not bootstrap:
         broker = LocalBroker()
@@ -487,7 +488,7 @@ async def _figures_on(bootstrap: str | None) -> dict[str, Any]:
     try:
         registry = RegistrySettings(url=server.url)
         figures = await _measure(kafka, registry)
-        if os.environ.get("BENCH_LATENCY_THROUGHPUT", "1") != "0":
+        if throughput:
             plain = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
             rates = await bench_calls._run(plain, registry)
             figures["throughput.calls_per_s"] = rates["calls end to end"]
@@ -507,9 +508,39 @@ async def _figures_on(bootstrap: str | None) -> dict[str, Any]:
             await asyncio.to_thread(broker.stop)
 
 
-def figures() -> dict[str, Any]:
-    """Every figure of one run (on ``BACKBONE_KAFKA_BOOTSTRAP``, or a broker started for it)."""
-    return asyncio.run(_figures_on(os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")))
+def figures(*, throughput: bool | None = None) -> dict[str, Any]:
+    """Every figure of one run (on ``BACKBONE_KAFKA_BOOTSTRAP``, or a broker started for it).
+    ``throughput``: also run :mod:`bench_calls` (default: unless ``BENCH_LATENCY_THROUGHPUT=0``)."""
+    if throughput is None:
+        throughput = os.environ.get("BENCH_LATENCY_THROUGHPUT", "1") != "0"
+    bootstrap = os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")
+    return asyncio.run(_figures_on(bootstrap, throughput=throughput))
+
+
+def rows() -> list[Row]:
+    """The harness's rows (``python -m benchmarks``); throughput is bench_calls' own rows there."""
+    found = figures(throughput=False)
+    _print(found)
+    out: list[Row] = []
+    for rate in RATES:
+        for path, label in (("gateway", "POST /v1/calls?wait"), ("sdk", "SDK request-reply")):
+            p, judged = f"{path}.{rate}", rate == 100 and path == "gateway"
+            params = {"rate_per_s": rate, "calls": found[f"{p}.calls"],
+                      "failed": found[f"{p}.failures"], "seconds": SECONDS,
+                      "provider": "local aiohttp, answers at once",
+                      "saturated": _saturated(found, p, rate)}  # fmt: skip
+            for q, target in (("p50", "added <= 15 ms"), ("p99", "added <= 50 ms")):
+                out.append(
+                    Row(f"calls latency {q}: {label} at {rate}/s", "ms",
+                        Stat.of(found[f"{p}.{q}_ms"]), Stat.of(found[f"floor.{rate}.{q}_ms"]),
+                        "direct aiohttp call", params, target=target if judged else "")
+                )  # fmt: skip
+            out.append(
+                Row(f"calls worker CPU per call: {label} at {rate}/s", "us",
+                    Stat.of(found[f"{p}.cpu_per_call_us"]), params=params,
+                    target="<= 150 us" if judged else "")
+            )  # fmt: skip
+    return out
 
 
 def main() -> None:
