@@ -162,7 +162,10 @@ class CallWorker:
         folder = self.settings.ledger_dir
         if folder is None:
             folder = self._ledger_tmp = Path(tempfile.mkdtemp(prefix="backbone-ledger-"))
-        return LedgerStore.open_in(folder, f"{self.catalogue.prefix}{self.settings.group_id}")
+        name = self.settings.group_id
+        if not name.startswith(self.catalogue.prefix):  # one store per topic prefix and group
+            name = f"{self.catalogue.prefix}{name}"
+        return LedgerStore.open_in(folder, name)
 
     def _close_ledger_store(self) -> None:
         self.ledger.store.close()
