@@ -183,7 +183,7 @@ async def _run(broker: LocalBroker) -> None:
 
 def main() -> None:
     broker = LocalBroker()
-    broker.start()
+    broker.start(timeout=300.0)  # a loaded box starts a broker slowly
     try:
         asyncio.run(_run(broker))
     finally:
