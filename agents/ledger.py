@@ -164,11 +164,15 @@ class CallLedger:
         key, claim_id = headers.get(h.IDEMPOTENCY_KEY), headers.get(h.CLAIM)
         if key is None or claim_id is None:
             return
-        claim = claim_id.decode()
-        if self.echo(claim):
-            return  # settled here already (finish)
+        claim, name = claim_id.decode(), key.decode()
         end = headers.get(h.CALL_END)
-        self._settle(key.decode(), claim, None if end is None else end.decode(), at_ms or _now_ms())
+        if self.echo(claim):
+            # settled here already (finish), unless the echo overtook finish(): then settle now
+            # (finish does the same), or a checkpoint past this record would lose the settlement
+            entry = self.store.get(name)
+            if entry is None or entry.claim_id != claim or entry.settled == claim:
+                return
+        self._settle(name, claim, None if end is None else end.decode(), at_ms or _now_ms())
 
     # --- the window and checkpoints ---------------------------------------------------------------
     def window_start_ms(self, now_ms: int | None = None) -> int | None:

@@ -108,3 +108,22 @@ def test_each_live_worker_gets_its_own_file(tmp_path: Path) -> None:
     assert again.path == tmp_path / "calls.sqlite"
     again.close()
     second.close()
+
+
+async def test_an_outcome_echo_that_overtakes_finish_is_checkpointed(tmp_path: Path) -> None:
+    """The follower may read this worker's outcome before ``finish`` runs; a checkpoint taken
+    then (offsets past the outcome) must already hold the settlement."""
+    path = tmp_path / "ledger.sqlite"
+    ledger = CallLedger(LedgerStore(path))
+    mine = _claim("k")
+    assert await ledger.acquire("k", LANE) is Claim.RUN
+    ledger.claimed("k", mine.claim_id, LANE)
+    assert ledger.echo(mine.claim_id)  # the claim's echo
+    ledger.apply_outcome(_outcome(mine, SUCCEEDED))  # the outcome's echo, before finish()
+    ledger.checkpoint({("calls.results", 0): 1})
+    ledger.store.close()  # the worker dies before finish()
+
+    reopened = CallLedger(LedgerStore(path))
+    assert await _verdict(reopened, "k", LANE) is Claim.SKIP
+    assert await _verdict(reopened, "k", OTHER) is Claim.SKIP
+    reopened.store.close()
