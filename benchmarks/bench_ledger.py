@@ -167,10 +167,9 @@ def _evict(folder: Path, window_s: float | None) -> None:
     ledger.store.close()
 
 
-async def _run(broker: LocalBroker) -> None:
-    kafka = KafkaSettings(bootstrap=broker.bootstrap, client_id="bench")
-    cat = Catalogue(prefix="bench.")
-    server = RegistryServer(kafka, topic="bench._schemas", port=0)
+async def _run(kafka: KafkaSettings) -> None:
+    cat = Catalogue(prefix=f"bench-ledger-{uuid.uuid4().hex[:6]}.")
+    server = RegistryServer(kafka, topic=f"{cat.prefix}_schemas", port=0)
     await server.start()
     try:
         await apply_catalogue(kafka, cat)
@@ -182,12 +181,16 @@ async def _run(broker: LocalBroker) -> None:
 
 
 def main() -> None:
-    broker = LocalBroker()
-    broker.start(timeout=300.0)  # a loaded box starts a broker slowly
-    try:
-        asyncio.run(_run(broker))
-    finally:
-        broker.stop()
+    shared = os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")  # the harness's broker, if it runs one
+    if shared:
+        asyncio.run(_run(KafkaSettings(bootstrap=shared, client_id="bench")))
+    else:
+        broker = LocalBroker()
+        broker.start(timeout=300.0)  # a loaded box starts a broker slowly
+        try:
+            asyncio.run(_run(KafkaSettings(bootstrap=broker.bootstrap, client_id="bench")))
+        finally:
+            broker.stop()
     print(f"eviction, {STREAM:,} keys through the ledger (checkpoint every 10,000):")
     with tempfile.TemporaryDirectory() as tmp:
         _evict(Path(tmp), 1.0)
