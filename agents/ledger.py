@@ -23,9 +23,20 @@ An *unknown* call is not run again unless its service dedupes by idempotency key
 A key is settled locally only once its outputs are durable (:meth:`finish`); if writing them
 failed (:meth:`abandon`), the claim stays open and the record's redelivery is *unknown*.
 
-Limits: memory holds every key within the topics' retention (30 days); a call whose key is
-claimed at the same moment by two workers (two requests with one key on different lanes) is
-reported unknown by the second rather than run twice.
+State is durable (:mod:`agents._ledger_store`): entries live in a local SQLite file with the
+offsets of ``calls.claims`` / ``calls.results`` they reflect, checkpointed about every second, so
+a restarted worker reads only what was written after its checkpoint; a lost file is restored from
+the two topics (from the start of the window). Every worker follows every partition of both
+topics, so when lane partitions move between workers the ledger state is already there.
+
+The dedupe window (``calls.ledger_window_s``, default the topics' retention, 30 days): a key
+whose entry did not change for longer is evicted and then judged as never seen (**run**); so the
+window must not be shorter than the time a lane record can be redelivered or re-driven (the lane
+and dead-letter topics' retention). Memory holds only the keys changed since the last checkpoint
+and the calls in flight, however many keys the window holds.
+
+Limits: a call whose key is claimed at the same moment by two workers (two requests with one key
+on different lanes) is reported unknown by the second rather than run twice.
 """
 
 from __future__ import annotations
@@ -33,10 +44,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from dataclasses import dataclass
+import time
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from agents._ledger_store import Coords, LedgerStore
 from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
@@ -49,7 +61,8 @@ log = logging.getLogger(__name__)
 SUCCEEDED = "succeeded"
 GAVE_UP = "gave-up"
 
-Coords = tuple[str, int, int]  # lane topic (logical), partition, offset
+#: The topics' retention, the default dedupe window.
+DEFAULT_WINDOW_S = 30 * 24 * 60 * 60.0
 
 
 class Claim(enum.Enum):
@@ -60,18 +73,15 @@ class Claim(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class _Claimed:
-    claim_id: str
-    coords: Coords
-
-
 class CallLedger:
-    def __init__(self) -> None:
-        self._claims: dict[str, _Claimed] = {}
-        self._settled: dict[str, str] = {}  # key -> id of its latest settled claim
-        self._succeeded: set[str] = set()
-        self._given_up: set[str] = set()
+    """The verdicts, over a :class:`LedgerStore` (in memory unless one is given)."""
+
+    def __init__(
+        self, store: LedgerStore | None = None, *, window_s: float | None = DEFAULT_WINDOW_S
+    ) -> None:
+        self.store = store if store is not None else LedgerStore()
+        #: entries unchanged for this long are evicted (``None``: never)
+        self.window_ms = None if window_s is None else int(window_s * 1000)
         self._running: dict[str, asyncio.Future[None]] = {}
         #: Claim ids written here, with how many echoes (claim, outcome) the topics still owe.
         self._mine: dict[str, int] = {}
@@ -80,16 +90,20 @@ class CallLedger:
         """The verdict for one lane record; on RUN or UNKNOWN the key now runs here."""
         while (running := self._running.get(key)) is not None:
             await asyncio.shield(running)
-        claim = self._claims.get(key)
-        open_claim = claim is not None and self._settled.get(key) != claim.claim_id
-        if claim is not None and claim.coords == coords:
-            verdict = Claim.UNKNOWN if open_claim else Claim.SKIP
-        elif key in self._succeeded or (key in self._given_up and not redriven):
-            verdict = Claim.SKIP
-        elif open_claim:
-            verdict = Claim.UNKNOWN
-        else:
+        entry = self.store.get(key)
+        if entry is None:
             verdict = Claim.RUN
+        else:
+            claim = entry.claim_id
+            open_claim = claim is not None and entry.settled != claim
+            if claim is not None and entry.coords == coords:
+                verdict = Claim.UNKNOWN if open_claim else Claim.SKIP
+            elif entry.succeeded or (entry.given_up and not redriven):
+                verdict = Claim.SKIP
+            elif open_claim:
+                verdict = Claim.UNKNOWN
+            else:
+                verdict = Claim.RUN
         if verdict is not Claim.SKIP:
             self._running[key] = asyncio.get_running_loop().create_future()
         return verdict
@@ -100,11 +114,11 @@ class CallLedger:
     def claimed(self, key: str, claim_id: str, coords: Coords) -> None:
         """The claim is durable: the call may now be made."""
         self._mine[claim_id] = 2
-        self._claims[key] = _Claimed(claim_id, coords)
+        self._set_claim(key, claim_id, coords, _now_ms())
 
     def finish(self, key: str, claim_id: str, end: str | None) -> None:
         """The handling's outputs are durable."""
-        self._settle(key, claim_id, end)
+        self._settle(key, claim_id, end, _now_ms())
         self._release(key)
 
     def abandon(self, key: str) -> None:
@@ -116,19 +130,24 @@ class CallLedger:
         if running is not None and not running.done():
             running.set_result(None)
 
-    def _settle(self, key: str, claim_id: str, end: str | None) -> None:
-        self._settled[key] = claim_id
+    def _set_claim(self, key: str, claim_id: str, coords: Coords, at_ms: int) -> None:
+        entry = self.store.change(key, at_ms)
+        entry.claim_id, entry.coords = claim_id, coords
+
+    def _settle(self, key: str, claim_id: str, end: str | None, at_ms: int) -> None:
+        entry = self.store.change(key, at_ms)
+        entry.settled = claim_id
         if end == SUCCEEDED:
-            self._succeeded.add(key)
+            entry.succeeded = True
         elif end == GAVE_UP:
-            self._given_up.add(key)
+            entry.given_up = True
 
     # --- from the topics --------------------------------------------------------------------------
-    def apply_claim(self, event: CallStarted) -> None:
+    def apply_claim(self, event: CallStarted, at_ms: int | None = None) -> None:
         if self.echo(event.claim_id):
             return  # known since it was written; an older echo must not replace a newer claim
         coords = (event.lane_topic, event.lane_partition, event.lane_offset)
-        self._claims[event.idempotency_key] = _Claimed(event.claim_id, coords)
+        self._set_claim(event.idempotency_key, event.claim_id, coords, at_ms or _now_ms())
 
     def echo(self, claim_id: str) -> bool:
         """True (and one echo fewer owed) if the claim was written here."""
@@ -141,19 +160,44 @@ class CallLedger:
             del self._mine[claim_id]
         return True
 
-    def apply_outcome(self, headers: dict[str, bytes]) -> None:
+    def apply_outcome(self, headers: dict[str, bytes], at_ms: int | None = None) -> None:
         key, claim_id = headers.get(h.IDEMPOTENCY_KEY), headers.get(h.CLAIM)
         if key is None or claim_id is None:
             return
-        claim = claim_id.decode()
-        if self.echo(claim):
-            return  # settled here already (finish)
+        claim, name = claim_id.decode(), key.decode()
         end = headers.get(h.CALL_END)
-        self._settle(key.decode(), claim, None if end is None else end.decode())
+        if self.echo(claim):
+            # settled here already (finish), unless the echo overtook finish(): then settle now
+            # (finish does the same), or a checkpoint past this record would lose the settlement
+            entry = self.store.get(name)
+            if entry is None or entry.claim_id != claim or entry.settled == claim:
+                return
+        self._settle(name, claim, None if end is None else end.decode(), at_ms or _now_ms())
+
+    # --- the window and checkpoints ---------------------------------------------------------------
+    def window_start_ms(self, now_ms: int | None = None) -> int | None:
+        """Entries last changed before this are beyond the window (``None``: no window)."""
+        if self.window_ms is None:
+            return None
+        return (now_ms or _now_ms()) - self.window_ms
+
+    def checkpoint(self, offsets: dict[tuple[str, int], int]) -> int:
+        """Make the entries and the offsets they reflect durable; evict beyond the window.
+        Returns the number of keys evicted."""
+        return self.store.checkpoint(offsets, self.window_start_ms())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class LedgerFollower:
-    """Keeps a :class:`CallLedger` current from ``calls.claims`` and ``calls.results``."""
+    """Keeps a :class:`CallLedger` current from ``calls.claims`` and ``calls.results``.
+
+    Reading starts at the store's checkpoint (for a partition it has none of: at the start of the
+    window); the ledger is checkpointed after a batch once ``checkpoint_records`` records or
+    ``checkpoint_interval_s`` seconds have passed since the last, and when the follower stops.
+    """
 
     def __init__(
         self,
@@ -162,11 +206,29 @@ class LedgerFollower:
         claims_topic: str,
         results_topic: str,
         ledger: CallLedger,
+        *,
+        checkpoint_records: int = 20_000,
+        checkpoint_interval_s: float = 1.0,
     ) -> None:
         self._codec = codec
         self._claims_topic = claims_topic
         self.ledger = ledger
-        self._follower = TopicFollower(kafka, [claims_topic, results_topic], self._apply)
+        self._checkpoint_records = checkpoint_records
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._last_checkpoint = time.monotonic()
+        self._positions: dict[tuple[str, int], int] = {}
+        self._since_checkpoint = 0
+        #: records read from the topics since start (a restart from a checkpoint reads few)
+        self.records_read = 0
+        #: keys evicted beyond the window since start
+        self.evicted = 0
+        self._follower = TopicFollower(
+            kafka,
+            [claims_topic, results_topic],
+            self._apply,
+            start_at=self._start_at,
+            on_batch=self._after_batch,
+        )
 
     async def start(self) -> None:
         await self._follower.start()
@@ -174,12 +236,53 @@ class LedgerFollower:
     async def caught_up(self) -> None:
         await self._follower.caught_up()
 
+    def problems(self) -> dict[str, str]:
+        return self._follower.problems()
+
     async def stop(self) -> None:
         await self._follower.stop()
+        self.checkpoint()
+
+    def checkpoint(self) -> None:
+        self.evicted += self.ledger.checkpoint(self._positions)
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+
+    async def _start_at(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        store = self.ledger.store
+        saved = store.offsets()
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        if any(saved.get((tp.topic, tp.partition), 0) > ends[tp] for tp in tps):
+            log.warning("the ledger store is ahead of the topics (recreated?): restoring it")
+            store.reset()
+            saved = {}
+        missing = [tp for tp in tps if (tp.topic, tp.partition) not in saved]
+        since = self.ledger.window_start_ms()
+        starts = {tp: begins[tp] for tp in missing}
+        if missing and since is not None and since > 0:
+            found = await consumer.offsets_for_times(dict.fromkeys(missing, since))
+            for tp in missing:  # None: every record is older than the window
+                stamp = found.get(tp)
+                starts[tp] = ends[tp] if stamp is None else stamp.offset
+        for tp in tps:
+            offset = saved.get((tp.topic, tp.partition), starts.get(tp, begins[tp]))
+            consumer.seek(tp, max(offset, begins[tp]))  # below the beginning: deleted records
+
+    async def _after_batch(self, positions: dict[tuple[str, int], int]) -> None:
+        self._positions.update(positions)
+        if (
+            self._since_checkpoint >= self._checkpoint_records
+            or time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s
+        ):
+            self.checkpoint()
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.records_read += 1
+        self._since_checkpoint += 1
         if record.topic != self._claims_topic:
-            self.ledger.apply_outcome({k: bytes(v) for k, v in record.headers})
+            headers = {k: bytes(v) for k, v in record.headers}
+            self.ledger.apply_outcome(headers, record.timestamp)
             return
         if record.value is None:
             return  # a tombstone
@@ -192,4 +295,4 @@ class LedgerFollower:
             log.warning("ledger skipped an undecodable claim: %s", exc)
             return
         if isinstance(event, CallStarted):
-            self.ledger.apply_claim(event)
+            self.ledger.apply_claim(event, record.timestamp)

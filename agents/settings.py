@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,6 +16,8 @@ from connectors.settings import ServiceSettings
 DRAIN_SHARE = 0.8
 #: What the drain must leave, beyond the longest call, to write and commit the outcome.
 DRAIN_MARGIN_S = 5.0
+#: The call ledger's default dedupe window: the retention of the calls topics (30 days).
+LEDGER_WINDOW_S = 30 * 24 * 60 * 60.0
 
 
 class WorkerSettings(BaseModel):
@@ -55,6 +58,12 @@ class WorkerSettings(BaseModel):
     #: Calls in flight get 80 % of it to finish, which must cover the longest call timeout plus
     #: 5 s (checked): otherwise a slow call is cancelled at a rebalance with its claim open.
     rebalance_timeout_s: float = Field(default=45.0, ge=1.0)
+    #: Where the call ledger keeps its store (``None``: a temporary folder removed at stop, so a
+    #: restart replays the window). ``backbone worker`` uses ``<state_dir>/ledger``.
+    ledger_dir: Path | None = None
+    #: The ledger's dedupe window: keys unchanged for longer are forgotten (then run again if a
+    #: lane record of theirs comes back). Keep it >= the lane and dead-letter topics' retention.
+    ledger_window_s: float = Field(default=LEDGER_WINDOW_S, gt=0)
 
     @property
     def longest_call_timeout_s(self) -> float:

@@ -2,8 +2,8 @@
 
 Lifecycle (``start`` / ``stop`` / ``describe``) matches ``infra.stack.Service``, so ``backbone up``
 and ``backbone worker`` run it the same way. On start it first restores what must survive a
-restart (breaker states from ``integration.circuits``; the call ledger from ``calls.claims`` and
-``calls.results``), then starts the pipeline on its runtime: aiokafka stages (default) or Faust
+restart (breaker states from ``integration.circuits``; the call ledger from its store and what
+``calls.claims`` and ``calls.results`` received after its checkpoint), then starts the pipeline on its runtime: aiokafka stages (default) or Faust
 agents (``runtime = "faust"``).
 Side events (breaker changes, health checks, plugin lifecycle) go through the worker's own
 publisher, which also writes the ledger's claims.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING
 from aiokafka import ConsumerRecord
 
 from agents._kafka_calls import KafkaCalls
+from agents._ledger_store import LedgerStore
 from agents._writer import CallWriter, Pipeline
 from agents.dispatch import LaneDispatcher
 from agents.executor import HEALTH, CallExecutor
@@ -79,7 +82,8 @@ class CallWorker:
             if connectors is not None
             else {s.name: build(s) for s in settings.services}
         )
-        self.ledger = CallLedger()
+        self.ledger = CallLedger(window_s=settings.ledger_window_s)
+        self._ledger_tmp: Path | None = None  # the store's folder when none is configured
         self._side: asyncio.Queue[Output] = asyncio.Queue()
         self.publisher = Publisher(kafka, codec, catalogue)
         self.writer = CallWriter(self.publisher, catalogue)
@@ -129,6 +133,7 @@ class CallWorker:
             await connector.start()
         await self._restore_circuits()
         await self.publisher.start()
+        self.ledger.store = self._open_ledger_store()
         await self._follower.start()
         await self.runtime.start()
         self.supervisor.start("health-checks", self._health_loop)
@@ -147,9 +152,27 @@ class CallWorker:
                 self._plugin_event(unloading("worker stopping"))
         await self._drain_side_events()
         await self.publisher.stop()
-        await self._follower.stop()
+        await self._follower.stop()  # checkpoints the ledger
+        self._close_ledger_store()
         for connector in self.connectors.values():
             await connector.stop()
+
+    # --- the ledger's store -----------------------------------------------------------------------
+    def _open_ledger_store(self) -> LedgerStore:
+        folder = self.settings.ledger_dir
+        if folder is None:
+            folder = self._ledger_tmp = Path(tempfile.mkdtemp(prefix="backbone-ledger-"))
+        name = self.settings.group_id
+        if not name.startswith(self.catalogue.prefix):  # one store per topic prefix and group
+            name = f"{self.catalogue.prefix}{name}"
+        return LedgerStore.open_in(folder, name)
+
+    def _close_ledger_store(self) -> None:
+        self.ledger.store.close()
+        self.ledger.store = LedgerStore()  # in memory until the next start
+        if self._ledger_tmp is not None:
+            shutil.rmtree(self._ledger_tmp, ignore_errors=True)
+            self._ledger_tmp = None
 
     async def _claim(self, claim: CallStarted) -> None:
         # claims handed over in one loop turn share a produce batch; the claim id goes in a

@@ -45,6 +45,9 @@ BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN  open connections per token (default 16)
 BACKBONE_ALERTS_RULES              alert rules as a JSON list of ``[[alerts.rules]]`` tables
                                    (replaces the defaults; see agents.alerts.rules)
 BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on start (10800)
+BACKBONE_LEDGER_WINDOW             the call ledger's dedupe window in seconds (default 2592000,
+                                   30 days: the calls topics' retention)
+BACKBONE_LEDGER_DIR                where the call ledger's store lives (default <state dir>/ledger)
 =================================  ===============================================================
 
 Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rules.AlertRule`).
@@ -137,6 +140,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_WS_AUTH_TIMEOUT": ("realtime", "auth_timeout_s"),
     "BACKBONE_WS_MAX_CONNECTIONS_PER_TOKEN": ("realtime", "max_connections_per_token"),
     "BACKBONE_ALERTS_LOOKBACK_S": ("alerts", "lookback_s"),
+    "BACKBONE_LEDGER_WINDOW": ("calls", "ledger_window_s"),
+    "BACKBONE_LEDGER_DIR": ("calls", "ledger_dir"),
 }
 
 
@@ -175,6 +180,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     # projection stores live under the stack's state dir unless placed elsewhere
     state_dir = Path(str(tree["local"].get("state_dir", ".backbone")))
     tree["projections"].setdefault("store_dir", str(state_dir / "projections"))
+    tree["calls"].setdefault("ledger_dir", str(state_dir / "ledger"))
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"

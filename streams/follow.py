@@ -25,6 +25,11 @@ from streams.supervise import Supervisor
 log = logging.getLogger(__name__)
 
 OnRecord = Callable[[ConsumerRecord[bytes, bytes]], Awaitable[None]]
+#: Seeks the follower's consumer to where reading starts (e.g. a store's checkpoint).
+StartAt = Callable[[AIOKafkaConsumer, list[TopicPartition]], Awaitable[None]]
+#: Told the consumer's positions (``(topic, partition) -> next offset``) after each applied batch:
+#: every record before them was applied (a store checkpoints them with its state).
+OnBatch = Callable[[dict[tuple[str, int], int]], Awaitable[None]]
 
 
 class TopicFollower:
@@ -35,12 +40,17 @@ class TopicFollower:
         on_record: OnRecord,
         *,
         from_end: bool = False,
+        start_at: StartAt | None = None,
+        on_batch: OnBatch | None = None,
     ) -> None:
-        """``from_end``: skip what is already there and apply only records written after start."""
+        """``from_end``: skip what is already there and apply only records written after start;
+        ``start_at``: seek to positions of the caller's choosing instead of the beginning."""
         self._kafka = kafka
         self._from_end = from_end
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._on_record = on_record
+        self._start_at = start_at
+        self._on_batch = on_batch
         self._consumer: AIOKafkaConsumer | None = None
         self._supervisor = Supervisor(f"follow {self._topics[0]}")
         self._moved = asyncio.Event()  # set whenever positions advanced
@@ -63,6 +73,8 @@ class TopicFollower:
             consumer.assign(tps)
             if self._from_end:
                 await consumer.seek_to_end(*tps)
+            elif self._start_at is not None:
+                await self._start_at(consumer, tps)
             else:
                 await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -71,6 +83,7 @@ class TopicFollower:
                     batch = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
                     for record in batch.get(tp, []):
                         await self._apply(record)
+                    await self._batch_done(consumer, tps)
         except KafkaError as exc:
             await consumer.stop()
             raise KafkaUnavailableError(f"cannot read {self._topics}: {exc}") from exc
@@ -116,7 +129,14 @@ class TopicFollower:
             for records in batch.values():
                 for record in records:
                     await self._apply(record)
+            await self._batch_done(consumer, list(consumer.assignment()))
             self._moved.set()
+
+    async def _batch_done(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        if self._on_batch is not None:
+            await self._on_batch(
+                {(tp.topic, tp.partition): await consumer.position(tp) for tp in tps}
+            )
 
     async def stop(self) -> None:
         await self._supervisor.close()
