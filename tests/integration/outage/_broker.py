@@ -42,7 +42,9 @@ class OwnBroker:
         return self.broker.bootstrap
 
     async def start(self) -> None:
-        await asyncio.to_thread(self.broker.start)
+        # after a SIGKILL the broker recovers every partition's log first: on the loaded 2-core
+        # box (load average 40) that took more than the default 90 s
+        await asyncio.to_thread(self.broker.start, 300.0)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.broker.stop)
