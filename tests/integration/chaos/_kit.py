@@ -145,7 +145,10 @@ def worker_groups(group_id: str) -> list[str]:
 
 async def total_lag(kafka: KafkaSettings, groups: list[str]) -> int:
     """Records the groups have not committed past, summed over every partition they committed on."""
-    return sum((await describe_group(kafka, group)).total_lag for group in groups)
+    lag = 0
+    for group in groups:
+        lag += (await describe_group(kafka, group)).total_lag
+    return lag
 
 
 async def lag_settles(kafka: KafkaSettings, groups: list[str], timeout_s: float = 120) -> int:

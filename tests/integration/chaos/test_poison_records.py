@@ -131,7 +131,9 @@ async def run_worker_poison(
     plan.append((b"k", await codec.encode(last, topic), None))
     offsets = await _produce(kafka, topic, [(k, v) for k, v, _ in plan])
     sent = [Poison(p.kind, p.value, off) for (_, _, p), off in zip(plan, offsets, strict=True) if p]
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime=runtime)  # type: ignore[arg-type]
+    settings = WorkerSettings.model_validate(
+        {"group_id": f"{catalogue.prefix}calls", "runtime": runtime}
+    )
     ids = {c.call_id for c in goods}
     async with (
         running_worker(kafka, codec, catalogue, settings, {"svc": ScriptedService("svc")}),
@@ -146,7 +148,11 @@ async def run_worker_poison(
     assert all(e.event_type == "call.succeeded" for e in terminal(results))
     print(f"\n{runtime}: {len(sent)} poison records among {len(goods)} good ones")
     check_dead_letters(letters, sent, topic)
-    stamps = {e.call_id: ts for e, _, ts in results.records if e.event_type == "call.succeeded"}
+    stamps = {
+        getattr(e, "call_id", ""): ts
+        for e, _, ts in results.records
+        if e.event_type == "call.succeeded"
+    }
     after = {sent[i].offset: goods[i + 1].call_id for i in range(len(sent))}
     waits = [stamps[after[int(hd[h.DLT_ORIGINAL_OFFSET])]] - ts for _, hd, ts in letters]
     print(f"  next good outcome after a dead letter: max {max(waits)} ms (record timestamps)")
