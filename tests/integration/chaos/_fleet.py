@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections import Counter
@@ -28,8 +29,15 @@ from streams.projections import ProjectionRunner
 from streams.rollup import rollup
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import TopicReader, request, terminal, worker_processes
-from tests.integration.chaos._kit import lag_settles, provider, worker_groups
+from tests.integration.calls._support import TERMINAL, TopicReader, request, terminal
+from tests.integration.chaos._kit import (
+    lag_settles,
+    provider,
+    start_process,
+    stop_process,
+    worker_groups,
+)
+from tests.integration.webhooks._kit import read_all
 
 WORKER_CONFIG = """
 [calls]
@@ -61,14 +69,26 @@ Proc = asyncio.subprocess.Process
 
 @dataclass
 class Fleet:
-    """The running workers; a fault schedule starts, signals and replaces them."""
+    """The running workers; a fault schedule starts, signals and replaces them. Each worker logs
+    to its own file; :meth:`add` returns once the worker said "ready" (its signal handlers are in
+    place), so faults hit working processes, not ones still importing."""
 
-    start_one: Callable[[], Awaitable[Proc]]
+    env: dict[str, str]
+    logs: Path
     workers: list[Proc] = field(default_factory=list)
     stopped: list[tuple[str, int | None]] = field(default_factory=list)  # signal, exit code
+    started: list[Proc] = field(default_factory=list)
 
     async def add(self) -> None:
-        self.workers.append(await self.start_one())
+        log = self.logs / f"worker-{len(self.started)}.log"
+        proc = await start_process(["worker"], self.env, log)
+        self.started.append(proc)
+        deadline = time.monotonic() + 300  # imports alone take minutes on the loaded box
+        while b"\nready\n" not in b"\n" + log.read_bytes():
+            assert proc.returncode is None, f"a worker exited while starting: see {log}"
+            assert time.monotonic() < deadline, f"a worker did not get ready: see {log}"
+            await asyncio.sleep(0.2)
+        self.workers.append(proc)
 
     async def remove(self, sig: signal.Signals, index: int = -1) -> None:
         """Signal one worker and wait for it to end (SIGTERM: a clean stop, 90 s at most)."""
@@ -88,6 +108,10 @@ class Fleet:
     async def replace(self, sig: signal.Signals) -> None:
         await self.remove(sig, 0)
         await self.add()
+
+    async def stop_all(self) -> None:
+        for proc in self.started:
+            await stop_process(proc, 60)
 
 
 Schedule = Callable[[Fleet, asyncio.Event], Awaitable[None]]
@@ -236,13 +260,19 @@ async def run_fleet(
     )
     running = asyncio.Event()
     running.set()
+    env = {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+        "BACKBONE_CONFIG": str(config),
+    }
+    fleet = Fleet(env, tmp_path)
     async with (
         provider(work) as url,
-        worker_processes(kafka, catalogue, registry, config, tmp_path / "workers.log") as start,
         TopicReader(kafka, codec, catalogue.name("calls.results"), committed=True) as results,
     ):
         config.write_text(WORKER_CONFIG.format(group=group, url=url))
-        fleet = Fleet(start)
         for _ in range(workers):
             await fleet.add()
         projection = asyncio.create_task(metrics.run())
@@ -271,15 +301,21 @@ async def run_fleet(
             for task in (stream, watcher):
                 task.cancel()
             await asyncio.gather(stream, watcher, return_exceptions=True)
-            report.stopped = fleet.stopped
-        for event in terminal(results):
-            if event.call_id in report.published:
-                report.outcomes[event.call_id] += 1
+            report.stopped = list(fleet.stopped)
+            await fleet.stop_all()
+        # the count comes from a fresh read of the whole topic up to its end, not from the live
+        # reader (on the loaded box a live reader once fell far behind what the topic held)
+        for _, event, _ in await read_all(kafka, codec, catalogue.name("calls.results")):
+            call_id = getattr(event, "call_id", None)
+            if event.event_type in TERMINAL and call_id in report.published:
+                report.outcomes[call_id] += 1
                 report.kinds[event.event_type] += 1
                 if event.event_type == "call.succeeded":
-                    report.succeeded.add(event.call_id)
-                elif getattr(event.failure, "error_class", "") == "OutcomeUnknownError":
-                    report.unknown.add(event.call_id)
+                    report.succeeded.add(call_id)
+                elif getattr(event, "failure", None) is not None and (
+                    event.failure.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
+                ):
+                    report.unknown.add(call_id)
         try:
             want = len(report.succeeded)
             deadline = time.monotonic() + 120

@@ -5,8 +5,10 @@ connection, hangs past the call timeout, or sends a body of tens of megabytes.
 Oracle: every call has exactly one terminal outcome in ``calls.results`` (the accounting
 invariant) with the reason its path implies; the worker's resident memory grows by less than
 :data:`RSS_BUDGET` over its warm baseline while the huge bodies stream (the connector caps what
-it reads); the circuit breaker opens (``integration.circuits``) and the rate limiter lowers its
-limit on a 429 (``integration.rate_limit_changed``); the worker stops cleanly afterwards.
+it reads); the circuit breaker opens (``integration.circuits``) and a 429's retries are never due
+before its ``Retry-After``; the worker stops cleanly afterwards. (A 429 blocks the service's
+bucket for the ``Retry-After`` but writes no ``integration.rate_limit_changed``: only provider
+``x-ratelimit-*`` headers on a success do; the count is printed.)
 """
 
 from __future__ import annotations
@@ -165,11 +167,17 @@ async def run_misbehaviour(
         by_mode[calls[event.call_id]][label] += 1
     opened = [e for e in circuits.events if getattr(e, "current", None) == "open"]
     limited = health.of("integration.rate_limit_changed")
+    waits: dict[str, list[float]] = {m: [] for m in MODES}  # retry due time - failure time
+    for event in results.of("call.retry_scheduled"):
+        if event.call_id in calls:
+            waits[calls[event.call_id]].append((event.due_at - event.occurred_at).total_seconds())
+    throttled = waits["429"]
     growth = max(samples) - baseline
     print(
         f"\n{len(calls)} calls in {seconds:.0f} s; outcomes {dict(by_mode)}; circuit opened "
-        f"{len(opened)} times; rate limit changed {len(limited)} times "
-        f"({[e.reason for e in limited[:2]]}); RSS baseline {baseline / 2**20:.0f} MiB, "
+        f"{len(opened)} times; rate limit changed {len(limited)} times; retry waits after a 429 "
+        f"min {min(throttled, default=0):.2f} s, after a reset min "
+        f"{min(waits['reset'], default=0):.2f} s; RSS baseline {baseline / 2**20:.0f} MiB, "
         f"max growth {growth / 2**20:.0f} MiB over {len(samples)} samples"
     )
     assert set(per_call) == set(calls), f"{len(set(calls) - set(per_call))} calls never ended"
@@ -178,7 +186,10 @@ async def run_misbehaviour(
     assert not wrong, f"unexpected outcomes: {Counter(wrong)}"
     assert growth < RSS_BUDGET, f"the worker's RSS grew by {growth / 2**20:.0f} MiB"
     assert opened, "the circuit breaker never opened under resets and hangs"
-    assert limited, "no rate-limit change after 429s with Retry-After"
+    # the limiter honours Retry-After: every retry of a 429 is due 1 s (Retry-After: 1) or more
+    # after the failure, where a reset's first retry is due after the tier delay (0.3 s)
+    assert throttled, "no 429 was retried"
+    assert min(throttled) >= 0.99, f"a 429 retried before its Retry-After: {min(throttled)}"
     assert code == 0, f"the worker exited {code} on SIGTERM"
 
 

@@ -1,6 +1,7 @@
 """Poison records on the consumed topics (issue 16 section 3 item 4): garbage bytes, an unknown
 schema id and truncated Avro, interleaved with good records on one partition of
-``calls.requests`` (the call worker) and of ``calls.results`` (the metrics projection).
+``calls.requests`` (the call worker) and of ``calls.results`` (the metrics projection, whose
+dead letter is ``backbone.undecodable``).
 
 Oracle: each poison record is in its topic's dead letter once, byte for byte, with the reason
 ``undecodable`` and its original coordinates; every good record around it is processed (one
@@ -12,18 +13,25 @@ asserted: the box is shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from agents.projections import MetricsProjection
 from agents.settings import WorkerSettings
+from streams import Subscriber
 from streams import headers as h
 from streams.codec import Codec
-from streams.events.calls import CallRequested
+from streams.events.calls import CallRequested, CallSucceeded
+from streams.events.monitoring import MetricsWindow
+from streams.projections import ProjectionRunner
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.calls._scripted import ScriptedService
@@ -171,3 +179,59 @@ async def test_many_poison_requests(
     runtime: str, kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
 ) -> None:
     await run_worker_poison(kafka_settings, codec, catalogue, runtime, rounds=100)
+
+
+async def test_poison_outcomes_are_dead_lettered_and_the_metrics_projection_counts_the_rest(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """The metrics projection reads ``calls.results``: poison records there go to
+    ``backbone.undecodable``, every good outcome is counted once."""
+    topic = catalogue.name("calls.results")
+    at = datetime.now(UTC) - timedelta(hours=1)
+    goods = [
+        CallSucceeded(
+            call_id=f"c{i}",
+            service="svc",
+            idempotency_key=f"k{i}",
+            operation="op",
+            status=200,
+            latency_ms=5.0,
+            attempt=0,
+            occurred_at=at + timedelta(seconds=i),
+        )
+        for i in range(7)
+    ]
+    plan: list[tuple[bytes, bytes, Poison | None]] = []
+    kinds = poisons(await codec.encode(goods[0], topic)) * 2
+    for good, poison in zip(goods, [*kinds, None], strict=True):
+        plan.append((b"svc", await codec.encode(good, topic), None))
+        if poison is not None:
+            plan.append((b"svc", poison.value, poison))
+    offsets = await _produce(kafka_settings, topic, [(k, v) for k, v, _ in plan])
+    sent = [Poison(p.kind, p.value, off) for (_, _, p), off in zip(plan, offsets, strict=True) if p]
+    runner = ProjectionRunner(
+        kafka_settings, codec, catalogue, MetricsProjection(window_s=60, grace_s=1),
+        tmp_path, group_id=f"{catalogue.prefix}metrics", flush_interval_s=1.0,
+    )  # fmt: skip
+    task = asyncio.create_task(runner.run())
+    try:
+        letters = await dead_letters(kafka_settings, catalogue.name("backbone.undecodable"), 6)
+        deadline = time.monotonic() + 120
+        counted = 0
+        while time.monotonic() < deadline and counted < len(goods):
+            windows: list[MetricsWindow] = []
+            async with Subscriber(
+                kafka_settings, codec, catalogue, ["monitoring.metrics"], None, stop_at_end=True
+            ) as sub:
+                async for received in sub:
+                    if isinstance(received.event, MetricsWindow):
+                        windows.append(received.event)
+            counted = sum(w.successes for w in windows if w.service == "svc")
+            await asyncio.sleep(1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    print(f"\nmetrics projection: {len(sent)} poison records, {counted} successes counted")
+    check_dead_letters(letters, sent, topic)
+    assert counted == len(goods), f"{counted} successes counted for {len(goods)} good records"

@@ -192,7 +192,7 @@ async def run_outage(
                 except aiohttp.ClientError:
                     return False
 
-            await eventually(ready, timeout_s=120)
+            await eventually(ready, timeout_s=300)  # a loaded box: imports alone take minutes
             step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
             call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
             clients = [
