@@ -144,7 +144,7 @@ async def run_misbehaviour(
         worker = await start()
         await publish(kafka, codec, catalogue, warm)
         warm_ids = {c.call_id for c in warm}
-        await results.wait_for(lambda r: warm_ids <= {e.call_id for e in terminal(r)}, 120)
+        await results.wait_for(lambda r: warm_ids <= {e.call_id for e in terminal(r)}, 300)
         await asyncio.sleep(2)
         baseline = rss_bytes(worker.pid)
         began = time.monotonic()

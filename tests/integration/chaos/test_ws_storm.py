@@ -176,6 +176,12 @@ async def run_storm(
                         samples.append((time.monotonic() - began, rss_bytes(gateway.pid)))
                 for task in readers:
                     task.result()  # a reader that failed names why
+            except TimeoutError:
+                got = sorted((c.role, len(set(c.got)), len(c.dropped)) for c in storm)
+                raise AssertionError(
+                    f"not every reading client got the {events} events; (role, distinct events "
+                    f"read, times dropped) per client: {got}"
+                ) from None
             finally:
                 for task in readers:
                     task.cancel()
