@@ -58,6 +58,14 @@ class StormClient:
     dropped: list[int | None] = field(default_factory=list)  # close codes the server gave it
 
 
+def _take(client: StormClient, frame: dict[str, Any]) -> None:
+    """Keep a frame's publication and position."""
+    client.positions.update(frame)
+    if frame["type"] == "publication" and frame["channel"] == CHANNEL:
+        payload = frame["payload"]
+        client.got.append((payload["research_id"], payload["steps_completed"]))
+
+
 async def _subscribe(
     http: aiohttp.ClientSession, url: str, grant: str, client: StormClient
 ) -> aiohttp.ClientWebSocketResponse:
@@ -72,8 +80,8 @@ async def _subscribe(
             message = await ws.receive()
             assert message.type is aiohttp.WSMsgType.TEXT, (message.type, message.data)
             parsed = json.loads(message.data)
+            _take(client, parsed)  # a resume's replayed publications come before `subscribed`
             if parsed["type"] == "subscribed":
-                client.positions.update(parsed)
                 return ws
             assert parsed["type"] not in ("error", "resync_required"), parsed
 
@@ -98,11 +106,7 @@ async def _read(
             await asyncio.sleep(random.uniform(0.1, 1.0))
             ws = await _subscribe(http, url, grant, client)
             continue
-        frame = json.loads(message.data)
-        client.positions.update(frame)
-        if frame["type"] == "publication" and frame["channel"] == CHANNEL:
-            payload = frame["payload"]
-            client.got.append((payload["research_id"], payload["steps_completed"]))
+        _take(client, json.loads(message.data))
         if client.role == "resume" and not client.resumed and len(client.got) >= resume_after:
             client.resumed = True
             await ws.close()
