@@ -77,6 +77,7 @@ class FaultReport:
     lost_events: set[str] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)  # terminal events per accepted call
     outcome_kinds: Counter[str] = field(default_factory=Counter)
+    doubles: dict[str, list[str]] = field(default_factory=dict)  # outcome kinds of repeated calls
     dead_letters: Counter[str] = field(default_factory=Counter)  # calls.dlt records per call
     log_bytes: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
@@ -108,7 +109,8 @@ class FaultReport:
             f"{dict(Counter(a.status for a in self.events))} calls "
             f"{dict(Counter(a.status for a in self.calls))}; health checks after the restart "
             f"{self.health_after_restart}; refused {self.refused}, written anyway "
-            f"{len(self.refused_written)}; lag after {self.lag_after}; logs {self.log_bytes}"
+            f"{len(self.refused_written)} {sorted(self.refused_written)[:5]}; repeated outcomes "
+            f"{self.doubles}; lag after {self.lag_after}; logs {self.log_bytes}"
         )
 
 
@@ -135,7 +137,7 @@ def check_outage(report: FaultReport) -> None:
     missing = {c for c in accepted if report.outcomes[c] == 0}
     assert not missing, f"{len(missing)} of {len(accepted)} accepted calls have no outcome"
     repeated = {c: n for c, n in report.outcomes.items() if n > 1}
-    assert not repeated, f"calls with more than one outcome: {repeated}"
+    assert not repeated, f"calls with more than one outcome: {repeated} ({report.doubles})"
     copies = {c: n for c, n in report.dead_letters.items() if n > 1}
     assert not copies, f"dead letters written more than once: {copies}"
     assert report.lag_after == 0, f"the worker's lag stayed at {report.lag_after}"
@@ -277,12 +279,18 @@ async def _settle(
             if event.event_type in TERMINAL and call_id in accepted:
                 report.outcomes[str(call_id)] += 1
                 report.outcome_kinds[event.event_type] += 1
-    refused = report.refusals(report.events) + report.refusals(report.calls)
-    report.refused = len(refused)
+                report.doubles.setdefault(str(call_id), []).append(event.event_type)
+        report.doubles = {c: kinds for c, kinds in report.doubles.items() if len(kinds) > 1}
+    report.refused = len(report.refusals(report.events) + report.refusals(report.calls))
     sent = {str(e.model_dump().get("research_id")) for _, e, _ in rows}
+    report.refused_written = {f"event {a.ident}" for a in report.refusals(report.events)} & {
+        f"event {i}" for i in sent
+    }
     requests = await read_all(kafka, codec, catalogue.name("calls.requests"))
-    sent |= {str(e.model_dump().get("idempotency_key")) for _, e, _ in requests}
-    report.refused_written = {a.ident for a in refused} & sent
+    keys = {str(e.model_dump().get("idempotency_key")) for _, e, _ in requests}
+    report.refused_written |= {f"call {a.ident}" for a in report.refusals(report.calls)} & {
+        f"call {k}" for k in keys
+    }
     report.lag_after = await lag_settles(kafka, worker_groups(f"{catalogue.prefix}calls"))
     health = await read_all(kafka, codec, catalogue.name("integration.health"))
     assert report.restarted_wall is not None
