@@ -1,6 +1,6 @@
 """The broker-outage fault run: gateway and worker processes, a local HTTP provider, steady load
-on ``/v1/events`` and ``/v1/calls``; the broker is SIGTERMed, kept down, and started again with
-its state. :func:`run_outage` returns what happened; the tests hold it against the oracle."""
+on ``/v1/events`` and ``/v1/calls``; the broker is SIGTERMed (or SIGKILLed), kept down, and started
+again with its state. :func:`run_outage` returns what happened; the tests hold it against the oracle."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 from infra.kafka.broker import free_port
 from streams.admin import apply_catalogue
@@ -27,11 +23,18 @@ from streams.events.health import HealthChecked
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration.calls._support import TERMINAL, TopicReader
+from tests.integration.chaos._kit import (
+    TOKEN,
+    Answer,
+    lag_settles,
+    post_loop,
+    provider,
+    start_process,
+    stop_process,
+    worker_groups,
+)
 from tests.integration.outage._broker import OwnBroker, eventually
 from tests.integration.webhooks._kit import read_all
-
-TOKEN = "fault-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 WORKER_CONFIG = """
 [calls]
@@ -62,16 +65,9 @@ burst = 100
 
 
 @dataclass
-class Answer:
-    began: float
-    ended: float
-    status: int  # 0: no HTTP answer (connection error)
-    ident: str
-
-
-@dataclass
 class FaultReport:
     down_s: float
+    fault: signal.Signals = signal.SIGTERM
     events: list[Answer] = field(default_factory=list)
     calls: list[Answer] = field(default_factory=list)
     stopped_at: float = 0.0  # broker fully stopped
@@ -81,9 +77,18 @@ class FaultReport:
     lost_events: set[str] = field(default_factory=set)
     outcomes: Counter[str] = field(default_factory=Counter)  # terminal events per accepted call
     outcome_kinds: Counter[str] = field(default_factory=Counter)
+    doubles: dict[str, list[str]] = field(default_factory=dict)  # outcome kinds of repeated calls
     dead_letters: Counter[str] = field(default_factory=Counter)  # calls.dlt records per call
     log_bytes: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    #: refused requests (503, 4xx) whose event or call is in Kafka all the same
+    refused_written: set[str] = field(default_factory=set)
+    refused: int = 0
+    lag_after: int = -1  # the worker's consumer lag once every accepted call had its outcome
+
+    def refusals(self, answers: list[Answer]) -> list[Answer]:
+        """Requests answered with an explicit refusal: "not written, and never written later"."""
+        return [a for a in answers if a.status >= 400]
 
     def accepted(self, answers: list[Answer]) -> list[Answer]:
         return [a for a in answers if 200 <= a.status < 300]
@@ -96,85 +101,50 @@ class FaultReport:
         accepted_calls = {a.ident for a in self.accepted(self.calls)}
         per_call = Counter(self.outcomes[c] for c in accepted_calls)
         return (
-            f"outage {self.down_s:.0f} s: events {len(self.accepted(self.events))} accepted "
+            f"{self.fault.name} outage {self.down_s:.0f} s: events {len(self.accepted(self.events))} accepted "
             f"of {len(self.events)}, lost {len(self.lost_events)}; calls "
             f"{len(accepted_calls)} accepted, outcomes per call {dict(sorted(per_call.items()))}, "
             f"kinds {dict(self.outcome_kinds)}, dead letters per call "
             f"{dict(Counter(self.dead_letters.values()))}; statuses events "
             f"{dict(Counter(a.status for a in self.events))} calls "
             f"{dict(Counter(a.status for a in self.calls))}; health checks after the restart "
-            f"{self.health_after_restart}; logs {self.log_bytes}"
+            f"{self.health_after_restart}; refused {self.refused}, written anyway "
+            f"{len(self.refused_written)} {sorted(self.refused_written)[:5]}; repeated outcomes "
+            f"{self.doubles}; lag after {self.lag_after}; logs {self.log_bytes}"
         )
 
 
-@contextlib.asynccontextmanager
-async def _provider() -> AsyncIterator[str]:
-    """The called service: answers every POST with JSON after a short pause."""
-
-    async def answer(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.01)
-        return web.json_response({"ok": True, "path": request.path})
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+#: log bytes per process for a whole run: what one second of the old reconnect storm wrote
+LOG_BUDGET_BYTES = 512 * 1024
 
 
-async def _process(args: list[str], env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as sink:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "infra.cli", *args, env=env,
-            stdout=sink, stderr=sink,
-        )  # fmt: skip
-
-
-async def _stop(proc: asyncio.subprocess.Process, timeout_s: float = 90.0) -> int | None:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), timeout_s)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return None  # did not stop by itself
-    return proc.returncode
-
-
-async def _client(
-    url: str,
-    body: dict[str, str],
-    fresh: str,
-    answer_id: str,
-    out: list[Answer],
-    running: asyncio.Event,
-) -> None:
-    """Posts one request after another; ``fresh`` is a body field given a new value each time,
-    ``answer_id`` the field of a 2xx answer that identifies what was written."""
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
-        n = 0
-        while running.is_set():
-            n += 1
-            began = time.monotonic()
-            ident = f"{uuid.uuid4().hex[:12]}-{n}"
-            payload = {**body, fresh: ident}
-            try:
-                async with http.post(url, json=payload, headers=AUTH) as response:
-                    status = response.status
-                    answer = await response.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError):
-                status, answer = 0, {}
-            if 200 <= status < 300:
-                ident = str(answer[answer_id])
-            out.append(Answer(began, time.monotonic(), status, ident))
-            await asyncio.sleep(0.05 if 200 <= status < 300 else 0.2)
+def check_outage(report: FaultReport) -> None:
+    print("\n" + report.summary())
+    assert report.accepted(report.events), "no event was accepted before the outage"
+    assert not report.lost_events, f"{len(report.lost_events)} acknowledged events lost"
+    down = report.while_down(report.events) + report.while_down(report.calls)
+    assert all(not 200 <= a.status < 300 for a in down), "a 2xx while the broker was down"
+    statuses = {a.status for a in report.events + report.calls}
+    assert 422 not in statuses, "the gateway refused writes (422) instead of 503"
+    assert 500 not in statuses
+    assert report.refused, "no request was refused: the outage proved nothing"
+    assert not report.refused_written, (
+        f"{len(report.refused_written)} refused requests were written all the same: "
+        f"{sorted(report.refused_written)[:5]}"
+    )
+    accepted = {a.ident for a in report.accepted(report.calls)}
+    assert accepted, "no call was accepted"
+    missing = {c for c in accepted if report.outcomes[c] == 0}
+    assert not missing, f"{len(missing)} of {len(accepted)} accepted calls have no outcome"
+    repeated = {c: n for c, n in report.outcomes.items() if n > 1}
+    assert not repeated, f"calls with more than one outcome: {repeated} ({report.doubles})"
+    copies = {c: n for c, n in report.dead_letters.items() if n > 1}
+    assert not copies, f"dead letters written more than once: {copies}"
+    assert report.lag_after == 0, f"the worker's lag stayed at {report.lag_after}"
+    assert report.health_after_restart > 0, "the worker's health loop did not resume"
+    for name, size in report.log_bytes.items():
+        assert size < LOG_BUDGET_BYTES, f"the {name} wrote {size} bytes of log"
+    assert report.exit_codes == {"gateway": 0, "worker": 0}, report.exit_codes
 
 
 async def run_outage(
@@ -183,8 +153,9 @@ async def run_outage(
     registry: RegistrySettings,
     catalogue: Catalogue,
     down_s: float,
+    fault: signal.Signals = signal.SIGTERM,
 ) -> FaultReport:
-    report = FaultReport(down_s)
+    report = FaultReport(down_s, fault)
     broker = OwnBroker(tmp_path / "kafka")
     await broker.start()
     kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)
@@ -192,9 +163,11 @@ async def run_outage(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
-    async with _provider() as provider:
+    async with provider() as provider_url:
         config = tmp_path / "backbone.toml"
-        config.write_text(WORKER_CONFIG.format(group=f"{catalogue.prefix}calls", provider=provider))
+        config.write_text(
+            WORKER_CONFIG.format(group=f"{catalogue.prefix}calls", provider=provider_url)
+        )
         env = {
             **os.environ,
             "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
@@ -206,8 +179,8 @@ async def run_outage(
             "BACKBONE_GATEWAY_RATE": "100000",
             "BACKBONE_GATEWAY_BURST": "100000",
         }
-        gateway = await _process(["gateway"], env, logs["gateway"])
-        worker = await _process(["worker"], env, logs["worker"])
+        gateway = await start_process(["gateway"], env, logs["gateway"])
+        worker = await start_process(["worker"], env, logs["worker"])
         running = asyncio.Event()
         running.set()
         clients: list[asyncio.Task[None]] = []
@@ -221,13 +194,13 @@ async def run_outage(
                 except aiohttp.ClientError:
                     return False
 
-            await eventually(ready, timeout_s=120)
+            await eventually(ready, timeout_s=300)  # a loaded box: imports alone take minutes
             step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
             call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
             clients = [
                 *(
                     asyncio.create_task(
-                        _client(
+                        post_loop(
                             f"{base}/v1/events/research.step_started",
                             step,
                             "research_id",
@@ -240,7 +213,7 @@ async def run_outage(
                 ),
                 *(
                     asyncio.create_task(
-                        _client(
+                        post_loop(
                             f"{base}/v1/calls",
                             call,
                             "idempotency_key",
@@ -253,7 +226,7 @@ async def run_outage(
                 ),
             ]
             await asyncio.sleep(8)  # steady load before the outage
-            await broker.stop()  # SIGTERM, then wait for the process to end
+            await broker.kill(fault)  # returns once the process is gone
             report.stopped_at = time.monotonic()
             await asyncio.sleep(down_s)
             report.restarting_at = time.monotonic()
@@ -274,8 +247,8 @@ async def run_outage(
             for task in clients:
                 task.cancel()
             await asyncio.gather(*clients, return_exceptions=True)
-            report.exit_codes["gateway"] = await _stop(gateway)
-            report.exit_codes["worker"] = await _stop(worker)
+            report.exit_codes["gateway"] = await stop_process(gateway)
+            report.exit_codes["worker"] = await stop_process(worker)
             await broker.stop()
     report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
     return report
@@ -306,6 +279,19 @@ async def _settle(
             if event.event_type in TERMINAL and call_id in accepted:
                 report.outcomes[str(call_id)] += 1
                 report.outcome_kinds[event.event_type] += 1
+                report.doubles.setdefault(str(call_id), []).append(event.event_type)
+        report.doubles = {c: kinds for c, kinds in report.doubles.items() if len(kinds) > 1}
+    report.refused = len(report.refusals(report.events) + report.refusals(report.calls))
+    sent = {str(e.model_dump().get("research_id")) for _, e, _ in rows}
+    report.refused_written = {f"event {a.ident}" for a in report.refusals(report.events)} & {
+        f"event {i}" for i in sent
+    }
+    requests = await read_all(kafka, codec, catalogue.name("calls.requests"))
+    keys = {str(e.model_dump().get("idempotency_key")) for _, e, _ in requests}
+    report.refused_written |= {f"call {a.ident}" for a in report.refusals(report.calls)} & {
+        f"call {k}" for k in keys
+    }
+    report.lag_after = await lag_settles(kafka, worker_groups(f"{catalogue.prefix}calls"))
     health = await read_all(kafka, codec, catalogue.name("integration.health"))
     assert report.restarted_wall is not None
     report.health_after_restart = sum(
