@@ -34,6 +34,7 @@ from infra.registry import RegistryServer
 from infra.testing._background import BackgroundService
 from streams.admin import admin_client, apply_catalogue, create_topics
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
@@ -125,9 +126,7 @@ async def catalogue(kafka_settings: KafkaSettings) -> AsyncIterator[Catalogue]:
 
 @pytest.fixture
 async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    prod = AIOKafkaProducer(
-        bootstrap_servers=kafka_settings.bootstrap, acks="all", enable_idempotence=True
-    )
+    prod = AIOKafkaProducer(**client_options(kafka_settings), acks="all", enable_idempotence=True)
     await prod.start()
     try:
         yield prod
@@ -142,7 +141,7 @@ async def new_consumer(kafka_settings: KafkaSettings) -> AsyncIterator[NewConsum
     async def factory(*topics: str, group_id: str | None = None) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=kafka_settings.bootstrap,
+            **client_options(kafka_settings),
             group_id=group_id,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
