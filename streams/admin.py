@@ -117,7 +117,7 @@ async def _create(
 
 
 async def _await_metadata(
-    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 15
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 60
 ) -> None:
     """Wait until every topic has leaders for all its partitions, so whoever runs next
     (a producer, another `topics apply`) sees them."""

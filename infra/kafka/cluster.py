@@ -150,23 +150,12 @@ class LocalCluster:
         return (await self.state([topic])).leader_of(topic, partition)
 
     def active_controller(self) -> int:
-        """The node leading the KRaft quorum now, from the quorum state the live voters keep
-        (``__cluster_metadata-0/quorum-state``): the highest epoch's leader."""
-        best: tuple[int, int] = (-1, -1)  # (epoch, leader)
-        for node in self.nodes.values():
-            if not node.alive:
-                continue
-            path = node.root / "data" / "__cluster_metadata-0" / "quorum-state"
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            leader, epoch = int(state.get("leaderId", -1)), int(state.get("leaderEpoch", -1))
-            if leader >= 0 and epoch > best[0]:
-                best = (epoch, leader)
-        if best[1] < 0 or not self.nodes[best[1]].alive:
+        """The node leading the KRaft quorum now (see :func:`active_controller`)."""
+        alive = {n: node.root / "data" for n, node in self.nodes.items() if node.alive}
+        leader = active_controller(alive)
+        if leader is None:
             raise BrokerError("no live node knows an active controller yet")
-        return best[1]
+        return leader
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop every node: SIGTERM to all at once (one by one, the last ones would wait for a
@@ -192,3 +181,19 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def active_controller(data_dirs: dict[int, Path]) -> int | None:
+    """The leader of the KRaft quorum according to the quorum state each live voter keeps in
+    ``<log dir>/__cluster_metadata-0/quorum-state``: the leader of the highest epoch, if that
+    node is among ``data_dirs`` (the live nodes); None while an election is under way."""
+    best: tuple[int, int] = (-1, -1)  # (epoch, leader)
+    for data in data_dirs.values():
+        try:
+            state = json.loads((data / "__cluster_metadata-0" / "quorum-state").read_text())
+        except (OSError, ValueError):
+            continue
+        leader, epoch = int(state.get("leaderId", -1)), int(state.get("leaderEpoch", -1))
+        if leader >= 0 and epoch > best[0]:
+            best = (epoch, leader)
+    return best[1] if best[1] in data_dirs else None
