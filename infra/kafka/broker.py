@@ -363,11 +363,16 @@ class LocalBroker:
         return self.process is not None and self.process.poll() is None
 
     def _log_tail(self, lines: int = 25) -> str:
-        chunks = []
-        for path in (self.root / "logs" / "stderr.log", self.log_file):
-            if path.exists():
-                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(chunks[-lines:])
+        """The first errors of the log (why it failed; the shutdown that follows hides them),
+        then its last lines."""
+        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        stderr = self.root / "logs" / "stderr.log"
+        errors = [line for line in text.splitlines() if "] ERROR " in line or "] FATAL " in line][
+            :5
+        ]
+        if stderr.exists():
+            errors += stderr.read_text(errors="replace").splitlines()[-10:]
+        return "\n".join([*errors, *text.splitlines()[-lines:]])
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL; remove the data folder if we created it."""

@@ -127,7 +127,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
     # the default 512 MiB heap it ran out of memory and exited mid-suite
     broker = LocalBroker(BrokerOptions(heap=os.environ.get("BACKBONE_TEST_KAFKA_HEAP", "2g")))
     try:
-        seconds = broker.start()
+        seconds = broker.start(timeout=240)  # a loaded box (parallel suites) needs more than 90 s
     except Exception as exc:
         pytest.fail(f"could not start the local Kafka broker: {exc}")
     _say(
