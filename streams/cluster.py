@@ -4,6 +4,7 @@ cluster's size."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from streams._kafka_errors import translate
+from streams.errors import BackboneError
 from streams.settings import KafkaSettings
 
 #: Never more copies than this, however large the cluster.
@@ -102,12 +104,25 @@ async def _state(admin: AIOKafkaAdminClient, topics: Iterable[str] | None) -> Cl
     )
 
 
-async def cluster_state(kafka: KafkaSettings, topics: Iterable[str] | None = None) -> ClusterState:
-    """Brokers, and leader/replicas/ISR of every partition of ``topics`` (default: all topics)."""
+async def cluster_state(
+    kafka: KafkaSettings, topics: Iterable[str] | None = None, attempts: int = 3
+) -> ClusterState:
+    """Brokers, and leader/replicas/ISR of every partition of ``topics`` (default: all topics).
+
+    A node that just died may still be in the metadata the client was given; a retriable error
+    is tried again (up to ``attempts`` times) with a fresh client, which asks another node."""
     from streams.admin import admin_client
 
-    async with admin_client(kafka) as admin:
+    names = None if topics is None else list(topics)
+    for attempt in range(1, attempts + 1):
         try:
-            return await _state(admin, topics)
-        except KafkaError as exc:
-            raise translate(exc, "describing the cluster") from exc
+            async with admin_client(kafka) as admin:
+                try:
+                    return await _state(admin, names)
+                except KafkaError as exc:
+                    raise translate(exc, "describing the cluster") from exc
+        except BackboneError as exc:
+            if not exc.retriable or attempt == attempts:
+                raise
+            await asyncio.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

@@ -8,10 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka.errors import KafkaError
 
 from infra.kafka.cluster import LocalCluster
 from streams.cluster import ClusterState
+from streams.errors import BackboneError
 from streams.settings import KafkaSettings
+
+T = TypeVar("T")
+
+
+async def served(operation: Callable[[], Awaitable[T]], timeout_s: float = 120.0) -> T:
+    """Run ``operation`` until the cluster serves it: retriable Kafka errors (a node down, a
+    leader or the controller moving, a request timing out meanwhile) are tried again for up to
+    ``timeout_s``; anything else is raised at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            return await operation()
+        except (KafkaError, BackboneError, TimeoutError) as exc:
+            retriable = isinstance(exc, TimeoutError) or getattr(exc, "retriable", False)
+            if not retriable or loop.time() > deadline:
+                raise
+        await asyncio.sleep(1.0)
 
 
 class ClusterKit:
@@ -47,10 +70,11 @@ class ClusterKit:
         return self.cluster.alive()
 
     async def state(self, topics: list[str] | None = None) -> ClusterState:
-        return await self.cluster.state(topics)
+        """Brokers and partition leaders/ISR, retried while a fault makes a node unreachable."""
+        return await served(lambda: self.cluster.state(topics))
 
     async def leader_of(self, topic: str, partition: int = 0) -> int:
-        return await self.cluster.leader_of(topic, partition)
+        return (await self.state([topic])).leader_of(topic, partition)
 
     async def active_controller(self, timeout_s: float = 60.0) -> int:
         """The node leading the KRaft quorum (waits while an election is under way)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from agents.worker import KAFKA_STAGES
 from infra.kafka.broker import free_port
 from infra.testing.cluster import ClusterKit
 from streams.codec import Codec
@@ -178,13 +179,14 @@ async def run_cluster_fault(
 
 
 async def _lag_settles(kit: ClusterKit, group: str, timeout_s: float = 240) -> int:
-    """The worker group's total lag once it reached 0 (or its last value at the deadline)."""
+    """The worker's total lag over its consumer groups (``{group}.router|lanes|retry``) once it
+    reached 0, or its last value at the deadline (-1: the router group never committed)."""
     last = -1
 
     async def caught_up() -> bool:
         nonlocal last
-        state = await describe_group(kit.settings(), group)
-        last = state.total_lag if state.lags else -1
+        states = [await describe_group(kit.settings(), f"{group}.{s}") for s in KAFKA_STAGES]
+        last = sum(state.total_lag for state in states) if states[0].lags else -1
         return last == 0
 
     with contextlib.suppress(TimeoutError):

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from infra.testing.cluster import ClusterKit
+from infra.testing.cluster import ClusterKit, served
 from streams.admin import admin_client, create_topics
 from streams.connection import client_options
 from streams.topics import Catalogue, TopicRole, TopicSpec
@@ -70,7 +70,7 @@ async def _read(kit: ClusterKit, topic: str) -> list[bytes]:
 
 async def _topic(kit: ClusterKit, name: str) -> str:
     spec = TopicSpec(name, TopicRole.FACT, "any", (), "cluster test topic", 1)
-    await create_topics(kit.settings(), [(name, spec)])
+    await served(lambda: create_topics(kit.settings(), [(name, spec)]))
     return name
 
 

@@ -79,7 +79,7 @@ async def test_every_client_authenticates_with_the_configured_mechanism(
     await producer.start()
     try:
         sent = await producer.send_and_wait(
-            where.topic, b"k", b"faust-over-sasl", partition=where.partition
+            where.topic, b"k", b"faust-over-sasl", where.partition, None, None
         )
     finally:
         await producer.stop()
