@@ -32,7 +32,7 @@ def test_sasl_settings_reach_the_client_options() -> None:
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism="SCRAM-SHA-256",
         sasl_username="alice",
-        sasl_password="s3cret",  # type: ignore[arg-type]  # pydantic makes it a SecretStr
+        sasl_password="s3cret",
     )
     options = client_options(kafka)
     assert options["security_protocol"] == "SASL_PLAINTEXT"
@@ -102,7 +102,7 @@ def test_faust_gets_every_bootstrap_server_and_the_same_credentials() -> None:
             security_protocol="SASL_PLAINTEXT",
             sasl_mechanism="SCRAM-SHA-256",
             sasl_username="alice",
-            sasl_password="pw",  # type: ignore[arg-type]
+            sasl_password="pw",
         )
     )
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
@@ -113,7 +113,7 @@ def test_faust_gets_every_bootstrap_server_and_the_same_credentials() -> None:
     assert (auth["sasl_plain_username"], auth["sasl_plain_password"]) == ("alice", "pw")
     tls = faust_connection(
         KafkaSettings(security_protocol="SASL_SSL", sasl_username="a", sasl_password="b")
-    )  # type: ignore[arg-type]
+    )
     assert (
         credentials_to_aiokafka_auth(tls["broker_credentials"])["security_protocol"] == "SASL_SSL"
     )

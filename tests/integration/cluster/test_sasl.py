@@ -48,7 +48,7 @@ def _sasl(broker: LocalBroker, mechanism: SaslMechanism, password: str = SECRET)
         security_protocol="SASL_PLAINTEXT",
         sasl_mechanism=mechanism,
         sasl_username=USER,
-        sasl_password=password,  # type: ignore[arg-type]  # pydantic makes it a SecretStr
+        sasl_password=password,
     )
 
 
