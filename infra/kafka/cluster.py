@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +67,13 @@ class LocalCluster:
             for n in ids
         }
         self.startup_seconds: float | None = None
+        # Nodes die with the *thread* that started them (PR_SET_PDEATHSIG is per thread), and
+        # tests restart nodes from short-lived worker threads (asyncio.to_thread): every node is
+        # launched from this one thread instead, which lives until stop().
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-launcher")
+
+    def _launch(self, node: LocalBroker) -> None:
+        self._launcher.submit(node.launch).result()
 
     @property
     def bootstrap(self) -> str:
@@ -97,7 +105,7 @@ class LocalCluster:
         began = time.monotonic()
         try:
             for node in self.nodes.values():
-                node.launch()
+                self._launch(node)
             for node in self.nodes.values():
                 node.wait_ready(timeout, began)
             self._await_brokers(self.options.size, began + timeout)
@@ -129,7 +137,7 @@ class LocalCluster:
         if node.alive:
             return 0.0
         began = time.monotonic()
-        node.launch()
+        self._launch(node)
         return node.wait_ready(timeout, began)
 
     def heal(self, timeout: float = 180.0) -> None:
@@ -137,7 +145,7 @@ class LocalCluster:
         began = time.monotonic()
         down = [n for n, node in self.nodes.items() if not node.alive]
         for n in down:
-            self.nodes[n].launch()
+            self._launch(self.nodes[n])
         for n in down:
             self.nodes[n].wait_ready(timeout, began)
         self._await_brokers(self.options.size, began + timeout)
@@ -167,6 +175,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         for node in running:
             node.kill(signal.SIGTERM, timeout=max(0.1, deadline - time.monotonic()))
+        self._launcher.shutdown(wait=True)
         if self._own_dir:
             shutil.rmtree(self.root, ignore_errors=True)
 
