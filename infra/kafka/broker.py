@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -143,10 +144,10 @@ def metadata_ok(cluster: str | KafkaSettings, timeout: float = 3.0) -> bool:
     return asyncio.run(_metadata_ok(cluster, timeout))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to the broker when its parent dies, so a
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in the child
+    # PR_SET_PDEATHSIG = 1: the kernel sends ``sig`` to the broker when its parent dies, so a
     # killed pytest or `backbone up` never leaves a broker behind.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,9 @@ class BrokerOptions:
     #: the clients' SASL settings; empty = no such listener.
     sasl_users: tuple[tuple[str, str], ...] = ()
     sasl_port: int = 0  # 0 = pick a free port (only with ``sasl_users``)
+    #: Sent when the parent dies. A cluster node whose quorum is gone waits in its controlled
+    #: shutdown for a controller that never comes: throw-away test nodes get SIGKILL instead.
+    parent_death_signal: signal.Signals = signal.SIGTERM
 
 
 @dataclass(frozen=True)
@@ -329,7 +333,11 @@ class LocalBroker:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.options.die_with_parent else None,
+                preexec_fn=(
+                    functools.partial(_die_with_parent, self.options.parent_death_signal)
+                    if self.options.die_with_parent
+                    else None
+                ),
             )
 
     def wait_ready(self, timeout: float = 90.0, began: float | None = None) -> float:

@@ -60,6 +60,7 @@ class LocalCluster:
                     data_dir=self.root / f"node-{n}",
                     die_with_parent=self.options.die_with_parent,
                     sasl_users=self.options.sasl_users,
+                    parent_death_signal=signal.SIGKILL if self._own_dir else signal.SIGTERM,
                 ),
                 cache_dir,
                 Quorum(n, voters, cluster_id, self.options.size),
