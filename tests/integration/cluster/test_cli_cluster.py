@@ -1,6 +1,7 @@
 """`backbone kafka up --brokers 3`, `kafka status` and `kafka down` (issue 16 section 2): a detached
 3-node cluster, its nodes with the active controller, leaders and ISR per partition, a node that
-went down shown as DOWN with its partitions under-replicated, and nothing left running."""
+went down shown as DOWN with its partitions under-replicated, and nothing left running.
+It starts a cluster of its own (besides the session's), so it runs with ``make chaos``."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from infra.kafka.broker import free_port, port_in_use
 from infra.testing.pytest_plugin import unique
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(900)]
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
