@@ -73,8 +73,15 @@ class ClusterKit:
         """Brokers and partition leaders/ISR, retried while a fault makes a node unreachable."""
         return await served(lambda: self.cluster.state(topics))
 
-    async def leader_of(self, topic: str, partition: int = 0) -> int:
-        return (await self.state([topic])).leader_of(topic, partition)
+    async def leader_of(self, topic: str, partition: int = 0, timeout_s: float = 60.0) -> int:
+        """The node leading ``topic[partition]`` (-1: none). A topic created a moment ago may
+        not have reached every node's metadata yet: asked again until it has."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    return (await self.state([topic])).leader_of(topic, partition)
+                except KeyError:
+                    await asyncio.sleep(0.5)
 
     async def active_controller(self, timeout_s: float = 60.0) -> int:
         """The node leading the KRaft quorum (waits while an election is under way)."""
