@@ -132,7 +132,7 @@ class LocalCluster:
         """Send ``sig`` to one node and wait until it has exited (its data is kept)."""
         self.node(node_id).kill(sig)
 
-    def start_node(self, node_id: int, timeout: float = 120.0) -> float:
+    def start_node(self, node_id: int, timeout: float = 300.0) -> float:
         """Start a stopped node again on its ports with its data; returns once it answers."""
         node = self.node(node_id)
         if node.alive:
@@ -141,7 +141,7 @@ class LocalCluster:
         self._launch(node)
         return node.wait_ready(timeout, began)
 
-    def heal(self, timeout: float = 180.0) -> None:
+    def heal(self, timeout: float = 300.0) -> None:
         """Start every node that is down, and wait until the cluster lists all brokers again."""
         began = time.monotonic()
         down = [n for n, node in self.nodes.items() if not node.alive]
