@@ -24,6 +24,29 @@ if TYPE_CHECKING:
     import faust
 
 
+def faust_connection(kafka: KafkaSettings) -> dict[str, Any]:
+    """``faust.App`` arguments naming the cluster and how to authenticate: every bootstrap server
+    (Faust separates URLs with ``;``) and the TLS/SASL settings our aiokafka clients get too."""
+    import faust
+
+    from streams.connection import ssl_context
+
+    broker = ";".join(f"kafka://{server.strip()}" for server in kafka.bootstrap.split(","))
+    context = ssl_context(kafka) if kafka.uses_tls else None
+    credentials: faust.types.auth.CredentialsT | None = None
+    if kafka.uses_sasl:
+        assert kafka.sasl_password is not None  # KafkaSettings checks it
+        credentials = faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get_secret_value(),
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=context,
+        )
+    elif context is not None:
+        credentials = faust.SSLCredentials(context)
+    return {"broker": broker, "broker_credentials": credentials}
+
+
 def create_app(
     kafka: KafkaSettings, settings: WorkerSettings, *, datadir: Path | None = None
 ) -> faust.App:
@@ -31,7 +54,7 @@ def create_app(
 
     return faust.App(
         settings.group_id,
-        broker=f"kafka://{kafka.bootstrap}",
+        **faust_connection(kafka),
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,

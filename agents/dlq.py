@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents import _headers as hd
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events.calls import CallDeadLettered, CallRequested
 from streams.producer import Publisher
@@ -76,7 +77,7 @@ async def read_dead_letters(
     """Matching dead letters (in log order) and how many records could not be decoded."""
     topic = catalogue.name(DLT)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",

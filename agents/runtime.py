@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from agents._progress import Progress, Span
 from streams._backoff import CONSUMER_BACKOFF, Backoff, back_off_metadata
+from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
 from streams.follow import stop_quietly
 from streams.settings import KafkaSettings
@@ -88,7 +89,7 @@ class Stage:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-{self.name}",
             group_id=self._group_id,
             enable_auto_commit=False,

@@ -8,6 +8,14 @@ variable                           meaning
 =================================  ===============================================================
 BACKBONE_KAFKA_BOOTSTRAP           use this cluster instead of starting the local broker
 BACKBONE_KAFKA_PORT                port of the local broker (default 9092)
+BACKBONE_KAFKA_SECURITY_PROTOCOL   PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL
+BACKBONE_KAFKA_SASL_MECHANISM      PLAIN (default), SCRAM-SHA-256 or SCRAM-SHA-512
+BACKBONE_KAFKA_SASL_USERNAME       SASL user (with a SASL_* protocol)
+BACKBONE_KAFKA_SASL_PASSWORD       SASL password
+BACKBONE_KAFKA_SSL_CAFILE          CA bundle that signed the brokers' certificates (default: system)
+BACKBONE_KAFKA_SSL_CERTFILE        client certificate for mutual TLS (with the key below)
+BACKBONE_KAFKA_SSL_KEYFILE         its private key
+BACKBONE_KAFKA_REPLICATION_FACTOR  replication of topics we create (default min(3, brokers))
 BACKBONE_TOPIC_PREFIX              prefix for every catalogue topic (default none)
 BACKBONE_SCHEMA_REGISTRY_URL       use this Confluent-compatible registry instead of ours
 BACKBONE_SCHEMA_REGISTRY_USER      basic-auth user of that registry (hosted registries)
@@ -115,6 +123,14 @@ class Settings(BaseModel):
 
 _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_KAFKA_BOOTSTRAP": ("kafka", "bootstrap"),
+    "BACKBONE_KAFKA_SECURITY_PROTOCOL": ("kafka", "security_protocol"),
+    "BACKBONE_KAFKA_SASL_MECHANISM": ("kafka", "sasl_mechanism"),
+    "BACKBONE_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "BACKBONE_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "BACKBONE_KAFKA_SSL_CAFILE": ("kafka", "ssl_cafile"),
+    "BACKBONE_KAFKA_SSL_CERTFILE": ("kafka", "ssl_certfile"),
+    "BACKBONE_KAFKA_SSL_KEYFILE": ("kafka", "ssl_keyfile"),
+    "BACKBONE_KAFKA_REPLICATION_FACTOR": ("kafka", "replication_factor"),
     "BACKBONE_TOPIC_PREFIX": ("kafka", "topic_prefix"),
     "BACKBONE_SCHEMA_REGISTRY_URL": ("registry", "url"),
     "BACKBONE_SCHEMA_REGISTRY_USER": ("registry", "username"),

@@ -10,6 +10,7 @@ from aiokafka.errors import KafkaError
 from streams import headers as h
 from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
+from streams.connection import client_options
 from streams.errors import BackboneError, TopicCatalogueError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -55,7 +56,7 @@ class DeadLetters:
     async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._kafka.bootstrap,
+                **client_options(self._kafka),
                 client_id=f"{self._kafka.client_id}-dead-letters",
                 acks="all",
                 enable_idempotence=True,

@@ -11,13 +11,14 @@ from aiokafka.errors import KafkaError
 
 from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams._kafka_errors import translate
+from streams.connection import client_options
 from streams.settings import KafkaSettings
 
 
 @contextlib.asynccontextmanager
 async def reader(kafka: KafkaSettings, **options: Any) -> AsyncIterator[AIOKafkaConsumer]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-replay",
         enable_auto_commit=False,
         isolation_level="read_committed",

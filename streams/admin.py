@@ -12,6 +12,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from streams.cluster import broker_count, min_insync_for, replication_for
+from streams.connection import client_options
 from streams.errors import KafkaUnavailableError, TopicCatalogueError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue, TopicSpec
@@ -32,7 +34,7 @@ class ApplyReport:
 @contextlib.asynccontextmanager
 async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap,
+        **client_options(settings),
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
     )
@@ -63,15 +65,36 @@ async def _current_configs(
     return configs
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+async def _layouts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, tuple[int, int]]:
+    """Per topic: (partition count, replication factor)."""
     if not topics:
         return {}
     described: list[dict[str, Any]] = await admin.describe_topics(topics)
-    return {t["topic"]: len(t["partitions"]) for t in described}
+    return {
+        t["topic"]: (
+            len(t["partitions"]),
+            max((len(p["replicas"]) for p in t["partitions"]), default=1),
+        )
+        for t in described
+    }
 
 
-def _new_topic(name: str, spec: TopicSpec, settings: KafkaSettings) -> NewTopic:
-    return NewTopic(name, spec.partitions, settings.replication_factor, topic_configs=spec.config())
+def _wanted_config(spec_config: dict[str, str], replication: int) -> dict[str, str]:
+    """The managed configs of a topic with ``replication`` copies (``min.insync.replicas``
+    follows the replication, so an existing topic is never asked for more copies than it has)."""
+    return {"min.insync.replicas": str(min_insync_for(replication)), **spec_config}
+
+
+async def _replication(admin: AIOKafkaAdminClient, settings: KafkaSettings) -> int:
+    if settings.replication_factor is not None:
+        return settings.replication_factor
+    return replication_for(await broker_count(admin))
+
+
+def _new_topic(name: str, spec: TopicSpec, replication: int) -> NewTopic:
+    return NewTopic(
+        name, spec.partitions, replication, topic_configs=_wanted_config(spec.config(), replication)
+    )
 
 
 async def _create(
@@ -81,7 +104,8 @@ async def _create(
     the broker's metadata yet, so TOPIC_ALREADY_EXISTS (36) counts as present, not as an error."""
     if not items:
         return []
-    response = await admin.create_topics([_new_topic(n, s, settings) for n, s in items])
+    replication = await _replication(admin, settings)
+    response = await admin.create_topics([_new_topic(n, s, replication) for n, s in items])
     created = []
     for name, code, *rest in response.topic_errors:
         if code == 0:
@@ -93,7 +117,7 @@ async def _create(
 
 
 async def _await_metadata(
-    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 15
+    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 60
 ) -> None:
     """Wait until every topic has leaders for all its partitions, so whoever runs next
     (a producer, another `topics apply`) sees them."""
@@ -131,10 +155,11 @@ async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> Appl
         report.created = await _create(admin, settings, [(n, wanted[n]) for n in missing])
         existing = [n for n in wanted if n not in report.created]
         configs = await _current_configs(admin, existing)
-        counts = await _partition_counts(admin, existing)
+        layouts = await _layouts(admin, existing)
+        counts = {name: count for name, (count, _) in layouts.items()}
         to_alter = []
         for name in existing:
-            want = wanted[name].config()
+            want = _wanted_config(wanted[name].config(), layouts.get(name, (0, 1))[1])
             have = configs.get(name, {})
             diff = {k: v for k, v in want.items() if have.get(k) != v}
             if diff:
@@ -177,14 +202,18 @@ async def create_topic_like(settings: KafkaSettings, source: str, target: str) -
     state = await describe_topic(settings, source)
     if state is None:
         raise TopicCatalogueError(f"topic {source!r} does not exist on the cluster")
-    topic = NewTopic(
-        target,
-        len(state.partitions),
-        settings.replication_factor,
-        topic_configs=state.overrides,
-    )
     async with admin_client(settings) as admin:
         try:
+            replication = await _replication(admin, settings)
+            topic = NewTopic(
+                target,
+                len(state.partitions),
+                replication,
+                topic_configs={
+                    "min.insync.replicas": str(min_insync_for(replication)),
+                    **state.overrides,
+                },
+            )
             response = await admin.create_topics([topic])
         except KafkaError as exc:
             raise KafkaUnavailableError(f"creating {target}: {exc}") from exc

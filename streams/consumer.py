@@ -29,6 +29,7 @@ from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
 from streams.admin import partitions
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.errors import (
     BackboneError,
     ConfigurationError,
@@ -112,7 +113,7 @@ class Subscriber:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-subscriber",
             group_id=self._group_id,
             enable_auto_commit=False,

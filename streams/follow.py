@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams.admin import partitions
+from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
 from streams.settings import KafkaSettings
 from streams.supervise import Supervisor
@@ -60,7 +61,7 @@ class TopicFollower:
         found = await partitions(self._kafka, self._topics)
         tps = [TopicPartition(t, p) for t in self._topics for p in found[t]]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-follow",
             enable_auto_commit=False,
             group_id=None,

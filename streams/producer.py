@@ -34,6 +34,7 @@ from streams import headers as h
 from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed
 from streams._kafka_errors import translate
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.errors import BackboneError, ConfigurationError, KafkaUnavailableError
 from streams.events import Event
 from streams.registry_client import RegistryClient
@@ -231,7 +232,7 @@ class Publisher:
     async def _connect(self) -> AIOKafkaProducer:
         compression = None if self._kafka.compression == "none" else self._kafka.compression
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-publisher",
             acks="all",
             enable_idempotence=True,

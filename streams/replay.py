@@ -24,6 +24,7 @@ from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams._reader import offsets_at, reader
 from streams.admin import partitions
+from streams.connection import client_options
 from streams.errors import ConfigurationError, TopicCatalogueError
 from streams.settings import KafkaSettings
 
@@ -152,7 +153,7 @@ async def replay(
     Cancelling the task (Ctrl-C) stops reading, waits for the records already sent to be
     acknowledged, and returns what was copied with the remaining plan instead of raising."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-replay",
         acks="all",
         enable_idempotence=True,

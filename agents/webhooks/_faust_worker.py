@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from agents.app import faust_connection
 from agents.webhooks._worker import DELIVERIES, DeliveryWorker, tier_topic
 
 
@@ -78,7 +79,7 @@ class FaustDeliveryWorker(DeliveryWorker):
     def _app(self) -> faust.App:
         return faust.App(
             self._settings.group_id,
-            broker=f"kafka://{self._kafka.bootstrap}",
+            **faust_connection(self._kafka),
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from streams.admin import partitions
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.errors import BackboneError, KafkaUnavailableError
 from streams.events.monitoring import MetricsWindow
 from streams.rollup import IntegrationFigures, rollup
@@ -51,7 +52,7 @@ class MetricsView:
         found = await partitions(self._kafka, [self._topic])
         tps = [TopicPartition(self._topic, p) for p in found[self._topic]]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-metrics-view",
             enable_auto_commit=False,
             isolation_level="read_committed",

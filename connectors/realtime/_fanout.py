@@ -29,6 +29,7 @@ from connectors.realtime.channels import Channel, channels_of, fanout_topics
 from connectors.realtime.errors import RealtimeUnavailableError
 from streams.admin import partitions
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
 from streams.follow import stop_quietly
@@ -103,7 +104,7 @@ class FanOut:
         }
         tps = [TopicPartition(t, p) for t, ps in self._partitions.items() for p in ps]
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-fanout",
             group_id=None,
             enable_auto_commit=False,
@@ -257,7 +258,7 @@ class FanOut:
         sent = 0
         async with self._replay_slots:
             consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._kafka.bootstrap,
+                **client_options(self._kafka),
                 client_id=f"{self._kafka.client_id}-replay",
                 group_id=None,
                 enable_auto_commit=False,

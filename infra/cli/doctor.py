@@ -31,7 +31,7 @@ def _java_check() -> Check:
 
 def _kafka_check() -> Check:
     cfg = settings()
-    if metadata_ok(cfg.kafka.bootstrap, timeout=3.0):
+    if metadata_ok(cfg.kafka, timeout=3.0):
         return Check("kafka", True, f"{cfg.kafka.bootstrap} answers metadata requests")
     fix = (
         "check BACKBONE_KAFKA_BOOTSTRAP and that the cluster is reachable from here"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 from types import TracebackType
 
 from infra.errors import BrokerError, PrerequisiteError
+from streams.cluster import min_insync_for, replication_for
+from streams.settings import KafkaSettings
 
 _HERE = Path(__file__).resolve().parent
 POM = _HERE / "pom.xml"
@@ -117,10 +120,13 @@ def _accepts_connections(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
+async def _metadata_ok(cluster: str | KafkaSettings, timeout: float) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    from streams.connection import client_options
+
+    kafka = cluster if isinstance(cluster, KafkaSettings) else KafkaSettings(bootstrap=cluster)
+    admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
         await asyncio.wait_for(admin.describe_cluster(), timeout)
@@ -132,15 +138,16 @@ async def _metadata_ok(bootstrap: str, timeout: float) -> bool:
             await admin.close()
 
 
-def metadata_ok(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when the cluster at ``bootstrap`` answers a metadata request within ``timeout``."""
-    return asyncio.run(_metadata_ok(bootstrap, timeout))
+def metadata_ok(cluster: str | KafkaSettings, timeout: float = 3.0) -> bool:
+    """True when the cluster (a bootstrap string, or settings with TLS/SASL) answers a metadata
+    request within ``timeout``."""
+    return asyncio.run(_metadata_ok(cluster, timeout))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to the broker when its parent dies, so a
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:  # pragma: no cover - in the child
+    # PR_SET_PDEATHSIG = 1: the kernel sends ``sig`` to the broker when its parent dies, so a
     # killed pytest or `backbone up` never leaves a broker behind.
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
 
 
 @dataclass(frozen=True)
@@ -149,16 +156,50 @@ class BrokerOptions:
     heap: str = "512m"
     data_dir: Path | None = None  # None = a fresh temporary folder, removed on stop
     die_with_parent: bool = True
+    controller_port: int = 0  # 0 = pick a free port
+    #: Users of an extra SASL_PLAINTEXT listener (mechanisms PLAIN and SCRAM-SHA-256), for testing
+    #: the clients' SASL settings; empty = no such listener.
+    sasl_users: tuple[tuple[str, str], ...] = ()
+    sasl_port: int = 0  # 0 = pick a free port (only with ``sasl_users``)
+    #: Sent when the parent dies. A cluster node whose quorum is gone waits in its controlled
+    #: shutdown for a controller that never comes: throw-away test nodes get SIGKILL instead.
+    parent_death_signal: signal.Signals = signal.SIGTERM
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """A node's place in a multi-node KRaft cluster: every node is broker and controller."""
+
+    node_id: int
+    voters: str  # ``controller.quorum.voters``: ``1@127.0.0.1:p1,2@127.0.0.1:p2,...``
+    cluster_id: str  # shared by every node, or their storage is "formatted for another cluster"
+    size: int
+
+    @property
+    def replication(self) -> int:
+        return replication_for(self.size)
+
+    @property
+    def min_insync(self) -> int:
+        return min_insync_for(self.replication)
 
 
 class LocalBroker:
     """One broker process. ``start()`` returns once a metadata request succeeds."""
 
-    def __init__(self, options: BrokerOptions | None = None, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        options: BrokerOptions | None = None,
+        cache_dir: Path | None = None,
+        quorum: Quorum | None = None,
+    ) -> None:
         self.options = options or BrokerOptions()
         self._cache_dir = cache_dir
+        self.quorum = quorum
+        self.node_id = quorum.node_id if quorum else 1
         self.port = self.options.port or free_port()
-        self.controller_port = free_port()
+        self.controller_port = self.options.controller_port or free_port()
+        self.sasl_port = (self.options.sasl_port or free_port()) if self.options.sasl_users else 0
         self._own_dir = self.options.data_dir is None
         self.root = self.options.data_dir or Path(tempfile.mkdtemp(prefix="backbone-kafka-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -169,34 +210,69 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def sasl_bootstrap(self) -> str:
+        """The SASL_PLAINTEXT listener (only with ``BrokerOptions.sasl_users``)."""
+        if not self.sasl_port:
+            raise BrokerError(
+                "this broker was started without SASL users, so it has no SASL listener"
+            )
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
     def log_file(self) -> Path:
         return self.root / "logs" / "server.log"
+
+    def _listeners(self) -> list[str]:
+        listeners = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        if self.sasl_port:
+            listeners.append(f"SASL://127.0.0.1:{self.sasl_port}")
+        return listeners
+
+    def _sasl_config(self) -> list[str]:
+        if not self.options.sasl_users:
+            return []
+        users = " ".join(f'user_{name}="{secret}"' for name, secret in self.options.sasl_users)
+        return [
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+            "listener.name.sasl.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+            "listener.name.sasl.scram-sha-256.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        ]
 
     def _write_config(self) -> Path:
         (self.root / "logs").mkdir(parents=True, exist_ok=True)
         props = self.root / "server.properties"
+        voters = self.quorum.voters if self.quorum else f"1@127.0.0.1:{self.controller_port}"
+        replication = self.quorum.replication if self.quorum else 1
+        min_isr = self.quorum.min_insync if self.quorum else 1
+        advertised = self._listeners()
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={voters}",
+                    f"listeners={','.join(advertised)},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners={','.join(advertised)}",
                     "controller.listener.names=CONTROLLER",
                     "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "listener.security.protocol.map="
+                    "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL:SASL_PLAINTEXT",
                     f"log.dirs={self.root / 'data'}",
                     "num.partitions=1",
                     "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
+                    f"default.replication.factor={replication}",
+                    f"min.insync.replicas={min_isr}",
+                    f"offsets.topic.replication.factor={replication}",
                     "offsets.topic.num.partitions=1",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={replication}",
+                    f"transaction.state.log.min.isr={min_isr}",
                     "transaction.state.log.num.partitions=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"share.coordinator.state.topic.replication.factor={replication}",
+                    f"share.coordinator.state.topic.min.isr={min_isr}",
                     "group.initial.rebalance.delay.ms=0",
+                    *self._sasl_config(),
                     "",
                 ]
             )
@@ -213,22 +289,36 @@ class LocalBroker:
 
     def start(self, timeout: float = 90.0) -> float:
         """Format storage, launch the broker and wait until it answers metadata requests."""
+        began = time.monotonic()
+        self.launch()
+        return self.wait_ready(timeout, began)
+
+    def launch(self) -> None:
+        """Format storage (first start only) and start the process; returns at once. A node of a
+        multi-node quorum cannot answer until a majority of voters runs, so a cluster launches
+        every node before it waits for any."""
         java = find_java()
         libs = ensure_distribution(self._cache_dir)
-        if port_in_use(self.port):
-            raise BrokerError(
-                f"port {self.port} on 127.0.0.1 is already in use, so the local Kafka broker cannot "
-                "listen there: stop whatever holds it (`backbone kafka down` if it is our broker, "
-                f"or see `ss -ltnp | grep {self.port}`), or choose another port with "
-                "BACKBONE_KAFKA_PORT"
-            )
+        for port in (self.port, self.controller_port, self.sasl_port):
+            if port and port_in_use(port):
+                raise BrokerError(
+                    f"port {port} on 127.0.0.1 is already in use, so the local Kafka broker "
+                    "cannot listen there: stop whatever holds it (`backbone kafka down` if it is "
+                    f"our broker, or see `ss -ltnp | grep {port}`), or choose another port with "
+                    "BACKBONE_KAFKA_PORT"
+                )
         props = self._write_config()
-        began = time.monotonic()
         if not (self.root / "data" / "meta.properties").exists():  # a kept data dir is reused as is
+            cluster_id = self.quorum.cluster_id if self.quorum else _cluster_id()
+            scram = [
+                arg
+                for name, secret in self.options.sasl_users
+                for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={secret}]")
+            ]
             fmt = subprocess.run(
                 self._java_cmd(
                     java, libs, "kafka.tools.StorageTool", "format",
-                    f"--cluster-id={_cluster_id()}", "-c", str(props),
+                    f"--cluster-id={cluster_id}", "-c", str(props), *scram,
                 ),
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
@@ -236,15 +326,26 @@ class LocalBroker:
                 raise BrokerError(
                     f"Formatting Kafka storage in {self.root} failed:\n{fmt.stderr[-2000:]}"
                 )
-        with open(self.root / "logs" / "stderr.log", "wb") as stderr:
+        with open(self.root / "logs" / "stderr.log", "ab") as stderr:
             self.process = subprocess.Popen(
                 self._java_cmd(java, libs, "kafka.Kafka", str(props)),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if self.options.die_with_parent else None,
+                preexec_fn=(
+                    functools.partial(_die_with_parent, self.options.parent_death_signal)
+                    if self.options.die_with_parent
+                    else None
+                ),
             )
+
+    def wait_ready(self, timeout: float = 90.0, began: float | None = None) -> float:
+        """Wait until the launched broker answers a metadata request; returns the seconds since
+        ``began`` (default: now). On failure the broker is stopped and :class:`BrokerError` says
+        why, with the end of its log."""
+        assert self.process is not None, "launch() first"
+        began = time.monotonic() if began is None else began
         deadline = began + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -265,12 +366,21 @@ class LocalBroker:
             f"Last lines of its log ({self.log_file}):\n{tail}"
         )
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def _log_tail(self, lines: int = 25) -> str:
-        chunks = []
-        for path in (self.root / "logs" / "stderr.log", self.log_file):
-            if path.exists():
-                chunks.extend(path.read_text(errors="replace").splitlines()[-lines:])
-        return "\n".join(chunks[-lines:])
+        """The first errors of the log (why it failed; the shutdown that follows hides them),
+        then its last lines."""
+        text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+        stderr = self.root / "logs" / "stderr.log"
+        errors = [line for line in text.splitlines() if "] ERROR " in line or "] FATAL " in line][
+            :5
+        ]
+        if stderr.exists():
+            errors += stderr.read_text(errors="replace").splitlines()[-10:]
+        return "\n".join([*errors, *text.splitlines()[-lines:]])
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, wait, then SIGKILL; remove the data folder if we created it."""
@@ -287,11 +397,26 @@ class LocalBroker:
         if self._own_dir:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def kill(self) -> None:
-        """SIGKILL the broker at once (fault injection); the data folder is kept for a restart."""
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the broker's process group without waiting."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL, timeout: float = 60.0) -> None:
+        """Send ``sig`` (fault injection: SIGKILL at once, or SIGTERM) and wait until the broker
+        has exited, SIGKILLing it after ``timeout``; the data folder is kept for a restart."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     def __enter__(self) -> LocalBroker:
         self.start()

@@ -27,14 +27,31 @@ def read_state(state_dir: Path) -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(int(str(state.get("pid"))), 0)
-    except (ProcessLookupError, ValueError):
-        path.unlink(missing_ok=True)  # stale: the broker is gone
+    if not any(_alive(pid) for pid in pids_of(state)):
+        path.unlink(missing_ok=True)  # stale: the broker (every node of the cluster) is gone
         return None
-    except PermissionError:
-        pass  # alive, owned by someone else
     return state
+
+
+def pids_of(state: dict[str, Any]) -> list[int]:
+    """The recorded processes: one broker's, or every node's of a local cluster."""
+    nodes = state.get("nodes") or {}
+    if nodes:
+        return [int(node["pid"]) for node in nodes.values()]
+    try:
+        return [int(str(state.get("pid")))]
+    except ValueError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
 
 
 def write_state(state_dir: Path, state: dict[str, Any]) -> None:

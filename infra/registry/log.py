@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from infra.errors import InfraError
 from streams.admin import create_topics
+from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -61,7 +62,7 @@ class KafkaLog:
         spec = Catalogue().spec("_schemas")
         await create_topics(self.kafka, [(self.topic, spec)])
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap,
+            **client_options(self.kafka),
             client_id=f"{self.kafka.client_id}-registry",
             acks="all",
             enable_idempotence=True,
@@ -84,7 +85,7 @@ class KafkaLog:
     async def _replay(self, apply: Apply) -> int:
         partition = TopicPartition(self.topic, 0)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap,
+            **client_options(self.kafka),
             client_id=f"{self.kafka.client_id}-registry",
             group_id=None,
             enable_auto_commit=False,

@@ -7,6 +7,13 @@ partner team needs. Fixtures:
   by ``BACKBONE_KAFKA_BOOTSTRAP``. If neither works the test *fails*; it never skips.
 - ``kafka_broker`` (session): the :class:`LocalBroker` itself (fails under an external cluster);
   its heap is ``BACKBONE_TEST_KAFKA_HEAP`` (2g: it holds every test's topics).
+- ``kafka_cluster``: a :class:`ClusterKit` over a local 3-node KRaft cluster started once per
+  session (``--kafka-cluster-size`` / ``BACKBONE_TEST_KAFKA_CLUSTER_SIZE``, heap per node
+  ``BACKBONE_TEST_KAFKA_CLUSTER_HEAP``): bootstrap, kill/start a node, leader and controller
+  lookup. Every node runs when a test begins; nodes a test killed are started again after it.
+  ``--kafka-brokers 3`` (or ``BACKBONE_TEST_KAFKA_BROKERS=3``) runs the whole session on such a
+  cluster: ``kafka_settings`` then points at it.
+- ``cluster_catalogue``: the catalogue applied on that cluster under a fresh prefix.
 - ``new_topic``: an async factory that creates a fresh, uniquely named topic per call.
 - ``catalogue``: a fresh topic prefix with the whole catalogue applied, so tests never share topics.
 - ``producer`` / ``new_consumer``: ready aiokafka clients (acks=all, idempotent producer).
@@ -30,10 +37,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version, metadata_ok
+from infra.kafka.cluster import ClusterOptions, LocalCluster
 from infra.registry import RegistryServer
 from infra.testing._background import BackgroundService
+from infra.testing.cluster import ClusterKit
 from streams.admin import admin_client, apply_catalogue, create_topics
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
@@ -48,6 +58,67 @@ def _say(config: pytest.Config, line: str) -> None:
         reporter.write_line(line)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("backbone")
+    group.addoption(
+        "--kafka-brokers",
+        type=int,
+        default=int(os.environ.get("BACKBONE_TEST_KAFKA_BROKERS", "1")),
+        help="run the session's tests on a local cluster of this many brokers (default 1)",
+    )
+    group.addoption(
+        "--kafka-cluster-size",
+        type=int,
+        default=int(os.environ.get("BACKBONE_TEST_KAFKA_CLUSTER_SIZE", "3")),
+        help="nodes of the kafka_cluster fixture's cluster (default 3)",
+    )
+
+
+def _cluster_size(config: pytest.Config) -> int:
+    brokers = int(config.getoption("--kafka-brokers"))
+    return brokers if brokers > 1 else int(config.getoption("--kafka-cluster-size"))
+
+
+@pytest.fixture(scope="session")
+def _local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
+        pytest.fail("kafka_cluster needs a local cluster, but BACKBONE_KAFKA_BOOTSTRAP is set")
+    heap = os.environ.get("BACKBONE_TEST_KAFKA_CLUSTER_HEAP", "384m")
+    cluster = LocalCluster(ClusterOptions(size=_cluster_size(request.config), heap=heap))
+    try:
+        seconds = cluster.start(timeout=420)
+    except Exception as exc:
+        pytest.fail(f"could not start the local Kafka cluster: {exc}")
+    _say(
+        request.config,
+        f"\nbackbone: Kafka {kafka_version()} cluster of {len(cluster.nodes)} at "
+        f"{cluster.bootstrap} up in {seconds:.1f} s",
+    )
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def kafka_cluster(_local_cluster: LocalCluster) -> AsyncIterator[ClusterKit]:
+    kit = ClusterKit(_local_cluster)
+    if len(kit.alive()) < kit.size:  # a crashed earlier test: begin whole
+        await kit.heal()
+    yield kit
+    if len(kit.alive()) < kit.size:
+        await kit.heal()
+
+
+@pytest.fixture
+async def cluster_catalogue(kafka_cluster: ClusterKit) -> AsyncIterator[Catalogue]:
+    cat = Catalogue(prefix=unique("cat") + ".")
+    settings = kafka_cluster.settings()
+    await apply_catalogue(settings, cat)
+    yield cat
+    await _drop_topics(settings, lambda name: name.startswith(cat.prefix))
+
+
 @pytest.fixture(scope="session")
 def kafka_broker(request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
     if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
@@ -56,7 +127,7 @@ def kafka_broker(request: pytest.FixtureRequest) -> Iterator[LocalBroker]:
     # the default 512 MiB heap it ran out of memory and exited mid-suite
     broker = LocalBroker(BrokerOptions(heap=os.environ.get("BACKBONE_TEST_KAFKA_HEAP", "2g")))
     try:
-        seconds = broker.start()
+        seconds = broker.start(timeout=240)  # a loaded box (parallel suites) needs more than 90 s
     except Exception as exc:
         pytest.fail(f"could not start the local Kafka broker: {exc}")
     _say(
@@ -76,6 +147,9 @@ def kafka_settings(request: pytest.FixtureRequest) -> KafkaSettings:
         if not metadata_ok(external, timeout=5.0):
             pytest.fail(f"BACKBONE_KAFKA_BOOTSTRAP={external} does not answer metadata requests")
         bootstrap = external
+    elif int(request.config.getoption("--kafka-brokers")) > 1:
+        cluster: LocalCluster = request.getfixturevalue("_local_cluster")
+        bootstrap = cluster.bootstrap
     else:
         broker: LocalBroker = request.getfixturevalue("kafka_broker")
         bootstrap = broker.bootstrap
@@ -125,9 +199,7 @@ async def catalogue(kafka_settings: KafkaSettings) -> AsyncIterator[Catalogue]:
 
 @pytest.fixture
 async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    prod = AIOKafkaProducer(
-        bootstrap_servers=kafka_settings.bootstrap, acks="all", enable_idempotence=True
-    )
+    prod = AIOKafkaProducer(**client_options(kafka_settings), acks="all", enable_idempotence=True)
     await prod.start()
     try:
         yield prod
@@ -142,7 +214,7 @@ async def new_consumer(kafka_settings: KafkaSettings) -> AsyncIterator[NewConsum
     async def factory(*topics: str, group_id: str | None = None) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             *topics,
-            bootstrap_servers=kafka_settings.bootstrap,
+            **client_options(kafka_settings),
             group_id=group_id,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

@@ -25,6 +25,7 @@ from streams._aiokafka_compat import close_producer
 from streams._kafka_errors import translate
 from streams.admin import partitions
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.events import Event
 from streams.projections._model import Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
@@ -91,7 +92,7 @@ async def rebuild(
     applier._store = fresh
     sources = [catalogue.name(t) for t in projection.sources]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-rebuild",
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -191,7 +192,7 @@ async def _rewrite_changelog(
     """Make the changelog say what the fresh store holds, in one transaction."""
     old_keys = _keys_of(live)
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-rebuild",
         acks="all",
         enable_idempotence=True,

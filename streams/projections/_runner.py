@@ -37,6 +37,7 @@ from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
 from streams.codec import Codec
+from streams.connection import client_options
 from streams.consumer import Received
 from streams.errors import BackboneError
 from streams.events import Event
@@ -137,7 +138,7 @@ class ProjectionRunner:
     async def start(self) -> None:
         self._store = SqliteStore(self._store_path)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-projection-{self.projection.name}",
             acks="all",
             enable_idempotence=True,
@@ -145,7 +146,7 @@ class ProjectionRunner:
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
+            **client_options(self._kafka),
             client_id=f"{self._kafka.client_id}-projection-{self.projection.name}",
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -391,7 +392,7 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
     """Read changelog partition ``task`` from the store's position to its end into the store."""
     tp = TopicPartition(changelog, task)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **client_options(kafka),
         client_id=f"{kafka.client_id}-restore",
         enable_auto_commit=False,
         isolation_level="read_committed",

@@ -1,0 +1,215 @@
+"""A cluster fault run: gateway and worker processes on the 3-node cluster with only
+``BACKBONE_KAFKA_BOOTSTRAP`` naming it, steady load on ``/v1/events`` and ``/v1/calls``, and a
+fault (nodes killed, later started again) in the middle. :func:`run_cluster_fault` returns what
+happened; the tests hold it against the oracle. The load and the settling of the outcomes are the
+single-broker outage run's (tests/integration/outage/_fault.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from agents.worker import KAFKA_STAGES
+from infra.kafka.broker import free_port
+from infra.testing.cluster import ClusterKit
+from streams.codec import Codec
+from streams.inspect import describe_group
+from streams.settings import RegistrySettings
+from streams.topics import Catalogue
+from tests.integration.outage._broker import eventually
+from tests.integration.outage._fault import (
+    TOKEN,
+    WORKER_CONFIG,
+    FaultReport,
+    _client,
+    _process,
+    _provider,
+    _settle,
+    _stop,
+)
+
+#: Picks the nodes to kill, given the kit and the catalogue (e.g. the leader of a partition).
+Victims = Callable[[ClusterKit, Catalogue], Awaitable[list[int]]]
+
+
+@dataclass
+class ClusterFaultReport(FaultReport):
+    victims: list[int] = field(default_factory=list)
+    signal_name: str = "SIGKILL"
+    recovered_without_restart: bool = False  # a 2xx while the victims were still down
+    final_lag: int | None = None
+    #: events answered 503 that were found in the topic anyway (Kafka's "outcome unknown":
+    #: a produce request already on the wire; clients retry with the same id)
+    refused_but_written: int = 0
+
+    def cluster_summary(self) -> str:
+        return (
+            f"killed {self.victims} with {self.signal_name}; 2xx while down: "
+            f"{self.recovered_without_restart}; worker lag at the end {self.final_lag}; "
+            f"503 then written {self.refused_but_written}; " + self.summary()
+        )
+
+
+async def run_cluster_fault(
+    tmp_path: Path,
+    kit: ClusterKit,
+    codec: Codec,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    victims: Victims,
+    *,
+    down_s: float,
+    sig: signal.Signals = signal.SIGKILL,
+    expect_writes_while_down: bool = True,
+) -> ClusterFaultReport:
+    """``expect_writes_while_down``: wait (generously) for a 2xx while the victims are down
+    before starting them again (one node of three down: the cluster must keep taking writes)."""
+    report = ClusterFaultReport(down_s, signal_name=sig.name)
+    kafka = kit.settings()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    group = f"{catalogue.prefix}calls"
+    logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
+    async with _provider() as provider:
+        config = tmp_path / "backbone.toml"
+        config.write_text(WORKER_CONFIG.format(group=group, provider=provider))
+        env = {
+            **os.environ,
+            "BACKBONE_KAFKA_BOOTSTRAP": kit.bootstrap,
+            "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+            "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+            "BACKBONE_CONFIG": str(config),
+            "BACKBONE_GATEWAY_PORT": str(port),
+            "BACKBONE_GATEWAY_TOKENS": f"fault={TOKEN}",
+            "BACKBONE_GATEWAY_RATE": "100000",
+            "BACKBONE_GATEWAY_BURST": "100000",
+        }
+        gateway = await _process(["gateway"], env, logs["gateway"])
+        worker = await _process(["worker"], env, logs["worker"])
+        running = asyncio.Event()
+        running.set()
+        clients: list[asyncio.Task[None]] = []
+        try:
+
+            async def ready() -> bool:
+                assert gateway.returncode is None, "the gateway exited while starting"
+                try:
+                    async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(ready, timeout_s=180)
+            step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
+            call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
+            clients = [
+                *(
+                    asyncio.create_task(
+                        _client(
+                            f"{base}/v1/events/research.step_started",
+                            step,
+                            "research_id",
+                            "event_id",
+                            report.events,
+                            running,
+                        )
+                    )
+                    for _ in range(3)
+                ),
+                *(
+                    asyncio.create_task(
+                        _client(
+                            f"{base}/v1/calls",
+                            call,
+                            "idempotency_key",
+                            "call_id",
+                            report.calls,
+                            running,
+                        )
+                    )
+                    for _ in range(2)
+                ),
+            ]
+
+            async def accepted_since(moment: float) -> bool:
+                return any(a.began > moment and 200 <= a.status < 300 for a in report.events)
+
+            began = time.monotonic()
+            await eventually(lambda: accepted_since(began), timeout_s=120)
+            await asyncio.sleep(4)  # steady load before the fault
+            report.victims = await victims(kit, catalogue)
+            await asyncio.gather(*(kit.kill(node, sig) for node in report.victims))
+            report.stopped_at = time.monotonic()
+            if expect_writes_while_down:
+                with contextlib.suppress(TimeoutError):
+                    await eventually(lambda: accepted_since(report.stopped_at), timeout_s=120)
+                report.recovered_without_restart = await accepted_since(report.stopped_at)
+            await asyncio.sleep(max(0.0, report.stopped_at + down_s - time.monotonic()))
+            report.restarting_at = time.monotonic()
+            report.restarted_wall = datetime.now(UTC)
+            for node in report.victims:
+                await kit.start(node)
+            await eventually(lambda: accepted_since(report.restarting_at), timeout_s=180)
+            await asyncio.sleep(4)  # steady load after recovery
+            running.clear()
+            await asyncio.gather(*clients)
+            await _settle(report, kafka, codec, catalogue)
+            report.final_lag = await _lag_settles(kit, group)
+            written = await _written_research_ids(kit, codec, catalogue)
+            refused = {a.ident for a in report.events if a.status == 503}
+            report.refused_but_written = len(refused & written)
+        finally:
+            running.clear()
+            for task in clients:
+                task.cancel()
+            await asyncio.gather(*clients, return_exceptions=True)
+            report.exit_codes["gateway"] = await _stop(gateway)
+            report.exit_codes["worker"] = await _stop(worker)
+    report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
+    return report
+
+
+async def _lag_settles(kit: ClusterKit, group: str, timeout_s: float = 240) -> int:
+    """The worker's total lag over its consumer groups (``{group}.router|lanes|retry``) once it
+    reached 0, or its last value at the deadline (-1: the router group never committed)."""
+    last = -1
+
+    async def caught_up() -> bool:
+        nonlocal last
+        states = [await describe_group(kit.settings(), f"{group}.{s}") for s in KAFKA_STAGES]
+        last = sum(state.total_lag for state in states) if states[0].lags else -1
+        return last == 0
+
+    with contextlib.suppress(TimeoutError):
+        await eventually(caught_up, timeout_s=timeout_s, pause_s=1.0)
+    return last
+
+
+async def _written_research_ids(kit: ClusterKit, codec: Codec, catalogue: Catalogue) -> set[str]:
+    from tests.integration.webhooks._kit import read_all
+
+    rows = await read_all(kit.settings(), codec, catalogue.name("research.events"))
+    return {str(getattr(e, "research_id", "")) for _, e, _ in rows}
+
+
+async def leader_of_research_events(kit: ClusterKit, catalogue: Catalogue) -> list[int]:
+    return [await kit.leader_of(catalogue.name("research.events"), 0)]
+
+
+async def active_controller(kit: ClusterKit, catalogue: Catalogue) -> list[int]:
+    return [await kit.active_controller()]
+
+
+async def all_but_one(kit: ClusterKit, catalogue: Catalogue) -> list[int]:
+    """Two of three nodes: no quorum, and fewer in-sync replicas than min.insync.replicas."""
+    keep = await kit.leader_of(catalogue.name("research.events"), 0)
+    return [n for n in kit.alive() if n != keep]

@@ -1,0 +1,151 @@
+"""The local 3-node cluster (issue 16 section 2): a KRaft quorum of three broker+controller nodes,
+replication 3 and min.insync.replicas 2 for the catalogue, leaders and ISR that follow node
+failures, and writes acknowledged by all in-sync replicas while one node is down."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from infra.testing.cluster import ClusterKit, served
+from streams.admin import admin_client, create_topics
+from streams.connection import client_options
+from streams.topics import Catalogue, TopicRole, TopicSpec
+from tests.integration.outage._broker import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+async def _topic_config(kit: ClusterKit, topic: str) -> dict[str, str]:
+    async with admin_client(kit.settings()) as admin:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    return {entry[0]: entry[1] for resource in response.resources for entry in resource[4]}
+
+
+async def test_the_catalogue_is_replicated_three_times_with_two_in_sync_required(
+    kafka_cluster: ClusterKit, cluster_catalogue: Catalogue
+) -> None:
+    state = await kafka_cluster.state()
+    assert [b.node_id for b in state.brokers] == [1, 2, 3]
+    events = cluster_catalogue.name("research.events")
+    mine = [p for p in state.partitions if p.topic.startswith(cluster_catalogue.prefix)]
+    assert {p.topic for p in mine} == {cluster_catalogue.prefix + s.name for s in cluster_catalogue}
+    assert all(len(p.replicas) == 3 and len(p.in_sync) == 3 for p in mine), mine[:3]
+    assert {p.leader for p in mine} == {1, 2, 3}, "leadership should be spread over the nodes"
+    assert (await _topic_config(kafka_cluster, events))["min.insync.replicas"] == "2"
+
+
+async def _produce(kit: ClusterKit, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(
+        **client_options(kit.settings()), acks="all", enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, partition=0)
+    finally:
+        await producer.stop()
+
+
+async def _read(kit: ClusterKit, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(**client_options(kit.settings()), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        values: list[bytes] = []
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            values.extend(r.value for r in batch.get(tp, []) if r.value is not None)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def _topic(kit: ClusterKit, name: str) -> str:
+    spec = TopicSpec(name, TopicRole.FACT, "any", (), "cluster test topic", 1)
+    await served(lambda: create_topics(kit.settings(), [(name, spec)]))
+    return name
+
+
+async def test_killing_the_leader_moves_leadership_and_acked_writes_survive(
+    kafka_cluster: ClusterKit,
+) -> None:
+    topic = await _topic(kafka_cluster, f"leader-kill-{id(kafka_cluster)}")
+    await _produce(kafka_cluster, topic, [b"before-%d" % n for n in range(20)])
+    leader = await kafka_cluster.leader_of(topic)
+    await kafka_cluster.kill(leader, signal.SIGKILL)
+
+    async def moved() -> bool:
+        state = await kafka_cluster.state([topic])
+        [part] = state.partitions
+        return part.leader not in (-1, leader) and leader not in part.in_sync
+
+    await eventually(moved, timeout_s=120)
+    # two of three replicas in sync: acks=all writes still succeed (min.insync.replicas=2)
+    await _produce(kafka_cluster, topic, [b"during-%d" % n for n in range(20)])
+    await kafka_cluster.start(leader)
+
+    async def rejoined() -> bool:
+        [part] = (await kafka_cluster.state([topic])).partitions
+        return len(part.in_sync) == 3
+
+    await eventually(rejoined, timeout_s=180)
+    values = await _read(kafka_cluster, topic)
+    assert values == [b"before-%d" % n for n in range(20)] + [b"during-%d" % n for n in range(20)]
+
+
+async def test_killing_the_active_controller_elects_another_and_the_cluster_still_serves(
+    kafka_cluster: ClusterKit,
+) -> None:
+    controller = await kafka_cluster.active_controller()
+    await kafka_cluster.kill(controller, signal.SIGKILL)
+
+    async def elected() -> bool:
+        try:
+            return await kafka_cluster.active_controller(timeout_s=5) != controller
+        except TimeoutError:
+            return False
+
+    await eventually(elected, timeout_s=120)
+    # metadata changes need the quorum: creating a topic proves the new controller works
+    topic = await _topic(kafka_cluster, f"after-controller-{id(kafka_cluster)}")
+    await _produce(kafka_cluster, topic, [b"x"])
+    assert await _read(kafka_cluster, topic) == [b"x"]
+    await kafka_cluster.start(controller)
+    assert sorted(kafka_cluster.alive()) == [1, 2, 3]
+
+
+@pytest.mark.chaos  # not yet passing: hung past its timeout once on a loaded box (see the report)
+async def test_with_two_nodes_down_no_acks_all_write_is_acknowledged(
+    kafka_cluster: ClusterKit,
+) -> None:
+    topic = await _topic(kafka_cluster, f"no-quorum-{id(kafka_cluster)}")
+    leader = await kafka_cluster.leader_of(topic)
+    others = [n for n in (1, 2, 3) if n != leader]
+    for node in others:
+        await kafka_cluster.kill(node)
+    producer = AIOKafkaProducer(
+        **client_options(kafka_cluster.settings()),
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=3000,
+    )
+    await producer.start()
+    try:
+        with pytest.raises(Exception) as refused:  # noqa: PT011 - any refusal; never an ack
+            await asyncio.wait_for(producer.send_and_wait(topic, b"lonely", partition=0), 20)
+        print(f"refused with {type(refused.value).__name__}: {refused.value}")
+    finally:
+        await producer.stop()
+    # the write may still sit beyond the leader's high watermark and be replicated once the
+    # followers are back: Kafka's "outcome unknown", which the gateway answers with 503
+    await kafka_cluster.heal()
+    await _produce(kafka_cluster, topic, [b"healed"])
+    assert (await _read(kafka_cluster, topic))[-1] == b"healed"

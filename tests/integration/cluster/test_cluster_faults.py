@@ -1,0 +1,166 @@
+"""Broker faults on the 3-node cluster (issue 16 section 3.2) while gateway and worker carry steady
+load: kill -9 of the leader of a partition being written, of the active controller, and of two
+nodes at once (no quorum, fewer in-sync replicas than min.insync.replicas).
+
+Oracle: every 2xx-acknowledged event is in the topic afterwards; while writes cannot be
+acknowledged (two nodes down) ingress answers 503, never 2xx; with one node down writes go on
+without it; every accepted call reaches exactly one outcome; the worker resumes by itself and its
+lag returns to 0; both processes stop cleanly. The leader kill runs in ``make test``; the others
+with ``make chaos``.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from infra.testing.cluster import ClusterKit
+from streams.codec import Codec
+from streams.settings import RegistrySettings
+from streams.topics import Catalogue
+from tests.integration.cluster._scenario import (
+    ClusterFaultReport,
+    Victims,
+    active_controller,
+    all_but_one,
+    leader_of_research_events,
+    run_cluster_fault,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(1800),
+    # aiokafka drops a connection object to a killed node that came back without closing it
+    # (seen once, after the leader kill, from a client we had stopped): a leak inside aiokafka
+    # to report upstream, not a guarantee of ours
+    pytest.mark.filterwarnings("ignore:Unclosed AIOKafkaConnection:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+def _check(report: ClusterFaultReport, *, one_node_down: bool) -> None:
+    print("\n" + report.cluster_summary())
+    assert report.accepted(report.events), "no event was accepted"
+    assert not report.lost_events, f"{len(report.lost_events)} acknowledged events lost"
+    statuses = {a.status for a in report.events + report.calls}
+    assert statuses <= {0, 200, 201, 202, 503}, f"unexpected statuses {statuses}"
+    if one_node_down:
+        assert report.recovered_without_restart, "writes stopped while one node of three was down"
+    else:
+        down = report.while_down(report.events) + report.while_down(report.calls)
+        assert down, "no request was answered while the nodes were down"
+        assert all(not 200 <= a.status < 300 for a in down), "a 2xx while writes could not be acked"
+    accepted = {a.ident for a in report.accepted(report.calls)}
+    assert accepted, "no call was accepted"
+    missing = {c for c in accepted if report.outcomes[c] == 0}
+    assert not missing, f"{len(missing)} of {len(accepted)} accepted calls have no outcome"
+    repeated = {c: n for c, n in report.outcomes.items() if n > 1}
+    assert not repeated, f"calls with more than one outcome: {repeated}"
+    assert report.final_lag == 0, f"the worker's lag did not return to 0: {report.final_lag}"
+    assert report.exit_codes == {"gateway": 0, "worker": 0}, report.exit_codes
+
+
+async def _run(
+    tmp_path: Path,
+    kit: ClusterKit,
+    codec: Codec,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    victims: Victims,
+    *,
+    down_s: float,
+    one_node_down: bool,
+) -> None:
+    report = await run_cluster_fault(
+        tmp_path,
+        kit,
+        codec,
+        registry,
+        catalogue,
+        victims,
+        down_s=down_s,
+        expect_writes_while_down=one_node_down,
+    )
+    _check(report, one_node_down=one_node_down)
+
+
+async def test_kill_9_of_the_partition_leader_loses_no_acknowledged_event(
+    tmp_path: Path,
+    kafka_cluster: ClusterKit,
+    cluster_codec: Codec,
+    cluster_registry: RegistrySettings,
+    cluster_catalogue: Catalogue,
+) -> None:
+    await _run(
+        tmp_path,
+        kafka_cluster,
+        cluster_codec,
+        cluster_registry,
+        cluster_catalogue,
+        leader_of_research_events,
+        down_s=5,
+        one_node_down=True,
+    )
+
+
+@pytest.mark.chaos
+async def test_kill_9_of_the_active_controller_loses_no_acknowledged_event(
+    tmp_path: Path,
+    kafka_cluster: ClusterKit,
+    cluster_codec: Codec,
+    cluster_registry: RegistrySettings,
+    cluster_catalogue: Catalogue,
+) -> None:
+    await _run(
+        tmp_path,
+        kafka_cluster,
+        cluster_codec,
+        cluster_registry,
+        cluster_catalogue,
+        active_controller,
+        down_s=20,
+        one_node_down=True,
+    )
+
+
+@pytest.mark.chaos
+async def test_two_nodes_down_answers_503_and_never_2xx(
+    tmp_path: Path,
+    kafka_cluster: ClusterKit,
+    cluster_codec: Codec,
+    cluster_registry: RegistrySettings,
+    cluster_catalogue: Catalogue,
+) -> None:
+    await _run(
+        tmp_path,
+        kafka_cluster,
+        cluster_codec,
+        cluster_registry,
+        cluster_catalogue,
+        all_but_one,
+        down_s=20,
+        one_node_down=False,
+    )
+
+
+@pytest.mark.chaos
+async def test_sigterm_of_the_partition_leader_loses_no_acknowledged_event(
+    tmp_path: Path,
+    kafka_cluster: ClusterKit,
+    cluster_codec: Codec,
+    cluster_registry: RegistrySettings,
+    cluster_catalogue: Catalogue,
+) -> None:
+    report = await run_cluster_fault(
+        tmp_path,
+        kafka_cluster,
+        cluster_codec,
+        cluster_registry,
+        cluster_catalogue,
+        leader_of_research_events,
+        down_s=10,
+        sig=signal.SIGTERM,
+    )
+    _check(report, one_node_down=True)
