@@ -45,6 +45,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -85,28 +86,45 @@ class CallLedger:
         self._running: dict[str, asyncio.Future[None]] = {}
         #: Claim ids written here, with how many echoes (claim, outcome) the topics still owe.
         self._mine: dict[str, int] = {}
+        #: reads the topics up to their end (set by :class:`LedgerFollower`); None: in memory only
+        self.sync: Callable[[], Awaitable[None]] | None = None
 
     async def acquire(self, key: str, coords: Coords, *, redriven: bool = False) -> Claim:
-        """The verdict for one lane record; on RUN or UNKNOWN the key now runs here."""
+        """The verdict for one lane record; on RUN or UNKNOWN the key now runs here.
+
+        Before an open claim is judged unknown, the ledger reads the topics up to their end
+        (:attr:`sync`): an outcome that was written although its writer was told it failed (sent,
+        never acknowledged) then settles the claim, instead of a second, "unknown" outcome.
+        """
         while (running := self._running.get(key)) is not None:
             await asyncio.shield(running)
+        self._running[key] = asyncio.get_running_loop().create_future()
+        try:
+            verdict = self._verdict(key, coords, redriven)
+            if verdict is Claim.UNKNOWN and self.sync is not None:
+                try:
+                    await self.sync()
+                except (TimeoutError, BackboneError) as exc:
+                    log.warning("ledger: could not read the topics to their end (%s)", exc)
+                verdict = self._verdict(key, coords, redriven)
+        except BaseException:
+            self._release(key)
+            raise
+        if verdict is Claim.SKIP:
+            self._release(key)
+        return verdict
+
+    def _verdict(self, key: str, coords: Coords, redriven: bool) -> Claim:
         entry = self.store.get(key)
         if entry is None:
-            verdict = Claim.RUN
-        else:
-            claim = entry.claim_id
-            open_claim = claim is not None and entry.settled != claim
-            if claim is not None and entry.coords == coords:
-                verdict = Claim.UNKNOWN if open_claim else Claim.SKIP
-            elif entry.succeeded or (entry.given_up and not redriven):
-                verdict = Claim.SKIP
-            elif open_claim:
-                verdict = Claim.UNKNOWN
-            else:
-                verdict = Claim.RUN
-        if verdict is not Claim.SKIP:
-            self._running[key] = asyncio.get_running_loop().create_future()
-        return verdict
+            return Claim.RUN
+        claim = entry.claim_id
+        open_claim = claim is not None and entry.settled != claim
+        if claim is not None and entry.coords == coords:
+            return Claim.UNKNOWN if open_claim else Claim.SKIP
+        if entry.succeeded or (entry.given_up and not redriven):
+            return Claim.SKIP
+        return Claim.UNKNOWN if open_claim else Claim.RUN
 
     def running(self, key: str) -> bool:
         return key in self._running
@@ -232,6 +250,7 @@ class LedgerFollower:
 
     async def start(self) -> None:
         await self._follower.start()
+        self.ledger.sync = self.caught_up
 
     async def caught_up(self) -> None:
         await self._follower.caught_up()
@@ -240,6 +259,7 @@ class LedgerFollower:
         return self._follower.problems()
 
     async def stop(self) -> None:
+        self.ledger.sync = None
         await self._follower.stop()
         self.checkpoint()
 

@@ -252,9 +252,12 @@ def calls_extension(
         settings = request.app.get(SETTINGS)
         timeout = settings.publish_timeout_s if settings is not None else None
         try:
-            # bounded like /v1/events: a 503 leaves nothing behind (the record is withdrawn)
-            async with asyncio.timeout(timeout):
-                await request.app[_PUBLISHER].publish(call, topic="calls.requests")
+            # bounded like /v1/events: a 503 leaves nothing behind (the record is withdrawn);
+            # a record already sent when the time ran out is a 504 outcome_unknown instead
+            async with asyncio.timeout(None if timeout is None else timeout + 5.0):
+                await request.app[_PUBLISHER].publish(
+                    call, topic="calls.requests", timeout_s=timeout
+                )
         except TimeoutError:
             waiter.forget(call.call_id)
             return problem(

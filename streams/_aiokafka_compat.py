@@ -8,15 +8,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.client import ConnectionGroup
+from aiokafka.errors import NodeNotReadyError
+from aiokafka.protocol.produce import ProduceRequest
+
+#: set on a batch once a produce request holding it went onto a live connection
+_SENT = "_backbone_sent"
+
+
+def track_sent(producer: AIOKafkaProducer) -> None:
+    """Mark every batch the moment a produce request holding it is written to a connection.
+
+    aiokafka cannot tell a batch that never left the process (its node could not be reached) from
+    one whose request reached the broker and whose answer was lost: both are queued again with the
+    same count of tries. :func:`fail_buffered` needs the difference, to say "not written" only of
+    the first. The client's ``send`` is wrapped on this producer's own client: it connects first
+    (as ``send`` itself does), marks the request's batches, then sends; a node that cannot be
+    reached raises ``NodeNotReadyError`` here, as ``send`` would, with nothing marked. A mark is
+    conservative: a request marked and then not sent only makes an outcome "unknown".
+    """
+    client = producer.client
+    send = client.send
+    accumulator = producer._message_accumulator
+
+    async def tracked_send(
+        node_id: int, request: Any, *, group: ConnectionGroup = ConnectionGroup.DEFAULT
+    ) -> Any:
+        if isinstance(request, ProduceRequest):
+            if not await client.ready(node_id, group=group):
+                raise NodeNotReadyError(
+                    f"Attempt to send a request to node which is not ready (node id {node_id})."
+                )
+            slots = {(t, p) for t, parts in request._topics for p, _ in parts}
+            for batch in accumulator._pending_batches:
+                if (batch.tp.topic, batch.tp.partition) in slots:
+                    setattr(batch, _SENT, True)
+        return await send(node_id, request, group=group)
+
+    client.send = tracked_send
+
 
 #: the aiokafka releases whose internals the functions below were checked against
 CHECKED_VERSIONS = ("0.14.",)
 
 
-def fail_buffered(producer: AIOKafkaProducer, exc: BaseException) -> None:
-    """Fail every record the producer still holds (buffered or awaiting an answer) with ``exc``.
+def fail_buffered(producer: AIOKafkaProducer, exc: BaseException, sent: BaseException) -> None:
+    """Fail every record the producer still holds: with ``exc`` those it never sent, with ``sent``
+    those in a batch a produce request already carried to the broker (:func:`track_sent`;
+    awaiting an answer, or queued again for a retry), which the broker may have written.
 
     Synchronous on purpose: once it returns, no record handed to this producer can be acknowledged
     to its caller, and no buffered batch is sent any more: the accumulator refuses new batches,
@@ -27,7 +69,10 @@ def fail_buffered(producer: AIOKafkaProducer, exc: BaseException) -> None:
     accumulator = producer._message_accumulator
     batches = [b for queue in accumulator._batches.values() for b in queue]
     batches += list(accumulator._pending_batches)
-    accumulator.fail_all(exc)
+    for batch in batches:  # marked by track_sent
+        if getattr(batch, _SENT, False):
+            batch.failure(sent)
+    accumulator.fail_all(exc)  # the rest: never sent
     accumulator._batches.clear()
     for batch in batches:  # nobody awaits a batch's own futures: mark their failure as seen
         for future in (batch.future, batch._drain_waiter):

@@ -52,6 +52,15 @@ class KafkaUnavailableError(BackboneError):
     code = "kafka_unavailable"
 
 
+class WriteOutcomeUnknownError(KafkaUnavailableError):
+    """The cluster did not acknowledge a write that had already been sent: it may or may not be in
+    the log. Unlike a plain :class:`KafkaUnavailableError` ("not written, never written later"),
+    only a retry with the same id (``event_id``, idempotency key, ``webhook-id``), whose duplicate
+    consumers drop, settles it."""
+
+    code = "outcome_unknown"
+
+
 class PublishRejectedError(BackboneError):
     """The cluster refused a record in a way retrying cannot fix (too large, not authorised...)."""
 

@@ -31,11 +31,16 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams import headers as h
-from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed
+from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed, track_sent
 from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.connection import client_options
-from streams.errors import BackboneError, ConfigurationError, KafkaUnavailableError
+from streams.errors import (
+    BackboneError,
+    ConfigurationError,
+    KafkaUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from streams.events import Event
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
@@ -241,6 +246,7 @@ class Publisher:
             request_timeout_ms=self._kafka.request_timeout_ms,
             transactional_id=self._transactional_id,
         )
+        track_sent(producer)  # so a withdrawal can tell "never sent" from "may be written"
         try:
             async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
                 await producer.start()
@@ -305,7 +311,8 @@ class Publisher:
         withdrawn = KafkaUnavailableError(f"not written: {reason}")
         if batches is not None:
             batches.fail(withdrawn)
-        fail_buffered(producer, withdrawn)
+        sent = WriteOutcomeUnknownError(f"sent, but not acknowledged: {reason}")
+        fail_buffered(producer, withdrawn, sent)
         closing = asyncio.create_task(close_producer(producer, 1.0), name="publisher-retire")
         self._retiring.add(closing)
         closing.add_done_callback(self._retired)
@@ -477,12 +484,36 @@ class Publisher:
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
         return future
 
-    async def _acknowledged(self, future: asyncio.Future[Any], event: Event) -> Coordinates:
+    def _budget(self, deadline: float | None) -> float:
+        """Seconds to wait for an acknowledgement: until ``deadline`` (monotonic), at most the
+        publisher's own backstop."""
+        if deadline is None:
+            return self._ack_timeout_s
+        return max(0.0, min(self._ack_timeout_s, deadline - time.monotonic()))
+
+    def _unacknowledged(
+        self, futures: Sequence[asyncio.Future[Any]], what: str, budget: float
+    ) -> KafkaUnavailableError:
+        """The error for records whose acknowledgement did not come in time, once their producer
+        was retired: "not written" only if every one was withdrawn before it was ever sent."""
+        message = f"{what}: no acknowledgement within {budget:.1f} s"
+        for future in futures:
+            if not future.done() or future.cancelled():
+                return WriteOutcomeUnknownError(f"{message}; it may have been written")
+            exc = future.exception()
+            if isinstance(exc, WriteOutcomeUnknownError):
+                return WriteOutcomeUnknownError(f"{message}; it may have been written")
+        return KafkaUnavailableError(f"{message}; not written")
+
+    async def _acknowledged(
+        self, future: asyncio.Future[Any], event: Event, deadline: float | None = None
+    ) -> Coordinates:
+        budget = self._budget(deadline)
         try:
             # Shielded: a caller that stops waiting must not cancel the record's future, or the
             # producer could no longer account for its batch. Bounded: with the cluster gone,
             # aiokafka may never resolve it (aiokafka#1101).
-            async with asyncio.timeout(self._ack_timeout_s):  # no extra task, unlike wait_for
+            async with asyncio.timeout(budget):  # no extra task, unlike wait_for
                 meta = await asyncio.shield(future)
         except asyncio.CancelledError:
             self._withdraw([future])
@@ -493,9 +524,7 @@ class Publisher:
         except TimeoutError as exc:
             _nobody_waits([future])
             self._failed(exc)
-            raise KafkaUnavailableError(
-                f"publishing {event.event_type}: no acknowledgement within {self._ack_timeout_s:.0f} s"
-            ) from exc
+            raise self._unacknowledged([future], f"publishing {event.event_type}", budget) from exc
         except BackboneError:
             self._last_failure = time.monotonic()
             raise
@@ -509,9 +538,18 @@ class Publisher:
         topic: str | None = None,
         key: bytes | None = None,
         headers: Mapping[str, bytes] | None = None,
+        timeout_s: float | None = None,
     ) -> Coordinates:
-        """Publish one event; returns once the cluster acknowledged it."""
-        return await self._acknowledged(await self._send(event, topic, key, headers), event)
+        """Publish one event; returns once the cluster acknowledged it.
+
+        ``timeout_s`` bounds the wait for the acknowledgement. Past it the record is withdrawn:
+        :class:`KafkaUnavailableError` when it was never sent (not written, never written later),
+        :class:`WriteOutcomeUnknownError` when it was already on the wire (it may be in the log).
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        return await self._acknowledged(
+            await self._send(event, topic, key, headers), event, deadline
+        )
 
     async def send(
         self,
@@ -564,8 +602,8 @@ class Publisher:
         except TimeoutError as exc:
             _nobody_waits(futures)
             self._failed(exc)
-            raise KafkaUnavailableError(
-                f"no acknowledgement for {len(futures)} records within {self._ack_timeout_s:.0f} s"
+            raise self._unacknowledged(
+                futures, f"writing {len(futures)} records", self._ack_timeout_s
             ) from exc
         except BackboneError:
             self._last_failure = time.monotonic()
@@ -573,13 +611,15 @@ class Publisher:
         self._ok()
 
     async def publish_each(
-        self, events: Sequence[Event], *, topic: str | None = None
+        self, events: Sequence[Event], *, topic: str | None = None, timeout_s: float | None = None
     ) -> list[Coordinates | BackboneError]:
         """Send every event, then await every acknowledgement: one outcome per event, in order.
 
         Kafka failures come back as values, so a caller can report per event (the HTTP batch
-        endpoint does); errors that are bugs (not Backbone errors) still raise.
+        endpoint does); errors that are bugs (not Backbone errors) still raise. ``timeout_s``
+        bounds the whole wait, as in :meth:`publish`.
         """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         pending: list[asyncio.Future[Any] | BackboneError] = []
         for event in events:
             try:
@@ -592,7 +632,7 @@ class Publisher:
                 outcomes.append(item)
                 continue
             try:
-                outcomes.append(await self._acknowledged(item, event))
+                outcomes.append(await self._acknowledged(item, event, deadline))
             except BackboneError as exc:
                 outcomes.append(exc)
         return outcomes

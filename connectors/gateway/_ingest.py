@@ -3,8 +3,9 @@
 A 202 is written only after the broker acknowledged the record (acks=all, idempotent producer).
 When Kafka cannot take the write within ``publish_timeout_s`` the answer is 503 with Retry-After,
 never a 2xx. A 503 means "not written, and not written later": the publisher withdraws a record
-whose writer stopped waiting (:meth:`streams.Publisher.retire`). Only a produce request already on
-the wire can still land, so clients retry with the same ``event_id`` and consumers drop duplicates.
+whose writer stopped waiting (:meth:`streams.Publisher.retire`). A record that was already on the
+wire when the time ran out may still be in the log: that answer is 504 ``outcome_unknown``, and
+the client retries with the same ``event_id`` (consumers drop the duplicate by id).
 
 Batch semantics: **per-line results**. Every line is validated on its own; valid lines are
 published (all sent, then all awaited) and each line gets its own status in ``results``. The
@@ -35,6 +36,7 @@ from connectors.gateway._body import RefusedBodyError, check_declared, read_limi
 from connectors.gateway._clients import CLIENT_ID
 from connectors.gateway._keys import CATALOGUE, PUBLISHER, SETTINGS
 from connectors.gateway._problems import (
+    OUTCOME_UNKNOWN,
     problem,
     too_large_message,
     too_large_to_write,
@@ -51,7 +53,7 @@ from connectors.gateway._validate import (
     validate_strict,
 )
 from connectors.gateway.settings import GatewaySettings
-from streams.errors import BackboneError, KafkaUnavailableError
+from streams.errors import BackboneError, KafkaUnavailableError, WriteOutcomeUnknownError
 from streams.events import EVENT_TYPES, Event
 from streams.events.calls import CallRequested
 from streams.producer import Coordinates
@@ -145,6 +147,8 @@ def _outcome_status(outcome: Coordinates | BaseException) -> tuple[int, str]:
         return 202, "accepted"
     if too_large_to_write(outcome):
         return 413, "too_large_to_write"
+    if isinstance(outcome, WriteOutcomeUnknownError):
+        return 504, outcome.code
     if isinstance(outcome, TimeoutError) or (
         isinstance(outcome, BackboneError) and outcome.retriable
     ):
@@ -154,16 +158,22 @@ def _outcome_status(outcome: Coordinates | BaseException) -> tuple[int, str]:
     raise outcome
 
 
+#: seconds the gateway waits beyond ``publish_timeout_s`` before it gives up on the publisher
+BACKSTOP_S = 5.0
+
+
 async def _publish(
     request: web.Request, events: Sequence[Event]
 ) -> list[Coordinates | BaseException]:
     publisher = request.app[PUBLISHER]
     timeout = request.app[SETTINGS].publish_timeout_s
     try:
-        async with asyncio.timeout(timeout):
+        # The publisher's own bound tells a withdrawn record (503) from one already sent (504);
+        # this one only backstops encoding and metadata waits, before anything was sent.
+        async with asyncio.timeout(timeout + BACKSTOP_S):
             if len(events) == 1:  # the common case, without the batch bookkeeping
-                return [await publisher.publish(events[0])]
-            outcomes = await publisher.publish_each(events)
+                return [await publisher.publish(events[0], timeout_s=timeout)]
+            outcomes = await publisher.publish_each(events, timeout_s=timeout)
     except TimeoutError as exc:
         unavailable = KafkaUnavailableError(f"no acknowledgement from Kafka within {timeout:g} s")
         unavailable.__cause__ = exc
@@ -204,7 +214,7 @@ async def post_event(request: web.Request) -> web.StreamResponse:
     if status == 202 and isinstance(outcome, Coordinates):
         return web.json_response(_accepted(built, outcome), status=202)
     if isinstance(outcome, BackboneError) and status != 503:
-        return write_refusal(outcome)
+        return write_refusal(outcome)  # 413, 422, and 504 (sent, not acknowledged)
     headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
     return problem(status, code, f"not written: {outcome}", headers=headers)
 
@@ -226,13 +236,17 @@ def _parse_lines(
 
 
 def batch_status(line_statuses: Sequence[int]) -> int:
-    """202 all written, 207 some written, else 503 if Kafka failed any line, else 400."""
+    """202 all written, 207 some written, else 504 if a line may be in the log (sent, not
+    acknowledged), else 503 if Kafka failed any line, else 400."""
     written = sum(1 for s in line_statuses if s == 202)
     if written == len(line_statuses):
         return 202
     if written:
         return 207
-    return 503 if 503 in line_statuses else 400
+    for status in (504, 503):
+        if status in line_statuses:
+            return status
+    return 400
 
 
 async def post_batch(request: web.Request) -> web.StreamResponse:
@@ -270,10 +284,10 @@ async def post_batch(request: web.Request) -> web.StreamResponse:
     status = batch_status([int(r["status"]) for r in results])
     headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
     counts = {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
-    if status >= 400:  # nothing written: the one error shape, with the per-line results inside
-        code = "kafka_unavailable" if status == 503 else "invalid_batch"
-        message = "no line was written" + (
-            ": Kafka did not acknowledge" if status == 503 else ": every line is invalid"
-        )
+    if status >= 400:  # nothing surely written: the one error shape, per-line results inside
+        code, message = {
+            504: ("outcome_unknown", "no line was acknowledged: " + OUTCOME_UNKNOWN),
+            503: ("kafka_unavailable", "no line was written: Kafka did not acknowledge"),
+        }.get(status, ("invalid_batch", "no line was written: every line is invalid"))
         return problem(status, code, message, headers=headers, **counts)
     return web.json_response(counts, status=status, headers=headers)

@@ -37,7 +37,9 @@ _REASONS = {
     422: "Kafka refused the record for good (not retriable)",
     429: "above the client's rate; see Retry-After",
     503: "Kafka did not acknowledge the write: not written. Retry with the same id",
-    504: "no outcome within the wait; the call goes on",
+    504: "`outcome_unknown`: sent to Kafka but not acknowledged in time, it may be in the log; "
+    "retry with the same id (the duplicate is dropped by id). `/v1/calls?wait=`: also "
+    "`wait_expired`, no outcome within the wait (the call goes on)",
 }
 
 
@@ -202,7 +204,7 @@ def _event_paths(
                 "requestBody": {"required": True, "content": _json(_ref(cls.__name__))},
                 "responses": {
                     "202": _ok("written and acknowledged by Kafka", _ref("Accepted")),
-                    **_errors(400, 401, 403, 404, 408, 413, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 408, 413, 415, 422, 429, 503, 504),
                 },
             }
         }
@@ -211,7 +213,8 @@ def _event_paths(
                 "operationId": f"publish_{op}_batch",
                 "summary": f"Publish many `{name}` events, one JSON object per line (NDJSON)",
                 "description": "Per-line results: 202 all written, 207 some written; 400 "
-                "(no line valid, or no line at all) and 503 (Kafka) wrote nothing and carry "
+                "(no line valid, or no line at all) and 503 (Kafka) wrote nothing, 504 "
+                "(`outcome_unknown`) wrote nothing for sure; they carry "
                 "the per-line `results` inside `error`. Each line's schema is the single "
                 "endpoint's.",
                 "requestBody": {
@@ -231,7 +234,7 @@ def _event_paths(
                 "responses": {
                     "202": _ok("every line written", _ref("BatchResult")),
                     "207": _ok("some lines written; see `results`", _ref("BatchResult")),
-                    **_errors(400, 401, 403, 404, 408, 413, 415, 429, 503),
+                    **_errors(400, 401, 403, 404, 408, 413, 415, 429, 503, 504),
                 },
             }
         }

@@ -14,7 +14,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from streams.errors import BackboneError, PayloadTooLarge, RecordTooLargeError
+from streams.errors import (
+    BackboneError,
+    PayloadTooLarge,
+    RecordTooLargeError,
+    WriteOutcomeUnknownError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,20 @@ def too_large_to_write(exc: BaseException) -> bool:
     return isinstance(exc, PayloadTooLarge | RecordTooLargeError)
 
 
+#: the answer's message when a write was sent but not acknowledged (504 ``outcome_unknown``)
+OUTCOME_UNKNOWN = (
+    "sent to Kafka but not acknowledged in time: it may or may not be in the log. Retry with the "
+    "same id; the duplicate, if any, is dropped by id"
+)
+
+
 def write_refusal(exc: BackboneError, what: str = "the event") -> web.Response:
-    """The answer for a write Kafka did not take: 413 too large, 503 retriable, else 422."""
+    """The answer for a write Kafka did not take: 413 too large, 504 sent but not acknowledged
+    (may be in the log), 503 retriable (not written, never written later), else 422."""
     if too_large_to_write(exc):
         return problem(413, "too_large_to_write", too_large_message(what), limit=RECORD_LIMIT_BYTES)
+    if isinstance(exc, WriteOutcomeUnknownError):
+        return problem(504, exc.code, f"{what}: {OUTCOME_UNKNOWN} ({exc})")
     if exc.retriable:
         return problem(
             503, "kafka_unavailable", f"not written: {exc}", headers={"Retry-After": "1"}

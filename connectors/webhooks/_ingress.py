@@ -7,7 +7,9 @@ Order of work for one request, each step only if the previous passed:
 3. verify on the raw bytes -> 401 and a ``webhook.rejected`` audit event (never the body);
 4. claim ``(source, webhook-id)``; already accepted -> 200 without a second event;
 5. write ``webhook.received`` to ``webhooks.inbound``; once Kafka acknowledged it -> 202. Kafka not
-   answering within ``ack_timeout_s`` -> 503 (the sender retries; nothing is marked seen).
+   answering within ``ack_timeout_s`` -> 503 (the sender retries; nothing is marked seen), or 504
+   ``outcome_unknown`` when the record was already sent (it may be in the log; the retry may
+   then be a duplicate event with the same ``webhook_id``).
 6. then, off the request path, write the id to ``webhooks.seen`` (the in-memory set already has
    it). A crash before that marker lands can only turn a later retry into a duplicate event with
    the same ``webhook_id``, never a loss; keeping it off the path halves the acknowledged latency.
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from connectors.gateway._body import BODY_TIMEOUT_S
 from connectors.gateway._problems import (
+    OUTCOME_UNKNOWN,
     RECORD_LIMIT_BYTES,
     problem,
     too_large_message,
@@ -35,7 +38,7 @@ from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify,
 from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import VerificationError
 from connectors.webhooks.settings import InboundSource, IngressSettings
-from streams.errors import BackboneError
+from streams.errors import BackboneError, WriteOutcomeUnknownError
 from streams.events import Event
 from streams.events.webhooks import RejectionReason, WebhookReceived, WebhookRejected
 
@@ -152,8 +155,11 @@ class WebhookIngress:
         via: EventWriter | None = None,
     ) -> None:
         # asyncio.timeout, not wait_for: no extra task per write (two writes per webhook)
-        async with asyncio.timeout(self._settings.ack_timeout_s):
-            await (via or self._writer).publish(event, topic=topic, key=key)
+        # the publisher's bound tells withdrawn (503) from sent-not-acknowledged (504); this one
+        # backstops encoding and metadata waits
+        timeout = self._settings.ack_timeout_s
+        async with asyncio.timeout(timeout + 5.0):
+            await (via or self._writer).publish(event, topic=topic, key=key, timeout_s=timeout)
 
     async def _reject(
         self,
@@ -226,6 +232,8 @@ class WebhookIngress:
                 if isinstance(exc, BackboneError) and not exc.retriable:
                     raise
                 log.warning("webhook %s/%s not acknowledged: %s", source, verified.msg_id, exc)
+                if isinstance(exc, WriteOutcomeUnknownError):  # may be in the log: not a 503
+                    return problem(504, exc.code, f"the webhook: {OUTCOME_UNKNOWN}")
                 return problem(
                     503,
                     "unavailable",

@@ -16,4 +16,5 @@ class EventWriter(Protocol):
         topic: str | None = None,
         key: bytes | None = None,
         headers: Mapping[str, bytes] | None = None,
+        timeout_s: float | None = None,
     ) -> Any: ...

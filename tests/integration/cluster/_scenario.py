@@ -25,17 +25,9 @@ from streams.codec import Codec
 from streams.inspect import describe_group
 from streams.settings import RegistrySettings
 from streams.topics import Catalogue
+from tests.integration.chaos._kit import TOKEN, post_loop, provider, start_process, stop_process
 from tests.integration.outage._broker import eventually
-from tests.integration.outage._fault import (
-    TOKEN,
-    WORKER_CONFIG,
-    FaultReport,
-    _client,
-    _process,
-    _provider,
-    _settle,
-    _stop,
-)
+from tests.integration.outage._fault import WORKER_CONFIG, FaultReport, _settle
 
 #: Picks the nodes to kill, given the kit and the catalogue (e.g. the leader of a partition).
 Victims = Callable[[ClusterKit, Catalogue], Awaitable[list[int]]]
@@ -79,9 +71,9 @@ async def run_cluster_fault(
     base = f"http://127.0.0.1:{port}"
     group = f"{catalogue.prefix}calls"
     logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
-    async with _provider() as provider:
+    async with provider() as provider_url:
         config = tmp_path / "backbone.toml"
-        config.write_text(WORKER_CONFIG.format(group=group, provider=provider))
+        config.write_text(WORKER_CONFIG.format(group=group, provider=provider_url))
         env = {
             **os.environ,
             "BACKBONE_KAFKA_BOOTSTRAP": kit.bootstrap,
@@ -93,8 +85,8 @@ async def run_cluster_fault(
             "BACKBONE_GATEWAY_RATE": "100000",
             "BACKBONE_GATEWAY_BURST": "100000",
         }
-        gateway = await _process(["gateway"], env, logs["gateway"])
-        worker = await _process(["worker"], env, logs["worker"])
+        gateway = await start_process(["gateway"], env, logs["gateway"])
+        worker = await start_process(["worker"], env, logs["worker"])
         running = asyncio.Event()
         running.set()
         clients: list[asyncio.Task[None]] = []
@@ -114,7 +106,7 @@ async def run_cluster_fault(
             clients = [
                 *(
                     asyncio.create_task(
-                        _client(
+                        post_loop(
                             f"{base}/v1/events/research.step_started",
                             step,
                             "research_id",
@@ -127,7 +119,7 @@ async def run_cluster_fault(
                 ),
                 *(
                     asyncio.create_task(
-                        _client(
+                        post_loop(
                             f"{base}/v1/calls",
                             call,
                             "idempotency_key",
@@ -172,8 +164,8 @@ async def run_cluster_fault(
             for task in clients:
                 task.cancel()
             await asyncio.gather(*clients, return_exceptions=True)
-            report.exit_codes["gateway"] = await _stop(gateway)
-            report.exit_codes["worker"] = await _stop(worker)
+            report.exit_codes["gateway"] = await stop_process(gateway)
+            report.exit_codes["worker"] = await stop_process(worker)
     report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
     return report
 

@@ -81,14 +81,15 @@ class FaultReport:
     dead_letters: Counter[str] = field(default_factory=Counter)  # calls.dlt records per call
     log_bytes: dict[str, int] = field(default_factory=dict)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
-    #: refused requests (503, 4xx) whose event or call is in Kafka all the same
+    #: refused requests (503, 4xx; not 504 outcome_unknown) whose event or call is in Kafka all the same
     refused_written: set[str] = field(default_factory=set)
     refused: int = 0
     lag_after: int = -1  # the worker's consumer lag once every accepted call had its outcome
 
     def refusals(self, answers: list[Answer]) -> list[Answer]:
-        """Requests answered with an explicit refusal: "not written, and never written later"."""
-        return [a for a in answers if a.status >= 400]
+        """Requests answered with an explicit refusal: "not written, and never written later".
+        A 504 (``outcome_unknown``: sent, not acknowledged, may be in the log) is not one."""
+        return [a for a in answers if a.status >= 400 and a.status != 504]
 
     def accepted(self, answers: list[Answer]) -> list[Answer]:
         return [a for a in answers if 200 <= a.status < 300]

@@ -127,3 +127,28 @@ async def test_an_outcome_echo_that_overtakes_finish_is_checkpointed(tmp_path: P
     assert await _verdict(reopened, "k", LANE) is Claim.SKIP
     assert await _verdict(reopened, "k", OTHER) is Claim.SKIP
     reopened.store.close()
+
+
+async def test_an_open_claim_reads_the_topics_to_their_end_before_it_is_unknown() -> None:
+    """The outcome was written although its writer was told it failed (sent, not acknowledged),
+    so the claim was abandoned. The redelivered record must find that outcome in the log (the
+    ledger's sync) and be skipped, not given a second, "unknown" outcome."""
+    ledger = CallLedger()
+    mine = _claim("k")
+    assert await ledger.acquire("k", LANE) is Claim.RUN
+    ledger.claimed("k", mine.claim_id, LANE)
+    assert ledger.echo(mine.claim_id)  # the claim's echo
+    ledger.abandon("k")  # writing the outcome "failed"
+    assert await _verdict(ledger, "k", LANE) is Claim.UNKNOWN  # no sync: unknown, as before
+
+    synced: list[str] = []
+
+    async def sync() -> None:  # the follower reaches the outcome that did land
+        synced.append("k")
+        ledger.apply_outcome(_outcome(mine, SUCCEEDED))
+
+    ledger.sync = sync
+    assert await _verdict(ledger, "k", LANE) is Claim.SKIP
+    assert synced == ["k"]
+    assert await _verdict(ledger, "k", OTHER) is Claim.SKIP  # and the key is settled for good
+    assert synced == ["k"]  # no open claim, no sync
