@@ -95,6 +95,7 @@ async def _raw(kafka: KafkaSettings, topics: list[str]) -> tuple[int, float]:
         bootstrap_servers=kafka.bootstrap,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        auto_offset_reset="earliest",  # agrees with seek_to_beginning (aiokafka reset race)
         max_poll_records=10_000,
     )
     await consumer.start()

@@ -29,6 +29,7 @@ from streams.events import Event
 from streams.projections._model import Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._store import SqliteStore, encode
+from streams.projections.errors import ProjectionError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -95,6 +96,9 @@ async def rebuild(
         client_id=f"{kafka.client_id}-rebuild",
         enable_auto_commit=False,
         isolation_level="read_committed",
+        # the fetcher resets a freshly assigned partition by this strategy on its own; an answer
+        # arriving after our seek would be taken for it (see _start_at), so it must agree
+        auto_offset_reset="earliest",
         max_poll_records=batch,
         request_timeout_ms=kafka.request_timeout_ms,
     )
@@ -107,13 +111,11 @@ async def rebuild(
         begins = await consumer.beginning_offsets(tps)
         ends = await consumer.end_offsets(tps)
         if since_ms is None:
-            await consumer.seek_to_beginning(*tps)
             starts = dict(begins)
         else:
             times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
             starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
-            for tp, offset in starts.items():
-                consumer.seek(tp, offset)
+        await _start_at(consumer, starts)
         total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
         todo = {tp for tp in tps if starts[tp] < ends[tp]}
         while todo:
@@ -157,6 +159,22 @@ async def rebuild(
         time.perf_counter() - began,
         live if swap else fresh_path,
     )
+
+
+async def _start_at(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+    """Position every partition at an explicit offset, and check it holds.
+
+    Not ``seek_to_beginning``: right after ``assign`` aiokafka's fetcher sends its own offset
+    lookup (by ``auto_offset_reset``), and if that answer lands after ``seek_to_beginning`` it
+    is applied to the pending reset; with the default ``latest`` the rebuild started at the end
+    and swapped in an empty store. An explicit ``seek`` clears the pending reset, so a late
+    answer is ignored.
+    """
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
+    for tp, offset in starts.items():
+        if (at := await consumer.position(tp)) != offset:
+            raise ProjectionError(f"rebuild of {tp.topic}/{tp.partition} at {at}, not {offset}")
 
 
 def _remove(path: Path) -> None:
