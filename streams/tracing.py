@@ -40,11 +40,21 @@ def context_of(record_headers: Mapping[str, bytes]) -> Context:
     return propagate.extract(carrier)
 
 
+def recording() -> bool:
+    """Whether an SDK is installed (spans are recorded); without one every span is a no-op."""
+    return not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
+
+
 @contextmanager
 def consumed(
     name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
 ) -> Iterator[Span]:
     """A CONSUMER span continuing the trace of a record (its parent is the record's producer)."""
+    if not recording():  # the per-record hot path pays nothing when tracing is off
+        yield trace.INVALID_SPAN
+        return
     tracer = trace.get_tracer(TRACER)
     attributes = {"messaging.system": "kafka"}
     if topic is not None:

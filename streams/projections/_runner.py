@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,9 @@ from aiokafka import (
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
+from opentelemetry import trace
 
+from streams import headers as h
 from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
@@ -52,8 +54,10 @@ from streams.projections._store import SqliteStore, decode, encode
 from streams.projections.errors import ApplyFailed, RestoreFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("backbone.streams")
 
 
 @dataclass
@@ -63,16 +67,36 @@ class TaskView:
     store: SqliteStore
     task: int
     pending: dict[str, JSON | None] = field(default_factory=dict)
+    #: values read from the store during this batch (None: absent), so each key costs one read
+    read: dict[str, JSON | None] = field(default_factory=dict)
 
     def get(self, key: str) -> JSON | None:
         if key in self.pending:
             return self.pending[key]
-        return self.store.get(self.task, key)
+        if key in self.read:
+            return self.read[key]
+        value = self.read[key] = self.store.get(self.task, key)
+        return value
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Read ``keys`` in a few queries instead of one per key (e.g. a batch's event ids)."""
+        missing = [k for k in keys if k not in self.pending and k not in self.read]
+        found = self.store.get_many(self.task, missing)
+        for key in missing:
+            self.read[key] = found.get(key)
 
     def write(self, changes: Changes) -> None:
         self.pending.update(changes.puts)
         for key in changes.deletes:
             self.pending[key] = None
+
+    def checkpoint(self) -> dict[str, int]:
+        """The task's source offsets, as a pending write this view owns (updated in place)."""
+        found = self.pending.get(CHECKPOINT_KEY)
+        if found is None:
+            found = dict(self.get(CHECKPOINT_KEY) or {})
+            self.pending[CHECKPOINT_KEY] = found
+        return found
 
 
 @dataclass
@@ -225,37 +249,72 @@ class ProjectionRunner:
         views: dict[int, TaskView] = {}
         emits: list[Event] = []
         self._uncommitted.clear()
+        decoded: list[tuple[TaskView, ConsumerRecord[bytes, bytes], Event]] = []
         for record in records:
             task = record.partition
             if task not in self._tasks:
                 continue  # revoked while the batch was in flight
             view = views.get(task) or views.setdefault(task, TaskView(store, task))
-            emits.extend(await self.apply_record(view, record))
+            if not self.advance(view, record):
+                continue
+            try:
+                decoded.append((view, record, await self.decode(record)))
+            except BackboneError as exc:
+                if exc.retriable:
+                    raise
+                await self._dead_letter(record, exc)
+        if self.projection.dedupe_window_ms is not None:  # the batch's event ids: one query
+            for view in views.values():
+                view.prefetch(f"{SEEN_PREFIX}{e.event_id}" for v, _, e in decoded if v is view)
+        for view, record, event in decoded:
+            outcome = self.apply_event(view, record, event)
+            if isinstance(outcome, ApplyFailed):
+                await self._dead_letter(record, outcome)
+            else:
+                emits.extend(outcome)
         await self._checkpoint(views, emits)
 
     async def apply_record(
         self, view: TaskView, record: ConsumerRecord[bytes, bytes]
     ) -> list[Event]:
         """Apply one source record to ``view`` (dedupe, dead letters, checkpoint key included)."""
-        checkpoint: dict[str, int] = dict(view.get(CHECKPOINT_KEY) or {})
-        if record.offset < checkpoint.get(record.topic, 0):
-            self._uncommitted["duplicates"] += 1
+        if not self.advance(view, record):
             return []
-        checkpoint[record.topic] = record.offset + 1
-        view.pending[CHECKPOINT_KEY] = checkpoint
         try:
-            data = record.value or b""
-            event = self._codec.decode_cached(data) or await self._codec.decode(data)
+            event = await self.decode(record)
         except BackboneError as exc:
             if exc.retriable:
                 raise
             await self._dead_letter(record, exc)
             return []
+        outcome = self.apply_event(view, record, event)
+        if isinstance(outcome, ApplyFailed):
+            await self._dead_letter(record, outcome)
+            return []
+        return list(outcome)
+
+    def advance(self, view: TaskView, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Move the task's checkpoint past ``record``; False if it was already applied."""
+        checkpoint = view.get(CHECKPOINT_KEY) or {}
+        if record.offset < checkpoint.get(record.topic, 0):
+            self._uncommitted["duplicates"] += 1
+            return False
+        view.checkpoint()[record.topic] = record.offset + 1
+        return True
+
+    async def decode(self, record: ConsumerRecord[bytes, bytes]) -> Event:
+        data = record.value or b""
+        return self._codec.decode_cached(data) or await self._codec.decode(data)
+
+    def apply_event(
+        self, view: TaskView, record: ConsumerRecord[bytes, bytes], event: Event
+    ) -> Sequence[Event] | ApplyFailed:
+        """Apply a decoded record (dedupe by event id included): its emits, or why it failed."""
         window = self.projection.dedupe_window_ms
         seen_key = f"{SEEN_PREFIX}{event.event_id}"
         if window is not None and view.get(seen_key) is not None:
             self._uncommitted["duplicates"] += 1
-            return []
+            return ()
         received = Received(
             event=event,
             topic=record.topic,
@@ -268,14 +327,13 @@ class ProjectionRunner:
         try:
             changes = self.projection.apply(view, received)
         except Exception as exc:  # any bug in apply: the record goes to its dead letter
-            await self._dead_letter(record, ApplyFailed(f"{type(exc).__name__}: {exc}"))
-            return []
+            return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
             occurred_ms = int(event.occurred_at.timestamp() * 1000)
             view.pending[seen_key] = {"expires_ms": occurred_ms + window}
         self._uncommitted["applied"] += 1
-        return list(changes.emits)
+        return changes.emits
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BackboneError
@@ -333,21 +391,8 @@ class ProjectionRunner:
                 offsets[TopicPartition(topic, view.task)] = offset
         last: dict[int, Any] = {}
         try:
-            async with producer.transaction():
-                for view in views.values():
-                    for key, value in view.pending.items():
-                        body = None if value is None else encode(value).encode()
-                        last[view.task] = await producer.send(
-                            self._changelog, body, key=key.encode(), partition=view.task
-                        )
-                for event in emits:
-                    topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
-                    value = self._codec.encode_cached(event, topic) or await self._codec.encode(
-                        event, topic
-                    )
-                    await producer.send(topic, value, key=event.key())
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+            with _TRACER.start_as_current_span(f"projection.checkpoint {self.projection.name}"):
+                await self._send_checkpoint(producer, views, emits, offsets, last)
         except KafkaError as exc:
             raise translate(exc, f"checkpointing projection {self.projection.name}") from exc
         positions = {task: (await fut).offset + 1 for task, fut in last.items()}
@@ -357,6 +402,31 @@ class ProjectionRunner:
         self.status.duplicates += self._uncommitted["duplicates"]
         self.status.dead_lettered += self._uncommitted["dead_lettered"]
         self._uncommitted.clear()
+
+    async def _send_checkpoint(
+        self,
+        producer: AIOKafkaProducer,
+        views: dict[int, TaskView],
+        emits: list[Event],
+        offsets: dict[TopicPartition, int],
+        last: dict[int, Any],
+    ) -> None:
+        """One transaction: the changelog writes, the emitted events, the source offsets."""
+        async with producer.transaction():
+            for view in views.values():
+                for key, value in view.pending.items():
+                    body = None if value is None else encode(value).encode()
+                    last[view.task] = await producer.send(
+                        self._changelog, body, key=key.encode(), partition=view.task
+                    )
+            for event in emits:
+                topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
+                value = self._codec.encode_cached(event, topic) or await self._codec.encode(
+                    event, topic
+                )
+                await producer.send(topic, value, key=event.key(), headers=_headers(event, value))
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
 
     # --- assignment and restore -----------------------------------------------------------------
 
@@ -425,6 +495,17 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
     finally:
         await consumer.stop()
     return count
+
+
+def _headers(event: Event, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers :class:`streams.Publisher` sets: event type, schema id, trace context."""
+    out = [
+        (h.EVENT_TYPE, event.event_type.encode()),
+        (h.SCHEMA_ID, str(int.from_bytes(value[1:5], "big")).encode()),
+    ]
+    if traceparent := event.traceparent or current_traceparent():
+        out.append((h.TRACEPARENT, traceparent.encode()))
+    return out
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class
