@@ -224,7 +224,9 @@ async def _live(kafka: KafkaSettings, codec: Codec) -> None:
     )
     lags = [p - a for _, p, a in samples]
     print(f"  lag each second     : {', '.join(f'{lag:,}' for lag in lags)}")
-    print(f"  lag at the end {published - at_end:,} records, drained {drained_s:.1f} s later")
+    behind = published - at_end
+    print(f"  lag at the end {behind:,} records, drained {drained_s:.1f} s later", end="")
+    print(f" (catch-up {behind / drained_s:,.0f} records/s)" if drained_s > 0 else "")
 
 
 def main() -> None:
