@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
@@ -52,8 +52,15 @@ def consumed(
     name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
 ) -> Iterator[Span]:
     """A CONSUMER span continuing the trace of a record (its parent is the record's producer)."""
-    if not recording():  # the per-record hot path pays nothing when tracing is off
-        yield trace.INVALID_SPAN
+    if not recording():  # no span to make: only pass the record's context through, if any
+        if h.TRACEPARENT not in record_headers:
+            yield trace.INVALID_SPAN
+            return
+        token = context.attach(context_of(record_headers))
+        try:
+            yield trace.get_current_span()
+        finally:
+            context.detach(token)
         return
     tracer = trace.get_tracer(TRACER)
     attributes = {"messaging.system": "kafka"}
