@@ -78,13 +78,6 @@ class TaskView:
         value = self.read[key] = self.store.get(self.task, key)
         return value
 
-    def prefetch(self, keys: Iterable[str]) -> None:
-        """Read ``keys`` in a few queries instead of one per key (e.g. a batch's event ids)."""
-        missing = [k for k in keys if k not in self.pending and k not in self.read]
-        found = self.store.get_many(self.task, missing)
-        for key in missing:
-            self.read[key] = found.get(key)
-
     def write(self, changes: Changes) -> None:
         self.pending.update(changes.puts)
         for key in changes.deletes:
@@ -249,37 +242,24 @@ class ProjectionRunner:
         views: dict[int, TaskView] = {}
         emits: list[Event] = []
         self._uncommitted.clear()
-        decoded: list[tuple[TaskView, ConsumerRecord[bytes, bytes], Event]] = []
         for record in records:
             task = record.partition
             if task not in self._tasks:
                 continue  # revoked while the batch was in flight
             view = views.get(task) or views.setdefault(task, TaskView(store, task))
-            if not self.advance(view, record):
-                continue
-            try:
-                decoded.append((view, record, await self.decode(record)))
-            except BackboneError as exc:
-                if exc.retriable:
-                    raise
-                await self._dead_letter(record, exc)
-        if self.projection.dedupe_window_ms is not None:  # the batch's event ids: one query
-            for view in views.values():
-                view.prefetch(f"{SEEN_PREFIX}{e.event_id}" for v, _, e in decoded if v is view)
-        for view, record, event in decoded:
-            outcome = self.apply_event(view, record, event)
-            if isinstance(outcome, ApplyFailed):
-                await self._dead_letter(record, outcome)
-            else:
-                emits.extend(outcome)
+            emits.extend(await self.apply_record(view, record))
         await self._checkpoint(views, emits)
 
     async def apply_record(
         self, view: TaskView, record: ConsumerRecord[bytes, bytes]
     ) -> list[Event]:
         """Apply one source record to ``view`` (dedupe, dead letters, checkpoint key included)."""
-        if not self.advance(view, record):
+        checkpoint: dict[str, int] = dict(view.get(CHECKPOINT_KEY) or {})
+        if record.offset < checkpoint.get(record.topic, 0):
+            self._uncommitted["duplicates"] += 1
             return []
+        checkpoint[record.topic] = record.offset + 1
+        view.pending[CHECKPOINT_KEY] = checkpoint
         try:
             event = await self.decode(record)
         except BackboneError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from streams.errors import ConfigurationError
@@ -68,18 +68,6 @@ class SqliteStore:
             "SELECT value FROM state WHERE task = ? AND key = ?", (task, key)
         ).fetchone()
         return None if row is None else decode(row[0])
-
-    def get_many(self, task: int, keys: Collection[str]) -> dict[str, JSON]:
-        """The values of those of ``keys`` that exist, in a query per 500 keys."""
-        out: dict[str, JSON] = {}
-        listed = list(keys)
-        for i in range(0, len(listed), 500):
-            chunk = listed[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT key, value FROM state WHERE task = ? AND key IN ({marks})"
-            for key, value in self._db.execute(sql, (task, *chunk)):
-                out[key] = decode(value)
-        return out
 
     def items(self, task: int | None = None, prefix: str = "") -> Iterator[tuple[int, str, JSON]]:
         """``(task, key, value)`` rows in key order, the runner's own keys included."""
