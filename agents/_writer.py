@@ -23,12 +23,14 @@ from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
 from agents.outputs import Output, Source, dead_letter_of, forward_headers
 from agents.settings import WorkerSettings
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import consumed, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +51,16 @@ class CallWriter:
         self, key: bytes | None, value: bytes, source: Source, output: Output
     ) -> asyncio.Future[Any]:
         """A request's own bytes to ``output.topic`` (no re-encode), with the headers an encode
-        would have set."""
-        headers = forward_headers(value, output, source)
-        key = output.key if output.key is not None else output.event.key()
-        return await self.publisher.send_raw(
-            self.real(output.topic), key, value, list(headers.items())
-        )
+        would have set. The hop is a span (``calls.route`` from the router, ``calls.retry`` from a
+        retry tier) continuing the source record's trace; the forwarded record carries it."""
+        with consumed(_hop_name(source.topic), source.headers, topic=source.topic):
+            headers = forward_headers(value, output, source)
+            if (traceparent := current_traceparent()) is not None:
+                headers[h.TRACEPARENT] = traceparent.encode()
+            key = output.key if output.key is not None else output.event.key()
+            return await self.publisher.send_raw(
+                self.real(output.topic), key, value, list(headers.items())
+            )
 
     async def dead_letter(
         self, key: bytes | None, value: bytes | None, source: Source, error: BackboneError
@@ -195,6 +201,14 @@ class CallWriter:
                     for o in phase
                 ]
             )
+
+
+def _hop_name(source_topic: str) -> str:
+    if source_topic == "calls.requests":
+        return "calls.route"
+    if source_topic.startswith("calls.retry."):
+        return "calls.retry"
+    return f"calls.forward {source_topic}"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from agents.runtime import Record, Stage
 from connectors.webhooks import (
     MAX_RETRY_AFTER_S,
@@ -44,8 +47,10 @@ from streams.events.webhooks import (
 from streams.headers import side_effects_allowed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import consumed, current_traceparent
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("backbone.agents")
 
 DUE_AT = h.DUE_AT
 FIRST_FAILURE_AT = h.DLT_FIRST_FAILURE_AT
@@ -197,7 +202,10 @@ class DeliveryWorker:
             log.warning("unexpected %s on %s", event.event_type, record.topic)
             return
         try:
-            await self._deliver_event(event, record, headers)
+            # the hop continues the event's trace: the HTTP request and every record written
+            # about this attempt (attempted, outcome, retry, dead letter) carry it
+            with consumed("webhooks.deliver", headers, topic=record.topic):
+                await self._deliver_event(event, record, headers)
         except BackboneError as exc:
             if exc.retriable:
                 raise
@@ -266,14 +274,18 @@ class DeliveryWorker:
                     topic=ATTEMPTS,
                 )
             )
-            result = await self._sender.send(
-                endpoint.url,
-                event.delivery_id,
-                event.payload.encode(),
-                endpoint.signing_secrets(),
-                extra_headers=endpoint.headers,
-                timeout_s=min(endpoint.timeout_ms / 1000, self._settings.timeout_s),
-            )
+            with _TRACER.start_as_current_span("webhook POST", kind=SpanKind.CLIENT):
+                extra = dict(endpoint.headers)
+                if (traceparent := current_traceparent()) is not None:
+                    extra[h.TRACEPARENT] = traceparent  # the receiver may continue the trace
+                result = await self._sender.send(
+                    endpoint.url,
+                    event.delivery_id,
+                    event.payload.encode(),
+                    endpoint.signing_secrets(),
+                    extra_headers=extra,
+                    timeout_s=min(endpoint.timeout_ms / 1000, self._settings.timeout_s),
+                )
             await attempted
         await self._record(event, record, headers, endpoint, result)
 
