@@ -149,21 +149,58 @@ async def _load(base: str, endpoint: str, secret: str) -> dict[str, dict[str, fl
     requests = _Requests(endpoint, secret)
     url = base + (EVENTS_PATH if endpoint == "events" else WEBHOOK_PATH)
     await _open(url, requests, 100, 1.0)  # warm connections, caches, schema ids
-    return {
-        "closed": await _closed(url, requests, SECONDS),
-        "open": await _open(url, requests, RATE, SECONDS),
-    }
+    cpu = _cpu_s(_tree(_server_pid(base)))
+    closed = await _closed(url, requests, SECONDS)
+    cpu = _cpu_s(_tree(_server_pid(base))) - cpu
+    served = closed["rps"] * SECONDS + closed["errors"]
+    closed["cpu_us"] = cpu / served * 1e6 if served else float("nan")
+    return {"closed": closed, "open": await _open(url, requests, RATE, SECONDS)}
 
 
-def _load_process(conn: Connection, base: str, endpoint: str, secret: str) -> None:
+def _server_pid(_base: str) -> int:
+    return int(os.environ["BENCH_INGEST_SERVER_PID"])
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its children (the gateway's workers)."""
+    pids = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _load_process(conn: Connection, base: str, endpoint: str, secret: str, pid: int) -> None:
+    os.environ["BENCH_INGEST_SERVER_PID"] = str(pid)
     conn.send(asyncio.run(_load(base, endpoint, secret)))
 
 
-async def _measure_load(base: str, endpoint: str, secret: str) -> dict[str, dict[str, float]]:
-    """The load generator in its own process, so it does not share the server's event loop."""
+async def _measure_load(
+    base: str, endpoint: str, secret: str, pid: int
+) -> dict[str, dict[str, float]]:
+    """The load generator in its own process, so it does not share the server's event loop.
+    ``pid``: the server's process, whose CPU time (with its workers') is counted per request."""
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
-        target=_load_process, args=(child, base, endpoint, secret), daemon=True
+        target=_load_process, args=(child, base, endpoint, secret, pid), daemon=True
     )
     proc.start()
     try:
@@ -245,7 +282,9 @@ async def _run(kafka: KafkaSettings) -> dict[str, Any]:
         for name in SERVERS:
             proc, url = await _server(name, kafka, registry, catalogue.prefix, secret)
             try:
-                results[name] = {e: await _measure_load(url, e, secret) for e in ENDPOINTS}
+                results[name] = {
+                    e: await _measure_load(url, e, secret, proc.pid) for e in ENDPOINTS
+                }
             finally:
                 await _stop(proc)
         return results
@@ -266,6 +305,7 @@ def _figures(results: dict[str, Any]) -> dict[str, Any]:
             prefix = f"{endpoint}.{name}"
             out[f"{prefix}.closed_rps"] = r["closed"]["rps"]
             out[f"{prefix}.closed_errors"] = r["closed"]["errors"]
+            out[f"{prefix}.cpu_us_per_request"] = r["closed"]["cpu_us"]
             out[f"{prefix}.open_p50_ms"] = r["open"]["p50"]
             out[f"{prefix}.open_p99_ms"] = r["open"]["p99"]
             out[f"{prefix}.open_errors"] = r["open"]["errors"]
@@ -296,7 +336,8 @@ def _report(f: dict[str, Any]) -> None:
             p = f"{endpoint}.{name}"
             print(
                 f"    {name:<11} closed {f[p + '.closed_rps']:7.0f} req/s "
-                f"(ratio {f[p + '.ratio_to_bare']:.2f}, errors {f[p + '.closed_errors']:.0f})  "
+                f"(ratio {f[p + '.ratio_to_bare']:.2f}, errors {f[p + '.closed_errors']:.0f}, "
+                f"server CPU {f[p + '.cpu_us_per_request']:4.0f} us/req)  "
                 f"open p50 {f[p + '.open_p50_ms']:6.1f} ms  p99 {f[p + '.open_p99_ms']:6.1f} ms  "
                 f"(errors {f[p + '.open_errors']:.0f})"
             )
@@ -315,4 +356,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
