@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks._harness import Row, Stat
 from benchmarks._servers import serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from infra.kafka.broker import LocalBroker, free_port
@@ -315,7 +316,11 @@ def _figures(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure() -> dict[str, Any]:
-    """Start a broker and a registry, run every server and endpoint, return the figures."""
+    """Run every server and endpoint on the shared broker (``BACKBONE_KAFKA_BOOTSTRAP``, as
+    ``make bench`` sets it) or on one started here; return the figures."""
+    if bootstrap := os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
+        kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-ingest")
+        return _figures(asyncio.run(_run(kafka)))
     broker = LocalBroker()
     broker.start()
     try:
@@ -323,6 +328,30 @@ def measure() -> dict[str, Any]:
         return _figures(asyncio.run(_run(kafka)))
     finally:
         broker.stop()
+
+
+def rows() -> list[Row]:
+    """The figures as rows of ``make bench``'s table (each against bare aiohttp)."""
+    f = measure()
+    _report(f)
+    out: list[Row] = []
+    for endpoint in ENDPOINTS:
+        for name in SERVERS[1:]:
+            p = f"{endpoint}.{name}"
+            params = {"concurrency": CONCURRENCY, "rate_per_s": RATE, "seconds": SECONDS,
+                      "processes": name.removeprefix("gateway-x")}  # fmt: skip
+            out += [
+                Row(f"ingest {endpoint} x{params['processes']}: closed loop", "req/s",
+                    Stat.of(f[p + ".closed_rps"]), Stat.of(f[f"{endpoint}.bare.closed_rps"]),
+                    "bare aiohttp 202", params, target="ratio >= 0.5"),
+                Row(f"ingest {endpoint} x{params['processes']}: p99 at {RATE}/s", "ms",
+                    Stat.of(f[p + ".open_p99_ms"]), Stat.of(f[f"{endpoint}.bare.open_p99_ms"]),
+                    "bare aiohttp 202", params, target="p99 < 20 ms"),
+                Row(f"ingest {endpoint} x{params['processes']}: server CPU per request", "us",
+                    Stat.of(f[p + ".cpu_us_per_request"]),
+                    Stat.of(f[f"{endpoint}.bare.cpu_us_per_request"]), "bare aiohttp 202", params),
+            ]  # fmt: skip
+    return out
 
 
 def _report(f: dict[str, Any]) -> None:
