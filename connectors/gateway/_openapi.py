@@ -145,7 +145,11 @@ _ENDPOINT: dict[str, Any] = {
 _CHECK: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
-    "properties": {"status": {"type": "string"}, "checks": {"type": "array"}},
+    "properties": {
+        "status": {"type": "string"},
+        "checks": {"type": "array"},
+        "pid": {"type": "integer", "description": "the process that answered"},
+    },
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -41,6 +41,12 @@ class GatewaySettings(BaseModel):
     #: e.g. ``("call.started", "monitoring.*")``). A client without a grant writes public types
     #: only, so a token configuration from before grants existed keeps working unchanged.
     grants: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: Gateway processes serving the one port (``SO_REUSEPORT``: the kernel spreads connections
+    #: over them), each with its own producer. 1: the gateway runs in the calling process.
+    workers: int = Field(default=1, ge=1, le=64)
+    #: The event loop of a process that runs only the gateway (``backbone gateway`` and its
+    #: workers): ``uvloop`` (falls back to asyncio where it is not installed) or ``asyncio``.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("tokens", mode="before")
     @classmethod

@@ -285,9 +285,15 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; its errors reach the one reporting path in :class:`BackboneGroup`."""
-    return asyncio.run(coro)
+def run(
+    coro: Coroutine[Any, Any, T],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a command's coroutine; its errors reach the one reporting path in :class:`BackboneGroup`.
+    ``loop_factory``: another event loop (``backbone gateway`` runs on uvloop)."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
