@@ -21,7 +21,7 @@ from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
-from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.outputs import Output, OutputWriter, Source, dead_letter_of, forward_headers
 from agents.settings import WorkerSettings
 from streams.codec import Codec
 from streams.errors import BackboneError
@@ -33,9 +33,9 @@ from streams.topics import Catalogue
 log = logging.getLogger(__name__)
 
 
-class CallWriter:
+class CallWriter(OutputWriter):
     def __init__(self, publisher: Publisher, catalogue: Catalogue) -> None:
-        self.publisher = publisher
+        super().__init__(publisher)
         self._catalogue = catalogue
         self._real: dict[str, str] = {}
 
@@ -85,13 +85,7 @@ class CallWriter:
         self, executor: CallExecutor, request: CallRequested, source: Source, error: BackboneError
     ) -> list[asyncio.Future[Any]]:
         """End a call without running it (``error`` is why); returns the pending acks."""
-        return [
-            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-            for o in executor.refused(request, source, error)
-        ]
-
-    async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
-        await self.publisher.acknowledged(pending)
+        return await self.send(executor.refused(request, source, error))
 
     async def execute(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
@@ -174,7 +168,7 @@ class CallWriter:
         failure, which would be read again forever: the call fails with that reason instead.
         """
         try:
-            await self._write_phases(attempt)
+            await self.write_phases(attempt.first, attempt.last)
         except BackboneError as exc:
             if exc.retriable or attempt.ticket is None or not fallback:
                 executor.settle(attempt, written=False)
@@ -186,15 +180,6 @@ class CallWriter:
             executor.settle(attempt, written=False)
             raise
         executor.settle(attempt)
-
-    async def _write_phases(self, attempt: Attempt) -> None:
-        for phase in (attempt.first, attempt.last):
-            await self.publisher.acknowledged(
-                [
-                    await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-                    for o in phase
-                ]
-            )
 
 
 @dataclass(frozen=True)
