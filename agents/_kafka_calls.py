@@ -67,7 +67,13 @@ class KafkaCalls:
             )
 
         self.stages = [
-            stage("router", ["calls.requests"], self._route, prefetch=2000, max_batch=500),
+            stage(
+                "router",
+                ["calls.requests"],
+                self._route,
+                prefetch=settings.router_prefetch,
+                max_batch=settings.router_batch,
+            ),
             stage(
                 "lanes",
                 [f"calls.lane.{lane.value}" for lane in Lane],
@@ -80,8 +86,8 @@ class KafkaCalls:
                 "retry",
                 [f"calls.retry.{n}" for n in range(1, settings.retry.tiers + 1)],
                 self._retry,
-                prefetch=1000,
-                max_batch=500,
+                prefetch=settings.retry_prefetch,
+                max_batch=settings.retry_batch,
                 due=self._due,
             ),
         ]

@@ -63,8 +63,6 @@ class DeliveryWorker:
         settings: DeliverySettings,
         view: EndpointView,
         publisher: Publisher,
-        *,
-        fetch_max_wait_ms: int = 50,
     ) -> None:
         tiers = len([s for s in catalogue if s.name.startswith(f"{DELIVERIES}.retry.")])
         if settings.tiers > tiers:
@@ -76,7 +74,6 @@ class DeliveryWorker:
         self._view = view
         self._out = OutputWriter(publisher)
         self._outcomes = DeliveryOutcomes(settings, catalogue)
-        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._sender = WebhookSender(settings.sender())
         self._limits = EndpointLimits()
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -105,14 +102,14 @@ class DeliveryWorker:
             self._settings.group_id,
             self.topics,
             self._deliver_all,
-            prefetch=self._settings.concurrency * 4,
-            max_batch=self._settings.concurrency * 4,
-            commit_interval_s=0.5,
-            session_timeout_s=10.0,
+            prefetch=self._settings.in_hand,
+            max_batch=self._settings.batch_size,
+            commit_interval_s=self._settings.commit_interval_s,
+            session_timeout_s=self._settings.session_timeout_s,
             rebalance_timeout_s=self._settings.timeout_s + 5,
             drain_timeout_s=self._settings.timeout_s + 5,
             due=self._due,
-            fetch_wait_ms=self._fetch_max_wait_ms,
+            fetch_wait_ms=self._settings.fetch_wait_ms,
         )
         try:
             await self._stage.start()
