@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,22 +18,12 @@ from streams import Publisher, Subscriber
 from streams.codec import Codec
 from streams.events import Event
 from streams.producer import Coordinates
-from streams.settings import KafkaSettings, RegistrySettings
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration._cli import backbone, cli_env
+from tests.integration._cli import backbone
 from tests.integration._events import call_requested
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
 
 
 async def _publish(

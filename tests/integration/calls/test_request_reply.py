@@ -38,12 +38,13 @@ async def api(
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_post_call_accepted_waited_and_timed_out(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, api: str
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, api: str, runtime: str
 ) -> None:
     svc = ScriptedService("svc")
     slow = ScriptedService("slow", latency_s=3.0)
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc, "slow": slow}),
         aiohttp.ClientSession() as http,
