@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.webhooks._schedule import SVIX_DELAYS_S, RetrySchedule
-from connectors.webhooks._sender import SenderSettings
-from connectors.webhooks._ssrf import DestinationPolicy
+
+if TYPE_CHECKING:  # the sender imports aiohttp: the configuration must not pay for it
+    from connectors.webhooks._sender import SenderSettings
 
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -130,6 +131,9 @@ class DeliverySettings(BaseModel):
         return len(self.retry_delays_s)
 
     def sender(self) -> SenderSettings:
+        from connectors.webhooks._sender import SenderSettings
+        from connectors.webhooks._ssrf import DestinationPolicy
+
         return SenderSettings(
             timeout_s=self.timeout_s,
             max_response_bytes=self.max_response_bytes,
