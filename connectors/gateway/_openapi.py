@@ -492,6 +492,15 @@ def openapi_document(
         paths.update(_endpoint_paths(schemas))
     if "/webhooks/{source}" in installed:
         paths["/webhooks/{source}"] = _inbound_path()
+    if "/openapi.json" in installed:
+        paths["/openapi.json"] = {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document (a bearer token adds the internal types it may write)",
+                "security": [],
+                "responses": {"200": _ok("the OpenAPI document", {"type": "object"})},
+            }
+        }
     if "/healthz" in installed:
         paths["/healthz"] = _probe("healthz", "the process answers", 200)
     if "/readyz" in installed:
