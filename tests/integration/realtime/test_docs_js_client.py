@@ -109,14 +109,18 @@ async def _start(node: str, script: Path, store: Path, gateway: GatewayService) 
     return Client(process)
 
 
-def _read(store: Path) -> str:
-    return store.read_text() if store.exists() else "{}"
+def _read(store: Path) -> dict[str, str]:
+    try:  # the client may be writing it right now
+        saved: dict[str, str] = json.loads(store.read_text())
+    except (OSError, ValueError):
+        return {}
+    return saved
 
 
 async def _positions_saved(store: Path) -> None:
     async with asyncio.timeout(90):
         while True:
-            if json.loads(await asyncio.to_thread(_read, store)).get("pos:alerts"):
+            if (await asyncio.to_thread(_read, store)).get("pos:alerts"):
                 return
             await asyncio.sleep(0.1)
 
