@@ -99,3 +99,20 @@ def test_lazy_packages_still_export_their_names() -> None:
         "except AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')"
     )
     assert "aiohttp" in result["loaded"]
+
+
+def test_backbone_version_names_our_version_and_imports_nothing_heavy() -> None:
+    result = _modules_after(
+        "from infra.cli import main\n"
+        "try:\n    main(['version'], standalone_mode=False)\nexcept SystemExit:\n    pass"
+    )
+    assert result["loaded"] == []
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:2] == ["backbone-streams", "0.1.0"]
