@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from importlib import metadata
 import sys
 from typing import TypedDict
 
@@ -115,4 +116,4 @@ def test_backbone_version_names_our_version_and_imports_nothing_heavy() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[:2] == ["backbone-streams", "0.1.0"]
+    assert done.stdout.split()[:2] == ["backbone-streams", metadata.version("backbone-streams")]
