@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from importlib import metadata
 import sys
+from importlib import metadata
 from typing import TypedDict
 
 from infra.cli._app import COMMANDS
