@@ -33,7 +33,10 @@ LOCAL_STORAGE = """// the browser's localStorage, kept in a file (node has none)
 const fs = require("fs");
 const FILE = process.env.STORE;
 const store = fs.existsSync(FILE) ? JSON.parse(fs.readFileSync(FILE, "utf8")) : {};
-const save = () => fs.writeFileSync(FILE, JSON.stringify(store));
+const save = () => {  // whole or not at all: the client may be stopped at any moment
+  fs.writeFileSync(FILE + ".new", JSON.stringify(store));
+  fs.renameSync(FILE + ".new", FILE);
+};
 globalThis.localStorage = {
   getItem: (key) => (key in store ? store[key] : null),
   setItem: (key, value) => { store[key] = String(value); save(); },
