@@ -33,7 +33,9 @@ AUTH = {"Authorization": "Bearer token-alpha"}
 #: How long the busy handler holds the loop: longer than the publish timeout below.
 HOLD_S = 6.0
 ROUNDS = 2
-PER_ROUND = 15
+PER_ROUND = 20
+#: Posts of a round start this far apart, so they straddle the hold.
+SPREAD_S = 0.5
 
 
 def _busy_extension(app: web.Application) -> None:
@@ -75,7 +77,10 @@ async def _ready(http: aiohttp.ClientSession, base: str) -> None:
     raise AssertionError("the gateway did not become ready within 90 s")
 
 
-async def _post(http: aiohttp.ClientSession, base: str, call_id: str) -> tuple[str, int]:
+async def _post(
+    http: aiohttp.ClientSession, base: str, call_id: str, after_s: float = 0.0
+) -> tuple[str, int]:
+    await asyncio.sleep(after_s)
     body: dict[str, Any] = {**call_requested_json(), "call_id": call_id}
     async with http.post(f"{base}/v1/events/call.requested", json=body, headers=AUTH) as response:
         await response.read()
@@ -117,9 +122,14 @@ async def test_a_held_event_loop_never_acknowledges_an_unwritten_event_nor_hangs
     async with aiohttp.ClientSession(timeout=timeout) as http:
         await _ready(http, base)
         for round_ in range(ROUNDS):
-            posts = [_post(http, base, f"starved-{round_}-{i}") for i in range(PER_ROUND)]
+            # posts spread over the hold: some answered before it, some in flight across it,
+            # some sent after it (the test's client shares the loop the handler holds)
+            posts = [
+                _post(http, base, f"starved-{round_}-{i}", after_s=i * SPREAD_S)
+                for i in range(PER_ROUND)
+            ]
             async with asyncio.timeout(180):  # nothing hangs
-                held = asyncio.ensure_future(_hold(http, base, 0.01 * round_))
+                held = asyncio.ensure_future(_hold(http, base, 1.0 + 0.1 * round_))
                 answers += await asyncio.gather(*posts)
                 assert await held == 200
         await asyncio.sleep(3.0)  # a refused record still in a buffer would be written by now
