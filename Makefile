@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps vendor run test chaos soak check bench docs clean
+.PHONY: install system-deps vendor run test chaos soak check bench bench-quick bench-compare docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,8 +65,14 @@ check: install        ## format, lint, types, schema evolution gate
 	$(BIN)/mypy
 	$(BIN)/backbone schemas check
 
-bench: install        ## benchmarks: each prints its baseline from the same run and the ratio
+bench: install        ## every benchmark, one table (baseline from the same run, ratio, fraction of Kafka's floor)
 	$(BIN)/python -m benchmarks
+
+bench-quick: install  ## the same benchmarks and code paths at small sizes
+	$(BIN)/python -m benchmarks --quick
+
+bench-compare: install ## the latest line of benchmarks/results.jsonl against the previous one
+	$(BIN)/python -m benchmarks --compare
 
 docs: install         ## regenerate committed docs (topic catalogue, command reference)
 	$(BIN)/backbone topics list --markdown > docs/topics.md

@@ -38,9 +38,11 @@ class WorkerSettings(BaseModel):
     #: Retry-tier records in flight at once (aiokafka runtime), and the most handled as one batch.
     retry_prefetch: int = Field(default=1000, ge=1)
     retry_batch: int = Field(default=500, ge=1)
-    #: How long a router or lane batch waits to fill before it is processed as it is. It is also
-    #: how often every idle actor wakes up (Faust's ``take_events`` polls), so a very small value
-    #: burns CPU even when no record arrives; it bounds the latency added per hop.
+    #: Faust runtime: how long a router or lane batch waits to fill before it is processed as it
+    #: is. It is also how often every idle actor wakes up (``take_events`` polls), so a very small
+    #: value burns CPU even when no record arrives; it bounds the latency added per hop. (The
+    #: aiokafka runtime's stages take whatever a fetch returns, and the broker answers a fetch as
+    #: soon as a record is there, so they need no such wait.)
     batch_wait_s: float = Field(default=0.02, gt=0, le=1.0)
     #: Replayed records (``backbone-replayed-from``) trigger calls only when this is true or the
     #: replay itself allowed side effects.

@@ -1,25 +1,179 @@
-"""Run every benchmark module in this package (``make bench``)."""
+"""Run every benchmark module (``make bench``; ``make bench-quick``; ``make bench-compare``).
+
+    python -m benchmarks [--quick] [--out FILE] [--no-append] [bench_x ...]
+    python -m benchmarks --compare
+
+One broker is started for the whole run and shared by every module (``BACKBONE_KAFKA_BOOTSTRAP``
+names an existing one instead). Kafka's own tools (``bench_floor``) run first, on that broker, so
+every other figure can be given as a fraction of them. A module that fails is reported in the table
+and makes the run exit non-zero; the others still run. The run is written as JSON to ``--out``
+(default ``benchmarks/out/latest.json``) and appended as one dated line to
+``benchmarks/results.jsonl`` (unless ``--no-append``).
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import importlib
+import json
+import os
 import pkgutil
+import subprocess
 import sys
+import time
+import traceback
+from pathlib import Path
 
 import benchmarks
+from benchmarks._harness import (
+    BROKER_START_TIMEOUT_S,
+    RESULTS,
+    Row,
+    append_result,
+    compare,
+    markdown_table,
+    parameters,
+    read_results,
+    row_from_json,
+    run_record,
+    table,
+)
+
+#: Run first: the floors every other figure is compared with.
+FIRST = "bench_floor"
 
 
-def main() -> int:
+def modules() -> list[str]:
     names = sorted(
         m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
     )
-    wanted = sys.argv[1:]
-    for name in names:
-        if wanted and name not in wanted:
+    return sorted(names, key=lambda name: name != FIRST)
+
+
+def _meta() -> dict[str, str]:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return {
+        "commit": commit or "?",
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "cpus": str(os.cpu_count()),
+        "python": sys.version.split()[0],
+    }
+
+
+def _run_modules(names: list[str]) -> tuple[list[Row], dict[str, str]]:
+    rows: list[Row] = []
+    failures: dict[str, str] = {}
+    began = time.monotonic()
+    for n, name in enumerate(names, 1):
+        print(
+            f"== [{n}/{len(names)}] {name}  (run time so far {time.monotonic() - began:.0f} s)",
+            flush=True,
+        )
+        started = time.monotonic()
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            if not hasattr(module, "rows"):  # not converted yet: its own printout only
+                print(f"   {name} has no rows(); running its main(), not in the table", flush=True)
+                module.main()
+                continue
+            found = [dataclasses.replace(row, module=name) for row in module.rows()]
+        except Exception as exc:  # a failed benchmark is reported, the others still run
+            traceback.print_exc()
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            print(f"   {name} FAILED: {failures[name]}", flush=True)
             continue
-        print(f"== {name}", flush=True)
-        importlib.import_module(f"benchmarks.{name}").main()
+        rows.extend(found)
+        print(f"   {name}: {len(found)} figures in {time.monotonic() - started:.0f} s", flush=True)
+    return rows, failures
+
+
+def _with_broker(names: list[str]) -> tuple[list[Row], dict[str, str]]:
+    if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
+        return _run_modules(names)
+    from infra.kafka.broker import LocalBroker
+
+    broker = LocalBroker()
+    print(f"starting the shared Kafka broker on {broker.bootstrap} ...", flush=True)
+    broker.start(timeout=BROKER_START_TIMEOUT_S)
+    os.environ["BACKBONE_KAFKA_BOOTSTRAP"] = broker.bootstrap  # every module and subprocess
+    try:
+        return _run_modules(names)
+    finally:
+        del os.environ["BACKBONE_KAFKA_BOOTSTRAP"]
+        broker.stop()
+
+
+def _compare(path: Path) -> int:
+    results = read_results(path)
+    if len(results) < 2:
+        print(f"{path} holds {len(results)} run(s); `make bench` adds one per run, compare needs 2")
+        return 0
+    print(compare(results[-2], results[-1]))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("names", nargs="*", help="bench modules to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out/latest.json"))
+    parser.add_argument("--no-append", action="store_true", help=f"do not append to {RESULTS.name}")
+    parser.add_argument("--compare", action="store_true", help="latest run vs the previous one")
+    parser.add_argument("--markdown", action="store_true", help="latest run as a markdown table")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.compare:
+        return _compare(args.results)
+    if args.markdown:  # the latest run as the README's table
+        latest = read_results(args.results)[-1]
+        print(f"{latest['date']}, {'quick' if latest['quick'] else 'full'} run, commit "
+              f"{latest.get('commit', '?')}, load average {latest.get('load', '?')} on {latest.get('cpus', '?')} CPUs\n")  # fmt: skip
+        print(markdown_table([row_from_json(row) for row in latest["rows"]]))
+        return 0
+    known = modules()
+    unknown = [name for name in args.names if name not in known]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; known: {', '.join(known)}")
+    if args.quick:
+        os.environ["BENCH_QUICK"] = "1"
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    began = time.monotonic()
+    rows, failures = _with_broker([n for n in known if not args.names or n in args.names])
+    record = run_record(
+        rows,
+        quick_run=bool(os.environ.get("BENCH_QUICK")),
+        failures=failures,
+        meta={**_meta(), "load_before": load_before, "seconds": round(time.monotonic() - began)},
+    )
+    print()
+    print(
+        f"== results ({'quick' if record['quick'] else 'full'} run, {record['seconds']} s, "
+        f"load average before {load_before}, after {record['load']}, {record['cpus']} CPUs)"
+    )
+    print(table(rows))
+    print("measured on:")
+    print(parameters(rows))
+    print(
+        "ratio: our speed relative to the baseline (1.00 = as fast; for latencies baseline/ours);"
+    )
+    print(
+        "of floor: the same against Kafka's own tool on the same broker; ±: half the spread of n repeats"
+    )
+    for name, reason in failures.items():
+        print(f"FAILED {name}: {reason}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown_table(rows) + "\n")
+    print(f"written: {args.out} and {args.out.with_suffix('.md')}")
+    if not args.no_append:
+        append_result(record, args.results)
+        print(f"appended to {args.results} (`make bench-compare` shows the change)")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

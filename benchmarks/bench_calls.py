@@ -28,9 +28,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
+from benchmarks._harness import FLOOR_PRODUCE, Row, Stat, kafka_bootstrap, progress, scaled
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
-from infra.kafka.broker import LocalBroker
 from infra.registry.server import RegistryServer
 from streams.admin import apply_catalogue, create_topics
 from streams.codec import Codec
@@ -40,7 +40,7 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
 
-N = int(os.environ.get("BENCH_CALLS_N", "3000"))
+N = int(os.environ.get("BENCH_CALLS_N", str(scaled(3000, 1000))))
 
 
 async def _copy_values(kafka: KafkaSettings, topic: str, n: int) -> list[bytes]:
@@ -171,7 +171,8 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
         await worker.stop()
 
 
-async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
+async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, float]:
+    """Records/s of each contender (printed too); bench_latency reuses it."""
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
     await apply_catalogue(kafka, catalogue)
     async with RegistryClient(registry) as client:
@@ -221,6 +222,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
             ("calls end to end", lambda: _calls(kafka, codec, catalogue, N)),
         ]
         for name, run in runs:
+            progress(f"calls: {name}, {N:,} records")
             results[name] = await run()
             print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
     calls = results["calls end to end"]
@@ -230,29 +232,40 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> None:
     print(
         f"ratio calls / vanilla Faust  {calls / results['vanilla Faust passthrough']:.2f}  (target >= 1.0)"
     )
+    return results
 
 
-async def _main() -> None:
-    broker: LocalBroker | None = None
-    bootstrap = os.environ.get("BACKBONE_KAFKA_BOOTSTRAP")
-    if not bootstrap:
-        broker = LocalBroker()
-        await asyncio.to_thread(broker.start)
-        bootstrap = broker.bootstrap
+async def _main(bootstrap: str) -> dict[str, float]:
     # no compression, like the baselines' producers: the same records, the same settings
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
     server = RegistryServer(kafka, topic=f"bench-{uuid.uuid4().hex[:6]}._schemas", port=0)
     await server.start()
     try:
-        await _run(kafka, RegistrySettings(url=server.url))
+        return await _run(kafka, RegistrySettings(url=server.url))
     finally:
         await server.stop()
-        if broker is not None:
-            await asyncio.to_thread(broker.stop)
+
+
+def rows() -> list[Row]:
+    """One run each (a repeat needs fresh topics and a fresh group; n = 1 is stated)."""
+    with kafka_bootstrap() as bootstrap:
+        found = asyncio.run(_main(bootstrap))
+    params = {"records": N, "partitions": 6, "repeats": 1, "warmup": 0, "max_in_flight": 512,
+              "measured": "middle 80 % of output record timestamps"}  # fmt: skip
+    calls = Stat.of(found["calls end to end"])
+    return [
+        Row("calls: end to end (2 hops, simulated provider)", "records/s", calls,
+            Stat.of(found["raw aiokafka passthrough"]), "raw aiokafka passthrough", params,
+            floor_key=FLOOR_PRODUCE, target="ratio >= 0.5"),
+        Row("calls: end to end vs Faust", "records/s", calls,
+            Stat.of(found["vanilla Faust passthrough"]), "vanilla Faust passthrough", params,
+            floor_key=FLOOR_PRODUCE, target="ratio >= 1.0"),
+    ]  # fmt: skip
 
 
 def main() -> None:
-    asyncio.run(_main())
+    with kafka_bootstrap() as bootstrap:
+        asyncio.run(_main(bootstrap))
 
 
 if __name__ == "__main__":

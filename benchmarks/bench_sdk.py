@@ -18,14 +18,24 @@ import asyncio
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from benchmarks._harness import (
+    FLOOR_CONSUME,
+    FLOOR_PRODUCE,
+    Row,
+    Stat,
+    kafka_bootstrap,
+    progress,
+    scaled,
+)
 from benchmarks._servers import serve_process
-from infra.kafka.broker import LocalBroker, free_port
+from infra.kafka.broker import free_port
 from infra.registry import RegistryServer
 from streams import headers as h
 from streams.admin import apply_catalogue, partitions
@@ -38,11 +48,11 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
-RECORDS = 20_000
+RECORDS = scaled(20_000, 5_000)
 CHUNK = 1_000  # events per publish_many call (and per raw send-then-await round)
 REPEATS = 3
 HTTP_RATE = 500  # req/s, open loop
-HTTP_SECONDS = 8
+HTTP_SECONDS = scaled(8, 3)
 HTTP_CONCURRENCY = 64  # in flight at most during the open-loop run
 MAX_CONCURRENCY = 32  # closed loop
 TOKEN = "bench-token"
@@ -74,7 +84,7 @@ async def _timed(run: Callable[[], Awaitable[Any]]) -> float:
 
 async def _publish_bench(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue
-) -> dict[str, float]:
+) -> dict[str, Any]:
     topic = catalogue.name("calls.requests")
     raw = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True,
@@ -82,6 +92,7 @@ async def _publish_bench(
     )  # fmt: skip
     await raw.start()
     best = {"sdk": float("inf"), "raw": float("inf")}
+    runs: dict[str, list[float]] = {"sdk": [], "raw": []}
     try:
         async with Publisher(kafka, codec, catalogue) as publisher:
             await publisher.publish_many(_events(100, "warm"))  # registers the schema
@@ -108,11 +119,15 @@ async def _publish_bench(
                         ]  # fmt: skip
                         await asyncio.gather(*futures)
 
-                best["raw"] = min(best["raw"], await _timed(baseline))
-                best["sdk"] = min(best["sdk"], await _timed(sdk))
+                runs["raw"].append(await _timed(baseline))
+                runs["sdk"].append(await _timed(sdk))
+                best = {name: min(times) for name, times in runs.items()}
     finally:
         await raw.stop()
-    return {name: RECORDS / seconds for name, seconds in best.items()}
+    return {
+        **{name: RECORDS / seconds for name, seconds in best.items()},
+        **{f"{name}_runs": [RECORDS / t for t in times] for name, times in runs.items()},
+    }
 
 
 # --- 2. HTTP ingest -----------------------------------------------------------------------------
@@ -221,7 +236,7 @@ async def _closed_loop(url: str, seconds: float = 5) -> float:
 # --- 3. tail ------------------------------------------------------------------------------------
 
 
-async def _tail_bench(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, float]:
+async def _tail_bench(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, Any]:
     topic = catalogue.name("calls.requests")
 
     async def sdk() -> int:
@@ -251,28 +266,36 @@ async def _tail_bench(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) 
 
     best = {"sdk": float("inf"), "raw": float("inf")}
     counts = {}
-    for _ in range(2):
+    runs: dict[str, list[float]] = {"sdk": [], "raw": []}
+    for _ in range(REPEATS):
         for name, run in (("raw", raw), ("sdk", sdk)):
             began = time.perf_counter()
             counts[name] = await run()
-            best[name] = min(best[name], time.perf_counter() - began)
+            took = time.perf_counter() - began
+            best[name] = min(best[name], took)
+            runs[name].append(counts[name] / took)
     assert counts["sdk"] == counts["raw"], counts
-    return {"records": counts["sdk"], **{n: counts[n] / s for n, s in best.items()}}
+    return {
+        "records": counts["sdk"],
+        **{n: counts[n] / s for n, s in best.items()},
+        **{f"{n}_runs": rates for n, rates in runs.items()},
+    }
 
 
 # --- run ----------------------------------------------------------------------------------------
 
 
-async def _run(broker: LocalBroker) -> None:
-    kafka = KafkaSettings(bootstrap=broker.bootstrap, client_id="bench")
-    catalogue = Catalogue(prefix="bench.")
-    server = RegistryServer(kafka, topic="bench._schemas", port=0)
+async def _run(bootstrap: str) -> dict[str, Any]:
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench")
+    catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
         await apply_catalogue(kafka, catalogue)
         registry = RegistrySettings(url=server.url)
         async with RegistryClient(registry) as client:
             codec = Codec(client)
+            progress(f"sdk: publish {RECORDS:,} x{REPEATS}")
             pub = await _publish_bench(kafka, codec, catalogue)
             print(f"publish {RECORDS} CallRequested x{REPEATS} (acks=all, idempotent, "
                   f"{kafka.compression}, linger {kafka.linger_ms} ms, batches of {CHUNK}), best run:")  # fmt: skip
@@ -285,6 +308,7 @@ async def _run(broker: LocalBroker) -> None:
                 ("null", _null_http),
                 ("gateway", lambda: _gateway(kafka, registry, catalogue.prefix)),
             ):
+                progress(f"sdk: HTTP ingest, {name}, {HTTP_SECONDS} s open loop + 5 s closed loop")
                 proc, url = await start()
                 try:
                     http[name] = await _open_loop(url)
@@ -309,17 +333,44 @@ async def _run(broker: LocalBroker) -> None:
             print(f"  raw aiokafka getmany (bytes)    : {tail['raw']:>9,.0f} records/s")
             print(f"  Subscriber (decoded to models)  : {tail['sdk']:>9,.0f} records/s")
             print(f"  ratio Subscriber/raw: {tail['sdk'] / tail['raw']:.2f}")
+            partitions = catalogue.spec("calls.requests").partitions
+            return {"pub": pub, "http": http, "peak": peak, "tail": tail,
+                    "compression": kafka.compression, "partitions": partitions}  # fmt: skip
     finally:
         await server.stop()
 
 
+def rows() -> list[Row]:
+    with kafka_bootstrap() as bootstrap:
+        found = asyncio.run(_run(bootstrap))
+    pub, http, peak, tail = found["pub"], found["http"], found["peak"], found["tail"]
+    common = {"partitions": found["partitions"], "repeats": REPEATS, "warmup": 1}
+    publish = {**common, "records": RECORDS, "batch": CHUNK, "concurrency": 1,
+               "producer": f"acks=all, idempotent, {found['compression']}"}  # fmt: skip
+    opened = {"rate_per_s": HTTP_RATE, "seconds": HTTP_SECONDS, "concurrency": HTTP_CONCURRENCY,
+              "repeats": 1, "warmup": 200, "partitions": found["partitions"]}  # fmt: skip
+    closed = {"seconds": 5, "concurrency": MAX_CONCURRENCY, "repeats": 1, "warmup": 0}
+    return [
+        Row("sdk: Publisher.publish_many", "records/s", Stat.of(pub["sdk_runs"]),
+            Stat.of(pub["raw_runs"]), "raw aiokafka, same bytes", publish,
+            floor_key=FLOOR_PRODUCE, target="ratio >= 0.7"),
+        Row(f"gateway: POST /v1/events p99 at {HTTP_RATE}/s", "ms",
+            Stat.of(http["gateway"]["p99"]), Stat.of(http["null"]["p99"]),
+            "aiohttp 202, no Kafka", opened, target="p99 < 20 ms"),
+        Row(f"gateway: POST /v1/events p50 at {HTTP_RATE}/s", "ms",
+            Stat.of(http["gateway"]["p50"]), Stat.of(http["null"]["p50"]),
+            "aiohttp 202, no Kafka", opened),
+        Row("gateway: POST /v1/events max (closed loop)", "req/s", Stat.of(peak["gateway"]),
+            Stat.of(peak["null"]), "aiohttp 202, no Kafka", closed),
+        Row("sdk: Subscriber tail (decoded)", "records/s", Stat.of(tail["sdk_runs"]),
+            Stat.of(tail["raw_runs"]), "raw aiokafka getmany", {**common, "records": tail["records"],
+            "concurrency": 1}, floor_key=FLOOR_CONSUME),
+    ]  # fmt: skip
+
+
 def main() -> None:
-    broker = LocalBroker()
-    broker.start()
-    try:
-        asyncio.run(_run(broker))
-    finally:
-        broker.stop()
+    with kafka_bootstrap() as bootstrap:
+        asyncio.run(_run(bootstrap))
 
 
 if __name__ == "__main__":

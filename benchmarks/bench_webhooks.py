@@ -31,13 +31,14 @@ import aiohttp
 from aiohttp import web
 
 from agents.webhooks import WebhookDeliveryService
+from benchmarks._harness import Row, Stat, kafka_bootstrap, progress, scaled
 from benchmarks._servers import serve_process
-from connectors.webhooks import WebhookSecret, signed_headers
+from connectors.webhooks import DestinationPolicy, WebhookSecret, signed_headers
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import (
     DeliverySettings,
 )
-from infra.kafka.broker import LocalBroker, free_port
+from infra.kafka.broker import free_port
 from infra.registry import RegistryServer
 from streams.admin import apply_catalogue
 from streams.codec import Codec
@@ -49,10 +50,10 @@ from streams.topics import Catalogue
 
 RATE = 500  # offered inbound requests per second (the target)
 LOW_RATE = 200  # a second, lighter run: the latency floor when not near saturation
-SECONDS = 8
+SECONDS = scaled(8, 3)
 CONCURRENCY = 32
-MAX_REQUESTS = 4000
-DELIVERIES = 5000
+MAX_REQUESTS = scaled(4000, 1000)
+DELIVERIES = scaled(5000, 1000)
 BODY = b'{"type": "invoice.paid", "data": {"id": "in_1", "amount": 4200, "currency": "eur"}}'
 
 
@@ -193,6 +194,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def _runs(url: str, secret: str) -> dict[str, dict[str, float]]:
+    progress(f"webhooks: inbound at {url}: warm-up, {RATE}/s, {LOW_RATE}/s, closed loop")
     await _load("warm", url, secret)
     result = {"open": await _load("open", url, secret)}
     result["low"] = await _load("low", url, secret)
@@ -237,7 +239,8 @@ async def _raw_posts(url: str, total: int, concurrency: int) -> float:
 
         begin = time.perf_counter()
         await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-        return total / (time.perf_counter() - begin)
+        sent = (total // concurrency) * concurrency  # what the workers sent, not total
+        return sent / (time.perf_counter() - begin)
 
 
 async def _worker_rate(
@@ -253,7 +256,9 @@ async def _worker_rate(
         runtime=runtime,
     )
     async with Publisher(kafka, codec, catalogue) as publisher:
-        endpoint, _ = await EndpointAdmin(publisher, EndpointView()).register(url)
+        # the receiver listens on loopback: registration applies the worker's allow-list too
+        policy = DestinationPolicy.allowing(settings.allow_networks)
+        endpoint, _ = await EndpointAdmin(publisher, EndpointView(), policy).register(url)
         requests = [
             WebhookDeliveryRequested(
                 delivery_id=f"msg_{uuid.uuid4().hex}",
@@ -343,12 +348,10 @@ def _report(inbound: dict[str, Any], outbound: dict[str, float]) -> None:
     )
 
 
-def main() -> None:
-    broker = LocalBroker()
-    broker.start()
-    try:
-        kafka = KafkaSettings(bootstrap=broker.bootstrap, client_id="bench-webhooks")
-        server = RegistryServer(kafka, topic="bench._schemas", port=0)
+def _measure() -> tuple[dict[str, Any], dict[str, float]]:
+    with kafka_bootstrap() as bootstrap:
+        kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-webhooks")
+        server = RegistryServer(kafka, topic=f"bench-{uuid.uuid4().hex[:6]}._schemas", port=0)
 
         async def run() -> tuple[dict[str, Any], dict[str, float]]:
             await server.start()
@@ -363,9 +366,35 @@ def main() -> None:
             finally:
                 await server.stop()
 
-        _report(*asyncio.run(run()))
-    finally:
-        broker.stop()
+        return asyncio.run(run())
+
+
+def rows() -> list[Row]:
+    inbound, outbound = _measure()
+    _report(inbound, outbound)
+    b, w = inbound["baseline"], inbound["webhooks"]
+    opened = {"rate_per_s": RATE, "seconds": SECONDS, "repeats": 1, "warmup": f"{LOW_RATE}/s for 2 s",
+              "body_bytes": len(BODY), "partitions": 6}  # fmt: skip
+    closed = {"requests": MAX_REQUESTS, "concurrency": CONCURRENCY, "repeats": 1, "warmup": 0,
+              "body_bytes": len(BODY)}  # fmt: skip
+    out = {"deliveries": DELIVERIES, "concurrency": 256, "repeats": 1, "warmup": 0,
+           "body_bytes": len(BODY)}  # fmt: skip
+    return [
+        Row(f"webhooks in: p99 at {RATE}/s", "ms", Stat.of(w["open"]["p99"]),
+            Stat.of(b["open"]["p99"]), "bare aiohttp 202", opened, target="p99 < 20 ms"),
+        Row("webhooks in: max (closed loop)", "req/s", Stat.of(w["closed"]["rps"]),
+            Stat.of(b["closed"]["rps"]), "bare aiohttp 202", closed),
+        Row("webhooks out: deliveries (aiokafka runtime)", "deliveries/s",
+            Stat.of(outbound["aiokafka"]), Stat.of(outbound["baseline"]), "raw aiohttp POSTs",
+            out, target=">= 1,000/s"),
+        Row("webhooks out: deliveries (faust runtime)", "deliveries/s",
+            Stat.of(outbound["webhooks"]), Stat.of(outbound["baseline"]), "raw aiohttp POSTs",
+            out),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    _report(*_measure())
 
 
 if __name__ == "__main__":

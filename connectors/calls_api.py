@@ -147,6 +147,8 @@ class ReplyWaiter:
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None or not self._waiting:
             return
+        if record.key is not None and record.key.decode("utf-8", "replace") not in self._waiting:
+            return  # results are keyed by call id: nobody here waits for this one, skip the decode
         if not any(name == CALL_END for name, _ in record.headers):
             return  # not the call's last outcome (the executor marks that one)
         try:

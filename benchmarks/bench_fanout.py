@@ -1,0 +1,412 @@
+"""Websocket fan-out (issue 13): N clients on one channel, events produced at a fixed rate.
+
+``backbone gateway`` runs in its own process; the clients run in ``CLIENT_PROCESSES`` other
+processes (aiohttp websocket clients), each authenticated with its own token and subscribed to
+``collab:bench``. This process publishes ``collab.message_posted`` events at ``RATE`` per second
+for ``SECONDS`` with the SDK, each stamped with ``occurred_at`` just before it is sent.
+
+Reported, in one run:
+- delivered frames/s over all clients, against the offered rate (clients x events/s): 1.00 means
+  every client kept up;
+- p50/p99 lag from produce to client receipt (``occurred_at`` to the client's clock; same
+  machine, same clock), against a raw ``AIOKafkaConsumer`` reading the same topic in this
+  process (lag from ``occurred_at`` of the decoded record to its arrival): the Kafka hop alone;
+- completeness: the fraction of clients that received every event exactly once;
+- the same clients against a bare aiohttp websocket broadcast of the same frames (no Kafka, one
+  frame built per event and sent to all), run first: issue 13's baseline;
+- the gateway's RSS and CPU seconds during the run.
+The lag includes the client processes' own queueing: on a loaded 2-core box they compete with
+the gateway and the broker for the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from benchmarks._harness import (
+    FLOOR_E2E_P50,
+    FLOOR_E2E_P99,
+    Row,
+    Stat,
+    kafka_bootstrap,
+    percentile,
+    progress,
+    scaled,
+)
+from benchmarks._servers import serve_process
+from connectors.realtime.tokens import mint
+from infra.kafka.broker import free_port
+from infra.registry import RegistryServer
+from streams.admin import apply_catalogue, partitions
+from streams.codec import Codec
+from streams.events.collab import CollabMessagePosted
+from streams.producer import Publisher
+from streams.registry_client import RegistryClient
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+
+CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", str(scaled(1000, 100))))
+CLIENT_PROCESSES = scaled(4, 2)
+RATE = int(os.environ.get("BENCH_WS_RATE", "20"))  # events/s, each to every client
+SECONDS = scaled(15, 6)
+DRAIN_S = 120  # after the last event, how long a client may take to receive everything
+BODY = "x" * 200
+CHANNEL = "collab:bench"
+KEY = "bench-fanout-key-" + "k" * 32
+
+
+# --- client processes -----------------------------------------------------------------------
+
+
+def _lag_ms(frame: dict[str, Any], now: float) -> float:
+    occurred = datetime.fromisoformat(frame["payload"]["occurred_at"]).timestamp()
+    return (now - occurred) * 1000
+
+
+async def _client(
+    url: str, token: str, ready: asyncio.Event, stop: asyncio.Event, expected: list[int],
+    stats: dict[str, Any],
+) -> None:  # fmt: skip
+    """One client; ``stats`` is filled as frames arrive, so a cut-off client still reports."""
+    seen: set[str] = set()
+    stats.update(received=0, duplicates=0, lags=[])
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
+        await ws.send_str(json.dumps({"op": "auth", "token": token}))
+        await ws.send_str(json.dumps({"op": "subscribe", "channel": CHANNEL, "id": 1}))
+        while True:
+            frame = json.loads((await ws.receive(timeout=120)).data)
+            if frame.get("type") == "subscribed":
+                break
+            if frame.get("type") in ("error", "resync_required"):
+                raise RuntimeError(f"subscribe refused: {frame}")
+        ready.set()
+        while not (stop.is_set() and expected and len(seen) >= expected[0]):
+            try:
+                message = await ws.receive(timeout=1)
+            except TimeoutError:
+                continue
+            if message.type != aiohttp.WSMsgType.TEXT:
+                stats["closed"] = f"{message.type.name} {ws.close_code}"
+                break
+            now = time.time()
+            frame = json.loads(message.data)
+            if frame.get("type") != "publication":
+                continue
+            if frame["event_id"] in seen:
+                stats["duplicates"] += 1
+                continue
+            seen.add(frame["event_id"])
+            stats["received"] = len(seen)
+            stats["lags"].append(_lag_ms(frame, now))
+
+
+async def _clients(conn: Connection, url: str, tokens: list[str]) -> None:
+    stop = asyncio.Event()
+    expected: list[int] = []
+    readies = [asyncio.Event() for _ in tokens]
+    stats: list[dict[str, Any]] = [{} for _ in tokens]
+    tasks = [
+        asyncio.create_task(_client(url, token, ready, stop, expected, one))
+        for token, ready, one in zip(tokens, readies, stats, strict=True)
+    ]
+    waiting = asyncio.gather(*(r.wait() for r in readies))
+    watched: list[asyncio.Future[Any]] = [waiting, *tasks]
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    failed = [t for t in tasks if t in done]
+    if failed:  # a client died before it subscribed
+        conn.send({"error": repr(failed[0].exception())})
+        return
+    conn.send("ready")
+    message = await asyncio.to_thread(conn.recv)  # {"expected": n, "deadline_s": s}
+    expected.append(message["expected"])
+    stop.set()
+    _, late = await asyncio.wait(tasks, timeout=message["deadline_s"])
+    for task in late:
+        task.cancel()
+    for task, one in zip(tasks, stats, strict=True):
+        if task in late:
+            one["error"] = "did not receive every event before the deadline"
+        elif task.exception() is not None:
+            one["error"] = repr(task.exception())
+    conn.send({"clients": stats, "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime})
+
+
+def _client_process(conn: Connection, url: str, tokens: list[str]) -> None:
+    try:
+        asyncio.run(_clients(conn, url, tokens))
+    except Exception as exc:  # reported to the parent, never silent
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _deliver(
+    url: str, tokens: list[str], produce: Callable[[], Awaitable[Any]], total: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Clients in their own processes subscribe, ``produce`` runs, every client drains or times
+    out; returns each client's stats and the seconds from the start of ``produce`` to the end."""
+    ctx = mp.get_context("spawn")
+    procs: list[tuple[Any, Connection]] = []
+    try:
+        for n in range(CLIENT_PROCESSES):
+            parent, child = mp.Pipe()
+            share = tokens[n::CLIENT_PROCESSES]
+            proc = ctx.Process(target=_client_process, args=(child, url, share), daemon=True)
+            proc.start()
+            procs.append((proc, parent))
+        progress(
+            f"fanout: {len(tokens)} clients in {CLIENT_PROCESSES} processes connecting to {url}"
+        )
+        for _, conn in procs:
+            answer = await asyncio.to_thread(conn.recv)
+            if answer != "ready":
+                raise RuntimeError(f"websocket clients failed: {answer}")
+        progress(f"fanout: {RATE} events/s for {SECONDS} s to {len(tokens)} clients")
+        began = time.perf_counter()
+        await produce()
+        for _, conn in procs:
+            conn.send({"expected": total, "deadline_s": DRAIN_S})
+        results = [await asyncio.to_thread(conn.recv) for _, conn in procs]
+        elapsed = time.perf_counter() - began
+    finally:
+        for proc, _ in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    clients: list[dict[str, Any]] = []
+    for result in results:
+        if "error" in result:
+            raise RuntimeError(f"websocket clients failed: {result['error']}")
+        clients.extend(result["clients"])
+    return clients, elapsed
+
+
+def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[str, Any]:
+    ok = [c for c in clients if "error" not in c and "closed" not in c]
+    return {
+        "delivered": sum(c.get("received", 0) for c in clients),
+        "rate": sum(c.get("received", 0) for c in clients) / elapsed,
+        "complete": sum(1 for c in ok if c["received"] == total) / len(clients),
+        "duplicates": sum(c.get("duplicates", 0) for c in clients),
+        "errors": [c.get("error") or c.get("closed") for c in clients if c not in ok],
+        "lags": [lag for c in clients for lag in c.get("lags", [])],
+    }
+
+
+async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
+    """The baseline: the same clients and frames from a bare aiohttp broadcast, no Kafka."""
+    port = free_port()
+    proc, base = await serve_process(["benchmarks._ws_broadcast", str(port)], port,
+                                     dict(os.environ), attempts=1200)  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def produce() -> None:
+                spec = {"rate": RATE, "total": total, "body": BODY}
+                async with http.post(f"{base}/broadcast", json=spec) as response:
+                    response.raise_for_status()
+
+            url = base.replace("http://", "ws://") + "/ws"
+            clients, elapsed = await _deliver(url, tokens, produce, total)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    return _summary(clients, total, elapsed)
+
+
+# --- the gateway and the producer -------------------------------------------------------------
+
+
+def _proc_stats(pid: int) -> tuple[float, float]:
+    """(RSS in MiB, CPU seconds) of a process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return rss_kib / 1024, (int(fields[11]) + int(fields[12])) / ticks
+
+
+async def _raw_lags(kafka: KafkaSettings, codec: Codec, topic: str, n: int, ready: asyncio.Event,
+                    ) -> list[float]:  # fmt: skip
+    """The Kafka hop alone: a raw consumer of the same topic, from its end, until n records."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    lags: list[float] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in (await partitions(kafka, [topic]))[topic]]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        ready.set()
+        deadline = time.monotonic() + SECONDS + 120
+        while len(lags) < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.time()
+                for record in records:
+                    assert record.value is not None
+                    event = await codec.decode(record.value)
+                    lags.append((now - event.occurred_at.timestamp()) * 1000)
+    finally:
+        await consumer.stop()
+    return lags
+
+
+async def _produce(publisher: Publisher, total: int) -> float:
+    """``total`` events at RATE per second (open loop); returns the seconds it took."""
+    began = time.perf_counter()
+    sends = []
+    for n in range(total):
+        delay = began + n / RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        event = CollabMessagePosted(room="bench", author="bench", body=BODY)
+        sends.append(asyncio.create_task(publisher.publish(event)))
+    await asyncio.gather(*sends)
+    return time.perf_counter() - began
+
+
+def _raise_fd_limit() -> None:
+    """1,000 clients need more than the common soft limit of 1,024 descriptors; the gateway and the
+    client processes inherit the raised limit (up to the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = CLIENTS * 2 + 1024
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
+async def _run(bootstrap: str) -> dict[str, Any]:
+    _raise_fd_limit()
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-fanout")
+    catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
+    await server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": server.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_WS_JWT_KEY": KEY,
+    }
+    gateway = None
+    total = RATE * SECONDS
+    tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
+    try:
+        progress("fanout: baseline, bare aiohttp broadcast")
+        bare = await _bare(tokens, total)
+        await apply_catalogue(kafka, catalogue)
+        gateway, base = await serve_process(
+            ["infra.cli", "gateway", "--port", str(port)], port, env, attempts=1200
+        )
+        url = base.replace("http://", "ws://") + "/ws"
+        rss_before, cpu_before = _proc_stats(gateway.pid)
+        topic = catalogue.name("collab.messages")
+        async with RegistryClient(RegistrySettings(url=server.url)) as registry:
+            codec = Codec(registry)
+            raw_ready = asyncio.Event()
+            raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
+            await raw_ready.wait()
+            async with Publisher(kafka, codec, catalogue) as publisher:
+                clients, elapsed = await _deliver(
+                    url, tokens, lambda: _produce(publisher, total), total
+                )
+            raw_lags = await raw
+        rss_after, cpu_after = _proc_stats(gateway.pid)
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+            try:
+                await asyncio.wait_for(gateway.wait(), 20)
+            except TimeoutError:
+                gateway.kill()
+                await gateway.wait()
+        await server.stop()
+    return {
+        **_summary(clients, total, elapsed),
+        "total": total,
+        "elapsed": elapsed,
+        "bare": bare,
+        "raw_lags": raw_lags,
+        "gateway_rss_mib": (rss_before, rss_after),
+        "gateway_cpu_s": cpu_after - cpu_before,
+    }
+
+
+def _report(found: dict[str, Any]) -> None:
+    rate = found["rate"]
+    print(
+        f"{CLIENTS} clients on {CHANNEL}, {RATE} events/s for {SECONDS} s ({found['total']} events):"
+    )
+    print(f"  delivered {found['delivered']:,} frames, {rate:,.0f} frames/s "
+          f"(offered {CLIENTS * RATE:,}/s); complete clients {found['complete']:.3f}, "
+          f"duplicates {found['duplicates']}, client errors {len(found['errors'])}")  # fmt: skip
+    if found["lags"]:
+        print(f"  lag produce -> client: p50 {percentile(found['lags'], 0.5):.1f} ms, "
+              f"p99 {percentile(found['lags'], 0.99):.1f} ms")  # fmt: skip
+    if found["raw_lags"]:
+        print(f"  raw aiokafka consumer: p50 {percentile(found['raw_lags'], 0.5):.1f} ms, "
+              f"p99 {percentile(found['raw_lags'], 0.99):.1f} ms")  # fmt: skip
+    bare = found["bare"]
+    print(f"  baseline, bare aiohttp broadcast (no Kafka): {bare['rate']:,.0f} frames/s, complete "
+          f"{bare['complete']:.3f}, lag p50 {percentile(bare['lags'] or [0.0], 0.5):.1f} ms, "
+          f"p99 {percentile(bare['lags'] or [0.0], 0.99):.1f} ms")  # fmt: skip
+    if found["errors"]:
+        print(f"  client problems (first 3): {found['errors'][:3]}")
+    before, after = found["gateway_rss_mib"]
+    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
+
+
+def _measure() -> dict[str, Any]:
+    with kafka_bootstrap() as bootstrap:
+        return asyncio.run(_run(bootstrap))
+
+
+def rows() -> list[Row]:
+    found = _measure()
+    _report(found)
+    bare = found["bare"]
+    if not found["lags"] or not found["raw_lags"] or not bare["lags"]:
+        raise RuntimeError(f"no deliveries measured: {found['errors'][:3]} {bare['errors'][:3]}")
+    params = {"clients": CLIENTS, "client_processes": CLIENT_PROCESSES, "events_per_s": RATE,
+              "seconds": SECONDS, "records": found["total"], "partitions": 6,
+              "body_bytes": len(BODY), "repeats": 1, "warmup": 0,
+              "complete_clients": round(found["complete"], 4), "duplicates": found["duplicates"],
+              "gateway_rss_mib": [round(x) for x in found["gateway_rss_mib"]],
+              "gateway_cpu_s": round(found["gateway_cpu_s"], 1)}  # fmt: skip
+    return [
+        Row("ws fan-out: delivered", "frames/s", Stat.of(found["rate"]), Stat.of(bare["rate"]),
+            "bare aiohttp broadcast", {**params, "offered_frames_per_s": CLIENTS * RATE}),
+        Row("ws fan-out: complete clients", "fraction", Stat.of(found["complete"]),
+            Stat.of(bare["complete"]), "bare aiohttp broadcast", params, target="1.0"),
+        Row("ws fan-out: lag p99 vs bare broadcast", "ms",
+            Stat.of(percentile(found["lags"], 0.99)), Stat.of(percentile(bare["lags"], 0.99)),
+            "bare aiohttp broadcast", params, target="< 100 ms"),
+        Row("ws fan-out: lag p50 produce -> client", "ms",
+            Stat.of(percentile(found["lags"], 0.5)), Stat.of(percentile(found["raw_lags"], 0.5)),
+            "raw aiokafka consumer", params, floor_key=FLOOR_E2E_P50),
+        Row("ws fan-out: lag p99 produce -> client", "ms",
+            Stat.of(percentile(found["lags"], 0.99)), Stat.of(percentile(found["raw_lags"], 0.99)),
+            "raw aiokafka consumer", params, floor_key=FLOOR_E2E_P99, target="< 100 ms"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    _report(_measure())
+
+
+if __name__ == "__main__":
+    main()
