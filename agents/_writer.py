@@ -21,7 +21,7 @@ from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
-from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.outputs import Output, OutputWriter, Source, dead_letter_of, forward_headers
 from agents.settings import WorkerSettings
 from streams import headers as h
 from streams.codec import Codec
@@ -35,9 +35,9 @@ from streams.tracing import consumed, current_traceparent
 log = logging.getLogger(__name__)
 
 
-class CallWriter:
+class CallWriter(OutputWriter):
     def __init__(self, publisher: Publisher, catalogue: Catalogue) -> None:
-        self.publisher = publisher
+        super().__init__(publisher)
         self._catalogue = catalogue
         self._real: dict[str, str] = {}
 
@@ -91,13 +91,7 @@ class CallWriter:
         self, executor: CallExecutor, request: CallRequested, source: Source, error: BackboneError
     ) -> list[asyncio.Future[Any]]:
         """End a call without running it (``error`` is why); returns the pending acks."""
-        return [
-            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-            for o in executor.refused(request, source, error)
-        ]
-
-    async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
-        await self.publisher.acknowledged(pending)
+        return await self.send(executor.refused(request, source, error))
 
     async def execute(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
@@ -180,7 +174,7 @@ class CallWriter:
         failure, which would be read again forever: the call fails with that reason instead.
         """
         try:
-            await self._write_phases(attempt)
+            await self.write_phases(attempt.first, attempt.last)
         except BackboneError as exc:
             if exc.retriable or attempt.ticket is None or not fallback:
                 executor.settle(attempt, written=False)
@@ -192,15 +186,6 @@ class CallWriter:
             executor.settle(attempt, written=False)
             raise
         executor.settle(attempt)
-
-    async def _write_phases(self, attempt: Attempt) -> None:
-        for phase in (attempt.first, attempt.last):
-            await self.publisher.acknowledged(
-                [
-                    await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-                    for o in phase
-                ]
-            )
 
 
 def _hop_name(source_topic: str) -> str:

@@ -269,6 +269,31 @@ def main(ctx: click.Context, debug: bool) -> None:
         _quiet_libraries()
 
 
+#: What ``backbone version`` reports: ours, then what we are built on.
+DISTRIBUTIONS = (
+    "backbone-streams",
+    "aiokafka",
+    "faust-streaming",
+    "fastavro",
+    "pydantic",
+    "aiohttp",
+)
+
+
+@main.command()
+def version() -> None:
+    """Print the installed versions of Backbone and the libraries it is built on."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    for name in DISTRIBUTIONS:
+        try:
+            found = installed(name)
+        except PackageNotFoundError:
+            found = "not installed"
+        click.echo(f"{name:<18} {found}")
+
+
 def settings() -> Settings:
     from infra.config import Settings, load_settings
 
