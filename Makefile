@@ -16,13 +16,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # System packages some tests and pages need (Debian's chromium for browser tests, prometheus for the
-# scrape test). Installed with apt-get when missing and running as root (as CI does); otherwise the one
+# scrape test, nodejs for the JavaScript client of docs/realtime.md). Installed with apt-get when missing and running as root (as CI does); otherwise the one
 # command to run is printed and the tests that need them fail with the same message.
-SYSTEM_PACKAGES := chromium prometheus
+SYSTEM_PACKAGES := chromium prometheus nodejs
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

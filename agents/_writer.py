@@ -21,21 +21,23 @@ from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
-from agents.outputs import Output, Source, dead_letter_of, forward_headers
+from agents.outputs import Output, OutputWriter, Source, dead_letter_of, forward_headers
 from agents.settings import WorkerSettings
+from streams import headers as h
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import consumed, current_traceparent
 
 log = logging.getLogger(__name__)
 
 
-class CallWriter:
+class CallWriter(OutputWriter):
     def __init__(self, publisher: Publisher, catalogue: Catalogue) -> None:
-        self.publisher = publisher
+        super().__init__(publisher)
         self._catalogue = catalogue
         self._real: dict[str, str] = {}
 
@@ -49,12 +51,16 @@ class CallWriter:
         self, key: bytes | None, value: bytes, source: Source, output: Output
     ) -> asyncio.Future[Any]:
         """A request's own bytes to ``output.topic`` (no re-encode), with the headers an encode
-        would have set."""
-        headers = forward_headers(value, output, source)
-        key = output.key if output.key is not None else output.event.key()
-        return await self.publisher.send_raw(
-            self.real(output.topic), key, value, list(headers.items())
-        )
+        would have set. The hop is a span (``calls.route`` from the router, ``calls.retry`` from a
+        retry tier) continuing the source record's trace; the forwarded record carries it."""
+        with consumed(_hop_name(source.topic), source.headers, topic=source.topic):
+            headers = forward_headers(value, output, source)
+            if (traceparent := current_traceparent()) is not None:
+                headers[h.TRACEPARENT] = traceparent.encode()
+            key = output.key if output.key is not None else output.event.key()
+            return await self.publisher.send_raw(
+                self.real(output.topic), key, value, list(headers.items())
+            )
 
     async def dead_letter(
         self, key: bytes | None, value: bytes | None, source: Source, error: BackboneError
@@ -85,13 +91,7 @@ class CallWriter:
         self, executor: CallExecutor, request: CallRequested, source: Source, error: BackboneError
     ) -> list[asyncio.Future[Any]]:
         """End a call without running it (``error`` is why); returns the pending acks."""
-        return [
-            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-            for o in executor.refused(request, source, error)
-        ]
-
-    async def acknowledged(self, pending: list[asyncio.Future[Any]]) -> None:
-        await self.publisher.acknowledged(pending)
+        return await self.send(executor.refused(request, source, error))
 
     async def execute(
         self, executor: CallExecutor, dispatcher: LaneDispatcher, items: Sequence[LaneItem]
@@ -174,7 +174,7 @@ class CallWriter:
         failure, which would be read again forever: the call fails with that reason instead.
         """
         try:
-            await self._write_phases(attempt)
+            await self.write_phases(attempt.first, attempt.last)
         except BackboneError as exc:
             if exc.retriable or attempt.ticket is None or not fallback:
                 executor.settle(attempt, written=False)
@@ -187,14 +187,13 @@ class CallWriter:
             raise
         executor.settle(attempt)
 
-    async def _write_phases(self, attempt: Attempt) -> None:
-        for phase in (attempt.first, attempt.last):
-            await self.publisher.acknowledged(
-                [
-                    await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
-                    for o in phase
-                ]
-            )
+
+def _hop_name(source_topic: str) -> str:
+    if source_topic == "calls.requests":
+        return "calls.route"
+    if source_topic.startswith("calls.retry."):
+        return "calls.retry"
+    return f"calls.forward {source_topic}"
 
 
 @dataclass(frozen=True)

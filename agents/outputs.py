@@ -6,11 +6,15 @@ the runtime decides how to write them (and when the source offset may be committ
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from streams import headers as h
 from streams.errors import BackboneError
 from streams.events import Event
+from streams.producer import Publisher
 from streams.topics import Catalogue
 
 
@@ -61,3 +65,30 @@ def dead_letter_of(
         h.DLT_ORIGINAL_OFFSET: str(source.offset).encode(),
         h.DLT_ORIGINAL_TIMESTAMP: str(source.timestamp_ms).encode(),
     }
+
+
+class OutputWriter:
+    """Writes outputs through one :class:`~streams.producer.Publisher` (acks=all, idempotent).
+
+    Both pipelines write this way: outputs handed over together share produce batches, their
+    acknowledgements are awaited together, and a runtime lets the source offset be committed only
+    after :meth:`write_phases` returned.
+    """
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    async def send(self, outputs: Iterable[Output]) -> list[asyncio.Future[Any]]:
+        """Hand the outputs over; the futures resolve when the cluster acknowledged them."""
+        return [
+            await self.publisher.send(o.event, topic=o.topic, key=o.key, headers=o.headers)
+            for o in outputs
+        ]
+
+    async def acknowledged(self, pending: Sequence[asyncio.Future[Any]]) -> None:
+        await self.publisher.acknowledged(pending)
+
+    async def write_phases(self, *phases: Sequence[Output]) -> None:
+        """Write each phase and wait for its acknowledgements before the next one."""
+        for phase in phases:
+            await self.acknowledged(await self.send(phase))

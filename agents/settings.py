@@ -35,6 +35,12 @@ class WorkerSettings(BaseModel):
     lane_prefetch: int = Field(default=64, ge=1)
     #: Lane records handled as one batch by the aiokafka runtime (Faust takes ``lane_prefetch``).
     lane_batch: int = Field(default=8, ge=1)
+    #: Router records in flight at once (aiokafka runtime), and the most handled as one batch.
+    router_prefetch: int = Field(default=2000, ge=1)
+    router_batch: int = Field(default=500, ge=1)
+    #: Retry-tier records in flight at once (aiokafka runtime), and the most handled as one batch.
+    retry_prefetch: int = Field(default=1000, ge=1)
+    retry_batch: int = Field(default=500, ge=1)
     #: Faust runtime: how long a router or lane batch waits to fill before it is processed as it
     #: is. It is also how often every idle actor wakes up (``take_events`` polls), so a very small
     #: value burns CPU even when no record arrives; it bounds the latency added per hop. (The
@@ -75,6 +81,16 @@ class WorkerSettings(BaseModel):
         return self.rebalance_timeout_s * DRAIN_SHARE
 
     @model_validator(mode="after")
+    def _batches_fit_their_prefetch(self) -> WorkerSettings:
+        check_batches(
+            "calls",
+            ("lane", self.lane_batch, self.lane_prefetch),
+            ("router", self.router_batch, self.router_prefetch),
+            ("retry", self.retry_batch, self.retry_prefetch),
+        )
+        return self
+
+    @model_validator(mode="after")
     def _drain_covers_the_longest_call(self) -> WorkerSettings:
         need = self.longest_call_timeout_s + DRAIN_MARGIN_S
         if self.drain_timeout_s < need:
@@ -85,3 +101,14 @@ class WorkerSettings(BaseModel):
                 f"at least {need / DRAIN_SHARE:g}, or lower default_timeout_s / services' timeout_s"
             )
         return self
+
+
+def check_batches(section: str, *stages: tuple[str, int, int]) -> None:
+    """A batch is taken from the records in flight: one larger than its prefetch never fills."""
+    for stage, batch, prefetch in stages:
+        if batch > prefetch:
+            raise ValueError(
+                f"{section}.{stage}_batch = {batch} is larger than {section}.{stage}_prefetch = "
+                f"{prefetch}: a batch is taken from the records in flight; lower the batch or "
+                f"raise the prefetch"
+            )

@@ -1,11 +1,13 @@
 """The HTTP baseline for bench_sdk: the same aiohttp stack answering 202 without Kafka.
 
 Run as ``python -m benchmarks._null_http [--port] PORT``; it parses the JSON body like the gateway does,
-so the difference to the gateway is validation, encoding and the wait for Kafka's ack.
+so the difference to the gateway is validation, encoding and the wait for Kafka's ack. It runs
+on the gateway's event loop (uvloop unless ``BACKBONE_GATEWAY_EVENT_LOOP=asyncio``).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from aiohttp import web
@@ -27,7 +29,19 @@ def main() -> None:
     app.router.add_post("/v1/events/{event_type}", accept)
     app.router.add_post("/webhooks/{source}", accept_webhook)
     app.router.add_get("/healthz", lambda request: accept_health())
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[-1]), access_log=None, print=None)
+    try:  # the event loop the gateway runs on (BACKBONE_GATEWAY_EVENT_LOOP), for a fair baseline
+        import uvloop
+    except ImportError:
+        loop = None
+    else:
+        loop = (
+            None
+            if os.environ.get("BACKBONE_GATEWAY_EVENT_LOOP") == "asyncio"
+            else uvloop.new_event_loop()
+        )
+    web.run_app(
+        app, host="127.0.0.1", port=int(sys.argv[-1]), access_log=None, print=None, loop=loop
+    )
 
 
 async def accept_health() -> web.Response:

@@ -9,6 +9,12 @@ health checks; 12 services, 30 minutes of event time) are published to ``calls.r
 - rebuild: ``streams.projections.rebuild`` of the metrics projection into a fresh SQLite store
   (decode, dedupe by event id, apply, commit state per batch), without swapping it in.
 
+Then, when the module runs alone (``main``), the live side: a :class:`ProjectionRunner` of the
+metrics projection while a publisher in the same process writes mixed events to its sources as
+fast as it can (``BACKBONE_BENCH_LIVE_SECONDS``, default 15; 0 skips it): records applied per
+second against records published, the lag sampled each second, and the catch-up rate once
+publishing stops.
+
 Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_RECORDS``
 (default 1,000,000; a smaller count is printed as such).
 """
@@ -16,11 +22,13 @@ Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_R
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,13 +44,14 @@ from streams.events import Event
 from streams.events.calls import CallExpired, CallFailed, CallRetryScheduled, CallSucceeded
 from streams.events.health import HealthChecked, HealthStatus
 from streams.producer import Publisher
-from streams.projections import rebuild
+from streams.projections import ProjectionRunner, rebuild
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
+LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", "15"))
 CHUNK = 5_000
 
 
@@ -98,6 +107,7 @@ async def _raw(kafka: KafkaSettings, topics: list[str]) -> tuple[int, float]:
         bootstrap_servers=kafka.bootstrap,
         enable_auto_commit=False,
         isolation_level="read_committed",
+        auto_offset_reset="earliest",  # agrees with seek_to_beginning (aiokafka reset race)
         max_poll_records=10_000,
     )
     await consumer.start()
@@ -153,6 +163,77 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         await server.stop()
 
 
+async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
+    for _ in range(int(timeout_s / 0.2)):
+        if condition():
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _live_with_registry(bootstrap: str) -> None:
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench")
+    prefix = f"bench-live-{uuid.uuid4().hex[:6]}."
+    server = RegistryServer(kafka, topic=f"{prefix}_schemas", port=0)
+    await server.start()
+    try:
+        async with RegistryClient(RegistrySettings(url=server.url)) as client:
+            await _live(kafka, Codec(client), Catalogue(prefix=prefix))
+    finally:
+        await server.stop()
+
+
+async def _live(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> None:
+    await apply_catalogue(kafka, catalogue)
+    rng = random.Random(7)
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    published = 0
+    samples: list[tuple[float, int, int]] = []  # seconds, published, applied
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = ProjectionRunner(kafka, codec, catalogue, MetricsProjection(), Path(tmp))
+        task = asyncio.create_task(runner.run())
+
+        def taken() -> int:
+            s = runner.status
+            return s.applied + s.duplicates + s.dead_lettered
+
+        try:
+            async with Publisher(kafka, codec, catalogue) as publisher:
+                await publisher.publish_many([_event(0, rng, t0)])  # topics and schemas warm
+                published = 1
+                await _until(lambda: taken() >= 1, 300)
+                began = time.perf_counter()
+                next_sample = 1.0
+                i = 1
+                while (now := time.perf_counter() - began) < LIVE_SECONDS:
+                    chunk = [_event(i + n, rng, t0) for n in range(1_000)]
+                    await publisher.publish_many(chunk)
+                    i += len(chunk)
+                    published += len(chunk)
+                    if now >= next_sample:
+                        samples.append((now, published, taken()))
+                        next_sample += 1.0
+                produced_s = time.perf_counter() - began
+                at_end = taken()
+                await _until(lambda: taken() >= published, 300)
+                drained_s = time.perf_counter() - began - produced_s
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    publish_rate = (published - 1) / produced_s
+    apply_rate = (at_end - 1) / produced_s
+    print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
+    print(f"  published (acked)   : {publish_rate:>9,.0f} records/s")
+    print(
+        f"  applied meanwhile   : {apply_rate:>9,.0f} records/s  (ratio {apply_rate / publish_rate:.2f})"
+    )
+    lags = [p - a for _, p, a in samples]
+    print(f"  lag each second     : {', '.join(f'{lag:,}' for lag in lags)}")
+    behind = published - at_end
+    print(f"  lag at the end {behind:,} records, drained {drained_s:.1f} s later", end="")
+    print(f" (catch-up {behind / drained_s:,.0f} records/s)" if drained_s > 0 else "")
+
+
 def rows() -> list[Row]:
     with kafka_bootstrap() as bootstrap:
         found = asyncio.run(_run(bootstrap))
@@ -168,6 +249,8 @@ def rows() -> list[Row]:
 def main() -> None:
     with kafka_bootstrap() as bootstrap:
         asyncio.run(_run(bootstrap))
+        if LIVE_SECONDS > 0:
+            asyncio.run(_live_with_registry(bootstrap))
 
 
 if __name__ == "__main__":

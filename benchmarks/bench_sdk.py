@@ -247,7 +247,8 @@ async def _tail_bench(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) 
 
     async def raw() -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
-                                    isolation_level="read_committed")  # fmt: skip
+                                    isolation_level="read_committed",
+                                    auto_offset_reset="earliest")  # fmt: skip
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in (await partitions(kafka, [topic]))[topic]]

@@ -11,6 +11,10 @@ Validation is strict (``"3"`` is not a number, ``0`` not a date-time) and bounde
 checked before parsing, see :mod:`connectors.gateway._validate`); a call for a service the worker
 does not know answers ``404`` listing the configured ones (when the extension is given them); a
 call too large to write answers ``413``, never ``503``.
+
+``GET /v1/calls/{call_id}``: the call's state and its history of outcomes, read from
+``calls.results`` (:mod:`streams.call_state`; the same shape as ``backbone calls show --json``);
+``404`` while the call has no outcome yet.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from connectors.gateway._validate import (
     too_deep,
     validate_strict,
 )
+from streams.call_state import call_history
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events import Event
@@ -161,6 +166,9 @@ _PUBLISHER = web.AppKey("backbone.calls.publisher", Publisher)
 #: The configured service names (when the extension was given them), for the OpenAPI document.
 SERVICES = web.AppKey("backbone.calls.services", tuple)
 _WAITER = web.AppKey("backbone.calls.waiter", ReplyWaiter)
+_CODEC = web.AppKey("backbone.calls.codec", Codec)
+#: The longest call id ``GET /v1/calls/{call_id}`` looks up.
+MAX_CALL_ID_CHARS = 200
 
 
 class InvalidCallError(ValueError):
@@ -214,6 +222,7 @@ def calls_extension(
         async with RegistryClient(registry) as client:
             codec = Codec(client)
             app[_WAITER] = ReplyWaiter(kafka, codec, catalogue.name("calls.results"))
+            app[_CODEC] = codec
             publisher = Publisher(kafka, codec, catalogue)
             await publisher.start(wait=False)  # Kafka down: 503 until it is back
             add_check(app, "calls publisher", publisher.problem)
@@ -293,6 +302,39 @@ def calls_extension(
             status=200,
         )
 
+    async def get_call(request: web.Request) -> web.Response:
+        """The call's state and history of outcomes (``backbone calls show --json``)."""
+        call_id = request.match_info["call_id"]
+        if not 0 < len(call_id) <= MAX_CALL_ID_CHARS or not call_id.isprintable():
+            return problem(
+                400,
+                "invalid_call_id",
+                f"a call id is 1 to {MAX_CALL_ID_CHARS} printable characters",
+            )
+        settings = request.app.get(SETTINGS)
+        timeout = settings.publish_timeout_s if settings is not None else 10.0
+        try:
+            async with asyncio.timeout(timeout):
+                states = await call_history(kafka, request.app[_CODEC], catalogue, {call_id})
+        except (TimeoutError, BackboneError) as exc:
+            reason = "no answer in time" if isinstance(exc, TimeoutError) else str(exc)
+            return problem(
+                503,
+                "kafka_unavailable",
+                f"the call's outcomes cannot be read now: {reason}",
+                headers={"Retry-After": "1"},
+            )
+        state = states[call_id]
+        if not state.found:
+            return problem(
+                404,
+                "unknown_call",
+                f"no outcome of call {call_id!r} in calls.results yet (a call still queued or "
+                "running has none)",
+                call_id=call_id,
+            )
+        return web.json_response(state.as_json())
+
     def extend(app: web.Application) -> None:
         if known is not None:
             app[SERVICES] = tuple(sorted(known))
@@ -306,5 +348,6 @@ def calls_extension(
             ("/v1/calls",),
         )
         app.router.add_post("/v1/calls", post_call)
+        app.router.add_get("/v1/calls/{call_id}", get_call)
 
     return extend

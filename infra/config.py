@@ -34,6 +34,8 @@ BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
 BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8 MiB)
 BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
 BACKBONE_GATEWAY_LINGER_MS         the gateway producer's linger (default 0 ms)
+BACKBONE_GATEWAY_WORKERS           gateway processes sharing its port (SO_REUSEPORT; default 1)
+BACKBONE_GATEWAY_EVENT_LOOP        ``uvloop`` (default) or ``asyncio``, for `backbone gateway`
 BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])
 BACKBONE_CONFIG                    a TOML file with the same keys, in lower case without prefix
 BACKBONE_WEBHOOK_SOURCES           inbound webhook sources as JSON:
@@ -149,6 +151,8 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_GATEWAY_MAX_BATCH": ("gateway", "max_batch_bytes"),
     "BACKBONE_GATEWAY_PUBLISH_TIMEOUT": ("gateway", "publish_timeout_s"),
     "BACKBONE_GATEWAY_LINGER_MS": ("gateway", "linger_ms"),
+    "BACKBONE_GATEWAY_WORKERS": ("gateway", "workers"),
+    "BACKBONE_GATEWAY_EVENT_LOOP": ("gateway", "event_loop"),
     "BACKBONE_WS_JWT_KEY": ("realtime", "jwt_key"),
     "BACKBONE_WS_JWT_SIGNING_KEY": ("realtime", "jwt_signing_key"),
     "BACKBONE_WS_JWT_ALGORITHMS": ("realtime", "jwt_algorithms"),

@@ -71,9 +71,15 @@ def webhooks_gateway_extension(settings: Settings) -> Callable[[web.Application]
     )
 
 
-def gateway_service(settings: Settings) -> Service:
-    """The HTTP gateway on ``BACKBONE_GATEWAY_HOST:PORT`` (127.0.0.1:8080 by default)."""
+def gateway_service(settings: Settings, *, reuse_port: bool = False) -> Service:
+    """The HTTP gateway on ``BACKBONE_GATEWAY_HOST:PORT`` (127.0.0.1:8080 by default): in this
+    process, or in ``BACKBONE_GATEWAY_WORKERS`` processes sharing the port (infra.gateway_workers)."""
     from connectors.gateway import GatewayService, build_gateway
+
+    if settings.gateway.workers > 1:
+        from infra.gateway_workers import GatewayWorkers
+
+        return GatewayWorkers(settings.gateway)
 
     app = build_gateway(
         settings.gateway,
@@ -82,7 +88,7 @@ def gateway_service(settings: Settings) -> Service:
         Catalogue(settings.kafka.topic_prefix),
         extensions=gateway_extensions(settings),
     )
-    return GatewayService(app, settings.gateway.host, settings.gateway.port)
+    return GatewayService(app, settings.gateway.host, settings.gateway.port, reuse_port=reuse_port)
 
 
 def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], None]]:

@@ -11,9 +11,12 @@ import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import NodeNotReadyError
+from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
 
 #: set on a batch once a produce request holding it went onto a live connection
 _SENT = "_backbone_sent"
@@ -108,3 +111,83 @@ async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
     producer._closed = True  # refuse late sends; also tells __del__ it was closed
     await producer._sender.close()  # no public way to abandon buffered batches
     await producer.client.close()
+
+
+# --- DescribeLogDirs (KIP-113): aiokafka has no request for it, nor an admin method --------------
+
+
+class _DescribeLogDirsResponseV1(Response):  # type: ignore[misc]  # untyped base class
+    API_KEY = 35
+    API_VERSION = 1
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "results",
+            Array(
+                ("error_code", Int16),
+                ("log_dir", String("utf-8")),
+                (
+                    "topics",
+                    Array(
+                        ("name", String("utf-8")),
+                        (
+                            "partitions",
+                            Array(
+                                ("partition_index", Int32),
+                                ("partition_size", Int64),
+                                ("offset_lag", Int64),
+                                ("is_future_key", Boolean),
+                            ),
+                        ),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+class _DescribeLogDirsRequestV1(RequestStruct):  # type: ignore[misc]  # untyped base class
+    API_KEY = 35
+    API_VERSION = 1
+    RESPONSE_TYPE = _DescribeLogDirsResponseV1
+    SCHEMA = Schema(
+        ("topics", Array(("topic", String("utf-8")), ("partitions", Array(Int32)))),
+    )
+
+
+class _DescribeLogDirsRequest(Request[_DescribeLogDirsRequestV1]):  # type: ignore[misc]  # untyped
+    API_KEY = 35
+
+    def __init__(self, topics: list[tuple[str, list[int]]]) -> None:
+        self._topics = topics
+
+    def build(
+        self, request_struct_class: type[_DescribeLogDirsRequestV1]
+    ) -> _DescribeLogDirsRequestV1:
+        return request_struct_class(self._topics)
+
+
+async def log_dir_sizes(
+    admin: AIOKafkaAdminClient, partitions: dict[str, list[int]]
+) -> dict[tuple[str, int], int]:
+    """Bytes on disk of each partition (its largest replica), asked of every broker.
+
+    Needs the admin client's connection to each broker (``_client``, ``_send_request_to_node``):
+    the public admin API has no way to send a request it does not know.
+    """
+    topics = [(topic, sorted(ps)) for topic, ps in partitions.items()]
+    client: Any = admin._client
+    sizes: dict[tuple[str, int], int] = {}
+    for broker in client.cluster.brokers():
+        response: Any = await admin._send_request_to_node(
+            broker.nodeId, _DescribeLogDirsRequest(topics)
+        )
+        for error_code, _dir, found, *_ in response.results:
+            if error_code:
+                continue  # an offline log dir: its replicas are reported by no one
+            for name, parts, *_ in found:
+                for index, size, _lag, future, *_ in parts:
+                    if not future:
+                        key = (name, index)
+                        sizes[key] = max(sizes.get(key, 0), size)
+    return sizes

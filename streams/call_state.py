@@ -7,7 +7,10 @@ of that partition (its newest ``scan_limit`` records), not a projection. The lat
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -60,6 +63,22 @@ class CallState:
         if not self.history:
             return "unknown"
         return _STATES.get(self.history[-1].event.event_type, "unknown")
+
+    def as_json(self) -> dict[str, Any]:
+        """The shape ``backbone calls show --json`` prints and ``GET /v1/calls/{id}`` answers."""
+        return {
+            "call_id": self.call_id,
+            "state": self.state,
+            "history": [
+                {
+                    "at": datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).isoformat(),
+                    "ref": f"{r.partition}/{r.offset}",
+                    "event_type": r.event.event_type,
+                    "event": json.loads(r.event.model_dump_json()),
+                }
+                for r in self.history
+            ],
+        }
 
 
 def partition_of(call_id: str, count: int) -> int:

@@ -65,6 +65,9 @@ class TopicFollower:
             client_id=f"{self._kafka.client_id}-follow",
             enable_auto_commit=False,
             group_id=None,
+            # must agree with the seek below: aiokafka's own reset of a fresh assignment can
+            # answer after the seek and be applied to it (projections/_rebuild.py, _start_at)
+            auto_offset_reset="latest" if self._from_end else "earliest",
             isolation_level="read_committed",
             **CONSUMER_BACKOFF,
         )

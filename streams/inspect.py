@@ -14,6 +14,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
+from streams._aiokafka_compat import log_dir_sizes
 from streams._kafka_errors import translate
 from streams._reader import reader
 from streams.admin import admin_client
@@ -30,6 +31,8 @@ class PartitionState:
     in_sync: tuple[int, ...]
     start_offset: int
     end_offset: int
+    #: Bytes on disk (its largest replica); None when the brokers did not say.
+    size_bytes: int | None = None
 
     @property
     def records(self) -> int:
@@ -87,6 +90,25 @@ def _overrides(entries: list[Any]) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+async def topic_sizes(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    """Bytes on disk of each existing topic of ``topics`` (one replica of each partition)."""
+    async with admin_client(kafka) as admin:
+        try:
+            described: list[dict[str, Any]] = await admin.describe_topics(topics)
+            found = {
+                t["topic"]: [p["partition"] for p in t["partitions"]]
+                for t in described
+                if t["error_code"] == 0
+            }
+            sizes = await log_dir_sizes(admin, found) if found else {}
+        except KafkaError as exc:
+            raise translate(exc, "describing the log dirs") from exc
+    totals = dict.fromkeys(found, 0)
+    for (topic, _), size in sizes.items():
+        totals[topic] += size
+    return totals
+
+
 async def describe_topic(kafka: KafkaSettings, topic: str) -> TopicState | None:
     """The topic's live state, or ``None`` when the cluster has no such topic."""
     async with admin_client(kafka) as admin:
@@ -97,6 +119,8 @@ async def describe_topic(kafka: KafkaSettings, topic: str) -> TopicState | None:
             responses = await admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, topic)]
             )
+            numbers = [p["partition"] for p in described[0]["partitions"]]
+            sizes = await log_dir_sizes(admin, {topic: numbers})
         except KafkaError as exc:
             raise translate(exc, f"describing {topic}") from exc
     overrides: dict[str, str] = {}
@@ -121,6 +145,7 @@ async def describe_topic(kafka: KafkaSettings, topic: str) -> TopicState | None:
                 tuple(p["isr"]),
                 starts[tp],
                 ends[tp],
+                sizes.get((topic, p["partition"])),
             )
             for p, tp in zip(parts, tps, strict=True)
         ),

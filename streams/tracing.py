@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind
 
@@ -40,11 +40,28 @@ def context_of(record_headers: Mapping[str, bytes]) -> Context:
     return propagate.extract(carrier)
 
 
+def recording() -> bool:
+    """Whether an SDK is installed (spans are recorded); without one every span is a no-op."""
+    return not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+    )
+
+
 @contextmanager
 def consumed(
     name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
 ) -> Iterator[Span]:
     """A CONSUMER span continuing the trace of a record (its parent is the record's producer)."""
+    if not recording():  # no span to make: only pass the record's context through, if any
+        if h.TRACEPARENT not in record_headers:
+            yield trace.INVALID_SPAN
+            return
+        token = context.attach(context_of(record_headers))
+        try:
+            yield trace.get_current_span()
+        finally:
+            context.detach(token)
+        return
     tracer = trace.get_tracer(TRACER)
     attributes = {"messaging.system": "kafka"}
     if topic is not None:

@@ -5,20 +5,25 @@
 Prometheus).
 """
 
-from agents.alerts._book import (
-    AlertBook,
-    OpenWindow,
-    Reading,
-    Track,
-    alert_id_of,
-    figures_value,
-    step,
-    window_value,
-)
-from agents.alerts._lag import consumer_lag
-from agents.alerts._log import AlertLog, AlertRecord
-from agents.alerts.rules import DEFAULT_RULES, AlertKind, AlertRule, AlertSettings
-from agents.alerts.service import AlertService, read_alert_log
+from typing import TYPE_CHECKING
+
+from streams._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from agents.alerts._book import (
+        AlertBook,
+        OpenWindow,
+        Reading,
+        Track,
+        alert_id_of,
+        figures_value,
+        step,
+        window_value,
+    )
+    from agents.alerts._lag import consumer_lag
+    from agents.alerts._log import AlertLog, AlertRecord
+    from agents.alerts.rules import DEFAULT_RULES, AlertKind, AlertRule, AlertSettings
+    from agents.alerts.service import AlertService, read_alert_log
 
 __all__ = [
     "DEFAULT_RULES",
@@ -39,3 +44,26 @@ __all__ = [
     "step",
     "window_value",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "AlertBook": "agents.alerts._book",
+        "OpenWindow": "agents.alerts._book",
+        "Reading": "agents.alerts._book",
+        "Track": "agents.alerts._book",
+        "alert_id_of": "agents.alerts._book",
+        "figures_value": "agents.alerts._book",
+        "step": "agents.alerts._book",
+        "window_value": "agents.alerts._book",
+        "consumer_lag": "agents.alerts._lag",
+        "AlertLog": "agents.alerts._log",
+        "AlertRecord": "agents.alerts._log",
+        "DEFAULT_RULES": "agents.alerts.rules",
+        "AlertKind": "agents.alerts.rules",
+        "AlertRule": "agents.alerts.rules",
+        "AlertSettings": "agents.alerts.rules",
+        "AlertService": "agents.alerts.service",
+        "read_alert_log": "agents.alerts.service",
+    },
+)

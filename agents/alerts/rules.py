@@ -90,67 +90,37 @@ class AlertRule(BaseModel):
         return self.service is None or self.service == subject
 
 
-#: Sensible defaults, used when the configuration names no rules.
-DEFAULT_RULES: tuple[AlertRule, ...] = (
+_W, _C = Severity.WARNING, Severity.CRITICAL
+#: Sensible defaults, used when the configuration names no rules. One row per rule: name, kind,
+#: raise_at, resolve_at, for_s, severity, min_calls (ratio kinds), description.
+_DEFAULTS: tuple[tuple[str, AlertKind, float, float, float, Severity, int, str], ...] = (
+    ("HighErrorRate", AlertKind.ERROR_RATE, 0.10, 0.05, 300, _W, 10,
+     "More than 10% of attempts fail."),
+    ("SlowCalls", AlertKind.LATENCY_P95, 5000, 4000, 300, _W, 1,
+     "95th percentile attempt latency above 5 s."),
+    ("LowAvailability", AlertKind.AVAILABILITY, 0.99, 0.995, 600, _C, 10,
+     "Fewer than 99% of attempts succeed."),
+    ("DeadLettersGrowing", AlertKind.DEAD_LETTERS, 1, 0.1, 300, _W, 1,
+     "Calls are being dead-lettered (per minute)."),
+    ("CircuitOpen", AlertKind.CIRCUIT_OPEN, 300, 1, 0, _C, 1,
+     "A circuit breaker has been open for more than 5 minutes."),
+    ("CostOverBudget", AlertKind.COST_PER_HOUR, 10, 8, 900, _W, 1,
+     "Spending more than 10 USD per hour on one service."),
+    ("ConsumerLag", AlertKind.CONSUMER_LAG, 10_000, 1_000, 300, _W, 1,
+     "A consumer group is more than 10,000 records behind."),
+)  # fmt: skip
+DEFAULT_RULES: tuple[AlertRule, ...] = tuple(
     AlertRule(
-        name="HighErrorRate",
-        kind=AlertKind.ERROR_RATE,
-        raise_at=0.10,
-        resolve_at=0.05,
-        for_s=300,
-        min_calls=10,
-        description="More than 10% of attempts fail.",
-    ),
-    AlertRule(
-        name="SlowCalls",
-        kind=AlertKind.LATENCY_P95,
-        raise_at=5000,
-        resolve_at=4000,
-        for_s=300,
-        description="95th percentile attempt latency above 5 s.",
-    ),
-    AlertRule(
-        name="LowAvailability",
-        kind=AlertKind.AVAILABILITY,
-        raise_at=0.99,
-        resolve_at=0.995,
-        for_s=600,
-        min_calls=10,
-        severity=Severity.CRITICAL,
-        description="Fewer than 99% of attempts succeed.",
-    ),
-    AlertRule(
-        name="DeadLettersGrowing",
-        kind=AlertKind.DEAD_LETTERS,
-        raise_at=1,
-        resolve_at=0.1,
-        for_s=300,
-        description="Calls are being dead-lettered (per minute).",
-    ),
-    AlertRule(
-        name="CircuitOpen",
-        kind=AlertKind.CIRCUIT_OPEN,
-        raise_at=300,
-        resolve_at=1,
-        severity=Severity.CRITICAL,
-        description="A circuit breaker has been open for more than 5 minutes.",
-    ),
-    AlertRule(
-        name="CostOverBudget",
-        kind=AlertKind.COST_PER_HOUR,
-        raise_at=10,
-        resolve_at=8,
-        for_s=900,
-        description="Spending more than 10 USD per hour on one service.",
-    ),
-    AlertRule(
-        name="ConsumerLag",
-        kind=AlertKind.CONSUMER_LAG,
-        raise_at=10_000,
-        resolve_at=1_000,
-        for_s=300,
-        description="A consumer group is more than 10,000 records behind.",
-    ),
+        name=name,
+        kind=kind,
+        raise_at=raise_at,
+        resolve_at=resolve_at,
+        for_s=for_s,
+        severity=severity,
+        min_calls=min_calls,
+        description=description,
+    )
+    for name, kind, raise_at, resolve_at, for_s, severity, min_calls, description in _DEFAULTS
 )
 
 

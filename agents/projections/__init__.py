@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from agents.projections.metrics import MetricsProjection
-from agents.projections.service import ProjectionService, projections, supervise
-from agents.projections.settings import ProjectionSettings
+from typing import TYPE_CHECKING
+
+from streams._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from agents.projections.metrics import MetricsProjection
+    from agents.projections.service import ProjectionService, projections, supervise
+    from agents.projections.settings import ProjectionSettings
 
 __all__ = [
     "MetricsProjection",
@@ -13,3 +18,14 @@ __all__ = [
     "projections",
     "supervise",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "MetricsProjection": "agents.projections.metrics",
+        "ProjectionService": "agents.projections.service",
+        "projections": "agents.projections.service",
+        "supervise": "agents.projections.service",
+        "ProjectionSettings": "agents.projections.settings",
+    },
+)

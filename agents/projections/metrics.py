@@ -139,12 +139,17 @@ class MetricsProjection(Projection):
         deletes: list[str] = []
         emits: list[MetricsWindow] = []
         open_keys: list[str] = list(state.get("open") or [])
-        if at > int(state.get("watermark") or 0):
-            # windows due by the new watermark close first, as the state was before this record
+        watermark = int(state.get("watermark") or 0)
+        if at > watermark:
             puts["watermark"] = at
-            tag = f"{received.topic}/{received.partition}/{received.offset}"
-            closed = self._close(state, open_keys, at, received.partition, tag, event.occurred_at)
-            open_keys, deletes, emits = closed.open_keys, closed.deletes, closed.emits
+            if self._due_epoch(at) != self._due_epoch(watermark):
+                # windows due by the new watermark close first, as the state was before this
+                # record (within one epoch no further window can be due: see _due_epoch)
+                tag = f"{received.topic}/{received.partition}/{received.offset}"
+                closed = self._close(
+                    state, open_keys, at, received.partition, tag, event.occurred_at
+                )
+                open_keys, deletes, emits = closed.open_keys, closed.deletes, closed.emits
         start = at - at % self.window_ms
         key = f"w/{event.service}/{start}"
         if key in deletes:  # a record of a window that just closed: it starts a correction
@@ -165,6 +170,13 @@ class MetricsProjection(Projection):
         if emits or key not in open_keys:
             puts["open"] = sorted({*open_keys, key})
         return Changes(puts=puts, deletes=deletes, emits=emits)
+
+    def _due_epoch(self, watermark_ms: int) -> int:
+        """Which aligned windows a watermark makes due: the window starting at ``s`` is due once
+        ``s <= watermark - window - grace``, so for starts that are multiples of the window the
+        set changes only when this number does. A window opened already due is a correction
+        (``late``), which only the wall-clock flush closes."""
+        return (watermark_ms - self.window_ms - self.grace_ms) // self.window_ms
 
     def flush(self, state: StateView, now_ms: int) -> Changes:
         """Close windows due by wall-clock time when no record moved the watermark past them."""

@@ -87,11 +87,11 @@ class FaustDeliveryWorker(DeliveryWorker):
             topic_disable_leader=True,
             datadir=self._datadir,
             processing_guarantee="at_least_once",
-            broker_commit_interval=0.5,
+            broker_commit_interval=self._settings.commit_interval_s,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             stream_wait_empty=False,
-            broker_session_timeout=10.0,
+            broker_session_timeout=self._settings.session_timeout_s,
             broker_heartbeat_interval=3.0,
         )
 

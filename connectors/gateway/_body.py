@@ -46,6 +46,12 @@ async def read_limited(request: web.Request, limit: int, timeout_s: float | None
     """The whole body, read chunk by chunk however it arrives; a body that grows past ``limit``
     is refused (413) as soon as it does, and one that does not arrive in full within
     ``timeout_s`` is refused (408): a slow trickle cannot hold a handler forever."""
+    content = request.content
+    if content.is_eof():  # the whole body came with the headers (the common case): no timer
+        whole = content.read_nowait()
+        if len(whole) > limit:
+            raise RefusedBodyError(too_large(limit))
+        return whole
     budget = timeout_s if timeout_s is not None else BODY_TIMEOUT_S
     body = bytearray()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from aiohttp import web
@@ -14,7 +15,8 @@ from streams.errors import BackboneError
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    # the pid says which process answered when several share the port (BACKBONE_GATEWAY_WORKERS)
+    return web.json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def _kafka_ok(request: web.Request) -> str | None:

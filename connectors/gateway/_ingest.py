@@ -49,6 +49,7 @@ from connectors.gateway._validate import (
     depth_problem,
     field_problems,
     long_problems,
+    may_exceed_long,
     too_deep,
     validate_strict,
 )
@@ -89,8 +90,8 @@ def accepted_types(settings: GatewaySettings, client: str | None) -> dict[str, t
 def _event_class(request: web.Request) -> type[Event] | web.Response:
     name = request.match_info["event_type"]
     settings = request.app[SETTINGS]
-    cls = configured_types(settings).get(name)
-    if cls is None:
+    cls = EVENT_TYPES.get(name)  # what configured_types() holds, without building it per request
+    if cls is None or (settings.event_types and name not in settings.event_types):
         return problem(404, "unknown_event_type", f"no event type {name!r} is accepted here")
     if not may_write(settings, request[CLIENT_ID], name):
         return problem(
@@ -131,7 +132,7 @@ def _build(
         if any(f["type"] == "json_invalid" for f in fields):
             return {"code": "invalid_json", "message": f"not JSON: {fields[0]['message']}"}
         return _invalid(fields, limit)
-    problems = long_problems(event)
+    problems = long_problems(event) if may_exceed_long(raw) else []
     if isinstance(event, CallRequested):
         problems += call_problems(event, catalogue)
     if problems:

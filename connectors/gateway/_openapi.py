@@ -147,7 +147,11 @@ _ENDPOINT: dict[str, Any] = {
 _CHECK: dict[str, Any] = {
     "type": "object",
     "required": ["status"],
-    "properties": {"status": {"type": "string"}, "checks": {"type": "array"}},
+    "properties": {
+        "status": {"type": "string"},
+        "checks": {"type": "array"},
+        "pid": {"type": "integer", "description": "the process that answered"},
+    },
 }
 
 
@@ -296,6 +300,61 @@ def _calls_path(
     }
 
 
+def _call_state_path(schemas: dict[str, Any]) -> dict[str, Any]:
+    from connectors.calls_api import MAX_CALL_ID_CHARS
+
+    schemas["CallState"] = {
+        "type": "object",
+        "required": ["call_id", "state", "history"],
+        "properties": {
+            "call_id": {"type": "string"},
+            "state": {
+                "type": "string",
+                "enum": ["succeeded", "failed", "retrying", "expired", "dead-lettered", "unknown"],
+            },
+            "history": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "ref", "event_type", "event"],
+                    "properties": {
+                        "at": {"type": "string", "format": "date-time"},
+                        "ref": {"type": "string", "description": "partition/offset"},
+                        "event_type": {"type": "string"},
+                        "event": {"type": "object"},
+                    },
+                },
+            },
+        },
+    }
+    return {
+        "get": {
+            "operationId": "show_call",
+            "summary": "A call's state and its outcomes so far (as `backbone calls show --json`)",
+            "parameters": [
+                {
+                    "name": "call_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CALL_ID_CHARS},
+                }
+            ],
+            "responses": {
+                "200": _ok("the call's state, read from `calls.results`", _ref("CallState")),
+                **_errors(
+                    400,
+                    401,
+                    404,
+                    429,
+                    503,
+                    s404="no outcome of this call yet (queued, running, or an unknown id)",
+                    s503="Kafka cannot be read now; retry",
+                ),
+            },
+        }
+    }
+
+
 def _endpoint_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     from connectors.webhooks._api import NewEndpoint, PatchEndpoint
 
@@ -434,10 +493,21 @@ def openapi_document(
     paths = _event_paths(event_types, catalogue, schemas, max_batch_lines)
     if "/v1/calls" in installed:
         paths["/v1/calls"] = _calls_path(catalogue, schemas, services)
+    if "/v1/calls/{call_id}" in installed:
+        paths["/v1/calls/{call_id}"] = _call_state_path(schemas)
     if "/v1/webhook-endpoints" in installed:
         paths.update(_endpoint_paths(schemas))
     if "/webhooks/{source}" in installed:
         paths["/webhooks/{source}"] = _inbound_path()
+    if "/openapi.json" in installed:
+        paths["/openapi.json"] = {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document (a bearer token adds the internal types it may write)",
+                "security": [],
+                "responses": {"200": _ok("the OpenAPI document", {"type": "object"})},
+            }
+        }
     if "/healthz" in installed:
         paths["/healthz"] = _probe("healthz", "the process answers", 200)
     if "/readyz" in installed:

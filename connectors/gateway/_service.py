@@ -10,10 +10,14 @@ from connectors.gateway._keys import SETTINGS
 class GatewayService:
     name = "gateway"
 
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
+    def __init__(
+        self, app: web.Application, host: str, port: int, *, reuse_port: bool = False
+    ) -> None:
         self._app = app
         self._host = host
         self._port = port
+        #: one of several processes on the same port (``SO_REUSEPORT``, infra.gateway_workers)
+        self._reuse_port = reuse_port
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
@@ -24,7 +28,7 @@ class GatewayService:
         timeout = settings.header_timeout_s if settings is not None else 15.0
         runner = web.AppRunner(self._app, access_log=None, keepalive_timeout=timeout)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
+        site = web.TCPSite(runner, self._host, self._port, reuse_port=self._reuse_port or None)
         try:
             await site.start()
         except BaseException:

@@ -31,6 +31,9 @@ Model = TypeVar("Model", bound=BaseModel)
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _OPENERS = frozenset(b"[{")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# An integer beyond Avro's long has at least 19 digits; an integral float that
+# :func:`validate_strict` reads as one has them too, or an exponent.
+_MAYBE_BIG = re.compile(rb"\d{19}|\d[eE][-+]?\d")
 
 
 def too_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
@@ -119,6 +122,12 @@ def _ints(value: Any, path: str) -> Iterator[tuple[str, int]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _ints(item, f"{path}.{index}" if path else str(index))
+
+
+def may_exceed_long(raw: bytes | str) -> bool:
+    """False when the JSON text cannot hold an integer beyond Avro's ``long``: then
+    :func:`long_problems` has nothing to find and the walk over the model is skipped."""
+    return _MAYBE_BIG.search(raw.encode() if isinstance(raw, str) else raw) is not None
 
 
 def long_problems(model: BaseModel) -> list[Problem]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from connectors._env_values import comma_pairs, comma_separated
 
 
 class GatewaySettings(BaseModel):
@@ -41,39 +43,32 @@ class GatewaySettings(BaseModel):
     #: e.g. ``("call.started", "monitoring.*")``). A client without a grant writes public types
     #: only, so a token configuration from before grants existed keeps working unchanged.
     grants: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    #: Gateway processes serving the one port (``SO_REUSEPORT``: the kernel spreads connections
+    #: over them), each with its own producer. 1: the gateway runs in the calling process.
+    workers: int = Field(default=1, ge=1, le=64)
+    #: The event loop of a process that runs only the gateway (``backbone gateway`` and its
+    #: workers): ``uvloop`` (falls back to asyncio where it is not installed) or ``asyncio``.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     @field_validator("tokens", mode="before")
     @classmethod
     def _parse_pairs(cls, value: Any) -> Any:
         """``client=token,client2=token2`` (how the environment variable spells it)."""
-        if not isinstance(value, str):
-            return value
-        pairs = [item.strip() for item in value.split(",") if item.strip()]
-        parsed = {}
-        for pair in pairs:
-            client, sep, token = pair.partition("=")
-            if not sep or not client.strip() or not token.strip():
-                raise ValueError("tokens are `client=token` pairs separated by commas")
-            parsed[client.strip()] = token.strip()
-        return parsed
+        return comma_pairs(value, "tokens are `client=token` pairs separated by commas")
 
     @field_validator("grants", mode="before")
     @classmethod
     def _parse_grants(cls, value: Any) -> Any:
         """``client=type|type2,client2=monitoring.*`` (how the environment variable spells it)."""
+        pairs = comma_pairs(value, "grants are `client=type|type2` entries separated by commas")
         if not isinstance(value, str):
-            return value
-        parsed: dict[str, tuple[str, ...]] = {}
-        for item in (i.strip() for i in value.split(",") if i.strip()):
-            client, sep, types = item.partition("=")
-            if not sep or not client.strip() or not types.strip():
-                raise ValueError("grants are `client=type|type2` entries separated by commas")
-            parsed[client.strip()] = tuple(t.strip() for t in types.split("|") if t.strip())
-        return parsed
+            return pairs
+        return {
+            client: tuple(t.strip() for t in types.split("|") if t.strip())
+            for client, types in pairs.items()
+        }
 
     @field_validator("event_types", mode="before")
     @classmethod
     def _parse_types(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
+        return comma_separated(value)

@@ -11,11 +11,16 @@ Register it on the gateway with ``extensions=[realtime_extension(settings.realti
 
 from __future__ import annotations
 
-from connectors.realtime._routes import realtime_extension
-from connectors.realtime.channels import KINDS, Channel, ChannelKind, parse_channel
-from connectors.realtime.protocol import CloseCode
-from connectors.realtime.settings import RealtimeSettings
-from connectors.realtime.tokens import Grant, mint, verify
+from typing import TYPE_CHECKING
+
+from streams._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from connectors.realtime._routes import realtime_extension
+    from connectors.realtime.channels import KINDS, Channel, ChannelKind, parse_channel
+    from connectors.realtime.protocol import CloseCode
+    from connectors.realtime.settings import RealtimeSettings
+    from connectors.realtime.tokens import Grant, mint, verify
 
 __all__ = [
     "KINDS",
@@ -29,3 +34,19 @@ __all__ = [
     "realtime_extension",
     "verify",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "realtime_extension": "connectors.realtime._routes",
+        "KINDS": "connectors.realtime.channels",
+        "Channel": "connectors.realtime.channels",
+        "ChannelKind": "connectors.realtime.channels",
+        "parse_channel": "connectors.realtime.channels",
+        "CloseCode": "connectors.realtime.protocol",
+        "RealtimeSettings": "connectors.realtime.settings",
+        "Grant": "connectors.realtime.tokens",
+        "mint": "connectors.realtime.tokens",
+        "verify": "connectors.realtime.tokens",
+    },
+)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from connectors.gateway import CATALOGUE, KAFKA, REGISTRY_CLIENT, problem
+from connectors.gateway import CATALOGUE, KAFKA, OPENAPI_PATHS, REGISTRY_CLIENT, problem
 from connectors.realtime._connection import Connection
 from connectors.realtime._fanout import FanOut
 from connectors.realtime.protocol import CloseCode
@@ -66,8 +67,38 @@ def realtime_extension(settings: RealtimeSettings) -> Callable[[web.Application]
         app.router.add_get("/ws", websocket)
         app.router.add_get("/", dashboard)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
+        app.setdefault(OPENAPI_PATHS, {}).update(OPENAPI)
 
     return extend
+
+
+_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+#: What ``/openapi.json`` says about these routes (the protocol itself is in docs/realtime.md).
+OPENAPI: dict[str, Any] = {
+    "/ws": {
+        "get": {
+            "operationId": "websocket",
+            "summary": "The websocket fan-out: authenticate with a JWT, subscribe to channels, "
+            "resume from a position (protocol and close codes: docs/realtime.md)",
+            "security": [],
+            "responses": {
+                "101": {"description": "switching to the websocket protocol"},
+                "400": {"description": "not a websocket handshake", "content": _ERROR_BODY},
+                "403": {"description": "`Origin` is not allowed", "content": _ERROR_BODY},
+            },
+        }
+    },
+    "/": {
+        "get": {
+            "operationId": "dashboard",
+            "summary": "The live integration dashboard (HTML, fed by `/ws`)",
+            "security": [],
+            "responses": {
+                "200": {"description": "the page", "content": {"text/html": {"schema": {}}}}
+            },
+        }
+    },
+}
 
 
 async def _fanout_lifecycle(app: web.Application) -> AsyncIterator[None]:

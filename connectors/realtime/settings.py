@@ -6,11 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-
-def _split(value: Any) -> Any:
-    if isinstance(value, str):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    return value
+from connectors._env_values import comma_separated
 
 
 class RealtimeSettings(BaseModel):
@@ -48,7 +44,7 @@ class RealtimeSettings(BaseModel):
     @field_validator("jwt_algorithms", "allowed_origins", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
-        return _split(value)
+        return comma_separated(value)
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -4,19 +4,24 @@ Both are plain, synchronous state machines driven by an injectable monotonic clo
 decisions can be unit tested without sleeping; the executor agent awaits the waits they return.
 """
 
-from connectors.resilience._breaker import (
-    BreakerPolicy,
-    BreakerSnapshot,
-    CircuitBreaker,
-    CircuitState,
-    StateChange,
-)
-from connectors.resilience._ratelimit import (
-    RateLimit,
-    RateLimitUpdate,
-    TokenBucket,
-    parse_retry_after,
-)
+from typing import TYPE_CHECKING
+
+from streams._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from connectors.resilience._breaker import (
+        BreakerPolicy,
+        BreakerSnapshot,
+        CircuitBreaker,
+        CircuitState,
+        StateChange,
+    )
+    from connectors.resilience._ratelimit import (
+        RateLimit,
+        RateLimitUpdate,
+        TokenBucket,
+        parse_retry_after,
+    )
 
 __all__ = [
     "BreakerPolicy",
@@ -29,3 +34,18 @@ __all__ = [
     "TokenBucket",
     "parse_retry_after",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "BreakerPolicy": "connectors.resilience._breaker",
+        "BreakerSnapshot": "connectors.resilience._breaker",
+        "CircuitBreaker": "connectors.resilience._breaker",
+        "CircuitState": "connectors.resilience._breaker",
+        "StateChange": "connectors.resilience._breaker",
+        "RateLimit": "connectors.resilience._ratelimit",
+        "RateLimitUpdate": "connectors.resilience._ratelimit",
+        "TokenBucket": "connectors.resilience._ratelimit",
+        "parse_retry_after": "connectors.resilience._ratelimit",
+    },
+)

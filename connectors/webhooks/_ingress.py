@@ -137,6 +137,11 @@ class WebhookIngress:
         limit = self.body_limit
         if request.content_length is not None and request.content_length > limit:
             raise _TooLargeError
+        if request.content.is_eof():  # all of it came with the headers: no timer needed
+            whole = request.content.read_nowait()
+            if len(whole) > limit:
+                raise _TooLargeError
+            return whole
         chunks: list[bytes] = []
         size = 0
         async with asyncio.timeout(BODY_TIMEOUT_S):  # a trickled body cannot hold a handler

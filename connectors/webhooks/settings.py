@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.webhooks._schedule import SVIX_DELAYS_S, RetrySchedule
-from connectors.webhooks._sender import SenderSettings
-from connectors.webhooks._ssrf import DestinationPolicy
+
+if TYPE_CHECKING:  # the sender imports aiohttp: the configuration must not pay for it
+    from connectors.webhooks._sender import SenderSettings
 
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
@@ -82,6 +83,17 @@ class DeliverySettings(BaseModel):
     allow_networks: tuple[str, ...] = ()
     #: Deliveries in flight per worker.
     concurrency: int = Field(default=256, ge=1)
+    #: Delivery records fetched ahead and in hand at once (aiokafka runtime; Faust takes batches
+    #: of ``concurrency``). Unset: 4 x ``concurrency``.
+    prefetch: int | None = Field(default=None, ge=1)
+    #: The most delivery records handled as one batch (aiokafka runtime). Unset: ``prefetch``.
+    batch: int | None = Field(default=None, ge=1)
+    #: How long a fetch waits for records to fill a batch (bounds the latency added per hop).
+    fetch_wait_ms: int = Field(default=50, ge=1, le=1000)
+    #: Seconds between offset commits.
+    commit_interval_s: float = Field(default=0.5, gt=0)
+    #: How soon the group notices a dead worker (a kill -9) and gives its partitions away.
+    session_timeout_s: float = Field(default=10.0, ge=6.0)
     #: Old secrets keep signing for this long after a rotation.
     rotation_grace_s: float = Field(default=24 * 3600, ge=0)
     #: Fact topics (logical names) whose events are offered to endpoints.
@@ -89,6 +101,26 @@ class DeliverySettings(BaseModel):
     group_id: str = "backbone-webhooks"
     #: ``aiokafka`` (consumer-group stage, like the call pipeline's default; faster) or ``faust``.
     runtime: Literal["faust", "aiokafka"] = "aiokafka"
+
+    @model_validator(mode="after")
+    def _batch_fits_the_prefetch(self) -> DeliverySettings:
+        if self.batch is not None and self.batch > self.in_hand:
+            raise ValueError(
+                f"webhooks.delivery.batch = {self.batch} is larger than the prefetch "
+                f"({self.in_hand}): a batch is taken from the records in hand; lower the batch "
+                f"or raise webhooks.delivery.prefetch"
+            )
+        return self
+
+    @property
+    def in_hand(self) -> int:
+        """Delivery records fetched ahead and in hand at once (``prefetch``, default 4 x
+        ``concurrency``)."""
+        return self.prefetch if self.prefetch is not None else 4 * self.concurrency
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch if self.batch is not None else self.in_hand
 
     @property
     def schedule(self) -> RetrySchedule:
@@ -99,6 +131,9 @@ class DeliverySettings(BaseModel):
         return len(self.retry_delays_s)
 
     def sender(self) -> SenderSettings:
+        from connectors.webhooks._sender import SenderSettings
+        from connectors.webhooks._ssrf import DestinationPolicy
+
         return SenderSettings(
             timeout_s=self.timeout_s,
             max_response_bytes=self.max_response_bytes,

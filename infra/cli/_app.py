@@ -269,6 +269,31 @@ def main(ctx: click.Context, debug: bool) -> None:
         _quiet_libraries()
 
 
+#: What ``backbone version`` reports: ours, then what we are built on.
+DISTRIBUTIONS = (
+    "backbone-streams",
+    "aiokafka",
+    "faust-streaming",
+    "fastavro",
+    "pydantic",
+    "aiohttp",
+)
+
+
+@main.command()
+def version() -> None:
+    """Print the installed versions of Backbone and the libraries it is built on."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    for name in DISTRIBUTIONS:
+        try:
+            found = installed(name)
+        except PackageNotFoundError:
+            found = "not installed"
+        click.echo(f"{name:<18} {found}")
+
+
 def settings() -> Settings:
     from infra.config import Settings, load_settings
 
@@ -285,9 +310,15 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine; its errors reach the one reporting path in :class:`BackboneGroup`."""
-    return asyncio.run(coro)
+def run(
+    coro: Coroutine[Any, Any, T],
+    *,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run a command's coroutine; its errors reach the one reporting path in :class:`BackboneGroup`.
+    ``loop_factory``: another event loop (``backbone gateway`` runs on uvloop)."""
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(coro)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:

@@ -98,15 +98,8 @@ def calls_show(call_id: str, as_json: bool) -> None:
             f"no outcome of call {call_id!r} in calls.results yet (a call still queued or "
             "running has none; check the id with `backbone tail calls.requests -o beginning`)"
         )
-    rows = [
-        {
-            "at": datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).isoformat(),
-            "ref": f"{r.partition}/{r.offset}",
-            "event_type": r.event.event_type,
-            "event": json.loads(r.event.model_dump_json()),
-        }
-        for r in state.history
-    ]
+    shown = state.as_json()
+    rows = shown["history"]
 
     def human() -> None:
         click.echo(f"call {call_id}: {state.state}")
@@ -119,7 +112,7 @@ def calls_show(call_id: str, as_json: bool) -> None:
             )
             click.echo(f"  {row['at']}  {row['ref']:<10} {row['event_type']:<22} {detail}")
 
-    emit({"call_id": call_id, "state": state.state, "history": rows}, as_json, human)
+    emit(shown, as_json, human)
 
 
 async def _resolved(cfg: Settings, codec: Codec, letters: list[DeadLetter]) -> set[str]:

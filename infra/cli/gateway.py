@@ -1,46 +1,83 @@
-"""``backbone gateway``: the HTTP gateway alone, in the foreground (``backbone up`` runs it too)."""
+"""``backbone gateway``: the HTTP gateway alone, in the foreground (``backbone up`` runs it too).
+
+With ``BACKBONE_GATEWAY_WORKERS`` > 1 this process starts and supervises that many gateway
+processes on the one port (:mod:`infra.gateway_workers`); each is this command with the hidden
+``--worker-of`` option.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import signal
+import sys
+from collections.abc import Callable
 
 import click
 
 from infra.cli._app import main, run, settings
 from infra.config import Settings
 from infra.logs import configure
-from infra.stack import gateway_service
+from infra.stack import StackFailedError, gateway_service, stop_on_fatal
 
 
-async def _serve(cfg: Settings) -> None:
+async def _serve(cfg: Settings, worker_of: int | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # A worker stops on SIGTERM only (from its parent, or the kernel when the parent dies): Ctrl-C
+    # reaches the whole process group, and the parent stopping its workers is the one path.
+    for sig in (signal.SIGTERM,) if worker_of is not None else (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = gateway_service(cfg)
+    failures: list[str] = []
+
+    def fatal(message: str) -> None:
+        if not failures:
+            click.echo(f"error     {message}", err=True)
+        failures.append(message)
+        stop.set()
+
+    stop_on_fatal(loop, fatal)
+    service = gateway_service(cfg, reuse_port=worker_of is not None)
     await service.start()
     # Everything allocated so far lives as long as the process: keep it out of the collector's
     # generations so collections during requests stay short (p99 latency).
     gc.collect()
     gc.freeze()
-    click.echo(f"gateway   {service.describe()}", err=True)
-    if not cfg.gateway.tokens:
-        click.secho(
-            "warning: no client tokens (BACKBONE_GATEWAY_TOKENS): every /v1/ request gets 401",
-            fg="yellow",
-            err=True,
-        )
+    if worker_of is not None:
+        sys.stdout.buffer.write(b"ready\n")  # to the parent (infra.gateway_workers)
+        sys.stdout.flush()
+    else:
+        click.echo(f"gateway   {service.describe()}", err=True)
+        if not cfg.gateway.tokens:
+            click.secho(
+                "warning: no client tokens (BACKBONE_GATEWAY_TOKENS): every /v1/ request gets 401",
+                fg="yellow",
+                err=True,
+            )
     try:
         await stop.wait()
     finally:
         await service.stop()
+    if failures:  # said above, when it happened
+        raise StackFailedError("the gateway stopped because a part of it failed (see above)")
+
+
+def _loop_factory(cfg: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop unless asked for asyncio (or not installed): measured cheaper per request."""
+    if cfg.gateway.event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 @main.command()
 @click.option("--port", type=int, default=None, help="Override BACKBONE_GATEWAY_PORT.")
-def gateway(port: int | None) -> None:
+@click.option("--worker-of", type=int, default=None, hidden=True)
+def gateway(port: int | None, worker_of: int | None) -> None:
     """Run the HTTP gateway against the configured cluster and registry; Ctrl-C stops it."""
     from infra.preflight import Listener, require_free
 
@@ -48,6 +85,12 @@ def gateway(port: int | None) -> None:
     cfg = settings()
     if port is not None:
         cfg = cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"port": port})})
-    setting = "--port" if port is not None else "BACKBONE_GATEWAY_PORT"
-    require_free([Listener("HTTP gateway", cfg.gateway.host, cfg.gateway.port, setting)])
-    run(_serve(cfg))
+    if worker_of is not None:
+        from infra.gateway_workers import die_with_parent
+
+        die_with_parent(worker_of)  # one of the processes of infra.gateway_workers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    else:
+        setting = "--port" if port is not None else "BACKBONE_GATEWAY_PORT"
+        require_free([Listener("HTTP gateway", cfg.gateway.host, cfg.gateway.port, setting)])
+    run(_serve(cfg, worker_of), loop_factory=_loop_factory(cfg))

@@ -61,18 +61,43 @@ def topics() -> None:
 @topics.command("list")
 @json_option
 @click.option("--markdown", is_flag=True, help="Render the catalogue for partner teams.")
-def list_(as_json: bool, markdown: bool) -> None:
+@click.option(
+    "--sizes", is_flag=True, help="Add each topic's size on disk (asks the cluster's brokers)."
+)
+def list_(as_json: bool, markdown: bool, sizes: bool) -> None:
     """List every topic the catalogue declares."""
     catalogue = _catalogue()
     if markdown:
         click.echo(render_markdown(catalogue), nl=False)
         return
+    on_disk: dict[str, int] = {}
+    if sizes:
+        from streams.inspect import topic_sizes
+
+        on_disk = run(topic_sizes(settings().kafka, [catalogue.name(s.name) for s in catalogue]))
+
+    def size_of(spec: TopicSpec) -> int | None:
+        return on_disk.get(catalogue.name(spec.name))
 
     def human() -> None:
         for s in catalogue:
-            click.echo(f"{catalogue.prefix}{s.name:<34} {s.role:<12} {s.partitions:>3}p  {s.key}")
+            size = f"  {_bytes(size_of(s))}" if sizes else ""
+            click.echo(
+                f"{catalogue.prefix}{s.name:<34} {s.role:<12} {s.partitions:>3}p  {s.key}{size}"
+            )
 
-    emit([_spec_dict(s) for s in catalogue], as_json, human)
+    rows = [_spec_dict(s) | ({"size_bytes": size_of(s)} if sizes else {}) for s in catalogue]
+    emit(rows, as_json, human)
+
+
+def _bytes(size: int | None) -> str:
+    """A size for people (``-``: not on the cluster)."""
+    if size is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
 
 
 def _retention(ms: int) -> str:
@@ -88,6 +113,7 @@ def _live_dict(state: TopicState) -> dict[str, Any]:
     return {
         "partitions": [{**dataclasses.asdict(p), "records": p.records} for p in state.partitions],
         "records": sum(p.records for p in state.partitions),
+        "size_bytes": _total_size(state),
         "config_overrides": state.overrides,
     }
 
@@ -103,19 +129,28 @@ def _print_spec(spec: TopicSpec, real: str) -> None:
     )
 
 
+def _total_size(state: TopicState) -> int | None:
+    sizes = [p.size_bytes for p in state.partitions]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
+
+
 def _print_live(state: TopicState) -> None:
     total = sum(p.records for p in state.partitions)
-    click.echo(f"live         {len(state.partitions)} partitions, {total} records (end - start)")
+    click.echo(
+        f"live         {len(state.partitions)} partitions, {total} records (end - start), "
+        f"{_bytes(_total_size(state))} on disk"
+    )
     overrides = ", ".join(f"{k}={v}" for k, v in state.overrides.items()) or "none"
     click.echo(f"overrides    {overrides}")
     click.echo(
-        f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':<10} {'ISR':<10} {'START':>9} {'END':>9}"
+        f"  {'PARTITION':>9} {'LEADER':>6} {'REPLICAS':<10} {'ISR':<10} {'START':>9} {'END':>9} "
+        f"{'SIZE':>10}"
     )
     for p in state.partitions:
         replicas, isr = ",".join(map(str, p.replicas)), ",".join(map(str, p.in_sync))
         click.echo(
             f"  {p.partition:>9} {p.leader:>6} {replicas:<10} {isr:<10} "
-            f"{p.start_offset:>9} {p.end_offset:>9}"
+            f"{p.start_offset:>9} {p.end_offset:>9} {_bytes(p.size_bytes):>10}"
         )
 
 

@@ -89,6 +89,7 @@ class KafkaLog:
             client_id=f"{self.kafka.client_id}-registry",
             group_id=None,
             enable_auto_commit=False,
+            auto_offset_reset="earliest",  # a late default ("latest") reset would skip the log
             isolation_level="read_committed",
         )
         count = 0

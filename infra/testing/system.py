@@ -11,7 +11,12 @@ import shutil
 import pytest
 
 #: program -> the Debian package that provides it
-PACKAGES = {"chromium": "chromium", "prometheus": "prometheus", "promtool": "prometheus"}
+PACKAGES = {
+    "chromium": "chromium",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "node": "nodejs",
+}
 
 
 def require_program(program: str) -> str:

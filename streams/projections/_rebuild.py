@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams._aiokafka_compat import close_producer
@@ -26,10 +26,12 @@ from streams._kafka_errors import translate
 from streams.admin import partitions
 from streams.codec import Codec
 from streams.connection import client_options
+from streams.errors import BackboneError
 from streams.events import Event
-from streams.projections._model import Projection
+from streams.projections._model import JSON, SEEN_PREFIX, Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
-from streams.projections._store import SqliteStore, encode
+from streams.projections._store import SqliteStore
+from streams.projections.errors import ApplyFailed, ProjectionError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -86,7 +88,7 @@ async def rebuild(
     live = store_path(store_dir, projection.name)
     fresh_path = live.with_name(f"{projection.name}.rebuild.sqlite")
     _remove(fresh_path)
-    fresh = SqliteStore(fresh_path)
+    fresh = SqliteStore(fresh_path, durable=False)  # a crash discards it: no journal, no fsync
     # the runner's own apply path (dedupe, checkpoint key), without Kafka clients
     applier = ProjectionRunner(kafka, codec, catalogue, projection, store_dir, dead_letters=False)
     applier._store = fresh
@@ -96,56 +98,56 @@ async def rebuild(
         client_id=f"{kafka.client_id}-rebuild",
         enable_auto_commit=False,
         isolation_level="read_committed",
+        # the fetcher resets a freshly assigned partition by this strategy on its own; an answer
+        # arriving after our seek would be taken for it (see _start_at), so it must agree
+        auto_offset_reset="earliest",
         max_poll_records=batch,
         request_timeout_ms=kafka.request_timeout_ms,
     )
+    views: dict[int, _MemoryView] = {}
     records = 0
     try:
-        await consumer.start()
-        found = await partitions(kafka, sources)
-        tps = [TopicPartition(t, p) for t in sources for p in found[t]]
-        consumer.assign(tps)
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-        if since_ms is None:
-            await consumer.seek_to_beginning(*tps)
-            starts = dict(begins)
-        else:
-            times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-            starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
-            for tp, offset in starts.items():
-                consumer.seek(tp, offset)
-        total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
-        todo = {tp for tp in tps if starts[tp] < ends[tp]}
-        while todo:
-            fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
-            views: dict[int, TaskView] = {}
-            for tp, recs in fetched.items():
-                for record in recs:
-                    if record.offset >= ends[tp]:
-                        continue
-                    view = views.get(tp.partition) or views.setdefault(
-                        tp.partition, TaskView(fresh, tp.partition)
-                    )
-                    for event in await applier.apply_record(view, record):
-                        if on_emit is not None:
-                            on_emit(event)
-                    records += 1
-            fresh.commit_many({t: v.pending for t, v in views.items()}, {})
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    todo.discard(tp)
-            if progress is not None:
-                progress(Progress(records, total, time.perf_counter() - began))
-    except KafkaError as exc:
-        fresh.close()
-        raise translate(exc, f"rebuilding projection {projection.name}") from exc
+        try:
+            await consumer.start()
+            found = await partitions(kafka, sources)
+            tps = [TopicPartition(t, p) for t in sources for p in found[t]]
+            consumer.assign(tps)
+            begins = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            if since_ms is None:
+                starts = dict(begins)
+            else:
+                times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+                starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
+            await _start_at(consumer, starts)
+            total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
+            todo = {tp for tp in tps if starts[tp] < ends[tp]}
+            while todo:
+                fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
+                for tp, recs in fetched.items():
+                    view = views.get(tp.partition)
+                    if view is None:
+                        view = views[tp.partition] = _MemoryView(fresh, tp.partition)
+                    records += await _apply_all(applier, view, recs, ends[tp], on_emit)
+                for tp in list(todo):
+                    if await consumer.position(tp) >= ends[tp]:
+                        todo.discard(tp)
+                if progress is not None:
+                    progress(Progress(records, total, time.perf_counter() - began))
+        except KafkaError as exc:
+            raise translate(exc, f"rebuilding projection {projection.name}") from exc
+        finally:
+            await consumer.stop()
+        window = projection.dedupe_window_ms
+        for view in views.values():
+            view.forget_expired(window)
+        fresh.commit_many({t: v.pending for t, v in views.items()}, {})
+        views.clear()
+        keys = fresh.count()
+        if swap:
+            await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
     finally:
-        await consumer.stop()
-    keys = sum(1 for _ in fresh.items())
-    if swap:
-        await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
-    fresh.close()
+        fresh.close()
     if swap:
         _swap(fresh_path, live)
     counts = applier._uncommitted
@@ -158,6 +160,77 @@ async def rebuild(
         time.perf_counter() - began,
         live if swap else fresh_path,
     )
+
+
+class _MemoryView(TaskView):
+    """A task of a rebuild: the fresh store starts empty, so the whole state lives in ``pending``
+    (no store reads) and is written once, at the end, in one transaction."""
+
+    def get(self, key: str) -> JSON | None:
+        return self.pending.get(key)
+
+    def forget_expired(self, window_ms: int | None) -> None:
+        """Drop remembered event ids the live runner would have evicted by now."""
+        if window_ms is None:
+            return
+        seen = [(k, v) for k, v in self.pending.items() if k.startswith(SEEN_PREFIX) and v]
+        if seen:
+            before = max(v["expires_ms"] for _, v in seen) - window_ms
+            for key, value in seen:
+                if value["expires_ms"] < before:
+                    del self.pending[key]
+
+
+async def _apply_all(
+    applier: ProjectionRunner,
+    view: TaskView,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    on_emit: Callable[[Event], None] | None,
+) -> int:
+    """Apply a fetched run of one partition's records below ``end``; how many were taken.
+
+    The runner's per-record steps inlined in one loop: decoding awaits only for a schema id
+    not seen before, and a failure is counted, not dead-lettered (the live run did that).
+    """
+    count = 0
+    decode_cached = applier._codec.decode_cached
+    for record in records:
+        if record.offset >= end:
+            break
+        count += 1
+        if not applier.advance(view, record):
+            continue
+        try:
+            event = decode_cached(record.value or b"") or await applier.decode(record)
+        except BackboneError as exc:
+            if exc.retriable:
+                raise
+            applier._uncommitted["dead_lettered"] += 1
+            continue
+        outcome = applier.apply_event(view, record, event)
+        if isinstance(outcome, ApplyFailed):
+            applier._uncommitted["dead_lettered"] += 1
+        elif on_emit is not None:
+            for emitted in outcome:
+                on_emit(emitted)
+    return count
+
+
+async def _start_at(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+    """Position every partition at an explicit offset, and check it holds.
+
+    Not ``seek_to_beginning``: right after ``assign`` aiokafka's fetcher sends its own offset
+    lookup (by ``auto_offset_reset``), and if that answer lands after ``seek_to_beginning`` it
+    is applied to the pending reset; with the default ``latest`` the rebuild started at the end
+    and swapped in an empty store. An explicit ``seek`` clears the pending reset, so a late
+    answer is ignored.
+    """
+    for tp, offset in starts.items():
+        consumer.seek(tp, offset)
+    for tp, offset in starts.items():
+        if (at := await consumer.position(tp)) != offset:
+            raise ProjectionError(f"rebuild of {tp.topic}/{tp.partition} at {at}, not {offset}")
 
 
 def _remove(path: Path) -> None:
@@ -181,7 +254,7 @@ def _keys_of(path: Path) -> set[tuple[int, str]]:
         return set()
     store = SqliteStore(path)
     try:
-        return {(t, k) for t, k, _ in store.items()}
+        return {(t, k) for t, k, _ in store.rows()}
     finally:
         store.close()
 
@@ -205,13 +278,13 @@ async def _rewrite_changelog(
         async with producer.transaction():
             futures = []
             new_keys = set()
-            for task, key, value in fresh.items():
+            for task, key, text in fresh.rows():  # the JSON text the runner would write
                 new_keys.add((task, key))
                 futures.append(
                     (
                         task,
                         await producer.send(
-                            changelog, encode(value).encode(), key=key.encode(), partition=task
+                            changelog, text.encode(), key=key.encode(), partition=task
                         ),
                     )
                 )

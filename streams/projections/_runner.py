@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,9 @@ from aiokafka import (
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError
+from opentelemetry import trace
 
+from streams import headers as h
 from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
@@ -53,8 +55,10 @@ from streams.projections._store import SqliteStore, decode, encode
 from streams.projections.errors import ApplyFailed, RestoreFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
+_TRACER = trace.get_tracer("backbone.streams")
 
 
 @dataclass
@@ -64,16 +68,29 @@ class TaskView:
     store: SqliteStore
     task: int
     pending: dict[str, JSON | None] = field(default_factory=dict)
+    #: values read from the store during this batch (None: absent), so each key costs one read
+    read: dict[str, JSON | None] = field(default_factory=dict)
 
     def get(self, key: str) -> JSON | None:
         if key in self.pending:
             return self.pending[key]
-        return self.store.get(self.task, key)
+        if key in self.read:
+            return self.read[key]
+        value = self.read[key] = self.store.get(self.task, key)
+        return value
 
     def write(self, changes: Changes) -> None:
         self.pending.update(changes.puts)
         for key in changes.deletes:
             self.pending[key] = None
+
+    def checkpoint(self) -> dict[str, int]:
+        """The task's source offsets, as a pending write this view owns (updated in place)."""
+        found = self.pending.get(CHECKPOINT_KEY)
+        if found is None:
+            found = dict(self.get(CHECKPOINT_KEY) or {})
+            self.pending[CHECKPOINT_KEY] = found
+        return found
 
 
 @dataclass
@@ -245,18 +262,40 @@ class ProjectionRunner:
         checkpoint[record.topic] = record.offset + 1
         view.pending[CHECKPOINT_KEY] = checkpoint
         try:
-            data = record.value or b""
-            event = self._codec.decode_cached(data) or await self._codec.decode(data)
+            event = await self.decode(record)
         except BackboneError as exc:
             if exc.retriable:
                 raise
             await self._dead_letter(record, exc)
             return []
+        outcome = self.apply_event(view, record, event)
+        if isinstance(outcome, ApplyFailed):
+            await self._dead_letter(record, outcome)
+            return []
+        return list(outcome)
+
+    def advance(self, view: TaskView, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Move the task's checkpoint past ``record``; False if it was already applied."""
+        checkpoint = view.get(CHECKPOINT_KEY) or {}
+        if record.offset < checkpoint.get(record.topic, 0):
+            self._uncommitted["duplicates"] += 1
+            return False
+        view.checkpoint()[record.topic] = record.offset + 1
+        return True
+
+    async def decode(self, record: ConsumerRecord[bytes, bytes]) -> Event:
+        data = record.value or b""
+        return self._codec.decode_cached(data) or await self._codec.decode(data)
+
+    def apply_event(
+        self, view: TaskView, record: ConsumerRecord[bytes, bytes], event: Event
+    ) -> Sequence[Event] | ApplyFailed:
+        """Apply a decoded record (dedupe by event id included): its emits, or why it failed."""
         window = self.projection.dedupe_window_ms
         seen_key = f"{SEEN_PREFIX}{event.event_id}"
         if window is not None and view.get(seen_key) is not None:
             self._uncommitted["duplicates"] += 1
-            return []
+            return ()
         received = Received(
             event=event,
             topic=record.topic,
@@ -269,14 +308,13 @@ class ProjectionRunner:
         try:
             changes = self.projection.apply(view, received)
         except Exception as exc:  # any bug in apply: the record goes to its dead letter
-            await self._dead_letter(record, ApplyFailed(f"{type(exc).__name__}: {exc}"))
-            return []
+            return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
             occurred_ms = int(event.occurred_at.timestamp() * 1000)
             view.pending[seen_key] = {"expires_ms": occurred_ms + window}
         self._uncommitted["applied"] += 1
-        return list(changes.emits)
+        return changes.emits
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BackboneError
@@ -334,21 +372,8 @@ class ProjectionRunner:
                 offsets[TopicPartition(topic, view.task)] = offset
         last: dict[int, Any] = {}
         try:
-            async with producer.transaction():
-                for view in views.values():
-                    for key, value in view.pending.items():
-                        body = None if value is None else encode(value).encode()
-                        last[view.task] = await producer.send(
-                            self._changelog, body, key=key.encode(), partition=view.task
-                        )
-                for event in emits:
-                    topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
-                    value = self._codec.encode_cached(event, topic) or await self._codec.encode(
-                        event, topic
-                    )
-                    await producer.send(topic, value, key=event.key())
-                if offsets:
-                    await producer.send_offsets_to_transaction(offsets, self.group_id)
+            with _TRACER.start_as_current_span(f"projection.checkpoint {self.projection.name}"):
+                await self._send_checkpoint(producer, views, emits, offsets, last)
         except KafkaError as exc:
             raise translate(exc, f"checkpointing projection {self.projection.name}") from exc
         positions = {task: (await fut).offset + 1 for task, fut in last.items()}
@@ -358,6 +383,31 @@ class ProjectionRunner:
         self.status.duplicates += self._uncommitted["duplicates"]
         self.status.dead_lettered += self._uncommitted["dead_lettered"]
         self._uncommitted.clear()
+
+    async def _send_checkpoint(
+        self,
+        producer: AIOKafkaProducer,
+        views: dict[int, TaskView],
+        emits: list[Event],
+        offsets: dict[TopicPartition, int],
+        last: dict[int, Any],
+    ) -> None:
+        """One transaction: the changelog writes, the emitted events, the source offsets."""
+        async with producer.transaction():
+            for view in views.values():
+                for key, value in view.pending.items():
+                    body = None if value is None else encode(value).encode()
+                    last[view.task] = await producer.send(
+                        self._changelog, body, key=key.encode(), partition=view.task
+                    )
+            for event in emits:
+                topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
+                value = self._codec.encode_cached(event, topic) or await self._codec.encode(
+                    event, topic
+                )
+                await producer.send(topic, value, key=event.key(), headers=_headers(event, value))
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, self.group_id)
 
     # --- assignment and restore -----------------------------------------------------------------
 
@@ -426,6 +476,17 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
     finally:
         await consumer.stop()
     return count
+
+
+def _headers(event: Event, value: bytes) -> list[tuple[str, bytes]]:
+    """The headers :class:`streams.Publisher` sets: event type, schema id, trace context."""
+    out = [
+        (h.EVENT_TYPE, event.event_type.encode()),
+        (h.SCHEMA_ID, str(int.from_bytes(value[1:5], "big")).encode()),
+    ]
+    if traceparent := event.traceparent or current_traceparent():
+        out.append((h.TRACEPARENT, traceparent.encode()))
+    return out
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped base class

@@ -43,13 +43,19 @@ def decode(text: str | bytes) -> JSON:
 class SqliteStore:
     """State rows and changelog positions of one projection, per task."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        """``durable=False`` (a rebuild's fresh file, discarded if the rebuild does not finish):
+        no journal, no fsync; nothing may read it until it is closed."""
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            if durable:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            else:
+                self._db.execute("PRAGMA journal_mode=OFF")
+                self._db.execute("PRAGMA synchronous=OFF")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open the projection store {path}: {exc}") from exc
@@ -72,6 +78,17 @@ class SqliteStore:
             args.append(task)
         for t, k, v in self._db.execute(sql + " ORDER BY task, key", args):
             yield t, k, decode(v)
+
+    def rows(self, task: int | None = None) -> Iterator[tuple[int, str, str]]:
+        """``(task, key, value as JSON text)`` rows in key order, without decoding them."""
+        sql = "SELECT task, key, value FROM state"
+        args: tuple[int, ...] = ()
+        if task is not None:
+            sql, args = sql + " WHERE task = ?", (task,)
+        yield from self._db.execute(sql + " ORDER BY task, key", args)
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM state").fetchone()[0])
 
     def tasks(self) -> list[int]:
         return [t for (t,) in self._db.execute("SELECT DISTINCT task FROM state ORDER BY task")]
@@ -135,4 +152,7 @@ def _rows(task: int, rows: Mapping[str, JSON | None]) -> Iterable[tuple[int, str
         if value is None:
             continue
         expires = value.get("expires_ms") if isinstance(value, dict) else None
-        yield task, key, encode(value), expires if isinstance(expires, int) else None
+        if type(expires) is int and len(value) == 1:  # a remembered event id: most rows
+            yield task, key, f'{{"expires_ms":{expires}}}', expires  # what encode() writes
+        else:
+            yield task, key, encode(value), expires if isinstance(expires, int) else None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,21 +14,11 @@ from streams import Publisher
 from streams.codec import Codec
 from streams.events import event_class
 from streams.events.common import DeadLetterEnvelope, DeadLetterReason
-from streams.settings import KafkaSettings, RegistrySettings
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration._cli import backbone, cli_env, one_error_line
+from tests.integration._cli import backbone, one_error_line
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
 
 
 def _request(call_id: str) -> object:

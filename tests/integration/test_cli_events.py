@@ -17,22 +17,11 @@ from streams import Publisher, Subscriber, headers
 from streams.codec import Codec
 from streams.events import Event
 from streams.producer import Coordinates
-from streams.settings import KafkaSettings, RegistrySettings
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration._events import call_requested, call_requested_json
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings, schema_registry: RegistrySettings, catalogue: Catalogue
-) -> dict[str, str]:
-    return {
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
-        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-    }
 
 
 async def _cli(env: dict[str, str], *args: str) -> Result:

@@ -4,25 +4,12 @@ and every other command take the one time syntax."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from streams.settings import KafkaSettings, RegistrySettings
-from streams.topics import Catalogue
-from tests.integration._cli import backbone, cli_env
+from tests.integration._cli import backbone
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
 
 
 async def test_produce_accepts_the_payload_as_an_object(env: dict[str, str]) -> None:

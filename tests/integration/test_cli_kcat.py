@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -19,22 +18,12 @@ from streams import Publisher, Subscriber
 from streams.codec import Codec
 from streams.events import Event
 from streams.producer import Coordinates
-from streams.settings import KafkaSettings, RegistrySettings
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration._cli import backbone, cli_env
+from tests.integration._cli import backbone
 from tests.integration._events import call_requested
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
 
 
 async def _publish(
@@ -185,6 +174,16 @@ async def test_topics_describe_shows_live_cluster_state(
     assert data["records"] == len(sent)
     assert all(p["leader"] >= 0 for p in data["partitions"])
     assert data["config_overrides"]["retention.ms"] == str(spec.retention_ms)
+    # sizes on disk (DescribeLogDirs): every partition written to holds bytes
+    written = [p for p in data["partitions"] if p["end_offset"] > p["start_offset"]]
+    assert written
+    assert all(p["size_bytes"] > 0 for p in written)
+    assert data["size_bytes"] == sum(p["size_bytes"] for p in data["partitions"])
+    listed = await backbone(env, "topics", "list", "--sizes", "--json")
+    assert listed.returncode == 0, listed.stderr
+    sizes = {row["name"]: row["size_bytes"] for row in json.loads(listed.stdout)}
+    assert sizes["calls.requests"] == data["size_bytes"]
+    assert sizes["calls.results"] == 0  # exists, empty
 
     human = await backbone(env, "topics", "describe", "calls.requests")
     assert "retention 30d" in human.stdout or "retention" in human.stdout

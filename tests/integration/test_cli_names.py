@@ -14,16 +14,6 @@ from tests.integration._cli import backbone, cli_env, one_error_line
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
-
-
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

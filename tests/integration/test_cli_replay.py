@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -19,21 +18,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from infra.testing.pytest_plugin import NewConsumer, NewTopic, unique
 from streams import headers
 from streams.inspect import describe_topic
-from streams.settings import KafkaSettings, RegistrySettings
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration._cli import backbone, cli_env, one_error_line
+from tests.integration._cli import backbone, one_error_line
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(
-    kafka_settings: KafkaSettings,
-    schema_registry: RegistrySettings,
-    catalogue: Catalogue,
-    tmp_path: Path,
-) -> dict[str, str]:
-    return cli_env(kafka_settings, schema_registry, catalogue, tmp_path)
 
 
 async def _fill(producer: AIOKafkaProducer, topic: str, count: int, partitions: int) -> None:

@@ -75,3 +75,18 @@ async def test_fail_buffered_tells_records_already_sent_from_records_never_sent(
         with pytest.raises(KafkaUnavailableError, match="withdrawn"):
             future.result()
     await producer.stop()
+
+
+async def test_describe_log_dirs_rides_on_the_admin_clients_private_connection() -> None:
+    """log_dir_sizes sends its own request through these (aiokafka has no DescribeLogDirs)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from streams._aiokafka_compat import _DescribeLogDirsRequest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9")
+    assert callable(admin._send_request_to_node)
+    assert hasattr(admin._client, "cluster")
+    # the negotiated version picks our v1 struct, and it encodes (KIP-896 removed v0 in Kafka 4)
+    request = _DescribeLogDirsRequest([("t", [0, 1])]).prepare({35: (1, 4)})
+    assert request.API_VERSION == 1
+    assert request.encode().startswith(b"\x00\x00\x00\x01\x00\x01t")

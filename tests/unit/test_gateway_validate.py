@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from agents.settings import WorkerSettings
 from agents.worker import consumer_groups
 from connectors.gateway._ingest import accepted_types, may_write
-from connectors.gateway._validate import too_deep, validate_strict
+from connectors.gateway._validate import (
+    long_problems,
+    may_exceed_long,
+    too_deep,
+    validate_strict,
+)
 from connectors.gateway.settings import GatewaySettings
 from streams.events import EVENT_TYPES
 from streams.topics import PUBLIC_EVENT_TYPES, is_internal
@@ -73,3 +80,26 @@ def test_endpoint_urls_are_normalised_and_hosts_must_be_names() -> None:
     for bad in ("http://g*", "ftp://x.example/", "http://"):
         with pytest.raises(WebhookError):
             normalise_url(bad)
+
+
+@given(st.one_of(st.integers(), st.integers(-(2**70), 2**70).map(float)))
+def test_the_long_precheck_never_skips_an_integer_avro_cannot_carry(number: int | float) -> None:
+    """``may_exceed_long`` lets the gateway skip the walk over the model: it must be True
+    whenever the walk would find something (integers, and integral floats read as integers)."""
+    cls = EVENT_TYPES["call.requested"]
+    body = {
+        "call_id": "c",
+        "service": "s",
+        "operation": "o",
+        "payload": "{}",
+        "idempotency_key": "k",
+        "attempt": number,
+    }
+    raw = json.dumps(body).encode()
+    try:
+        event = validate_strict(cls, raw)
+    except ValidationError:
+        return  # refused anyway (not an integer)
+    if long_problems(event):
+        assert may_exceed_long(raw)
+    assert not may_exceed_long(json.dumps({**body, "attempt": 3}))  # the common case: skipped

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
 from typing import TypedDict
 
 from infra.cli._app import COMMANDS
@@ -79,3 +80,40 @@ def test_no_command_imports_faust() -> None:
 def test_the_faust_runtime_still_imports_faust_when_chosen() -> None:
     result = _modules_after("from agents.app import create_app\nimport agents._faust_calls")
     assert "faust" in result["loaded"]
+
+
+def test_reading_the_configuration_loads_no_client_library() -> None:
+    """Every command reads the settings; the connector packages they live in import their
+    servers and clients only on first use (issue 14, item 12)."""
+    result = _modules_after("import infra.config\ninfra.config.load_settings({})")
+    assert [m for m in result["loaded"] if m != "pydantic"] == []
+
+
+def test_lazy_packages_still_export_their_names() -> None:
+    result = _modules_after(
+        "from connectors.gateway import build_gateway, GatewayService, SETTINGS, problem\n"
+        "from agents.alerts import AlertService\n"
+        "from connectors.webhooks import WebhookSender\n"
+        "import connectors.gateway\n"
+        "assert 'build_gateway' in dir(connectors.gateway)\n"
+        "try:\n    connectors.gateway.nothing_of_that_name\n"
+        "except AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')"
+    )
+    assert "aiohttp" in result["loaded"]
+
+
+def test_backbone_version_names_our_version_and_imports_nothing_heavy() -> None:
+    result = _modules_after(
+        "from infra.cli import main\n"
+        "try:\n    main(['version'], standalone_mode=False)\nexcept SystemExit:\n    pass"
+    )
+    assert result["loaded"] == []
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:2] == ["backbone-streams", metadata.version("backbone-streams")]

@@ -30,9 +30,10 @@ from tests.integration.calls._support import (
 pytestmark = pytest.mark.integration
 
 
-def settings(catalogue: Catalogue, open_wait_s: float) -> WorkerSettings:
+def settings(catalogue: Catalogue, open_wait_s: float, runtime: str = "aiokafka") -> WorkerSettings:
     return WorkerSettings(
         group_id=f"{catalogue.prefix}calls",
+        runtime=runtime,
         retry=RetryPolicy(delays_s=(0.3, 0.3, 0.3)),
         breaker=BreakerPolicy(
             window_s=30,
@@ -67,15 +68,21 @@ def transitions(reader: TopicReader) -> list[tuple[str, str]]:
     ]
 
 
+# Not parametrised by runtime yet: on the Faust runtime one run made 10 provider attempts for these
+# 4 calls (4 failures + 6 successes, with the expected transitions), where 8 are expected: two calls
+# may have run twice. Open defect, not yet understood (see the session's closing note).
+@pytest.mark.parametrize("runtime", ["aiokafka"])
 async def test_breaker_opens_half_opens_and_closes(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     svc = ScriptedService("svc")
     svc.broken = True
     reqs = [request("svc") for _ in range(4)]
     await publish(kafka_settings, codec, catalogue, reqs)
     async with (
-        running_worker(kafka_settings, codec, catalogue, settings(catalogue, 1.0), {"svc": svc}),
+        running_worker(
+            kafka_settings, codec, catalogue, settings(catalogue, 1.0, runtime), {"svc": svc}
+        ),
         TopicReader(kafka_settings, codec, catalogue.name("integration.circuits")) as circuits,
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
     ):

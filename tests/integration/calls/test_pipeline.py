@@ -29,16 +29,20 @@ def worker_settings(catalogue: Catalogue, **services: dict[str, str]) -> WorkerS
     )
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_requests_become_successes(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     reqs = [request("sim") for _ in range(20)]
     await publish(kafka_settings, codec, catalogue, reqs)
+    settings = worker_settings(catalogue, sim={}).model_copy(update={"runtime": runtime})
     async with (
-        running_worker(kafka_settings, codec, catalogue, worker_settings(catalogue, sim={})),
+        running_worker(kafka_settings, codec, catalogue, settings),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
     ):
         await results.wait_for(lambda r: len(terminal(r)) >= 20)
+        if runtime == "faust":  # Faust commits in its own groups, on its own schedule
+            return
         # while the worker runs, its stages commit what they finished (not only at stop)
         for stage, topic in (("router", "calls.requests"), ("lanes", "calls.lane.normal")):
             await _committed_to_end(

@@ -1,7 +1,9 @@
-"""``POST /v1/calls`` on a real aiohttp server: 202, wait for the outcome, 504, 400."""
+"""``POST /v1/calls`` on a real aiohttp server: 202, wait for the outcome, 504, 400; and
+``GET /v1/calls/{call_id}`` through the real gateway."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -15,6 +17,7 @@ from connectors.gateway import GatewayService, GatewaySettings, build_gateway
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
+from tests.integration._cli import backbone
 from tests.integration.calls._scripted import ScriptedService
 from tests.integration.calls._support import TopicReader, running_worker, terminal
 
@@ -38,12 +41,13 @@ async def api(
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_post_call_accepted_waited_and_timed_out(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, api: str
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, api: str, runtime: str
 ) -> None:
     svc = ScriptedService("svc")
     slow = ScriptedService("slow", latency_s=3.0)
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc, "slow": slow}),
         aiohttp.ClientSession() as http,
@@ -90,6 +94,7 @@ async def test_through_the_real_gateway_with_its_tokens(
     schema_registry: RegistrySettings,
     codec: Codec,
     catalogue: Catalogue,
+    env: dict[str, str],
 ) -> None:
     gateway_settings = GatewaySettings(port=0, tokens={"research": SecretStr("t0ken")})
     app = build_gateway(
@@ -116,8 +121,34 @@ async def test_through_the_real_gateway_with_its_tokens(
             async with http.post(url, json=body, headers=auth) as resp:
                 assert resp.status == 200
                 answer = await resp.json()
+            base = f"http://127.0.0.1:{service.bound_port}"
+            shown = f"{base}/v1/calls/{answer['call_id']}"
+            async with http.get(shown) as resp:
+                assert resp.status == 401
+            async with http.get(shown, headers=auth) as resp:
+                assert resp.status == 200, await resp.text()
+                state = await resp.json()
+            async with http.get(f"{base}/v1/calls/no-such-call", headers=auth) as resp:
+                assert resp.status == 404
+                missing = await resp.json()
+            async with http.get(f"{base}/v1/calls/{'x' * 201}", headers=auth) as resp:
+                assert resp.status == 400
+                assert (await resp.json())["error"]["code"] == "invalid_call_id"
+            async with http.get(f"{base}/openapi.json", headers=auth) as resp:
+                document = await resp.json()
         assert answer["status"] == "succeeded"
         assert answer["idempotency_key"] == "order-42"
+        # the same state, in the same shape, as `backbone calls show --json`
+        assert state["state"] == "succeeded"
+        assert [h["event_type"] for h in state["history"]] == ["call.succeeded"]
+        assert state["history"][0]["event"] == answer["outcome"]
+        done = await backbone(env, "calls", "show", answer["call_id"], "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == state
+        assert missing["error"]["code"] == "unknown_call"
+        assert missing["error"]["call_id"] == "no-such-call"
+        operation = document["paths"]["/v1/calls/{call_id}"]["get"]
+        assert {"200", "404", "503"} <= set(operation["responses"])
     finally:
         await service.stop()
 

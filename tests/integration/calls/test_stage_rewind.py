@@ -53,7 +53,10 @@ class FailingThenFine:
 
 @pytest.mark.parametrize(
     ("stage", "prefetch", "batch"),
-    [("lanes", LANES.lane_prefetch, LANES.lane_batch), ("router", 2000, 500)],
+    [
+        ("lanes", LANES.lane_prefetch, LANES.lane_batch),
+        ("router", LANES.router_prefetch, LANES.router_batch),
+    ],
 )
 async def test_failures_in_a_row_neither_skip_nor_commit_unhandled_records(
     kafka_settings: KafkaSettings,

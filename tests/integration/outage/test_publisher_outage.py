@@ -106,6 +106,7 @@ async def test_a_transaction_commits_what_send_handed_over(
         bootstrap_servers=kafka_settings.bootstrap,
         isolation_level="read_committed",
         enable_auto_commit=False,
+        auto_offset_reset="earliest",  # agrees with seek_to_beginning (aiokafka reset race)
     )
     await consumer.start()
     seen = 0

@@ -71,7 +71,10 @@ async def read_all(
 ) -> list[tuple[bytes | None, Event, dict[str, bytes]]]:
     """Every record of ``topic`` up to its current end, decoded."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=None
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        auto_offset_reset="earliest",  # agrees with seek_to_beginning (aiokafka reset race)
     )
     await consumer.start()
     try:

@@ -29,8 +29,9 @@ from tests.integration.webhooks._receiver import receiver
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_matching_events_are_delivered_signed(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     succeeded = event_class("call.succeeded").model_validate(
         {
@@ -59,7 +60,7 @@ async def test_matching_events_are_delivered_signed(
         endpoint, secret = await out.admin.register(
             bird.url, event_types=["call.succeeded"], headers={"X-Partner": "acme"}
         )
-        settings = delivery_settings(source_topics=("calls.results",))
+        settings = delivery_settings(source_topics=("calls.results",), runtime=runtime)
         async with running_service(kafka_settings, codec, catalogue, settings, fanout=True) as svc:
             await out.publisher.publish_many([failed, succeeded])
             [hit] = await bird.wait_for(1)
@@ -153,13 +154,15 @@ async def test_exhausted_delivery_is_dead_lettered_with_its_envelope_then_recove
     assert len(bird.hits) == 4
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_gone_disables_the_endpoint(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     async with receiver() as bird, admin_only(kafka_settings, codec, catalogue) as out:
         bird.script = [(410, {})]
         endpoint, _ = await out.admin.register(bird.url)
-        async with running_service(kafka_settings, codec, catalogue, delivery_settings()) as svc:
+        settings = delivery_settings(runtime=runtime)
+        async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             await out.request(endpoint.endpoint_id)
             await bird.wait_for(1)
             await wait_until(lambda: svc.registry.view.endpoints[endpoint.endpoint_id].disabled)
@@ -256,8 +259,9 @@ async def test_ssrf_guard_blocks_loopback_without_allow_list(
     assert all("loopback" in f.message for f in failures)
 
 
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_undecodable_request_does_not_stall_the_partition(
-    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
@@ -273,7 +277,8 @@ async def test_undecodable_request_does_not_stall_the_partition(
             )
         finally:
             await raw.stop()
-        async with running_service(kafka_settings, codec, catalogue, delivery_settings()) as svc:
+        settings = delivery_settings(runtime=runtime)
+        async with running_service(kafka_settings, codec, catalogue, settings) as svc:
             await out.request(endpoint.endpoint_id)
             await bird.wait_for(1)
             await wait_until(lambda: svc.worker.undecodable == 1)

@@ -48,3 +48,40 @@ def test_a_due_time_beyond_the_tier_horizon_is_poison() -> None:
     why = due_too_late(datetime(9999, 1, 1, tzinfo=UTC), 2, policy, now)
     assert why is not None
     assert "retry tier 2" in why
+
+
+def test_prefetch_and_batch_tunables_are_settings_from_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "backbone.toml"
+    config.write_text(
+        "[calls]\nrouter_prefetch = 300\nrouter_batch = 100\nretry_prefetch = 40\nretry_batch = 4\n"
+        "[webhooks.delivery]\nconcurrency = 8\nbatch = 16\nfetch_wait_ms = 5\n"
+    )
+    settings = load_settings({"BACKBONE_CONFIG": str(config)})
+    calls = settings.calls
+    assert (calls.router_prefetch, calls.router_batch) == (300, 100)
+    assert (calls.retry_prefetch, calls.retry_batch) == (40, 4)
+    delivery = settings.webhooks.delivery
+    assert (delivery.in_hand, delivery.batch_size, delivery.fetch_wait_ms) == (32, 16, 5)
+    defaults = WorkerSettings()
+    assert (defaults.router_prefetch, defaults.router_batch) == (2000, 500)
+
+
+@pytest.mark.parametrize(
+    ("section", "text", "expected"),
+    [
+        ("calls", "lane_prefetch = 4\nlane_batch = 8", "calls.lane_batch = 8 is larger"),
+        ("calls", "router_batch = 2001", "calls.router_batch = 2001 is larger"),
+        ("calls", "retry_prefetch = 0", "retry_prefetch"),
+        ("webhooks.delivery", "prefetch = 10\nbatch = 11", "webhooks.delivery.batch = 11"),
+        ("webhooks.delivery", 'fetch_wait_ms = "soon"', "fetch_wait_ms"),
+    ],
+)
+def test_bad_tunables_are_refused_in_one_line_naming_the_setting(
+    tmp_path: Path, section: str, text: str, expected: str
+) -> None:
+    config = tmp_path / "backbone.toml"
+    config.write_text(f"[{section}]\n{text}\n")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings({"BACKBONE_CONFIG": str(config)})
+    assert "\n" not in str(raised.value)
+    assert expected in str(raised.value)
