@@ -50,8 +50,11 @@ vendor:
 run: install          ## the local stack (broker, registry, gateway, agents); Ctrl-C stops it all
 	$(BIN)/backbone up
 
+# Two pytest workers (one session broker each): the suite waits on brokers and sockets more than it
+# computes, so two workers on two cores halve the wall time. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: install system-deps  ## the whole suite against a real broker the suite starts itself
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 chaos: install system-deps ## long fault scenarios (broker outages, kills) with oracles
 	$(BIN)/pytest -m chaos -p no:cacheprovider
