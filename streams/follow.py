@@ -149,11 +149,16 @@ class TopicFollower:
             await stop_quietly(consumer)
 
 
-async def stop_quietly(consumer: AIOKafkaConsumer) -> None:
+async def stop_quietly(consumer: AIOKafkaConsumer, timeout_s: float = 15.0) -> None:
     """Stop a consumer even when the cluster is gone: aiokafka then lets the CancelledError of its
-    own fetch task escape from ``stop()``; only a cancellation aimed at *us* is passed on."""
+    own fetch task escape from ``stop()``; only a cancellation aimed at *us* is passed on. Bounded:
+    a group consumer whose coordinator never answers (just after a broker restart) would keep a
+    shutdown waiting for ever; past ``timeout_s`` it is abandoned with a warning."""
     try:
-        await consumer.stop()
+        async with asyncio.timeout(timeout_s):
+            await consumer.stop()
+    except TimeoutError:
+        log.warning("stopping a consumer: not stopped within %g s; abandoned", timeout_s)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():

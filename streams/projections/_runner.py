@@ -43,6 +43,7 @@ from streams.connection import client_options
 from streams.consumer import Received
 from streams.errors import BackboneError
 from streams.events import Event
+from streams.follow import stop_quietly
 from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
@@ -192,9 +193,9 @@ class ProjectionRunner:
         producer, self._producer = self._producer, None
         if consumer is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()
+                await stop_quietly(consumer)  # bounded: a shutdown never waits on the cluster
         if producer is not None:
-            await close_producer(producer, 2 * self._kafka.request_timeout_ms / 1000)
+            await close_producer(producer, self._kafka.request_timeout_ms / 1000)
         await self._dead_letters.stop()
         store, self._store = self._store, None
         if store is not None:

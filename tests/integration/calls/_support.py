@@ -194,10 +194,12 @@ async def run_with_a_kill(
     *,
     kill_after: int,
     at_kill: Callable[[int], None] = lambda _: None,
+    busy: Callable[[], bool] = lambda: True,
 ) -> tuple[list[Any], int]:
-    """Run a worker until ``kill_after`` calls ended, SIGKILL it (no clean shutdown, no final
-    commit), let a second worker finish every call; the terminal outcomes and how many came
-    before the kill (``at_kill`` is told that number the moment the first worker is dead)."""
+    """Run a worker until ``kill_after`` calls ended and it is ``busy`` (e.g. a call is at the
+    service), SIGKILL it (no clean shutdown, no final commit), let a second worker finish every
+    call; the terminal outcomes and how many came before the kill (``at_kill`` is told that
+    number the moment the first worker is dead)."""
     topic = catalogue.name("calls.results")
     async with (
         worker_processes(kafka, catalogue, registry, config, log) as start,
@@ -205,6 +207,11 @@ async def run_with_a_kill(
     ):
         first = await start()
         await results.wait_for(lambda r: len(terminal(r)) >= kill_after, timeout=60)
+        async with asyncio.timeout(60):
+            while True:
+                if busy():
+                    break
+                await asyncio.sleep(0.005)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         before_kill = len(terminal(results))

@@ -57,10 +57,15 @@ async def test_no_call_runs_twice_across_a_worker_kill(
     tmp_path: Path,
 ) -> None:
     seen: Counter[str] = Counter()
+    at_service = [0]  # requests the service is answering now
 
     async def work(req: web.Request) -> web.Response:
         seen[req.headers["Idempotency-Key"]] += 1
-        await asyncio.sleep(0.25)
+        at_service[0] += 1
+        try:
+            await asyncio.sleep(0.25)
+        finally:
+            at_service[0] -= 1
         return web.json_response({"ok": True})
 
     async def health(_: web.Request) -> web.Response:
@@ -101,6 +106,7 @@ async def test_no_call_runs_twice_across_a_worker_kill(
             {r.call_id for r in reqs},
             kill_after=N // 4,
             at_kill=killed,
+            busy=lambda: at_service[0] > 0,  # the kill lands with a call at the service
         )
     finally:
         await runner.cleanup()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -173,3 +173,29 @@ class Positions:
 
     def since(self) -> list[dict[str, Any]]:
         return list(self.last.values())
+
+
+async def saved_past(
+    read: Callable[[], Iterable[Mapping[str, Any]]], coords: Sequence[Any]
+) -> None:
+    """Wait until a client's saved positions cover every record at ``coords`` (``Coordinates``):
+    a client saves a position after handling its record, so one stopped the moment it printed the
+    last record may not have saved it yet, and would rightly see it again on resume."""
+
+    def covered() -> bool:
+        saved = list(read())
+        return all(
+            any(
+                c.topic.endswith(str(p.get("topic")))
+                and p.get("partition") == c.partition
+                and int(p.get("offset", -1)) >= c.offset
+                for p in saved
+            )
+            for c in coords
+        )
+
+    async with asyncio.timeout(90):
+        while True:
+            if await asyncio.to_thread(covered):
+                return
+            await asyncio.sleep(0.1)

@@ -4,17 +4,19 @@ stopped and started again continues where it stopped (no repeat, no gap)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from connectors.gateway import GatewayService
 from streams.events.monitoring import AlertRaised, Severity
 from streams.producer import Publisher
-from tests.integration.realtime._kit import new_id, token
+from tests.integration.realtime._kit import new_id, saved_past, token
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +74,13 @@ async def _saved(path: Path) -> None:
             await asyncio.sleep(0.1)
 
 
+def _positions(saved: Path) -> list[dict[str, Any]]:
+    try:  # written then renamed by the client: never half a file
+        return list(json.loads(saved.read_text()).values())
+    except (OSError, ValueError):
+        return []
+
+
 async def _stop(process: asyncio.subprocess.Process) -> None:
     process.terminate()
     await process.wait()
@@ -88,9 +97,9 @@ async def test_python_client_of_the_docs_follows_and_resumes(
     process = await _start(script, gateway)
     try:
         await _saved(saved)  # subscribed: its positions are saved
-        for alert in first:
-            await publisher.publish(alert)
+        coords = [await publisher.publish(alert) for alert in first]
         got = await _lines(process, 3)
+        await saved_past(lambda: _positions(saved), coords)  # handled, then saved
     finally:
         await _stop(process)
     assert [line.split()[0] for line in got] == ["monitoring.alert_raised"] * 3

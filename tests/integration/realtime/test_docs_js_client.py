@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from connectors.gateway import GatewayService
 from infra.testing.system import require_program
 from streams.events.monitoring import AlertRaised, Severity
 from streams.producer import Publisher
-from tests.integration.realtime._kit import new_id, token
+from tests.integration.realtime._kit import new_id, saved_past, token
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +121,11 @@ def _read(store: Path) -> dict[str, str]:
     return saved
 
 
+def _saved_positions(store: Path) -> list[dict[str, Any]]:
+    text = _read(store).get("pos:alerts")
+    return list(json.loads(text).values()) if text else []
+
+
 async def _positions_saved(store: Path) -> None:
     async with asyncio.timeout(90):
         while True:
@@ -139,9 +145,9 @@ async def test_javascript_client_of_the_docs_follows_and_resumes(
     client = await _start(node, script, store, gateway)
     try:
         await _positions_saved(store)  # subscribed: its positions are saved
-        for alert in first:
-            await publisher.publish(alert)
+        coords = [await publisher.publish(alert) for alert in first]
         await client.until(*(a.alert_id for a in first))
+        await saved_past(lambda: _saved_positions(store), coords)  # handled, then saved
     finally:
         await client.stop()
     assert client.text.count("monitoring.alert_raised") == 3
