@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import NodeNotReadyError
@@ -18,20 +19,55 @@ from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
 
-#: set on a batch once a produce request holding it went onto a live connection
-_SENT = "_backbone_sent"
+#: on a batch: how many produce requests carrying it are on the wire, still unanswered
+_UNANSWERED = "_backbone_unanswered"
+#: on a batch: a request carrying it got no answer, or one saying the broker may have appended it
+_MAYBE_WRITTEN = "_backbone_maybe_written"
+
+#: produce errors a partition answers *before* appending the batch (Kafka's ReplicaManager and
+#: log validation refuse these up front): that request certainly did not write it. Every other
+#: error (REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND, KAFKA_STORAGE_ERROR, UNKNOWN...)
+#: may come after the append, so the batch counts as maybe written.
+_REFUSED_BEFORE_APPEND = frozenset(
+    error.errno
+    for error in (
+        kafka_errors.CorruptRecordException,
+        kafka_errors.UnknownTopicOrPartitionError,
+        kafka_errors.LeaderNotAvailableError,
+        kafka_errors.NotLeaderForPartitionError,
+        kafka_errors.MessageSizeTooLargeError,
+        kafka_errors.InvalidTopicError,
+        kafka_errors.RecordListTooLargeError,
+        kafka_errors.NotEnoughReplicasError,
+        kafka_errors.InvalidRequiredAcksError,
+        kafka_errors.TopicAuthorizationFailedError,
+        kafka_errors.ClusterAuthorizationFailedError,
+        kafka_errors.InvalidTimestampError,
+        kafka_errors.UnsupportedForMessageFormatError,
+        kafka_errors.OutOfOrderSequenceNumber,
+        kafka_errors.InvalidProducerEpoch,
+        kafka_errors.InvalidTxnState,
+        kafka_errors.InvalidProducerIdMapping,
+        kafka_errors.TransactionalIdAuthorizationFailed,
+    )
+)
 
 
 def track_sent(producer: AIOKafkaProducer) -> None:
-    """Mark every batch the moment a produce request holding it is written to a connection.
+    """Count, per batch, the produce requests carrying it that are on the wire and unanswered.
 
-    aiokafka cannot tell a batch that never left the process (its node could not be reached) from
-    one whose request reached the broker and whose answer was lost: both are queued again with the
-    same count of tries. :func:`fail_buffered` needs the difference, to say "not written" only of
-    the first. The client's ``send`` is wrapped on this producer's own client: it connects first
-    (as ``send`` itself does), marks the request's batches, then sends; a node that cannot be
-    reached raises ``NodeNotReadyError`` here, as ``send`` would, with nothing marked. A mark is
-    conservative: a request marked and then not sent only makes an outcome "unknown".
+    aiokafka cannot tell a batch that never left the process, or whose request the broker
+    refused (e.g. NOT_LEADER_OR_FOLLOWER just after a start or a leader change), from one whose
+    request reached the broker and whose answer was lost: all are queued again with the same
+    count of tries. :func:`fail_buffered` needs the difference, to say "not written" only of
+    batches no request can have appended. The producer's own client ``send`` is wrapped: every
+    request the sender makes goes through it, and a produce request names its batches'
+    partitions (one batch per partition is in flight: the sender mutes a partition meanwhile).
+
+    - a request answered (any error code that refuses before appending, or success) is done;
+    - a request with no answer (timeout, connection lost, cancelled) marks its batches maybe
+      written for good, as does an answer whose error may follow an append;
+    - a node that cannot be reached raises ``NodeNotReadyError`` before anything is sent.
     """
     client = producer.client
     send = client.send
@@ -40,18 +76,45 @@ def track_sent(producer: AIOKafkaProducer) -> None:
     async def tracked_send(
         node_id: int, request: Any, *, group: ConnectionGroup = ConnectionGroup.DEFAULT
     ) -> Any:
-        if isinstance(request, ProduceRequest):
-            if not await client.ready(node_id, group=group):
-                raise NodeNotReadyError(
-                    f"Attempt to send a request to node which is not ready (node id {node_id})."
-                )
-            slots = {(t, p) for t, parts in request._topics for p, _ in parts}
-            for batch in accumulator._pending_batches:
-                if (batch.tp.topic, batch.tp.partition) in slots:
-                    setattr(batch, _SENT, True)
-        return await send(node_id, request, group=group)
+        if not isinstance(request, ProduceRequest):
+            return await send(node_id, request, group=group)
+        slots = {(t, p) for t, parts in request._topics for p, _ in parts}
+        batches = {
+            (b.tp.topic, b.tp.partition): b
+            for b in accumulator._pending_batches
+            if (b.tp.topic, b.tp.partition) in slots
+        }
+        for batch in batches.values():
+            setattr(batch, _UNANSWERED, getattr(batch, _UNANSWERED, 0) + 1)
+        try:
+            response = await send(node_id, request, group=group)
+        except NodeNotReadyError:
+            raise  # no connection: nothing went onto the wire
+        except BaseException:
+            for batch in batches.values():
+                setattr(batch, _MAYBE_WRITTEN, True)
+            raise
+        else:
+            for topic, partitions in response.topics:
+                for partition, error_code, *_ in partitions:
+                    batch = batches.get((topic, partition))
+                    if (
+                        batch is not None
+                        and error_code
+                        and error_code not in _REFUSED_BEFORE_APPEND
+                    ):
+                        setattr(batch, _MAYBE_WRITTEN, True)
+            return response
+        finally:
+            for batch in batches.values():
+                setattr(batch, _UNANSWERED, getattr(batch, _UNANSWERED) - 1)
 
     client.send = tracked_send
+
+
+def maybe_written(batch: Any) -> bool:
+    """True when the broker may have appended ``batch`` (see :func:`track_sent`)."""
+    return bool(getattr(batch, _UNANSWERED, 0)) or getattr(batch, _MAYBE_WRITTEN, False)
 
 
 #: the aiokafka releases whose internals the functions below were checked against
@@ -60,8 +123,8 @@ CHECKED_VERSIONS = ("0.14.",)
 
 def fail_buffered(producer: AIOKafkaProducer, exc: BaseException, sent: BaseException) -> None:
     """Fail every record the producer still holds: with ``exc`` those it never sent, with ``sent``
-    those in a batch a produce request already carried to the broker (:func:`track_sent`;
-    awaiting an answer, or queued again for a retry), which the broker may have written.
+    those in a batch the broker may have written (:func:`track_sent`: a request carrying it is
+    unanswered, or one got no answer, or an answer saying it may have been appended).
 
     Synchronous on purpose: once it returns, no record handed to this producer can be acknowledged
     to its caller, and no buffered batch is sent any more: the accumulator refuses new batches,
@@ -71,9 +134,12 @@ def fail_buffered(producer: AIOKafkaProducer, exc: BaseException, sent: BaseExce
     """
     accumulator = producer._message_accumulator
     batches = [b for queue in accumulator._batches.values() for b in queue]
-    batches += list(accumulator._pending_batches)
-    for batch in batches:  # marked by track_sent
-        if getattr(batch, _SENT, False):
+    # a batch queued again for a retry left the pending set, but the callback its first drain
+    # registered removes it from there once it completes: back in, or that raises KeyError
+    accumulator._pending_batches.update(b for b in batches if b.retry_count > 0)
+    batches += list(accumulator._pending_batches - set(batches))
+    for batch in batches:  # counted by track_sent
+        if maybe_written(batch):
             batch.failure(sent)
     accumulator.fail_all(exc)  # the rest: never sent
     accumulator._batches.clear()

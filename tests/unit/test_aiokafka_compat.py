@@ -3,12 +3,23 @@ them fails here, in one place, instead of in a producer in production."""
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import inspect
+from types import SimpleNamespace
 
 import aiokafka
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import NodeNotReadyError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    NotEnoughReplicasAfterAppendError,
+    NotLeaderForPartitionError,
+    RequestTimedOutError,
+    UnknownTopicOrPartitionError,
+)
+from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.protocol.produce import ProduceRequest
 
 from streams._aiokafka_compat import CHECKED_VERSIONS, fail_buffered, sender_failed, track_sent
@@ -40,41 +51,85 @@ async def test_fail_buffered_fails_every_held_record_and_refuses_new_ones() -> N
     await producer.stop()
 
 
-async def test_fail_buffered_tells_records_already_sent_from_records_never_sent() -> None:
-    """A batch a produce request carried to a live connection may be in the log: its records
-    fail with the "sent" error; a batch whose node could not be reached, or never drained, with
-    "withdrawn"."""
+#: how the (fake) wire treats the request for each partition: None = its node cannot be reached,
+#: an exception class = no answer, "pending" = still unanswered at the withdrawal, an int = the
+#: error code the broker answers with
+WIRE: dict[str, object] = {
+    "unreachable": None,
+    "not_leader": NotLeaderForPartitionError.errno,
+    "unknown_partition": UnknownTopicOrPartitionError.errno,
+    "timed_out_answer": RequestTimedOutError.errno,
+    "after_append": NotEnoughReplicasAfterAppendError.errno,
+    "no_answer": RequestTimedOutError,
+    "connection_lost": KafkaConnectionError,
+    "pending": "pending",
+}
+MAYBE_WRITTEN = {"timed_out_answer", "after_append", "no_answer", "connection_lost", "pending"}
+
+
+async def test_fail_buffered_fails_as_maybe_written_only_what_a_request_may_have_appended() -> None:
+    """Per batch, what the requests that carried it got back decides its failure at withdrawal:
+    "sent" (maybe written: 504) or "withdrawn" (never written: 503)."""
     # (not idempotent here only because draining an idempotent batch needs a producer id)
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
     client, accumulator = producer.client, producer._message_accumulator
-    ready = {1: True, 2: False}
+    assert producer._sender.client is client  # the sender's requests go through the wrapper
+    on_the_wire: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    kinds = list(WIRE.values())
 
-    async def fake_ready(node_id: int, **_: object) -> bool:
-        return ready[node_id]
+    async def fake_send(node_id: int, request: object, **_: object) -> object:  # (the wire)
+        kind = kinds[node_id]  # one node per partition here
+        if kind is None:
+            raise NodeNotReadyError("no connection")
+        if isinstance(kind, type):
+            raise kind()
+        if kind == "pending":
+            return await on_the_wire
+        return SimpleNamespace(topics=[("t", [(node_id, kind, -1, -1, -1, [], None)])])
 
-    async def fake_send(node_id: int, request: object, **_: object) -> None:
-        return None
-
-    client.ready = fake_ready
-    client.send = fake_send  # (the wire)
+    client.send = fake_send
     track_sent(producer)
-    sent_tp, unreachable_tp, held_tp = (TopicPartition("t", p) for p in range(3))
-    on_the_wire = await accumulator.add_message(sent_tp, None, b"on the wire", timeout=1)
-    unreachable = await accumulator.add_message(unreachable_tp, None, b"no node", timeout=1)
-    held = await accumulator.add_message(held_tp, None, b"in the buffer", timeout=1)
-    for tp, node in ((sent_tp, 1), (unreachable_tp, 2)):  # what the sender does
-        batch = accumulator._pop_batch(tp)
-        request = ProduceRequest(None, -1, 1000, [(tp.topic, [(tp.partition, b"")])])
-        with contextlib.suppress(NodeNotReadyError):
-            await client.send(node, request)
-        accumulator.reenqueue(batch)  # answered with a retriable error, or no connection
+    futures = {
+        name: await accumulator.add_message(TopicPartition("t", p), None, b"v", timeout=1)
+        for p, name in enumerate(WIRE)
+    }
+    held = await accumulator.add_message(TopicPartition("t", 99), None, b"buffered", timeout=1)
+    requests, batches = [], []
+    for p in range(len(WIRE)):  # what the sender does: drain, send...
+        batches.append(accumulator._pop_batch(TopicPartition("t", p)))
+        request = ProduceRequest(None, -1, 1000, [("t", [(p, b"")])])
+        requests.append(asyncio.ensure_future(client.send(p, request)))
+    done, _ = await asyncio.wait(requests, timeout=5)
+    assert len(done) == len(WIRE) - 1  # all but the pending one
+    for batch, request in zip(batches, requests, strict=True):
+        if request.done():  # ... and queue again for a retry after an error (or any answer here)
+            accumulator.reenqueue(batch)
+    loop_errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
     fail_buffered(producer, KafkaUnavailableError("withdrawn"), WriteOutcomeUnknownError("sent"))
-    with pytest.raises(WriteOutcomeUnknownError):
-        on_the_wire.result()
-    for future in (unreachable, held):
-        with pytest.raises(KafkaUnavailableError, match="withdrawn"):
+    await asyncio.sleep(0)  # the batches' done-callbacks run
+    assert not loop_errors, loop_errors  # e.g. KeyError: a requeued batch not in the pending set
+    assert not accumulator._pending_batches
+    for name, future in futures.items():
+        expected = WriteOutcomeUnknownError if name in MAYBE_WRITTEN else KafkaUnavailableError
+        with pytest.raises(expected):
             future.result()
+    with pytest.raises(KafkaUnavailableError, match="withdrawn"):
+        held.result()
+    on_the_wire.cancel()
+    await asyncio.gather(*requests, return_exceptions=True)
     await producer.stop()
+
+
+def test_the_sender_sends_produce_requests_through_its_clients_send() -> None:
+    """track_sent wraps ``client.send``; the sender must still call it per produce request, and
+    read per-partition answers as (partition, error_code, ...)."""
+    source = inspect.getsource(SendProduceReqHandler.do)
+    assert "self._client.send(node_id, request)" in source
+    assert "partition, error_code, offset" in inspect.getsource(
+        SendProduceReqHandler.handle_response
+    )
+    assert "self._pending_batches.add(batch)" in inspect.getsource(MessageAccumulator._pop_batch)
 
 
 async def test_describe_log_dirs_rides_on_the_admin_clients_private_connection() -> None:

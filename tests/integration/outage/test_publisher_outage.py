@@ -4,15 +4,16 @@ is never written later, and a transaction commits records handed over with ``sen
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.admin import partitions
+from streams.admin import admin_client, partitions
 from streams.codec import Codec
-from streams.errors import BackboneError, KafkaUnavailableError
+from streams.errors import BackboneError, KafkaUnavailableError, WriteOutcomeUnknownError
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -89,6 +90,55 @@ async def test_a_withdrawn_record_is_never_written_later(
             ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
         assert refused.model_dump()["call_id"] not in ids
         assert len(ids) == 2
+
+
+async def test_a_record_withdrawn_from_a_stopped_broker_was_never_written(
+    tmp_path: Path, codec: Codec, catalogue: Catalogue
+) -> None:
+    """The publisher's own timeout with the broker down: the request never reached a broker, so
+    the answer is "not written" (the gateway's 503), and it is not written once the broker is back."""
+    async with own_broker(tmp_path, catalogue) as broker:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)
+        async with Publisher(kafka, codec, catalogue) as publisher:
+            await eventually(_writes(publisher))
+            await broker.stop()
+            refused = call_requested(1)
+            with pytest.raises(KafkaUnavailableError) as raised:
+                await publisher.publish(refused, timeout_s=2.0)
+            assert not isinstance(raised.value, WriteOutcomeUnknownError), raised.value
+            await broker.start()
+            await eventually(_writes(publisher))
+            ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
+        assert refused.model_dump()["call_id"] not in ids
+
+
+async def test_a_record_the_broker_refused_to_append_is_not_written(
+    kafka_settings: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A produce request the broker answered with a retriable refusal appended nothing: withdrawn
+    at its timeout, the record is "not written" (503), not "outcome unknown" (504). The refusal
+    here is UNKNOWN_TOPIC_OR_PARTITION (the topic was deleted under a producer whose metadata
+    still names its leader), decided before any append like NOT_LEADER_OR_FOLLOWER on a broker
+    that just started."""
+    topic = catalogue.name("calls.requests")
+    async with Publisher(kafka_settings, codec, catalogue) as publisher:
+        await publisher.publish(call_requested(1))  # the producer now knows the topic's leader
+        async with admin_client(kafka_settings) as admin:
+            await admin.delete_topics([topic])
+
+            async def gone() -> bool:
+                return topic not in await admin.list_topics()
+
+            await eventually(gone)
+        caplog.set_level(logging.WARNING, logger="aiokafka.producer.sender")
+        with pytest.raises(KafkaUnavailableError) as raised:
+            await publisher.publish(call_requested(2), timeout_s=3.0)
+    answered = [r.getMessage() for r in caplog.records if "error produce response" in r.message]
+    assert answered, "the broker never answered the produce request: nothing was tested"
+    assert not isinstance(raised.value, WriteOutcomeUnknownError), (raised.value, answered)
 
 
 async def test_a_transaction_commits_what_send_handed_over(
