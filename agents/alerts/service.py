@@ -8,15 +8,18 @@ already in the log and is not written twice: a restart or a replay changes nothi
 ended before ``S`` and were never evaluated (the evaluator was down longer than ``lookback_s``)
 are not alerted on afterwards. Run one
 evaluator per cluster (a second would write the same events again; readers dedupe on ``event_id``).
+
+Its loops (one per followed topic, the lag sampler) run under a :class:`Supervisor`: a transient
+error restarts a loop after a capped, jittered back-off (a subscriber resumes where it stopped)
+and shows in :meth:`AlertService.problems`; any other error is reported once as died for good.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from agents.alerts._book import AlertBook, AlertEvent
@@ -30,6 +33,7 @@ from streams.events.health import CircuitStateChanged
 from streams.events.monitoring import MetricsWindow
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
+from streams.supervise import Supervisor, retrying
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
@@ -37,7 +41,6 @@ log = logging.getLogger(__name__)
 ALERTS = "monitoring.alerts"
 METRICS = "monitoring.metrics"
 CIRCUITS = "integration.circuits"
-_RETRY_S = 2.0
 #: windows are written after they close (and a grace period): read this much earlier as well
 _WARM_UP_MARGIN_S = 900.0
 
@@ -77,11 +80,19 @@ class AlertService:
         self.log = AlertLog()
         self.publisher = Publisher(kafka, codec, catalogue)
         self._subscribers: list[Subscriber] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self.supervisor = Supervisor(self.name)
         #: records applied, per logical topic (tests wait on it)
         self.applied: dict[str, int] = {METRICS: 0, CIRCUITS: 0}
         self.written = 0
-        self.failure: BaseException | None = None
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error a loop died of for good, if one did."""
+        return None if self.supervisor.failure is None else self.supervisor.failure[1]
+
+    def problems(self) -> dict[str, str]:
+        """Loops failing now, with their last error (readiness; empty: all healthy)."""
+        return self.supervisor.problems()
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -97,7 +108,7 @@ class AlertService:
         await self._follow(CIRCUITS, None)  # compacted: the latest state per service is needed
         await self._follow(METRICS, since_ms)
         if any(r.kind is AlertKind.CONSUMER_LAG for r in self._settings.rules):
-            self._spawn("alerts-lag", self._measure_lag)
+            self.supervisor.start("lag", self._measure_lag)
 
     async def _follow(self, topic: str, since_ms: int | None) -> None:
         subscriber = Subscriber(
@@ -113,42 +124,27 @@ class AlertService:
         self._subscribers.append(subscriber)
 
         async def run() -> None:
-            async for received in subscriber:
+            async for received in subscriber:  # again after a restart: resumes where it stopped
                 event = received.event
                 if isinstance(event, MetricsWindow):
                     await self._write(self.book.apply_window(event))
                 elif isinstance(event, CircuitStateChanged):
                     await self._write(self.book.apply_circuit(event))
                 self.applied[topic] += 1
+                self.supervisor.mark_ok(topic)
 
-        self._spawn(f"alerts-{topic}", run)
-
-    def _spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
-        async def guarded() -> None:
-            try:
-                await work()
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # never die silently
-                self.failure = exc
-                log.exception("%s stopped", name)
-                raise
-
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        self.supervisor.start(topic, run)
 
     async def _write(self, events: list[AlertEvent]) -> None:
         for event in events:
             if event.event_id in self.log.event_ids:
                 continue  # already in the log: a restart or replay re-derived it
-            while True:
-                try:
-                    await self.publisher.publish(event, topic=ALERTS)
-                    break
-                except BackboneError as exc:
-                    if not exc.retriable:
-                        raise
-                    log.warning("writing %s: %s; retrying", event.event_type, exc)
-                    await asyncio.sleep(_RETRY_S)
+
+            async def publish(event: AlertEvent = event) -> None:
+                await self.publisher.publish(event, topic=ALERTS)
+
+            # not skipped: the window that derived it is already consumed
+            await retrying(publish, f"writing {event.event_type}")
             self.log.apply(event)
             self.written += 1
 
@@ -161,21 +157,19 @@ class AlertService:
             try:
                 lag = await consumer_lag(self._kafka, groups)
             except BackboneError as exc:
+                if exc.retriable:
+                    raise  # the supervisor backs off, restarts it, and readiness shows it
                 log.warning("measuring consumer lag: %s", exc)
             else:
                 at = self._now()
                 for group, behind in sorted(lag.items()):
                     await self._write(self.book.apply_lag(group, at, float(behind)))
+                self.supervisor.mark_ok("lag")
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self._settings.lag_interval_s - elapsed))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await self.supervisor.close()  # cancels every loop; never re-raises their errors
         for subscriber in self._subscribers:
             await subscriber.stop()
         self._subscribers.clear()

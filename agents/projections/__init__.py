@@ -8,7 +8,7 @@ from streams._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from agents.projections.metrics import MetricsProjection
-    from agents.projections.service import ProjectionService, projections, supervise
+    from agents.projections.service import ProjectionService, projections
     from agents.projections.settings import ProjectionSettings
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "ProjectionService",
     "ProjectionSettings",
     "projections",
-    "supervise",
 ]
 
 __getattr__, __dir__ = lazy_exports(
@@ -25,7 +24,6 @@ __getattr__, __dir__ = lazy_exports(
         "MetricsProjection": "agents.projections.metrics",
         "ProjectionService": "agents.projections.service",
         "projections": "agents.projections.service",
-        "supervise": "agents.projections.service",
         "ProjectionSettings": "agents.projections.settings",
     },
 )

@@ -1,32 +1,31 @@
-"""Running projections inside the stack: each in a supervised loop with backoff, visible in health.
+"""Running projections inside the stack: each a :class:`~streams.projections.SupervisedProjection`.
 
-A runner that fails (Kafka away, a restore that cannot finish) is stopped, logged, shown as
-``failed`` with its error in :meth:`ProjectionService.health`, and started again after a backoff
-that doubles up to a minute; a run that lasted a while resets the backoff. Stopping the service
-cancels the loops and always completes.
+A runner that fails on a transient error (Kafka away, a checkpoint or restore that cannot finish)
+is stopped, logged, shown with its error in :meth:`ProjectionService.health` and
+:meth:`ProjectionService.problems` (readiness), and replaced by a fresh one after the
+supervisor's capped, jittered back-off; one that dies for good is reported once (``backbone up``
+exits non-zero). Stopping the service cancels the loops and always completes.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from agents.projections.metrics import MetricsProjection
 from agents.projections.settings import ProjectionSettings
 from streams.codec import Codec
-from streams.projections import Projection, ProjectionRunner
+from streams.projections import Projection, ProjectionRunner, SupervisedProjection
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
+from streams.supervise import Supervisor
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
-MIN_BACKOFF_S = 0.5
+#: the longest pause between two attempts to run a failed projection again
 MAX_BACKOFF_S = 60.0
 
 
@@ -39,34 +38,6 @@ def projections(settings: ProjectionSettings) -> list[Projection]:
             dedupe_window_s=settings.dedupe_window_s,
         )
     ]
-
-
-async def supervise(
-    make: Callable[[], ProjectionRunner],
-    on_runner: Callable[[ProjectionRunner], None],
-    *,
-    stable_after_s: float = 30.0,
-) -> None:
-    """Run runners made by ``make`` forever; a failure restarts one after a growing backoff."""
-    backoff = MIN_BACKOFF_S
-    while True:
-        runner = make()
-        on_runner(runner)
-        began = time.monotonic()
-        try:
-            await runner.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            runner.status.state = "failed"
-            runner.status.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception(
-                "projection %s failed; restarting in %.1f s", runner.projection.name, backoff
-            )
-        if time.monotonic() - began > stable_after_s:
-            backoff = MIN_BACKOFF_S
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, MAX_BACKOFF_S)
 
 
 class ProjectionService:
@@ -88,12 +59,17 @@ class ProjectionService:
         self._settings = settings
         self._projections = list(projections(settings) if chosen is None else chosen)
         self._registry: RegistryClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self.runners: dict[str, ProjectionRunner] = {}
+        self.supervisor = Supervisor(self.name, backoff_cap_s=MAX_BACKOFF_S)
+        self.supervised: dict[str, SupervisedProjection] = {}
 
     @property
     def store_dir(self) -> Path:
         return self._settings.store_dir
+
+    @property
+    def runners(self) -> dict[str, ProjectionRunner]:
+        """The current runner of each projection that has one."""
+        return {n: s.runner for n, s in self.supervised.items() if s.runner is not None}
 
     async def start(self) -> None:
         if not self._settings.enabled:
@@ -112,23 +88,20 @@ class ProjectionService:
                     flush_interval_s=self._settings.idle_flush_s,
                 )
 
-            def keep(runner: ProjectionRunner) -> None:
-                self.runners[runner.projection.name] = runner
-
-            self._tasks.append(
-                asyncio.create_task(supervise(make, keep), name=f"projection-{projection.name}")
-            )
+            supervised = SupervisedProjection(projection.name, make, self.supervisor)
+            self.supervised[projection.name] = supervised
+            supervised.start()
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.supervisor.close()  # cancels the loops; each stops its runner, bounded
         registry, self._registry = self._registry, None
         if registry is not None:
             await registry.close()
+
+    def problems(self) -> dict[str, str]:
+        """Projections not up to date now, with why (empty: all are)."""
+        found = {name: s.problem() for name, s in self.supervised.items()}
+        return {name: problem for name, problem in found.items() if problem is not None}
 
     def health(self) -> dict[str, Any]:
         return {

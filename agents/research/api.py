@@ -1,14 +1,14 @@
 """``GET /v1/research/{id}`` and ``GET /v1/research?status=running`` on the gateway.
 
 The extension runs the research-progress projection in the gateway process (its consumer group
-and local store) and answers from the store. Answers carry ``projection`` (the runner's state and
+and local store), supervised like the stack's projections (:class:`SupervisedProjection`: a
+fresh runner after a Kafka outage; ``/readyz`` names it while it is failing, starting or
+restoring), and answers from the store. Answers carry ``projection`` (the runner's state and
 how many records it applied) so a client can tell how fresh they are.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,21 +18,22 @@ from aiohttp import web
 
 from agents.research._progress import STATUSES
 from agents.research.projection import ResearchProgress, ResearchReader
-from connectors.gateway import OPENAPI_PATHS, REGISTRY_CLIENT, Extension, problem
+from connectors.gateway import OPENAPI_PATHS, REGISTRY_CLIENT, Extension, add_check, problem
 from streams.codec import Codec
-from streams.projections import ProjectionRunner
+from streams.projections import ProjectionRunner, SupervisedProjection
 from streams.settings import KafkaSettings
+from streams.supervise import Supervisor
 from streams.topics import Catalogue
 
 log = logging.getLogger(__name__)
 
 _READER = web.AppKey("backbone.research_reader", ResearchReader)
-_RUNNER = web.AppKey("backbone.research_runner", ProjectionRunner)
+_PROJECTION = web.AppKey("backbone.research_projection", SupervisedProjection)
 _MAX_LIST = 1000
 
 
 def _freshness(request: web.Request) -> dict[str, Any]:
-    status = request.app[_RUNNER].status
+    status = request.app[_PROJECTION].status
     return {"state": status.state, "applied": status.applied, "last_error": status.last_error}
 
 
@@ -68,26 +69,24 @@ def research_extension(
     """The routes, the projection's runner (started with the gateway) and their OpenAPI entries."""
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        runner = ProjectionRunner(
-            kafka,
-            Codec(app[REGISTRY_CLIENT]),
-            catalogue,
-            ResearchProgress(),
-            store_dir,
-            group_id=group_id,
+        codec = Codec(app[REGISTRY_CLIENT])
+
+        def make() -> ProjectionRunner:
+            return ProjectionRunner(
+                kafka, codec, catalogue, ResearchProgress(), store_dir, group_id=group_id
+            )
+
+        supervisor = Supervisor("gateway")
+        projection = app[_PROJECTION] = SupervisedProjection(
+            ResearchProgress.name, make, supervisor
         )
-        # started here, not inside the task: a cancellation mid-start would leak its clients
-        await runner.start()
-        task = asyncio.create_task(_follow(runner), name="research-progress")
-        task.add_done_callback(_report_end)
-        app[_RUNNER] = runner
         app[_READER] = ResearchReader(store_dir)
+        add_check(app, ResearchProgress.name, projection.problem)
+        projection.start()  # in the background: the gateway starts (not ready) without Kafka
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await supervisor.close()  # stops the runner, bounded
             app[_READER].close()
 
     def extend(app: web.Application) -> None:
@@ -97,19 +96,6 @@ def research_extension(
         app.setdefault(OPENAPI_PATHS, {}).update(OPENAPI)
 
     return extend
-
-
-async def _follow(runner: ProjectionRunner) -> None:
-    try:
-        while True:
-            await runner.step()
-    finally:
-        await runner.stop()
-
-
-def _report_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:  # never die silently
-        log.error("the research-progress projection stopped", exc_info=task.exception())
 
 
 _RUN = {

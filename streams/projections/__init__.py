@@ -5,6 +5,7 @@ SQLite store per projection, and offsets committed with the state in one atomic 
 Every state write also goes to the projection's compacted changelog topic, so a lost store is
 restored from the changelog (not from the sources) and a task moves between instances with
 its state. :class:`ProjectionRunner` runs one as a member of a consumer group;
+:class:`SupervisedProjection` keeps one running (a fresh runner after a transient failure);
 :func:`rebuild` recomputes one from its sources into fresh state and swaps it in.
 
 ::
@@ -35,7 +36,13 @@ from streams.projections._rebuild import Progress, RebuildReport, rebuild
 from streams.projections._runner import ProjectionRunner, ProjectionStatus, TaskView, store_path
 from streams.projections._status import PartitionLag, lag
 from streams.projections._store import SqliteStore
-from streams.projections.errors import ApplyFailed, ProjectionError, RestoreFailed
+from streams.projections._supervised import SupervisedProjection
+from streams.projections.errors import (
+    ApplyFailed,
+    CheckpointFailed,
+    ProjectionError,
+    RestoreFailed,
+)
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -44,6 +51,7 @@ __all__ = [
     "SEEN_PREFIX",
     "ApplyFailed",
     "Changes",
+    "CheckpointFailed",
     "PartitionLag",
     "Progress",
     "Projection",
@@ -54,6 +62,7 @@ __all__ = [
     "RestoreFailed",
     "SqliteStore",
     "StateView",
+    "SupervisedProjection",
     "TaskView",
     "group_of",
     "lag",

@@ -8,6 +8,12 @@ a store restored from the changelog knows where its sources resume, with no full
 Crash between the two commits: the Kafka side is ahead; the next start reads the changelog from
 the store's position (a few records) and resumes from the restored checkpoint. Crash before the
 Kafka commit: the transaction is aborted, the batch is applied again from the old checkpoint.
+
+Nothing here waits on the cluster without a bound: starting, the checkpoint's transaction
+(``commit_timeout_s``) and an idle runner's probe of the cluster raise a retriable error when
+Kafka does not answer in time. The runner is then stopped and replaced by a fresh one (new
+producer, new transactional id; the coordinator aborts the old transaction), which restores and
+seeks to the store's checkpoint: :class:`streams.projections.SupervisedProjection` does that.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.connection import client_options
 from streams.consumer import Received
-from streams.errors import BackboneError
+from streams.errors import BackboneError, KafkaUnavailableError
 from streams.events import Event
 from streams.follow import stop_quietly
 from streams.projections._model import (
@@ -53,7 +59,7 @@ from streams.projections._model import (
     group_of,
 )
 from streams.projections._store import SqliteStore, decode, encode
-from streams.projections.errors import ApplyFailed, RestoreFailed
+from streams.projections.errors import ApplyFailed, CheckpointFailed, RestoreFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from streams.tracing import current_traceparent
@@ -128,6 +134,7 @@ class ProjectionRunner:
         max_records: int = 5_000,
         flush_interval_s: float = 5.0,
         dead_letters: bool = True,
+        commit_timeout_s: float | None = None,
     ) -> None:
         self._kafka = kafka
         self._codec = codec
@@ -139,6 +146,10 @@ class ProjectionRunner:
         self._store_path = store_path(store_dir, projection.name)
         self._max_records = max_records
         self._flush_interval_s = flush_interval_s
+        #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
+        self._commit_timeout_s = commit_timeout_s or 2 * kafka.request_timeout_ms / 1000
+        #: monotonic time the cluster last answered this runner (records, a commit, a probe)
+        self._last_contact = time.monotonic()
         self._store: SqliteStore | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -175,17 +186,26 @@ class ProjectionRunner:
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
         try:
-            await producer.start()
-            self._producer = producer
-            await consumer.start()
-            self._consumer = consumer
+            # bounded: a transactional producer looks for its coordinator for ever
+            async with asyncio.timeout(self._commit_timeout_s):
+                self._producer = producer
+                await producer.start()
+                self._consumer = consumer
+                await consumer.start()
             consumer.subscribe(self._sources, listener=_Listener(self))
         except KafkaError as exc:
             await self.stop()
             raise translate(exc, f"starting projection {self.projection.name}") from exc
+        except TimeoutError as exc:
+            await self.stop()
+            raise KafkaUnavailableError(
+                f"starting projection {self.projection.name}: Kafka did not answer within "
+                f"{self._commit_timeout_s:g} s"
+            ) from exc
         except BaseException:
             await self.stop()
             raise
+        self._last_contact = time.monotonic()
         self.status.state = "running"
 
     async def stop(self) -> None:
@@ -220,12 +240,35 @@ class ProjectionRunner:
         except KafkaError as exc:
             raise translate(exc, f"reading {self._sources}") from exc
         records = [r for rs in batches.values() for r in rs]
+        if records:
+            self._last_contact = time.monotonic()
+        elif time.monotonic() - self._last_contact >= self._flush_interval_s:
+            await self.probe()  # aiokafka's consumer retries a lost cluster silently, for ever
         async with self._lock:
             if records:
                 await self._process(records)
             if time.monotonic() - self._last_flush >= self._flush_interval_s:
                 await self._flush_idle()
         return len(records)
+
+    async def probe(self) -> None:
+        """Ask the cluster for the end offsets of the assigned partitions (or for metadata before
+        any assignment); :class:`KafkaUnavailableError` when it does not answer in time."""
+        consumer = self._started_consumer()
+        doing = f"projection {self.projection.name}: probing Kafka"
+        try:
+            async with asyncio.timeout(self._commit_timeout_s):
+                if assigned := list(consumer.assignment()):
+                    await consumer.end_offsets(assigned)
+                else:
+                    await consumer.topics()
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"{doing}: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"{doing}: no answer within {self._commit_timeout_s:g} s"
+            ) from exc
+        self._last_contact = time.monotonic()
 
     # --- processing -----------------------------------------------------------------------------
 
@@ -372,12 +415,23 @@ class ProjectionRunner:
             for topic, offset in (view.pending.get(CHECKPOINT_KEY) or {}).items():
                 offsets[TopicPartition(topic, view.task)] = offset
         last: dict[int, Any] = {}
+        doing = f"checkpointing projection {self.projection.name}"
         try:
             with _TRACER.start_as_current_span(f"projection.checkpoint {self.projection.name}"):
-                await self._send_checkpoint(producer, views, emits, offsets, last)
+                # bounded: with the cluster gone, aiokafka's send_offsets_to_transaction looks
+                # for the group coordinator for ever (and its abort waits as long)
+                async with asyncio.timeout(self._commit_timeout_s):
+                    await self._send_checkpoint(producer, views, emits, offsets, last)
+                    positions = {task: (await fut).offset + 1 for task, fut in last.items()}
         except KafkaError as exc:
-            raise translate(exc, f"checkpointing projection {self.projection.name}") from exc
-        positions = {task: (await fut).offset + 1 for task, fut in last.items()}
+            raise translate(exc, doing) from exc
+        except TimeoutError as exc:
+            # the transaction's outcome is unknown and the producer is mid-transaction: only a
+            # fresh runner (new producer; restore, then seek to the store's checkpoint) is safe
+            raise CheckpointFailed(
+                f"{doing}: the transaction did not complete within {self._commit_timeout_s:g} s"
+            ) from exc
+        self._last_contact = time.monotonic()
         self._started_store().commit_many({t: v.pending for t, v in views.items()}, positions)
         self.status.last_checkpoint_at = time.time()
         self.status.applied += self._uncommitted["applied"]

@@ -5,7 +5,9 @@
     BackboneError
     └── ProjectionError            a projection could not run
         ├── ApplyFailed            ``apply`` raised on a record: the record is dead-lettered
-        └── RestoreFailed          the changelog could not be read back into the store (retriable)
+        ├── RestoreFailed          the changelog could not be read back into the store (retriable)
+        └── CheckpointFailed       a checkpoint's transaction did not complete in time (retriable):
+                                   the runner is replaced, its batch applied again from the store
 """
 
 from __future__ import annotations
@@ -24,3 +26,8 @@ class ApplyFailed(ProjectionError):  # noqa: N818 - reads as the dead letter's r
 class RestoreFailed(ProjectionError):  # noqa: N818
     retriable = True
     code = "projection_restore_failed"
+
+
+class CheckpointFailed(ProjectionError):  # noqa: N818
+    retriable = True
+    code = "projection_checkpoint_failed"
