@@ -187,10 +187,9 @@ class ProjectionRunner:
         )
         try:
             # bounded: a transactional producer looks for its coordinator for ever
+            self._producer, self._consumer = producer, consumer  # stop() closes both, always
             async with asyncio.timeout(self._commit_timeout_s):
-                self._producer = producer
                 await producer.start()
-                self._consumer = consumer
                 await consumer.start()
             consumer.subscribe(self._sources, listener=_Listener(self))
         except KafkaError as exc:

@@ -1,0 +1,133 @@
+"""The research projection across a broker outage: it shows not-ready in ``/readyz`` while Kafka
+is away, recovers by itself once the broker is back (a fresh runner: restore, seek to the store's
+checkpoint), and catches up with what was written after the restart, each record applied once.
+Before, its checkpoint looked for the coordinator for minutes and nothing restarted it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from agents.research import research_extension
+from connectors.gateway import GatewaySettings, build_gateway
+from streams.codec import Codec
+from streams.errors import BackboneError
+from streams.events import Event
+from streams.events.calls import CallSucceeded
+from streams.events.research import ResearchStarted
+from streams.producer import Publisher
+from streams.settings import KafkaSettings, RegistrySettings
+from streams.topics import Catalogue
+from tests.integration.outage._broker import eventually, own_broker
+
+#: a broker of its own, started twice (10-60 s each on a loaded machine)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+AUTH = {"Authorization": "Bearer t"}
+Client = TestClient[web.Request, web.Application]
+RUN = "run-outage"
+#: how long the broker stays down (the brief's ~20 s)
+DOWN_S = 20.0
+
+
+def _call(n: int) -> CallSucceeded:
+    return CallSucceeded(
+        call_id=f"{RUN}-c{n}",
+        service="llm",
+        operation="chat",
+        status=200,
+        latency_ms=10.0,
+        tokens_prompt=n,
+        tokens_completion=1,
+        cost_usd=0.01,
+        attempt=0,
+        idempotency_key=f"{RUN}-k{n}",
+        correlation_id=RUN,
+    )
+
+
+async def _publish(
+    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, events: list[Event]
+) -> None:
+    """Write ``events``, retrying while a just-started broker settles (a record written twice by
+    a retry has the same event id: the projection drops the second)."""
+    async with Publisher(kafka, codec, catalogue) as publisher:
+
+        async def written() -> bool:
+            try:
+                await publisher.publish_many(events)
+            except BackboneError:
+                return False
+            return True
+
+        await eventually(written, timeout_s=180)
+
+
+async def _research_check(client: Client) -> dict[str, Any]:
+    body = await (await client.get("/readyz")).json()
+    return next(c for c in body["checks"] if c["name"] == "research-progress")
+
+
+async def _made(client: Client) -> int:
+    response = await client.get(f"/v1/research/{RUN}", headers=AUTH)
+    if response.status == 404:
+        return 0
+    assert response.status == 200, await response.text()
+    return int((await response.json())["calls"]["made"])
+
+
+async def test_the_research_projection_recovers_from_a_broker_outage_by_itself(
+    tmp_path: Path, schema_registry: RegistrySettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    async with own_broker(tmp_path / "kafka", catalogue) as broker:
+        kafka = KafkaSettings(bootstrap=broker.bootstrap, request_timeout_ms=5_000, linger_ms=0)
+        before: list[Event] = [ResearchStarted(research_id=RUN, question="?", requested_by="t")]
+        before += [_call(n) for n in range(10)]
+        await _publish(kafka, codec, catalogue, before)
+        extension = research_extension(
+            kafka, catalogue, tmp_path / "stores", group_id=f"{catalogue.prefix}rp"
+        )
+        app = build_gateway(
+            GatewaySettings(tokens={"me": "t"}),
+            kafka,
+            schema_registry,
+            catalogue,
+            extensions=[extension],
+        )
+        client: Client = TestClient(TestServer(app))
+        await client.start_server()
+        try:
+
+            async def caught_up(made: int) -> bool:
+                return await _made(client) == made and (await _research_check(client))["ok"]
+
+            await eventually(lambda: caught_up(10), timeout_s=180)
+
+            await broker.stop()
+            stopped = time.monotonic()
+
+            async def not_ready() -> bool:
+                return not (await _research_check(client))["ok"]
+
+            await eventually(not_ready, timeout_s=120)
+            detail = (await _research_check(client))["detail"]
+            await asyncio.sleep(max(0.0, DOWN_S - (time.monotonic() - stopped)))
+            await broker.start()
+
+            await _publish(kafka, codec, catalogue, [_call(n) for n in range(10, 25)])
+            await eventually(lambda: caught_up(25), timeout_s=300)
+            response = await client.get(f"/v1/research/{RUN}", headers=AUTH)
+            calls = (await response.json())["calls"]
+        finally:
+            await client.close()
+    assert detail, "readiness named no reason"
+    # each record applied once: none skipped, none counted twice
+    assert calls["made"] == 25
+    assert calls["succeeded"] == 25
+    assert calls["tokens_prompt"] == sum(range(25))
