@@ -214,7 +214,10 @@ class ProjectionRunner:
             with contextlib.suppress(Exception):
                 await stop_quietly(consumer)  # bounded: a shutdown never waits on the cluster
         if producer is not None:
-            await close_producer(producer, self._kafka.request_timeout_ms / 1000)
+            try:
+                await close_producer(producer, self._kafka.request_timeout_ms / 1000)
+            except Exception as exc:  # the rest of the teardown still runs
+                log.warning("projection %s: closing its producer: %s", self.projection.name, exc)
         await self._dead_letters.stop()
         store, self._store = self._store, None
         if store is not None:
