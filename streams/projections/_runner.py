@@ -37,7 +37,12 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from opentelemetry import trace
 
 from streams import headers as h
@@ -47,7 +52,7 @@ from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.connection import client_options
 from streams.consumer import Received
-from streams.errors import BackboneError, KafkaUnavailableError
+from streams.errors import BackboneError, KafkaUnavailableError, RecordTooLargeError
 from streams.events import Event
 from streams.follow import stop_quietly
 from streams.projections._model import (
@@ -194,7 +199,7 @@ class ProjectionRunner:
             consumer.subscribe(self._sources, listener=_Listener(self))
         except KafkaError as exc:
             await self.stop()
-            raise translate(exc, f"starting projection {self.projection.name}") from exc
+            raise _failed(exc, f"starting projection {self.projection.name}") from exc
         except TimeoutError as exc:
             await self.stop()
             raise KafkaUnavailableError(
@@ -240,7 +245,7 @@ class ProjectionRunner:
         try:
             batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
         except KafkaError as exc:
-            raise translate(exc, f"reading {self._sources}") from exc
+            raise _failed(exc, f"reading {self._sources}") from exc
         records = [r for rs in batches.values() for r in rs]
         if records:
             self._last_contact = time.monotonic()
@@ -426,7 +431,10 @@ class ProjectionRunner:
                     await self._send_checkpoint(producer, views, emits, offsets, last)
                     positions = {task: (await fut).offset + 1 for task, fut in last.items()}
         except KafkaError as exc:
-            raise translate(exc, doing) from exc
+            error = _failed(exc, doing)
+            if error.retriable:  # e.g. its sender died on a lost connection mid-transaction
+                raise CheckpointFailed(str(error)) from exc
+            raise error from exc
         except TimeoutError as exc:
             # the transaction's outcome is unknown and the producer is mid-transaction: only a
             # fresh runner (new producer; restore, then seek to the store's checkpoint) is safe
@@ -533,6 +541,27 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
     finally:
         await consumer.stop()
     return count
+
+
+#: Kafka errors a fresh runner cannot cure: the cluster refuses this client (its configuration);
+#: a record too large for the cluster is the other (the projection's state is, for good)
+_FOR_GOOD = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+
+
+def _failed(exc: KafkaError, doing: str) -> BackboneError:
+    """Our error for a Kafka error met by a runner: retriable (a fresh runner, after back-off,
+    reconnects, restores and resumes) unless the cluster refuses this client for good. aiokafka
+    reports a lost connection in some paths as a bare ``KafkaError`` ("Unexpected error during
+    batch delivery" when its transactional sender dies), which :func:`translate` would call
+    permanent."""
+    error = translate(exc, doing)
+    if error.retriable or isinstance(exc, _FOR_GOOD) or isinstance(error, RecordTooLargeError):
+        return error
+    return KafkaUnavailableError(str(error))
 
 
 def _headers(event: Event, value: bytes) -> list[tuple[str, bytes]]:
