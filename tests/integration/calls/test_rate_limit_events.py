@@ -56,7 +56,8 @@ class Throttling:
         self.held.append(arrived)
         if len(self.held) == CALLS:
             for waiting in self.held:
-                waiting.done() or waiting.set_result(None)
+                if not waiting.done():
+                    waiting.set_result(None)
         await asyncio.wait_for(asyncio.shield(arrived), 20)
         self.throttled_at.append(time.monotonic())
         headers = {} if self.retry_after is None else {"Retry-After": self.retry_after}

@@ -84,7 +84,8 @@ def test_a_storm_of_429s_is_one_throttle_then_one_lift() -> None:
     bucket = TokenBucket(RateLimit(rate=50, burst=5), clock=clock)
     first = bucket.throttle(2.0, "429 Retry-After: 2 s")
     assert first is not None
-    assert (first.rate, first.previous_rate, first.blocked_for_s) == (0.0, 50, pytest.approx(2.0))
+    assert (first.rate, first.previous_rate) == (0.0, 50)
+    assert first.blocked_for_s == pytest.approx(2.0)
     clock.t += 1
     assert [bucket.throttle(3.0, "429") for _ in range(20)] == [None] * 20  # only lengthens it
     assert bucket.reserve() == pytest.approx(3.0)
