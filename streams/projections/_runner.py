@@ -457,8 +457,14 @@ class ProjectionRunner:
         offsets: dict[TopicPartition, int],
         last: dict[int, Any],
     ) -> None:
-        """One transaction: the changelog writes, the emitted events, the source offsets."""
-        async with producer.transaction():
+        """One transaction: the changelog writes, the emitted events, the source offsets.
+
+        Not ``producer.transaction()``: on an error (the caller's timeout included) it awaits
+        ``abort_transaction()``, which with the cluster gone waits for ever and swallows that
+        timeout's one cancellation. The abort here is bounded; an open transaction left behind
+        is aborted by the coordinator (this runner's replacement has a new producer)."""
+        producer.begin_transaction()
+        try:
             for view in views.values():
                 for key, value in view.pending.items():
                     body = None if value is None else encode(value).encode()
@@ -473,6 +479,12 @@ class ProjectionRunner:
                 await producer.send(topic, value, key=event.key(), headers=_headers(event, value))
             if offsets:
                 await producer.send_offsets_to_transaction(offsets, self.group_id)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):  # best effort, bounded (never a shutdown's wait)
+                async with asyncio.timeout(_ABORT_TIMEOUT_S):
+                    await producer.abort_transaction()
+            raise
 
     # --- assignment and restore -----------------------------------------------------------------
 
@@ -542,6 +554,9 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
         await consumer.stop()
     return count
 
+
+#: how long a failed checkpoint waits for its transaction's abort before leaving it open
+_ABORT_TIMEOUT_S = 2.0
 
 #: Kafka errors a fresh runner cannot cure: the cluster refuses this client (its configuration);
 #: a record too large for the cluster is the other (the projection's state is, for good)
