@@ -463,7 +463,7 @@ class ProjectionRunner:
         ``abort_transaction()``, which with the cluster gone waits for ever and swallows that
         timeout's one cancellation. The abort here is bounded; an open transaction left behind
         is aborted by the coordinator (this runner's replacement has a new producer)."""
-        producer.begin_transaction()
+        await producer.begin_transaction()
         try:
             for view in views.values():
                 for key, value in view.pending.items():
