@@ -30,6 +30,8 @@ class PlainReadError(ValueError):
 
 def _long(buf: bytes, pos: int) -> tuple[int, int]:
     byte = buf[pos]
+    if byte < 0x80:  # one byte: -64..63, most counts, lengths and small numbers
+        return (byte >> 1) ^ -(byte & 1), pos + 1
     pos += 1
     result = byte & 0x7F
     shift = 7
@@ -40,6 +42,8 @@ def _long(buf: bytes, pos: int) -> tuple[int, int]:
         pos += 1
         result |= (byte & 0x7F) << shift
         shift += 7
+    if result >> 64:
+        raise PlainReadError("varint beyond 64 bits")
     return (result >> 1) ^ -(result & 1), pos
 
 
@@ -75,6 +79,12 @@ def _bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _string(buf: bytes, pos: int) -> tuple[str, int]:
+    size = buf[pos]
+    if size < 0x80 and not size & 1:  # a length under 64 in one byte: most strings
+        end = pos + 1 + (size >> 1)
+        if end > len(buf):
+            raise PlainReadError(f"string at byte {pos} runs past the end")
+        return buf[pos + 1 : end].decode(), end
     size, pos = _size(buf, pos)
     return buf[pos : pos + size].decode(), pos + size
 
@@ -130,6 +140,18 @@ def _compile(schema: Any, named: dict[str, tuple[Read, int]], space: str) -> tup
 
 def _union(branches: list[tuple[Read, int]]) -> tuple[Read, int]:
     readers = [read for read, _ in branches]
+    if len(readers) == 2 and readers[0] is _null:  # ["null", X]: nearly every union
+        value = readers[1]
+
+        def optional(buf: bytes, pos: int) -> tuple[Any, int]:
+            branch = buf[pos]
+            if branch == 0:
+                return None, pos + 1
+            if branch == 2:  # zigzag of 1
+                return value(buf, pos + 1)
+            raise PlainReadError(f"union branch byte {branch} of 2 branches")
+
+        return optional, 1
 
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         index, pos = _long(buf, pos)

@@ -80,15 +80,19 @@ class PlainRecord:
     def of(cls, received: Received) -> PlainRecord:
         """The plain form of a decoded record: what ``decode_plain`` gives for its bytes."""
         event = received.event
-        datum = {k: _plain(v) for k, v in to_avro_builder(type(event))(event).items()}
         return cls(
             type(event),
-            datum,
+            cls.datum_of(event),
             received.topic,
             received.partition,
             received.offset,
             received.timestamp_ms,
         )
+
+    @staticmethod
+    def datum_of(event: Event) -> dict[str, Any]:
+        """The plain datum of an event: what ``Codec.decode_plain`` reads from its bytes."""
+        return {k: _plain(v) for k, v in to_avro_builder(type(event))(event).items()}
 
 
 def _plain(value: Any) -> Any:
