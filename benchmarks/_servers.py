@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import aiohttp
+
+#: the client token every benchmark's gateway accepts (``Authorization: Bearer bench-token``)
+TOKEN = "bench-token"
+
+
+def gateway_env(bootstrap: str, port: int, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a benchmark's gateway (``backbone gateway`` or ``up``) on ``port``: this
+    process's, plus the cluster, the topic prefix, :data:`TOKEN` and no client rate limit;
+    ``extra`` adds or overrides settings (``BACKBONE_SCHEMA_REGISTRY_URL=...``)."""
+    return {
+        **os.environ,
+        "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
+        "BACKBONE_TOPIC_PREFIX": prefix,
+        "BACKBONE_GATEWAY_PORT": str(port),
+        "BACKBONE_GATEWAY_TOKENS": f"bench={TOKEN}",
+        "BACKBONE_GATEWAY_RATE": "1000000",
+        "BACKBONE_GATEWAY_BURST": "1000000",
+        **extra,
+    }
 
 
 async def serve_process(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import tempfile
 import time
 import uuid
@@ -42,14 +41,13 @@ from benchmarks._harness import (
     progress,
     scaled,
 )
-from benchmarks._servers import serve_process
+from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.realtime.tokens import mint
 from infra.kafka.broker import free_port
 
 CONCURRENCY = 64
 SECONDS = scaled(15, 6)
 DRAIN_S = 120
-TOKEN = "bench-token"
 KEY = "bench-headline-key-" + "k" * 32
 CHANNEL = "integration:sim"
 CONFIG = """
@@ -197,19 +195,15 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     port = free_port()
     state = Path(tempfile.mkdtemp(prefix="bench-headline-"))
     (state / "backbone.toml").write_text(CONFIG)
-    env = {
-        **os.environ,
-        "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
-        "BACKBONE_CONFIG": str(state / "backbone.toml"),
-        "BACKBONE_STATE_DIR": str(state),
-        "BACKBONE_TOPIC_PREFIX": f"bench-{uuid.uuid4().hex[:6]}.",
-        "BACKBONE_GATEWAY_PORT": str(port),
-        "BACKBONE_REGISTRY_PORT": str(free_port()),
-        "BACKBONE_GATEWAY_TOKENS": f"bench={TOKEN}",
-        "BACKBONE_GATEWAY_RATE": "1000000",
-        "BACKBONE_GATEWAY_BURST": "1000000",
-        "BACKBONE_WS_JWT_KEY": KEY,
-    }
+    env = gateway_env(
+        bootstrap,
+        port,
+        f"bench-{uuid.uuid4().hex[:6]}.",
+        BACKBONE_CONFIG=str(state / "backbone.toml"),
+        BACKBONE_STATE_DIR=str(state),
+        BACKBONE_REGISTRY_PORT=str(free_port()),
+        BACKBONE_WS_JWT_KEY=KEY,
+    )
     progress("headline: starting `backbone up` (gateway, worker, projections, ...)")
     stack, base = await serve_process(["infra.cli", "up"], port, env, attempts=3000)
     outcomes = Outcomes()

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks._harness import Row, Stat
-from benchmarks._servers import serve_process
+from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from infra.kafka.broker import LocalBroker, free_port
 from infra.registry import RegistryServer
@@ -43,7 +43,6 @@ from streams.topics import Catalogue
 RATE = 500  # offered requests per second in the open loop (the target rate)
 CONCURRENCY = 32  # clients of the closed loop
 SECONDS = float(os.environ.get("BACKBONE_BENCH_SECONDS", "4"))
-TOKEN = "bench-token"
 EVENTS_PATH = "/v1/events/call.requested"
 WEBHOOK_PATH = "/webhooks/bench"
 WEBHOOK_BODY = (
@@ -226,18 +225,14 @@ async def _server(
     port = free_port()
     if name == "bare":
         return await serve_process(["benchmarks._null_http", str(port)], port, dict(os.environ))
-    env = {
-        **os.environ,
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
-        "BACKBONE_TOPIC_PREFIX": prefix,
-        "BACKBONE_GATEWAY_PORT": str(port),
-        "BACKBONE_GATEWAY_TOKENS": f"bench={TOKEN}",
-        "BACKBONE_GATEWAY_RATE": "1000000",
-        "BACKBONE_GATEWAY_BURST": "1000000",
-        "BACKBONE_GATEWAY_WORKERS": name.removeprefix("gateway-x"),
-        "BACKBONE_WEBHOOK_SOURCES": json.dumps({"bench": {"secrets": [secret]}}),
-    }
+    env = gateway_env(
+        kafka.bootstrap,
+        port,
+        prefix,
+        BACKBONE_SCHEMA_REGISTRY_URL=registry.url,
+        BACKBONE_GATEWAY_WORKERS=name.removeprefix("gateway-x"),
+        BACKBONE_WEBHOOK_SOURCES=json.dumps({"bench": {"secrets": [secret]}}),
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "infra.cli", "gateway", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,

@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import bench_calls
 from benchmarks._harness import Row, Stat
+from benchmarks._servers import TOKEN, gateway_env
 from connectors.calls_api import ReplyWaiter
 from infra.kafka.broker import LocalBroker, free_port
 from infra.registry.server import RegistryServer
@@ -58,7 +59,6 @@ MIN_CALLS = 10
 WARMUP = 20
 MAX_IN_FLIGHT = 2000
 TIMEOUT_S = 30.0
-TOKEN = "bench-token"
 SERVICE = "echo"
 PAYLOAD = {"messages": [{"role": "user", "content": "hello"}]}
 PATHS = ("floor", "gateway", "sdk")
@@ -330,17 +330,13 @@ async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str
         config = tmp / "backbone.toml"
         config.write_text(_config(provider))
         if True:
-            env = {
-                **os.environ,
-                "BACKBONE_CONFIG": str(config),
-                "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-                "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
-                "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-                "BACKBONE_GATEWAY_PORT": str(gateway_port),
-                "BACKBONE_GATEWAY_TOKENS": f"bench={TOKEN}",
-                "BACKBONE_GATEWAY_RATE": "1000000",
-                "BACKBONE_GATEWAY_BURST": "1000000",
-            }
+            env = gateway_env(
+                kafka.bootstrap,
+                gateway_port,
+                catalogue.prefix,
+                BACKBONE_CONFIG=str(config),
+                BACKBONE_SCHEMA_REGISTRY_URL=registry.url,
+            )
             provider_proc = await _spawn(
                 ["benchmarks._provider", str(provider_port)], env, tmp / "provider.log"
             )

@@ -34,7 +34,7 @@ from benchmarks._harness import (
     progress,
     scaled,
 )
-from benchmarks._servers import serve_process
+from benchmarks._servers import TOKEN, gateway_env, serve_process
 from infra.kafka.broker import free_port
 from infra.registry import RegistryServer
 from streams import headers as h
@@ -55,7 +55,6 @@ HTTP_RATE = 500  # req/s, open loop
 HTTP_SECONDS = scaled(8, 3)
 HTTP_CONCURRENCY = 64  # in flight at most during the open-loop run
 MAX_CONCURRENCY = 32  # closed loop
-TOKEN = "bench-token"
 
 
 def _events(n: int, tag: str) -> list[Event]:
@@ -142,16 +141,7 @@ async def _gateway(
     kafka: KafkaSettings, registry: RegistrySettings, prefix: str
 ) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
-    env = {
-        **os.environ,
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
-        "BACKBONE_TOPIC_PREFIX": prefix,
-        "BACKBONE_GATEWAY_PORT": str(port),
-        "BACKBONE_GATEWAY_TOKENS": f"bench={TOKEN}",
-        "BACKBONE_GATEWAY_RATE": "1000000",
-        "BACKBONE_GATEWAY_BURST": "1000000",
-    }
+    env = gateway_env(kafka.bootstrap, port, prefix, BACKBONE_SCHEMA_REGISTRY_URL=registry.url)
     return await serve_process(["infra.cli", "gateway"], port, env)
 
 

@@ -10,6 +10,7 @@ service (each within ``STOP_TIMEOUT_S``) and exits non-zero.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from infra import shutdown
 from infra.config import Settings
 from infra.errors import InfraError
 from infra.kafka.broker import BrokerOptions, LocalBroker, kafka_version
@@ -160,6 +162,8 @@ SERVICES: list[ServiceFactory] = [
 
 #: how long one service may take to stop before the stack moves on to the next
 STOP_TIMEOUT_S = 60.0
+#: what the process may take after its services stopped (leftover tasks, executor threads)
+SHUTDOWN_GRACE_S = 20.0
 
 
 class StackFailedError(InfraError):
@@ -193,20 +197,72 @@ async def _watch_broker(broker: LocalBroker, fatal: Callable[[str], None]) -> No
     )
 
 
-async def _stop(service: Service, say: Callable[[str], None]) -> None:
-    """Stop one service; a failure or a hang is reported and never skips the others."""
+async def _stop(service: Service, say: Callable[[str], None]) -> bool:
+    """Stop one service; a failure or a hang is reported and never skips the others. False when
+    it did not stop cleanly (a hang also logs the pending tasks' stacks, to find where)."""
     try:
         async with asyncio.timeout(STOP_TIMEOUT_S):
             await service.stop()
+        return True
     except TimeoutError:
         say(f"{service.name:<9} did not stop within {STOP_TIMEOUT_S:.0f} s; abandoned")
+        log.warning("%s did not stop; pending tasks:\n%s", service.name, _task_stacks())
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             raise
         say(f"{service.name:<9} stopped with a cancelled client task")  # aiokafka, broker gone
+        return True
     except Exception as exc:
         say(f"{service.name:<9} did not stop cleanly: {type(exc).__name__}: {exc}")
+    return False
+
+
+def _task_stacks() -> str:
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- task {task.get_name()}: {task.get_coro()!r}\n")
+        task.print_stack(limit=12, file=out)
+    return out.getvalue()
+
+
+async def serve_service(
+    service: Service,
+    say: Callable[[str], None],
+    *,
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+    started: Callable[[], None] | None = None,
+) -> None:
+    """Run one service (``backbone gateway``, ``worker``, ``registry``) until a signal, or until a
+    part of it dies for good: then it is stopped (within ``STOP_TIMEOUT_S``) and
+    :class:`StackFailedError` says why. ``started`` runs once it is up."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    failures: list[str] = []
+
+    def fatal(message: str) -> None:
+        if not failures:
+            say(f"error     {message}; stopping")
+        failures.append(message)
+        stop.set()
+
+    stop_on_fatal(loop, fatal)
+    await service.start()
+    if started is not None:
+        started()
+    try:
+        await stop.wait()
+    finally:
+        shutdown.arm(STOP_TIMEOUT_S + SHUTDOWN_GRACE_S, f"the {service.name}")
+        clean = await _stop(service, say)
+    if failures:  # said above, when it happened
+        raise StackFailedError(
+            f"the {service.name} stopped because a part of it failed (see above)"
+        )
+    if not clean:
+        raise StackFailedError(f"the {service.name} did not stop cleanly (see above)")
 
 
 async def serve(settings: Settings, say: Callable[[str], None]) -> None:
@@ -260,11 +316,13 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
             say("ready; Ctrl-C stops everything")
         await stop.wait()
     finally:
+        shutdown.arm(STOP_TIMEOUT_S * len(started) + SHUTDOWN_GRACE_S, "the stack")
         if watch is not None:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
         for service in reversed(started):
-            await _stop(service, say)
+            if not await _stop(service, say):
+                failures.append(f"{service.name} did not stop cleanly")
         if broker is not None:
             await asyncio.to_thread(broker.stop)
             forget_broker(settings, broker)

@@ -316,8 +316,11 @@ def run(
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> T:
     """Run a command's coroutine; its errors reach the one reporting path in :class:`BackboneGroup`.
-    ``loop_factory``: another event loop (``backbone gateway`` runs on uvloop)."""
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    ``loop_factory``: another event loop (``backbone gateway`` runs on uvloop). A command that arms
+    :mod:`infra.shutdown` when it starts to stop exits by the deadline, the Runner's close included."""
+    from infra import shutdown
+
+    with shutdown.enabled(), asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(coro)
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -40,34 +38,19 @@ def worker(log_level: str) -> None:
     configure(log_level)
     cfg = settings()
 
-    from infra.stack import StackFailedError, stop_on_fatal
+    from infra.stack import serve_service
     from infra.worker import WorkerService  # imports Faust: only for this command
 
-    async def serve() -> None:
-        service = WorkerService(cfg)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        failures: list[str] = []
+    service = WorkerService(cfg)
 
-        def fatal(message: str) -> None:
-            click.echo(f"error     {message}; stopping", err=True)
-            failures.append(message)
-            stop.set()
-
-        stop_on_fatal(loop, fatal)
-        await service.start()
+    def started() -> None:
         click.echo(f"worker    {service.describe()}", err=True)
         click.echo("ready", err=True)
-        try:
-            await stop.wait()
-        finally:
-            await service.stop()
-        if failures:
-            raise StackFailedError("the worker stopped because a part of it failed (see above)")
 
-    run(serve())
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    run(serve_service(service, say, started=started))
 
 
 @main.group()

@@ -18,35 +18,21 @@ import click
 from infra.cli._app import main, run, settings
 from infra.config import Settings
 from infra.logs import configure
-from infra.stack import StackFailedError, gateway_service, stop_on_fatal
+from infra.stack import gateway_service, serve_service
 
 
 async def _serve(cfg: Settings, worker_of: int | None) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # A worker stops on SIGTERM only (from its parent, or the kernel when the parent dies): Ctrl-C
-    # reaches the whole process group, and the parent stopping its workers is the one path.
-    for sig in (signal.SIGTERM,) if worker_of is not None else (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    failures: list[str] = []
-
-    def fatal(message: str) -> None:
-        if not failures:
-            click.echo(f"error     {message}", err=True)
-        failures.append(message)
-        stop.set()
-
-    stop_on_fatal(loop, fatal)
     service = gateway_service(cfg, reuse_port=worker_of is not None)
-    await service.start()
-    # Everything allocated so far lives as long as the process: keep it out of the collector's
-    # generations so collections during requests stay short (p99 latency).
-    gc.collect()
-    gc.freeze()
-    if worker_of is not None:
-        sys.stdout.buffer.write(b"ready\n")  # to the parent (infra.gateway_workers)
-        sys.stdout.flush()
-    else:
+
+    def started() -> None:
+        # Everything allocated so far lives as long as the process: keep it out of the collector's
+        # generations so collections during requests stay short (p99 latency).
+        gc.collect()
+        gc.freeze()
+        if worker_of is not None:
+            sys.stdout.buffer.write(b"ready\n")  # to the parent (infra.gateway_workers)
+            sys.stdout.flush()
+            return
         click.echo(f"gateway   {service.describe()}", err=True)
         if not cfg.gateway.tokens:
             click.secho(
@@ -54,12 +40,15 @@ async def _serve(cfg: Settings, worker_of: int | None) -> None:
                 fg="yellow",
                 err=True,
             )
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
-    if failures:  # said above, when it happened
-        raise StackFailedError("the gateway stopped because a part of it failed (see above)")
+
+    # A worker stops on SIGTERM only (from its parent, or the kernel when the parent dies): Ctrl-C
+    # reaches the whole process group, and the parent stopping its workers is the one path.
+    signals = (signal.SIGTERM,) if worker_of is not None else (signal.SIGINT, signal.SIGTERM)
+    await serve_service(service, _say, signals=signals, started=started)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def _loop_factory(cfg: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
-
 import click
 
 from infra.cli._app import main, run, settings
@@ -42,16 +39,12 @@ def registry(host: str, port: int | None, default_level: str) -> None:
         default_level=Level(default_level),
     )
 
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await server.start()
-        try:
-            click.echo(f"registry  {server.describe()}; Ctrl-C stops it")
-            await stop.wait()
-        finally:
-            await server.stop()
+    from infra.stack import serve_service
 
-    run(serve())
+    def started() -> None:
+        click.echo(f"registry  {server.describe()}; Ctrl-C stops it")
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    run(serve_service(server, say, started=started))

@@ -195,7 +195,9 @@ async def run_storm(
                     client.closed_with = ws.close_code
                     await ws.close()
     finally:
+        stopping = time.monotonic()
         code = await stop_process(gateway)
+        stopped_in = time.monotonic() - stopping
     expected = sorted(published)
     bad = []
     for n, client in enumerate(storm):
@@ -215,11 +217,14 @@ async def run_storm(
         f"{mid / 2**20:.0f} MiB, second half {end / 2**20:.0f} MiB; stalled clients' close codes "
         f"{closed[:5]}...; reading clients dropped and resumed "
         f"{sum(bool(c.dropped) for c in storm)} (codes {sorted({d for c in storm for d in c.dropped}, key=str)}); "
-        f"clients with gaps or duplicates {len(bad)}"
+        f"clients with gaps or duplicates {len(bad)}; the gateway stopped in {stopped_in:.1f} s"
     )
     assert not bad, f"(client, role, duplicates, gaps): {bad[:10]}"
     assert end - mid < PLATEAU_BUDGET, f"gateway RSS grew {(end - mid) / 2**20:.0f} MiB"
-    assert code == 0, f"the gateway exited {code} on SIGTERM"
+    log_tail = (tmp_path / "gateway.log").read_text(errors="replace")[-6000:]
+    assert code == 0, (
+        f"the gateway exited {code} on SIGTERM after {stopped_in:.0f} s; log:\n{log_tail}"
+    )
 
 
 @pytest.mark.timeout(900)

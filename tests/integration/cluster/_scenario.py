@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -16,18 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import aiohttp
-
 from agents.worker import KAFKA_STAGES
-from infra.kafka.broker import free_port
 from infra.testing.cluster import ClusterKit
 from streams.codec import Codec
 from streams.inspect import describe_group
 from streams.settings import RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.chaos._kit import TOKEN, post_loop, provider, start_process, stop_process
 from tests.integration.outage._broker import eventually
-from tests.integration.outage._fault import WORKER_CONFIG, FaultReport, _settle
+from tests.integration.outage._fault import FaultReport, _settle, loaded_stack
 
 #: Picks the nodes to kill, given the kit and the catalogue (e.g. the leader of a partition).
 Victims = Callable[[ClusterKit, Catalogue], Awaitable[list[int]]]
@@ -67,106 +62,32 @@ async def run_cluster_fault(
     before starting them again (one node of three down: the cluster must keep taking writes)."""
     report = ClusterFaultReport(down_s, signal_name=sig.name)
     kafka = kit.settings()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    group = f"{catalogue.prefix}calls"
-    logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
-    async with provider() as provider_url:
-        config = tmp_path / "backbone.toml"
-        config.write_text(WORKER_CONFIG.format(group=group, provider=provider_url))
-        env = {
-            **os.environ,
-            "BACKBONE_KAFKA_BOOTSTRAP": kit.bootstrap,
-            "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
-            "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-            "BACKBONE_CONFIG": str(config),
-            "BACKBONE_GATEWAY_PORT": str(port),
-            "BACKBONE_GATEWAY_TOKENS": f"fault={TOKEN}",
-            "BACKBONE_GATEWAY_RATE": "100000",
-            "BACKBONE_GATEWAY_BURST": "100000",
-        }
-        gateway = await start_process(["gateway"], env, logs["gateway"])
-        worker = await start_process(["worker"], env, logs["worker"])
-        running = asyncio.Event()
-        running.set()
-        clients: list[asyncio.Task[None]] = []
-        try:
-
-            async def ready() -> bool:
-                assert gateway.returncode is None, "the gateway exited while starting"
-                try:
-                    async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await eventually(ready, timeout_s=180)
-            step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
-            call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
-            clients = [
-                *(
-                    asyncio.create_task(
-                        post_loop(
-                            f"{base}/v1/events/research.step_started",
-                            step,
-                            "research_id",
-                            "event_id",
-                            report.events,
-                            running,
-                        )
-                    )
-                    for _ in range(3)
-                ),
-                *(
-                    asyncio.create_task(
-                        post_loop(
-                            f"{base}/v1/calls",
-                            call,
-                            "idempotency_key",
-                            "call_id",
-                            report.calls,
-                            running,
-                        )
-                    )
-                    for _ in range(2)
-                ),
-            ]
-
-            async def accepted_since(moment: float) -> bool:
-                return any(a.began > moment and 200 <= a.status < 300 for a in report.events)
-
-            began = time.monotonic()
-            await eventually(lambda: accepted_since(began), timeout_s=120)
-            await asyncio.sleep(4)  # steady load before the fault
-            report.victims = await victims(kit, catalogue)
-            await asyncio.gather(*(kit.kill(node, sig) for node in report.victims))
-            report.stopped_at = time.monotonic()
-            if expect_writes_while_down:
-                with contextlib.suppress(TimeoutError):
-                    await eventually(lambda: accepted_since(report.stopped_at), timeout_s=120)
-                report.recovered_without_restart = await accepted_since(report.stopped_at)
-            await asyncio.sleep(max(0.0, report.stopped_at + down_s - time.monotonic()))
-            report.restarting_at = time.monotonic()
-            report.restarted_wall = datetime.now(UTC)
-            for node in report.victims:
-                await kit.start(node)
-            await eventually(lambda: accepted_since(report.restarting_at), timeout_s=180)
-            await asyncio.sleep(4)  # steady load after recovery
-            running.clear()
-            await asyncio.gather(*clients)
-            await _settle(report, kafka, codec, catalogue)
-            report.final_lag = await _lag_settles(kit, group)
-            written = await _written_research_ids(kit, codec, catalogue)
-            refused = {a.ident for a in report.events if a.status == 503}
-            report.refused_but_written = len(refused & written)
-        finally:
-            running.clear()
-            for task in clients:
-                task.cancel()
-            await asyncio.gather(*clients, return_exceptions=True)
-            report.exit_codes["gateway"] = await stop_process(gateway)
-            report.exit_codes["worker"] = await stop_process(worker)
-    report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
+    async with loaded_stack(
+        tmp_path, kit.bootstrap, registry, catalogue, report, ready_timeout_s=180
+    ) as stack:
+        began = time.monotonic()
+        await eventually(lambda: stack.accepted_since(began), timeout_s=120)
+        await asyncio.sleep(4)  # steady load before the fault
+        report.victims = await victims(kit, catalogue)
+        await asyncio.gather(*(kit.kill(node, sig) for node in report.victims))
+        report.stopped_at = time.monotonic()
+        if expect_writes_while_down:
+            with contextlib.suppress(TimeoutError):
+                await eventually(lambda: stack.accepted_since(report.stopped_at), timeout_s=120)
+            report.recovered_without_restart = await stack.accepted_since(report.stopped_at)
+        await asyncio.sleep(max(0.0, report.stopped_at + down_s - time.monotonic()))
+        report.restarting_at = time.monotonic()
+        report.restarted_wall = datetime.now(UTC)
+        for node in report.victims:
+            await kit.start(node)
+        await eventually(lambda: stack.accepted_since(report.restarting_at), timeout_s=180)
+        await asyncio.sleep(4)  # steady load after recovery
+        await stack.stop_load()
+        await _settle(report, kafka, codec, catalogue)
+        report.final_lag = await _lag_settles(kit, f"{catalogue.prefix}calls")
+        written = await _written_research_ids(kit, codec, catalogue)
+        refused = {a.ident for a in report.events if a.status == 503}
+        report.refused_but_written = len(refused & written)
     return report
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +149,98 @@ def check_outage(report: FaultReport) -> None:
     assert report.exit_codes == {"gateway": 0, "worker": 0}, report.exit_codes
 
 
+@dataclass
+class LoadedStack:
+    """A gateway and a worker under steady load (:func:`loaded_stack`)."""
+
+    report: FaultReport
+    running: asyncio.Event
+    clients: list[asyncio.Task[None]]
+
+    async def accepted_since(self, moment: float) -> bool:
+        return any(a.began > moment and 200 <= a.status < 300 for a in self.report.events)
+
+    async def stop_load(self) -> None:
+        self.running.clear()
+        await asyncio.gather(*self.clients)
+
+
+@contextlib.asynccontextmanager
+async def loaded_stack(
+    tmp_path: Path,
+    bootstrap: str,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    report: FaultReport,
+    *,
+    ready_timeout_s: float = 300,
+) -> AsyncIterator[LoadedStack]:
+    """Gateway and worker processes naming only ``bootstrap``, a local HTTP provider, and steady
+    load (3 clients on ``/v1/events``, 2 on ``/v1/calls``) whose answers go to ``report``. On the
+    way out the load stops, both processes get SIGTERM (their exit codes and log sizes go to
+    ``report``)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
+    async with provider() as provider_url:
+        config = tmp_path / "backbone.toml"
+        config.write_text(
+            WORKER_CONFIG.format(group=f"{catalogue.prefix}calls", provider=provider_url)
+        )
+        env = {
+            **os.environ,
+            "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
+            "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+            "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+            "BACKBONE_CONFIG": str(config),
+            "BACKBONE_GATEWAY_PORT": str(port),
+            "BACKBONE_GATEWAY_TOKENS": f"fault={TOKEN}",
+            "BACKBONE_GATEWAY_RATE": "100000",
+            "BACKBONE_GATEWAY_BURST": "100000",
+        }
+        gateway = await start_process(["gateway"], env, logs["gateway"])
+        worker = await start_process(["worker"], env, logs["worker"])
+        stack = LoadedStack(report, asyncio.Event(), [])
+        stack.running.set()
+        try:
+
+            async def ready() -> bool:
+                assert gateway.returncode is None, "the gateway exited while starting"
+                try:
+                    async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(ready, timeout_s=ready_timeout_s)  # a loaded box: slow imports
+            step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
+            call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
+            events, calls = f"{base}/v1/events/research.step_started", f"{base}/v1/calls"
+            stack.clients += [
+                asyncio.create_task(
+                    post_loop(events, step, "research_id", "event_id", report.events, stack.running)
+                )
+                for _ in range(3)
+            ]
+            stack.clients += [
+                asyncio.create_task(
+                    post_loop(
+                        calls, call, "idempotency_key", "call_id", report.calls, stack.running
+                    )
+                )
+                for _ in range(2)
+            ]
+            yield stack
+        finally:
+            stack.running.clear()
+            for task in stack.clients:
+                task.cancel()
+            await asyncio.gather(*stack.clients, return_exceptions=True)
+            report.exit_codes["gateway"] = await stop_process(gateway)
+            report.exit_codes["worker"] = await stop_process(worker)
+    report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
+
+
 async def run_outage(
     tmp_path: Path,
     codec: Codec,
@@ -160,72 +253,9 @@ async def run_outage(
     broker = OwnBroker(tmp_path / "kafka")
     await broker.start()
     kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)
-    await apply_catalogue(kafka, catalogue)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    logs = {"gateway": tmp_path / "gateway.log", "worker": tmp_path / "worker.log"}
-    async with provider() as provider_url:
-        config = tmp_path / "backbone.toml"
-        config.write_text(
-            WORKER_CONFIG.format(group=f"{catalogue.prefix}calls", provider=provider_url)
-        )
-        env = {
-            **os.environ,
-            "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
-            "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
-            "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-            "BACKBONE_CONFIG": str(config),
-            "BACKBONE_GATEWAY_PORT": str(port),
-            "BACKBONE_GATEWAY_TOKENS": f"fault={TOKEN}",
-            "BACKBONE_GATEWAY_RATE": "100000",
-            "BACKBONE_GATEWAY_BURST": "100000",
-        }
-        gateway = await start_process(["gateway"], env, logs["gateway"])
-        worker = await start_process(["worker"], env, logs["worker"])
-        running = asyncio.Event()
-        running.set()
-        clients: list[asyncio.Task[None]] = []
-        try:
-
-            async def ready() -> bool:
-                assert gateway.returncode is None, "the gateway exited while starting"
-                try:
-                    async with aiohttp.ClientSession() as http, http.get(f"{base}/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await eventually(ready, timeout_s=300)  # a loaded box: imports alone take minutes
-            step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
-            call = {"service": "provider", "operation": "/echo", "idempotency_key": ""}
-            clients = [
-                *(
-                    asyncio.create_task(
-                        post_loop(
-                            f"{base}/v1/events/research.step_started",
-                            step,
-                            "research_id",
-                            "event_id",
-                            report.events,
-                            running,
-                        )
-                    )
-                    for _ in range(3)
-                ),
-                *(
-                    asyncio.create_task(
-                        post_loop(
-                            f"{base}/v1/calls",
-                            call,
-                            "idempotency_key",
-                            "call_id",
-                            report.calls,
-                            running,
-                        )
-                    )
-                    for _ in range(2)
-                ),
-            ]
+    try:
+        await apply_catalogue(kafka, catalogue)
+        async with loaded_stack(tmp_path, kafka.bootstrap, registry, catalogue, report) as stack:
             await asyncio.sleep(8)  # steady load before the outage
             await broker.kill(fault)  # returns once the process is gone
             report.stopped_at = time.monotonic()
@@ -233,25 +263,12 @@ async def run_outage(
             report.restarting_at = time.monotonic()
             report.restarted_wall = datetime.now(UTC)
             await broker.start()
-
-            async def recovered() -> bool:
-                recent = [a for a in report.events if a.began > report.restarting_at]
-                return any(200 <= a.status < 300 for a in recent)
-
-            await eventually(recovered, timeout_s=180)
+            await eventually(lambda: stack.accepted_since(report.restarting_at), timeout_s=180)
             await asyncio.sleep(8)  # steady load after recovery
-            running.clear()
-            await asyncio.gather(*clients)
+            await stack.stop_load()
             await _settle(report, kafka, codec, catalogue)
-        finally:
-            running.clear()
-            for task in clients:
-                task.cancel()
-            await asyncio.gather(*clients, return_exceptions=True)
-            report.exit_codes["gateway"] = await stop_process(gateway)
-            report.exit_codes["worker"] = await stop_process(worker)
-            await broker.stop()
-    report.log_bytes = {name: path.stat().st_size for name, path in logs.items()}
+    finally:
+        await broker.stop()
     return report
 
 
