@@ -45,7 +45,13 @@ from streams.events import Event
 from streams.events.calls import CallExpired, CallFailed, CallRetryScheduled, CallSucceeded
 from streams.events.health import HealthChecked, HealthStatus
 from streams.producer import Publisher
-from streams.projections import ProjectionRunner, lag, rebuild
+from streams.projections import (
+    CHECKPOINT_KEY,
+    ProjectionRunner,
+    SqliteStore,
+    rebuild,
+    store_path,
+)
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
@@ -185,7 +191,8 @@ async def _live_with_registry(bootstrap: str) -> dict[str, Any]:
 
 def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float, out: Any) -> None:
     """In a process of its own (as the pipeline's workers are): publish mixed events to the
-    projection's sources as fast as acks come back for ``seconds``; send the count."""
+    projection's sources as fast as acks come back for ``seconds``; sends ``None`` once its
+    first chunk is acknowledged (start-up done: the clock starts), then the count."""
 
     async def go() -> int:
         kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-publisher")
@@ -195,11 +202,13 @@ def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float,
             RegistryClient(RegistrySettings(url=registry_url)) as client,
             Publisher(kafka, Codec(client), Catalogue(prefix=prefix)) as publisher,
         ):
-            began, i = time.perf_counter(), 0
+            await publisher.publish_many([_event(n, rng, t0) for n in range(1_000)])
+            out.send(None)
+            began, i = time.perf_counter(), 1_000
             while time.perf_counter() - began < seconds:
                 await publisher.publish_many([_event(i + n, rng, t0) for n in range(1_000)])
                 i += 1_000
-            return i
+            return i - 1_000  # published while the clock ran
 
     out.send(asyncio.run(go()))
     out.close()
@@ -222,8 +231,29 @@ async def _live(
         runner = ProjectionRunner(kafka, codec, catalogue, projection, store_dir)
         task = asyncio.create_task(runner.run())
 
+        topics = [catalogue.name(t) for t in projection.sources]
+        found = await partitions(kafka, topics)
+        tps = [TopicPartition(t, n) for t in topics for n in found[t]]
+        ends_reader = AIOKafkaConsumer(
+            bootstrap_servers=kafka.bootstrap, enable_auto_commit=False,
+            isolation_level="read_committed",
+        )  # fmt: skip
+        await ends_reader.start()
+        checkpoints: SqliteStore | None = None
+
         async def behind() -> int:
-            return sum(p.lag for p in await lag(kafka, catalogue, projection, store_dir))
+            """Records behind the end: the end offsets less the store's checkpoints (what
+            ``backbone projections status`` counts, with clients kept open between samples)."""
+            nonlocal checkpoints
+            path = store_path(store_dir, projection.name)
+            if checkpoints is None and path.exists():
+                checkpoints = SqliteStore(path)
+            done: dict[tuple[str, int], int] = {}
+            if checkpoints is not None:
+                for task, _, value in checkpoints.items(prefix=CHECKPOINT_KEY):
+                    done.update({(topic, task): int(at) for topic, at in value.items()})
+            ends = await ends_reader.end_offsets(tps)
+            return sum(max(0, ends[tp] - done.get((tp.topic, tp.partition), 0)) for tp in tps)
 
         try:
             async with Publisher(kafka, codec, catalogue) as publisher:
@@ -236,6 +266,11 @@ async def _live(
             )
             child.start()
             try:
+                while not receive.poll():  # its start-up (imports, clients) is not measured
+                    if not child.is_alive():
+                        raise RuntimeError("the publishing process ended before publishing")
+                    await asyncio.sleep(0.2)
+                receive.recv()
                 began = time.perf_counter()
                 while child.is_alive():
                     lags.append(await behind())
@@ -259,6 +294,9 @@ async def _live(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await ends_reader.stop()
+            if checkpoints is not None:
+                checkpoints.close()
     half = len(lags) // 2
     first, second = max(lags[:half], default=0), max(lags[half:], default=0)
     bounded = second <= first and left == 0
