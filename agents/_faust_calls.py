@@ -13,6 +13,12 @@ Caveats kept: Faust acks a ``take_events`` batch in a ``finally``, so a batch wh
 failed to write can still be committed (the ledger then finds those claims open and dead-letters
 the calls as ``OutcomeUnknownError``: accounted, not lost silently); throughput is bound by
 Faust's per-event overhead.
+
+Before the first record of a lane partition since it was assigned is claimed, the call ledger
+reads ``calls.claims`` and ``calls.results`` to their end, as the aiokafka runtime does on
+assignment: a record its previous owner ran but had not committed is then skipped, not run again.
+Lane batches run one after another, so a lane's calls are spread over several batches when
+records arrive apart (the breaker test sees this as more attempts in flight when it opens).
 """
 
 from __future__ import annotations
@@ -30,27 +36,53 @@ from agents._writer import LaneItem, Pipeline
 from agents.app import create_app, source_of
 from agents.errors import RetryDueTooLateError
 from agents.lanes import Lane
+from agents.ledger import LedgerFollower
 from agents.outputs import Source
 from agents.retry import due_too_late
 from agents.router import back_to_lane, route
+from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 
 log = logging.getLogger(__name__)
 
 
 class FaustCalls:
-    def __init__(self, parts: Pipeline, *, datadir: Path | None = None) -> None:
+    def __init__(
+        self, parts: Pipeline, ledger: LedgerFollower, *, datadir: Path | None = None
+    ) -> None:
         self.kafka, self.codec, self.catalogue = parts.kafka, parts.codec, parts.catalogue
         self.settings = parts.settings
         self.executor, self.dispatcher, self.writer = parts.executor, parts.dispatcher, parts.writer
+        self.ledger = ledger
         self._datadir = datadir
         self.app: faust.App | None = None
+        #: lane partitions (real topic, partition) the ledger caught up for since their assignment
+        self._caught_up: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
         app = create_app(self.kafka, self.settings, datadir=self._datadir)
         self._define_agents(app)
+        app.on_partitions_revoked.connect(self._revoked)
         self.app = app
         await app.start()
+
+    async def _revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        self._caught_up.clear()  # whatever comes back may have been run by another worker
+
+    async def _catch_up(self, events: list[Any]) -> None:
+        """Before the first records of a lane partition since its assignment are claimed, the
+        ledger holds every claim and outcome written so far (its previous owner's too). Until
+        it can, the lane waits: running a call without knowing them could run it twice."""
+        fresh = {(e.message.topic, e.message.partition) for e in events} - self._caught_up
+        while fresh:
+            try:
+                await self.ledger.caught_up()
+            except (TimeoutError, BackboneError) as exc:
+                log.warning("lane waits: the call ledger cannot read its topics (%s)", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._caught_up |= fresh
+            return
 
     async def stop(self) -> None:
         if self.app is not None:
@@ -101,6 +133,7 @@ class FaustCalls:
                     async for events in stream.take_events(
                         self.settings.lane_prefetch, within=self.settings.batch_wait_s
                     ):
+                        await self._catch_up(events)
                         items = []
                         for event in events:
                             got = await self._decoded(event)

@@ -40,15 +40,18 @@ from connectors.errors import (
     CallError,
     CircuitOpenError,
     ConnectorNotFoundError,
+    ProviderThrottledError,
     UnsendableRequestError,
 )
 from connectors.resilience import (
     BreakerSnapshot,
     CircuitBreaker,
     CircuitState,
+    RateLimitUpdate,
     StateChange,
     TokenBucket,
 )
+from connectors.resilience._ratelimit import THROTTLE_S
 from streams import headers as h
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested, CallStarted
@@ -353,52 +356,56 @@ class CallExecutor:
             except BaseException:
                 guard.breaker.release()  # the permit was not used: no call went out
                 raise
-            began = time.monotonic()
-            try:
-                call = CallInput.from_json(
-                    request.call_id,
-                    request.operation,
-                    request.payload,
-                    request.idempotency_key,
-                    timeout,
-                )
-                with _TRACER.start_as_current_span(
-                    f"{request.service} {request.operation}", kind=SpanKind.CLIENT
-                ):
-                    output = await guard.connector.execute(call)
-            except CallError as exc:
-                took = time.monotonic() - began
-                guard.breaker.record(failed=exc.retriable, duration_s=took)
-                if exc.retry_after_s:
-                    guard.bucket.block_for(exc.retry_after_s)
-                outputs = self.outcomes.failed(request, source, exc, took, counts=True)
-                return outputs
-            except BackboneError as exc:  # credentials and other fatal setup errors
-                took = time.monotonic() - began
-                return self.outcomes.failed(request, source, exc, took, counts=True)
-            except Exception as exc:  # a connector bug: this call's failure, not the batch's
-                took = time.monotonic() - began
-                log.error(
-                    "connector %s failed on %s", request.service, request.call_id, exc_info=exc
-                )
-                crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
-                return self.outcomes.failed(request, source, crash, took, counts=True)
+            # the first call out after a 429's pause reports that the pause is over
+            changes = [lifted] if (lifted := guard.bucket.lifted()) is not None else []
+            outputs = await self._call(guard, request, source, timeout, changes)
+        return outputs + [_rate_limit_changed(request.service, c) for c in changes]
+
+    async def _call(
+        self,
+        guard: ServiceGuard,
+        request: CallRequested,
+        source: Source,
+        timeout: float,
+        changes: list[RateLimitUpdate],
+    ) -> list[Output]:
+        """The provider call itself and the outputs of what it answered; the rate limit state
+        it changed is added to ``changes``."""
+        began = time.monotonic()
+        try:
+            call = CallInput.from_json(
+                request.call_id,
+                request.operation,
+                request.payload,
+                request.idempotency_key,
+                timeout,
+            )
+            with _TRACER.start_as_current_span(
+                f"{request.service} {request.operation}", kind=SpanKind.CLIENT
+            ):
+                output = await guard.connector.execute(call)
+        except CallError as exc:
+            took = time.monotonic() - began
+            guard.breaker.record(failed=exc.retriable, duration_s=took)
+            if exc.status == 429 or isinstance(exc, ProviderThrottledError):
+                change = guard.bucket.throttle(exc.retry_after_s, _throttle_reason(exc))
+                changes.extend([change] if change is not None else [])
+            elif exc.retry_after_s:
+                guard.bucket.block_for(exc.retry_after_s)
+            return self.outcomes.failed(request, source, exc, took, counts=True)
+        except BackboneError as exc:  # credentials and other fatal setup errors
+            took = time.monotonic() - began
+            return self.outcomes.failed(request, source, exc, took, counts=True)
+        except Exception as exc:  # a connector bug: this call's failure, not the batch's
+            took = time.monotonic() - began
+            log.error("connector %s failed on %s", request.service, request.call_id, exc_info=exc)
+            crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
+            return self.outcomes.failed(request, source, crash, took, counts=True)
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
-        outputs = self.outcomes.succeeded(request, output, took)
         if (update := guard.bucket.update(output.headers)) is not None:
-            outputs.append(
-                Output(
-                    HEALTH,
-                    RateLimitChanged(
-                        service=request.service,
-                        limit_per_second=update.rate,
-                        burst=update.burst,
-                        reason=update.reason,
-                    ),
-                )
-            )
-        return outputs
+            changes.append(update)
+        return self.outcomes.succeeded(request, output, took)
 
     # --- outputs ----------------------------------------------------------------------------------
     def _circuit_changed(self, change: StateChange) -> None:
@@ -415,6 +422,23 @@ class CallExecutor:
             open_until=open_until,
         )
         self._on_circuit(Output(CIRCUITS, event))
+
+
+def _rate_limit_changed(service: str, change: RateLimitUpdate) -> Output:
+    event = RateLimitChanged(
+        service=service,
+        limit_per_second=change.rate,
+        burst=change.burst,
+        previous_limit_per_second=change.previous_rate,
+        reason=change.reason,
+    )
+    return Output(HEALTH, event)
+
+
+def _throttle_reason(error: CallError) -> str:
+    if error.retry_after_s:
+        return f"429 Retry-After: {error.retry_after_s:g} s"
+    return f"429 without Retry-After: paused {THROTTLE_S:g} s"
 
 
 def _seconds(value: float) -> timedelta:

@@ -111,7 +111,7 @@ class CallWorker:
         if settings.runtime == "faust":
             from agents._faust_calls import FaustCalls  # Faust only when it is the runtime
 
-            self.runtime = FaustCalls(parts, datadir=datadir)
+            self.runtime = FaustCalls(parts, self._follower, datadir=datadir)
         else:
             self.runtime = KafkaCalls(parts, self._follower)
         #: the health and side-event loops: restarted on transient errors, reported otherwise

@@ -26,6 +26,8 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -63,6 +65,15 @@ CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", str(scaled(1000, 100))))
 CLIENT_PROCESSES = scaled(4, 2)
 RATE = int(os.environ.get("BENCH_WS_RATE", "20"))  # events/s, each to every client
 SECONDS = scaled(15, 6)
+#: the fraction of clients that subscribe and then stop reading: the gateway must cut them (close
+#: 4008, slow consumer) and stay bounded in memory while the others are unaffected
+STALLED = float(os.environ.get("BENCH_WS_STALLED", "0.1"))
+#: the gateway's per-connection send queue (frames) and kernel send buffer (bytes) for this run:
+#: small, so that a client that stopped reading overflows them within the run's second phase
+QUEUE_FRAMES = int(os.environ.get("BENCH_WS_QUEUE_FRAMES", "50"))
+SOCKET_BUFFER = int(os.environ.get("BENCH_WS_SOCKET_BUFFER", "16384"))
+#: the second phase: fresh clients, STALLED of them never reading, events at RATE for this long
+STALL_SECONDS = scaled(30, 25)
 DRAIN_S = 120  # after the last event, how long a client may take to receive everything
 BODY = "x" * 200
 CHANNEL = "collab:bench"
@@ -79,12 +90,20 @@ def _lag_ms(frame: dict[str, Any], now: float) -> float:
 
 async def _client(
     url: str, token: str, ready: asyncio.Event, stop: asyncio.Event, expected: list[int],
-    stats: dict[str, Any],
+    stats: dict[str, Any], stalled: bool,
 ) -> None:  # fmt: skip
-    """One client; ``stats`` is filled as frames arrive, so a cut-off client still reports."""
+    """One client; ``stats`` is filled as frames arrive, so a cut-off client still reports. A
+    ``stalled`` client subscribes, reads nothing until the run ends, then reads what is left to
+    find out whether the gateway cut it."""
     seen: set[str] = set()
-    stats.update(received=0, duplicates=0, lags=[])
-    async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
+    stats.update(received=0, duplicates=0, lags=[], stalled=stalled)
+    # a stalled client's small receive buffer stands for a slow link: the kernel holds a few
+    # frames, not megabytes, before the gateway's own queue has to take them
+    connector = aiohttp.TCPConnector(socket_factory=_small_buffer if stalled else None)
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.ws_connect(url, max_msg_size=0) as ws,
+    ):
         await ws.send_str(json.dumps({"op": "auth", "token": token}))
         await ws.send_str(json.dumps({"op": "subscribe", "channel": CHANNEL, "id": 1}))
         while True:
@@ -94,6 +113,17 @@ async def _client(
             if frame.get("type") in ("error", "resync_required"):
                 raise RuntimeError(f"subscribe refused: {frame}")
         ready.set()
+        if stalled:
+            # stop reading the socket itself, as a frozen client would (aiohttp's client would
+            # otherwise keep reading into its own buffer)
+            connection = ws._response.connection
+            transport = connection.transport if connection is not None else None
+            assert transport is not None, "a websocket client without its connection"
+            transport.pause_reading()
+            await stop.wait()
+            transport.resume_reading()
+            stats["cut"] = await _cut_with(ws)
+            return
         while not (stop.is_set() and expected and len(seen) >= expected[0]):
             try:
                 message = await ws.receive(timeout=1)
@@ -114,14 +144,34 @@ async def _client(
             stats["lags"].append(_lag_ms(frame, now))
 
 
-async def _clients(conn: Connection, url: str, tokens: list[str]) -> None:
+def _small_buffer(addr: Any) -> socket.socket:
+    family, kind, proto, _, _ = addr
+    sock = socket.socket(family=family, type=kind, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+async def _cut_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """The close code the gateway sent a client that stopped reading; None if it never cut it."""
+    try:
+        while True:
+            message = await ws.receive(timeout=5)
+            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return ws.close_code
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                return ws.close_code
+    except TimeoutError:  # still open, nothing more queued: never cut
+        return None
+
+
+async def _clients(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
     stop = asyncio.Event()
     expected: list[int] = []
     readies = [asyncio.Event() for _ in tokens]
     stats: list[dict[str, Any]] = [{} for _ in tokens]
     tasks = [
-        asyncio.create_task(_client(url, token, ready, stop, expected, one))
-        for token, ready, one in zip(tokens, readies, stats, strict=True)
+        asyncio.create_task(_client(url, token, ready, stop, expected, one, stalled))
+        for (token, stalled), ready, one in zip(tokens, readies, stats, strict=True)
     ]
     waiting = asyncio.gather(*(r.wait() for r in readies))
     watched: list[asyncio.Future[Any]] = [waiting, *tasks]
@@ -145,7 +195,7 @@ async def _clients(conn: Connection, url: str, tokens: list[str]) -> None:
     conn.send({"clients": stats, "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime})
 
 
-def _client_process(conn: Connection, url: str, tokens: list[str]) -> None:
+def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
     try:
         asyncio.run(_clients(conn, url, tokens))
     except Exception as exc:  # reported to the parent, never silent
@@ -153,7 +203,7 @@ def _client_process(conn: Connection, url: str, tokens: list[str]) -> None:
 
 
 async def _deliver(
-    url: str, tokens: list[str], produce: Callable[[], Awaitable[Any]], total: int
+    url: str, tokens: list[tuple[str, bool]], produce: Callable[[], Awaitable[Any]], total: int
 ) -> tuple[list[dict[str, Any]], float]:
     """Clients in their own processes subscribe, ``produce`` runs, every client drains or times
     out; returns each client's stats and the seconds from the start of ``produce`` to the end."""
@@ -194,19 +244,24 @@ async def _deliver(
 
 
 def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[str, Any]:
-    ok = [c for c in clients if "error" not in c and "closed" not in c]
+    """Completeness, errors and lags over the clients that kept reading; the stalled ones are
+    counted apart (``cut``: their close codes, None for one never cut)."""
+    reading = [c for c in clients if not c.get("stalled")]
+    ok = [c for c in reading if "error" not in c and "closed" not in c]
     return {
-        "delivered": sum(c.get("received", 0) for c in clients),
-        "rate": sum(c.get("received", 0) for c in clients) / elapsed,
-        "complete": sum(1 for c in ok if c["received"] == total) / len(clients),
-        "duplicates": sum(c.get("duplicates", 0) for c in clients),
-        "errors": [c.get("error") or c.get("closed") for c in clients if c not in ok],
-        "lags": [lag for c in clients for lag in c.get("lags", [])],
+        "delivered": sum(c.get("received", 0) for c in reading),
+        "rate": sum(c.get("received", 0) for c in reading) / elapsed,
+        "complete": sum(1 for c in ok if c["received"] == total) / len(reading),
+        "duplicates": sum(c.get("duplicates", 0) for c in reading),
+        "errors": [c.get("error") or c.get("closed") for c in reading if c not in ok],
+        "lags": [lag for c in reading for lag in c.get("lags", [])],
+        "cut": [c.get("cut", c.get("error")) for c in clients if c.get("stalled")],
     }
 
 
 async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
-    """The baseline: the same clients and frames from a bare aiohttp broadcast, no Kafka."""
+    """The baseline: the same clients and frames from a bare aiohttp broadcast, no Kafka; every
+    client reads (a bare broadcast has no slow-consumer cut)."""
     port = free_port()
     proc, base = await serve_process(["benchmarks._ws_broadcast", str(port)], port,
                                      dict(os.environ), attempts=1200)  # fmt: skip
@@ -219,7 +274,7 @@ async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
                     response.raise_for_status()
 
             url = base.replace("http://", "ws://") + "/ws"
-            clients, elapsed = await _deliver(url, tokens, produce, total)
+            clients, elapsed = await _deliver(url, [(t, False) for t in tokens], produce, total)
     finally:
         proc.terminate()
         await proc.wait()
@@ -278,6 +333,13 @@ async def _produce(publisher: Publisher, total: int) -> float:
     return time.perf_counter() - began
 
 
+async def _sample_rss(pid: int, into: list[float]) -> None:
+    """The gateway's RSS (MiB) every half second, until cancelled."""
+    while True:
+        into.append(_proc_stats(pid)[0])
+        await asyncio.sleep(0.5)
+
+
 def _raise_fd_limit() -> None:
     """1,000 clients need more than the common soft limit of 1,024 descriptors; the gateway and the
     client processes inherit the raised limit (up to the hard limit)."""
@@ -295,8 +357,14 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     port = free_port()
+    config = Path(tempfile.mkdtemp(prefix="bench-fanout-")) / "backbone.toml"
+    config.write_text(
+        f"[realtime]\nsend_queue_frames = {QUEUE_FRAMES}\n"
+        f"socket_send_buffer_bytes = {SOCKET_BUFFER}\n"
+    )
     env = {
         **os.environ,
+        "BACKBONE_CONFIG": str(config),
         "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
         "BACKBONE_SCHEMA_REGISTRY_URL": server.url,
         "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
@@ -305,6 +373,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     gateway = None
     total = RATE * SECONDS
     tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
+    stalled = round(CLIENTS * STALLED)
     try:
         progress("fanout: baseline, bare aiohttp broadcast")
         bare = await _bare(tokens, total)
@@ -322,10 +391,20 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             await raw_ready.wait()
             async with Publisher(kafka, codec, catalogue) as publisher:
                 clients, elapsed = await _deliver(
-                    url, tokens, lambda: _produce(publisher, total), total
+                    url, [(t, False) for t in tokens], lambda: _produce(publisher, total), total
                 )
-            raw_lags = await raw
-        rss_after, cpu_after = _proc_stats(gateway.pid)
+                raw_lags = await raw
+                rss_after, cpu_after = _proc_stats(gateway.pid)
+                # phase 2: fresh clients, some never reading, and a burst
+                burst = RATE * STALL_SECONDS
+                progress(f"fanout: {stalled} of {CLIENTS} clients stop reading; {burst} events")
+                rss: list[float] = []
+                sampler = asyncio.create_task(_sample_rss(gateway.pid, rss))
+                roles = [(mint(KEY, [CHANNEL], ttl_s=3600), n < stalled) for n in range(CLIENTS)]
+                stalling, _ = await _deliver(url, roles, lambda: _produce(publisher, burst), burst)
+                sampler.cancel()
+                await asyncio.gather(sampler, return_exceptions=True)
+                rss_end = _proc_stats(gateway.pid)[0]
     finally:
         if gateway is not None:
             gateway.terminate()
@@ -342,6 +421,13 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         "bare": bare,
         "raw_lags": raw_lags,
         "gateway_rss_mib": (rss_before, rss_after),
+        "stalling": {
+            **_summary(stalling, burst, 1.0),
+            "events": burst,
+            "stalled": stalled,
+            "rss_peak_mib": max(rss, default=rss_end),
+            "rss_end_mib": rss_end,
+        },
         "gateway_cpu_s": cpu_after - cpu_before,
     }
 
@@ -368,6 +454,18 @@ def _report(found: dict[str, Any]) -> None:
         print(f"  client problems (first 3): {found['errors'][:3]}")
     before, after = found["gateway_rss_mib"]
     print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
+    stall = found["stalling"]
+    codes = sorted({str(c) for c in stall["cut"]})
+    print(f"  then {stall['stalled']} of {CLIENTS} fresh clients stop reading, {stall['events']} "
+          f"events at {RATE}/s (send queue {QUEUE_FRAMES} frames, socket buffer {SOCKET_BUFFER} "
+          f"bytes): {_cut(stall)} cut as slow consumers (close "
+          f"codes {codes}); reading clients complete {stall['complete']:.3f}, errors "
+          f"{len(stall['errors'])}; gateway RSS peak {stall['rss_peak_mib']:.0f} MiB, "
+          f"{stall['rss_end_mib']:.0f} MiB after")  # fmt: skip
+
+
+def _cut(stall: dict[str, Any]) -> int:
+    return sum(1 for c in stall["cut"] if c == 4008)
 
 
 def _measure() -> dict[str, Any]:
@@ -386,6 +484,10 @@ def rows() -> list[Row]:
               "body_bytes": len(BODY), "repeats": 1, "warmup": 0,
               "complete_clients": round(found["complete"], 4), "duplicates": found["duplicates"],
               "gateway_rss_mib": [round(x) for x in found["gateway_rss_mib"]],
+              "stalled_clients": found["stalling"]["stalled"], "send_queue_frames": QUEUE_FRAMES,
+              "stalled_cut_4008": _cut(found["stalling"]), "socket_send_buffer": SOCKET_BUFFER,
+              "stalling_complete_readers": round(found["stalling"]["complete"], 4),
+              "stalling_rss_peak_mib": round(found["stalling"]["rss_peak_mib"]),
               "gateway_cpu_s": round(found["gateway_cpu_s"], 1)}  # fmt: skip
     return [
         Row("ws fan-out: delivered", "frames/s", Stat.of(found["rate"]), Stat.of(bare["rate"]),

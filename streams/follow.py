@@ -55,6 +55,8 @@ class TopicFollower:
         self._consumer: AIOKafkaConsumer | None = None
         self._supervisor = Supervisor(f"follow {self._topics[0]}")
         self._moved = asyncio.Event()  # set whenever positions advanced
+        #: a fetched batch is being applied: the consumer's positions are already past it
+        self._applying = False
 
     async def start(self) -> None:
         """Returns once everything written before the call has been applied."""
@@ -108,7 +110,9 @@ class TopicFollower:
             while True:
                 self._moved.clear()
                 positions = [await consumer.position(tp) for tp in tps]
-                if all(pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)):
+                if not self._applying and all(
+                    pos >= ends[tp] for pos, tp in zip(positions, tps, strict=True)
+                ):
                     return
                 await self._moved.wait()
 
@@ -129,11 +133,15 @@ class TopicFollower:
         assert consumer is not None
         while True:
             batch = await consumer.getmany(timeout_ms=200)
-            self._supervisor.mark_ok("follow")
-            for records in batch.values():
-                for record in records:
-                    await self._apply(record)
-            await self._batch_done(consumer, list(consumer.assignment()))
+            self._applying = True  # positions moved past the batch as getmany returned it
+            try:
+                self._supervisor.mark_ok("follow")
+                for records in batch.values():
+                    for record in records:
+                        await self._apply(record)
+                await self._batch_done(consumer, list(consumer.assignment()))
+            finally:
+                self._applying = False
             self._moved.set()
 
     async def _batch_done(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         timeout=5.0,
     )
     await ws.prepare(request)
+    _bound_kernel_buffer(request, settings.socket_send_buffer_bytes)
     connection = Connection(
         ws, request.app[FANOUT], settings, request.app[TOKENS_IN_USE], request.app[CLOSES]
     )
@@ -48,6 +50,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         request.app[CONNECTIONS].discard(connection)
     return ws
+
+
+def _bound_kernel_buffer(request: web.Request, size: int) -> None:
+    """A slow client's backlog then sits in the send queue, where it is counted and cut (4008),
+    not in megabytes of kernel memory the process cannot see."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    if size and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 
 
 async def dashboard(request: web.Request) -> web.FileResponse:

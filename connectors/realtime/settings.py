@@ -29,6 +29,10 @@ class RealtimeSettings(BaseModel):
     send_queue_frames: int = Field(default=2_000, ge=1)
     #: Bytes queued for one client (Centrifugo's default is 1 MiB).
     send_queue_bytes: int = Field(default=1_048_576, ge=1024)
+    #: The kernel's send buffer of each websocket connection (``SO_SNDBUF``; 0 keeps the kernel's
+    #: auto-tuning, which lets a client that stopped reading hold up to ``tcp_wmem``'s maximum,
+    #: 4 MiB by default, before the send queue above even starts to fill).
+    socket_send_buffer_bytes: int = Field(default=262_144, ge=0)
     #: Server pings every this many seconds; no pong within half of it closes the connection.
     heartbeat_s: float = Field(default=20.0, gt=0)
     #: Largest client frame in bytes; larger ones close the connection with 1009.

@@ -3,6 +3,11 @@
 Providers report their real limits in headers (``x-ratelimit-limit``, ``x-ratelimit-remaining``,
 ``x-ratelimit-reset``) and push callers back with ``Retry-After``; the bucket follows both so the
 declared limit is only the starting point.
+
+A 429 *throttles* the bucket (:meth:`TokenBucket.throttle`): no token for its ``Retry-After``, or
+:data:`THROTTLE_S` without one. Being throttled is limit state: entering it and leaving it (the
+first token taken after the pause, :meth:`TokenBucket.lifted`) are one change each, however many
+429s arrive during the pause, so their reports cannot flood a topic.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Clock = Callable[[], float]
 
+#: How long a 429 without a (positive) ``Retry-After`` pauses a service's calls.
+THROTTLE_S = 1.0
+
 
 class RateLimit(BaseModel):
     """A declared limit: ``rate`` requests per second on average, bursts of up to ``burst``."""
@@ -32,10 +40,11 @@ class RateLimit(BaseModel):
 class RateLimitUpdate:
     """What changed after reading provider headers (reported as ``integration.rate_limit_changed``)."""
 
-    rate: float
+    rate: float  # 0 while throttled
     burst: int
     blocked_for_s: float
     reason: str
+    previous_rate: float | None = None
 
 
 def parse_retry_after(value: str | None, *, now: datetime | float | None = None) -> float | None:
@@ -72,6 +81,7 @@ class TokenBucket:
         self._tokens = float(limit.burst)
         self._stamp = clock()
         self._blocked_until = 0.0
+        self._throttled = False
 
     @property
     def rate(self) -> float:
@@ -122,12 +132,34 @@ class TokenBucket:
     def blocked_for(self) -> float:
         return max(0.0, self._blocked_until - self._clock())
 
+    @property
+    def throttled(self) -> bool:
+        return self._throttled
+
+    def throttle(self, retry_after_s: float | None, reason: str) -> RateLimitUpdate | None:
+        """A 429: no token for ``retry_after_s`` (:data:`THROTTLE_S` if absent or 0). Returns the
+        change when the bucket was not throttled yet; None for a 429 during a pause (it may only
+        lengthen it)."""
+        self.block_for(retry_after_s if retry_after_s and retry_after_s > 0 else THROTTLE_S)
+        if self._throttled:
+            return None
+        self._throttled = True
+        return RateLimitUpdate(0.0, self._burst, self.blocked_for(), reason, self._rate)
+
+    def lifted(self) -> RateLimitUpdate | None:
+        """The end of a throttle, reported once (call it when a token was taken); else None."""
+        if not self._throttled or self.blocked_for() > 0:
+            return None
+        self._throttled = False
+        return RateLimitUpdate(self._rate, self._burst, 0.0, "throttle lifted", 0.0)
+
     def update(self, headers: Mapping[str, str]) -> RateLimitUpdate | None:
         """Follow provider headers; returns what changed, or None when nothing did.
 
         ``headers`` keys must be lower case.
         """
         reasons: list[str] = []
+        previous = self._rate
         retry_after = parse_retry_after(headers.get("retry-after"))
         if retry_after:
             self.block_for(retry_after)
@@ -151,7 +183,9 @@ class TokenBucket:
                 reasons.append("remaining 0")
         if not reasons:
             return None
-        return RateLimitUpdate(self._rate, self._burst, self.blocked_for(), ", ".join(reasons))
+        return RateLimitUpdate(
+            self._rate, self._burst, self.blocked_for(), ", ".join(reasons), previous
+        )
 
 
 def _number(value: str | None) -> float | None:

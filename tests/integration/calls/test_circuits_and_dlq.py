@@ -68,10 +68,16 @@ def transitions(reader: TopicReader) -> list[tuple[str, str]]:
     ]
 
 
-# Not parametrised by runtime yet: on the Faust runtime one run made 10 provider attempts for these
-# 4 calls (4 failures + 6 successes, with the expected transitions), where 8 are expected: two calls
-# may have run twice. Open defect, not yet understood (see the session's closing note).
-@pytest.mark.parametrize("runtime", ["aiokafka"])
+def provider_attempts(results: TopicReader, call_id: str) -> list[int]:
+    """The attempt numbers of a call's outcomes that came from the provider (not refusals)."""
+    reached = [
+        *results.of("call.succeeded"),
+        *(e for e in results.of("call.failed") if e.error_class != "CircuitOpenError"),
+    ]
+    return sorted(e.attempt for e in reached if e.call_id == call_id)
+
+
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
 async def test_breaker_opens_half_opens_and_closes(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
 ) -> None:
@@ -99,11 +105,26 @@ async def test_breaker_opens_half_opens_and_closes(
     assert isinstance(opened, CircuitStateChanged)
     assert opened.open_until is not None
     assert opened.failure_count == 4
-    assert {e.call_id for e in results.of("call.succeeded")} == {r.call_id for r in reqs}
+    assert sorted(e.call_id for e in results.of("call.succeeded")) == sorted(
+        r.call_id for r in reqs
+    )
     refused = [e for e in results.of("call.failed") if e.error_class == "CircuitOpenError"]
-    # refused calls never reached the provider: 4 failures + the successful attempts only
-    assert sum(len(a) for a in svc.attempts.values()) == 8
     assert all(e.retriable is not False for e in refused)
+    # Not "4 failures + 4 successes = 8 provider attempts": the breaker opens on the 4th failure
+    # it records, and an attempt let through before that which fails after it (the breaker
+    # ignores it) is a real attempt whose retry runs too. That happens whenever the first
+    # attempts do not all run together: the Faust runtime runs a lane's batches one after
+    # another, so on a loaded machine the 4 first attempts spread over 0.3-0.7 s and meet the
+    # first retries. Faust runs made 9, 10 and 11 attempts that way (e.g. 7 failures + 4
+    # successes: first attempts at 0, 0, 0 and 0.65 s, two retries at 0.67 s), every call
+    # succeeding once. So the oracle is per call: it succeeded at the provider exactly once, and
+    # its n provider executions are attempts 0..n-1, each with its one outcome: no attempt ran
+    # twice, and a refused attempt never reached the provider.
+    for req in reqs:
+        executions = len(svc.attempts[req.call_id])
+        assert svc.successes[req.call_id] == 1, req.call_id
+        assert provider_attempts(results, req.call_id) == list(range(executions)), req.call_id
+    assert sum(len(a) for a in svc.attempts.values()) >= 8
 
 
 async def test_open_circuit_survives_a_worker_restart(

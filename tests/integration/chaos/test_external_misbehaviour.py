@@ -6,9 +6,9 @@ Oracle: every call has exactly one terminal outcome in ``calls.results`` (the ac
 invariant) with the reason its path implies; the worker's resident memory grows by less than
 :data:`RSS_BUDGET` over its warm baseline while the huge bodies stream (the connector caps what
 it reads); the circuit breaker opens (``integration.circuits``) and a 429's retries are never due
-before its ``Retry-After``; the worker stops cleanly afterwards. (A 429 blocks the service's
-bucket for the ``Retry-After`` but writes no ``integration.rate_limit_changed``: only provider
-``x-ratelimit-*`` headers on a success do; the count is printed.)
+before its ``Retry-After``; the worker stops cleanly afterwards. (A 429 pauses the service's
+bucket for the ``Retry-After``; each pause and each lift is one ``integration.rate_limit_changed``,
+not one per 429 (``tests/integration/calls/test_rate_limit_events.py``); the count is printed.)
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ nodes at once (no quorum, fewer in-sync replicas than min.insync.replicas).
 Oracle: every 2xx-acknowledged event is in the topic afterwards; while writes cannot be
 acknowledged (two nodes down) ingress answers 503, never 2xx; with one node down writes go on
 without it; every accepted call reaches exactly one outcome; the worker resumes by itself and its
-lag returns to 0; both processes stop cleanly. The leader kill runs in ``make test``; the others
-with ``make chaos``.
+lag returns to 0; both processes stop cleanly. All run with ``make chaos``.
 """
 
 from __future__ import annotations
@@ -69,7 +68,10 @@ chaos = pytest.mark.chaos
 @pytest.mark.parametrize(
     ("victims", "down_s", "sig", "one_node_down"),
     [
-        pytest.param(leader_of_research_events, 5, signal.SIGKILL, True, id="kill-9-leader"),
+        # make test keeps test_cluster.py's leader and controller kills (clients, no stack)
+        pytest.param(
+            leader_of_research_events, 5, signal.SIGKILL, True, id="kill-9-leader", marks=chaos
+        ),
         pytest.param(
             active_controller, 20, signal.SIGKILL, True, id="kill-9-controller", marks=chaos
         ),

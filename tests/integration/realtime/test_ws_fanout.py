@@ -75,14 +75,17 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
     room = new_id("room")
     channel = f"collab:{room}"
     grant = token(["collab:*"])
-    messages = [_message(room, i, size=20_000) for i in range(600)]  # ~12 MB of frames: more than
-    # the kernel buffers of a loopback connection absorb (a few MB)
+    # ~1.2 MB of frames: more than the bounded kernel send buffer (64 KiB, doubled by the kernel),
+    # the stalled socket's receive buffer and the 200-frame queue hold together; with the kernel's
+    # auto-tuning (socket_send_buffer_bytes=0) the send buffer alone could take 4 MiB
+    messages = [_message(room, i, size=2_000) for i in range(600)]
     async with running_gateway(
         kafka_settings,
         schema_registry,
         catalogue,
         send_queue_frames=200,
         send_queue_bytes=4_000_000,
+        socket_send_buffer_bytes=65_536,
         heartbeat_s=600,
     ) as gw:
         assert gw.bound_port is not None

@@ -6,6 +6,7 @@ from email.utils import format_datetime
 import pytest
 
 from connectors.resilience import RateLimit, TokenBucket, parse_retry_after
+from connectors.resilience._ratelimit import THROTTLE_S
 
 
 class FakeClock:
@@ -76,3 +77,33 @@ def test_parse_retry_after_seconds_and_date() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-4") == 0
+
+
+def test_a_storm_of_429s_is_one_throttle_then_one_lift() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(RateLimit(rate=50, burst=5), clock=clock)
+    first = bucket.throttle(2.0, "429 Retry-After: 2 s")
+    assert first is not None
+    assert (first.rate, first.previous_rate) == (0.0, 50)
+    assert first.blocked_for_s == pytest.approx(2.0)
+    clock.t += 1
+    assert [bucket.throttle(3.0, "429") for _ in range(20)] == [None] * 20  # only lengthens it
+    assert bucket.reserve() == pytest.approx(3.0)
+    assert bucket.lifted() is None  # still paused
+    clock.t += 3
+    lifted = bucket.lifted()
+    assert lifted is not None
+    assert (lifted.rate, lifted.previous_rate, lifted.reason) == (50, 0.0, "throttle lifted")
+    assert bucket.lifted() is None  # once
+    assert bucket.throttle(None, "429") is not None  # a new pause is a new change
+
+
+def test_a_429_without_retry_after_pauses_for_the_default() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(RateLimit(rate=50, burst=5), clock=clock)
+    for retry_after in (None, 0.0):
+        update = bucket.throttle(retry_after, "429")
+        assert update is not None
+        assert update.blocked_for_s == pytest.approx(THROTTLE_S)
+        clock.t += THROTTLE_S
+        assert bucket.lifted() is not None
