@@ -52,6 +52,10 @@ def _check(report: ClusterFaultReport, *, one_node_down: bool) -> None:
         down = report.while_down(report.events) + report.while_down(report.calls)
         assert down, "no request was answered while the nodes were down"
         assert all(not 200 <= a.status < 300 for a in down), "a 2xx while writes could not be acked"
+    assert not report.refused_written, (
+        f"{len(report.refused_written)} requests answered 503 were written all the same: "
+        f"{sorted(report.refused_written)[:5]}"
+    )
     accepted = {a.ident for a in report.accepted(report.calls)}
     assert accepted, "no call was accepted"
     missing = {c for c in accepted if report.outcomes[c] == 0}
