@@ -201,6 +201,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     state_dir = Path(str(tree["local"].get("state_dir", ".backbone")))
     tree["projections"].setdefault("store_dir", str(state_dir / "projections"))
     tree["calls"].setdefault("ledger_dir", str(state_dir / "ledger"))
+    tree["webhooks"].setdefault("ingress", {}).setdefault("seen_dir", str(state_dir / "webhooks"))
     external = "bootstrap" in tree["kafka"]
     if not external:
         tree["kafka"]["bootstrap"] = f"127.0.0.1:{tree['local'].get('kafka_port', 9092)}"

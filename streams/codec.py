@@ -18,6 +18,7 @@ prefixes into errors (the fuzz tests hold it to that).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import struct
@@ -28,6 +29,7 @@ from typing import Any
 import fastavro
 from fastavro.read import SchemaResolutionError as FastavroResolutionError
 
+from streams._plain_avro import PlainReadError, Read, plain_reader
 from streams.errors import (
     CodecError,
     CorruptPayload,
@@ -68,6 +70,43 @@ class _Reader:
     writer: Any
     reader: Any  # None when the writer schema is the current one: no resolution needed
     build: Callable[[dict[str, Any]], Any]
+    kind: type[Event]
+    writer_json: Any  # the schemas as JSON data, for the plain reader made on demand
+    reader_json: Any
+
+
+@dataclass(frozen=True)
+class _PlainReader:
+    """The same resolution with every logical type dropped (see :meth:`Codec.decode_plain`):
+    our own reader when no resolution is needed, else fastavro's."""
+
+    own: Read | None
+    writer: Any
+    reader: Any
+    kind: type[Event]
+
+
+def _plain_reader_of(reader: _Reader) -> _PlainReader:
+    own = None
+    if reader.reader_json is None:
+        with contextlib.suppress(PlainReadError, KeyError, TypeError):  # e.g. a recursive type
+            own = plain_reader(reader.writer_json)
+    return _PlainReader(
+        own,
+        fastavro.parse_schema(_without_logical_types(reader.writer_json)),
+        None
+        if reader.reader_json is None
+        else fastavro.parse_schema(_without_logical_types(reader.reader_json)),
+        reader.kind,
+    )
+
+
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(item) for item in schema]
+    return schema
 
 
 def _fullname(schema: Any) -> str:
@@ -88,6 +127,7 @@ class Codec:
         self._ids: dict[tuple[str, type[Event]], int] = {}
         self._headers: dict[int, bytes] = {}
         self._readers: dict[int, _Reader] = {}
+        self._plain: dict[int, _PlainReader] = {}
         # one registry round trip per schema however many records need it at once: a worker
         # starting with hundreds of deliveries in flight would otherwise ask hundreds of times
         self._registering: dict[tuple[str, type[Event]], asyncio.Future[int]] = {}
@@ -130,7 +170,15 @@ class Codec:
             self._headers[schema_id] = HEADER.pack(MAGIC, schema_id)
             # The id names our own current schema, so its records decode without a lookup.
             self._readers.setdefault(
-                schema_id, _Reader(writer.parsed, None, from_avro_builder(event_type))
+                schema_id,
+                _Reader(
+                    writer.parsed,
+                    None,
+                    from_avro_builder(event_type),
+                    event_type,
+                    event_type.avro_schema(),
+                    None,
+                ),
             )
             self._ids[key] = schema_id
         return self._ids[key]
@@ -176,6 +224,33 @@ class Codec:
         reader = self._readers.get(self._schema_id_of(data))
         return None if reader is None else self._decode(reader, data)
 
+    def decode_plain(self, data: bytes) -> tuple[type[Event], dict[str, Any]] | None:
+        """The event type and Avro datum of a record, without building the event model; None
+        when the schema id was not seen before (:meth:`decode` it once first).
+
+        The datum is what today's schema reads, minus logical types: ``event_id`` is a str,
+        timestamps are epoch microseconds, enums their symbol. Building the model and the
+        ``datetime``/``UUID`` values costs more than reading the bytes; a read model that needs a
+        few fields of many records (a projection rebuild) skips it. The same checks as
+        :meth:`decode` apply (size, header, trailing bytes), with the same errors.
+        """
+        schema_id = self._schema_id_of(data)
+        plain = self._plain.get(schema_id)
+        if plain is None:
+            reader = self._readers.get(schema_id)
+            if reader is None:
+                return None
+            plain = self._plain[schema_id] = _plain_reader_of(reader)
+        if plain.own is None:
+            return plain.kind, self._read(plain.writer, plain.reader, data)
+        try:
+            datum, end = plain.own(data, HEADER_SIZE)
+        except Exception as exc:  # PlainReadError, IndexError, struct.error, UnicodeDecodeError
+            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
+        if end != len(data):
+            raise CorruptPayload(f"{len(data) - end} trailing bytes after the record")
+        return plain.kind, datum
+
     def _schema_id_of(self, data: bytes) -> int:
         size = len(data)
         if size > self.max_payload_bytes:
@@ -220,24 +295,38 @@ class Codec:
             )
         except Exception as exc:  # fastavro raises several unrelated types for bad schemas
             raise SchemaResolutionError(f"schema {schema_id} cannot be parsed: {exc}") from exc
-        reader = _Reader(parsed_writer, parsed_reader, from_avro_builder(cls))
+        reader = _Reader(
+            parsed_writer,
+            parsed_reader,
+            from_avro_builder(cls),
+            cls,
+            writer_schema,
+            None if parsed_reader is None else reader_schema,
+        )
         self._readers[schema_id] = reader
         return reader
 
     def _decode(self, reader: _Reader, data: bytes) -> Event:
-        stream = io.BytesIO(data)
-        stream.seek(HEADER_SIZE)
-        try:
-            datum: Any = fastavro.schemaless_reader(stream, reader.writer, reader.reader)
-        except FastavroResolutionError as exc:
-            raise SchemaResolutionError(f"cannot resolve writer to reader schema: {exc}") from exc
-        except Exception as exc:  # EOFError, ValueError, IndexError... from hostile bytes
-            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
-        if stream.tell() != len(data):
-            raise CorruptPayload(f"{len(data) - stream.tell()} trailing bytes after the record")
+        datum = self._read(reader.writer, reader.reader, data)
         try:
             event = reader.build(datum)
         except (ValueError, TypeError, KeyError) as exc:  # e.g. an enum symbol the model lacks
             raise SchemaResolutionError(f"decoded record does not fit the model: {exc}") from exc
         assert isinstance(event, Event)
         return event
+
+    @staticmethod
+    def _read(writer: Any, reader: Any, data: bytes) -> dict[str, Any]:
+        stream = io.BytesIO(data)
+        stream.seek(HEADER_SIZE)
+        try:
+            datum: Any = fastavro.schemaless_reader(stream, writer, reader)
+        except FastavroResolutionError as exc:
+            raise SchemaResolutionError(f"cannot resolve writer to reader schema: {exc}") from exc
+        except Exception as exc:  # EOFError, ValueError, IndexError... from hostile bytes
+            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
+        if stream.tell() != len(data):
+            raise CorruptPayload(f"{len(data) - stream.tell()} trailing bytes after the record")
+        if not isinstance(datum, dict):
+            raise CorruptPayload("the Avro body is not a record")
+        return datum

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.consumer import Received
@@ -32,7 +33,7 @@ from streams.events.calls import (
 )
 from streams.events.health import CircuitState, CircuitStateChanged, HealthChecked, HealthStatus
 from streams.events.monitoring import MetricsWindow
-from streams.projections import NO_CHANGES, Changes, Projection, StateView
+from streams.projections import NO_CHANGES, Changes, PlainRecord, Projection, StateView
 from streams.rollup import sketch_record
 from streams.sketch import Sketch
 
@@ -100,6 +101,56 @@ def _bump(table: dict[str, Any], key: str, by: float) -> None:
     table[key] = table.get(key, 0) + by
 
 
+_OPEN = CircuitState.OPEN.value
+_UNHEALTHY = HealthStatus.UNHEALTHY.value
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COUNTED = frozenset(
+    {
+        CallSucceeded,
+        CallFailed,
+        CallRetryScheduled,
+        CallExpired,
+        CallDeadLettered,
+        HealthChecked,
+        CircuitStateChanged,
+    }
+)
+
+
+def _count(acc: dict[str, Any], kind: type, event: Mapping[str, Any]) -> None:
+    """Count one plain record (not a circuit change) into a window's accumulator."""
+    if kind is CallSucceeded or kind is CallFailed:
+        acc["calls"] += 1
+        latency = event["latency_ms"]
+        if latency is not None and latency >= 0:
+            if acc["sketch"] is None:
+                acc["sketch"] = Sketch().to_data()
+            Sketch.add_to_data(acc["sketch"], latency)
+        if kind is CallSucceeded:
+            acc["ok"] += 1
+            acc["tokens_p"] += event["tokens_prompt"]
+            acc["tokens_c"] += event["tokens_completion"]
+            cost = event["cost_usd"]
+            acc["cost"] += cost
+            model = _model_of(event["response"])
+            if model is not None:
+                _bump(acc["cost_by_model"], model, cost)
+                _bump(acc["ok_by_model"], model, 1)
+        else:
+            acc["failed"] += 1
+            _bump(acc["by_error"], event["error_class"], 1)
+    elif kind is CallRetryScheduled:
+        acc["retries"] += 1
+    elif kind is CallDeadLettered:
+        acc["dead"] += 1
+    elif kind is CallExpired:
+        acc["expired"] += 1
+    elif kind is HealthChecked:
+        acc["checks"] += 1
+        if event["status"] != _UNHEALTHY:
+            acc["checks_up"] += 1
+
+
 @dataclass
 class _Closed:
     open_keys: list[str] = field(default_factory=list)
@@ -121,51 +172,48 @@ class MetricsProjection(Projection):
 
     # --- apply ----------------------------------------------------------------------------------
 
+    reads_plain = True
+
     def apply(self, state: StateView, received: Received) -> Changes:
-        event = received.event
-        if not isinstance(
-            event,
-            CallSucceeded
-            | CallFailed
-            | CallRetryScheduled
-            | CallExpired
-            | CallDeadLettered
-            | HealthChecked
-            | CircuitStateChanged,
-        ):
+        return self.apply_plain(state, PlainRecord.of(received))
+
+    def apply_plain(self, state: StateView, record: PlainRecord) -> Changes:
+        kind = record.kind
+        if kind not in _COUNTED:
             return NO_CHANGES
-        at = _ms(event.occurred_at)
+        event = record.datum
+        at = event["occurred_at"] // 1000
+        service: str = event["service"]
         puts: dict[str, Any] = {}
         deletes: list[str] = []
         emits: list[MetricsWindow] = []
-        open_keys: list[str] = list(state.get("open") or [])
+        open_keys: list[str] = state.get("open") or []
         watermark = int(state.get("watermark") or 0)
         if at > watermark:
             puts["watermark"] = at
             if self._due_epoch(at) != self._due_epoch(watermark):
                 # windows due by the new watermark close first, as the state was before this
                 # record (within one epoch no further window can be due: see _due_epoch)
-                tag = f"{received.topic}/{received.partition}/{received.offset}"
-                closed = self._close(
-                    state, open_keys, at, received.partition, tag, event.occurred_at
-                )
+                tag = f"{record.topic}/{record.partition}/{record.offset}"
+                occurred_at = _EPOCH + timedelta(microseconds=event["occurred_at"])
+                closed = self._close(state, open_keys, at, record.partition, tag, occurred_at)
                 open_keys, deletes, emits = closed.open_keys, closed.deletes, closed.emits
         start = at - at % self.window_ms
-        key = f"w/{event.service}/{start}"
+        key = f"w/{service}/{start}"
         if key in deletes:  # a record of a window that just closed: it starts a correction
             deletes.remove(key)
-            acc = _new(event.service, start, late=True)
+            acc = _new(service, start, late=True)
         else:
             found = state.get(key)
             if found is not None:
                 acc = _copied(found)
             else:  # a window already due when it opens holds late records: a correction
                 due = start + self.window_ms + self.grace_ms
-                acc = _new(event.service, start, late=int(state.get("watermark") or 0) >= due)
-        if isinstance(event, CircuitStateChanged):
-            puts[f"c/{event.service}"] = self._circuit(state, event, acc, at)
+                acc = _new(service, start, late=int(state.get("watermark") or 0) >= due)
+        if kind is CircuitStateChanged:
+            puts[f"c/{service}"] = self._circuit(state, event, acc, at)
         else:
-            self._count(acc, event)
+            _count(acc, kind, event)
         puts[key] = acc
         if emits or key not in open_keys:
             puts["open"] = sorted({*open_keys, key})
@@ -198,46 +246,18 @@ class MetricsProjection(Projection):
                 out.append(self.window(acc, circuit, state.task, "open", _time(acc["start"])))
         return out
 
-    def _count(self, acc: dict[str, Any], event: Any) -> None:
-        if isinstance(event, CallSucceeded | CallFailed):
-            acc["calls"] += 1
-            if event.latency_ms is not None and event.latency_ms >= 0:
-                if acc["sketch"] is None:
-                    acc["sketch"] = Sketch().to_data()
-                Sketch.add_to_data(acc["sketch"], event.latency_ms)
-        if isinstance(event, CallSucceeded):
-            acc["ok"] += 1
-            acc["tokens_p"] += event.tokens_prompt
-            acc["tokens_c"] += event.tokens_completion
-            acc["cost"] += event.cost_usd
-            model = _model_of(event.response)
-            if model is not None:
-                _bump(acc["cost_by_model"], model, event.cost_usd)
-                _bump(acc["ok_by_model"], model, 1)
-        elif isinstance(event, CallFailed):
-            acc["failed"] += 1
-            _bump(acc["by_error"], event.error_class, 1)
-        elif isinstance(event, CallRetryScheduled):
-            acc["retries"] += 1
-        elif isinstance(event, CallDeadLettered):
-            acc["dead"] += 1
-        elif isinstance(event, CallExpired):
-            acc["expired"] += 1
-        elif isinstance(event, HealthChecked):
-            acc["checks"] += 1
-            if event.status is not HealthStatus.UNHEALTHY:
-                acc["checks_up"] += 1
-
     def _circuit(
-        self, state: StateView, event: CircuitStateChanged, acc: dict[str, Any], at: int
+        self, state: StateView, event: Mapping[str, Any], acc: dict[str, Any], at: int
     ) -> dict[str, Any]:
-        before = state.get(f"c/{event.service}") or {}
-        if before.get("state") == CircuitState.OPEN.value:
+        """A ``CircuitStateChanged`` (plain): time open so far, openings, the new state."""
+        before = state.get(f"c/{event['service']}") or {}
+        current: str = event["current"]
+        if before.get("state") == _OPEN:
             acc["open_ms"] += max(0, at - max(int(before["since"]), acc["start"]))
-        if event.current is CircuitState.OPEN and before.get("state") != CircuitState.OPEN.value:
+        if current == _OPEN and before.get("state") != _OPEN:
             acc["opened"] += 1
-        acc["circuit"] = event.current.value
-        return {"state": event.current.value, "since": at}
+        acc["circuit"] = current
+        return {"state": current, "since": at}
 
     def _close(
         self,

@@ -1,8 +1,13 @@
 """Replay protection for inbound webhooks: the ids each source has already had accepted.
 
 The set lives in the compacted ``webhooks.seen`` topic (key ``{source}/{webhook-id}``), so it
-survives restarts and is shared by every gateway: on start the whole topic is read (keys only, no
-decoding) and afterwards it is tailed, so ids accepted by another gateway arrive within moments.
+survives restarts and is shared by every gateway; each gateway holds it in a local SQLite store
+(:mod:`connectors.webhooks._seen_store`) with the offsets it has read the topic to. On start it
+reads only what was written since its checkpoint (a new or lost store: the last ``window_s`` of
+the topic), then tails the topic, so ids accepted by another gateway arrive within moments. Ids
+older than the window are forgotten, so memory and the file stay bounded: keep the window longer
+than senders retry (Standard Webhooks senders give up after days; their timestamps are checked
+within minutes, so an older replay is refused anyway).
 
 Two identical requests racing inside one gateway are serialised by :meth:`SeenSet.claim`: the
 second waits for the first and then sees its outcome. Across gateways a race inside the tailing
@@ -14,43 +19,152 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import tempfile
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from connectors.webhooks._seen_store import SeenStore
 from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+#: Ids are remembered this long by default (Svix disables an endpoint after 5 days of failures).
+DEFAULT_WINDOW_S = 7 * 24 * 3600.0
 
 
 def seen_key(source: str, webhook_id: str) -> bytes:
     return f"{source}/{webhook_id}".encode()
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class SeenSet:
-    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
-        self._keys: set[bytes] = set()
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        *,
+        store_dir: Path | None = None,
+        window_s: float | None = DEFAULT_WINDOW_S,
+        checkpoint_records: int = 20_000,
+        checkpoint_interval_s: float = 1.0,
+    ) -> None:
+        """``store_dir``: where the store lives (None: a temporary folder removed at stop, so
+        a restart reads the window again); ``window_s``: how long ids are remembered."""
+        self._store_dir = store_dir
+        self.window_ms = None if window_s is None else int(window_s * 1000)
+        self._checkpoint_records = checkpoint_records
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._store: SeenStore | None = None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
+        #: ids learned since the last checkpoint -> when seen (ms); the rest are in the store
+        self._fresh: dict[bytes, int] = {}
+        self._positions: dict[tuple[str, int], int] = {}
+        self._last_checkpoint = time.monotonic()
         self._inflight: dict[bytes, tuple[asyncio.Lock, int]] = {}
-        self._follower = TopicFollower(kafka, topic, self._apply)
+        #: records read from the topic since start (a restart from a checkpoint reads few)
+        self.records_read = 0
+        #: ids forgotten beyond the window since start
+        self.evicted = 0
+        self._follower = TopicFollower(
+            kafka, topic, self._apply, start_at=self._start_at, on_batch=self._after_batch
+        )
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        self.records_read += 1
         if record.key is not None and record.value is not None:
-            self._keys.add(record.key)
+            self._fresh[record.key] = max(self._fresh.get(record.key, 0), record.timestamp)
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._keys
+        return key in self._fresh or (self._store is not None and key in self._store)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        """Ids remembered (checkpoints them first)."""
+        if self._store is None:
+            return len(self._fresh)
+        self.checkpoint()
+        return self._store.count()
+
+    @property
+    def pending(self) -> int:
+        """Ids held in memory until the next checkpoint."""
+        return len(self._fresh)
 
     def add(self, key: bytes) -> None:
-        self._keys.add(key)
+        self._fresh[key] = max(self._fresh.get(key, 0), _now_ms())
 
     async def start(self) -> None:
-        """Load every key up to the current end of the topic, then keep following it."""
-        await self._follower.start()
+        """Open the store, read the topic from its checkpoint to the end, then keep following."""
+        directory = self._store_dir
+        if directory is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="backbone-seen-")
+            directory = Path(self._temporary.name)
+        self._store = SeenStore.open_in(directory)
+        try:
+            await self._follower.start()
+        except BaseException:
+            self._close_store()
+            raise
 
     async def stop(self) -> None:
         await self._follower.stop()
+        if self._store is not None:
+            self.checkpoint()
+        self._close_store()
+
+    def _close_store(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+        temporary, self._temporary = self._temporary, None
+        if temporary is not None:
+            temporary.cleanup()
+
+    def checkpoint(self) -> None:
+        """Write the ids learned and the offsets they reflect; forget ids beyond the window."""
+        if self._store is None:
+            return
+        evict = None if self.window_ms is None else _now_ms() - self.window_ms
+        self.evicted += self._store.checkpoint(self._fresh, self._positions, evict)
+        self._fresh.clear()
+        self._last_checkpoint = time.monotonic()
+
+    async def _after_batch(self, positions: dict[tuple[str, int], int]) -> None:
+        self._positions.update(positions)
+        if (
+            len(self._fresh) >= self._checkpoint_records
+            or time.monotonic() - self._last_checkpoint >= self._checkpoint_interval_s
+        ):
+            self.checkpoint()
+
+    async def _start_at(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+        """From the checkpoint; partitions without one from the start of the window."""
+        assert self._store is not None
+        saved = self._store.offsets()
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        if any(saved.get((tp.topic, tp.partition), 0) > ends[tp] for tp in tps):
+            log.warning("the seen-set store is ahead of the topic (recreated?): reading it again")
+            self._store.reset()
+            saved = {}
+        missing = [tp for tp in tps if (tp.topic, tp.partition) not in saved]
+        starts = {tp: begins[tp] for tp in missing}
+        if missing and self.window_ms is not None:
+            since = max(0, _now_ms() - self.window_ms)
+            found = await consumer.offsets_for_times(dict.fromkeys(missing, since))
+            for tp in missing:  # None: every record is older than the window
+                stamp = found.get(tp)
+                starts[tp] = ends[tp] if stamp is None else stamp.offset
+        for tp in tps:
+            offset = saved.get((tp.topic, tp.partition), starts.get(tp, begins[tp]))
+            consumer.seek(tp, max(offset, begins[tp]))  # below the beginning: deleted records
 
     @contextlib.asynccontextmanager
     async def claim(self, key: bytes) -> AsyncIterator[bool]:
@@ -62,7 +176,7 @@ class SeenSet:
         self._inflight[key] = (lock, holders + 1)
         try:
             async with lock:
-                yield key in self._keys
+                yield key in self
         finally:
             lock, holders = self._inflight[key]
             if holders == 1:

@@ -61,7 +61,12 @@ class WebhookGateway:
         # nobody waits for a seen-marker: batching them halves the produce requests per webhook
         linger = {"linger_ms": settings.ingress.seen_linger_ms}
         self.markers = Publisher(kafka.model_copy(update=linger), codec, catalogue)
-        self.seen = SeenSet(kafka, catalogue.name("webhooks.seen"))
+        self.seen = SeenSet(
+            kafka,
+            catalogue.name("webhooks.seen"),
+            store_dir=settings.ingress.seen_dir,
+            window_s=settings.ingress.seen_window_s,
+        )
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
         self.ingress = WebhookIngress(
             settings.ingress, self.publisher, self.seen, markers=self.markers

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -60,6 +61,13 @@ class IngressSettings(BaseModel):
     #: Linger of the producer writing seen-markers (off the request path): markers of concurrent
     #: requests share produce requests. It also bounds how much later another gateway learns an id.
     seen_linger_ms: int = Field(default=20, ge=0)
+    #: Where the seen-set keeps its store (SQLite, with the offsets of ``webhooks.seen``), so a
+    #: restart reads only what was written since (``None``: a temporary folder removed at stop,
+    #: so a restart reads the window again). ``load_settings`` uses ``<state_dir>/webhooks``.
+    seen_dir: Path | None = None
+    #: How long accepted ids are remembered (refused as duplicates); older ones are forgotten.
+    #: Keep it longer than senders retry one message (Svix: up to 5 days).
+    seen_window_s: float = Field(default=7 * 24 * 3600.0, gt=0)
 
 
 class DeliverySettings(BaseModel):

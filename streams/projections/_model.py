@@ -11,10 +11,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import Any, Protocol
+from uuid import UUID
 
 from streams.consumer import Received
 from streams.events import Event
+from streams.events._avro import to_avro_builder
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -55,6 +59,55 @@ class Changes:
 
 NO_CHANGES = Changes()
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRecord:
+    """A source record as a projection with ``reads_plain`` sees it: its event type and Avro
+    datum, without the event model (see :meth:`streams.codec.Codec.decode_plain`): ``event_id``
+    is a str, timestamps are epoch microseconds, enums their symbol, nested records dicts."""
+
+    kind: type[Event]
+    datum: Mapping[str, Any]
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+    @classmethod
+    def of(cls, received: Received) -> PlainRecord:
+        """The plain form of a decoded record: what ``decode_plain`` gives for its bytes."""
+        event = received.event
+        return cls(
+            type(event),
+            cls.datum_of(event),
+            received.topic,
+            received.partition,
+            received.offset,
+            received.timestamp_ms,
+        )
+
+    @staticmethod
+    def datum_of(event: Event) -> dict[str, Any]:
+        """The plain datum of an event: what ``Codec.decode_plain`` reads from its bytes."""
+        return {k: _plain(v) for k, v in to_avro_builder(type(event))(event).items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return (value - _EPOCH) // _MICROSECOND  # exact, as fastavro writes timestamp-micros
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
 
 class Projection(ABC):
     """A read model of the log. Subclasses set the class attributes and implement :meth:`apply`.
@@ -73,10 +126,17 @@ class Projection(ABC):
     #: Event ids are remembered this long (event time) to drop redelivered duplicates;
     #: ``None`` remembers none (offset checkpoints still make a replayed offset a no-op).
     dedupe_window_ms: int | None = 24 * 60 * 60 * 1000
+    #: True: the runner and rebuild call :meth:`apply_plain` with undecoded-model records (much
+    #: cheaper to read); ``apply`` must then give the same changes for the same record.
+    reads_plain: bool = False
 
     @abstractmethod
     def apply(self, state: StateView, received: Received) -> Changes:
         """The changes ``received`` makes to ``state`` (must not mutate anything)."""
+
+    def apply_plain(self, state: StateView, record: PlainRecord) -> Changes:
+        """:meth:`apply` on the plain form of a record (used when ``reads_plain``)."""
+        raise NotImplementedError(f"projection {self.name} does not read plain records")
 
     def flush(self, state: StateView, now_ms: int) -> Changes:
         """Changes due to the passage of (wall-clock) time while a task is idle; none by default.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +141,7 @@ async def rebuild(
         window = projection.dedupe_window_ms
         for view in views.values():
             view.forget_expired(window)
-        fresh.commit_many({t: v.pending for t, v in views.items()}, {})
+        fresh.load({t: v.pending for t, v in views.items()})
         views.clear()
         keys = fresh.count()
         if swap:
@@ -194,21 +194,28 @@ async def _apply_all(
     not seen before, and a failure is counted, not dead-lettered (the live run did that).
     """
     count = 0
+    plain = applier.projection.reads_plain
     decode_cached = applier._codec.decode_cached
+    decode_plain = applier.decode_plain_cached
     for record in records:
         if record.offset >= end:
             break
         count += 1
         if not applier.advance(view, record):
             continue
+        outcome: Sequence[Event] | ApplyFailed
         try:
-            event = decode_cached(record.value or b"") or await applier.decode(record)
+            if plain:
+                found = decode_plain(record) or await applier.decode_plain(record)
+                outcome = applier.apply_plain(view, found)
+            else:
+                event = decode_cached(record.value or b"") or await applier.decode(record)
+                outcome = applier.apply_event(view, record, event)
         except BackboneError as exc:
             if exc.retriable:
                 raise
             applier._uncommitted["dead_lettered"] += 1
             continue
-        outcome = applier.apply_event(view, record, event)
         if isinstance(outcome, ApplyFailed):
             applier._uncommitted["dead_lettered"] += 1
         elif on_emit is not None:

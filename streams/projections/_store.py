@@ -141,6 +141,25 @@ class SqliteStore:
             raise
         db.execute("COMMIT")
 
+    def load(self, writes: Mapping[int, Mapping[str, JSON | None]]) -> None:
+        """Fill an empty store (a rebuild's): rows in key order, the expiry index built after
+        them, which costs a fraction of keeping it up to date row by row."""
+        db = self._db
+        db.execute("DROP INDEX IF EXISTS state_expiry")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for task in sorted(writes):
+                rows = writes[task]
+                db.executemany(
+                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
+                    _rows(task, {k: rows[k] for k in sorted(rows)}),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        db.executescript(_SCHEMA)
+
     def drop_task(self, task: int) -> None:
         """Forget a task's state and position (before a restore from scratch)."""
         self._db.execute("DELETE FROM state WHERE task = ?", (task,))

@@ -10,6 +10,17 @@ from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration._cli import cli_env
 
+#: folders of long fault scenarios: run first, so that under ``pytest -n 2 --dist loadfile`` no
+#: worker starts one of them last while the other has already finished
+LONG_FIRST = ("chaos", "cluster", "outage")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def long_first(item: pytest.Item) -> int:
+        return 0 if set(item.path.parts) & set(LONG_FIRST) else 1
+
+    items.sort(key=long_first)  # stable: the order within each group is kept
+
 
 @pytest.fixture
 def env(

@@ -17,6 +17,7 @@ from streams.errors import (
 )
 from streams.events import EVENT_TYPES, Event
 from streams.events.calls import CallRequested, Priority
+from streams.projections import PlainRecord
 from streams.registry_client import RegistryClient
 from streams.settings import RegistrySettings
 from tests.strategies import sample
@@ -48,6 +49,7 @@ async def test_every_event_type_round_trips_through_the_codec(codec: Codec) -> N
         decoded = await codec.decode(data)
         assert decoded == event, cls.event_type
         assert type(decoded) is cls
+        assert codec.decode_plain(data) == (cls, PlainRecord.datum_of(event)), cls.event_type
 
 
 async def test_schemas_are_registered_under_topic_and_record_name(
@@ -94,7 +96,10 @@ async def test_old_writer_schema_decodes_into_the_current_model(
     async with RegistryClient(schema_registry) as client:
         schema_id = await client.register("it.old-io.backbone.calls.CallRequested", old)
         codec = Codec(client)
-        decoded = await codec.decode(struct.pack(">bI", 0, schema_id) + body.getvalue())
+        data = struct.pack(">bI", 0, schema_id) + body.getvalue()
+        decoded = await codec.decode(data)
+        plain = codec.decode_plain(data)  # resolved by fastavro, to today's schema
+    assert plain == (CallRequested, PlainRecord.datum_of(decoded))
     assert isinstance(decoded, CallRequested)
     assert decoded.reply_to is None
     assert decoded.timeout_ms is None

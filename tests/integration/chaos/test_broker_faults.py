@@ -23,6 +23,7 @@ from tests.integration.outage._fault import check_outage, run_outage
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.chaos  # make test keeps the 10 s SIGTERM outage (outage/test_fault.py)
 @pytest.mark.timeout(1200)  # two broker starts and the settling of every call, on a loaded box
 async def test_a_broker_killed_with_sigkill_and_restarted_loses_nothing(
     tmp_path: Path, codec: Codec, schema_registry: RegistrySettings, catalogue: Catalogue

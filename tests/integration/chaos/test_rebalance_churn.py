@@ -40,6 +40,7 @@ def churn(period_s: float, cycles: int | None) -> Schedule:
     return schedule
 
 
+@pytest.mark.chaos  # make test keeps the worker kills (test_worker_kills.py)
 @pytest.mark.timeout(900)
 async def test_workers_joining_and_leaving_neither_lose_nor_rewind(
     tmp_path: Path,
