@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
-from aiokafka.errors import NodeNotReadyError
+from aiokafka.errors import KafkaError, NodeNotReadyError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
@@ -23,6 +23,9 @@ from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema,
 _UNANSWERED = "_backbone_unanswered"
 #: on a batch: a request carrying it got no answer, or one saying the broker may have appended it
 _MAYBE_WRITTEN = "_backbone_maybe_written"
+
+#: on a batch: its ``failure`` is wrapped by :func:`_guard_failure`
+_GUARDED = "_backbone_guarded"
 
 #: produce errors a partition answers *before* appending the batch (Kafka's ReplicaManager and
 #: log validation refuse these up front): that request certainly did not write it. Every other
@@ -51,6 +54,41 @@ _REFUSED_BEFORE_APPEND = frozenset(
         kafka_errors.TransactionalIdAuthorizationFailed,
     )
 )
+
+
+class MaybeWrittenError(KafkaError):  # type: ignore[misc]  # untyped base class
+    """aiokafka failed a batch by itself (it expired, or an error it does not retry) after a
+    produce request carrying it may have been appended (:func:`maybe_written`): its outcome is
+    unknown, whatever the last error said. ``cause`` is that error."""
+
+    retriable = False
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            f"{type(cause).__name__}: {cause}; a request carrying it may have been written"
+        )
+        self.cause = cause
+
+
+def _guard_failure(batch: Any) -> None:
+    """Make aiokafka's own ``batch.failure(err)`` say :class:`MaybeWrittenError` once the batch
+    may have been appended: e.g. a request lost with the leader, the batch queued again, then
+    expired waiting for a new leader (``NotLeaderForPartitionError``), was a "not written" 503."""
+    if getattr(batch, _GUARDED, False):
+        return
+    setattr(batch, _GUARDED, True)
+    failure = batch.failure
+
+    def guarded(exception: BaseException) -> None:
+        if (
+            isinstance(exception, KafkaError)
+            and not isinstance(exception, MaybeWrittenError)
+            and maybe_written(batch)
+        ):
+            exception = MaybeWrittenError(exception)
+        failure(exception)
+
+    batch.failure = guarded
 
 
 def track_sent(producer: AIOKafkaProducer) -> None:
@@ -86,6 +124,7 @@ def track_sent(producer: AIOKafkaProducer) -> None:
         }
         for batch in batches.values():
             setattr(batch, _UNANSWERED, getattr(batch, _UNANSWERED, 0) + 1)
+            _guard_failure(batch)
         try:
             response = await send(node_id, request, group=group)
         except NodeNotReadyError:

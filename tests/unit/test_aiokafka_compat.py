@@ -22,7 +22,14 @@ from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.protocol.produce import ProduceRequest
 
-from streams._aiokafka_compat import CHECKED_VERSIONS, fail_buffered, sender_failed, track_sent
+from streams._aiokafka_compat import (
+    CHECKED_VERSIONS,
+    MaybeWrittenError,
+    fail_buffered,
+    sender_failed,
+    track_sent,
+)
+from streams._kafka_errors import translate
 from streams.errors import KafkaUnavailableError, WriteOutcomeUnknownError
 
 
@@ -119,6 +126,47 @@ async def test_fail_buffered_fails_as_maybe_written_only_what_a_request_may_have
     on_the_wire.cancel()
     await asyncio.gather(*requests, return_exceptions=True)
     await producer.stop()
+
+
+async def test_a_batch_aiokafka_fails_by_itself_after_it_may_have_been_written_is_unknown() -> None:
+    """A request lost with its connection, the batch queued again, then failed by aiokafka (e.g.
+    expired with no leader: NotLeaderForPartitionError) may be in the log: MaybeWrittenError,
+    which Backbone reports as outcome unknown (504), never as "not written" (503). A batch whose
+    only request the broker refused before appending keeps aiokafka's error."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+    client, accumulator = producer.client, producer._message_accumulator
+    answers: list[object] = [KafkaConnectionError, NotLeaderForPartitionError.errno]
+
+    async def fake_send(node_id: int, request: object, **_: object) -> object:
+        answer = answers[node_id]
+        if isinstance(answer, type):
+            raise answer()
+        return SimpleNamespace(topics=[("t", [(node_id, answer, -1, -1, -1, [], None)])])
+
+    client.send = fake_send
+    track_sent(producer)
+    lost, refused = [
+        await accumulator.add_message(TopicPartition("t", p), None, b"v", timeout=1) for p in (0, 1)
+    ]
+    for p in (0, 1):
+        batch = accumulator._pop_batch(TopicPartition("t", p))
+        request = ProduceRequest(None, -1, 1000, [("t", [(p, b"")])])
+        await asyncio.gather(client.send(p, request), return_exceptions=True)
+        batch.failure(exception=NotLeaderForPartitionError())  # what aiokafka does on expiry
+    with pytest.raises(MaybeWrittenError) as maybe:
+        lost.result()
+    assert isinstance(translate(maybe.value, "writing"), WriteOutcomeUnknownError)
+    with pytest.raises(NotLeaderForPartitionError) as not_written:
+        refused.result()
+    assert type(translate(not_written.value, "writing")) is KafkaUnavailableError
+    await producer.stop()
+
+
+def test_aiokafka_fails_batches_through_their_failure_method() -> None:
+    """track_sent's guard wraps ``batch.failure``: the sender and the accumulator must still fail
+    batches through it."""
+    assert "batch.failure(exception=err)" in inspect.getsource(SendProduceReqHandler.do)
+    assert "batch.failure(exception=" in inspect.getsource(MessageAccumulator.drain_by_nodes)
 
 
 def test_the_sender_sends_produce_requests_through_its_clients_send() -> None:
