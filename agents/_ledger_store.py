@@ -17,15 +17,12 @@ outputs before ``finish``), so a crash loses nothing the topics cannot give back
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.errors import ConfigurationError
+from streams._offset_store import OffsetStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -37,10 +34,6 @@ CREATE TABLE IF NOT EXISTS calls (
     touched_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS calls_touched ON calls (touched_ms);
-CREATE TABLE IF NOT EXISTS offsets (
-    topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-    PRIMARY KEY (topic, partition)
-) WITHOUT ROWID;
 """
 
 Coords = tuple[str, int, int]  # lane topic (logical), partition, offset
@@ -58,49 +51,17 @@ class Entry:
     touched_ms: int = 0  # when it last changed (record timestamp or local clock)
 
 
-class LedgerStore:
+class LedgerStore(OffsetStore):
     """Ledger entries and follower offsets; ``path=None`` keeps them in memory only."""
 
+    WHAT = "call ledger store"
+    SCHEMA = _SCHEMA
+    TABLE = "calls"
+
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self._lock_file: int | None = None
-        target = ":memory:"
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_file = _lock(path)
-            target = str(path)
-        try:
-            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            self._unlock()
-            raise ConfigurationError(f"cannot open the call ledger store {path}: {exc}") from exc
+        super().__init__(path)
         #: entries changed since the last checkpoint (read before the file)
         self._dirty: dict[str, Entry] = {}
-
-    @classmethod
-    def open_in(cls, directory: Path, name: str) -> LedgerStore:
-        """The first store file named after ``name`` in ``directory`` that no live worker holds."""
-        for n in range(64):
-            path = directory / (f"{name}.sqlite" if n == 0 else f"{name}-{n}.sqlite")
-            try:
-                return cls(path)
-            except _BusyError:
-                continue
-        raise ConfigurationError(
-            f"64 workers already hold ledger stores named {name} in {directory}"
-        )
-
-    def close(self) -> None:
-        self._db.close()
-        self._unlock()
-
-    def _unlock(self) -> None:
-        if self._lock_file is not None:
-            os.close(self._lock_file)  # releases the flock
-            self._lock_file = None
 
     # --- entries ------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
@@ -141,21 +102,14 @@ class LedgerStore:
         )
         return int(stored) + fresh
 
-    # --- offsets and checkpoints ---------------------------------------------------------------
-    def offsets(self) -> dict[tuple[str, int], int]:
-        return {
-            (t, p): int(o)
-            for t, p, o in self._db.execute("SELECT topic, partition, next_offset FROM offsets")
-        }
-
+    # --- checkpoints ---------------------------------------------------------------------------
     def checkpoint(
         self, offsets: Mapping[tuple[str, int], int], evict_before_ms: int | None
     ) -> int:
         """Write the overlay and ``offsets`` in one transaction; drop entries untouched since
         ``evict_before_ms``. Returns how many entries were evicted."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+
+        def write(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT OR REPLACE INTO calls (key, claim_id, lane_topic, lane_partition,"
                 " lane_offset, settled, succeeded, given_up, touched_ms)"
@@ -173,42 +127,14 @@ class LedgerStore:
                     for k, e in self._dirty.items()
                 ),
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO offsets (topic, partition, next_offset) VALUES (?,?,?)",
-                ((t, p, o) for (t, p), o in offsets.items()),
-            )
-            evicted = 0
-            if evict_before_ms is not None:
-                evicted = db.execute(
-                    "DELETE FROM calls WHERE touched_ms < ?", (evict_before_ms,)
-                ).rowcount
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+
+        evicted = self._checkpoint(
+            write, offsets, "DELETE FROM calls WHERE touched_ms < ?", evict_before_ms
+        )
         self._dirty.clear()
-        return int(evicted)
+        return evicted
 
     def reset(self) -> None:
         """Forget everything (the topics were recreated: our offsets mean nothing there)."""
         self._dirty.clear()
-        self._db.execute("DELETE FROM calls")
-        self._db.execute("DELETE FROM offsets")
-
-
-class _BusyError(ConfigurationError):
-    pass
-
-
-def _lock(path: Path) -> int:
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        os.close(fd)
-        raise _BusyError(f"{path} is held by another worker") from exc
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        raise
-    return fd
+        super().reset()

@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from agents._ledger_store import Coords, LedgerStore
 from streams import headers as h
+from streams._offset_store import seek_from
 from streams.codec import Codec
 from streams.errors import BackboneError
 from streams.events.calls import CallStarted
@@ -269,25 +270,7 @@ class LedgerFollower:
         self._last_checkpoint = time.monotonic()
 
     async def _start_at(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-        store = self.ledger.store
-        saved = store.offsets()
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-        if any(saved.get((tp.topic, tp.partition), 0) > ends[tp] for tp in tps):
-            log.warning("the ledger store is ahead of the topics (recreated?): restoring it")
-            store.reset()
-            saved = {}
-        missing = [tp for tp in tps if (tp.topic, tp.partition) not in saved]
-        since = self.ledger.window_start_ms()
-        starts = {tp: begins[tp] for tp in missing}
-        if missing and since is not None and since > 0:
-            found = await consumer.offsets_for_times(dict.fromkeys(missing, since))
-            for tp in missing:  # None: every record is older than the window
-                stamp = found.get(tp)
-                starts[tp] = ends[tp] if stamp is None else stamp.offset
-        for tp in tps:
-            offset = saved.get((tp.topic, tp.partition), starts.get(tp, begins[tp]))
-            consumer.seek(tp, max(offset, begins[tp]))  # below the beginning: deleted records
+        await seek_from(self.ledger.store, consumer, tps, self.ledger.window_start_ms())
 
     async def _after_batch(self, positions: dict[tuple[str, int], int]) -> None:
         self._positions.update(positions)

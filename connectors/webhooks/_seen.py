@@ -28,6 +28,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from connectors.webhooks._seen_store import SeenStore
+from streams._offset_store import seek_from
 from streams.follow import TopicFollower
 from streams.settings import KafkaSettings
 
@@ -147,24 +148,8 @@ class SeenSet:
     async def _start_at(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """From the checkpoint; partitions without one from the start of the window."""
         assert self._store is not None
-        saved = self._store.offsets()
-        begins = await consumer.beginning_offsets(tps)
-        ends = await consumer.end_offsets(tps)
-        if any(saved.get((tp.topic, tp.partition), 0) > ends[tp] for tp in tps):
-            log.warning("the seen-set store is ahead of the topic (recreated?): reading it again")
-            self._store.reset()
-            saved = {}
-        missing = [tp for tp in tps if (tp.topic, tp.partition) not in saved]
-        starts = {tp: begins[tp] for tp in missing}
-        if missing and self.window_ms is not None:
-            since = max(0, _now_ms() - self.window_ms)
-            found = await consumer.offsets_for_times(dict.fromkeys(missing, since))
-            for tp in missing:  # None: every record is older than the window
-                stamp = found.get(tp)
-                starts[tp] = ends[tp] if stamp is None else stamp.offset
-        for tp in tps:
-            offset = saved.get((tp.topic, tp.partition), starts.get(tp, begins[tp]))
-            consumer.seek(tp, max(offset, begins[tp]))  # below the beginning: deleted records
+        since = None if self.window_ms is None else max(0, _now_ms() - self.window_ms)
+        await seek_from(self._store, consumer, tps, since)
 
     @contextlib.asynccontextmanager
     async def claim(self, key: bytes) -> AsyncIterator[bool]:
