@@ -54,7 +54,7 @@ run: install          ## the local stack (broker, registry, gateway, agents); Ct
 # computes, so two workers on two cores halve the wall time. TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= 2
 test: install system-deps  ## the whole suite against a real broker the suite starts itself
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=15
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 chaos: install system-deps ## long fault scenarios (broker outages, kills) with oracles
 	$(BIN)/pytest -m chaos -p no:cacheprovider

@@ -11,9 +11,11 @@ checked against the buffer, and counts are bounded by the bytes left, so bad inp
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 #: ``read(buffer, position) -> (value, next position)``
 Read = Callable[[bytes, int], tuple[Any, int]]
@@ -89,6 +91,21 @@ def _string(buf: bytes, pos: int) -> tuple[str, int]:
     return buf[pos : pos + size].decode(), pos + size
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid(buf: bytes, pos: int) -> tuple[str, int]:
+    """A uuid string as the full decoder reads it: canonical (lower case, dashed); another
+    spelling UUID() takes (upper case, braces, spaces) is normalised, anything else refused."""
+    text, end = _string(buf, pos)
+    if _CANONICAL_UUID.fullmatch(text) is None:
+        try:
+            text = str(UUID(text))
+        except ValueError as exc:
+            raise PlainReadError(f"not a UUID: {text[:40]!r}") from exc
+    return text, end
+
+
 _PRIMITIVES: dict[str, tuple[Read, int]] = {  # reader, fewest bytes a value takes
     "null": (_null, 0),
     "boolean": (_boolean, 1),
@@ -117,6 +134,8 @@ def _compile(schema: Any, named: dict[str, tuple[Read, int]], space: str) -> tup
     kind = schema["type"]
     if not isinstance(kind, str):  # {"type": {...}}: a wrapped schema
         return _compile(kind, named, space)
+    if kind == "string" and schema.get("logicalType") == "uuid":
+        return (_uuid, 1)
     if kind in _PRIMITIVES:
         return _PRIMITIVES[kind]
     if kind == "array":

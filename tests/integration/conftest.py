@@ -11,7 +11,8 @@ from streams.topics import Catalogue
 from tests.integration._cli import cli_env
 
 #: folders of long fault scenarios: run first, so that under ``pytest -n 2 --dist loadfile`` no
-#: worker starts one of them last while the other has already finished
+#: worker starts one of them last while the other has already finished (``make test`` passes
+#: ``--no-loadscope-reorder``: xdist would otherwise order files by their number of tests)
 LONG_FIRST = ("chaos", "cluster", "outage")
 
 

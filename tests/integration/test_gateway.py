@@ -247,10 +247,10 @@ async def test_503_and_nothing_claimed_when_the_broker_is_gone(
         url = "/v1/events/call.requested"
         # warm-up: a loaded machine may need more than one 2 s window for the producer's first
         # metadata, producer id, partition leaders and schema registration on a broker that just
-        # started (a request answered "not leader yet" appended nothing: still a 503, never a 504)
+        # started: a 503, or a 504 when a produce request was still unanswered at the deadline
         for attempt in range(10):
             before = await client.post(url, json=call_requested_json(1), headers=AUTH)
-            if before.status != 503:
+            if before.status not in (503, 504):
                 break
             await asyncio.sleep(0.5 * attempt)
         assert before.status == 202
