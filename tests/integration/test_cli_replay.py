@@ -96,6 +96,8 @@ async def test_ctrl_c_prints_a_resume_token_that_copies_exactly_the_rest(
             [sys.executable, "-m", "infra.cli", "replay", "--topic", source, "--since", "1d",
              "--to", target],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # a pytest-xdist worker ignores SIGINT, and a child inherits that: a user's shell does not
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         tps = [TopicPartition(target, p) for p in range(3)]
         # a fetch of the assigned target returns as soon as the first copy lands there
