@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -33,6 +34,8 @@ class Connection:
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        transport: asyncio.WriteTransport,
+        drain: Callable[[], Awaitable[None]],
         fanout: FanOut,
         settings: RealtimeSettings,
         tokens_in_use: Counter[str],
@@ -43,7 +46,11 @@ class Connection:
         self._settings = settings
         self._tokens_in_use = tokens_in_use
         self._closes = closes  # close codes this gateway sent, for /metrics and tests
+        # the fan-out writes wire frames to ``transport`` itself (see _outbox); aiohttp's own
+        # writer only sends pings, pongs and the close frame, each a whole frame
         self._outbox = Outbox(
+            transport,
+            drain,
             settings.send_queue_frames,
             settings.send_queue_bytes,
             lambda: self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer"),
@@ -75,7 +82,7 @@ class Connection:
         writer = asyncio.create_task(self._write(), name="ws-writer")
         ticker = asyncio.create_task(self._checkpoint_loop(), name="ws-checkpoints")
         try:
-            self._outbox.offer(
+            self._send(
                 _frames.encode(
                     {
                         "type": "authenticated",
@@ -89,9 +96,7 @@ class Connection:
                 if message.type is WSMsgType.TEXT:
                     self._handle(message.data)
                 elif message.type is WSMsgType.BINARY:
-                    self._outbox.offer(
-                        _frames.error("bad_request", "binary frames are not accepted")
-                    )
+                    self._send(_frames.error("bad_request", "binary frames are not accepted"))
                 else:  # ERROR (e.g. a frame above the cap: aiohttp closes with 1009)
                     break
         finally:
@@ -158,13 +163,15 @@ class Connection:
         return None
 
     async def _write(self) -> None:
-        while (frame := await self._outbox.take()) is not None:
-            try:
-                await self._ws.send_frame(frame, WSMsgType.TEXT)
-            except Exception as exc:  # the peer went away; the reader loop ends too
-                log.debug("websocket send failed: %s", exc)
-                self.close_soon(CloseCode.GOING_AWAY, "send failed")
-                return
+        try:
+            await self._outbox.run()
+        except Exception as exc:  # the peer went away; the reader loop ends too
+            log.debug("websocket send failed: %s", exc)
+            self.close_soon(CloseCode.GOING_AWAY, "send failed")
+
+    def _send(self, frame: bytes) -> None:
+        """Send one JSON frame of this connection's own (answers, errors, checkpoints)."""
+        self._outbox.offer(_frames.wire(frame))
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -174,7 +181,7 @@ class Connection:
             request = parse_request(text)
             request_id = request.id
             if request.op == "ping":
-                self._outbox.offer(_frames.encode({"type": "pong", "id": request_id}))
+                self._send(_frames.encode({"type": "pong", "id": request_id}))
             elif request.op == "auth":
                 raise ProtocolError("already authenticated", "already_authenticated")
             elif request.op == "subscribe":
@@ -182,7 +189,7 @@ class Connection:
             else:
                 self._unsubscribe(request)
         except (ProtocolError, ChannelError) as exc:
-            self._outbox.offer(_frames.error(exc.code, str(exc), request_id))
+            self._send(_frames.error(exc.code, str(exc), request_id))
 
     def _subscribe(self, request: Request) -> None:
         assert self._grant is not None
@@ -206,7 +213,7 @@ class Connection:
         self._subs[channel.name] = sub
         if request.since is None:
             self._checkpoints[channel.name] = snapshot
-            self._outbox.offer(self._subscribed(channel, request.id, snapshot, replayed=0))
+            self._send(self._subscribed(channel, request.id, snapshot, replayed=0))
             return
         self._resumes[channel.name] = asyncio.create_task(
             self._resume(sub, request, snapshot), name=f"ws-resume-{channel.name}"
@@ -217,9 +224,7 @@ class Connection:
         if name not in self._subs:
             raise ProtocolError(f"not subscribed to {name!r}", "not_subscribed")
         self._drop(name)
-        self._outbox.offer(
-            _frames.encode({"type": "unsubscribed", "id": request.id, "channel": name})
-        )
+        self._send(_frames.encode({"type": "unsubscribed", "id": request.id, "channel": name}))
 
     def _drop(self, name: str) -> None:
         sub = self._subs.pop(name)
@@ -262,20 +267,20 @@ class Connection:
                 )
                 # `subscribed` carries the snapshot, so it goes before the live records held back
                 # during the replay (all at or after it); nothing awaits in between.
-                self._outbox.offer(self._subscribed(sub.channel, request.id, snapshot, replayed))
+                self._send(self._subscribed(sub.channel, request.id, snapshot, replayed))
                 self._checkpoints[name] = snapshot
                 sub.go_live()
         except PositionGoneError:
             reason = "out_of_retention"
         except RealtimeUnavailableError as exc:
             self._forget(name)
-            self._outbox.offer(_frames.error(exc.code, f"{name}: {exc}", request.id))
+            self._send(_frames.error(exc.code, f"{name}: {exc}", request.id))
             return
         finally:
             self._resumes.pop(name, None)
         if reason is not None:
             self._forget(name)
-            self._outbox.offer(
+            self._send(
                 _frames.encode(
                     {"type": "resync_required", "id": request.id, "channel": name, "reason": reason}
                 )
@@ -325,7 +330,7 @@ class Connection:
                 now = self._fanout.snapshot(sub.channel)
                 if now != self._checkpoints.get(name):
                     self._checkpoints[name] = now
-                    self._outbox.offer(
+                    self._send(
                         _frames.encode(
                             {
                                 "type": "positions",
