@@ -12,8 +12,7 @@ import jwt
 import pytest
 
 import connectors.realtime
-from connectors.realtime import KINDS, RealtimeSettings, mint, parse_channel, verify
-from connectors.realtime import _frames
+from connectors.realtime import KINDS, RealtimeSettings, _frames, mint, parse_channel, verify
 from connectors.realtime._outbox import Outbox
 from connectors.realtime.channels import channels_of, fanout_topics
 from connectors.realtime.errors import (
@@ -168,7 +167,9 @@ def _numbers(data: bytes) -> list[int]:
     numbers: list[int] = []
     while data:
         size = data[1] & 0x7F
-        assert data[0] == 0x81 and size < 126 and len(data) >= 2 + size  # whole, unmasked, text
+        assert data[0] == 0x81  # a text frame, unmasked
+        assert size < 126
+        assert len(data) >= 2 + size  # whole
         numbers.append(json.loads(data[2 : 2 + size])["n"])
         data = data[2 + size :]
     return numbers
