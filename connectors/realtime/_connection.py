@@ -42,6 +42,7 @@ class Connection:
         closes: Counter[int],
     ) -> None:
         self._ws = ws
+        self._transport = transport
         self._fanout = fanout
         self._settings = settings
         self._tokens_in_use = tokens_in_use
@@ -135,6 +136,11 @@ class Connection:
             await asyncio.wait_for(
                 self._ws.close(code=code, message=reason.encode()[:120], drain=False), 5.0
             )
+        # The transport, closed, still holds what the client has not read, the close frame last;
+        # a client that reads again gets them, one that never does must not keep them forever.
+        asyncio.get_running_loop().call_later(
+            self._settings.close_grace_s, _drop_if_unread, self._transport
+        )
 
     async def _authenticate(self) -> Grant | None:
         try:
@@ -339,3 +345,8 @@ class Connection:
                             }
                         )
                     )
+
+
+def _drop_if_unread(transport: asyncio.WriteTransport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()
