@@ -267,6 +267,7 @@ def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[
         "complete": sum(1 for c in ok if c["received"] == total) / len(reading),
         "duplicates": sum(c.get("duplicates", 0) for c in reading),
         "errors": [c.get("error") or c.get("closed") for c in reading if c not in ok],
+        "failed_received": [c.get("received", 0) for c in reading if c not in ok],
         "lags": [lag for c in reading for lag in c.get("lags", [])],
         "cut": [c.get("cut", c.get("error")) for c in clients if c.get("stalled")],
     }
@@ -486,7 +487,8 @@ def _report(found: dict[str, Any]) -> None:
           f"{bare['complete']:.3f}, lag p50 {percentile(bare['lags'] or [0.0], 0.5):.1f} ms, "
           f"p99 {percentile(bare['lags'] or [0.0], 0.99):.1f} ms")  # fmt: skip
     if found["errors"]:
-        print(f"  client problems (first 3): {found['errors'][:3]}")
+        print(f"  client problems (first 3): {found['errors'][:3]}; events they had received: "
+              f"{_spread(found['failed_received'])}")  # fmt: skip
     before, after = found["gateway_rss_mib"]
     print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
     stall = found["stalling"]
@@ -500,7 +502,13 @@ def _report(found: dict[str, Any]) -> None:
           f"gateway RSS {stall['rss_start_mib']:.0f} MiB, peak {stall['rss_peak_mib']:.0f} MiB, "
           f"{stall['rss_end_mib']:.0f} MiB after")  # fmt: skip
     if stall["errors"]:
-        print(f"  reading client problems (first 3): {stall['errors'][:3]}")
+        print(f"  reading client problems (first 3): {stall['errors'][:3]}; events they had "
+              f"received: {_spread(stall['failed_received'])}")  # fmt: skip
+
+
+def _spread(values: list[int]) -> str:
+    ordered = sorted(values) or [0]
+    return f"min {ordered[0]}, median {ordered[len(ordered) // 2]}, max {ordered[-1]}"
 
 
 def _cut(stall: dict[str, Any]) -> int:
