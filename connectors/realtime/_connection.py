@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -348,5 +350,13 @@ class Connection:
 
 
 def _drop_if_unread(transport: asyncio.WriteTransport) -> None:
-    if transport.get_write_buffer_size():
-        transport.abort()
+    """Reset a closed connection whose client never read the rest: a linger of 0 makes the close
+    a TCP reset, which frees the kernel's send buffer too (a plain close would queue a FIN behind
+    the unread bytes and leave them to the kernel)."""
+    if not transport.get_write_buffer_size():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

@@ -13,6 +13,7 @@ import pytest
 
 import connectors.realtime
 from connectors.realtime import KINDS, RealtimeSettings, _frames, mint, parse_channel, verify
+from connectors.realtime._connection import _drop_if_unread
 from connectors.realtime._outbox import Outbox
 from connectors.realtime.channels import channels_of, fanout_topics
 from connectors.realtime.errors import (
@@ -287,6 +288,23 @@ def test_realtime_exports() -> None:
         "realtime_extension",
         "verify",
     ]
+
+
+async def test_a_closed_transport_still_holding_unread_bytes_is_reset() -> None:
+    async with _loopback() as (writer, peer):
+        transport = writer.transport
+        while not transport.get_write_buffer_size():  # the peer reads nothing: the kernel fills
+            transport.write(b"x" * 65_536)
+        transport.close()  # a graceful close waits for the peer to read what is left, maybe forever
+        _drop_if_unread(transport)
+        async with asyncio.timeout(30):
+            while True:  # the peer's TCP state, read without reading the socket
+                if peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE:
+                    break
+                await asyncio.sleep(0.05)
+
+
+_TCP_CLOSE = 7  # include/net/tcp_states.h: the state a reset leaves (a FIN leaves CLOSE_WAIT, 8)
 
 
 @pytest.mark.parametrize(("size", "head"), [(125, 2), (126, 4), (65_535, 4), (65_536, 10)])
