@@ -256,11 +256,7 @@ class Connection:
         )
 
     def _positions(self, next_offsets: dict[TP, int]) -> list[dict[str, Any]]:
-        """Positions of the last record delivered (offset -1: none yet) per partition."""
-        return [
-            _frames.Position(t, p, offset - 1, self._fanout.epochs[t]).to_json()
-            for (t, p), offset in sorted(next_offsets.items())
-        ]
+        return self._fanout.positions_json(next_offsets)
 
     # --- resume --------------------------------------------------------------------------------
 
@@ -335,18 +331,10 @@ class Connection:
             for name, sub in self._subs.items():
                 if not sub.live:
                     continue
-                now = self._fanout.snapshot(sub.channel)
+                now, frame = self._fanout.checkpoint(sub.channel)
                 if now != self._checkpoints.get(name):
                     self._checkpoints[name] = now
-                    self._send(
-                        _frames.encode(
-                            {
-                                "type": "positions",
-                                "channel": name,
-                                "positions": self._positions(now),
-                            }
-                        )
-                    )
+                    self._outbox.offer(frame)
 
 
 def _drop_if_unread(transport: asyncio.WriteTransport) -> None:

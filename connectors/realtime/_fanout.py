@@ -100,6 +100,8 @@ class FanOut:
         self._task: asyncio.Task[None] | None = None
         self._replay_slots = asyncio.Semaphore(replay_concurrency)
         self._on_failure = on_failure
+        self._moves = 0  # how many times the positions moved (keys the checkpoint frames)
+        self._checkpoints: dict[str, tuple[int, dict[TP, int], bytes]] = {}
         self.dispatched = 0
 
     async def start(self) -> None:
@@ -166,6 +168,32 @@ class FanOut:
         """The next offset the fan-out will dispatch, per partition of the channel."""
         return {tp: self._positions[tp] for tp in self.partitions_of(channel)}
 
+    def positions_json(self, next_offsets: dict[TP, int]) -> list[dict[str, Any]]:
+        """Positions of the last record delivered (offset -1: none yet) per partition."""
+        return [
+            _frames.Position(t, p, offset - 1, self.epochs[t]).to_json()
+            for (t, p), offset in sorted(next_offsets.items())
+        ]
+
+    def checkpoint(self, channel: Channel) -> tuple[dict[TP, int], bytes]:
+        """The channel's snapshot and its ``positions`` frame (wire bytes), built once per channel
+        and position change, not once per connection and tick."""
+        cached = self._checkpoints.get(channel.name)
+        if cached is not None and cached[0] == self._moves:
+            return cached[1], cached[2]
+        now = self.snapshot(channel)
+        frame = _frames.wire(
+            _frames.encode(
+                {
+                    "type": "positions",
+                    "channel": channel.name,
+                    "positions": self.positions_json(now),
+                }
+            )
+        )
+        self._checkpoints[channel.name] = (self._moves, now, frame)
+        return now, frame
+
     def subscriber_count(self, channel: str) -> int:
         return len(self._subscribers.get(channel, ()))
 
@@ -175,6 +203,7 @@ class FanOut:
             subs.discard(subscription)
             if not subs:
                 del self._subscribers[subscription.channel.name]
+                self._checkpoints.pop(subscription.channel.name, None)
 
     async def log_starts(self, tps: list[TP]) -> dict[TP, int]:
         """The first offset each partition still holds."""
@@ -226,6 +255,7 @@ class FanOut:
         """Deliver a batch: per channel, the frames of its records joined into one chunk, written
         to each subscriber at once (one write per client and batch, not one task wake-up per
         client and frame)."""
+        self._moves += 1
         if not self._subscribers:  # no await on this path: no one can subscribe meanwhile
             for record in records:
                 self._positions[(record.topic, record.partition)] = record.offset + 1
@@ -233,6 +263,7 @@ class FanOut:
         # A subscription registered during these awaits has a snapshot before the whole batch,
         # so it gets all of it live.
         events = [await self._decode(record, live=True) for record in records]
+        self._moves += 1
         # From here to the position updates nothing awaits: a subscription registered before
         # sees a record live exactly when its snapshot is at or below the record's offset.
         chunks: dict[str, list[bytes]] = {}
