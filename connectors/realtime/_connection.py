@@ -63,6 +63,7 @@ class Connection:
         self._checkpoints: dict[str, dict[TP, int]] = {}
         self._closing: asyncio.Task[None] | None = None
         self._grant: Grant | None = None
+        self._heard = False  # the client sent a frame (a pong, a request) since last looked
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -84,6 +85,7 @@ class Connection:
         )
         writer = asyncio.create_task(self._write(), name="ws-writer")
         ticker = asyncio.create_task(self._checkpoint_loop(), name="ws-checkpoints")
+        pulse = asyncio.create_task(self._liveness_loop(), name="ws-liveness")
         try:
             self._send(
                 _frames.encode(
@@ -96,18 +98,21 @@ class Connection:
                 )
             )
             async for message in self._ws:
+                self._heard = True
                 if message.type is WSMsgType.TEXT:
                     self._handle(message.data)
                 elif message.type is WSMsgType.BINARY:
                     self._send(_frames.error("bad_request", "binary frames are not accepted"))
-                else:  # ERROR (e.g. a frame above the cap: aiohttp closes with 1009)
-                    break
+                elif message.type is WSMsgType.PING:
+                    await self._pong(message.data)
+                elif message.type is not WSMsgType.PONG:
+                    break  # ERROR (e.g. a frame above the cap: aiohttp closes with 1009)
         finally:
             expiry.cancel()
             for name in list(self._subs):
                 self._drop(name)
             self._outbox.close()
-            for task in (writer, ticker):
+            for task in (writer, ticker, pulse):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -144,9 +149,18 @@ class Connection:
             self._settings.close_grace_s, _drop_if_unread, self._transport
         )
 
+    async def _pong(self, data: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the connection is ending
+            await self._ws.pong(data)
+
     async def _authenticate(self) -> Grant | None:
         try:
-            message = await self._ws.receive(timeout=self._settings.auth_timeout_s)
+            async with asyncio.timeout(self._settings.auth_timeout_s):
+                message = await self._ws.receive()
+                while message.type in (WSMsgType.PING, WSMsgType.PONG):
+                    if message.type is WSMsgType.PING:
+                        await self._pong(message.data)
+                    message = await self._ws.receive()
         except TimeoutError:
             await self._close(CloseCode.AUTH_TIMEOUT, "authentication timeout")
             return None
@@ -321,6 +335,31 @@ class Connection:
             return {}, "too_far_behind"
         return starts, None
 
+    # --- liveness ------------------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        """Ping a client that was silent for ``heartbeat_s``. It is alive if within half of that
+        it answers, sends anything, or takes bytes off the kernel's send buffer: a pong queued
+        behind a backlog comes late, but a client working through the backlog is reading (too
+        slowly is the send budget's call: 4008). Otherwise the connection is dropped without a
+        close frame (a dead peer would not read it; the client sees 1006)."""
+        beat = self._settings.heartbeat_s
+        while True:
+            await asyncio.sleep(beat)
+            if self._heard:
+                self._heard = False
+                continue
+            taken = self._outbox.taken
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.ping()
+            await asyncio.sleep(beat / 2)
+            if self._heard or self._outbox.taken > taken:
+                continue
+            self._closes[_NO_PONG] += 1
+            self._outbox.close()
+            self._transport.abort()
+            return
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     async def _checkpoint_loop(self) -> None:
@@ -335,6 +374,11 @@ class Connection:
                 if now != self._checkpoints.get(name):
                     self._checkpoints[name] = now
                     self._outbox.offer(frame)
+
+
+#: Counted in the close codes when a silent client is dropped: no close frame is sent, so 1006
+#: ("abnormal closure") is what the client reports.
+_NO_PONG = 1006
 
 
 def _drop_if_unread(transport: asyncio.WriteTransport) -> None:

@@ -40,6 +40,7 @@ class Outbox:
         self._frames = 0  # frames queued here
         self._bytes = 0  # bytes queued here
         self._in_flight = 0  # frames of the last write the kernel has not taken in full
+        self._written = 0  # bytes handed to the transport
         self._max_frames = max_frames
         self._max_bytes = max_bytes
         self._on_overflow = on_overflow
@@ -57,6 +58,12 @@ class Outbox:
     def queued_bytes(self) -> int:
         """Bytes held by the gateway for this client (the kernel's send buffer not included)."""
         return self._bytes + self._transport.get_write_buffer_size()
+
+    @property
+    def taken(self) -> int:
+        """Bytes the kernel has taken so far (it takes more only while the client reads, once its
+        buffer is full)."""
+        return self._written - self._transport.get_write_buffer_size()
 
     def offer(self, chunk: bytes, frames: int = 1) -> None:
         """Send a live chunk of ``frames`` frames; over the budget the client is cut instead."""
@@ -109,6 +116,7 @@ class Outbox:
 
     def _write(self, chunk: bytes, frames: int) -> None:
         self._transport.write(chunk)
+        self._written += len(chunk)
         if self._transport.get_write_buffer_size():
             self._in_flight = frames
             self._room.clear()

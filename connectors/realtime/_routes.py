@@ -35,7 +35,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not same_origin and not settings.origin_allowed(origin):
         return problem(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
     ws = web.WebSocketResponse(
-        heartbeat=settings.heartbeat_s,
+        autoping=False,  # pings and pongs reach Connection, which judges liveness itself
         max_msg_size=settings.max_frame_bytes,
         compress=False,  # compressing would cost per client what serialising once saves
         timeout=5.0,

@@ -130,6 +130,29 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
                 stalled.close()
 
 
+async def test_a_silent_client_that_answers_no_ping_is_dropped_and_a_live_one_stays(
+    kafka_settings: KafkaSettings, schema_registry: RegistrySettings, catalogue: Catalogue
+) -> None:
+    grant = token(["collab:*"])
+    async with running_gateway(kafka_settings, schema_registry, catalogue, heartbeat_s=1) as gw:
+        assert gw.bound_port is not None
+        async with ws_clients(gw) as connect:
+            live = await connect(grant)  # aiohttp's client answers pings while it reads
+            await live.until("authenticated")
+            reading = asyncio.create_task(live.closed_with(timeout=120))
+            silent = await _stalled_client(gw.bound_port, grant, f"collab:{new_id('room')}")
+            try:
+                connections = app_of(gw)[CONNECTIONS]
+                await _eventually(lambda: app_of(gw)[CLOSES] == {1006: 1})
+                await _eventually(lambda: len(connections) == 1)
+                await asyncio.sleep(3)  # three more heartbeats for the live client
+                assert not reading.done()
+                assert app_of(gw)[CLOSES] == {1006: 1}
+            finally:
+                silent.close()
+                reading.cancel()
+
+
 async def _eventually(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(60):
         while True:
