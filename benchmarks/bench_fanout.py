@@ -205,7 +205,8 @@ async def _clients(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -
             one["error"] = "did not receive every event before the deadline"
         elif task.exception() is not None:
             one["error"] = repr(task.exception())
-    conn.send({"clients": stats, "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime})
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send({"clients": stats, "cpu_s": usage.ru_utime + usage.ru_stime})
 
 
 def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
@@ -217,9 +218,10 @@ def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) 
 
 async def _deliver(
     url: str, tokens: list[tuple[str, bool]], produce: Callable[[], Awaitable[Any]], total: int
-) -> tuple[list[dict[str, Any]], float]:
+) -> tuple[list[dict[str, Any]], float, float]:
     """Clients in their own processes subscribe, ``produce`` runs, every client drains or times
-    out; returns each client's stats and the seconds from the start of ``produce`` to the end."""
+    out; returns each client's stats, the seconds from the start of ``produce`` to the end and
+    the CPU seconds the client processes used."""
     ctx = mp.get_context("spawn")
     procs: list[tuple[Any, Connection]] = []
     try:
@@ -253,7 +255,7 @@ async def _deliver(
         if "error" in result:
             raise RuntimeError(f"websocket clients failed: {result['error']}")
         clients.extend(result["clients"])
-    return clients, elapsed
+    return clients, elapsed, sum(result["cpu_s"] for result in results)
 
 
 def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[str, Any]:
@@ -288,11 +290,13 @@ async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
                     response.raise_for_status()
 
             url = base.replace("http://", "ws://") + "/ws"
-            clients, elapsed = await _deliver(url, [(t, False) for t in tokens], produce, total)
+            clients, elapsed, cpu = await _deliver(
+                url, [(t, False) for t in tokens], produce, total
+            )
     finally:
         proc.terminate()
         await proc.wait()
-    return _summary(clients, total, elapsed)
+    return {**_summary(clients, total, elapsed), "clients_cpu_s": cpu}
 
 
 # --- the gateway and the producer -------------------------------------------------------------
@@ -425,7 +429,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
                 raw_ready = asyncio.Event()
                 raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
                 await raw_ready.wait()
-                clients, elapsed = await _deliver(
+                clients, elapsed, clients_cpu = await _deliver(
                     url, [(t, False) for t in tokens], lambda: _produce(publisher, total), total
                 )
                 raw_lags = await raw
@@ -438,7 +442,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
                 rss: list[float] = [_proc_stats(pid)[0]]
                 sampler = asyncio.create_task(_sample_rss(pid, rss))
                 roles = [(mint(KEY, [CHANNEL], ttl_s=3600), n < stalled) for n in range(CLIENTS)]
-                stalling, stall_elapsed = await _deliver(
+                stalling, stall_elapsed, _ = await _deliver(
                     url, roles, lambda: _produce(publisher, burst), burst
                 )
                 sampler.cancel()
@@ -463,6 +467,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             "rss_end_mib": rss_end,
         },
         "gateway_cpu_s": cpu_after - cpu_before,
+        "clients_cpu_s": clients_cpu,
         "load": load,
     }
 
@@ -490,7 +495,10 @@ def _report(found: dict[str, Any]) -> None:
         print(f"  client problems (first 3): {found['errors'][:3]}; events they had received: "
               f"{_spread(found['failed_received'])}")  # fmt: skip
     before, after = found["gateway_rss_mib"]
-    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
+    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s "
+          f"({found['gateway_cpu_s'] * 1e6 / max(found['delivered'], 1):.1f} us per frame); "
+          f"client processes CPU {found['clients_cpu_s']:.1f} s (bare run: "
+          f"{bare['clients_cpu_s']:.1f} s)")  # fmt: skip
     stall = found["stalling"]
     codes = dict(sorted(Counter(str(c) for c in stall["cut"]).items()))
     lags = stall["lags"] or [0.0]
