@@ -21,14 +21,8 @@ from streams.codec import Codec
 from streams.events.calls import CallStarted
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import (
-    TopicReader,
-    publish,
-    request,
-    running_worker,
-    terminal,
-    worker_settings,
-)
+from tests.integration.calls import _support
+from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 from tests.integration.calls.test_pipeline import _committed_to_end
 
 pytestmark = pytest.mark.integration
@@ -205,7 +199,7 @@ async def test_duplicates_change_nothing(
 async def test_a_restarted_worker_reads_only_after_its_checkpoint(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, tmp_path: Path
 ) -> None:
-    settings = worker_settings(catalogue, simulated=["sim"], ledger_dir=tmp_path)
+    settings = _support.worker_settings(catalogue, simulated=["sim"], ledger_dir=tmp_path)
     reqs = [request("sim") for _ in range(20)]
     await publish(kafka_settings, codec, catalogue, reqs)
     async with (

@@ -13,14 +13,8 @@ from streams.codec import Codec
 from streams.events.calls import Priority
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import (
-    TopicReader,
-    publish,
-    request,
-    running_worker,
-    terminal,
-    worker_settings,
-)
+from tests.integration.calls import _support
+from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +25,7 @@ async def test_requests_become_successes(
 ) -> None:
     reqs = [request("sim") for _ in range(20)]
     await publish(kafka_settings, codec, catalogue, reqs)
-    settings = worker_settings(catalogue, simulated=["sim"], runtime=runtime)
+    settings = _support.worker_settings(catalogue, simulated=["sim"], runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
@@ -109,7 +103,7 @@ async def test_router_forwards_the_request_bytes_with_their_headers(
         kafka_settings, codec, catalogue, [req], headers={hd.REDRIVEN_FROM: b"calls.dlt/0/7"}
     )
     async with running_worker(
-        kafka_settings, codec, catalogue, worker_settings(catalogue, simulated=["sim"])
+        kafka_settings, codec, catalogue, _support.worker_settings(catalogue, simulated=["sim"])
     ):
         [(lane_value, lane_headers)] = await _raw_records(
             kafka_settings, catalogue.name("calls.lane.high"), 1

@@ -15,14 +15,8 @@ from connectors.plugins import PluginConnector
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.calls._support import (
-    TopicReader,
-    publish,
-    request,
-    running_worker,
-    terminal,
-    worker_settings,
-)
+from tests.integration.calls import _support
+from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +47,7 @@ async def test_plugin_crash_is_isolated_and_recorded(
     req = request("flaky", payload=json.dumps({"crash_once": str(tmp_path / "crashed")}))
     ok = request("flaky")
     await publish(kafka_settings, codec, catalogue, [req, ok])
-    settings = worker_settings(catalogue, delays_s=(0.2, 0.2, 0.2))
+    settings = _support.worker_settings(catalogue, delays_s=(0.2, 0.2, 0.2))
     async with (
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
         running_worker(kafka_settings, codec, catalogue, settings, {"flaky": conn}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 
 def settings(
-    catalogue: Catalogue, delays_s: tuple[float, ...] = (0.2, 0.4, 0.6), **kw: object
+    catalogue: Catalogue, delays_s: tuple[float, ...] = (0.2, 0.4, 0.6), **kw: Any
 ) -> WorkerSettings:
     return worker_settings(catalogue, delays_s=delays_s, **kw)
 
