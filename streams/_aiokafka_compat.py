@@ -210,9 +210,11 @@ async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
     """
     stopping = asyncio.ensure_future(producer.stop())
     done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
-    if done:
+    if done and not stopping.cancelled():
         stopping.result()
         return
+    # not stopped in time; or stop() raised CancelledError of its own: its second cancel of a
+    # sender already cancelled (and awaiting a request) cancels that request, not the caller
     stopping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await stopping
