@@ -164,6 +164,9 @@ class ProjectionRunner:
         self._lock = asyncio.Lock()
         #: rebalances seen (on_assigned): a batch fetched before one is followed by a seek
         self._rebalances = 0
+        #: why on_assigned failed: aiokafka logs a listener's error and carries on, so the
+        #: runner raises it at its next step instead (the supervisor then replaces the runner)
+        self.assign_failed: BaseException | None = None
         self._tasks: set[int] = set()
         self._last_flush = time.monotonic()
         self.status = ProjectionStatus(projection.name)
@@ -245,6 +248,10 @@ class ProjectionRunner:
     async def step(self) -> int:
         """Poll once and checkpoint what came; returns the number of records taken."""
         consumer = self._started_consumer()
+        if (failed := self.assign_failed) is not None:
+            if isinstance(failed, BackboneError):
+                raise failed
+            raise BackboneError(f"projection {self.projection.name}: taking its tasks") from failed
         rebalances = self._rebalances
         try:
             batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
@@ -654,4 +661,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped bas
         await self._runner.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        await self._runner.on_assigned(assigned)
+        try:
+            await self._runner.on_assigned(assigned)
+        except Exception as exc:  # aiokafka would log it and go on with tasks never restored
+            self._runner.assign_failed = exc
