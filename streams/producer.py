@@ -602,9 +602,11 @@ class Publisher:
         """Wait until every handed-over record is acknowledged; raises the first failure."""
         if not futures:
             return
+        # one record (a claim, a single outcome) needs no gathering future
+        waited = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
         try:
             async with asyncio.timeout(self._ack_timeout_s):
-                await asyncio.shield(asyncio.gather(*futures))
+                await asyncio.shield(waited)
         except asyncio.CancelledError:
             self._withdraw(futures)
             raise
