@@ -150,7 +150,7 @@ async def test_requests_without_routing_headers_or_with_wrong_ones_run_as_their_
         )
     finally:
         await producer.stop()
-    settings = worker_settings(catalogue, sim={}).model_copy(update={"runtime": runtime})
+    settings = _support.worker_settings(catalogue, simulated=["sim"], runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
