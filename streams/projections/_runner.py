@@ -150,6 +150,9 @@ class ProjectionRunner:
         self._sources = [catalogue.name(t) for t in projection.sources]
         self._changelog = catalogue.name(projection.changelog)
         self._store_path = store_path(store_dir, projection.name)
+        wanted = projection.plain_fields
+        #: the datum fields decoded for a projection that reads plain records (None: all)
+        self.plain_fields = None if wanted is None else frozenset({*wanted, *_RUNNER_FIELDS})
         self._max_records = max_records
         self._flush_interval_s = flush_interval_s
         #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
@@ -346,7 +349,7 @@ class ProjectionRunner:
 
     def decode_plain_cached(self, record: ConsumerRecord[bytes, bytes]) -> PlainRecord | None:
         """The plain form of ``record`` when its schema id is known; None otherwise."""
-        found = self._codec.decode_plain(record.value or b"")
+        found = self._codec.decode_plain(record.value or b"", self.plain_fields)
         if found is None:
             return None
         kind, datum = found
@@ -597,6 +600,9 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
         await consumer.stop()
     return count
 
+
+#: the datum fields the runner itself reads of a plain record (dedupe by id, its expiry)
+_RUNNER_FIELDS = ("event_id", "occurred_at")
 
 #: how long a failed checkpoint waits for its transaction's abort before leaving it open
 _ABORT_TIMEOUT_S = 2.0
