@@ -100,8 +100,22 @@ def _emit(
         if target is not None:
             out.append(f"{pad}    {target} = (b >> 1) ^ -(b & 1)")
         out.append(f"{pad}    pos += 1")
-        out.append(f"{pad}else:")
-        out.append(f"{pad}    {target or '_'}, pos = _long(buf, pos)")
+        out.append(f"{pad}else:")  # _long's loop, inline (timestamps take 8 bytes)
+        out.append(f"{pad}    v = b & 0x7F")
+        out.append(f"{pad}    shift = 7")
+        out.append(f"{pad}    pos += 1")
+        out.append(f"{pad}    while True:")
+        out.append(f"{pad}        b = buf[pos]")
+        out.append(f"{pad}        pos += 1")
+        out.append(f"{pad}        v |= (b & 0x7F) << shift")
+        out.append(f"{pad}        if b < 0x80: break")
+        out.append(f"{pad}        shift += 7")
+        out.append(
+            f"{pad}        if shift > 63: raise PlainReadError('varint longer than 10 bytes')"
+        )
+        out.append(f"{pad}    if v >> 64: raise PlainReadError('varint beyond 64 bits')")
+        if target is not None:
+            out.append(f"{pad}    {target} = (v >> 1) ^ -(v & 1)")
     elif kind in ("double", "float"):
         size, unpack = (8, "_DOUBLE") if kind == "double" else (4, "_FLOAT")
         if target is not None:

@@ -28,7 +28,7 @@ from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
-from streams.projections._model import JSON, SEEN_PREFIX, Projection
+from streams.projections._model import CHECKPOINT_KEY, JSON, SEEN_PREFIX, Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError
@@ -190,13 +190,79 @@ async def _apply_all(
 ) -> int:
     """Apply a fetched run of one partition's records below ``end``; how many were taken.
 
-    The runner's per-record steps inlined in one loop: decoding awaits only for a schema id
-    not seen before, and a failure is counted, not dead-lettered (the live run did that).
+    The runner's per-record steps (checkpoint, decode, dedupe by event id, apply, remember the
+    id) inlined in one loop: decoding awaits only for a schema id not seen before, the
+    checkpoint is moved once per run, and a failure is counted, not dead-lettered (the live
+    run did that).
     """
+    if not applier.projection.reads_plain:
+        return await _apply_events(applier, view, records, end, on_emit)
+    if not records:
+        return 0
+    topic = records[0].topic  # a run is one partition of one topic
+    begun = at = int((view.get(CHECKPOINT_KEY) or {}).get(topic, 0))
+    window = applier.projection.dedupe_window_ms
+    apply = applier.projection.apply_plain
+    decode = applier.decode_plain_cached
+    pending = view.pending
+    get = view.get
+    count = applied = duplicates = failed = 0
+    try:
+        for record in records:
+            offset = record.offset
+            if offset >= end:
+                break
+            count += 1
+            if offset < at:
+                duplicates += 1
+                continue
+            at = offset + 1
+            try:
+                plain = decode(record) or await applier.decode_plain(record)
+            except BackboneError as exc:
+                if exc.retriable:
+                    raise
+                failed += 1
+                continue
+            datum = plain.datum
+            seen_key = SEEN_PREFIX + datum["event_id"]
+            if window is not None and get(seen_key) is not None:
+                duplicates += 1
+                continue
+            try:
+                changes = apply(view, plain)
+            except Exception:  # the live run dead-lettered it (see ProjectionRunner.apply_plain)
+                failed += 1
+                continue
+            pending.update(changes.puts)
+            for key in changes.deletes:
+                pending[key] = None
+            if window is not None:
+                pending[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
+            applied += 1
+            if on_emit is not None:
+                for emitted in changes.emits:
+                    on_emit(emitted)
+    finally:
+        if at > begun:
+            view.checkpoint()[topic] = at
+        counts = applier._uncommitted
+        counts["applied"] += applied
+        counts["duplicates"] += duplicates
+        counts["dead_lettered"] += failed
+    return count
+
+
+async def _apply_events(
+    applier: ProjectionRunner,
+    view: TaskView,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    on_emit: Callable[[Event], None] | None,
+) -> int:
+    """:func:`_apply_all` for a projection that reads decoded events."""
     count = 0
-    plain = applier.projection.reads_plain
     decode_cached = applier._codec.decode_cached
-    decode_plain = applier.decode_plain_cached
     for record in records:
         if record.offset >= end:
             break
@@ -205,12 +271,8 @@ async def _apply_all(
             continue
         outcome: Sequence[Event] | ApplyFailed
         try:
-            if plain:
-                found = decode_plain(record) or await applier.decode_plain(record)
-                outcome = applier.apply_plain(view, found)
-            else:
-                event = decode_cached(record.value or b"") or await applier.decode(record)
-                outcome = applier.apply_event(view, record, event)
+            event = decode_cached(record.value or b"") or await applier.decode(record)
+            outcome = applier.apply_event(view, record, event)
         except BackboneError as exc:
             if exc.retriable:
                 raise

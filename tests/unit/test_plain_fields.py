@@ -97,3 +97,24 @@ def test_flipped_bits_read_the_same_or_are_refused(
     if whole is not None:  # both accept (the fields reader may take bad text it skips)
         kept = {k: v for k, v in whole[0].items() if k in fields}
         assert repr(part) == repr((kept, whole[1])), bytes(data)  # repr: NaN equals itself
+
+
+@pytest.mark.parametrize(
+    "varint",
+    [b"\xff" * 9 + b"\x01", b"\xff" * 10, b"\x80" * 9 + b"\x7f", b"\xff" * 11, b"\xfe\xff\x03"],
+)
+def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: bytes) -> None:
+    cls = EVENT_TYPES["call.succeeded"]
+    schema = cls.avro_schema()
+    data = _encoded(cls, 1)
+    _, after_id = plain_reader(schema["fields"][0]["type"])(data, 0)
+    _, after_at = plain_reader(schema["fields"][1]["type"])(data, after_id)
+    crafted = data[:after_id] + varint + data[after_at:]  # in place of occurred_at
+    outcomes = []
+    for read in (plain_reader(schema), fields_reader(schema, {"occurred_at"})):
+        try:
+            datum, end = read(crafted, 0)
+            outcomes.append((datum["occurred_at"], end))
+        except TYPED as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] == outcomes[1]
