@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,21 +78,138 @@ async def rebuild(
     swap: bool = True,
     batch: int = 10_000,
     on_emit: Callable[[Event], None] | None = None,
+    workers: int | None = None,
 ) -> RebuildReport:
     """Recompute ``projection`` from its sources; with ``swap`` replace the live store and changelog.
 
     Events the projection emits while rebuilding are not published again (the live run did);
-    ``on_emit`` sees them.
+    ``on_emit`` sees them. ``workers``: processes that rebuild the tasks in parallel (tasks
+    share no state, so each builds its own and the parts are copied into one store); default:
+    one per CPU for a rebuild of at least :data:`PARALLEL_FROM` records, else none (this one).
     """
     began = time.perf_counter()
     live = store_path(store_dir, projection.name)
     fresh_path = live.with_name(f"{projection.name}.rebuild.sqlite")
     _remove(fresh_path)
     fresh = SqliteStore(fresh_path, durable=False)  # a crash discards it: no journal, no fsync
+    sources = [catalogue.name(t) for t in projection.sources]
+    try:
+        try:
+            plan = await _plan(kafka, sources, since_ms)
+        except KafkaError as exc:
+            raise translate(exc, f"rebuilding projection {projection.name}") from exc
+        count = _workers(workers, plan)
+        if count > 1:
+            # imported here: it imports this module
+            from streams.projections._parallel import rebuild_in_parts
+
+            tally = await rebuild_in_parts(
+                kafka, codec, catalogue, projection, fresh, plan, count,
+                batch=batch, progress=progress, on_emit=on_emit, began=began,
+            )  # fmt: skip
+        else:
+            tally = await build_part(
+                kafka, codec, catalogue, projection, fresh, plan,
+                batch=batch, progress=progress, on_emit=on_emit, began=began,
+            )  # fmt: skip
+        keys = fresh.count()
+        if swap:
+            await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
+    finally:
+        fresh.close()
+    if swap:
+        _swap(fresh_path, live)
+    return RebuildReport(
+        projection.name,
+        tally.records,
+        tally.applied,
+        tally.failed,
+        keys,
+        time.perf_counter() - began,
+        live if swap else fresh_path,
+    )
+
+
+#: a rebuild of fewer records runs in this process: starting worker processes costs seconds
+PARALLEL_FROM = 100_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a rebuild reads: every source partition from ``starts`` up to ``ends``."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.ends[tp] - at) for tp, at in self.starts.items())
+
+    @property
+    def tasks(self) -> list[int]:
+        return sorted({tp.partition for tp in self.starts})
+
+    def of_tasks(self, tasks: Collection[int]) -> Plan:
+        chosen = [tp for tp in self.starts if tp.partition in tasks]
+        return Plan({tp: self.starts[tp] for tp in chosen}, {tp: self.ends[tp] for tp in chosen})
+
+
+@dataclass(frozen=True)
+class Tally:
+    records: int
+    applied: int
+    failed: int
+    emitted: tuple[Event, ...] = ()
+
+
+def _workers(asked: int | None, plan: Plan) -> int:
+    if asked is None:
+        asked = (os.cpu_count() or 1) if plan.total >= PARALLEL_FROM else 1
+    return max(1, min(asked, len(plan.tasks)))
+
+
+async def _plan(kafka: KafkaSettings, sources: list[str], since_ms: int | None) -> Plan:
+    consumer = AIOKafkaConsumer(
+        **client_options(kafka),
+        client_id=f"{kafka.client_id}-rebuild",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+    try:
+        await consumer.start()
+        found = await partitions(kafka, sources)
+        tps = [TopicPartition(t, p) for t in sources for p in found[t]]
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        if since_ms is None:
+            starts = dict(begins)
+        else:
+            times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
+        return Plan(starts, dict(ends))
+    finally:
+        await consumer.stop()
+
+
+async def build_part(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    projection: Projection,
+    fresh: SqliteStore,
+    plan: Plan,
+    *,
+    batch: int,
+    progress: Callable[[Progress], None] | None,
+    on_emit: Callable[[Event], None] | None,
+    began: float,
+) -> Tally:
+    """Read the plan's partitions into memory, apply them, write the state into ``fresh``."""
+    store_dir = fresh.path.parent
     # the runner's own apply path (dedupe, checkpoint key), without Kafka clients
     applier = ProjectionRunner(kafka, codec, catalogue, projection, store_dir, dead_letters=False)
     applier._store = fresh
-    sources = [catalogue.name(t) for t in projection.sources]
     consumer = AIOKafkaConsumer(
         **client_options(kafka),
         client_id=f"{kafka.client_id}-rebuild",
@@ -107,59 +224,33 @@ async def rebuild(
     views: dict[int, _MemoryView] = {}
     records = 0
     try:
-        try:
-            await consumer.start()
-            found = await partitions(kafka, sources)
-            tps = [TopicPartition(t, p) for t in sources for p in found[t]]
-            consumer.assign(tps)
-            begins = await consumer.beginning_offsets(tps)
-            ends = await consumer.end_offsets(tps)
-            if since_ms is None:
-                starts = dict(begins)
-            else:
-                times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-                starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
-            await _start_at(consumer, starts)
-            total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
-            todo = {tp for tp in tps if starts[tp] < ends[tp]}
-            while todo:
-                fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
-                for tp, recs in fetched.items():
-                    view = views.get(tp.partition)
-                    if view is None:
-                        view = views[tp.partition] = _MemoryView(fresh, tp.partition)
-                    records += await _apply_all(applier, view, recs, ends[tp], on_emit)
-                for tp in list(todo):
-                    if await consumer.position(tp) >= ends[tp]:
-                        todo.discard(tp)
-                if progress is not None:
-                    progress(Progress(records, total, time.perf_counter() - began))
-        except KafkaError as exc:
-            raise translate(exc, f"rebuilding projection {projection.name}") from exc
-        finally:
-            await consumer.stop()
-        window = projection.dedupe_window_ms
-        for view in views.values():
-            view.forget_expired(window)
-        fresh.load({t: v.pending for t, v in views.items()})
-        views.clear()
-        keys = fresh.count()
-        if swap:
-            await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
+        await consumer.start()
+        consumer.assign(list(plan.starts))
+        await _start_at(consumer, plan.starts)
+        ends = plan.ends
+        todo = {tp for tp, at in plan.starts.items() if at < ends[tp]}
+        while todo:
+            fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
+            for tp, recs in fetched.items():
+                view = views.get(tp.partition)
+                if view is None:
+                    view = views[tp.partition] = _MemoryView(fresh, tp.partition)
+                records += await _apply_all(applier, view, recs, ends[tp], on_emit)
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+            if progress is not None:
+                progress(Progress(records, plan.total, time.perf_counter() - began))
+    except KafkaError as exc:
+        raise translate(exc, f"rebuilding projection {projection.name}") from exc
     finally:
-        fresh.close()
-    if swap:
-        _swap(fresh_path, live)
+        await consumer.stop()
+    window = projection.dedupe_window_ms
+    for view in views.values():
+        view.forget_expired(window)
+    fresh.load({t: v.pending for t, v in views.items()})
     counts = applier._uncommitted
-    return RebuildReport(
-        projection.name,
-        records,
-        counts["applied"],
-        counts["dead_lettered"],
-        keys,
-        time.perf_counter() - began,
-        live if swap else fresh_path,
-    )
+    return Tally(records, counts["applied"], counts["dead_lettered"])
 
 
 class _MemoryView(TaskView):
