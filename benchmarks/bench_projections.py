@@ -297,17 +297,36 @@ async def _live(
             await ends_reader.stop()
             if checkpoints is not None:
                 checkpoints.close()
-    half = len(lags) // 2
-    first, second = max(lags[:half], default=0), max(lags[half:], default=0)
-    bounded = second <= first and left == 0
+    first, second, verdict = lag_verdict(lags, drained=left == 0)
     print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
     print(f"  published (acked, another process): {published / produced_s:>9,.0f} records/s")
     print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
-    print(f"  max lag 1st half {first:,}, 2nd half {second:,}: ", end="")
-    print("bounded (not growing)" if bounded else "GROWING (the projection falls behind)")
-    print(f"  lag at the end {at_end:,} records, drained in {drained_s:.1f} s")
-    return {"lags": lags, "first": first, "second": second, "bounded": bounded,
-            "publish_rate": published / produced_s, "drained_s": drained_s}  # fmt: skip
+    print(f"  max lag 1st half {first:,}, 2nd half {second:,}: {verdict}")
+    print(f"  lag at the end {at_end:,} records, drained in {drained_s:.1f} s", end="")
+    print("" if left == 0 else f" (NOT drained: {left:,} left)")
+    return {"lags": lags, "first": first, "second": second, "bounded": verdict == BOUNDED,
+            "verdict": verdict, "publish_rate": published / produced_s,
+            "drained_s": drained_s}  # fmt: skip
+
+
+#: fewer lag samples than this say nothing about a trend
+MIN_LAG_SAMPLES = 10
+BOUNDED = "bounded (not growing)"
+
+
+def lag_verdict(lags: list[int], *, drained: bool) -> tuple[int, int, str]:
+    """The largest lag of each half of the run and the verdict: bounded when there are enough
+    samples, the second half's largest is not above the first half's, and the lag drained once
+    publishing stopped; else why not."""
+    half = len(lags) // 2
+    first, second = max(lags[:half], default=0), max(lags[half:], default=0)
+    if len(lags) < MIN_LAG_SAMPLES:
+        return first, second, f"NO VERDICT ({len(lags)} samples, fewer than {MIN_LAG_SAMPLES})"
+    if second > first:
+        return first, second, "GROWING (the projection falls behind)"
+    if not drained:
+        return first, second, "NOT DRAINED (still behind after publishing stopped)"
+    return first, second, BOUNDED
 
 
 def rows() -> list[Row]:
@@ -324,7 +343,8 @@ def rows() -> list[Row]:
     if live is not None:
         live_params = {"seconds": LIVE_SECONDS, "publisher": "another process, as fast as acked",
                        "publish_rate": round(live["publish_rate"]), "lags": live["lags"],
-                       "bounded": live["bounded"], "drained_s": round(live["drained_s"], 1)}  # fmt: skip
+                       "bounded": live["bounded"], "verdict": live["verdict"],
+                       "drained_s": round(live["drained_s"], 1)}  # fmt: skip
         out.append(
             Row("projection: live lag, max of the 2nd half", "records behind",
                 Stat.of(live["second"]), Stat.of(live["first"]), "max of the 1st half",
