@@ -320,8 +320,9 @@ class ProjectionRunner:
         view.pending[CHECKPOINT_KEY] = checkpoint
         outcome: Sequence[Event] | ApplyFailed
         try:
-            if self.projection.reads_plain:
-                outcome = self.apply_plain(view, await self.decode_plain(record))
+            if self.projection.reads_plain:  # awaits only for a schema id not seen before
+                plain = self.decode_plain_cached(record) or await self.decode_plain(record)
+                outcome = self.apply_plain(view, plain)
             else:
                 outcome = self.apply_event(view, record, await self.decode(record))
         except BackboneError as exc:
