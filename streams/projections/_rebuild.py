@@ -164,8 +164,15 @@ class Tally:
 
 def _workers(asked: int | None, plan: Plan) -> int:
     if asked is None:
-        asked = (os.cpu_count() or 1) if plan.total >= PARALLEL_FROM else 1
+        asked = _cpus() if plan.total >= PARALLEL_FROM else 1
     return max(1, min(asked, len(plan.tasks)))
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (not the machine's, when pinned to fewer)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 async def _plan(kafka: KafkaSettings, sources: list[str], since_ms: int | None) -> Plan:
