@@ -75,41 +75,30 @@ async def test_a_broken_sequence_is_healed_by_a_fresh_producer(
 async def test_a_withdrawn_record_is_never_written_later(
     tmp_path: Path, codec: Codec, catalogue: Catalogue
 ) -> None:
-    """A caller that stops waiting (the gateway's 503) leaves nothing in the producer's buffer."""
+    """Two ways a write is withdrawn while the broker is down, both "not written" (the gateway's
+    503), and neither is written once the broker is back:
+    - a caller that stops waiting leaves nothing in the producer's buffer;
+    - the publisher's own timeout: the request never reached a broker, so it is not "outcome
+      unknown" (504)."""
     async with own_broker(tmp_path, catalogue) as broker:
         kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)  # 30 s: no expiry
         async with Publisher(kafka, codec, catalogue) as publisher:
             await eventually(_writes(publisher))
             await broker.stop()
-            refused = call_requested(1)
+            abandoned = call_requested(1)
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(1.0):
-                    await publisher.publish(refused)
-            await broker.start()
-            await eventually(_writes(publisher))
-            ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
-        assert refused.model_dump()["call_id"] not in ids
-        assert len(ids) == 2
-
-
-async def test_a_record_withdrawn_from_a_stopped_broker_was_never_written(
-    tmp_path: Path, codec: Codec, catalogue: Catalogue
-) -> None:
-    """The publisher's own timeout with the broker down: the request never reached a broker, so
-    the answer is "not written" (the gateway's 503), and it is not written once the broker is back."""
-    async with own_broker(tmp_path, catalogue) as broker:
-        kafka = KafkaSettings(bootstrap=broker.bootstrap, linger_ms=0)
-        async with Publisher(kafka, codec, catalogue) as publisher:
-            await eventually(_writes(publisher))
-            await broker.stop()
-            refused = call_requested(1)
+                    await publisher.publish(abandoned)
+            timed_out = call_requested(2)
             with pytest.raises(KafkaUnavailableError) as raised:
-                await publisher.publish(refused, timeout_s=2.0)
+                await publisher.publish(timed_out, timeout_s=2.0)
             assert not isinstance(raised.value, WriteOutcomeUnknownError), raised.value
             await broker.start()
             await eventually(_writes(publisher))
             ids = await _call_ids(kafka, codec, catalogue.name("calls.requests"))
-        assert refused.model_dump()["call_id"] not in ids
+        assert abandoned.model_dump()["call_id"] not in ids
+        assert timed_out.model_dump()["call_id"] not in ids
+        assert len(ids) == 2  # the two probes, before and after the outage
 
 
 async def test_a_record_the_broker_refused_to_append_is_not_written(
