@@ -131,7 +131,7 @@ async def rebuild(
 
 
 #: a rebuild of fewer records runs in this process: starting worker processes costs seconds
-PARALLEL_FROM = 100_000
+PARALLEL_FROM = 200_000
 
 
 @dataclass(frozen=True)

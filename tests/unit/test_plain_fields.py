@@ -110,7 +110,7 @@ def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: b
     _, after_id = plain_reader(schema["fields"][0]["type"])(data, 0)
     _, after_at = plain_reader(schema["fields"][1]["type"])(data, after_id)
     crafted = data[:after_id] + varint + data[after_at:]  # in place of occurred_at
-    outcomes = []
+    outcomes: list[object] = []
     for read in (plain_reader(schema), fields_reader(schema, {"occurred_at"})):
         try:
             datum, end = read(crafted, 0)
