@@ -164,6 +164,11 @@ class BrokerOptions:
     #: Sent when the parent dies. A cluster node whose quorum is gone waits in its controlled
     #: shutdown for a controller that never comes: throw-away test nodes get SIGKILL instead.
     parent_death_signal: signal.Signals = signal.SIGTERM
+    #: JIT with C1 only (``-XX:TieredStopAtLevel=1``): the broker is ready in about half the
+    #: time and CPU (measured 9 s / 6.5 s CPU against 18-22 s / 10.7 s on the 2-core box) but
+    #: runs hot code slower. For throw-away brokers that are started, killed and restarted (the
+    #: test kit's fault scenarios and clusters), not for one that carries load.
+    quick_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -279,9 +284,12 @@ class LocalBroker:
         )
         return props
 
-    def _java_cmd(self, java: str, libs: Path, main: str, *args: str) -> list[str]:
+    def _java_cmd(
+        self, java: str, libs: Path, main: str, *args: str, quick: bool = False
+    ) -> list[str]:
+        jit = ["-XX:TieredStopAtLevel=1"] if quick or self.options.quick_start else []
         return [
-            java, f"-Xmx{self.options.heap}", f"-Xms{self.options.heap}", "-XX:+UseG1GC",
+            java, *jit, f"-Xmx{self.options.heap}", f"-Xms{self.options.heap}", "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.root / 'logs'}",
             "-cp", f"{libs}/*", main, *args,
@@ -319,6 +327,7 @@ class LocalBroker:
                 self._java_cmd(
                     java, libs, "kafka.tools.StorageTool", "format",
                     f"--cluster-id={cluster_id}", "-c", str(props), *scram,
+                    quick=True,  # a one-shot tool: C2 would only compile, never pay off
                 ),
                 capture_output=True, text=True, check=False,
             )  # fmt: skip

@@ -34,6 +34,7 @@ class ClusterOptions:
     base_port: int = 0
     die_with_parent: bool = True
     sasl_users: tuple[tuple[str, str], ...] = ()
+    quick_start: bool = False  # see BrokerOptions.quick_start
 
 
 class LocalCluster:
@@ -60,6 +61,7 @@ class LocalCluster:
                     data_dir=self.root / f"node-{n}",
                     die_with_parent=self.options.die_with_parent,
                     sasl_users=self.options.sasl_users,
+                    quick_start=self.options.quick_start,
                     parent_death_signal=signal.SIGKILL if self._own_dir else signal.SIGTERM,
                 ),
                 cache_dir,

@@ -84,7 +84,9 @@ def _local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
         pytest.fail("kafka_cluster needs a local cluster, but BACKBONE_KAFKA_BOOTSTRAP is set")
     heap = os.environ.get("BACKBONE_TEST_KAFKA_CLUSTER_HEAP", "384m")
-    cluster = LocalCluster(ClusterOptions(size=_cluster_size(request.config), heap=heap))
+    cluster = LocalCluster(
+        ClusterOptions(size=_cluster_size(request.config), heap=heap, quick_start=True)
+    )
     try:
         seconds = cluster.start(timeout=420)
     except Exception as exc:

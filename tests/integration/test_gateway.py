@@ -18,7 +18,7 @@ from connectors.gateway import (
     GatewaySettings,
     build_gateway,
 )
-from infra.kafka.broker import LocalBroker
+from infra.kafka.broker import BrokerOptions, LocalBroker
 from streams import Subscriber
 from streams.admin import apply_catalogue
 from streams.codec import Codec
@@ -238,7 +238,7 @@ async def test_health_and_readiness(gateway: MakeClient) -> None:
 async def test_503_and_nothing_claimed_when_the_broker_is_gone(
     gateway: MakeClient, catalogue: Catalogue
 ) -> None:
-    broker = LocalBroker()
+    broker = LocalBroker(BrokerOptions(quick_start=True))
     await asyncio.to_thread(broker.start)
     try:
         kafka = KafkaSettings(bootstrap=broker.bootstrap, request_timeout_ms=3_000, linger_ms=0)

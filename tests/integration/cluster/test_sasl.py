@@ -29,7 +29,7 @@ USER, SECRET = "alice", "alice-secret"
 
 @pytest.fixture(scope="module")
 def sasl_broker() -> Iterator[LocalBroker]:
-    broker = LocalBroker(BrokerOptions(heap="256m", sasl_users=((USER, SECRET),)))
+    broker = LocalBroker(BrokerOptions(heap="256m", sasl_users=((USER, SECRET),), quick_start=True))
     try:
         broker.start(timeout=240)
     except Exception as exc:

@@ -35,7 +35,7 @@ class OwnBroker:
     no clean shutdown; ``start()`` brings it back with its data."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.broker = LocalBroker(BrokerOptions(heap="256m", data_dir=data_dir))
+        self.broker = LocalBroker(BrokerOptions(heap="256m", data_dir=data_dir, quick_start=True))
 
     @property
     def bootstrap(self) -> str:

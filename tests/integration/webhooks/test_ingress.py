@@ -228,7 +228,7 @@ async def test_kafka_unavailable_is_503_and_nothing_marked_seen(
 ) -> None:
     from streams.admin import apply_catalogue
 
-    broker = LocalBroker(BrokerOptions(heap="256m"))
+    broker = LocalBroker(BrokerOptions(heap="256m", quick_start=True))
     await asyncio.to_thread(broker.start)
     try:
         own = KafkaSettings(bootstrap=broker.bootstrap, client_id="wh-503", linger_ms=0)
