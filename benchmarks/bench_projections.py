@@ -16,7 +16,8 @@ counts it) sampled each second, and whether it is bounded: the largest lag of th
 of the run is not above the first half's, and it drains once publishing stops.
 
 Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_RECORDS``
-(default 1,000,000; a smaller count is printed as such).
+(default 1,000,000; a smaller count is printed as such). Rebuild processes:
+``BACKBONE_BENCH_REBUILD_WORKERS`` (default: the rebuild's choice; the row says which).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ from streams.topics import Catalogue
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
 LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", "15"))
+#: processes of the rebuild (default: the rebuild's own choice, one per CPU from 200,000 records)
+WORKERS = (
+    int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
+    if os.environ.get("BACKBONE_BENCH_REBUILD_WORKERS")
+    else None
+)
 CHUNK = 5_000
 
 
@@ -155,17 +162,19 @@ async def _run(bootstrap: str) -> dict[str, Any]:
                 raw_rates.append(count / took)
                 with tempfile.TemporaryDirectory() as tmp:
                     report = await rebuild(
-                        kafka, codec, catalogue, projection, Path(tmp), swap=False
-                    )
+                        kafka, codec, catalogue, projection, Path(tmp), swap=False,
+                        workers=WORKERS,
+                    )  # fmt: skip
                 rebuild_rates.append(report.rate)
             raw_best, rebuild_best = max(raw_rates), max(rebuild_rates)
             print(f"read {count:,} records of {', '.join(projection.sources)} (best of {REPEATS}):")
             print(f"  raw aiokafka getmany (bytes)       : {raw_best:>9,.0f} records/s")
-            print(f"  metrics projection rebuild (SQLite): {rebuild_best:>9,.0f} records/s")
+            print(f"  metrics projection rebuild (SQLite): {rebuild_best:>9,.0f} records/s"
+                  f"  ({report.workers} process{'es' if report.workers > 1 else ''})")  # fmt: skip
             print(f"  ratio rebuild/raw: {rebuild_best / raw_best:.2f}   (target >= 0.50)")
             partitions = sum(catalogue.spec(t).partitions for t in projection.sources)
             return {"raw": raw_rates, "rebuild": rebuild_rates, "records": count,
-                    "partitions": partitions}  # fmt: skip
+                    "partitions": partitions, "workers": report.workers}  # fmt: skip
     finally:
         await server.stop()
 
@@ -334,7 +343,8 @@ def rows() -> list[Row]:
         found = asyncio.run(_run(bootstrap))
         live = asyncio.run(_live_with_registry(bootstrap)) if LIVE_SECONDS > 0 else None
     params = {"records": found["records"], "partitions": found["partitions"], "repeats": REPEATS,
-              "warmup": 0, "concurrency": 1, "store": "SQLite"}  # fmt: skip
+              "warmup": 0, "concurrency": 1, "store": "SQLite",
+              "workers": found["workers"]}  # fmt: skip
     out = [
         Row("projection: metrics rebuild", "records/s", Stat.of(found["rebuild"]),
             Stat.of(found["raw"]), "raw aiokafka getmany", params, floor_key=FLOOR_CONSUME,

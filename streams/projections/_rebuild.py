@@ -60,6 +60,8 @@ class RebuildReport:
     keys: int
     seconds: float
     path: Path
+    #: processes that rebuilt it (1: this one)
+    workers: int = 1
 
     @property
     def rate(self) -> float:
@@ -127,6 +129,7 @@ async def rebuild(
         keys,
         time.perf_counter() - began,
         live if swap else fresh_path,
+        count,
     )
 
 
