@@ -60,7 +60,7 @@ from streams.topics import Catalogue
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
 LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", "15"))
-#: processes of the rebuild (default: the rebuild's own choice, one per CPU from 200,000 records)
+#: processes of the rebuild (default: the rebuild's own, one)
 WORKERS = (
     int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
     if os.environ.get("BACKBONE_BENCH_REBUILD_WORKERS")

@@ -120,7 +120,7 @@ def _dash(value: object) -> str:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Processes rebuilding its tasks in parallel (default: one per CPU from 200,000 records).",
+    help="Processes rebuilding its tasks in parallel (default 1; see docs/monitoring.md).",
 )
 @json_option
 def rebuild_(name: str, since: int | None, workers: int | None, as_json: bool) -> None:

@@ -86,8 +86,8 @@ async def rebuild(
 
     Events the projection emits while rebuilding are not published again (the live run did);
     ``on_emit`` sees them. ``workers``: processes that rebuild the tasks in parallel (tasks
-    share no state, so each builds its own and the parts are copied into one store); default:
-    one per CPU for a rebuild of at least :data:`PARALLEL_FROM` records, else none (this one).
+    share no state, so each builds its own and the parts are copied into one store); default
+    one (this process): on the only box measured, two were slower (docs/monitoring.md).
     """
     began = time.perf_counter()
     live = store_path(store_dir, projection.name)
@@ -133,10 +133,6 @@ async def rebuild(
     )
 
 
-#: a rebuild of fewer records runs in this process: starting worker processes costs seconds
-PARALLEL_FROM = 200_000
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a rebuild reads: every source partition from ``starts`` up to ``ends``."""
@@ -166,16 +162,7 @@ class Tally:
 
 
 def _workers(asked: int | None, plan: Plan) -> int:
-    if asked is None:
-        asked = _cpus() if plan.total >= PARALLEL_FROM else 1
-    return max(1, min(asked, len(plan.tasks)))
-
-
-def _cpus() -> int:
-    """The CPUs this process may run on (not the machine's, when pinned to fewer)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return max(1, min(asked or 1, len(plan.tasks)))
 
 
 async def _plan(kafka: KafkaSettings, sources: list[str], since_ms: int | None) -> Plan:
