@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,8 @@ from aiokafka.errors import KafkaError, NodeNotReadyError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
+
+log = logging.getLogger(__name__)
 
 #: on a batch: how many produce requests carrying it are on the wire, still unanswered
 _UNANSWERED = "_backbone_unanswered"
@@ -207,15 +210,55 @@ async def close_producer(producer: AIOKafkaProducer, timeout_s: float) -> None:
     """
     stopping = asyncio.ensure_future(producer.stop())
     done, _ = await asyncio.wait({stopping}, timeout=timeout_s)
-    if done:
+    if done and not stopping.cancelled():
         stopping.result()
         return
+    # not stopped in time; or stop() raised CancelledError of its own: its second cancel of a
+    # sender already cancelled (and awaiting a request) cancels that request, not the caller
     stopping.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await stopping
     producer._closed = True  # refuse late sends; also tells __del__ it was closed
-    await producer._sender.close()  # no public way to abandon buffered batches
+    await _abandon_sender(producer, timeout_s)  # no public way to abandon buffered batches
     await producer.client.close()
+
+
+async def _abandon_sender(producer: AIOKafkaProducer, timeout_s: float) -> None:
+    """Cancel the producer's sender task and its requests; wait at most ``timeout_s``.
+
+    ``Sender.close()`` cancels the sender routine, which then awaits its request tasks without
+    cancelling them. A transactional request (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn) first
+    looks for the transaction coordinator in a loop that never ends while the cluster is gone: a
+    projection's checkpoint that timed out mid-transaction left one, and the runner's stop waited
+    for it for ever (until the broker came back). Here every task running a method of the sender
+    (or of the accumulator: the ``close()`` a cancelled ``stop()`` left waiting) is cancelled as
+    well, so nothing of the producer is left running."""
+    sender = producer._sender
+    task = sender.sender_task
+    if task is not None and not task.done():
+        task.cancel()
+        for request in tasks_of(sender, producer._message_accumulator):
+            request.cancel()
+        done, _ = await asyncio.wait({task}, timeout=timeout_s)
+        if not done:
+            log.warning("closing a producer: its sender did not stop in %g s; abandoned", timeout_s)
+    for leftover in tasks_of(sender, producer._message_accumulator):
+        leftover.cancel()
+
+
+def tasks_of(*owners: object) -> list[asyncio.Task[Any]]:
+    """The unfinished tasks running a method of one of ``owners``: aiokafka's sender keeps its
+    request tasks in a local set of its routine, and ``stop()`` creates the accumulator's
+    ``close()`` task, both out of reach of any public API."""
+    found = []
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        if task.done() or frame is None:
+            continue
+        owner = frame.f_locals.get("self")
+        if any(owner is o for o in owners) and task is not getattr(owner, "sender_task", None):
+            found.append(task)
+    return found
 
 
 # --- DescribeLogDirs (KIP-113): aiokafka has no request for it, nor an admin method --------------

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from streams.cluster import broker_count, min_insync_for, replication_for
 from streams.connection import client_options
-from streams.errors import KafkaUnavailableError, TopicCatalogueError
+from streams.errors import BackboneError, KafkaUnavailableError, TopicCatalogueError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue, TopicSpec
 
@@ -136,45 +136,74 @@ async def _await_metadata(
             await asyncio.sleep(0.1)
 
 
+def _admin_failed(exc: KafkaError, doing: str) -> BackboneError:
+    """Our error for an aiokafka one met by an admin request (both callers are idempotent, so a
+    timeout is worth another try). Not :func:`streams._kafka_errors.translate`: that one speaks
+    of writes."""
+    text = f"{doing}: {type(exc).__name__}: {exc}".rstrip(": ")
+    if getattr(exc, "retriable", False) or isinstance(
+        exc, KafkaTimeoutError | KafkaConnectionError
+    ):
+        return KafkaUnavailableError(f"{text} (safe to run again)")
+    return TopicCatalogueError(text)
+
+
 async def create_topics(
     settings: KafkaSettings, items: Iterable[tuple[str, TopicSpec]]
 ) -> list[str]:
     """Create topics ``(real_name, spec)`` that do not exist yet; returns the names created."""
     async with admin_client(settings) as admin:
-        present = set(await admin.list_topics())
-        return await _create(admin, settings, [(n, s) for n, s in items if n not in present])
+        try:
+            present = set(await admin.list_topics())
+            return await _create(admin, settings, [(n, s) for n, s in items if n not in present])
+        except KafkaError as exc:
+            raise _admin_failed(exc, "creating topics") from exc
 
 
 async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> ApplyReport:
-    """Create missing topics, align managed configs, grow partition counts. Never deletes."""
+    """Create missing topics, align managed configs, grow partition counts. Never deletes.
+
+    A Kafka error (a request that timed out on a loaded broker, say) is ours: retriable
+    :class:`KafkaUnavailableError` or :class:`TopicCatalogueError`; running it again is safe."""
+    async with admin_client(settings) as admin:
+        try:
+            return await _apply(admin, settings, catalogue)
+        except KafkaError as exc:
+            raise _admin_failed(
+                exc, f"applying the topic catalogue on {settings.bootstrap}"
+            ) from exc
+
+
+async def _apply(
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, catalogue: Catalogue
+) -> ApplyReport:
     report = ApplyReport()
     wanted = {catalogue.prefix + spec.name: spec for spec in catalogue}
-    async with admin_client(settings) as admin:
-        present = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in present]
-        report.created = await _create(admin, settings, [(n, wanted[n]) for n in missing])
-        existing = [n for n in wanted if n not in report.created]
-        configs = await _current_configs(admin, existing)
-        layouts = await _layouts(admin, existing)
-        counts = {name: count for name, (count, _) in layouts.items()}
-        to_alter = []
-        for name in existing:
-            want = _wanted_config(wanted[name].config(), layouts.get(name, (0, 1))[1])
-            have = configs.get(name, {})
-            diff = {k: v for k, v in want.items() if have.get(k) != v}
-            if diff:
-                report.reconfigured[name] = diff
-                to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=want))
-            if counts.get(name, 0) < wanted[name].partitions:
-                report.repartitioned[name] = (counts[name], wanted[name].partitions)
-            if not diff and name not in report.repartitioned:
-                report.unchanged.append(name)
-        if to_alter:
-            await admin.alter_configs(to_alter)
-        if report.repartitioned:
-            await admin.create_partitions(
-                {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
-            )
+    present = set(await admin.list_topics())
+    missing = [name for name in wanted if name not in present]
+    report.created = await _create(admin, settings, [(n, wanted[n]) for n in missing])
+    existing = [n for n in wanted if n not in report.created]
+    configs = await _current_configs(admin, existing)
+    layouts = await _layouts(admin, existing)
+    counts = {name: count for name, (count, _) in layouts.items()}
+    to_alter = []
+    for name in existing:
+        want = _wanted_config(wanted[name].config(), layouts.get(name, (0, 1))[1])
+        have = configs.get(name, {})
+        diff = {k: v for k, v in want.items() if have.get(k) != v}
+        if diff:
+            report.reconfigured[name] = diff
+            to_alter.append(ConfigResource(ConfigResourceType.TOPIC, name, configs=want))
+        if counts.get(name, 0) < wanted[name].partitions:
+            report.repartitioned[name] = (counts[name], wanted[name].partitions)
+        if not diff and name not in report.repartitioned:
+            report.unchanged.append(name)
+    if to_alter:
+        await admin.alter_configs(to_alter)
+    if report.repartitioned:
+        await admin.create_partitions(
+            {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
+        )
     return report
 
 

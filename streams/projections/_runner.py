@@ -165,6 +165,11 @@ class ProjectionRunner:
         self._dead_letters = DeadLetters(kafka, catalogue)
         self._write_dead_letters = dead_letters
         self._lock = asyncio.Lock()
+        #: rebalances seen (on_assigned): a batch fetched before one is followed by a seek
+        self._rebalances = 0
+        #: why on_assigned failed: aiokafka logs a listener's error and carries on, so the
+        #: runner raises it at its next step instead (the supervisor then replaces the runner)
+        self.assign_failed: BaseException | None = None
         self._tasks: set[int] = set()
         self._last_flush = time.monotonic()
         self.status = ProjectionStatus(projection.name)
@@ -246,6 +251,11 @@ class ProjectionRunner:
     async def step(self) -> int:
         """Poll once and checkpoint what came; returns the number of records taken."""
         consumer = self._started_consumer()
+        if (failed := self.assign_failed) is not None:
+            if isinstance(failed, BackboneError):
+                raise failed
+            raise BackboneError(f"projection {self.projection.name}: taking its tasks") from failed
+        rebalances = self._rebalances
         try:
             batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
         except KafkaError as exc:
@@ -258,6 +268,11 @@ class ProjectionRunner:
         async with self._lock:
             if records:
                 await self._process(records)
+            if rebalances != self._rebalances:
+                # the batch was fetched (from the group's offsets) before on_assigned sought to
+                # the store's checkpoints, and was applied after it: without a second seek the
+                # consumer would read it all again (each record then counted a duplicate)
+                self._seek_to_checkpoints(consumer.assignment())
             if time.monotonic() - self._last_flush >= self._flush_interval_s:
                 await self._flush_idle()
         return len(records)
@@ -569,12 +584,17 @@ class ProjectionRunner:
                 await self.restore(task)
             self._tasks |= tasks
             self.status.tasks = tuple(sorted(self._tasks))
-            consumer = self._started_consumer()
-            store = self._started_store()
-            for tp in assigned:
-                checkpoint = store.get(tp.partition, CHECKPOINT_KEY) or {}
-                consumer.seek(tp, int(checkpoint.get(tp.topic, 0)))
+            self._seek_to_checkpoints(assigned)
+            self._rebalances += 1
             self.status.state = "running"
+
+    def _seek_to_checkpoints(self, partitions: Collection[TopicPartition]) -> None:
+        """Read each partition on from its task's checkpoint in the store (the one truth)."""
+        consumer = self._started_consumer()
+        store = self._started_store()
+        for tp in partitions:
+            checkpoint = store.get(tp.partition, CHECKPOINT_KEY) or {}
+            consumer.seek(tp, int(checkpoint.get(tp.topic, 0)))
 
     async def on_revoked(self, revoked: Collection[TopicPartition]) -> None:
         async with self._lock:
@@ -683,4 +703,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # untyped bas
         await self._runner.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        await self._runner.on_assigned(assigned)
+        try:
+            await self._runner.on_assigned(assigned)
+        except Exception as exc:  # aiokafka would log it and go on with tasks never restored
+            self._runner.assign_failed = exc

@@ -25,8 +25,10 @@ from aiokafka.protocol.produce import ProduceRequest
 from streams._aiokafka_compat import (
     CHECKED_VERSIONS,
     MaybeWrittenError,
+    close_producer,
     fail_buffered,
     sender_failed,
+    tasks_of,
     track_sent,
 )
 from streams._kafka_errors import translate
@@ -193,3 +195,42 @@ async def test_describe_log_dirs_rides_on_the_admin_clients_private_connection()
     request = _DescribeLogDirsRequest([("t", [0, 1])]).prepare({35: (1, 4)})
     assert request.API_VERSION == 1
     assert request.encode().startswith(b"\x00\x00\x00\x01\x00\x01t")
+
+
+async def test_close_producer_ends_a_sender_whose_transaction_request_looks_for_a_coordinator() -> (
+    None
+):
+    """aiokafka's cancelled sender routine awaits its request tasks without cancelling them, and
+    a transactional request looks for its coordinator for as long as the cluster is gone: so
+    ``Sender.close()`` never returns (a projection runner's stop hung on it). close_producer
+    cancels those requests too (they run methods of the sender: :func:`tasks_of`)."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", transactional_id="t")
+    txn = producer._txn_manager
+    txn.set_pid_and_epoch(1, 0)
+    txn.begin_transaction()
+    txn.maybe_add_partition_to_txn(TopicPartition("t", 0))  # an AddPartitionsToTxn to send
+    looked_up = asyncio.Event()
+
+    async def cluster_gone(*_: object) -> None:  # what the client says with no broker left
+        looked_up.set()
+        raise NodeNotReadyError("no connection")
+
+    async def no_metadata() -> bool:
+        return False
+
+    producer.client.coordinator_lookup = cluster_gone
+    producer.client.force_metadata_update = no_metadata
+    sender = producer._sender
+    sender._sender_task = asyncio.create_task(sender._sender_routine())
+    async with asyncio.timeout(10):
+        await looked_up.wait()
+    [request] = tasks_of(sender)
+    assert "add_partitions_to_txn" in repr(request)
+    sender.sender_task.cancel()  # what Sender.close() does, before it awaits the task
+    done, _ = await asyncio.wait({sender.sender_task}, timeout=1.0)
+    assert not done, "aiokafka's cancelled sender no longer waits for its requests"
+    async with asyncio.timeout(10):  # a bug here fails, it does not hang the suite
+        await close_producer(producer, 1.0)
+    assert sender.sender_task.done()
+    assert request.done()
+    assert tasks_of(sender) == []

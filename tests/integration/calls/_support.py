@@ -16,9 +16,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.retry import RetryPolicy
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
 from connectors.base import Connector
+from connectors.settings import ServiceSettings
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.calls import CallRequested, Priority
@@ -27,6 +29,25 @@ from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 TERMINAL = ("call.succeeded", "call.dead_lettered", "call.expired")
+
+
+def worker_settings(
+    catalogue: Catalogue,
+    *,
+    delays_s: tuple[float, ...] | None = None,
+    simulated: Sequence[str] = (),
+    **fields: Any,
+) -> WorkerSettings:
+    """A test's worker settings: its group under the test's topic prefix, ``delays_s`` its retry
+    schedule, ``simulated`` names of simulator services; ``fields`` as :class:`WorkerSettings`
+    takes them (``runtime``, ``breaker``, ``services``, ``max_in_flight``, ...)."""
+    values: dict[str, Any] = {"group_id": f"{catalogue.prefix}calls", **fields}
+    if delays_s is not None:
+        values["retry"] = RetryPolicy(delays_s=delays_s)
+    if simulated:
+        sims = tuple(ServiceSettings(name=name, kind="simulated") for name in simulated)
+        values["services"] = (*values.get("services", ()), *sims)
+    return WorkerSettings(**values)
 
 
 def request(

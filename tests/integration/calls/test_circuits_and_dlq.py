@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from agents.dlq import DeadLetterFilter, read_dead_letters, redrive
-from agents.retry import RetryPolicy
 from agents.settings import WorkerSettings
 from connectors.resilience import BreakerPolicy, CircuitState
 from streams.codec import Codec
@@ -25,16 +24,18 @@ from tests.integration.calls._support import (
     request,
     running_worker,
     terminal,
+    worker_settings,
 )
 
 pytestmark = pytest.mark.integration
 
 
 def settings(catalogue: Catalogue, open_wait_s: float, runtime: str = "aiokafka") -> WorkerSettings:
-    return WorkerSettings(
-        group_id=f"{catalogue.prefix}calls",
+    """A circuit that opens after 4 calls at 50 % failures and stays open ``open_wait_s``."""
+    return worker_settings(
+        catalogue,
         runtime=runtime,
-        retry=RetryPolicy(delays_s=(0.3, 0.3, 0.3)),
+        delays_s=(0.3, 0.3, 0.3),
         breaker=BreakerPolicy(
             window_s=30,
             failure_rate=0.5,

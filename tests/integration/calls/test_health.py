@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from agents.settings import WorkerSettings
 from streams.codec import Codec
 from streams.events.health import HealthChecked, HealthStatus
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.calls._scripted import ScriptedService
-from tests.integration.calls._support import TopicReader, running_worker
+from tests.integration.calls._support import TopicReader, running_worker, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +22,7 @@ async def test_health_checks_are_periodic_events(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
 ) -> None:
     svc = ScriptedService("svc")
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", health_interval_s=0.2)
+    settings = worker_settings(catalogue, health_interval_s=0.2)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc}),
         TopicReader(kafka_settings, codec, catalogue.name("integration.health")) as health,

@@ -17,7 +17,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.partitioner import DefaultPartitioner
 
 from agents.ledger import SUCCEEDED
-from agents.settings import WorkerSettings
 from agents.worker import CallWorker
 from streams import headers as h
 from streams.admin import partitions
@@ -26,7 +25,7 @@ from streams.events.calls import CallStarted, CallSucceeded
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.calls._scripted import ScriptedService
-from tests.integration.calls._support import TopicReader, publish, request
+from tests.integration.calls._support import TopicReader, publish, request, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +53,7 @@ async def test_a_call_run_by_the_previous_owner_is_not_run_again(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
 ) -> None:
     svc = ScriptedService("svc")
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime="faust")
+    settings = worker_settings(catalogue, runtime="faust")
     worker = CallWorker(kafka_settings, codec, catalogue, settings, connectors={"svc": svc})
     follower = worker._follower._follower  # the ledger's reader of calls.claims / calls.results
     apply, gate = follower._on_record, asyncio.Event()

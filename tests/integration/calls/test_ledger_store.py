@@ -15,14 +15,13 @@ from aiokafka import AIOKafkaProducer
 
 from agents._ledger_store import LedgerStore
 from agents.ledger import SUCCEEDED, CallLedger, Claim, LedgerFollower
-from agents.settings import WorkerSettings
 from agents.worker import CallWorker
-from connectors import ServiceSettings
 from streams import headers as h
 from streams.codec import Codec
 from streams.events.calls import CallStarted
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from tests.integration.calls import _support
 from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 from tests.integration.calls.test_pipeline import _committed_to_end
 
@@ -200,11 +199,7 @@ async def test_duplicates_change_nothing(
 async def test_a_restarted_worker_reads_only_after_its_checkpoint(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, tmp_path: Path
 ) -> None:
-    settings = WorkerSettings(
-        group_id=f"{catalogue.prefix}calls",
-        services=(ServiceSettings(name="sim", kind="simulated"),),
-        ledger_dir=tmp_path,
-    )
+    settings = _support.worker_settings(catalogue, simulated=["sim"], ledger_dir=tmp_path)
     reqs = [request("sim") for _ in range(20)]
     await publish(kafka_settings, codec, catalogue, reqs)
     async with (

@@ -7,26 +7,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents import _headers as hd
-from agents.settings import WorkerSettings
-from connectors import ServiceSettings
 from streams import headers as h
 from streams.admin import admin_client
 from streams.codec import Codec
 from streams.events.calls import Priority
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
+from tests.integration.calls import _support
 from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 
 pytestmark = pytest.mark.integration
-
-
-def worker_settings(catalogue: Catalogue, **services: dict[str, str]) -> WorkerSettings:
-    return WorkerSettings(
-        group_id=f"{catalogue.prefix}calls",
-        services=tuple(
-            ServiceSettings(name=n, kind="simulated", options=o) for n, o in services.items()
-        ),
-    )
 
 
 @pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
@@ -35,7 +25,7 @@ async def test_requests_become_successes(
 ) -> None:
     reqs = [request("sim") for _ in range(20)]
     await publish(kafka_settings, codec, catalogue, reqs)
-    settings = worker_settings(catalogue, sim={}).model_copy(update={"runtime": runtime})
+    settings = _support.worker_settings(catalogue, simulated=["sim"], runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
@@ -112,7 +102,9 @@ async def test_router_forwards_the_request_bytes_with_their_headers(
     await publish(
         kafka_settings, codec, catalogue, [req], headers={hd.REDRIVEN_FROM: b"calls.dlt/0/7"}
     )
-    async with running_worker(kafka_settings, codec, catalogue, worker_settings(catalogue, sim={})):
+    async with running_worker(
+        kafka_settings, codec, catalogue, _support.worker_settings(catalogue, simulated=["sim"])
+    ):
         [(lane_value, lane_headers)] = await _raw_records(
             kafka_settings, catalogue.name("calls.lane.high"), 1
         )

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.retry import RetryPolicy
-from agents.settings import WorkerSettings
 from connectors import ServiceSettings
 from connectors.plugins import PluginConnector
 from streams.codec import Codec
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
+from tests.integration.calls import _support
 from tests.integration.calls._support import TopicReader, publish, request, running_worker, terminal
 
 pytestmark = pytest.mark.integration
@@ -48,9 +47,7 @@ async def test_plugin_crash_is_isolated_and_recorded(
     req = request("flaky", payload=json.dumps({"crash_once": str(tmp_path / "crashed")}))
     ok = request("flaky")
     await publish(kafka_settings, codec, catalogue, [req, ok])
-    settings = WorkerSettings(
-        group_id=f"{catalogue.prefix}calls", retry=RetryPolicy(delays_s=(0.2, 0.2, 0.2))
-    )
+    settings = _support.worker_settings(catalogue, delays_s=(0.2, 0.2, 0.2))
     async with (
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
         running_worker(kafka_settings, codec, catalogue, settings, {"flaky": conn}),

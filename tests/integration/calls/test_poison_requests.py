@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agents.settings import WorkerSettings
 from connectors.base import CallInput, CallOutput
 from connectors.http_json import HttpJsonConnector
 from connectors.settings import ServiceSettings
@@ -30,6 +29,7 @@ from tests.integration.calls._support import (
     request,
     running_worker,
     terminal,
+    worker_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ async def test_each_bad_request_ends_once_with_its_real_reason(
     calls = [deep, negative, nowhere, crlf, huge, fine]
     ids = {c.call_id for c in calls}
     await publish(kafka_settings, codec, catalogue, calls)
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    settings = worker_settings(catalogue)
     async with (
         running_worker(
             kafka_settings, codec, catalogue, settings, {"svc": svc, "big": big, "http": http}
@@ -148,7 +148,7 @@ async def test_a_retry_due_in_9999_is_dead_lettered_and_retries_behind_it_run(
                 headers={"backbone-due-at": when.encode()},
             )
     svc = ScriptedService("svc")
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime=runtime)
+    settings = worker_settings(catalogue, runtime=runtime)
     ids = {poison.call_id, due.call_id}
     async with (
         running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc}),

@@ -9,8 +9,6 @@ import time
 import pytest
 from aiohttp import web
 
-from agents.retry import RetryPolicy
-from agents.settings import WorkerSettings
 from connectors.registry import build
 from connectors.resilience import BreakerPolicy, RateLimit
 from connectors.resilience._ratelimit import THROTTLE_S
@@ -25,6 +23,7 @@ from tests.integration.calls._support import (
     request,
     running_worker,
     terminal,
+    worker_settings,
 )
 from tests.integration.chaos._kit import provider
 
@@ -74,10 +73,10 @@ async def test_a_429_storm_writes_one_throttle_and_one_lift(
         service = ServiceSettings(
             name="svc", kind="http", base_url=url, rate_limit=RateLimit(rate=RATE, burst=CALLS)
         )
-        settings = WorkerSettings(
-            group_id=f"{catalogue.prefix}calls",
+        settings = worker_settings(
+            catalogue,
             services=(service,),
-            retry=RetryPolicy(delays_s=(0.2, 0.2, 0.2)),
+            delays_s=(0.2, 0.2, 0.2),
             breaker=BreakerPolicy(minimum_calls=1000),  # 429s must not open the circuit here
         )
         await publish(kafka_settings, codec, catalogue, reqs)

@@ -11,7 +11,6 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from agents.settings import WorkerSettings
 from connectors.calls_api import calls_extension, parse_wait
 from connectors.gateway import GatewayService, GatewaySettings, build_gateway
 from streams.codec import Codec
@@ -19,7 +18,7 @@ from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration._cli import backbone
 from tests.integration.calls._scripted import ScriptedService
-from tests.integration.calls._support import TopicReader, running_worker, terminal
+from tests.integration.calls._support import TopicReader, running_worker, terminal, worker_settings
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ async def test_post_call_accepted_waited_and_timed_out(
 ) -> None:
     svc = ScriptedService("svc")
     slow = ScriptedService("slow", latency_s=3.0)
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls", runtime=runtime)
+    settings = worker_settings(catalogue, runtime=runtime)
     async with (
         running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc, "slow": slow}),
         aiohttp.ClientSession() as http,
@@ -107,7 +106,7 @@ async def test_through_the_real_gateway_with_its_tokens(
     service = GatewayService(app, "127.0.0.1", 0)
     await service.start()
     svc = ScriptedService("svc")
-    settings = WorkerSettings(group_id=f"{catalogue.prefix}calls")
+    settings = worker_settings(catalogue)
     try:
         async with (
             running_worker(kafka_settings, codec, catalogue, settings, {"svc": svc}),

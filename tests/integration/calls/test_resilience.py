@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from agents import _headers as hd
 from agents.lanes import Lane
-from agents.retry import RetryPolicy
 from agents.settings import WorkerSettings
 from streams import headers as h
 from streams.codec import Codec
@@ -24,17 +24,16 @@ from tests.integration.calls._support import (
     request,
     running_worker,
     terminal,
+    worker_settings,
 )
 
 pytestmark = pytest.mark.integration
 
 
-def settings(catalogue: Catalogue, **kw: object) -> WorkerSettings:
-    base: dict[str, object] = {
-        "group_id": f"{catalogue.prefix}calls",
-        "retry": RetryPolicy(delays_s=(0.2, 0.4, 0.6)),
-    }
-    return WorkerSettings.model_validate({**base, **kw})
+def settings(
+    catalogue: Catalogue, delays_s: tuple[float, ...] = (0.2, 0.4, 0.6), **kw: Any
+) -> WorkerSettings:
+    return worker_settings(catalogue, delays_s=delays_s, **kw)
 
 
 async def test_rate_limit_is_never_exceeded(
@@ -68,7 +67,7 @@ async def test_retry_delays_follow_the_schedule_then_dead_letter(
             kafka_settings,
             codec,
             catalogue,
-            settings(catalogue, retry=RetryPolicy(delays_s=delays)),
+            settings(catalogue, delays_s=delays),
             {"svc": svc},
         ),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
@@ -178,10 +177,13 @@ async def test_deadline_expiry(
 ) -> None:
     svc = ScriptedService("svc")
     past = request("svc", deadline=datetime.now(UTC) - timedelta(seconds=1))
-    policy = RetryPolicy(delays_s=(1.0, 1.0, 5.0))
     async with (
         running_worker(
-            kafka_settings, codec, catalogue, settings(catalogue, retry=policy), {"svc": svc}
+            kafka_settings,
+            codec,
+            catalogue,
+            settings(catalogue, delays_s=(1.0, 1.0, 5.0)),
+            {"svc": svc},
         ),
         TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
     ):

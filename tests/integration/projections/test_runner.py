@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from streams import Publisher
 from streams.admin import apply_catalogue, partitions
 from streams.codec import Codec
 from streams.events import Event, event_class
-from streams.projections import ProjectionRunner, SqliteStore, store_path
+from streams.projections import ProjectionRunner, RestoreFailed, SqliteStore, store_path
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.projections._support import (
@@ -87,7 +88,11 @@ async def test_counts_equal_a_recount_and_survive_duplicates_restarts_and_a_lost
     live = runner(kafka_settings, codec, cat, tmp_path)
     async with running(live):
         await wait_for(lambda: live.status.applied == len(first), what="the first batch")
+        await asyncio.sleep(2)  # a batch read again (the race below) would be counted by now
     assert read_state(tmp_path, "counts") == recount(first)
+    # a batch fetched before the runner sought to its store's checkpoints, and applied after
+    # that seek, was read a second time (each record counted a duplicate): not any more
+    assert live.status.duplicates == 0
 
     # duplicates: the same events (same event ids) again, then a restart on the same store
     second = [succeeded(i, "c") for i in range(80, 100)]
@@ -210,3 +215,19 @@ async def test_each_store_position_is_just_past_its_last_changelog_record(
         await wait_for(lambda: again.status.tasks != (), what="the restart")
     assert again.status.restored == 0
     assert read_state(tmp_path, "counts") == recount(events)
+
+
+async def test_a_restore_that_fails_ends_the_runner_instead_of_stalling_it(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, tmp_path: Path
+) -> None:
+    """aiokafka logs an error raised by a rebalance listener and goes on: a restore that failed
+    (here its changelog topic does not exist) left the runner "restoring" for ever, its records
+    read and skipped. Now the runner's next step raises it (a supervisor replaces the runner)."""
+    cat = with_changelog(catalogue, CallCounts.changelog)  # never applied: no changelog topic
+    await publish(kafka_settings, codec, cat, [succeeded(0, "a")])
+    quick = kafka_settings.model_copy(update={"request_timeout_ms": 3_000})
+    live = runner(quick, codec, cat, tmp_path)
+    with pytest.raises(RestoreFailed, match=CallCounts.changelog):
+        async with asyncio.timeout(120):  # a stall fails here, not at the suite's timeout
+            await live.run()
+    assert live.status.applied == 0

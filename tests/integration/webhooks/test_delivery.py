@@ -217,6 +217,12 @@ async def test_rotation_signs_with_both_secrets_during_the_grace_period(
 async def test_rate_limit_per_endpoint(
     kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
 ) -> None:
+    """A token bucket of 5/s (burst 5) lets 15 deliveries through in no less than 2 s: the
+    15th permit comes at least (15 - 5) / 5 s after the first. Arrival times at the receiver
+    are permit times plus a delay (scheduling, a loaded machine) that can squeeze any gap, so
+    the oracle is the whole run's span, not a window of arrivals: span >= 2 s minus the first
+    arrival's own delay (up to 1 s tolerated); an unlimited sender takes a fraction of that."""
+    slow_n = 15
     async with (
         receiver() as slow,
         receiver() as fast,
@@ -224,24 +230,17 @@ async def test_rate_limit_per_endpoint(
     ):
         limited, _ = await out.admin.register(slow.url, rate_limit_per_second=5)
         free, _ = await out.admin.register(fast.url)
-        for _ in range(10):  # all queued before the worker starts: it sees them at once
+        for i in range(slow_n):  # all queued before the worker starts: it sees them at once
             await out.request(limited.endpoint_id)
-            await out.request(free.endpoint_id)
+            if i < 10:
+                await out.request(free.endpoint_id)
         async with running_service(kafka_settings, codec, catalogue, delivery_settings()):
             await fast.wait_for(10)
-            await slow.wait_for(10)
+            await slow.wait_for(slow_n)
     span = slow.hits[-1].at - slow.hits[0].at
-    # a burst of one second's worth (5), then one every 0.2 s: 1.0 s from first to last sent; the
-    # first arrival may come late on a loaded machine, which shortens the span measured here
-    assert span >= 0.6, f"10 deliveries at 5/s took {span:.2f} s"
-    # token bucket (burst 5, 5/s): any window of T seconds holds at most 5 + 5 T deliveries; one
-    # more is allowed because arrival jitter at the receiver can only squeeze measured gaps
-    times = [h.at for h in slow.hits]
-    for i, first in enumerate(times):
-        for j in range(i + 1, len(times)):
-            count, window = j - i + 1, times[j] - first
-            assert count <= 5 + 5 * window + 1, f"{count} deliveries within {window:.2f} s"
-    assert fast.hits[-1].at - fast.hits[0].at < span
+    assert span >= (slow_n - 5) / 5 - 1.0, f"{slow_n} deliveries at 5/s took {span:.2f} s"
+    # the limit is the endpoint's own: the free endpoint's deliveries do not wait for its permits
+    assert fast.hits[-1].at < slow.hits[-1].at, "the free endpoint waited for the limited one"
 
 
 async def test_ssrf_guard_blocks_loopback_without_allow_list(
