@@ -16,7 +16,8 @@ counts it) sampled each second, and whether it is bounded: the largest lag of th
 of the run is not above the first half's, and it drains once publishing stops.
 
 Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_RECORDS``
-(default 1,000,000; a smaller count is printed as such).
+(default 1,000,000; a smaller count is printed as such). Rebuild processes:
+``BACKBONE_BENCH_REBUILD_WORKERS`` (default: the rebuild's choice; the row says which).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ from streams.topics import Catalogue
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
 LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", "15"))
+#: processes of the rebuild (default: the rebuild's own, one)
+WORKERS = (
+    int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
+    if os.environ.get("BACKBONE_BENCH_REBUILD_WORKERS")
+    else None
+)
 CHUNK = 5_000
 
 
@@ -155,17 +162,19 @@ async def _run(bootstrap: str) -> dict[str, Any]:
                 raw_rates.append(count / took)
                 with tempfile.TemporaryDirectory() as tmp:
                     report = await rebuild(
-                        kafka, codec, catalogue, projection, Path(tmp), swap=False
-                    )
+                        kafka, codec, catalogue, projection, Path(tmp), swap=False,
+                        workers=WORKERS,
+                    )  # fmt: skip
                 rebuild_rates.append(report.rate)
             raw_best, rebuild_best = max(raw_rates), max(rebuild_rates)
             print(f"read {count:,} records of {', '.join(projection.sources)} (best of {REPEATS}):")
             print(f"  raw aiokafka getmany (bytes)       : {raw_best:>9,.0f} records/s")
-            print(f"  metrics projection rebuild (SQLite): {rebuild_best:>9,.0f} records/s")
+            print(f"  metrics projection rebuild (SQLite): {rebuild_best:>9,.0f} records/s"
+                  f"  ({report.workers} process{'es' if report.workers > 1 else ''})")  # fmt: skip
             print(f"  ratio rebuild/raw: {rebuild_best / raw_best:.2f}   (target >= 0.50)")
             partitions = sum(catalogue.spec(t).partitions for t in projection.sources)
             return {"raw": raw_rates, "rebuild": rebuild_rates, "records": count,
-                    "partitions": partitions}  # fmt: skip
+                    "partitions": partitions, "workers": report.workers}  # fmt: skip
     finally:
         await server.stop()
 
@@ -297,17 +306,36 @@ async def _live(
             await ends_reader.stop()
             if checkpoints is not None:
                 checkpoints.close()
-    half = len(lags) // 2
-    first, second = max(lags[:half], default=0), max(lags[half:], default=0)
-    bounded = second <= first and left == 0
+    first, second, verdict = lag_verdict(lags, drained=left == 0)
     print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
     print(f"  published (acked, another process): {published / produced_s:>9,.0f} records/s")
     print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
-    print(f"  max lag 1st half {first:,}, 2nd half {second:,}: ", end="")
-    print("bounded (not growing)" if bounded else "GROWING (the projection falls behind)")
-    print(f"  lag at the end {at_end:,} records, drained in {drained_s:.1f} s")
-    return {"lags": lags, "first": first, "second": second, "bounded": bounded,
-            "publish_rate": published / produced_s, "drained_s": drained_s}  # fmt: skip
+    print(f"  max lag 1st half {first:,}, 2nd half {second:,}: {verdict}")
+    print(f"  lag at the end {at_end:,} records, drained in {drained_s:.1f} s", end="")
+    print("" if left == 0 else f" (NOT drained: {left:,} left)")
+    return {"lags": lags, "first": first, "second": second, "bounded": verdict == BOUNDED,
+            "verdict": verdict, "publish_rate": published / produced_s,
+            "drained_s": drained_s}  # fmt: skip
+
+
+#: fewer lag samples than this say nothing about a trend
+MIN_LAG_SAMPLES = 10
+BOUNDED = "bounded (not growing)"
+
+
+def lag_verdict(lags: list[int], *, drained: bool) -> tuple[int, int, str]:
+    """The largest lag of each half of the run and the verdict: bounded when there are enough
+    samples, the second half's largest is not above the first half's, and the lag drained once
+    publishing stopped; else why not."""
+    half = len(lags) // 2
+    first, second = max(lags[:half], default=0), max(lags[half:], default=0)
+    if len(lags) < MIN_LAG_SAMPLES:
+        return first, second, f"NO VERDICT ({len(lags)} samples, fewer than {MIN_LAG_SAMPLES})"
+    if second > first:
+        return first, second, "GROWING (the projection falls behind)"
+    if not drained:
+        return first, second, "NOT DRAINED (still behind after publishing stopped)"
+    return first, second, BOUNDED
 
 
 def rows() -> list[Row]:
@@ -315,7 +343,8 @@ def rows() -> list[Row]:
         found = asyncio.run(_run(bootstrap))
         live = asyncio.run(_live_with_registry(bootstrap)) if LIVE_SECONDS > 0 else None
     params = {"records": found["records"], "partitions": found["partitions"], "repeats": REPEATS,
-              "warmup": 0, "concurrency": 1, "store": "SQLite"}  # fmt: skip
+              "warmup": 0, "concurrency": 1, "store": "SQLite",
+              "workers": found["workers"]}  # fmt: skip
     out = [
         Row("projection: metrics rebuild", "records/s", Stat.of(found["rebuild"]),
             Stat.of(found["raw"]), "raw aiokafka getmany", params, floor_key=FLOOR_CONSUME,
@@ -324,7 +353,8 @@ def rows() -> list[Row]:
     if live is not None:
         live_params = {"seconds": LIVE_SECONDS, "publisher": "another process, as fast as acked",
                        "publish_rate": round(live["publish_rate"]), "lags": live["lags"],
-                       "bounded": live["bounded"], "drained_s": round(live["drained_s"], 1)}  # fmt: skip
+                       "bounded": live["bounded"], "verdict": live["verdict"],
+                       "drained_s": round(live["drained_s"], 1)}  # fmt: skip
         out.append(
             Row("projection: live lag, max of the 2nd half", "records behind",
                 Stat.of(live["second"]), Stat.of(live["first"]), "max of the 1st half",

@@ -30,6 +30,7 @@ import fastavro
 from fastavro.read import SchemaResolutionError as FastavroResolutionError
 
 from streams._plain_avro import PlainReadError, Read, plain_reader
+from streams._plain_fields import fields_reader
 from streams.errors import (
     CodecError,
     CorruptPayload,
@@ -86,11 +87,14 @@ class _PlainReader:
     kind: type[Event]
 
 
-def _plain_reader_of(reader: _Reader) -> _PlainReader:
+def _plain_reader_of(reader: _Reader, fields: frozenset[str] | None = None) -> _PlainReader:
     own = None
     if reader.reader_json is None:
         with contextlib.suppress(PlainReadError, KeyError, TypeError):  # e.g. a recursive type
-            own = plain_reader(reader.writer_json)
+            if fields is None:
+                own = plain_reader(reader.writer_json)
+            else:
+                own = fields_reader(reader.writer_json, fields)
     return _PlainReader(
         own,
         fastavro.parse_schema(_without_logical_types(reader.writer_json)),
@@ -128,6 +132,7 @@ class Codec:
         self._headers: dict[int, bytes] = {}
         self._readers: dict[int, _Reader] = {}
         self._plain: dict[int, _PlainReader] = {}
+        self._fields: dict[tuple[int, frozenset[str]], _PlainReader] = {}
         # one registry round trip per schema however many records need it at once: a worker
         # starting with hundreds of deliveries in flight would otherwise ask hundreds of times
         self._registering: dict[tuple[str, type[Event]], asyncio.Future[int]] = {}
@@ -224,7 +229,9 @@ class Codec:
         reader = self._readers.get(self._schema_id_of(data))
         return None if reader is None else self._decode(reader, data)
 
-    def decode_plain(self, data: bytes) -> tuple[type[Event], dict[str, Any]] | None:
+    def decode_plain(
+        self, data: bytes, fields: frozenset[str] | None = None
+    ) -> tuple[type[Event], dict[str, Any]] | None:
         """The event type and Avro datum of a record, without building the event model; None
         when the schema id was not seen before (:meth:`decode` it once first).
 
@@ -233,14 +240,24 @@ class Codec:
         ``datetime``/``UUID`` values costs more than reading the bytes; a read model that needs a
         few fields of many records (a projection rebuild) skips it. The same checks as
         :meth:`decode` apply (size, header, trailing bytes), with the same errors.
+
+        ``fields``: the datum may hold only these (the others are stepped over, their structure
+        checked but their text not decoded: see :mod:`streams._plain_fields`); a datum resolved
+        from an older writer schema holds them all.
         """
         schema_id = self._schema_id_of(data)
-        plain = self._plain.get(schema_id)
+        plain = (
+            self._plain.get(schema_id) if fields is None else self._fields.get((schema_id, fields))
+        )
         if plain is None:
             reader = self._readers.get(schema_id)
             if reader is None:
                 return None
-            plain = self._plain[schema_id] = _plain_reader_of(reader)
+            plain = _plain_reader_of(reader, fields)
+            if fields is None:
+                self._plain[schema_id] = plain
+            else:
+                self._fields[(schema_id, fields)] = plain
         if plain.own is None:
             return plain.kind, self._read(plain.writer, plain.reader, data)
         try:

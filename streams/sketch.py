@@ -20,6 +20,17 @@ from ddsketch.mapping import LogarithmicMapping
 RELATIVE_ACCURACY = 0.01
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE: float = _MAPPING.min_possible
+# LogarithmicMapping.key(value) = int(ceil(log2(value) * multiplier) + offset), inlined on the
+# hot path with the same operations in the same order (a unit test holds it equal)
+_MULTIPLIER: float = _MAPPING._multiplier
+_OFFSET: float = _MAPPING._offset
+_LOG = math.log
+_CEIL = math.ceil
+
+
+def _key(value: float) -> int:
+    """The bin of a positive value: ``_MAPPING.key(value)`` without its method calls."""
+    return int(_CEIL(_LOG(value, 2) * _MULTIPLIER) + _OFFSET)
 
 
 @dataclass
@@ -118,11 +129,11 @@ class Sketch:
     def add_to_data(data: dict[str, Any], value: float) -> None:
         """:meth:`add` on the plain-data form (:meth:`to_data`) in place: the hot path of
         projections, which keep sketches as JSON state."""
-        if value < 0 or math.isnan(value):
+        if not value >= 0:  # negative or NaN
             raise ValueError(f"a latency must be a non-negative number, not {value!r}")
         if value > _MIN_POSITIVE:
             bins = data["bins"]
-            key = str(int(_MAPPING.key(value)))
+            key = str(_key(value))
             bins[key] = bins.get(key, 0.0) + 1.0
         else:
             data["zero"] += 1.0

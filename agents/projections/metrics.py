@@ -173,6 +173,20 @@ class MetricsProjection(Projection):
     # --- apply ----------------------------------------------------------------------------------
 
     reads_plain = True
+    plain_fields = frozenset(
+        {
+            "occurred_at",
+            "service",
+            "latency_ms",
+            "tokens_prompt",
+            "tokens_completion",
+            "cost_usd",
+            "response",
+            "error_class",
+            "status",
+            "current",
+        }
+    )
 
     def apply(self, state: StateView, received: Received) -> Changes:
         return self.apply_plain(state, PlainRecord.of(received))

@@ -116,8 +116,14 @@ def _dash(value: object) -> str:
 @click.option(
     "--since", type=TimeParam(), help="Recompute from this time (10m, 2h, ISO 8601) only."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes rebuilding its tasks in parallel (default 1; see docs/monitoring.md).",
+)
 @json_option
-def rebuild_(name: str, since: int | None, as_json: bool) -> None:
+def rebuild_(name: str, since: int | None, workers: int | None, as_json: bool) -> None:
     """Recompute NAME from its sources into fresh state and swap it in atomically.
 
     Stop the stack (or the process running the projection) first: a running projection keeps
@@ -147,6 +153,7 @@ def rebuild_(name: str, since: int | None, as_json: bool) -> None:
                 cfg.projections.store_dir,
                 since_ms=since,
                 progress=show,
+                workers=workers,
             )
         return {
             "projection": report.name,

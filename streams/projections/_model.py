@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 from streams.consumer import Received
@@ -63,11 +63,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class PlainRecord:
+class PlainRecord(NamedTuple):
     """A source record as a projection with ``reads_plain`` sees it: its event type and Avro
     datum, without the event model (see :meth:`streams.codec.Codec.decode_plain`): ``event_id``
-    is a str, timestamps are epoch microseconds, enums their symbol, nested records dicts."""
+    is a str, timestamps are epoch microseconds, enums their symbol, nested records dicts.
+    The datum may hold only the projection's ``plain_fields``. (A named tuple: one is made per
+    record read, and a frozen dataclass costs several times more to make.)"""
 
     kind: type[Event]
     datum: Mapping[str, Any]
@@ -129,6 +130,10 @@ class Projection(ABC):
     #: True: the runner and rebuild call :meth:`apply_plain` with undecoded-model records (much
     #: cheaper to read); ``apply`` must then give the same changes for the same record.
     reads_plain: bool = False
+    #: With ``reads_plain``: the datum fields :meth:`apply_plain` reads (``event_id`` and
+    #: ``occurred_at`` are added for the runner's dedupe); the others are not decoded. ``None``:
+    #: every field. A record resolved from an older writer schema may still hold them all.
+    plain_fields: frozenset[str] | None = None
 
     @abstractmethod
     def apply(self, state: StateView, received: Received) -> Changes:

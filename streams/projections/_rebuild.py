@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
-from streams.projections._model import JSON, SEEN_PREFIX, Projection
+from streams.projections._model import CHECKPOINT_KEY, JSON, SEEN_PREFIX, Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError
@@ -60,6 +60,8 @@ class RebuildReport:
     keys: int
     seconds: float
     path: Path
+    #: processes that rebuilt it (1: this one)
+    workers: int = 1
 
     @property
     def rate(self) -> float:
@@ -78,21 +80,133 @@ async def rebuild(
     swap: bool = True,
     batch: int = 10_000,
     on_emit: Callable[[Event], None] | None = None,
+    workers: int | None = None,
 ) -> RebuildReport:
     """Recompute ``projection`` from its sources; with ``swap`` replace the live store and changelog.
 
     Events the projection emits while rebuilding are not published again (the live run did);
-    ``on_emit`` sees them.
+    ``on_emit`` sees them. ``workers``: processes that rebuild the tasks in parallel (tasks
+    share no state, so each builds its own and the parts are copied into one store); default
+    one (this process): on the only box measured, two were slower (docs/monitoring.md).
     """
     began = time.perf_counter()
     live = store_path(store_dir, projection.name)
     fresh_path = live.with_name(f"{projection.name}.rebuild.sqlite")
     _remove(fresh_path)
     fresh = SqliteStore(fresh_path, durable=False)  # a crash discards it: no journal, no fsync
+    sources = [catalogue.name(t) for t in projection.sources]
+    try:
+        try:
+            plan = await _plan(kafka, sources, since_ms)
+        except KafkaError as exc:
+            raise translate(exc, f"rebuilding projection {projection.name}") from exc
+        count = _workers(workers, plan)
+        if count > 1:
+            # imported here: it imports this module
+            from streams.projections._parallel import rebuild_in_parts
+
+            tally = await rebuild_in_parts(
+                kafka, codec, catalogue, projection, fresh, plan, count,
+                batch=batch, progress=progress, on_emit=on_emit, began=began,
+            )  # fmt: skip
+        else:
+            tally = await build_part(
+                kafka, codec, catalogue, projection, fresh, plan,
+                batch=batch, progress=progress, on_emit=on_emit, began=began,
+            )  # fmt: skip
+        keys = fresh.count()
+        if swap:
+            await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
+    finally:
+        fresh.close()
+    if swap:
+        _swap(fresh_path, live)
+    return RebuildReport(
+        projection.name,
+        tally.records,
+        tally.applied,
+        tally.failed,
+        keys,
+        time.perf_counter() - began,
+        live if swap else fresh_path,
+        count,
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a rebuild reads: every source partition from ``starts`` up to ``ends``."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+
+    @property
+    def total(self) -> int:
+        return sum(max(0, self.ends[tp] - at) for tp, at in self.starts.items())
+
+    @property
+    def tasks(self) -> list[int]:
+        return sorted({tp.partition for tp in self.starts})
+
+    def of_tasks(self, tasks: Collection[int]) -> Plan:
+        chosen = [tp for tp in self.starts if tp.partition in tasks]
+        return Plan({tp: self.starts[tp] for tp in chosen}, {tp: self.ends[tp] for tp in chosen})
+
+
+@dataclass(frozen=True)
+class Tally:
+    records: int
+    applied: int
+    failed: int
+    emitted: tuple[Event, ...] = ()
+
+
+def _workers(asked: int | None, plan: Plan) -> int:
+    return max(1, min(asked or 1, len(plan.tasks)))
+
+
+async def _plan(kafka: KafkaSettings, sources: list[str], since_ms: int | None) -> Plan:
+    consumer = AIOKafkaConsumer(
+        **client_options(kafka),
+        client_id=f"{kafka.client_id}-rebuild",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=kafka.request_timeout_ms,
+    )
+    try:
+        await consumer.start()
+        found = await partitions(kafka, sources)
+        tps = [TopicPartition(t, p) for t in sources for p in found[t]]
+        begins = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        if since_ms is None:
+            starts = dict(begins)
+        else:
+            times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
+            starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
+        return Plan(starts, dict(ends))
+    finally:
+        await consumer.stop()
+
+
+async def build_part(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    projection: Projection,
+    fresh: SqliteStore,
+    plan: Plan,
+    *,
+    batch: int,
+    progress: Callable[[Progress], None] | None,
+    on_emit: Callable[[Event], None] | None,
+    began: float,
+) -> Tally:
+    """Read the plan's partitions into memory, apply them, write the state into ``fresh``."""
+    store_dir = fresh.path.parent
     # the runner's own apply path (dedupe, checkpoint key), without Kafka clients
     applier = ProjectionRunner(kafka, codec, catalogue, projection, store_dir, dead_letters=False)
     applier._store = fresh
-    sources = [catalogue.name(t) for t in projection.sources]
     consumer = AIOKafkaConsumer(
         **client_options(kafka),
         client_id=f"{kafka.client_id}-rebuild",
@@ -107,59 +221,33 @@ async def rebuild(
     views: dict[int, _MemoryView] = {}
     records = 0
     try:
-        try:
-            await consumer.start()
-            found = await partitions(kafka, sources)
-            tps = [TopicPartition(t, p) for t in sources for p in found[t]]
-            consumer.assign(tps)
-            begins = await consumer.beginning_offsets(tps)
-            ends = await consumer.end_offsets(tps)
-            if since_ms is None:
-                starts = dict(begins)
-            else:
-                times = await consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
-                starts = {tp: (t.offset if t is not None else ends[tp]) for tp, t in times.items()}
-            await _start_at(consumer, starts)
-            total = sum(max(0, ends[tp] - starts[tp]) for tp in tps)
-            todo = {tp for tp in tps if starts[tp] < ends[tp]}
-            while todo:
-                fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
-                for tp, recs in fetched.items():
-                    view = views.get(tp.partition)
-                    if view is None:
-                        view = views[tp.partition] = _MemoryView(fresh, tp.partition)
-                    records += await _apply_all(applier, view, recs, ends[tp], on_emit)
-                for tp in list(todo):
-                    if await consumer.position(tp) >= ends[tp]:
-                        todo.discard(tp)
-                if progress is not None:
-                    progress(Progress(records, total, time.perf_counter() - began))
-        except KafkaError as exc:
-            raise translate(exc, f"rebuilding projection {projection.name}") from exc
-        finally:
-            await consumer.stop()
-        window = projection.dedupe_window_ms
-        for view in views.values():
-            view.forget_expired(window)
-        fresh.load({t: v.pending for t, v in views.items()})
-        views.clear()
-        keys = fresh.count()
-        if swap:
-            await _rewrite_changelog(kafka, catalogue.name(projection.changelog), live, fresh)
+        await consumer.start()
+        consumer.assign(list(plan.starts))
+        await _start_at(consumer, plan.starts)
+        ends = plan.ends
+        todo = {tp for tp, at in plan.starts.items() if at < ends[tp]}
+        while todo:
+            fetched = await consumer.getmany(*todo, timeout_ms=1_000, max_records=batch)
+            for tp, recs in fetched.items():
+                view = views.get(tp.partition)
+                if view is None:
+                    view = views[tp.partition] = _MemoryView(fresh, tp.partition)
+                records += await _apply_all(applier, view, recs, ends[tp], on_emit)
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+            if progress is not None:
+                progress(Progress(records, plan.total, time.perf_counter() - began))
+    except KafkaError as exc:
+        raise translate(exc, f"rebuilding projection {projection.name}") from exc
     finally:
-        fresh.close()
-    if swap:
-        _swap(fresh_path, live)
+        await consumer.stop()
+    window = projection.dedupe_window_ms
+    for view in views.values():
+        view.forget_expired(window)
+    fresh.load({t: v.pending for t, v in views.items()})
     counts = applier._uncommitted
-    return RebuildReport(
-        projection.name,
-        records,
-        counts["applied"],
-        counts["dead_lettered"],
-        keys,
-        time.perf_counter() - began,
-        live if swap else fresh_path,
-    )
+    return Tally(records, counts["applied"], counts["dead_lettered"])
 
 
 class _MemoryView(TaskView):
@@ -190,13 +278,79 @@ async def _apply_all(
 ) -> int:
     """Apply a fetched run of one partition's records below ``end``; how many were taken.
 
-    The runner's per-record steps inlined in one loop: decoding awaits only for a schema id
-    not seen before, and a failure is counted, not dead-lettered (the live run did that).
+    The runner's per-record steps (checkpoint, decode, dedupe by event id, apply, remember the
+    id) inlined in one loop: decoding awaits only for a schema id not seen before, the
+    checkpoint is moved once per run, and a failure is counted, not dead-lettered (the live
+    run did that).
     """
+    if not applier.projection.reads_plain:
+        return await _apply_events(applier, view, records, end, on_emit)
+    if not records:
+        return 0
+    topic = records[0].topic  # a run is one partition of one topic
+    begun = at = int((view.get(CHECKPOINT_KEY) or {}).get(topic, 0))
+    window = applier.projection.dedupe_window_ms
+    apply = applier.projection.apply_plain
+    decode = applier.decode_plain_cached
+    pending = view.pending
+    get = view.get
+    count = applied = duplicates = failed = 0
+    try:
+        for record in records:
+            offset = record.offset
+            if offset >= end:
+                break
+            count += 1
+            if offset < at:
+                duplicates += 1
+                continue
+            at = offset + 1
+            try:
+                plain = decode(record) or await applier.decode_plain(record)
+            except BackboneError as exc:
+                if exc.retriable:
+                    raise
+                failed += 1
+                continue
+            datum = plain.datum
+            seen_key = SEEN_PREFIX + datum["event_id"]
+            if window is not None and get(seen_key) is not None:
+                duplicates += 1
+                continue
+            try:
+                changes = apply(view, plain)
+            except Exception:  # the live run dead-lettered it (see ProjectionRunner.apply_plain)
+                failed += 1
+                continue
+            pending.update(changes.puts)
+            for key in changes.deletes:
+                pending[key] = None
+            if window is not None:
+                pending[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
+            applied += 1
+            if on_emit is not None:
+                for emitted in changes.emits:
+                    on_emit(emitted)
+    finally:
+        if at > begun:
+            view.checkpoint()[topic] = at
+        counts = applier._uncommitted
+        counts["applied"] += applied
+        counts["duplicates"] += duplicates
+        counts["dead_lettered"] += failed
+    return count
+
+
+async def _apply_events(
+    applier: ProjectionRunner,
+    view: TaskView,
+    records: list[ConsumerRecord[bytes, bytes]],
+    end: int,
+    on_emit: Callable[[Event], None] | None,
+) -> int:
+    """:func:`_apply_all` for a projection that reads decoded events."""
     count = 0
-    plain = applier.projection.reads_plain
     decode_cached = applier._codec.decode_cached
-    decode_plain = applier.decode_plain_cached
     for record in records:
         if record.offset >= end:
             break
@@ -205,12 +359,8 @@ async def _apply_all(
             continue
         outcome: Sequence[Event] | ApplyFailed
         try:
-            if plain:
-                found = decode_plain(record) or await applier.decode_plain(record)
-                outcome = applier.apply_plain(view, found)
-            else:
-                event = decode_cached(record.value or b"") or await applier.decode(record)
-                outcome = applier.apply_event(view, record, event)
+            event = decode_cached(record.value or b"") or await applier.decode(record)
+            outcome = applier.apply_event(view, record, event)
         except BackboneError as exc:
             if exc.retriable:
                 raise

@@ -150,6 +150,9 @@ class ProjectionRunner:
         self._sources = [catalogue.name(t) for t in projection.sources]
         self._changelog = catalogue.name(projection.changelog)
         self._store_path = store_path(store_dir, projection.name)
+        wanted = projection.plain_fields
+        #: the datum fields decoded for a projection that reads plain records (None: all)
+        self.plain_fields = None if wanted is None else frozenset({*wanted, *_RUNNER_FIELDS})
         self._max_records = max_records
         self._flush_interval_s = flush_interval_s
         #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
@@ -332,8 +335,9 @@ class ProjectionRunner:
         view.pending[CHECKPOINT_KEY] = checkpoint
         outcome: Sequence[Event] | ApplyFailed
         try:
-            if self.projection.reads_plain:
-                outcome = self.apply_plain(view, await self.decode_plain(record))
+            if self.projection.reads_plain:  # awaits only for a schema id not seen before
+                plain = self.decode_plain_cached(record) or await self.decode_plain(record)
+                outcome = self.apply_plain(view, plain)
             else:
                 outcome = self.apply_event(view, record, await self.decode(record))
         except BackboneError as exc:
@@ -361,7 +365,7 @@ class ProjectionRunner:
 
     def decode_plain_cached(self, record: ConsumerRecord[bytes, bytes]) -> PlainRecord | None:
         """The plain form of ``record`` when its schema id is known; None otherwise."""
-        found = self._codec.decode_plain(record.value or b"")
+        found = self._codec.decode_plain(record.value or b"", self.plain_fields)
         if found is None:
             return None
         kind, datum = found
@@ -479,7 +483,7 @@ class ProjectionRunner:
         for view in views.values():
             for topic, offset in (view.pending.get(CHECKPOINT_KEY) or {}).items():
                 offsets[TopicPartition(topic, view.task)] = offset
-        last: dict[int, Any] = {}
+        last: dict[int, tuple[Any, int]] = {}
         doing = f"checkpointing projection {self.projection.name}"
         try:
             with _TRACER.start_as_current_span(f"projection.checkpoint {self.projection.name}"):
@@ -487,7 +491,7 @@ class ProjectionRunner:
                 # for the group coordinator for ever (and its abort waits as long)
                 async with asyncio.timeout(self._commit_timeout_s):
                     await self._send_checkpoint(producer, views, emits, offsets, last)
-                    positions = {task: (await fut).offset + 1 for task, fut in last.items()}
+                    positions = {task: (await fut).offset + n for task, (fut, n) in last.items()}
         except KafkaError as exc:
             error = _failed(exc, doing)
             if error.retriable:  # e.g. its sender died on a lost connection mid-transaction
@@ -513,7 +517,7 @@ class ProjectionRunner:
         views: dict[int, TaskView],
         emits: list[Event],
         offsets: dict[TopicPartition, int],
-        last: dict[int, Any],
+        last: dict[int, tuple[Any, int]],
     ) -> None:
         """One transaction: the changelog writes, the emitted events, the source offsets.
 
@@ -524,11 +528,8 @@ class ProjectionRunner:
         await producer.begin_transaction()
         try:
             for view in views.values():
-                for key, value in view.pending.items():
-                    body = None if value is None else encode(value).encode()
-                    last[view.task] = await producer.send(
-                        self._changelog, body, key=key.encode(), partition=view.task
-                    )
+                if view.pending:
+                    last[view.task] = await self._send_changelog(producer, view)
             for event in emits:
                 topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
                 value = self._codec.encode_cached(event, topic) or await self._codec.encode(
@@ -543,6 +544,35 @@ class ProjectionRunner:
                 async with asyncio.timeout(_ABORT_TIMEOUT_S):
                     await producer.abort_transaction()
             raise
+
+    async def _send_changelog(self, producer: AIOKafkaProducer, view: TaskView) -> tuple[Any, int]:
+        """Send a task's pending writes to its changelog partition in record batches (a
+        ``send`` per record costs several times more: one remembered event id per record);
+        the future of the last send and how many records it covers from its offset."""
+        last: tuple[Any, int] | None = None
+        batch = producer.create_batch()
+        for key, value in view.pending.items():
+            record = {"key": key.encode(), "value": _changelog_value(value), "timestamp": None}
+            if batch.append(**record) is not None:
+                continue
+            if batch.record_count():  # full: it goes first, in order
+                last = await self._send_batch(producer, batch, view.task)
+            batch = producer.create_batch()
+            if batch.append(**record) is None:  # larger than a batch: on its own
+                sent = await producer.send(self._changelog, partition=view.task, **record)
+                last, batch = (sent, 1), producer.create_batch()
+        if batch.record_count():
+            last = await self._send_batch(producer, batch, view.task)
+        assert last is not None  # the view has pending writes
+        return last
+
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, batch: Any, task: int
+    ) -> tuple[Any, int]:
+        """Send a closed batch; its future (the first record's offset) and its record count."""
+        batch.close()
+        count = batch.record_count()
+        return await producer.send_batch(batch, self._changelog, partition=task), count
 
     # --- assignment and restore -----------------------------------------------------------------
 
@@ -618,6 +648,9 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
     return count
 
 
+#: the datum fields the runner itself reads of a plain record (dedupe by id, its expiry)
+_RUNNER_FIELDS = ("event_id", "occurred_at")
+
 #: how long a failed checkpoint waits for its transaction's abort before leaving it open
 _ABORT_TIMEOUT_S = 2.0
 
@@ -640,6 +673,15 @@ def _failed(exc: KafkaError, doing: str) -> BackboneError:
     if error.retriable or isinstance(exc, _FOR_GOOD) or isinstance(error, RecordTooLargeError):
         return error
     return KafkaUnavailableError(str(error))
+
+
+def _changelog_value(value: JSON | None) -> bytes | None:
+    """A state value as its changelog record (None: a tombstone); what ``encode`` writes."""
+    if value is None:
+        return None
+    if type(value) is dict and len(value) == 1 and type(value.get("expires_ms")) is int:
+        return b'{"expires_ms":%d}' % value["expires_ms"]  # a remembered event id: most records
+    return encode(value).encode()
 
 
 def _headers(event: Event, value: bytes) -> list[tuple[str, bytes]]:

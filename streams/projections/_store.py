@@ -160,6 +160,28 @@ class SqliteStore:
         db.execute("COMMIT")
         db.executescript(_SCHEMA)
 
+    def load_parts(self, paths: Iterable[Path]) -> None:
+        """Fill an empty store with the rows of other store files holding disjoint tasks (the
+        parts of a rebuild), copied by SQLite itself; the expiry index built after them."""
+        db = self._db
+        db.execute("DROP INDEX IF EXISTS state_expiry")
+        for path in paths:
+            db.execute("ATTACH DATABASE ? AS part", (str(path),))
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute(
+                        "INSERT INTO state (task, key, value, expires_ms)"
+                        " SELECT task, key, value, expires_ms FROM part.state ORDER BY task, key"
+                    )
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                db.execute("DETACH DATABASE part")
+        db.executescript(_SCHEMA)
+
     def drop_task(self, task: int) -> None:
         """Forget a task's state and position (before a restore from scratch)."""
         self._db.execute("DELETE FROM state WHERE task = ?", (task,))

@@ -25,6 +25,7 @@ from benchmarks._harness import (
     table,
 )
 from benchmarks.bench_floor import parse_consumer, parse_latency, parse_producer
+from benchmarks.bench_projections import BOUNDED, lag_verdict
 
 
 def test_stat_median_and_spread() -> None:
@@ -156,3 +157,12 @@ def test_kafka_tool_parsers() -> None:
     assert parse_latency(latency) == (2.0, 9.0)
     with pytest.raises(RuntimeError, match="no summary"):
         parse_producer("nothing")
+
+
+def test_the_live_lag_verdict_needs_enough_samples_a_flat_second_half_and_a_drain() -> None:
+    steady = [900, 1_200, 800, 1_000, 1_100, 700, 1_000, 1_150, 900, 1_000, 950, 1_100]
+    assert lag_verdict(steady, drained=True) == (1_200, 1_150, BOUNDED)
+    growing = [n * 500 for n in range(12)]
+    assert lag_verdict(growing, drained=True)[2].startswith("GROWING")
+    assert lag_verdict(steady, drained=False)[2].startswith("NOT DRAINED")
+    assert lag_verdict(steady[:9], drained=True)[2].startswith("NO VERDICT (9 samples")

@@ -7,9 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams import Publisher
-from streams.admin import apply_catalogue
+from streams.admin import apply_catalogue, partitions
 from streams.codec import Codec
 from streams.events import Event, event_class
 from streams.projections import ProjectionRunner, RestoreFailed, SqliteStore, store_path
@@ -180,6 +181,40 @@ async def test_tasks_move_to_a_new_member_with_their_state(
             merged: Counter[str] = Counter(owned_counts(tmp_path / "one", one.status.tasks))
             merged.update(owned_counts(tmp_path / "two", two.status.tasks))
     assert dict(merged) == recount(first + second)
+
+
+async def test_each_store_position_is_just_past_its_last_changelog_record(
+    kafka_settings: KafkaSettings, codec: Codec, cat: Catalogue, tmp_path: Path
+) -> None:
+    """Changelog writes go in record batches (several per task here: thousands of remembered
+    event ids); the position the store keeps must be the last record's offset + 1, so a restart
+    restores nothing and a restore after a crash misses nothing."""
+    events = [succeeded(i, f"s{i % 7}") for i in range(3_000)]
+    await publish(kafka_settings, codec, cat, events)
+    live = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(live):
+        await wait_for(lambda: live.status.applied == len(events), what="the events")
+    changelog = cat.name(CallCounts.changelog)
+    found = await partitions(kafka_settings, [changelog])
+    tps = [TopicPartition(changelog, p) for p in found[changelog]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    store = SqliteStore(store_path(tmp_path, "counts"))
+    try:
+        positions = {tp: store.changelog_offset(tp.partition) for tp in tps}
+    finally:
+        store.close()
+    # the last transaction writing to a partition ends it with one commit marker
+    assert positions == {tp: end - 1 for tp, end in ends.items() if end > 0}
+    again = runner(kafka_settings, codec, cat, tmp_path)
+    async with running(again):
+        await wait_for(lambda: again.status.tasks != (), what="the restart")
+    assert again.status.restored == 0
+    assert read_state(tmp_path, "counts") == recount(events)
 
 
 async def test_a_restore_that_fails_ends_the_runner_instead_of_stalling_it(

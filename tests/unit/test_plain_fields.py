@@ -1,0 +1,120 @@
+"""The generated fields reader reads what the plain reader reads, for the fields it keeps, and
+refuses truncated or corrupt structure with a typed error (never a hang or a huge allocation)."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams._plain_avro import PlainReadError, plain_reader
+from streams._plain_fields import fields_reader
+from streams.events import EVENT_TYPES, Event
+from streams.events._avro import to_avro_builder
+from tests.strategies import sample
+
+ALL = sorted(EVENT_TYPES.values(), key=lambda cls: cls.event_type)
+#: what reading corrupt bytes may raise (the codec turns each into CorruptPayload)
+TYPED = (PlainReadError, IndexError, struct.error, UnicodeDecodeError)
+
+
+def _encoded(cls: type[Event], n: int) -> bytes:
+    buffer = io.BytesIO()
+    event = sample(cls, n)
+    fastavro.schemaless_writer(
+        buffer, fastavro.parse_schema(cls.avro_schema()), to_avro_builder(cls)(event)
+    )
+    return buffer.getvalue()
+
+
+def _subsets(cls: type[Event]) -> list[frozenset[str]]:
+    names = [f["name"] for f in cls.avro_schema()["fields"]]
+    rng = random.Random(cls.event_type)
+    return [
+        frozenset(names),
+        frozenset(),
+        *(frozenset({name}) for name in names),
+        *(frozenset(rng.sample(names, len(names) // 2)) for _ in range(4)),
+    ]
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda cls: cls.event_type)
+def test_kept_fields_equal_the_plain_reader_and_the_end_is_the_same(cls: type[Event]) -> None:
+    schema = cls.avro_schema()
+    whole = plain_reader(schema)
+    for n in (1, 70, 300):  # short and long strings and numbers (one- and many-byte varints)
+        data = _encoded(cls, n)
+        expected, end = whole(data, 0)
+        assert end == len(data)
+        for fields in _subsets(cls):
+            got, got_end = fields_reader(schema, fields)(data, 0)
+            assert got == {k: v for k, v in expected.items() if k in fields}, sorted(fields)
+            assert got_end == end
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda cls: cls.event_type)
+def test_every_truncation_is_refused(cls: type[Event]) -> None:
+    schema = cls.avro_schema()
+    data = _encoded(cls, 70)
+    for fields in (frozenset(), frozenset({"event_id", "occurred_at"})):
+        read = fields_reader(schema, fields)
+        for cut in range(len(data)):
+            with pytest.raises(TYPED):  # skipped text past the end included
+                read(data[:cut], 0)
+
+
+@settings(max_examples=300, deadline=2_000, database=None)
+@given(
+    index=st.integers(0, len(ALL) - 1),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 7)), min_size=1, max_size=4),
+)
+def test_flipped_bits_read_the_same_or_are_refused(
+    index: int, flips: list[tuple[int, int]]
+) -> None:
+    cls = ALL[index]
+    schema = cls.avro_schema()
+    data = bytearray(_encoded(cls, 70))
+    for at, bit in flips:
+        data[at % len(data)] ^= 1 << bit
+    fields = frozenset(f["name"] for f in schema["fields"][::2])
+    whole: Any
+    try:
+        whole = plain_reader(schema)(bytes(data), 0)
+    except TYPED:
+        whole = None
+    try:
+        part = fields_reader(schema, fields)(bytes(data), 0)
+    except TYPED:
+        # a refusal is typed; and only of what the plain reader refuses too
+        assert whole is None, bytes(data)
+        return
+    if whole is not None:  # both accept (the fields reader may take bad text it skips)
+        kept = {k: v for k, v in whole[0].items() if k in fields}
+        assert repr(part) == repr((kept, whole[1])), bytes(data)  # repr: NaN equals itself
+
+
+@pytest.mark.parametrize(
+    "varint",
+    [b"\xff" * 9 + b"\x01", b"\xff" * 10, b"\x80" * 9 + b"\x7f", b"\xff" * 11, b"\xfe\xff\x03"],
+)
+def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: bytes) -> None:
+    cls = EVENT_TYPES["call.succeeded"]
+    schema = cls.avro_schema()
+    data = _encoded(cls, 1)
+    _, after_id = plain_reader(schema["fields"][0]["type"])(data, 0)
+    _, after_at = plain_reader(schema["fields"][1]["type"])(data, after_id)
+    crafted = data[:after_id] + varint + data[after_at:]  # in place of occurred_at
+    outcomes: list[object] = []
+    for read in (plain_reader(schema), fields_reader(schema, {"occurred_at"})):
+        try:
+            datum, end = read(crafted, 0)
+            outcomes.append((datum["occurred_at"], end))
+        except TYPED as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] == outcomes[1]
