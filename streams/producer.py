@@ -659,7 +659,8 @@ class Publisher:
         ``isolation_level="read_committed"``.
 
         Every step is bounded by the acknowledgement backstop (twice ``request_timeout_ms``):
-        with the cluster gone, aiokafka's begin, commit and abort wait for ever (aiokafka#1101).
+        with the cluster gone, aiokafka's begin, commit and abort wait for ever (their search for
+        the transaction coordinator never ends), and so would a caller's shutdown.
 
         - a begin without an answer raises :class:`KafkaUnavailableError` (nothing written);
         - an error inside the block aborts; an abort without an answer retires the producer and
@@ -686,8 +687,7 @@ class Publisher:
             ) from exc
         try:
             yield
-            if self._batches is not None:  # records handed over with send() join this commit
-                await self._flushed_within(bound)
+            await self._flushed_within(bound)  # records handed over with send() join the commit
         except BaseException:
             await self._abort(producer, bound)
             raise
@@ -721,8 +721,9 @@ class Publisher:
     async def _abort(self, producer: AIOKafkaProducer, bound: float) -> None:
         """Abort the open transaction of ``producer``, waiting at most ``bound`` seconds; never
         raises (the caller re-raises the error that made it abort)."""
-        if producer is not self._producer:
-            return  # retired meanwhile (a failed write): its replacement's fencing aborts it
+        retired = producer is not self._producer
+        if retired:  # meanwhile (a failed write): its replacement's fencing aborts the transaction
+            return
         try:
             async with asyncio.timeout(bound):
                 await producer.abort_transaction()
