@@ -39,7 +39,7 @@ from agents.lanes import Lane
 from agents.ledger import LedgerFollower
 from agents.outputs import Source
 from agents.retry import due_too_late
-from agents.router import back_to_lane, route
+from agents.router import Routing, back_to_lane, route, routing_from_headers
 from streams.errors import BackboneError
 from streams.events.calls import CallRequested
 
@@ -98,25 +98,36 @@ class FaustCalls:
         await self.writer.acknowledged([got])
         return None
 
+    async def _routing(self, event: Any) -> tuple[Routing | None, Source]:
+        """A request's routing from its headers, else decoded (None: it was dead-lettered)."""
+        source = source_of(event, self.catalogue)
+        routing = routing_from_headers(source.headers, event.value)
+        if routing is not None:
+            return routing, source
+        got = await self.writer.request_of(self.codec, event.key, event.value, source)
+        if isinstance(got, CallRequested):
+            return Routing.of(got), source
+        await self.writer.acknowledged([got])
+        return None, source
+
     def _define_agents(self, app: faust.App) -> None:
         cat, writer = self.catalogue, self.writer
 
         async def router(stream: Any) -> None:
-            # Batches: a request is decoded once (priority and service pick the lane) and its
+            # Batches: a request's headers (else its decoded value) pick the lane and its
             # original bytes are forwarded; the batch's acknowledgements are awaited together
             # before Faust may ack its offsets.
             async for events in stream.take_events(500, within=self.settings.batch_wait_s):
                 now = datetime.now(UTC)
                 pending = []
                 for event in events:
-                    got = await self._decoded(event)
-                    if got is None:
+                    routing, source = await self._routing(event)
+                    if routing is None:
                         continue
-                    request, source = got
                     for output in route(
-                        request, source, now=now, allow_replayed=self.settings.allow_replayed_calls
+                        routing, source, now=now, allow_replayed=self.settings.allow_replayed_calls
                     ):
-                        pending.append(await writer.forward(event.key, event.value, source, output))
+                        pending.append(await writer.forward(event.value, source, output))
                 await writer.acknowledged(pending)
 
         app.agent(
@@ -170,14 +181,11 @@ class FaustCalls:
                         wait = (due - datetime.now(UTC)).total_seconds()
                         if wait > 0:  # only this partition's actor waits (isolated partitions)
                             await asyncio.sleep(wait)
-                    got = await self._decoded(event)
-                    if got is None:
+                    routing, source = await self._routing(event)
+                    if routing is None:
                         continue
-                    request, _ = got
-                    [back] = back_to_lane(request, source)
-                    await writer.acknowledged(
-                        [await writer.forward(event.key, event.value, source, back)]
-                    )
+                    [back] = back_to_lane(routing, source)
+                    await writer.acknowledged([await writer.forward(event.value, source, back)])
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)

@@ -2,14 +2,15 @@
 :class:`~agents.runtime.Stage` consumers, each in its own group (``{group_id}.router``,
 ``{group_id}.lanes``, ``{group_id}.retry``).
 
-- **router**: decodes each request once (priority and service pick the lane), forwards its
-  original bytes, waits for every acknowledgement of the batch, then lets the stage commit.
+- **router**: picks each request's lane from its routing headers (service and priority; a
+  record without them is decoded once), forwards its original bytes, waits for every
+  acknowledgement of the batch, then lets the stage commit.
 - **lanes**: every record runs through the executor under the lane dispatcher (high first, low
   never starved); an attempt is settled in the call ledger once its outputs are acknowledged.
   Before newly assigned lane partitions are processed, the ledger catches up with
   ``calls.claims`` and ``calls.results``, so the previous owner's claims are known.
 - **retry tiers**: a record is forwarded back to its lane when due (the stage parks a tier
-  partition whose head is not due).
+  partition whose head is not due), routed by its headers like the router's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from agents._writer import LaneItem, Pipeline
 from agents.errors import RetryDueTooLateError
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
-from agents.outputs import Output, Source
+from agents.outputs import Forward, Source
 from agents.retry import due_too_late
-from agents.router import back_to_lane, route
+from agents.router import Routing, back_to_lane, route, routing_from_headers
 from agents.runtime import Record, Stage
 from streams.events.calls import CallRequested
 
@@ -170,19 +171,21 @@ class KafkaCalls:
         await self._forward_each([r for r, why in verdicts if why is None], back_to_lane)
 
     async def _forward_each(
-        self, records: list[Record], outputs: Callable[[CallRequested, Source], list[Output]]
+        self, records: list[Record], outputs: Callable[[Routing, Source], list[Forward]]
     ) -> None:
-        """Each record's request bytes to where ``outputs`` sends it; then wait for every ack."""
+        """Each record's request bytes to where ``outputs`` sends it; then wait for every ack.
+        A record is routed by its headers when it has them, else decoded."""
         pending: Pending = []
         for record in records:
             source = self._source(record)
-            request = await self._request(record, source, pending)
-            if request is None:
-                continue
-            for output in outputs(request, source):
-                pending.append(
-                    await self.writer.forward(record.key, record.value or b"", source, output)
-                )
+            routing = routing_from_headers(source.headers, record.value)
+            if routing is None:
+                request = await self._request(record, source, pending)
+                if request is None:
+                    continue
+                routing = Routing.of(request)
+            for output in outputs(routing, source):
+                pending.append(await self.writer.forward(record.value or b"", source, output))
         await self.writer.acknowledged(pending)
 
     async def _execute(self, records: list[Record]) -> None:

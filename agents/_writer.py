@@ -21,7 +21,8 @@ from agents.dispatch import LaneDispatcher
 from agents.errors import AgentError
 from agents.executor import Attempt, CallExecutor, Ticket
 from agents.lanes import Lane
-from agents.outputs import Output, OutputWriter, Source, dead_letter_of, forward_headers
+from agents.outputs import Forward, OutputWriter, Source, dead_letter_of, forward_headers
+from agents.router import misrouted
 from agents.settings import WorkerSettings
 from streams import headers as h
 from streams.codec import Codec
@@ -47,9 +48,7 @@ class CallWriter(OutputWriter):
             name = self._real[logical] = self._catalogue.name(logical)
         return name
 
-    async def forward(
-        self, key: bytes | None, value: bytes, source: Source, output: Output
-    ) -> asyncio.Future[Any]:
+    async def forward(self, value: bytes, source: Source, output: Forward) -> asyncio.Future[Any]:
         """A request's own bytes to ``output.topic`` (no re-encode), with the headers an encode
         would have set. The hop is a span (``calls.route`` from the router, ``calls.retry`` from a
         retry tier) continuing the source record's trace; the forwarded record carries it."""
@@ -57,9 +56,8 @@ class CallWriter(OutputWriter):
             headers = forward_headers(value, output, source)
             if (traceparent := current_traceparent()) is not None:
                 headers[h.TRACEPARENT] = traceparent.encode()
-            key = output.key if output.key is not None else output.event.key()
             return await self.publisher.send_raw(
-                self.real(output.topic), key, value, list(headers.items())
+                self.real(output.topic), output.key, value, list(headers.items())
             )
 
     async def dead_letter(
@@ -105,7 +103,7 @@ class CallWriter(OutputWriter):
         tickets: list[tuple[LaneItem, Ticket]] = []
         later: list[LaneItem] = []
         taken: set[str] = set()
-        for item in items:
+        for item in await self._rerouted(items):
             key = item.request.idempotency_key
             if key in taken or executor.ledger.running(key):
                 later.append(item)
@@ -119,6 +117,27 @@ class CallWriter(OutputWriter):
             ticket = await executor.claim(item.request, item.source)
             if ticket is not None:
                 await self._execute(executor, dispatcher, [(item, ticket)])
+
+    async def _rerouted(self, items: Sequence[LaneItem]) -> list[LaneItem]:
+        """The items to run here; a lane record whose request names another lane or service key
+        (its producer's routing headers disagreed with its value) is sent on there first."""
+        pending: list[asyncio.Future[Any]] = []
+        kept: list[LaneItem] = []
+        for item in items:
+            elsewhere = misrouted(item.request, item.key, item.lane, item.source)
+            if not elsewhere:
+                kept.append(item)
+                continue
+            log.warning(
+                "call %s was routed to the wrong lane (its routing headers disagree with the "
+                "request); sent on to %s",
+                item.request.call_id,
+                elsewhere[0].topic,
+            )
+            for forward in elsewhere:
+                pending.append(await self.forward(item.value or b"", item.source, forward))
+        await self.acknowledged(pending)
+        return kept
 
     async def _execute(
         self,

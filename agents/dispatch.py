@@ -29,6 +29,15 @@ class LaneDispatcher:
         return self._free
 
     async def run(self, lane: Lane, work: Callable[[], Awaitable[T]]) -> T:
+        if self._free > 0 and not any(self._waiting.values()):
+            # a slot is free and nobody queues: the picker would pick this lane (with one lane
+            # ready its weights do not change), so take the slot without a future and a wake-up
+            self._free -= 1
+            self.granted.append(lane)
+            try:
+                return await work()
+            finally:
+                self._release()
         grant: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting[lane].append(grant)
         self._pump()

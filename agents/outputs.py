@@ -37,11 +37,21 @@ class Output:
     headers: dict[str, bytes] = field(default_factory=dict)
 
 
-def forward_headers(value: bytes, output: Output, source: Source) -> dict[str, bytes]:
-    """Headers of a record forwarded byte for byte: those an encode of ``output`` would set."""
+@dataclass(frozen=True)
+class Forward:
+    """A record's own bytes, unchanged, to another topic (no decode, no re-encode)."""
+
+    topic: str  # logical catalogue name
+    key: bytes
+    event_type: str
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+def forward_headers(value: bytes, forward: Forward, source: Source) -> dict[str, bytes]:
+    """Headers of a record forwarded byte for byte: those an encode of its event would set."""
     headers = {
-        **output.headers,
-        h.EVENT_TYPE: output.event.event_type.encode(),
+        **forward.headers,
+        h.EVENT_TYPE: forward.event_type.encode(),
         h.SCHEMA_ID: str(int.from_bytes(value[1:5], "big")).encode(),
     }
     if (trace := source.headers.get(h.TRACEPARENT)) is not None:

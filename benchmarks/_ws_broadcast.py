@@ -4,7 +4,7 @@ Run as ``python -m benchmarks._ws_broadcast PORT``. It speaks just enough of the
 protocol for the benchmark's clients (``auth`` -> ``authenticated``, ``subscribe`` -> ``subscribed``,
 no token check) and, on ``POST /broadcast {"rate": r, "total": n, "body": s}``, sends ``n``
 publication frames at ``r`` per second to every connected client: each frame built once, stamped
-with ``occurred_at`` when it is built, sent as the same text frame to all (as the gateway does).
+with ``occurred_at`` = when it was due on that schedule, sent as the same text frame to all.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def _frame(n: int, body: str) -> bytes:
+def _frame(n: int, body: str, occurred_at: float) -> bytes:
     payload = {
         "event_id": str(uuid.uuid4()),
-        "occurred_at": datetime.now(UTC).isoformat(),
+        "occurred_at": datetime.fromtimestamp(occurred_at, UTC).isoformat(),
         "room": "bench",
         "author": "bench",
         "kind": "message",
@@ -61,12 +61,14 @@ def _frame(n: int, body: str) -> bytes:
 async def _broadcast(
     clients: set[web.WebSocketResponse], rate: float, total: int, body: str
 ) -> None:
-    began = time.perf_counter()
+    began, began_wall = time.perf_counter(), time.time()
     for n in range(total):
         delay = began + n / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        frame = _frame(n, body)
+        # stamped with when it was due, so that a broadcast falling behind its schedule shows
+        # in the lag (as the gateway's does: the benchmark's producer stamps each event on time)
+        frame = _frame(n, body, began_wall + n / rate)
         for ws in list(clients):
             if not ws.closed:
                 await ws.send_frame(frame, WSMsgType.TEXT)

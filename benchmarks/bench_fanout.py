@@ -14,7 +14,14 @@ Reported, in one run:
 - completeness: the fraction of clients that received every event exactly once;
 - the same clients against a bare aiohttp websocket broadcast of the same frames (no Kafka, one
   frame built per event and sent to all), run first: issue 13's baseline;
-- the gateway's RSS and CPU seconds during the run.
+- the gateway's RSS and CPU seconds during the run;
+- then a second gateway, with a small send queue and socket buffer (``BENCH_WS_QUEUE_FRAMES``,
+  ``BENCH_WS_SOCKET_BUFFER``), and fresh clients, ``STALLED`` of which stop reading: how many it
+  cut as slow consumers (4008), whether the readers still got everything, and its RSS.
+The first phase's gateway runs with the default bounds, as deployed: it measures throughput, and
+a reader that keeps up is never cut there. ``BENCH_WS_LIVE_QUEUE_FRAMES`` and
+``BENCH_WS_LIVE_SOCKET_BUFFER`` give it other bounds (the second phase's, to see that readers
+that keep up with the bare broadcast are not cut by a small queue either).
 The lag includes the client processes' own queueing: on a loaded 2-core box they compete with
 the gateway and the broker for the CPU.
 """
@@ -22,6 +29,7 @@ the gateway and the broker for the CPU.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -30,7 +38,8 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -68,10 +77,14 @@ SECONDS = scaled(15, 6)
 #: the fraction of clients that subscribe and then stop reading: the gateway must cut them (close
 #: 4008, slow consumer) and stay bounded in memory while the others are unaffected
 STALLED = float(os.environ.get("BENCH_WS_STALLED", "0.1"))
-#: the gateway's per-connection send queue (frames) and kernel send buffer (bytes) for this run:
-#: small, so that a client that stopped reading overflows them within the run's second phase
+#: the second phase's gateway: its per-connection send queue (frames) and kernel send buffer
+#: (bytes), small, so that a client that stopped reading overflows them within the phase
 QUEUE_FRAMES = int(os.environ.get("BENCH_WS_QUEUE_FRAMES", "50"))
 SOCKET_BUFFER = int(os.environ.get("BENCH_WS_SOCKET_BUFFER", "16384"))
+#: the first phase's gateway runs with the defaults, as deployed; these set its bounds instead
+#: (e.g. the second phase's, to see what a small queue does to readers that keep up)
+LIVE_QUEUE_FRAMES = os.environ.get("BENCH_WS_LIVE_QUEUE_FRAMES")
+LIVE_SOCKET_BUFFER = os.environ.get("BENCH_WS_LIVE_SOCKET_BUFFER")
 #: the second phase: fresh clients, STALLED of them never reading, events at RATE for this long
 STALL_SECONDS = scaled(30, 25)
 DRAIN_S = 120  # after the last event, how long a client may take to receive everything
@@ -192,7 +205,8 @@ async def _clients(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -
             one["error"] = "did not receive every event before the deadline"
         elif task.exception() is not None:
             one["error"] = repr(task.exception())
-    conn.send({"clients": stats, "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime})
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    conn.send({"clients": stats, "cpu_s": usage.ru_utime + usage.ru_stime})
 
 
 def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
@@ -204,9 +218,10 @@ def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) 
 
 async def _deliver(
     url: str, tokens: list[tuple[str, bool]], produce: Callable[[], Awaitable[Any]], total: int
-) -> tuple[list[dict[str, Any]], float]:
+) -> tuple[list[dict[str, Any]], float, float]:
     """Clients in their own processes subscribe, ``produce`` runs, every client drains or times
-    out; returns each client's stats and the seconds from the start of ``produce`` to the end."""
+    out; returns each client's stats, the seconds from the start of ``produce`` to the end and
+    the CPU seconds the client processes used."""
     ctx = mp.get_context("spawn")
     procs: list[tuple[Any, Connection]] = []
     try:
@@ -240,7 +255,7 @@ async def _deliver(
         if "error" in result:
             raise RuntimeError(f"websocket clients failed: {result['error']}")
         clients.extend(result["clients"])
-    return clients, elapsed
+    return clients, elapsed, sum(result["cpu_s"] for result in results)
 
 
 def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[str, Any]:
@@ -254,6 +269,7 @@ def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[
         "complete": sum(1 for c in ok if c["received"] == total) / len(reading),
         "duplicates": sum(c.get("duplicates", 0) for c in reading),
         "errors": [c.get("error") or c.get("closed") for c in reading if c not in ok],
+        "failed_received": [c.get("received", 0) for c in reading if c not in ok],
         "lags": [lag for c in reading for lag in c.get("lags", [])],
         "cut": [c.get("cut", c.get("error")) for c in clients if c.get("stalled")],
     }
@@ -274,11 +290,13 @@ async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
                     response.raise_for_status()
 
             url = base.replace("http://", "ws://") + "/ws"
-            clients, elapsed = await _deliver(url, [(t, False) for t in tokens], produce, total)
+            clients, elapsed, cpu = await _deliver(
+                url, [(t, False) for t in tokens], produce, total
+            )
     finally:
         proc.terminate()
         await proc.wait()
-    return _summary(clients, total, elapsed)
+    return {**_summary(clients, total, elapsed), "clients_cpu_s": cpu}
 
 
 # --- the gateway and the producer -------------------------------------------------------------
@@ -350,69 +368,88 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
+def _bounds(queue_frames: str | None, socket_buffer: str | None) -> str:
+    """The ``[realtime]`` section of a gateway's config file ("" keeps the defaults)."""
+    keys = {"send_queue_frames": queue_frames, "socket_send_buffer_bytes": socket_buffer}
+    lines = [f"{key} = {int(value)}" for key, value in keys.items() if value is not None]
+    return "[realtime]\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+@contextlib.asynccontextmanager
+async def _gateway(env: dict[str, str], bounds: str) -> AsyncIterator[tuple[int, str]]:
+    """``backbone gateway`` in its own process with ``bounds`` in its config file; (pid, ws URL)."""
+    config = Path(tempfile.mkdtemp(prefix="bench-fanout-")) / "backbone.toml"
+    config.write_text(bounds)
+    port = free_port()
+    gateway, base = await serve_process(
+        ["infra.cli", "gateway", "--port", str(port)], port,
+        {**env, "BACKBONE_CONFIG": str(config)}, attempts=1200,
+    )  # fmt: skip
+    progress(f"fanout: gateway pid {gateway.pid} ({bounds.strip() or 'default bounds'})")
+    try:
+        yield gateway.pid, base.replace("http://", "ws://") + "/ws"
+    finally:
+        gateway.terminate()
+        try:
+            await asyncio.wait_for(gateway.wait(), 20)
+        except TimeoutError:
+            gateway.kill()
+            await gateway.wait()
+
+
 async def _run(bootstrap: str) -> dict[str, Any]:
     _raise_fd_limit()
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-fanout")
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
-    port = free_port()
-    config = Path(tempfile.mkdtemp(prefix="bench-fanout-")) / "backbone.toml"
-    config.write_text(
-        f"[realtime]\nsend_queue_frames = {QUEUE_FRAMES}\n"
-        f"socket_send_buffer_bytes = {SOCKET_BUFFER}\n"
-    )
     env = {
         **os.environ,
-        "BACKBONE_CONFIG": str(config),
         "BACKBONE_KAFKA_BOOTSTRAP": bootstrap,
         "BACKBONE_SCHEMA_REGISTRY_URL": server.url,
         "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
         "BACKBONE_WS_JWT_KEY": KEY,
     }
-    gateway = None
     total = RATE * SECONDS
     tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
     stalled = round(CLIENTS * STALLED)
+    load = [os.getloadavg()[0]]
     try:
         progress("fanout: baseline, bare aiohttp broadcast")
         bare = await _bare(tokens, total)
         await apply_catalogue(kafka, catalogue)
-        gateway, base = await serve_process(
-            ["infra.cli", "gateway", "--port", str(port)], port, env, attempts=1200
-        )
-        url = base.replace("http://", "ws://") + "/ws"
-        rss_before, cpu_before = _proc_stats(gateway.pid)
         topic = catalogue.name("collab.messages")
-        async with RegistryClient(RegistrySettings(url=server.url)) as registry:
+        async with (
+            RegistryClient(RegistrySettings(url=server.url)) as registry,
+            Publisher(kafka, Codec(registry), catalogue) as publisher,
+        ):
             codec = Codec(registry)
-            raw_ready = asyncio.Event()
-            raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
-            await raw_ready.wait()
-            async with Publisher(kafka, codec, catalogue) as publisher:
-                clients, elapsed = await _deliver(
+            async with _gateway(env, _bounds(LIVE_QUEUE_FRAMES, LIVE_SOCKET_BUFFER)) as (pid, url):
+                rss_before, cpu_before = _proc_stats(pid)
+                raw_ready = asyncio.Event()
+                raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
+                await raw_ready.wait()
+                clients, elapsed, clients_cpu = await _deliver(
                     url, [(t, False) for t in tokens], lambda: _produce(publisher, total), total
                 )
                 raw_lags = await raw
-                rss_after, cpu_after = _proc_stats(gateway.pid)
-                # phase 2: fresh clients, some never reading, and a burst
-                burst = RATE * STALL_SECONDS
+                rss_after, cpu_after = _proc_stats(pid)
+            load.append(os.getloadavg()[0])
+            # phase 2: a gateway with small bounds, fresh clients, some never reading
+            burst = RATE * STALL_SECONDS
+            async with _gateway(env, _bounds(str(QUEUE_FRAMES), str(SOCKET_BUFFER))) as (pid, url):
                 progress(f"fanout: {stalled} of {CLIENTS} clients stop reading; {burst} events")
-                rss: list[float] = []
-                sampler = asyncio.create_task(_sample_rss(gateway.pid, rss))
+                rss: list[float] = [_proc_stats(pid)[0]]
+                sampler = asyncio.create_task(_sample_rss(pid, rss))
                 roles = [(mint(KEY, [CHANNEL], ttl_s=3600), n < stalled) for n in range(CLIENTS)]
-                stalling, _ = await _deliver(url, roles, lambda: _produce(publisher, burst), burst)
+                stalling, stall_elapsed, _ = await _deliver(
+                    url, roles, lambda: _produce(publisher, burst), burst
+                )
                 sampler.cancel()
                 await asyncio.gather(sampler, return_exceptions=True)
-                rss_end = _proc_stats(gateway.pid)[0]
+                rss_end = _proc_stats(pid)[0]
+            load.append(os.getloadavg()[0])
     finally:
-        if gateway is not None:
-            gateway.terminate()
-            try:
-                await asyncio.wait_for(gateway.wait(), 20)
-            except TimeoutError:
-                gateway.kill()
-                await gateway.wait()
         await server.stop()
     return {
         **_summary(clients, total, elapsed),
@@ -422,23 +459,28 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         "raw_lags": raw_lags,
         "gateway_rss_mib": (rss_before, rss_after),
         "stalling": {
-            **_summary(stalling, burst, 1.0),
+            **_summary(stalling, burst, stall_elapsed),
             "events": burst,
             "stalled": stalled,
-            "rss_peak_mib": max(rss, default=rss_end),
+            "rss_start_mib": rss[0],
+            "rss_peak_mib": max(rss),
             "rss_end_mib": rss_end,
         },
         "gateway_cpu_s": cpu_after - cpu_before,
+        "clients_cpu_s": clients_cpu,
+        "load": load,
     }
 
 
 def _report(found: dict[str, Any]) -> None:
-    rate = found["rate"]
-    print(
-        f"{CLIENTS} clients on {CHANNEL}, {RATE} events/s for {SECONDS} s ({found['total']} events):"
-    )
+    rate, bare = found["rate"], found["bare"]
+    live_bounds = _bounds(LIVE_QUEUE_FRAMES, LIVE_SOCKET_BUFFER).replace("\n", " ").strip()
+    print(f"{CLIENTS} clients on {CHANNEL}, {RATE} events/s for {SECONDS} s ({found['total']} "
+          f"events), gateway with {live_bounds or 'default bounds'}; load average "
+          f"{' -> '.join(f'{x:.1f}' for x in found['load'])} ({os.cpu_count()} cores):")  # fmt: skip
     print(f"  delivered {found['delivered']:,} frames, {rate:,.0f} frames/s "
-          f"(offered {CLIENTS * RATE:,}/s); complete clients {found['complete']:.3f}, "
+          f"(offered {CLIENTS * RATE:,}/s; {rate / max(bare['rate'], 1e-9):.2f} x the bare "
+          f"broadcast); complete clients {found['complete']:.3f}, "
           f"duplicates {found['duplicates']}, client errors {len(found['errors'])}")  # fmt: skip
     if found["lags"]:
         print(f"  lag produce -> client: p50 {percentile(found['lags'], 0.5):.1f} ms, "
@@ -446,22 +488,35 @@ def _report(found: dict[str, Any]) -> None:
     if found["raw_lags"]:
         print(f"  raw aiokafka consumer: p50 {percentile(found['raw_lags'], 0.5):.1f} ms, "
               f"p99 {percentile(found['raw_lags'], 0.99):.1f} ms")  # fmt: skip
-    bare = found["bare"]
     print(f"  baseline, bare aiohttp broadcast (no Kafka): {bare['rate']:,.0f} frames/s, complete "
           f"{bare['complete']:.3f}, lag p50 {percentile(bare['lags'] or [0.0], 0.5):.1f} ms, "
           f"p99 {percentile(bare['lags'] or [0.0], 0.99):.1f} ms")  # fmt: skip
     if found["errors"]:
-        print(f"  client problems (first 3): {found['errors'][:3]}")
+        print(f"  client problems (first 3): {found['errors'][:3]}; events they had received: "
+              f"{_spread(found['failed_received'])}")  # fmt: skip
     before, after = found["gateway_rss_mib"]
-    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s")
+    print(f"  gateway RSS {before:.0f} -> {after:.0f} MiB, CPU {found['gateway_cpu_s']:.1f} s "
+          f"({found['gateway_cpu_s'] * 1e6 / max(found['delivered'], 1):.1f} us per frame); "
+          f"client processes CPU {found['clients_cpu_s']:.1f} s (bare run: "
+          f"{bare['clients_cpu_s']:.1f} s)")  # fmt: skip
     stall = found["stalling"]
-    codes = sorted({str(c) for c in stall["cut"]})
-    print(f"  then {stall['stalled']} of {CLIENTS} fresh clients stop reading, {stall['events']} "
-          f"events at {RATE}/s (send queue {QUEUE_FRAMES} frames, socket buffer {SOCKET_BUFFER} "
-          f"bytes): {_cut(stall)} cut as slow consumers (close "
-          f"codes {codes}); reading clients complete {stall['complete']:.3f}, errors "
-          f"{len(stall['errors'])}; gateway RSS peak {stall['rss_peak_mib']:.0f} MiB, "
+    codes = dict(sorted(Counter(str(c) for c in stall["cut"]).items()))
+    lags = stall["lags"] or [0.0]
+    print(f"  then a gateway with send queue {QUEUE_FRAMES} frames, socket buffer {SOCKET_BUFFER} "
+          f"bytes: {stall['stalled']} of {CLIENTS} fresh clients stop reading, {stall['events']} "
+          f"events at {RATE}/s: {_cut(stall)} cut as slow consumers (close codes {codes}); "
+          f"reading clients complete {stall['complete']:.3f}, errors {len(stall['errors'])}, "
+          f"lag p50 {percentile(lags, 0.5):.1f} ms, p99 {percentile(lags, 0.99):.1f} ms; "
+          f"gateway RSS {stall['rss_start_mib']:.0f} MiB, peak {stall['rss_peak_mib']:.0f} MiB, "
           f"{stall['rss_end_mib']:.0f} MiB after")  # fmt: skip
+    if stall["errors"]:
+        print(f"  reading client problems (first 3): {stall['errors'][:3]}; events they had "
+              f"received: {_spread(stall['failed_received'])}")  # fmt: skip
+
+
+def _spread(values: list[int]) -> str:
+    ordered = sorted(values) or [0]
+    return f"min {ordered[0]}, median {ordered[len(ordered) // 2]}, max {ordered[-1]}"
 
 
 def _cut(stall: dict[str, Any]) -> int:
@@ -488,6 +543,9 @@ def rows() -> list[Row]:
               "stalled_cut_4008": _cut(found["stalling"]), "socket_send_buffer": SOCKET_BUFFER,
               "stalling_complete_readers": round(found["stalling"]["complete"], 4),
               "stalling_rss_peak_mib": round(found["stalling"]["rss_peak_mib"]),
+              "live_send_queue_frames": LIVE_QUEUE_FRAMES or "default",
+              "live_socket_send_buffer": LIVE_SOCKET_BUFFER or "default",
+              "load_average": [round(x, 1) for x in found["load"]],
               "gateway_cpu_s": round(found["gateway_cpu_s"], 1)}  # fmt: skip
     return [
         Row("ws fan-out: delivered", "frames/s", Stat.of(found["rate"]), Stat.of(bare["rate"]),

@@ -43,15 +43,21 @@ class TopicFollower:
         from_end: bool = False,
         start_at: StartAt | None = None,
         on_batch: OnBatch | None = None,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         """``from_end``: skip what is already there and apply only records written after start;
-        ``start_at``: seek to positions of the caller's choosing instead of the beginning."""
+        ``start_at``: seek to positions of the caller's choosing instead of the beginning.
+        ``fetch_min_bytes``: the broker holds a fetch until this much is there (or
+        ``fetch_max_wait_ms`` passed): a view that need not see each record at once (one with a
+        :meth:`caught_up` barrier where it matters) reads many records per fetch instead of one."""
         self._kafka = kafka
         self._from_end = from_end
         self._topics = [topics] if isinstance(topics, str) else list(topics)
         self._on_record = on_record
         self._start_at = start_at
         self._on_batch = on_batch
+        self._fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
         self._consumer: AIOKafkaConsumer | None = None
         self._supervisor = Supervisor(f"follow {self._topics[0]}")
         self._moved = asyncio.Event()  # set whenever positions advanced
@@ -71,6 +77,7 @@ class TopicFollower:
             # answer after the seek and be applied to it (projections/_rebuild.py, _start_at)
             auto_offset_reset="latest" if self._from_end else "earliest",
             isolation_level="read_committed",
+            **self._fetch,
             **CONSUMER_BACKOFF,
         )
         back_off_metadata(consumer)

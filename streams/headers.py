@@ -59,6 +59,13 @@ IDEMPOTENCY_KEY = "backbone-idempotency-key"
 CLAIM = "backbone-claim"
 CALL_END = "backbone-call-end"
 
+#: On ``call.requested`` records, set by every Backbone producer (SDK ``Publisher``, gateway,
+#: CLI): the call's ``service`` and ``priority`` as in the value, so the router picks the lane
+#: without decoding the record. Optional: a record without them is decoded to be routed. They must
+#: agree with the value; a lane record whose key or lane does not is sent on to the right lane.
+CALL_SERVICE = "backbone-call-service"
+CALL_PRIORITY = "backbone-call-priority"
+
 #: Set by ``backbone replay`` on every copy: ``topic/partition/offset`` of the original record.
 REPLAYED_FROM = "backbone-replayed-from"
 #: ``allow`` when the operator explicitly let a replay re-trigger side effects.

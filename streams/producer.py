@@ -42,6 +42,7 @@ from streams.errors import (
     WriteOutcomeUnknownError,
 )
 from streams.events import Event
+from streams.events.calls import CallRequested
 from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.supervise import Backoff
@@ -73,6 +74,16 @@ _SEQUENCE_ERRORS = (
     InvalidProducerEpoch,
     ProducerFenced,
 )
+
+
+def _routing(event: Event) -> list[tuple[str, bytes]]:
+    """Headers a consumer routes by without decoding: a call request's service and priority."""
+    if isinstance(event, CallRequested):
+        return [
+            (h.CALL_SERVICE, event.service.encode()),
+            (h.CALL_PRIORITY, event.priority.value.encode()),
+        ]
+    return []
 
 
 def schema_id_of(value: bytes) -> int:
@@ -422,10 +433,11 @@ class Publisher:
                 (h.EVENT_TYPE, event.event_type.encode()),
                 (h.SCHEMA_ID, str(schema_id).encode()),
             ]
+        headers = [*fixed, *_routing(event)]
         traceparent = event.traceparent or current_traceparent()  # tracing hook (streams.tracing)
         if traceparent:
-            return [*fixed, (h.TRACEPARENT, traceparent.encode())]
-        return list(fixed)
+            headers.append((h.TRACEPARENT, traceparent.encode()))
+        return headers
 
     def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -590,9 +602,11 @@ class Publisher:
         """Wait until every handed-over record is acknowledged; raises the first failure."""
         if not futures:
             return
+        # one record (a claim, a single outcome) needs no gathering future
+        waited = futures[0] if len(futures) == 1 else asyncio.gather(*futures)
         try:
             async with asyncio.timeout(self._ack_timeout_s):
-                await asyncio.shield(asyncio.gather(*futures))
+                await asyncio.shield(waited)
         except asyncio.CancelledError:
             self._withdraw(futures)
             raise

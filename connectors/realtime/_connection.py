@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import struct
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -33,17 +36,24 @@ class Connection:
     def __init__(
         self,
         ws: web.WebSocketResponse,
+        transport: asyncio.WriteTransport,
+        drain: Callable[[], Awaitable[None]],
         fanout: FanOut,
         settings: RealtimeSettings,
         tokens_in_use: Counter[str],
         closes: Counter[int],
     ) -> None:
         self._ws = ws
+        self._transport = transport
         self._fanout = fanout
         self._settings = settings
         self._tokens_in_use = tokens_in_use
         self._closes = closes  # close codes this gateway sent, for /metrics and tests
+        # the fan-out writes wire frames to ``transport`` itself (see _outbox); aiohttp's own
+        # writer only sends pings, pongs and the close frame, each a whole frame
         self._outbox = Outbox(
+            transport,
+            drain,
             settings.send_queue_frames,
             settings.send_queue_bytes,
             lambda: self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer"),
@@ -53,6 +63,7 @@ class Connection:
         self._checkpoints: dict[str, dict[TP, int]] = {}
         self._closing: asyncio.Task[None] | None = None
         self._grant: Grant | None = None
+        self._heard = False  # the client sent a frame (a pong, a request) since last looked
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -74,8 +85,9 @@ class Connection:
         )
         writer = asyncio.create_task(self._write(), name="ws-writer")
         ticker = asyncio.create_task(self._checkpoint_loop(), name="ws-checkpoints")
+        pulse = asyncio.create_task(self._liveness_loop(), name="ws-liveness")
         try:
-            self._outbox.offer(
+            self._send(
                 _frames.encode(
                     {
                         "type": "authenticated",
@@ -86,20 +98,21 @@ class Connection:
                 )
             )
             async for message in self._ws:
+                self._heard = True
                 if message.type is WSMsgType.TEXT:
                     self._handle(message.data)
                 elif message.type is WSMsgType.BINARY:
-                    self._outbox.offer(
-                        _frames.error("bad_request", "binary frames are not accepted")
-                    )
-                else:  # ERROR (e.g. a frame above the cap: aiohttp closes with 1009)
-                    break
+                    self._send(_frames.error("bad_request", "binary frames are not accepted"))
+                elif message.type is WSMsgType.PING:
+                    await self._pong(message.data)
+                elif message.type is not WSMsgType.PONG:
+                    break  # ERROR (e.g. a frame above the cap: aiohttp closes with 1009)
         finally:
             expiry.cancel()
             for name in list(self._subs):
                 self._drop(name)
             self._outbox.close()
-            for task in (writer, ticker):
+            for task in (writer, ticker, pulse):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -130,10 +143,24 @@ class Connection:
             await asyncio.wait_for(
                 self._ws.close(code=code, message=reason.encode()[:120], drain=False), 5.0
             )
+        # The transport, closed, still holds what the client has not read, the close frame last;
+        # a client that reads again gets them, one that never does must not keep them forever.
+        asyncio.get_running_loop().call_later(
+            self._settings.close_grace_s, _drop_if_unread, self._transport
+        )
+
+    async def _pong(self, data: bytes) -> None:
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the connection is ending
+            await self._ws.pong(data)
 
     async def _authenticate(self) -> Grant | None:
         try:
-            message = await self._ws.receive(timeout=self._settings.auth_timeout_s)
+            async with asyncio.timeout(self._settings.auth_timeout_s):
+                message = await self._ws.receive()
+                while message.type in (WSMsgType.PING, WSMsgType.PONG):
+                    if message.type is WSMsgType.PING:
+                        await self._pong(message.data)
+                    message = await self._ws.receive()
         except TimeoutError:
             await self._close(CloseCode.AUTH_TIMEOUT, "authentication timeout")
             return None
@@ -158,13 +185,15 @@ class Connection:
         return None
 
     async def _write(self) -> None:
-        while (frame := await self._outbox.take()) is not None:
-            try:
-                await self._ws.send_frame(frame, WSMsgType.TEXT)
-            except Exception as exc:  # the peer went away; the reader loop ends too
-                log.debug("websocket send failed: %s", exc)
-                self.close_soon(CloseCode.GOING_AWAY, "send failed")
-                return
+        try:
+            await self._outbox.run()
+        except Exception as exc:  # the peer went away; the reader loop ends too
+            log.debug("websocket send failed: %s", exc)
+            self.close_soon(CloseCode.GOING_AWAY, "send failed")
+
+    def _send(self, frame: bytes) -> None:
+        """Send one JSON frame of this connection's own (answers, errors, checkpoints)."""
+        self._outbox.offer(_frames.wire(frame))
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -174,7 +203,7 @@ class Connection:
             request = parse_request(text)
             request_id = request.id
             if request.op == "ping":
-                self._outbox.offer(_frames.encode({"type": "pong", "id": request_id}))
+                self._send(_frames.encode({"type": "pong", "id": request_id}))
             elif request.op == "auth":
                 raise ProtocolError("already authenticated", "already_authenticated")
             elif request.op == "subscribe":
@@ -182,7 +211,7 @@ class Connection:
             else:
                 self._unsubscribe(request)
         except (ProtocolError, ChannelError) as exc:
-            self._outbox.offer(_frames.error(exc.code, str(exc), request_id))
+            self._send(_frames.error(exc.code, str(exc), request_id))
 
     def _subscribe(self, request: Request) -> None:
         assert self._grant is not None
@@ -206,7 +235,7 @@ class Connection:
         self._subs[channel.name] = sub
         if request.since is None:
             self._checkpoints[channel.name] = snapshot
-            self._outbox.offer(self._subscribed(channel, request.id, snapshot, replayed=0))
+            self._send(self._subscribed(channel, request.id, snapshot, replayed=0))
             return
         self._resumes[channel.name] = asyncio.create_task(
             self._resume(sub, request, snapshot), name=f"ws-resume-{channel.name}"
@@ -217,9 +246,7 @@ class Connection:
         if name not in self._subs:
             raise ProtocolError(f"not subscribed to {name!r}", "not_subscribed")
         self._drop(name)
-        self._outbox.offer(
-            _frames.encode({"type": "unsubscribed", "id": request.id, "channel": name})
-        )
+        self._send(_frames.encode({"type": "unsubscribed", "id": request.id, "channel": name}))
 
     def _drop(self, name: str) -> None:
         sub = self._subs.pop(name)
@@ -243,11 +270,7 @@ class Connection:
         )
 
     def _positions(self, next_offsets: dict[TP, int]) -> list[dict[str, Any]]:
-        """Positions of the last record delivered (offset -1: none yet) per partition."""
-        return [
-            _frames.Position(t, p, offset - 1, self._fanout.epochs[t]).to_json()
-            for (t, p), offset in sorted(next_offsets.items())
-        ]
+        return self._fanout.positions_json(next_offsets)
 
     # --- resume --------------------------------------------------------------------------------
 
@@ -262,20 +285,20 @@ class Connection:
                 )
                 # `subscribed` carries the snapshot, so it goes before the live records held back
                 # during the replay (all at or after it); nothing awaits in between.
-                self._outbox.offer(self._subscribed(sub.channel, request.id, snapshot, replayed))
+                self._send(self._subscribed(sub.channel, request.id, snapshot, replayed))
                 self._checkpoints[name] = snapshot
                 sub.go_live()
         except PositionGoneError:
             reason = "out_of_retention"
         except RealtimeUnavailableError as exc:
             self._forget(name)
-            self._outbox.offer(_frames.error(exc.code, f"{name}: {exc}", request.id))
+            self._send(_frames.error(exc.code, f"{name}: {exc}", request.id))
             return
         finally:
             self._resumes.pop(name, None)
         if reason is not None:
             self._forget(name)
-            self._outbox.offer(
+            self._send(
                 _frames.encode(
                     {"type": "resync_required", "id": request.id, "channel": name, "reason": reason}
                 )
@@ -312,6 +335,31 @@ class Connection:
             return {}, "too_far_behind"
         return starts, None
 
+    # --- liveness ------------------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        """Ping a client that was silent for ``heartbeat_s``. It is alive if within half of that
+        it answers, sends anything, or takes bytes off the kernel's send buffer: a pong queued
+        behind a backlog comes late, but a client working through the backlog is reading (too
+        slowly is the send budget's call: 4008). Otherwise the connection is dropped without a
+        close frame (a dead peer would not read it; the client sees 1006)."""
+        beat = self._settings.heartbeat_s
+        while True:
+            await asyncio.sleep(beat)
+            if self._heard:
+                self._heard = False
+                continue
+            taken = self._outbox.taken
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.ping()
+            await asyncio.sleep(beat / 2)
+            if self._heard or self._outbox.taken > taken:
+                continue
+            self._closes[_NO_PONG] += 1
+            self._outbox.close()
+            self._transport.abort()
+            return
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     async def _checkpoint_loop(self) -> None:
@@ -322,15 +370,25 @@ class Connection:
             for name, sub in self._subs.items():
                 if not sub.live:
                     continue
-                now = self._fanout.snapshot(sub.channel)
+                now, frame = self._fanout.checkpoint(sub.channel)
                 if now != self._checkpoints.get(name):
                     self._checkpoints[name] = now
-                    self._outbox.offer(
-                        _frames.encode(
-                            {
-                                "type": "positions",
-                                "channel": name,
-                                "positions": self._positions(now),
-                            }
-                        )
-                    )
+                    self._outbox.offer(frame)
+
+
+#: Counted in the close codes when a silent client is dropped: no close frame is sent, so 1006
+#: ("abnormal closure") is what the client reports.
+_NO_PONG = 1006
+
+
+def _drop_if_unread(transport: asyncio.WriteTransport) -> None:
+    """Reset a closed connection whose client never read the rest: a linger of 0 makes the close
+    a TCP reset, which frees the kernel's send buffer too (a plain close would queue a FIN behind
+    the unread bytes and leave them to the kernel)."""
+    if not transport.get_write_buffer_size():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

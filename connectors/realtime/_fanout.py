@@ -39,6 +39,8 @@ from streams.topics import Catalogue
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]  # real topic name, partition
+#: Most records the live reader takes at once; their frames go to each client as one write.
+_BATCH_RECORDS = 500
 
 
 class PositionGoneError(Exception):
@@ -52,24 +54,28 @@ class Subscription:
         self.channel = channel
         self.outbox = outbox
         self.live = live
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[bytes, int]] = []
+        self._pending_frames = 0
         self._max_pending = max_pending
 
-    def deliver(self, frame: bytes) -> None:
+    def deliver(self, chunk: bytes, frames: int = 1) -> None:
+        """``chunk``: ``frames`` wire frames of this channel, in log order."""
         if self.live:
-            self.outbox.offer(frame)
-        elif len(self._pending) < self._max_pending:
-            self._pending.append(frame)
+            self.outbox.offer(chunk, frames)
+        elif self._pending_frames + frames <= self._max_pending:
+            self._pending.append((chunk, frames))
+            self._pending_frames += frames
         else:  # fell this far behind while replaying: a slow consumer
             self._pending.clear()
+            self._pending_frames = 0
             self.outbox.fail()
 
     def go_live(self) -> None:
         """After the replay: send what arrived meanwhile, then deliver directly (no await here)."""
-        pending, self._pending = self._pending, []
+        pending, self._pending, self._pending_frames = self._pending, [], 0
         self.live = True
-        for frame in pending:
-            self.outbox.offer(frame)
+        for chunk, frames in pending:
+            self.outbox.offer(chunk, frames)
 
 
 class FanOut:
@@ -94,6 +100,8 @@ class FanOut:
         self._task: asyncio.Task[None] | None = None
         self._replay_slots = asyncio.Semaphore(replay_concurrency)
         self._on_failure = on_failure
+        self._moves = 0  # how many times the positions moved (keys the checkpoint frames)
+        self._checkpoints: dict[str, tuple[int, dict[TP, int], bytes]] = {}
         self.dispatched = 0
 
     async def start(self) -> None:
@@ -160,6 +168,32 @@ class FanOut:
         """The next offset the fan-out will dispatch, per partition of the channel."""
         return {tp: self._positions[tp] for tp in self.partitions_of(channel)}
 
+    def positions_json(self, next_offsets: dict[TP, int]) -> list[dict[str, Any]]:
+        """Positions of the last record delivered (offset -1: none yet) per partition."""
+        return [
+            _frames.Position(t, p, offset - 1, self.epochs[t]).to_json()
+            for (t, p), offset in sorted(next_offsets.items())
+        ]
+
+    def checkpoint(self, channel: Channel) -> tuple[dict[TP, int], bytes]:
+        """The channel's snapshot and its ``positions`` frame (wire bytes), built once per channel
+        and position change, not once per connection and tick."""
+        cached = self._checkpoints.get(channel.name)
+        if cached is not None and cached[0] == self._moves:
+            return cached[1], cached[2]
+        now = self.snapshot(channel)
+        frame = _frames.wire(
+            _frames.encode(
+                {
+                    "type": "positions",
+                    "channel": channel.name,
+                    "positions": self.positions_json(now),
+                }
+            )
+        )
+        self._checkpoints[channel.name] = (self._moves, now, frame)
+        return now, frame
+
     def subscriber_count(self, channel: str) -> int:
         return len(self._subscribers.get(channel, ()))
 
@@ -169,6 +203,7 @@ class FanOut:
             subs.discard(subscription)
             if not subs:
                 del self._subscribers[subscription.channel.name]
+                self._checkpoints.pop(subscription.channel.name, None)
 
     async def log_starts(self, tps: list[TP]) -> dict[TP, int]:
         """The first offset each partition still holds."""
@@ -186,16 +221,15 @@ class FanOut:
         assert self._consumer is not None
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=2_000)
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=_BATCH_RECORDS)
             except KafkaError as exc:
                 log.warning("websocket fan-out: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            for records in batch.values():
-                for i, record in enumerate(records, 1):
-                    await self._dispatch(record)
-                    if i % 64 == 0:  # let the writers drain the queues during a large batch
-                        await asyncio.sleep(0)
+            records = [record for part in batch.values() for record in part]
+            if records:
+                await self._dispatch(records)
+                await asyncio.sleep(0)  # the connections' writers and requests get their turn
 
     async def _decode(self, record: ConsumerRecord[bytes, bytes], *, live: bool) -> Event | None:
         """The record's event; None for tombstones and records no one can decode (those go to
@@ -217,25 +251,39 @@ class FanOut:
                 log.warning("websocket fan-out waits for the registry: %s", exc)
                 await asyncio.sleep(1)
 
-    async def _dispatch(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        tp = (record.topic, record.partition)
-        event = await self._decode(record, live=True) if self._subscribers else None
-        # From here to the position update nothing awaits: a subscription registered meanwhile
-        # sees this record live exactly when its snapshot is at or below this offset.
-        if event is not None:
-            logical = self._logical[record.topic]
+    async def _dispatch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Deliver a batch: per channel, the frames of its records joined into one chunk, written
+        to each subscriber at once (one write per client and batch, not one task wake-up per
+        client and frame)."""
+        self._moves += 1
+        if not self._subscribers:  # no await on this path: no one can subscribe meanwhile
+            for record in records:
+                self._positions[(record.topic, record.partition)] = record.offset + 1
+            return
+        # A subscription registered during these awaits has a snapshot before the whole batch,
+        # so it gets all of it live.
+        events = [await self._decode(record, live=True) for record in records]
+        self._moves += 1
+        # From here to the position updates nothing awaits: a subscription registered before
+        # sees a record live exactly when its snapshot is at or below the record's offset.
+        chunks: dict[str, list[bytes]] = {}
+        for record, event in zip(records, events, strict=True):
+            self._positions[(record.topic, record.partition)] = record.offset + 1
+            if event is None:
+                continue
             payload: bytes | None = None
-            for name in channels_of(logical, event):
-                subs = self._subscribers.get(name)
-                if not subs:
+            for name in channels_of(self._logical[record.topic], event):
+                if not self._subscribers.get(name):
                     continue
                 if payload is None:
                     payload = _frames.payload_of(event)
                 frame = _frames.publication(name, event, self._position(record), payload)
-                for sub in list(subs):
-                    sub.deliver(frame)
-                self.dispatched += 1
-        self._positions[tp] = record.offset + 1
+                chunks.setdefault(name, []).append(_frames.wire(frame))
+        for name, frames in chunks.items():
+            chunk = b"".join(frames)
+            for sub in list(self._subscribers.get(name, ())):
+                sub.deliver(chunk, len(frames))
+            self.dispatched += len(frames)
 
     def _position(self, record: ConsumerRecord[Any, Any]) -> _frames.Position:
         return _frames.Position(
@@ -251,7 +299,8 @@ class FanOut:
         stop: dict[TP, int],
         put: Callable[[bytes], Awaitable[None]],
     ) -> int:
-        """Send the channel's records in [start, stop) per partition through ``put``; how many."""
+        """Send the channel's records in [start, stop) per partition through ``put`` (as wire
+        frames); how many."""
         todo = {tp: offset for tp, offset in start.items() if offset < stop[tp]}
         if not todo:
             return 0
@@ -306,6 +355,6 @@ class FanOut:
             frame = _frames.publication(
                 channel.name, event, self._position(record), _frames.payload_of(event)
             )
-            await put(frame)
+            await put(_frames.wire(frame))
             sent += 1
         return sent

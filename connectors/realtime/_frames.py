@@ -1,8 +1,14 @@
-"""Server frames: JSON text, built as bytes once per event and channel and shared by every client."""
+"""Server frames: JSON text, built as bytes once per event and channel and shared by every client.
+
+:func:`wire` turns a frame into the bytes a websocket carries (a server frame is unmasked, so
+those bytes are the same for every client): the fan-out builds them once and writes them to every
+connection's socket as they are.
+"""
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +31,19 @@ class Position:
             "offset": self.offset,
             "epoch": self.epoch,
         }
+
+
+_TEXT = 0x81  # FIN + opcode 1 (text), RFC 6455 section 5.2
+
+
+def wire(message: bytes) -> bytes:
+    """``message`` (UTF-8 JSON) as one unfragmented, unmasked websocket text frame."""
+    size = len(message)
+    if size < 126:
+        return struct.pack("!BB", _TEXT, size) + message
+    if size < 65_536:
+        return struct.pack("!BBH", _TEXT, 126, size) + message
+    return struct.pack("!BBQ", _TEXT, 127, size) + message
 
 
 def encode(frame: dict[str, Any]) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -34,15 +35,24 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if not same_origin and not settings.origin_allowed(origin):
         return problem(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
     ws = web.WebSocketResponse(
-        heartbeat=settings.heartbeat_s,
+        autoping=False,  # pings and pongs reach Connection, which judges liveness itself
         max_msg_size=settings.max_frame_bytes,
         compress=False,  # compressing would cost per client what serialising once saves
         timeout=5.0,
     )
     await ws.prepare(request)
-    _bound_kernel_buffer(request, settings.socket_send_buffer_bytes)
+    transport = request.transport
+    if transport is None:  # the client left during the handshake
+        return ws
+    _bound_kernel_buffer(transport, settings.socket_send_buffer_bytes)
     connection = Connection(
-        ws, request.app[FANOUT], settings, request.app[TOKENS_IN_USE], request.app[CLOSES]
+        ws,
+        transport,
+        request.writer.drain,
+        request.app[FANOUT],
+        settings,
+        request.app[TOKENS_IN_USE],
+        request.app[CLOSES],
     )
     request.app[CONNECTIONS].add(connection)
     try:
@@ -52,10 +62,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-def _bound_kernel_buffer(request: web.Request, size: int) -> None:
+def _bound_kernel_buffer(transport: asyncio.BaseTransport, size: int) -> None:
     """A slow client's backlog then sits in the send queue, where it is counted and cut (4008),
     not in megabytes of kernel memory the process cannot see."""
-    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    sock = transport.get_extra_info("socket")
     if size and sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
 

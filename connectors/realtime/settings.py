@@ -33,7 +33,11 @@ class RealtimeSettings(BaseModel):
     #: auto-tuning, which lets a client that stopped reading hold up to ``tcp_wmem``'s maximum,
     #: 4 MiB by default, before the send queue above even starts to fill).
     socket_send_buffer_bytes: int = Field(default=262_144, ge=0)
-    #: Server pings every this many seconds; no pong within half of it closes the connection.
+    #: A connection the gateway closed whose client still has not read what was sent before the
+    #: close frame (a frozen client) is dropped (TCP reset) this many seconds after the close.
+    close_grace_s: float = Field(default=60.0, gt=0)
+    #: A client silent this many seconds is pinged; if within half of it it neither answers nor
+    #: sends anything nor takes bytes off the kernel's send buffer, it is dropped (1006).
     heartbeat_s: float = Field(default=20.0, gt=0)
     #: Largest client frame in bytes; larger ones close the connection with 1009.
     max_frame_bytes: int = Field(default=65_536, ge=256)

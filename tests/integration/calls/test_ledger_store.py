@@ -207,6 +207,7 @@ async def test_a_restarted_worker_reads_only_after_its_checkpoint(
     ):
         async with running_worker(kafka_settings, codec, catalogue, settings) as worker:
             await results.wait_for(lambda r: len(terminal(r)) >= 20)
+            await worker._follower.caught_up()  # its reader fetches in batches: let it finish
         first_read = worker._follower.records_read  # its own claims and outcomes, echoed
         assert first_read >= 40
         assert _files(tmp_path, "*.sqlite"), "the ledger store is kept in ledger_dir"

@@ -4,7 +4,7 @@ import asyncio
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents import _headers as hd
 from streams import headers as h
@@ -108,11 +108,69 @@ async def test_router_forwards_the_request_bytes_with_their_headers(
         [(lane_value, lane_headers)] = await _raw_records(
             kafka_settings, catalogue.name("calls.lane.high"), 1
         )
-    [(request_value, _)] = await _raw_records(kafka_settings, catalogue.name("calls.requests"), 1)
-    # Decoded once for routing, forwarded as is: the very bytes the publisher wrote.
+    [(request_value, request_headers)] = await _raw_records(
+        kafka_settings, catalogue.name("calls.requests"), 1
+    )
+    # Routed by the headers the publisher wrote, forwarded as is: the very bytes it wrote.
+    assert request_headers[h.CALL_SERVICE] == b"sim"
+    assert request_headers[h.CALL_PRIORITY] == b"high"
     assert lane_value == request_value
+    assert lane_headers[h.CALL_SERVICE] == b"sim"
+    assert lane_headers[h.CALL_PRIORITY] == b"high"
     assert await codec.decode(lane_value) == req
     assert lane_headers[h.EVENT_TYPE] == b"call.requested"
     assert lane_headers[h.SCHEMA_ID] == str(int.from_bytes(lane_value[1:5], "big")).encode()
     assert lane_headers[h.TRACEPARENT] == trace.encode()
     assert lane_headers[hd.REDRIVEN_FROM] == b"calls.dlt/0/7"
+
+
+@pytest.mark.parametrize("runtime", ["aiokafka", "faust"])
+async def test_requests_without_routing_headers_or_with_wrong_ones_run_as_their_value_says(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue, runtime: str
+) -> None:
+    """A partner's own producer writes no routing headers: the router decodes the request. One
+    whose headers disagree with the value is routed by the headers (the router never decodes
+    it), and the lane, which decodes it anyway, sends it on to where its value says."""
+    bare = request("sim", priority=Priority.HIGH)
+    lying = request("sim", priority=Priority.HIGH)
+    topic = catalogue.name("calls.requests")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, await codec.encode(bare, topic), key=bare.key(), headers=[]
+        )
+        wrong = [
+            (h.EVENT_TYPE, b"call.requested"),
+            (h.CALL_SERVICE, b"not-sim"),
+            (h.CALL_PRIORITY, b"low"),
+        ]
+        await producer.send_and_wait(
+            topic, await codec.encode(lying, topic), key=lying.key(), headers=wrong
+        )
+    finally:
+        await producer.stop()
+    settings = _support.worker_settings(catalogue, simulated=["sim"], runtime=runtime)
+    async with (
+        running_worker(kafka_settings, codec, catalogue, settings),
+        TopicReader(kafka_settings, codec, catalogue.name("calls.results")) as results,
+    ):
+        await results.wait_for(lambda r: len(terminal(r)) >= 2)
+        high = await _raw_records(kafka_settings, catalogue.name("calls.lane.high"), 2)
+        [(low_value, low_headers)] = await _raw_records(
+            kafka_settings, catalogue.name("calls.lane.low"), 1
+        )
+        await asyncio.sleep(1)  # time for a second outcome, were there one
+        await results.poll()
+    # the lying record went by its headers first (undecoded), then on to its real lane
+    assert await codec.decode(low_value) == lying
+    assert low_headers[h.CALL_SERVICE] == b"not-sim"
+    in_high = [await codec.decode(v) for v, _ in high]
+    assert sorted(e.event_id.hex for e in in_high) == sorted(e.event_id.hex for e in (bare, lying))
+    assert lying in in_high
+    for _, headers in high:  # both now carry the routing their value says
+        assert headers[h.CALL_SERVICE] == b"sim"
+        assert headers[h.CALL_PRIORITY] == b"high"
+    ended = sorted(e.call_id for e in terminal(results))
+    assert ended == sorted([bare.call_id, lying.call_id])  # each ran once
+    assert {e.call_id for e in results.of("call.succeeded")} == {bare.call_id, lying.call_id}

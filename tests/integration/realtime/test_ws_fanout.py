@@ -113,12 +113,44 @@ async def test_a_client_that_stops_reading_is_cut_and_the_others_get_everything(
                 assert app_of(gw)[CLOSES] == {CloseCode.SLOW_CONSUMER: 1}
                 assert app_of(gw)[FANOUT].subscriber_count(channel) == 3
                 assert all(c.queued_bytes <= 4_000_000 for c in connections)
-                # the TCP connection is gone; the close frame (4008) sits behind the unread data,
-                # so a client that reads nothing may see only the end of the stream
-                received = await _drain(stalled)
-                assert _close_code(received) in (CloseCode.SLOW_CONSUMER, None)
+                # when it reads again it finds the frames the kernel and the transport held, in
+                # order and without a gap, then the close frame (4008), then the end of the stream
+                frames = _server_frames(await _drain(stalled))
+                assert frames[-1][0] == 0x8
+                assert int.from_bytes(frames[-1][1][:2], "big") == CloseCode.SLOW_CONSUMER
+                texts = [json.loads(body) for opcode, body in frames[:-1] if opcode == 0x1]
+                numbers = [
+                    int(f["payload"]["body"].split(":")[0])
+                    for f in texts
+                    if f["type"] == "publication"
+                ]
+                assert numbers == list(range(len(numbers)))
+                assert len(numbers) < len(messages)
             finally:
                 stalled.close()
+
+
+async def test_a_silent_client_that_answers_no_ping_is_dropped_and_a_live_one_stays(
+    kafka_settings: KafkaSettings, schema_registry: RegistrySettings, catalogue: Catalogue
+) -> None:
+    grant = token(["collab:*"])
+    async with running_gateway(kafka_settings, schema_registry, catalogue, heartbeat_s=1) as gw:
+        assert gw.bound_port is not None
+        async with ws_clients(gw) as connect:
+            live = await connect(grant)  # aiohttp's client answers pings while it reads
+            await live.until("authenticated")
+            reading = asyncio.create_task(live.closed_with(timeout=120))
+            silent = await _stalled_client(gw.bound_port, grant, f"collab:{new_id('room')}")
+            try:
+                connections = app_of(gw)[CONNECTIONS]
+                await _eventually(lambda: app_of(gw)[CLOSES] == {1006: 1})
+                await _eventually(lambda: len(connections) == 1)
+                await asyncio.sleep(3)  # three more heartbeats for the live client
+                assert not reading.done()
+                assert app_of(gw)[CLOSES] == {1006: 1}
+            finally:
+                silent.close()
+                reading.cancel()
 
 
 async def _eventually(condition: Callable[[], bool]) -> None:
@@ -139,8 +171,9 @@ async def _drain(sock: socket.socket) -> bytes:
     return bytes(data)
 
 
-def _close_code(stream: bytes) -> int | None:
-    """The code of the close frame in a server's (unmasked) frame stream, if there is one."""
+def _server_frames(stream: bytes) -> list[tuple[int, bytes]]:
+    """The (opcode, payload) of each frame in a server's (unmasked) frame stream."""
+    frames: list[tuple[int, bytes]] = []
     i = 0
     while i + 2 <= len(stream):
         opcode, length = stream[i] & 0x0F, stream[i + 1] & 0x7F
@@ -151,10 +184,10 @@ def _close_code(stream: bytes) -> int | None:
         elif length == 127:
             length = int.from_bytes(stream[i : i + 8], "big")
             i += 8
-        if opcode == 0x8:
-            return int.from_bytes(stream[i : i + 2], "big")
+        assert i + length <= len(stream), "a torn frame"
+        frames.append((opcode, stream[i : i + length]))
         i += length
-    return None
+    return frames
 
 
 async def test_two_gateway_instances_both_deliver_every_event(

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from agents import _headers as hd
 from agents.executor import CallExecutor
+from agents.lanes import Lane
 from agents.ledger import CallLedger
 from agents.outputs import Output, Source
 from agents.retry import RetryPolicy
-from agents.router import route
+from agents.router import Routing, misrouted, route, routing_from_headers
 from agents.settings import WorkerSettings
 from connectors.base import CallInput, CallOutput
 from connectors.settings import ServiceSettings
@@ -124,11 +125,50 @@ async def test_replayed_records_do_not_call() -> None:
 
 
 def test_router_lanes_by_priority_keyed_by_service() -> None:
-    r = req(priority=Priority.HIGH)
+    r = Routing.of(req(priority=Priority.HIGH))
     [out] = route(r, Source("calls.requests", 0, 0, 0), now=NOW, allow_replayed=False)
     assert (out.topic, out.key) == ("calls.lane.high", b"svc")
+    assert out.headers == {h.CALL_SERVICE: b"svc", h.CALL_PRIORITY: b"high"}
     replayed = Source("calls.requests", 0, 0, 0, {h.REPLAYED_FROM: b"x/0/1"})
     assert route(r, replayed, now=NOW, allow_replayed=False) == []
+
+
+WIRE = b"\x00\x00\x00\x00\x07avro"  # magic byte, schema id 7, a body
+
+
+def test_routing_comes_from_the_headers_when_the_producer_wrote_them() -> None:
+    headers = {
+        h.EVENT_TYPE: b"call.requested",
+        h.CALL_SERVICE: b"svc",
+        h.CALL_PRIORITY: b"low",
+    }
+    assert routing_from_headers(headers, WIRE) == Routing(b"svc", "low")
+    assert Routing(b"svc", "low").lane is Lane.LOW
+    assert Routing(b"svc", "urgent").lane is Lane.NORMAL  # as an unknown decoded priority
+    # without them (a partner's own producer, an old record) the record is decoded instead
+    for missing in (h.EVENT_TYPE, h.CALL_SERVICE, h.CALL_PRIORITY):
+        partial = {k: v for k, v in headers.items() if k != missing}
+        assert routing_from_headers(partial, WIRE) is None
+    assert routing_from_headers({**headers, h.EVENT_TYPE: b"call.started"}, WIRE) is None
+    assert routing_from_headers({**headers, h.CALL_SERVICE: b""}, WIRE) is None
+    # a value that is no Avro record is decoded (and dead-lettered from its own topic)
+    for value in (None, b"", b"{}", b"\x00\x00"):
+        assert routing_from_headers(headers, value) is None
+
+
+def test_a_lane_record_its_headers_misrouted_goes_where_its_request_says() -> None:
+    r = req(priority=Priority.HIGH)
+    lane = Source("calls.lane.normal", 0, 5, 0, {h.REPLAYED_FROM: b"x/0/1", "other": b"1"})
+    assert misrouted(r, b"svc", Lane.HIGH, lane) == []
+    [wrong_lane] = misrouted(r, b"svc", Lane.NORMAL, lane)
+    [wrong_key] = misrouted(r, b"other-svc", Lane.HIGH, lane)
+    for out in (wrong_lane, wrong_key):
+        assert (out.topic, out.key, out.event_type) == ("calls.lane.high", b"svc", "call.requested")
+        # what it carries goes with it (a replay mark keeps the lane from running it)
+        assert out.headers[h.REPLAYED_FROM] == b"x/0/1"
+        assert out.headers["other"] == b"1"
+        assert out.headers[h.CALL_SERVICE] == b"svc"
+        assert out.headers[h.CALL_PRIORITY] == b"high"
 
 
 # --- the call ledger: a call is never executed twice --------------------------------------------

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
 
 import jwt
 import pytest
 
 import connectors.realtime
-from connectors.realtime import KINDS, RealtimeSettings, mint, parse_channel, verify
+from connectors.realtime import KINDS, RealtimeSettings, _frames, mint, parse_channel, verify
+from connectors.realtime._connection import _drop_if_unread
 from connectors.realtime._outbox import Outbox
 from connectors.realtime.channels import channels_of, fanout_topics
 from connectors.realtime.errors import (
@@ -133,31 +138,120 @@ def test_a_good_subscribe() -> None:
     assert request.since[0].offset == -1
 
 
-async def test_outbox_cuts_on_overflow_and_frees_its_memory() -> None:
+@contextlib.asynccontextmanager
+async def _loopback() -> AsyncIterator[tuple[asyncio.StreamWriter, socket.socket]]:
+    """A real loopback TCP connection with small kernel buffers: our side's asyncio transport
+    (behind a StreamWriter) and the peer's raw socket, which reads only when a test says so."""
+    loop = asyncio.get_running_loop()
+    server = socket.create_server(("127.0.0.1", 0))
+    peer = socket.socket()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    peer.setblocking(False)
+    await loop.sock_connect(peer, server.getsockname())
+    ours, _ = server.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    _, writer = await asyncio.open_connection(sock=ours)
+    try:
+        yield writer, peer
+    finally:
+        writer.close()
+        peer.close()
+        server.close()
+
+
+def _numbered(n: int) -> bytes:
+    return _frames.wire(json.dumps({"n": n, "pad": "x" * (100 - len(str(n)))}).encode())
+
+
+def _numbers(data: bytes) -> list[int]:
+    """The numbers of the whole text frames in ``data``, in order; refuses a torn frame."""
+    numbers: list[int] = []
+    while data:
+        size = data[1] & 0x7F
+        assert data[0] == 0x81  # a text frame, unmasked
+        assert size < 126
+        assert len(data) >= 2 + size  # whole
+        numbers.append(json.loads(data[2 : 2 + size])["n"])
+        data = data[2 + size :]
+    return numbers
+
+
+async def _read_frames(peer: socket.socket, count: int) -> list[int]:
+    """Read ``count`` text frames from the peer's socket; their numbers, in order."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    size = len(_numbered(0))
+    async with asyncio.timeout(30):
+        while len(data) < count * size:
+            data += await loop.sock_recv(peer, count * size - len(data))
+    return _numbers(data)
+
+
+async def _read_to_end(peer: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    async with asyncio.timeout(30):
+        while chunk := await loop.sock_recv(peer, 65_536):
+            data += chunk
+    return data
+
+
+async def test_outbox_writes_straight_to_the_socket_while_the_kernel_takes_it() -> None:
+    async with _loopback() as (writer, peer):
+        box = Outbox(writer.transport, writer.drain, 10, 100_000, lambda: None)
+        box.offer(_numbered(0))
+        box.offer(_numbered(1) + _numbered(2), frames=2)  # one chunk of two frames
+        assert len(box) == 0  # nothing queued: no writer task was needed
+        assert box.queued_bytes == 0
+        assert await _read_frames(peer, 3) == [0, 1, 2]
+
+
+async def test_outbox_queues_what_the_kernel_refuses_and_cuts_over_the_budget() -> None:
     cut: list[bool] = []
-    box = Outbox(max_frames=3, max_bytes=1000, on_overflow=lambda: cut.append(True))
-    for _ in range(3):
-        box.offer(b"x" * 10)
-    assert len(box) == 3
-    assert not cut
-    box.offer(b"x")
-    assert cut == [True]
-    assert box.overflowed
-    assert len(box) == 0
-    assert box.queued_bytes == 0
-    assert await box.take() is None
+    async with _loopback() as (writer, peer):
+        box = Outbox(writer.transport, writer.drain, 50, 1_000_000, lambda: cut.append(True))
+        running = asyncio.create_task(box.run())
+        offered = 0
+        while not cut:  # the peer reads nothing: the kernel fills, then the queue, then the cut
+            box.offer(_numbered(offered))
+            offered += 1
+            assert offered < 100_000, "the outbox never cut a client that reads nothing"
+        assert box.overflowed
+        assert box.closed
+        assert len(box) <= 50
+        # a queue was used (the kernel's buffers hold far fewer than the frames offered), and
+        # what it held was dropped at the cut; later offers are ignored
+        box.offer(_numbered(offered))
+        await asyncio.wait_for(running, 5)
+        # the peer gets a gap-free prefix of what was offered, in order: the frames the kernel
+        # and the transport had taken; the queued ones were dropped
+        writer.close()
+        got = _numbers(await _read_to_end(peer))
+        assert got == list(range(len(got)))
+        assert len(got) < offered - 1
 
 
-async def test_outbox_put_waits_for_room() -> None:
-    box = Outbox(max_frames=4, max_bytes=10_000, on_overflow=lambda: None)
-    await box.put(b"a")
-    await box.put(b"b")
-    waiting = asyncio.create_task(box.put(b"c"))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()  # half the budget is used: a replay waits
-    assert await box.take() == b"a"
-    await asyncio.wait_for(waiting, 5)
-    assert [await box.take(), await box.take()] == [b"b", b"c"]
+async def test_outbox_put_waits_for_room_and_the_writer_keeps_the_order() -> None:
+    async with _loopback() as (writer, peer):
+        box = Outbox(writer.transport, writer.drain, 40, 1_000_000, lambda: None)
+        running = asyncio.create_task(box.run())
+        sent = 0
+        while True:  # a replay: put waits once half the budget is held
+            put = asyncio.create_task(box.put(_numbered(sent)))
+            await asyncio.sleep(0.01)
+            if not put.done():
+                break
+            sent += 1
+            assert sent < 100_000, "put never waited for a client that reads nothing"
+        assert len(box) >= 20
+        # live frames still go on behind the replay's (nothing is over the whole budget)
+        reading = asyncio.create_task(_read_frames(peer, sent + 2))
+        await asyncio.wait_for(put, 30)  # the peer reads: room again
+        box.offer(_numbered(sent + 1))
+        assert await reading == list(range(sent + 2))
+        assert not box.overflowed
+        box.close()
+        await asyncio.wait_for(running, 5)
 
 
 def test_settings_from_the_environment() -> None:
@@ -194,3 +288,33 @@ def test_realtime_exports() -> None:
         "realtime_extension",
         "verify",
     ]
+
+
+async def test_a_closed_transport_still_holding_unread_bytes_is_reset() -> None:
+    async with _loopback() as (writer, peer):
+        transport = writer.transport
+        while not transport.get_write_buffer_size():  # the peer reads nothing: the kernel fills
+            transport.write(b"x" * 65_536)
+        transport.close()  # a graceful close waits for the peer to read what is left, maybe forever
+        _drop_if_unread(transport)
+        async with asyncio.timeout(30):
+            while True:  # the peer's TCP state, read without reading the socket
+                if peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE:
+                    break
+                await asyncio.sleep(0.05)
+
+
+_TCP_CLOSE = 7  # include/net/tcp_states.h: the state a reset leaves (a FIN leaves CLOSE_WAIT, 8)
+
+
+@pytest.mark.parametrize(("size", "head"), [(125, 2), (126, 4), (65_535, 4), (65_536, 10)])
+def test_wire_frames_are_rfc6455_text_frames(size: int, head: int) -> None:
+    message = b"x" * size
+    frame = _frames.wire(message)
+    assert frame[0] == 0x81  # FIN, text
+    assert not frame[1] & 0x80  # a server frame is not masked
+    length = frame[1] & 0x7F
+    declared = {4: int.from_bytes(frame[2:4], "big"), 10: int.from_bytes(frame[2:10], "big")}
+    assert (length if head == 2 else declared[head]) == size
+    assert length == {2: size, 4: 126, 10: 127}[head]
+    assert frame[head:] == message
