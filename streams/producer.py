@@ -671,26 +671,84 @@ class Publisher:
 
         Needs ``transactional_id``; readers see the records only with
         ``isolation_level="read_committed"``.
+
+        Every step is bounded by the acknowledgement backstop (twice ``request_timeout_ms``):
+        with the cluster gone, aiokafka's begin, commit and abort wait for ever (their search for
+        the transaction coordinator never ends), and so would a caller's shutdown.
+
+        - a begin without an answer raises :class:`KafkaUnavailableError` (nothing written);
+        - an error inside the block aborts; an abort without an answer retires the producer and
+          the block's own error is raised: the transaction is never committed;
+        - a commit without an answer (or that failed) retires the producer and raises
+          :class:`WriteOutcomeUnknownError` (or the failure's own error): the coordinator may
+          have begun the commit, which then completes, or aborts the transaction.
+
+        A retired producer's replacement has the same transactional id, so the coordinator fences
+        the old one: it can commit nothing later.
         """
         producer = self._started()
         if self._transactional_id is None:
             raise ConfigurationError("transactions need Publisher(..., transactional_id=...)")
+        bound = self._ack_timeout_s
         try:
-            await producer.begin_transaction()
+            async with asyncio.timeout(bound):
+                await producer.begin_transaction()  # waits for a producer id
         except KafkaError as exc:
             raise translate(exc, "beginning a transaction") from exc
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"beginning a transaction: no producer id within {bound:g} s; nothing written"
+            ) from exc
         try:
             yield
-            if self._batches is not None:  # records handed over with send() join this commit
-                await self._batches.flushed()
+            await self._flushed_within(bound)  # records handed over with send() join the commit
         except BaseException:
-            with contextlib.suppress(KafkaError):
-                await producer.abort_transaction()
+            await self._abort(producer, bound)
             raise
         try:
-            await producer.commit_transaction()
+            async with asyncio.timeout(bound):
+                await producer.commit_transaction()
         except KafkaError as exc:
+            self._retire_after_transaction(producer, f"committing a transaction failed: {exc!r}")
             raise translate(exc, "committing a transaction") from exc
+        except TimeoutError as exc:
+            reason = f"a transaction's commit got no answer within {bound:g} s"
+            self._retire_after_transaction(producer, reason)
+            raise WriteOutcomeUnknownError(
+                f"committing a transaction: no answer within {bound:g} s; it may be committed"
+            ) from exc
+
+    async def _flushed_within(self, bound: float) -> None:
+        """Records handed over with ``send()`` are in the producer's buffer (inside a transaction:
+        any failure here aborts it, so they are not written)."""
+        batches = self._batches
+        if batches is None:
+            return
+        try:
+            async with asyncio.timeout(bound):
+                await batches.flushed()
+        except TimeoutError as exc:
+            raise KafkaUnavailableError(
+                f"handing a transaction's records to the producer: not done in {bound:g} s"
+            ) from exc
+
+    async def _abort(self, producer: AIOKafkaProducer, bound: float) -> None:
+        """Abort the open transaction of ``producer``, waiting at most ``bound`` seconds; never
+        raises (the caller re-raises the error that made it abort)."""
+        retired = producer is not self._producer
+        if retired:  # meanwhile (a failed write): its replacement's fencing aborts the transaction
+            return
+        try:
+            async with asyncio.timeout(bound):
+                await producer.abort_transaction()
+        except Exception as exc:  # TimeoutError, KafkaError, aiokafka's AssertionError of state
+            self._retire_after_transaction(producer, f"aborting a transaction: {exc!r}")
+
+    def _retire_after_transaction(self, producer: AIOKafkaProducer, reason: str) -> None:
+        """Its transaction state is stuck (committing, aborting, or failed): aiokafka would refuse
+        the next ``begin_transaction``, so a fresh producer replaces it."""
+        if producer is self._producer:
+            self.retire(reason)
 
 
 class SyncPublisher:
