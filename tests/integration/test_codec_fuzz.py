@@ -7,7 +7,6 @@ or count prefixes) spliced in at every position of a valid record.
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from typing import Any
 
@@ -130,7 +129,6 @@ async def test_crafted_prefixes_at_every_position_stay_bounded(
     shapes = {"webhook.received", "webhook.endpoint_registered", "call.dead_lettered"}
     records = [r for r, cls in zip(records, ALL, strict=True) if cls.event_type in shapes]
     tracemalloc.start()
-    began = time.monotonic()
     decoded = 0
     try:
         for data in records:
@@ -145,7 +143,7 @@ async def test_crafted_prefixes_at_every_position_stay_bounded(
     finally:
         tracemalloc.stop()
     assert peak < 16 * 1024 * 1024, f"decoding crafted input peaked at {peak} bytes"
-    assert time.monotonic() - began < 60
+    # a decode that loops on a crafted length is caught by the test's timeout, not by a clock here
     assert decoded < sum(len(d) for d in records) * len(CRAFTED) * 2  # most of them fail
 
 
