@@ -15,6 +15,7 @@ from uuid import uuid4
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents import _headers as hd
+from streams.admin import partitions
 from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
@@ -76,6 +77,7 @@ async def read_dead_letters(
 ) -> tuple[list[DeadLetter], int]:
     """Matching dead letters (in log order) and how many records could not be decoded."""
     topic = catalogue.name(DLT)
+    tps = [TopicPartition(topic, p) for p in (await partitions(kafka, [topic]))[topic]]
     consumer = AIOKafkaConsumer(
         **client_options(kafka),
         group_id=None,
@@ -87,8 +89,6 @@ async def read_dead_letters(
     letters: list[DeadLetter] = []
     undecodable = 0
     try:
-        await consumer._client.force_metadata_update()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
