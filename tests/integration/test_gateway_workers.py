@@ -88,16 +88,20 @@ class Pool:
         self.workers = _children(self.proc.pid)
         assert len(self.workers) == 2, f"expected 2 worker processes, found {self.workers}"
 
-    async def answering_pids(self, tries: int = 200) -> set[int]:
-        """Which processes answer ``/healthz`` over fresh connections (the kernel spreads them)."""
+    async def answering_pids(self) -> set[int]:
+        """Which processes answer ``/healthz`` over fresh connections (the kernel spreads them).
+
+        The first ``/readyz`` that answered came from one worker; the other may still be starting
+        (the parent's own start waits for both, this test only sees the port), so keep asking
+        until both answered or two minutes passed."""
         seen: set[int] = set()
+        deadline = time.monotonic() + 120.0
         connector = aiohttp.TCPConnector(force_close=True)
         async with aiohttp.ClientSession(connector=connector) as http:
-            for _ in range(tries):
+            while not seen >= self.workers and time.monotonic() < deadline:
                 async with http.get(f"{self.url}/healthz") as response:
                     seen.add((await response.json())["pid"])
-                if seen >= self.workers:
-                    break
+                await asyncio.sleep(0.01)
         return seen
 
     async def kill(self) -> None:
