@@ -23,6 +23,7 @@ its state. :class:`ProjectionRunner` runs one as a member of a consumer group;
 from __future__ import annotations
 
 from streams.projections._model import (
+    BatchState,
     CHECKPOINT_KEY,
     JSON,
     NO_CHANGES,
@@ -51,6 +52,7 @@ __all__ = [
     "NO_CHANGES",
     "SEEN_PREFIX",
     "ApplyFailed",
+    "BatchState",
     "Changes",
     "CheckpointFailed",
     "PartitionLag",

@@ -143,12 +143,71 @@ class Projection(ABC):
         """:meth:`apply` on the plain form of a record (used when ``reads_plain``)."""
         raise NotImplementedError(f"projection {self.name} does not read plain records")
 
+    def apply_plain_batch(self, state: StateView, records: Sequence[PlainRecord]) -> Changes:
+        """The changes of applying ``records`` one after another with :meth:`apply_plain`, each
+        seeing the state as the ones before left it: one ``Changes`` for the whole run.
+
+        The runner and the rebuild call this with a task's deduplicated records of one fetch;
+        if it raises, they apply the records one by one instead (so a failing record is
+        dead-lettered alone). Override it to do the same work cheaper (e.g. own the state
+        values touched by the batch and update them in place); it must give the same changes.
+        """
+        overlay = BatchState(state)
+        emits: list[Event] = []
+        for record in records:
+            changes = self.apply_plain(overlay, record)
+            overlay.write(changes.puts, changes.deletes)
+            emits.extend(changes.emits)
+        return overlay.changes(emits)
+
     def flush(self, state: StateView, now_ms: int) -> Changes:
         """Changes due to the passage of (wall-clock) time while a task is idle; none by default.
 
         Called by the runner when a task received nothing for a while. Rebuilds never call it.
         """
         return NO_CHANGES
+
+
+_GONE: Any = object()
+
+
+class BatchState:
+    """A task's state as a batch of records sees it: ``state`` plus the batch's own writes so
+    far (a :class:`StateView`); :meth:`changes` gives the writes as one ``Changes``."""
+
+    __slots__ = ("_state", "local", "task")
+
+    def __init__(self, state: StateView) -> None:
+        self._state = state
+        self.task = state.task
+        #: the batch's writes in order of first write; a deleted key maps to a sentinel
+        self.local: dict[str, Any] = {}
+
+    def get(self, key: str) -> JSON | None:
+        found = self.local.get(key, _GONE)
+        if found is _GONE:
+            return None if key in self.local else self._state.get(key)
+        return found
+
+    def put(self, key: str, value: JSON) -> None:
+        self.local[key] = value
+
+    def delete(self, key: str) -> None:
+        self.local[key] = _GONE
+
+    def write(self, puts: Mapping[str, JSON], deletes: Collection[str]) -> None:
+        """As the runner writes one record's changes: the puts, then the deletes."""
+        self.local.update(puts)
+        for key in deletes:
+            self.local[key] = _GONE
+
+    def changes(self, emits: Sequence[Event]) -> Changes:
+        local = self.local
+        return Changes(
+            puts={k: v for k, v in local.items() if v is not _GONE},
+            deletes=[k for k, v in local.items() if v is _GONE],
+            emits=emits,
+        )
 
 
 def group_of(kafka: KafkaSettings, catalogue: Catalogue, projection: Projection) -> str:
