@@ -269,9 +269,7 @@ class MetricsProjection(Projection):
                 if due_epoch(at) != due_epoch(before):
                     tag = f"{record.topic}/{record.partition}/{record.offset}"
                     occurred_at = _EPOCH + timedelta(microseconds=event["occurred_at"])
-                    closed = self._close(
-                        overlay, open_keys, at, record.partition, tag, occurred_at
-                    )
+                    closed = self._close(overlay, open_keys, at, record.partition, tag, occurred_at)
                     open_keys, deletes = closed.open_keys, closed.deletes
                     closing = bool(closed.emits)
                     emits.extend(closed.emits)

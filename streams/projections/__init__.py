@@ -23,11 +23,11 @@ its state. :class:`ProjectionRunner` runs one as a member of a consumer group;
 from __future__ import annotations
 
 from streams.projections._model import (
-    BatchState,
     CHECKPOINT_KEY,
     JSON,
     NO_CHANGES,
     SEEN_PREFIX,
+    BatchState,
     Changes,
     PlainRecord,
     Projection,

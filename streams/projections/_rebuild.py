@@ -28,7 +28,7 @@ from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
-from streams.projections._model import CHECKPOINT_KEY, JSON, SEEN_PREFIX, Projection
+from streams.projections._model import CHECKPOINT_KEY, JSON, SEEN_PREFIX, PlainRecord, Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError
@@ -257,6 +257,9 @@ class _MemoryView(TaskView):
     def get(self, key: str) -> JSON | None:
         return self.pending.get(key)
 
+    def prefetch(self, keys: Collection[str]) -> None:
+        """Nothing to read: the whole state is in ``pending``."""
+
     def forget_expired(self, window_ms: int | None) -> None:
         """Drop remembered event ids the live runner would have evicted by now."""
         if window_ms is None:
@@ -289,12 +292,9 @@ async def _apply_all(
         return 0
     topic = records[0].topic  # a run is one partition of one topic
     begun = at = int((view.get(CHECKPOINT_KEY) or {}).get(topic, 0))
-    window = applier.projection.dedupe_window_ms
-    apply = applier.projection.apply_plain
     decode = applier.decode_plain_cached
-    pending = view.pending
-    get = view.get
-    count = applied = duplicates = failed = 0
+    count = duplicates = failed = 0
+    run: list[tuple[ConsumerRecord[bytes, bytes], PlainRecord]] = []
     try:
         for record in records:
             offset = record.offset
@@ -312,30 +312,18 @@ async def _apply_all(
                     raise
                 failed += 1
                 continue
-            datum = plain.datum
-            seen_key = SEEN_PREFIX + datum["event_id"]
-            if window is not None and get(seen_key) is not None:
-                duplicates += 1
-                continue
-            try:
-                changes = apply(view, plain)
-            except Exception:  # the live run dead-lettered it (see ProjectionRunner.apply_plain)
-                failed += 1
-                continue
-            pending.update(changes.puts)
-            for key in changes.deletes:
-                pending[key] = None
-            if window is not None:
-                pending[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
-            applied += 1
-            if on_emit is not None:
-                for emitted in changes.emits:
-                    on_emit(emitted)
+            run.append((record, plain))
+        # dedupe by event id and one batch apply (one by one if it raises); a failure is
+        # counted, not dead-lettered (the live run did that)
+        emitted, failures = applier.apply_plain_run(view, run)
+        failed += len(failures)
+        if on_emit is not None:
+            for event in emitted:
+                on_emit(event)
     finally:
         if at > begun:
             view.checkpoint()[topic] = at
         counts = applier._uncommitted
-        counts["applied"] += applied
         counts["duplicates"] += duplicates
         counts["dead_lettered"] += failed
     return count
