@@ -244,7 +244,10 @@ class MetricsProjection(Projection):
         """:meth:`apply_plain` over a run of records, as one ``Changes`` (what folding it gives:
         a unit test holds the two equal). The batch owns each window accumulator it touches
         (copied once from the state, then counted into in place) and the watermark and open
-        list live in locals, so a record costs its counting, not a copy of its window."""
+        list live in locals, so a record costs its counting, not a copy of its window.
+        A subclass that overrides :meth:`apply_plain` gets the fold of its own."""
+        if type(self).apply_plain is not MetricsProjection.apply_plain:
+            return super().apply_plain_batch(state, records)
         overlay = BatchState(state)
         local = overlay.local
         owned: set[str] = set()

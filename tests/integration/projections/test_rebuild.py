@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -50,11 +49,6 @@ class DiesInAPart(MetricsProjection):
         if multiprocessing.parent_process() is not None:
             os._exit(3)
         return super().apply_plain(state, record)
-
-    def apply_plain_batch(self, state: StateView, records: Sequence[PlainRecord]) -> Changes:
-        if multiprocessing.parent_process() is not None:  # the runner and rebuild call this
-            os._exit(3)
-        return super().apply_plain_batch(state, records)
 
 
 async def test_a_part_process_that_dies_fails_the_rebuild_and_nothing_is_swapped_in(
