@@ -19,6 +19,7 @@ from collections.abc import Collection
 from typing import Any
 
 from streams._plain_avro import (
+    _CANONICAL_UUID,
     _DOUBLE,
     _FLOAT,
     PlainReadError,
@@ -43,6 +44,7 @@ def fields_reader(schema: Any, fields: Collection[str]) -> Read:
         "_long": _long,
         "_size": _size,
         "_uuid": _uuid,
+        "_CANONICAL_UUID": _CANONICAL_UUID.fullmatch,
         "_DOUBLE": _DOUBLE,
         "_FLOAT": _FLOAT,
         "PlainReadError": PlainReadError,
@@ -133,7 +135,15 @@ def _emit(
         out.append(f"{pad}    size, pos = _size(buf, pos)")
         out.append(f"{pad}    pos += size")
     elif kind == "string" and logical == "uuid":  # as the plain reader: normalised or refused
-        out.append(f"{pad}{target}, pos = _uuid(buf, pos)")
+        out.append(f"{pad}if buf[pos] == 72:")  # 36 characters, the canonical length: inline
+        out.append(f"{pad}    end = pos + 37")
+        out.append(f"{pad}    if end > len(buf): raise PlainReadError('uuid past the end')")
+        out.append(f"{pad}    {target} = buf[pos + 1 : end].decode()")
+        out.append(f"{pad}    if _CANONICAL_UUID({target}) is None:")
+        out.append(f"{pad}        {target}, _ = _uuid(buf, pos)")
+        out.append(f"{pad}    pos = end")
+        out.append(f"{pad}else:")
+        out.append(f"{pad}    {target}, pos = _uuid(buf, pos)")
     elif kind == "string":
         out.append(f"{pad}b = buf[pos]")
         out.append(f"{pad}if b < 0x80 and not b & 1:")

@@ -118,3 +118,37 @@ def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: b
         except TYPED as exc:
             outcomes.append(type(exc).__name__)
     assert outcomes[0] == outcomes[1]
+
+
+_UUID_RECORD = {
+    "type": "record",
+    "name": "U",
+    "fields": [{"name": "id", "type": {"type": "string", "logicalType": "uuid"}}],
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a10",  # canonical: read inline
+        "6A0B8F55-5C1E-4D55-9A53-0D5F3B1F7A10",  # 36 characters, upper case: normalised
+        "{6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a10}",  # another length: normalised
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1z",  # 36 characters, not a uuid: refused
+        "not a uuid",
+    ],
+)
+def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(text: str) -> None:
+    raw = text.encode()
+    data = bytes([len(raw) << 1]) + raw
+    read = fields_reader(_UUID_RECORD, {"id"})
+    whole = plain_reader(_UUID_RECORD)
+    try:
+        expected: Any = whole(data, 0)
+    except PlainReadError:
+        with pytest.raises(PlainReadError):
+            read(data, 0)
+        return
+    assert read(data, 0) == expected
+    for cut in range(len(data)):  # truncated: refused by both
+        with pytest.raises((PlainReadError, IndexError)):
+            read(data[:cut], 0)
