@@ -246,6 +246,20 @@ class Codec:
         from an older writer schema holds them all.
         """
         schema_id = self._schema_id_of(data)
+        plain = self._plain_of(schema_id, fields)
+        if plain is None:
+            return None
+        if plain.own is None:
+            return plain.kind, self._read(plain.writer, plain.reader, data)
+        try:
+            datum, end = plain.own(data, HEADER_SIZE)
+        except Exception as exc:  # PlainReadError, IndexError, struct.error, UnicodeDecodeError
+            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
+        if end != len(data):
+            raise CorruptPayload(f"{len(data) - end} trailing bytes after the record")
+        return plain.kind, datum
+
+    def _plain_of(self, schema_id: int, fields: frozenset[str] | None) -> _PlainReader | None:
         plain = (
             self._plain.get(schema_id) if fields is None else self._fields.get((schema_id, fields))
         )
@@ -258,15 +272,20 @@ class Codec:
                 self._plain[schema_id] = plain
             else:
                 self._fields[(schema_id, fields)] = plain
-        if plain.own is None:
-            return plain.kind, self._read(plain.writer, plain.reader, data)
-        try:
-            datum, end = plain.own(data, HEADER_SIZE)
-        except Exception as exc:  # PlainReadError, IndexError, struct.error, UnicodeDecodeError
-            raise CorruptPayload(f"corrupt Avro body: {type(exc).__name__}: {exc}") from exc
-        if end != len(data):
-            raise CorruptPayload(f"{len(data) - end} trailing bytes after the record")
-        return plain.kind, datum
+        return plain
+
+    def own_plain_reader(
+        self, schema_id: int, fields: frozenset[str] | None = None
+    ) -> tuple[type[Event], Read] | None:
+        """For a loop over many records: the event type and the reader :meth:`decode_plain`
+        uses on the body (after the 5-byte header) of a record with ``schema_id``, when it is
+        our own reader (no resolution); None otherwise (or an id not seen yet). A caller that
+        reads with it must itself check the header and that the reader ends at the record's
+        end, and call :meth:`decode_plain` on anything else (which raises what is wrong)."""
+        plain = self._plain_of(schema_id, fields)
+        if plain is None or plain.own is None:
+            return None
+        return plain.kind, plain.own
 
     def _schema_id_of(self, data: bytes) -> int:
         size = len(data)

@@ -49,6 +49,8 @@ from streams import headers as h
 from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
+from streams._plain_avro import Read
+from streams.codec import HEADER_SIZE as _HEADER_SIZE
 from streams.codec import Codec
 from streams.connection import client_options
 from streams.consumer import Received
@@ -164,6 +166,9 @@ class ProjectionRunner:
         #: the datum fields decoded for a projection that reads plain records (None: all)
         self.plain_fields = None if wanted is None else frozenset({*wanted, *_RUNNER_FIELDS})
         self._max_records = max_records
+        #: schema id -> (event type, our reader of its body) for decode_plain_cached
+        self._own_readers: dict[int, tuple[type[Event], Read]] = {}
+        self._max_payload = codec.max_payload_bytes
         self._flush_interval_s = flush_interval_s
         #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
         self._commit_timeout_s = commit_timeout_s or 2 * kafka.request_timeout_ms / 1000
@@ -460,6 +465,26 @@ class ProjectionRunner:
 
     def decode_plain_cached(self, record: ConsumerRecord[bytes, bytes]) -> PlainRecord | None:
         """The plain form of ``record`` when its schema id is known; None otherwise."""
+        data = record.value
+        # the common case inline (Codec.decode_plain's steps without its calls): a well-formed
+        # record of a known schema read by our own reader; anything else takes the full path
+        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload and data[0] == 0:
+            schema_id = int.from_bytes(data[1:_HEADER_SIZE], "big")
+            own = self._own_readers.get(schema_id)
+            if own is None:
+                own = self._codec.own_plain_reader(schema_id, self.plain_fields)
+                if own is not None:
+                    self._own_readers[schema_id] = own
+            if own is not None:
+                try:
+                    datum, end = own[1](data, _HEADER_SIZE)
+                except Exception:  # the full path raises the codec's error for it
+                    end = -1
+                if end == len(data):
+                    return PlainRecord(
+                        own[0], datum, record.topic, record.partition, record.offset,
+                        record.timestamp,
+                    )  # fmt: skip
         found = self._codec.decode_plain(record.value or b"", self.plain_fields)
         if found is None:
             return None
