@@ -40,9 +40,11 @@ Pending = list[asyncio.Future[Any]]
 #: (``fetch_min_bytes`` = 1), so this adds no latency; it only paces an idle stage's polling (at
 #: ``batch_wait_s`` = 20 ms three idle stages cost ~60 ms of CPU per second).
 IDLE_FETCH_WAIT_MS = 500
-#: The retry stage's: a partition it resumes is fetched once the fetch in flight returns, so this
-#: stays well under the head start a parked partition gets (``runtime.EARLY_S``, 200 ms).
-RETRY_FETCH_WAIT_MS = 100
+#: The retry stage's: as long as the others' (an idle worker's tier fetches were half its idle
+#: CPU at 100 ms), so a parked partition resumes a whole second before its head is due: it is
+#: fetched once the fetch in flight returns, and each record is still forwarded when it is due.
+RETRY_FETCH_WAIT_MS = 500
+RETRY_EARLY_S = 1.0
 
 
 class KafkaCalls:
@@ -99,6 +101,7 @@ class KafkaCalls:
                 max_batch=settings.retry_batch,
                 due=self._due,
                 fetch_wait_ms=RETRY_FETCH_WAIT_MS,
+                early_s=RETRY_EARLY_S,
             ),
         ]
 
@@ -153,9 +156,6 @@ class KafkaCalls:
         return due_too_late(due, tier, self.settings.retry, datetime.now(UTC))
 
     async def _retry(self, records: list[Record]) -> None:
-        due = max((self._due(r) or 0.0 for r in records), default=0.0)
-        if (wait := due - time.time()) > 0:
-            await asyncio.sleep(wait)  # fetched a moment early (the stage's EARLY_S): on time
         verdicts = [(r, self._too_late(r, _due_at(r))) for r in records]
         pending: Pending = []
         for record, why in verdicts:  # poison would hold its partition for good: end the call
@@ -168,7 +168,18 @@ class KafkaCalls:
                 error = RetryDueTooLateError(why)
                 pending += await self.writer.refuse(self.executor, request, source, error)
         await self.writer.acknowledged(pending)
-        await self._forward_each([r for r, why in verdicts if why is None], back_to_lane)
+        # fetched up to RETRY_EARLY_S early: each record goes back to its lane when it is due
+        # (and not before the records ahead of it, so a partition keeps its order)
+        todo = [r for r, why in verdicts if why is None]
+        while todo:
+            if (wait := (self._due(todo[0]) or 0.0) - time.time()) > 0:
+                await asyncio.sleep(wait)
+            now = time.time()
+            due = 1
+            while due < len(todo) and (self._due(todo[due]) or 0.0) <= now:
+                due += 1
+            await self._forward_each(todo[:due], back_to_lane)
+            todo = todo[due:]
 
     async def _forward_each(
         self, records: list[Record], outputs: Callable[[Routing, Source], list[Forward]]

@@ -55,6 +55,9 @@ class WorkerSettings(BaseModel):
     #: ``faust``: faust-streaming agents. Both at-least-once; the call ledger makes execution
     #: at-most-once per call either way.
     runtime: Literal["aiokafka", "faust"] = "aiokafka"
+    #: The event loop of ``backbone worker``: ``uvloop`` (cheaper per call, measured in
+    #: docs/calls.md) or ``asyncio``. (``backbone up`` runs on asyncio.)
+    event_loop: Literal["uvloop", "asyncio"] = "asyncio"
     #: Seconds between offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)
     default_timeout_s: float = Field(default=30.0, gt=0)
