@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
@@ -36,6 +36,7 @@ from streams.events.calls import CallRequested
 log = logging.getLogger(__name__)
 
 Pending = list[asyncio.Future[Any]]
+R = TypeVar("R")
 #: Fetch wait of the router and lanes. The broker answers a fetch as soon as one record is there
 #: (``fetch_min_bytes`` = 1), so this adds no latency; it only paces an idle stage's polling (at
 #: ``batch_wait_s`` = 20 ms three idle stages cost ~60 ms of CPU per second).
@@ -169,17 +170,10 @@ class KafkaCalls:
                 pending += await self.writer.refuse(self.executor, request, source, error)
         await self.writer.acknowledged(pending)
         # fetched up to RETRY_EARLY_S early: each record goes back to its lane when it is due
-        # (and not before the records ahead of it, so a partition keeps its order)
-        todo = [r for r, why in verdicts if why is None]
-        while todo:
-            if (wait := (self._due(todo[0]) or 0.0) - time.time()) > 0:
-                await asyncio.sleep(wait)
-            now = time.time()
-            due = 1
-            while due < len(todo) and (self._due(todo[due]) or 0.0) <= now:
-                due += 1
-            await self._forward_each(todo[:due], back_to_lane)
-            todo = todo[due:]
+        await in_due_order([r for r, why in verdicts if why is None], self._due, self._back)
+
+    async def _back(self, records: list[Record]) -> None:
+        await self._forward_each(records, back_to_lane)
 
     async def _forward_each(
         self, records: list[Record], outputs: Callable[[Routing, Source], list[Forward]]
@@ -210,6 +204,28 @@ class KafkaCalls:
                 items.append(LaneItem(record.key, record.value, source, request, lane))
         await self.writer.acknowledged(pending)
         await self.writer.execute(self.executor, self.dispatcher, items)
+
+
+async def in_due_order(
+    records: list[R],
+    due: Callable[[R], float | None],
+    handle: Callable[[list[R]], Awaitable[None]],
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Hand records to ``handle`` as they come due (``due``: epoch seconds, None for now), in
+    their order: a record is never handed over before one ahead of it, and the records due by
+    the time the first of a run is are handed over together."""
+    todo = records
+    while todo:
+        if (wait := (due(todo[0]) or 0.0) - clock()) > 0:
+            await sleep(wait)
+        now, ready = clock(), 1
+        while ready < len(todo) and (due(todo[ready]) or 0.0) <= now:
+            ready += 1
+        await handle(todo[:ready])
+        todo = todo[ready:]
 
 
 def _due_at(record: Record) -> datetime | None:
