@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from streams._reader import reader
 from streams.cluster import broker_count, min_insync_for, replication_for
 from streams.connection import client_options
 from streams.errors import BackboneError, KafkaUnavailableError, TopicCatalogueError
@@ -149,17 +150,8 @@ async def _await_serving(settings: KafkaSettings, tps: list[TopicPartition]) -> 
     those errors until ``request_timeout_ms``."""
     if not tps:
         return
-    consumer = AIOKafkaConsumer(
-        **client_options(settings),
-        client_id=f"{settings.client_id}-admin",
-        request_timeout_ms=settings.request_timeout_ms,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
+    async with reader(settings) as consumer:
         await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
 
 
 def _admin_failed(exc: KafkaError, doing: str) -> BackboneError:
