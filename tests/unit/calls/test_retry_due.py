@@ -7,6 +7,8 @@ import asyncio
 
 from agents._kafka_calls import RETRY_EARLY_S, RETRY_FETCH_WAIT_MS, in_due_order
 
+Due = list[tuple[str, float | None]]
+
 
 class Clock:
     def __init__(self) -> None:
@@ -35,20 +37,20 @@ def handed_over(
 
 def test_each_record_goes_when_it_is_due_not_when_the_last_of_its_batch_is() -> None:
     clock = Clock()
-    records = [("a", 1000.2), ("b", 1000.2), ("c", 1000.7), ("d", None)]
+    records: Due = [("a", 1000.2), ("b", 1000.2), ("c", 1000.7), ("d", None)]
     assert handed_over(records, clock) == [(1000.2, ["a", "b"]), (1000.7, ["c", "d"])]
 
 
 def test_records_due_already_go_at_once_together() -> None:
     clock = Clock()
-    records = [("a", None), ("b", 999.0), ("c", 1000.0)]
+    records: Due = [("a", None), ("b", 999.0), ("c", 1000.0)]
     assert handed_over(records, clock) == [(1000.0, ["a", "b", "c"])]
     assert clock.slept == []
 
 
 def test_a_record_never_overtakes_one_ahead_of_it() -> None:
     clock = Clock()
-    records = [("late", 1000.8), ("early", 1000.1)]
+    records: Due = [("late", 1000.8), ("early", 1000.1)]
     assert handed_over(records, clock) == [(1000.8, ["late", "early"])]
 
 
