@@ -41,9 +41,9 @@ R = TypeVar("R")
 #: (``fetch_min_bytes`` = 1), so this adds no latency; it only paces an idle stage's polling (at
 #: ``batch_wait_s`` = 20 ms three idle stages cost ~60 ms of CPU per second).
 IDLE_FETCH_WAIT_MS = 500
-#: The retry stage's: as long as the others' (an idle worker's tier fetches were half its idle
-#: CPU at 100 ms), so a parked partition resumes a whole second before its head is due: it is
-#: fetched once the fetch in flight returns, and each record is still forwarded when it is due.
+#: The retry stage's: as long as the others' (at 100 ms its 18 partitions were the idle worker's
+#: most frequent fetch), so a parked partition resumes a whole second before its head is due:
+#: it is fetched once the fetch in flight returns, and each record still goes when it is due.
 RETRY_FETCH_WAIT_MS = 500
 RETRY_EARLY_S = 1.0
 
