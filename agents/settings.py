@@ -55,8 +55,8 @@ class WorkerSettings(BaseModel):
     #: ``faust``: faust-streaming agents. Both at-least-once; the call ledger makes execution
     #: at-most-once per call either way.
     runtime: Literal["aiokafka", "faust"] = "aiokafka"
-    #: The event loop of ``backbone worker``: ``uvloop`` (cheaper per call, measured in
-    #: docs/calls.md) or ``asyncio``. (``backbone up`` runs on asyncio.)
+    #: The event loop of ``backbone worker``: ``uvloop`` or ``asyncio`` (uvloop's gain was within
+    #: the noise of a loaded box, docs/calls.md). ``backbone up`` runs on asyncio either way.
     event_loop: Literal["uvloop", "asyncio"] = "asyncio"
     #: Seconds between offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)

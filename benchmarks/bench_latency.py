@@ -18,6 +18,8 @@ breakdown from the records' timestamps (``CreateTime``, ms): client -> request r
 record (router) -> claim record (lane, ledger) -> provider -> result record -> reply received.
 Throughput of the pipeline against a raw aiokafka passthrough comes from :mod:`bench_calls`
 (``BENCH_LATENCY_THROUGHPUT=0`` skips it). :func:`figures` returns every figure as a dict.
+``BENCH_LATENCY_PROFILE=out.prof`` runs the worker under cProfile (the file is written when it
+stops).
 """
 
 from __future__ import annotations
