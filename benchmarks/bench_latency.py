@@ -11,13 +11,15 @@ One run, one broker, one local provider (``benchmarks._provider``: answers at on
   request-reply a partner team writes with the SDK.
 
 Each is driven open loop at 1, 100 and 1,000 calls/s (``BENCH_LATENCY_RATES``) for
-``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls). Reported: p50/p99/p99.9 of each path and the
+``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls; quick: 2 s, at least 5). Reported: p50/p99/p99.9 of each path and the
 **added latency** (the path's percentile minus the floor's), **CPU per call** of the worker
 process (its user+system CPU time during the run / calls, idle work included), and a per-hop
 breakdown from the records' timestamps (``CreateTime``, ms): client -> request record -> lane
 record (router) -> claim record (lane, ledger) -> provider -> result record -> reply received.
 Throughput of the pipeline against a raw aiokafka passthrough comes from :mod:`bench_calls`
 (``BENCH_LATENCY_THROUGHPUT=0`` skips it). :func:`figures` returns every figure as a dict.
+``BENCH_LATENCY_PROFILE=out.prof`` runs the worker under cProfile (the file is written when it
+stops).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import bench_calls
-from benchmarks._harness import Row, Stat
+from benchmarks._harness import Row, Stat, quick, scaled
 from benchmarks._servers import TOKEN, gateway_env
 from connectors.calls_api import ReplyWaiter
 from infra.kafka.broker import LocalBroker, free_port
@@ -53,9 +55,9 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
-SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "3"))
+SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "2" if quick() else "3"))
 RATES = tuple(int(r) for r in os.environ.get("BENCH_LATENCY_RATES", "1,100,1000").split(","))
-MIN_CALLS = 10
+MIN_CALLS = scaled(10, 5)
 WARMUP = 20
 MAX_IN_FLIGHT = 2000
 TIMEOUT_S = 30.0
@@ -283,6 +285,12 @@ async def _spawn(args: list[str], env: dict[str, str], log: Path) -> asyncio.sub
         )
 
 
+def _profiled() -> list[str]:
+    """``BENCH_LATENCY_PROFILE=out.prof``: the worker runs under cProfile (written at its stop)."""
+    out = os.environ.get("BENCH_LATENCY_PROFILE")
+    return ["cProfile", "-o", out, "-m"] if out else []
+
+
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
@@ -341,7 +349,7 @@ async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str
                 ["benchmarks._provider", str(provider_port)], env, tmp / "provider.log"
             )
             procs.append(provider_proc)
-            worker = await _spawn(["infra.cli", "worker"], env, tmp / "worker.log")
+            worker = await _spawn([*_profiled(), "infra.cli", "worker"], env, tmp / "worker.log")
             procs.append(worker)
             gateway_proc = await _spawn(["infra.cli", "gateway"], env, tmp / "gateway.log")
             procs.append(gateway_proc)
