@@ -8,6 +8,7 @@ or count prefixes) spliced in at every position of a valid record.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +182,52 @@ async def test_unknown_schema_ids_are_typed_errors(primed: tuple[Codec, list[byt
     for schema_id in (0, 2**31 - 1, 2**32 - 1, 123_456):
         with pytest.raises(UnknownSchemaId):
             await codec.decode(b"\x00" + schema_id.to_bytes(4, "big") + body)
+
+
+async def test_the_runners_inline_decode_reads_or_refuses_as_the_codec(
+    primed: tuple[Codec, list[bytes]],
+) -> None:
+    """``ProjectionRunner.decode_plain_cached`` reads a well-formed record of a known schema
+    with the codec's reader directly; on every truncation and single bit flip it gives what
+    ``Codec.decode_plain`` gives (the same datum, or the same error)."""
+    from aiokafka import ConsumerRecord
+
+    from agents.projections.metrics import MetricsProjection
+    from streams.projections import ProjectionRunner
+    from streams.settings import KafkaSettings
+    from streams.topics import Catalogue
+
+    codec, records = primed
+    runner = ProjectionRunner(
+        KafkaSettings(bootstrap="127.0.0.1:9", client_id="t"),
+        codec,
+        Catalogue(prefix="t."),
+        MetricsProjection(),
+        Path("/nonexistent"),
+    )  # fmt: skip  (never started: only its decode is used)
+    fields = runner.plain_fields
+
+    def outcome(read: Any, data: bytes) -> str:
+        try:
+            return repr(read(data))
+        except CodecError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    def by_runner(data: bytes) -> Any:
+        record = ConsumerRecord("t", 0, 0, 0, 0, None, data, None, len(data), 0, [])
+        found = runner.decode_plain_cached(record)
+        return None if found is None else (found.kind, found.datum)
+
+    compared = 0
+    for data in records:
+        variants = [data[:cut] for cut in range(len(data))]
+        variants += [
+            data[:at] + bytes([data[at] ^ (1 << bit)]) + data[at + 1 :]
+            for at in range(len(data))
+            for bit in (0, 3, 7)
+        ]
+        for variant in [data, *variants]:
+            expected = outcome(lambda d: codec.decode_plain(d, fields), variant)
+            assert outcome(by_runner, variant) == expected, variant
+            compared += 1
+    assert compared > 1_000
