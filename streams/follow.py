@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
-from streams._long_poll import LONG_POLL_MS, long_poll
 from streams.admin import partitions
 from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
+from streams.long_poll import LONG_POLL_MS, long_poll
 from streams.settings import KafkaSettings
 from streams.supervise import Supervisor
 
@@ -53,7 +53,7 @@ class TopicFollower:
         ``fetch_max_wait_ms`` passed): a view that need not see each record at once (one with a
         :meth:`caught_up` barrier where it matters) reads many records per fetch instead of one.
         With ``fetch_min_bytes`` = 1 the follower switches to long polls once started
-        (:mod:`streams._long_poll`): idle, it costs next to nothing; :meth:`caught_up` may then
+        (:mod:`streams.long_poll`): idle, it costs next to nothing; :meth:`caught_up` may then
         wait up to ``LONG_POLL_MS`` for its offset lookup."""
         self._kafka = kafka
         self._from_end = from_end

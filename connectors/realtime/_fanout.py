@@ -32,7 +32,8 @@ from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
-from streams.follow import LONG_POLL_MS, stop_quietly
+from streams.follow import stop_quietly
+from streams.long_poll import LONG_POLL_MS
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
