@@ -1,7 +1,7 @@
 """Webhooks in and out, each against a baseline measured in the same run.
 
 Inbound: verified webhooks through ``POST /webhooks/{source}`` (signature check on the raw body,
-replay check, ``webhook.received`` + seen-marker acknowledged by Kafka) at a fixed offered rate
+replay check, ``webhook.received`` (its own seen-marker) acknowledged by Kafka) at a fixed offered rate
 (open loop, target p99 < 20 ms at 500 req/s), and the maximum rate at fixed concurrency.
 Baseline: a bare aiohttp handler that reads the body and answers 202 (no verification, no Kafka).
 

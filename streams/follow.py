@@ -20,6 +20,7 @@ from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
 from streams.admin import partitions
 from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
+from streams.long_poll import LONG_POLL_MS, long_poll
 from streams.settings import KafkaSettings
 from streams.supervise import Supervisor
 
@@ -50,7 +51,10 @@ class TopicFollower:
         ``start_at``: seek to positions of the caller's choosing instead of the beginning.
         ``fetch_min_bytes``: the broker holds a fetch until this much is there (or
         ``fetch_max_wait_ms`` passed): a view that need not see each record at once (one with a
-        :meth:`caught_up` barrier where it matters) reads many records per fetch instead of one."""
+        :meth:`caught_up` barrier where it matters) reads many records per fetch instead of one.
+        With ``fetch_min_bytes`` = 1 the follower switches to long polls once started
+        (:mod:`streams.long_poll`): idle, it costs next to nothing; :meth:`caught_up` may then
+        wait up to ``LONG_POLL_MS`` for its offset lookup."""
         self._kafka = kafka
         self._from_end = from_end
         self._topics = [topics] if isinstance(topics, str) else list(topics)
@@ -58,6 +62,8 @@ class TopicFollower:
         self._start_at = start_at
         self._on_batch = on_batch
         self._fetch = {"fetch_min_bytes": fetch_min_bytes, "fetch_max_wait_ms": fetch_max_wait_ms}
+        #: a fetch that returns on the first record can wait long at the broker when idle
+        self._long_poll = fetch_min_bytes == 1
         self._consumer: AIOKafkaConsumer | None = None
         self._supervisor = Supervisor(f"follow {self._topics[0]}")
         self._moved = asyncio.Event()  # set whenever positions advanced
@@ -79,6 +85,7 @@ class TopicFollower:
             isolation_level="read_committed",
             **self._fetch,
             **CONSUMER_BACKOFF,
+            consumer_timeout_ms=LONG_POLL_MS,  # seeks and finished fetches wake it anyway
         )
         back_off_metadata(consumer)
         try:
@@ -100,6 +107,8 @@ class TopicFollower:
         except KafkaError as exc:
             await consumer.stop()
             raise KafkaUnavailableError(f"cannot read {self._topics}: {exc}") from exc
+        if self._long_poll:  # after the offset lookups above: they would queue behind it
+            long_poll(consumer)
         self._consumer = consumer
         self._supervisor.start("follow", self._follow)
 
@@ -139,7 +148,7 @@ class TopicFollower:
         consumer = self._consumer
         assert consumer is not None
         while True:
-            batch = await consumer.getmany(timeout_ms=200)
+            batch = await consumer.getmany(timeout_ms=LONG_POLL_MS)  # returns on the first record
             self._applying = True  # positions moved past the batch as getmany returned it
             try:
                 self._supervisor.mark_ok("follow")

@@ -22,6 +22,7 @@ from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError, KafkaUnavailableError
 from streams.events.monitoring import MetricsWindow
+from streams.long_poll import LONG_POLL_MS, long_poll
 from streams.rollup import IntegrationFigures, rollup
 from streams.settings import KafkaSettings
 
@@ -56,6 +57,7 @@ class MetricsView:
             client_id=f"{self._kafka.client_id}-metrics-view",
             enable_auto_commit=False,
             isolation_level="read_committed",
+            consumer_timeout_ms=LONG_POLL_MS,  # seeks and finished fetches wake it anyway
         )
         try:
             await consumer.start()
@@ -66,6 +68,7 @@ class MetricsView:
             for tp in tps:
                 at = starts.get(tp)
                 consumer.seek(tp, at.offset if at is not None else ends[tp])
+            long_poll(consumer)  # after the offset lookups: they would queue behind it
         except KafkaError as exc:
             await consumer.stop()
             raise KafkaUnavailableError(f"cannot read {self._topic}: {exc}") from exc
@@ -87,7 +90,7 @@ class MetricsView:
         assert self._consumer is not None
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=500)
+                batch = await self._consumer.getmany(timeout_ms=LONG_POLL_MS)
             except KafkaError as exc:
                 log.warning("reading %s: %s", self._topic, exc)
                 await asyncio.sleep(1)

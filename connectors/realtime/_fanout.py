@@ -33,6 +33,7 @@ from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
 from streams.follow import stop_quietly
+from streams.long_poll import LONG_POLL_MS
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 
@@ -117,6 +118,9 @@ class FanOut:
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
+            # the fetch routine's idle wake-ups (seeks and fetches wake it anyway); the fetch
+            # wait itself stays short: beginning_offsets on a resubscribe would queue behind it
+            consumer_timeout_ms=LONG_POLL_MS,
         )
         try:
             await consumer.start()
@@ -221,7 +225,10 @@ class FanOut:
         assert self._consumer is not None
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=_BATCH_RECORDS)
+                # returns on the first record; the timeout only paces an idle loop
+                batch = await self._consumer.getmany(
+                    timeout_ms=LONG_POLL_MS, max_records=_BATCH_RECORDS
+                )
             except KafkaError as exc:
                 log.warning("websocket fan-out: %s", exc)
                 await asyncio.sleep(1)

@@ -6,15 +6,17 @@ Order of work for one request, each step only if the previous passed:
 2. read the body, counting, and stop at the limit (chunked uploads) -> 413;
 3. verify on the raw bytes -> 401 and a ``webhook.rejected`` audit event (never the body);
 4. claim ``(source, webhook-id)``; already accepted -> 200 without a second event;
-5. write ``webhook.received`` to ``webhooks.inbound``; once Kafka acknowledged it -> 202. Kafka not
-   answering within ``ack_timeout_s`` -> 503 (the sender retries; nothing is marked seen), or 504
-   ``outcome_unknown`` when the record was already sent (it may be in the log; the retry may
-   then be a duplicate event with the same ``webhook_id``).
-6. then, off the request path, write the id to ``webhooks.seen`` (the in-memory set already has
-   it). A crash before that marker lands can only turn a later retry into a duplicate event with
-   the same ``webhook_id``, never a loss; keeping it off the path halves the acknowledged latency.
-   Markers go through their own lingering producer (``seen_linger_ms``), so those of concurrent
-   requests share produce requests: the broker's work per webhook drops by about a quarter.
+5. write ``webhook.received`` to ``webhooks.inbound``, with the seen-set's key in its
+   ``webhook-seen`` header; once Kafka acknowledged it -> 202 (and this gateway's seen-set has the
+   key at once). Kafka not answering within ``ack_timeout_s`` -> 503 (the sender retries; nothing
+   is marked seen), or 504 ``outcome_unknown`` when the record was already sent (it may be in the
+   log; if it is, every seen-set learns its key from it, so the retry is answered as a duplicate).
+
+One record per webhook: the event *is* the seen-marker. Every gateway's seen-set follows
+``webhooks.inbound`` and reads the key from the header (no decoding), so there is no second
+record to write, and no window between the event and its marker in which a crash could let a
+retry through twice. (Before, a separate marker went to ``webhooks.seen``; the seen-set still
+reads that topic, so ids accepted by an older gateway stay refused.)
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from connectors.gateway._problems import (
     too_large_message,
     too_large_to_write,
 )
-from connectors.webhooks._seen import SeenSet, seen_key
+from connectors.webhooks._seen import SEEN_HEADER, SeenSet, seen_key
 from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
 from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import VerificationError
@@ -83,35 +85,11 @@ class WebhookIngress:
         settings: IngressSettings,
         writer: EventWriter,
         seen: SeenSet,
-        *,
-        markers: EventWriter | None = None,
     ) -> None:
         self._settings = settings
         self._writer = writer
-        #: seen-markers are off the request path, so they may go through a lingering producer
-        #: that packs many into one produce request (fewer broker round trips per webhook)
-        self._marker_writer = markers or writer
         self._seen = seen
         self._verifiers = {name: _Verifier(src) for name, src in settings.sources.items()}
-        self._markers: set[asyncio.Task[None]] = set()
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait for seen-markers still being written (call before stopping the publisher)."""
-        if self._markers:
-            await asyncio.wait(set(self._markers), timeout=timeout_s)
-
-    def _mark_seen(self, key: bytes, event: WebhookReceived) -> None:
-        marker = event.model_copy(update={"body": b"", "headers": {}})  # the key is what matters
-
-        async def write() -> None:
-            try:
-                await self._publish(marker, topic="webhooks.seen", key=key, via=self._marker_writer)
-            except (TimeoutError, BackboneError) as exc:
-                log.warning("seen-marker %r not written (a retry may duplicate): %s", key, exc)
-
-        task = asyncio.create_task(write())
-        self._markers.add(task)
-        task.add_done_callback(self._markers.discard)
 
     def install(self, app: web.Application) -> None:
         """The gateway extension: ``build_gateway(..., extensions=[ingress.install])``."""
@@ -152,19 +130,13 @@ class WebhookIngress:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _publish(
-        self,
-        event: Event,
-        topic: str | None = None,
-        key: bytes | None = None,
-        via: EventWriter | None = None,
-    ) -> None:
-        # asyncio.timeout, not wait_for: no extra task per write (two writes per webhook)
+    async def _publish(self, event: Event, headers: dict[str, bytes] | None = None) -> None:
+        # asyncio.timeout, not wait_for: no extra task per write
         # the publisher's bound tells withdrawn (503) from sent-not-acknowledged (504); this one
         # backstops encoding and metadata waits
         timeout = self._settings.ack_timeout_s
         async with asyncio.timeout(timeout + 5.0):
-            await (via or self._writer).publish(event, topic=topic, key=key, timeout_s=timeout)
+            await self._writer.publish(event, headers=headers, timeout_s=timeout)
 
     async def _reject(
         self,
@@ -225,7 +197,7 @@ class WebhookIngress:
                 remote_addr=request.remote,
             )
             try:
-                await self._publish(event)
+                await self._publish(event, {SEEN_HEADER: key})
             except (TimeoutError, BackboneError) as exc:
                 if too_large_to_write(exc):  # never 5xx: senders would retry it for days
                     return problem(
@@ -245,8 +217,7 @@ class WebhookIngress:
                     "not written: Kafka did not acknowledge",
                     headers={"Retry-After": "5"},
                 )
-            self._seen.add(key)
-            self._mark_seen(key, event)  # after the event, never before
+            self._seen.add(key)  # the other gateways learn it from the record's header
         return web.json_response(
             {"status": "accepted", "webhook_id": verified.msg_id, "event_id": str(event.event_id)},
             status=202,

@@ -1,7 +1,10 @@
 """Replay protection for inbound webhooks: the ids each source has already had accepted.
 
-The set lives in the compacted ``webhooks.seen`` topic (key ``{source}/{webhook-id}``), so it
-survives restarts and is shared by every gateway; each gateway holds it in a local SQLite store
+The set lives in ``webhooks.inbound`` itself: every accepted ``webhook.received`` carries its key
+(``{source}/{webhook-id}``) in the ``webhook-seen`` header, so it survives restarts and is shared
+by every gateway without a second record per webhook. (Older gateways wrote the key as a separate
+marker to the compacted ``webhooks.seen`` topic; that topic is still read, keyed the same way, so
+their ids stay refused.) Each gateway holds the set in a local SQLite store
 (:mod:`connectors.webhooks._seen_store`) with the offsets it has read the topic to. On start it
 reads only what was written since its checkpoint (a new or lost store: the last ``window_s`` of
 the topic), then tails the topic, so ids accepted by another gateway arrive within moments. Ids
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Ids are remembered this long by default (Svix disables an endpoint after 5 days of failures).
 DEFAULT_WINDOW_S = 7 * 24 * 3600.0
+#: The record header of an accepted ``webhook.received`` that holds its seen-set key.
+SEEN_HEADER = "webhook-seen"
 
 
 def seen_key(source: str, webhook_id: str) -> bytes:
@@ -50,14 +55,18 @@ class SeenSet:
     def __init__(
         self,
         kafka: KafkaSettings,
-        topic: str,
+        inbound: str | None,
         *,
+        markers: str | None = None,
         store_dir: Path | None = None,
         window_s: float | None = DEFAULT_WINDOW_S,
         checkpoint_records: int = 20_000,
         checkpoint_interval_s: float = 1.0,
     ) -> None:
-        """``store_dir``: where the store lives (None: a temporary folder removed at stop, so
+        """``inbound``: ``webhooks.inbound``, whose records carry their key in the
+        ``webhook-seen`` header (a record without one, written by something other than the
+        ingress, is no id); ``markers``: ``webhooks.seen``, whose record keys are ids.
+        ``store_dir``: where the store lives (None: a temporary folder removed at stop, so
         a restart reads the window again); ``window_s``: how long ids are remembered."""
         self._store_dir = store_dir
         self.window_ms = None if window_s is None else int(window_s * 1000)
@@ -74,14 +83,24 @@ class SeenSet:
         self.records_read = 0
         #: ids forgotten beyond the window since start
         self.evicted = 0
+        self._markers = markers
+        topics = [t for t in (inbound, markers) if t is not None]
+        if not topics:
+            raise ValueError("a seen-set reads ids from at least one topic")
         self._follower = TopicFollower(
-            kafka, topic, self._apply, start_at=self._start_at, on_batch=self._after_batch
+            kafka, topics, self._apply, start_at=self._start_at, on_batch=self._after_batch
         )
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         self.records_read += 1
-        if record.key is not None and record.value is not None:
-            self._fresh[record.key] = max(self._fresh.get(record.key, 0), record.timestamp)
+        if record.value is None:  # a tombstone
+            return
+        if record.topic == self._markers:
+            key = record.key
+        else:
+            key = next((v for k, v in record.headers if k == SEEN_HEADER), None)
+        if key is not None:
+            self._fresh[key] = max(self._fresh.get(key, 0), record.timestamp)
 
     def __contains__(self, key: bytes) -> bool:
         return key in self._fresh or (self._store is not None and key in self._store)

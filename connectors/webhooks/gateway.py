@@ -58,19 +58,16 @@ class WebhookGateway:
         # every request waits for its ack: holding records back for batching (linger) only
         # adds latency here; concurrent requests still share batches (measured: p50 5x lower)
         self.publisher = Publisher(kafka.model_copy(update={"linger_ms": 0}), codec, catalogue)
-        # nobody waits for a seen-marker: batching them halves the produce requests per webhook
-        linger = {"linger_ms": settings.ingress.seen_linger_ms}
-        self.markers = Publisher(kafka.model_copy(update=linger), codec, catalogue)
+        # the accepted events carry their ids; webhooks.seen holds those of older gateways
         self.seen = SeenSet(
             kafka,
-            catalogue.name("webhooks.seen"),
+            catalogue.name("webhooks.inbound"),
+            markers=catalogue.name("webhooks.seen"),
             store_dir=settings.ingress.seen_dir,
             window_s=settings.ingress.seen_window_s,
         )
         self.registry = EndpointRegistry(kafka, codec, catalogue.name("webhooks.endpoints"))
-        self.ingress = WebhookIngress(
-            settings.ingress, self.publisher, self.seen, markers=self.markers
-        )
+        self.ingress = WebhookIngress(settings.ingress, self.publisher, self.seen)
         self.api = EndpointsAPI(
             EndpointAdmin(
                 self.publisher,
@@ -84,7 +81,6 @@ class WebhookGateway:
     async def start(self) -> None:
         """Start everything, waiting for Kafka (the gateway uses :meth:`install` instead)."""
         await self.publisher.start()
-        await self.markers.start()
         await self.load_views()
 
     async def load_views(self) -> None:
@@ -97,7 +93,6 @@ class WebhookGateway:
             raise
 
     async def unload_views(self) -> None:
-        await self.ingress.drain(self.stop_timeout_s)
         await self.registry.stop()
         await self.seen.stop()
 
@@ -106,14 +101,12 @@ class WebhookGateway:
         await self._stop_publishers()
 
     async def _stop_publishers(self) -> None:
-        for publisher in (self.markers, self.publisher):
-            try:
-                # with the cluster gone, aiokafka's stop() keeps retrying the unacknowledged
-                # records forever; those requests were answered 503 (or their marker was only
-                # an optimisation of replay protection), so giving up on them loses nothing
-                await asyncio.wait_for(publisher.stop(), self.stop_timeout_s)
-            except TimeoutError:
-                log.warning("publisher did not flush within %.0f s; abandoned", self.stop_timeout_s)
+        try:
+            # with the cluster gone, aiokafka's stop() keeps retrying the unacknowledged records
+            # forever; those requests were answered 503, so giving up on them loses nothing
+            await asyncio.wait_for(self.publisher.stop(), self.stop_timeout_s)
+        except TimeoutError:
+            log.warning("publisher did not flush within %.0f s; abandoned", self.stop_timeout_s)
         if self._owns_registry_client:
             await self._codec.registry.close()
 
@@ -125,7 +118,6 @@ class WebhookGateway:
 
         async def lifecycle(_: web.Application) -> AsyncIterator[None]:
             await self.publisher.start(wait=False)
-            await self.markers.start(wait=False)
             add_check(app, "webhooks publisher", self.publisher.problem)
             try:
                 yield

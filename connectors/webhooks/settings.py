@@ -58,10 +58,10 @@ class IngressSettings(BaseModel):
     kept_headers: tuple[str, ...] = DEFAULT_KEPT_HEADERS
     #: How long to wait for Kafka to acknowledge before answering 503.
     ack_timeout_s: float = Field(default=5.0, gt=0)
-    #: Linger of the producer writing seen-markers (off the request path): markers of concurrent
-    #: requests share produce requests. It also bounds how much later another gateway learns an id.
+    #: Unused since the accepted event is its own seen-marker (no marker producer to linger);
+    #: still accepted so that existing configuration files load.
     seen_linger_ms: int = Field(default=20, ge=0)
-    #: Where the seen-set keeps its store (SQLite, with the offsets of ``webhooks.seen``), so a
+    #: Where the seen-set keeps its store (SQLite, with the offsets of the topics it read), so a
     #: restart reads only what was written since (``None``: a temporary folder removed at stop,
     #: so a restart reads the window again). ``load_settings`` uses ``<state_dir>/webhooks``.
     seen_dir: Path | None = None

@@ -57,6 +57,7 @@ from streams.consumer import Received
 from streams.errors import BackboneError, KafkaUnavailableError, RecordTooLargeError
 from streams.events import Event
 from streams.follow import stop_quietly
+from streams.long_poll import LONG_POLL_MS
 from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
@@ -213,6 +214,9 @@ class ProjectionRunner:
             partition_assignment_strategy=(RangePartitionAssignor,),
             max_poll_records=self._max_records,
             request_timeout_ms=self._kafka.request_timeout_ms,
+            # the fetch routine's idle wake-ups (seeks and fetches wake it anyway); the fetch wait
+            # stays short: the idle probe's end_offsets would queue behind a long poll
+            consumer_timeout_ms=LONG_POLL_MS,
         )
         try:
             # bounded: a transactional producer looks for its coordinator for ever

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from infra.testing.pytest_plugin import NewTopic
 from streams.follow import TopicFollower
+from streams.long_poll import LONG_POLL_MS
 from streams.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -40,4 +41,28 @@ async def test_caught_up_waits_for_a_fetched_batch_to_be_applied(
         assert applied == [b"claim"]
     finally:
         gate.set()
+        await follower.stop()
+
+
+async def test_a_started_follower_long_polls_and_still_applies_what_arrives(
+    kafka_settings: KafkaSettings, new_topic: NewTopic, producer: AIOKafkaProducer
+) -> None:
+    """Idle, a follower parks its fetch at the broker (streams._long_poll); the broker answers it
+    as soon as a record is there, and the offset lookups of start and caught_up still answer."""
+    topic = await new_topic()
+    applied = asyncio.Event()
+
+    async def apply(record: ConsumerRecord[bytes, bytes]) -> None:
+        applied.set()
+
+    follower = TopicFollower(kafka_settings, topic, apply)
+    await follower.start()
+    try:
+        fetcher = follower._consumer._fetcher  # type: ignore[union-attr]
+        assert fetcher._fetch_max_wait_ms == LONG_POLL_MS
+        await asyncio.sleep(1.0)  # a fetch is parked now
+        await producer.send_and_wait(topic, b"wake")
+        await asyncio.wait_for(applied.wait(), 30)
+        await follower.caught_up(timeout_s=30)
+    finally:
         await follower.stop()

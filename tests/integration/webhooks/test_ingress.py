@@ -24,6 +24,7 @@ from tests.integration.webhooks._kit import (
     ingress_settings,
     read_all,
     running_gateway,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -73,8 +74,10 @@ async def test_valid_webhook_is_written_then_acknowledged(
     assert event.remote_addr == "127.0.0.1"
     assert event.headers["webhook-id"] == msg_id
     assert "authorization" not in event.headers  # only selected headers are kept
-    seen = await read_all(kafka_settings, codec, catalogue.name("webhooks.seen"))
-    assert [k for k, _, _ in seen] == [f"partner/{msg_id}".encode()]
+    # one record per webhook: the event carries its seen-set key, no marker is written
+    [(_, _, headers)] = await read_all(kafka_settings, codec, catalogue.name("webhooks.inbound"))
+    assert headers["webhook-seen"] == f"partner/{msg_id}".encode()
+    assert await read_all(kafka_settings, codec, catalogue.name("webhooks.seen")) == []
 
 
 async def test_reference_library_signed_request_accepted(
@@ -207,6 +210,27 @@ async def test_replay_is_acknowledged_without_a_second_event_even_after_restart(
     assert replay[0] == 200
     assert other[0] == 202
     assert len(await _received(kafka_settings, codec, catalogue)) == 2
+
+
+async def test_an_id_accepted_by_one_gateway_is_refused_by_another_running_beside_it(
+    kafka_settings: KafkaSettings, codec: Codec, catalogue: Catalogue
+) -> None:
+    """Two gateways (two processes behind one load balancer) share the seen-set through the
+    accepted events on ``webhooks.inbound``: the second learns the id while running."""
+    body = b'{"n": "two gateways"}'
+    msg_id = _msg_id()
+    key = f"partner/{msg_id}".encode()
+    settings = ingress_settings()
+    async with (
+        running_gateway(kafka_settings, codec, catalogue, settings) as (first, _),
+        running_gateway(kafka_settings, codec, catalogue, settings) as (second, other),
+    ):
+        headers = signed_headers([PARTNER_SECRET], msg_id, body)
+        assert (await _post(f"{first}/webhooks/partner", body, headers))[0] == 202
+        await wait_until(lambda: key in other.seen, timeout=60)  # the tailing lag: polled
+        again = await _post(f"{second}/webhooks/partner", body, headers)
+    assert again == (200, {"status": "duplicate", "webhook_id": msg_id})
+    assert len(await _received(kafka_settings, codec, catalogue)) == 1
 
 
 async def test_concurrent_identical_requests_write_one_event(

@@ -1,5 +1,7 @@
 """The webhook seen-set on its durable store: a restart resumes from the checkpoint (no full
-replay of ``webhooks.seen``), duplicates are refused across it, ids beyond the window go."""
+replay of the topics), duplicates are refused across it, ids beyond the window go. The ids here
+are markers on ``webhooks.seen`` (as older gateways wrote them); ids carried by the accepted
+events themselves are covered in test_ingress."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ async def test_a_restart_reads_only_what_came_after_its_checkpoint(
     topic = catalogue.name("webhooks.seen")
     first = [seen_key("partner", f"msg_{n}") for n in range(300)]
     await _write(producer, topic, first)
-    seen = SeenSet(kafka_settings, topic, store_dir=tmp_path)
+    seen = SeenSet(kafka_settings, None, markers=topic, store_dir=tmp_path)
     await seen.start()
     try:
         assert seen.records_read == len(first)
@@ -50,7 +52,7 @@ async def test_a_restart_reads_only_what_came_after_its_checkpoint(
 
     later = [seen_key("partner", f"msg_later_{n}") for n in range(20)]
     await _write(producer, topic, later)
-    again = SeenSet(kafka_settings, topic, store_dir=tmp_path)
+    again = SeenSet(kafka_settings, None, markers=topic, store_dir=tmp_path)
     await again.start()
     try:
         assert again.records_read == len(later)  # from the checkpoint, not the beginning
@@ -77,7 +79,7 @@ async def test_ids_beyond_the_window_are_not_read_and_are_evicted(
     await _write(producer, topic, recent, at_ms=now)
 
     # a new store reads the window only
-    fresh = SeenSet(kafka_settings, topic, store_dir=tmp_path / "new", window_s=3600)
+    fresh = SeenSet(kafka_settings, None, markers=topic, store_dir=tmp_path / "new", window_s=3600)
     await fresh.start()
     try:
         assert fresh.records_read == len(recent)
@@ -88,10 +90,10 @@ async def test_ids_beyond_the_window_are_not_read_and_are_evicted(
 
     # a store that holds old ids (a longer window before) forgets them at its next checkpoint
     held = tmp_path / "held"
-    wide = SeenSet(kafka_settings, topic, store_dir=held, window_s=24 * 3600)
+    wide = SeenSet(kafka_settings, None, markers=topic, store_dir=held, window_s=24 * 3600)
     await wide.start()
     await wide.stop()
-    narrow = SeenSet(kafka_settings, topic, store_dir=held, window_s=3600)
+    narrow = SeenSet(kafka_settings, None, markers=topic, store_dir=held, window_s=3600)
     await narrow.start()
     try:
         assert narrow.records_read == 0
@@ -124,5 +126,5 @@ async def test_a_gateway_restarted_on_its_store_refuses_the_duplicate(
     assert (tmp_path / "seen.sqlite").exists()
     async with running_gateway(kafka_settings, codec, catalogue, settings) as (base, gateway):
         url = f"{base}/webhooks/partner"
-        assert gateway.seen.records_read <= 1  # at most its own marker, read after the checkpoint
+        assert gateway.seen.records_read <= 1  # at most its own event, read after the checkpoint
         assert await post() == 200
