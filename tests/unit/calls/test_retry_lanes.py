@@ -61,9 +61,8 @@ def test_a_refused_call_is_due_when_the_circuit_half_opens_plus_its_share_of_the
     ]
     assert due[0] == NOW + timedelta(seconds=20)
     assert due[1] == NOW + timedelta(seconds=35)
-    assert due[2] is not None and NOW + timedelta(seconds=49.9) < due[2] < NOW + timedelta(
-        seconds=50
-    )
+    assert due[2] is not None
+    assert NOW + timedelta(seconds=49.9) < due[2] < NOW + timedelta(seconds=50)
     # the tier's own delay still applies when it is longer than the circuit's wait
     late = after_failure(attempts=3, retriable=True, now=NOW, policy=POLICY, circuit=wait)
     assert late.due_at == NOW + timedelta(seconds=300)
