@@ -129,6 +129,15 @@ def expected(mode: str, event: object) -> bool:
     return kind == "call.dead_lettered"  # retries exhausted (or an open circuit's parking)
 
 
+async def drain(reader: TopicReader) -> None:
+    """Read until a few polls in a row bring nothing new (one poll returns one fetch only)."""
+    quiet = 0
+    while quiet < 3:
+        before = len(reader.records)
+        await reader.poll()
+        quiet = quiet + 1 if len(reader.records) == before else 0
+
+
 async def run_misbehaviour(
     tmp_path: Path,
     kafka: KafkaSettings,
@@ -176,9 +185,8 @@ async def run_misbehaviour(
         await results.wait_for(settled, timeout=600)
         seconds = time.monotonic() - began
         await asyncio.sleep(3)  # a duplicate outcome would show up now
-        await results.poll()
-        await circuits.poll()
-        await health.poll()
+        for reader in (results, circuits, health):
+            await drain(reader)
         worker.send_signal(15)
         code = await asyncio.wait_for(worker.wait(), 90)
     ended = [e for e in terminal(results) if e.call_id in calls]
@@ -189,6 +197,10 @@ async def run_misbehaviour(
         label = event.event_type + (f":{failure.error_class}" if failure else "")
         by_mode[calls[event.call_id]][label] += 1
     opened = [e for e in circuits.events if getattr(e, "current", None) == "open"]
+    moves = [
+        f"{e.previous.value}>{e.current.value}"
+        for e in circuits.of("integration.circuit_state_changed")
+    ]
     limited = health.of("integration.rate_limit_changed")
     waits: dict[str, list[float]] = {m: [] for m in MODES}  # retry due time - failure time
     for event in results.of("call.retry_scheduled"):
@@ -203,7 +215,7 @@ async def run_misbehaviour(
         f"\n{len(calls)} calls in {seconds:.0f} s; {failures} call.failed, "
         f"{sum(retries.values())} call.retry_scheduled (at most {max(retries.values(), default=0)} "
         f"per call); outcomes {dict(by_mode)}; circuit opened "
-        f"{len(opened)} times; rate limit changed {len(limited)} times; retry waits after a 429 "
+        f"{len(opened)} times (transitions {moves}); rate limit changed {len(limited)} times; retry waits after a 429 "
         f"min {min(throttled, default=0):.2f} s, after a reset min "
         f"{min(waits['reset'], default=0):.2f} s; RSS baseline {baseline / 2**20:.0f} MiB, "
         f"max growth {growth / 2**20:.0f} MiB over {len(samples)} samples"
