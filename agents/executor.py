@@ -389,12 +389,17 @@ class CallExecutor:
             return self.outcomes.failed(request, source, exc, took)
         except BackboneError as exc:  # credentials and other fatal setup errors
             took = time.monotonic() - began
+            guard.breaker.release()  # no word on the service: a half-open probe is free again
             return self.outcomes.failed(request, source, exc, took)
         except Exception as exc:  # a connector bug: this call's failure, not the batch's
             took = time.monotonic() - began
+            guard.breaker.release()
             log.error("connector %s failed on %s", request.service, request.call_id, exc_info=exc)
             crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
             return self.outcomes.failed(request, source, crash, took)
+        except BaseException:  # cancelled (a drain past its timeout): the probe never reported
+            guard.breaker.release()
+            raise
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
         if (update := guard.bucket.update(output.headers)) is not None:

@@ -17,7 +17,7 @@ from agents.retry import RetryPolicy
 from agents.router import Routing, misrouted, route, routing_from_headers
 from agents.settings import WorkerSettings
 from connectors.base import CallInput, CallOutput
-from connectors.resilience import BreakerSnapshot, CircuitState
+from connectors.resilience import BreakerPolicy, BreakerSnapshot, CircuitState
 from connectors.settings import ServiceSettings
 from streams import headers as h
 from streams.events.calls import CallDeadLettered, CallRequested, CallStarted, Priority
@@ -337,3 +337,30 @@ async def test_refused_calls_are_spread_over_the_open_wait() -> None:
         dues.append(hd.parse_time(retry.headers[hd.DUE_AT].decode()))
     waits = [(d - NOW).total_seconds() for d in dues if d is not None]
     assert [round(w) for w in waits] == [20, 35, 47]
+
+
+class CrashingOnce(ScriptedService):
+    """Its first call raises what no connector should (a bug); later ones succeed."""
+
+    async def execute(self, call: CallInput) -> CallOutput:
+        if not self.order:
+            self.order.append(call.call_id)
+            raise RuntimeError("a connector bug")
+        return await super().execute(call)
+
+
+async def test_a_half_open_probe_that_crashes_frees_its_permit() -> None:
+    """A probe whose connector raised (or that was cancelled) never reports to the breaker: its
+    permit must come back, or a half-open circuit refuses every call for good."""
+    svc = CrashingOnce()
+    settings = WorkerSettings(
+        retry=RetryPolicy(delays_s=(5, 30, 300)), breaker=BreakerPolicy(half_open_probes=1)
+    )
+    ex = CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW)
+    ex.guards["svc"].breaker.restore(BreakerSnapshot(CircuitState.HALF_OPEN, 0.0))
+    crashed = await ex.handle(req(), SOURCE)
+    assert [e.error_class for e in (o.event for o in crashed) if e.event_type == "call.failed"] == [  # type: ignore[attr-defined]
+        "AttemptCrashedError"
+    ]
+    probe = await ex.handle(req(), SOURCE)
+    assert kinds(probe) == [("calls.results", "call.succeeded")], kinds(probe)
