@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 #: Higher is better for rates; lower for latencies (any unit starting with one of these).
-_LOWER_IS_BETTER = ("ms", "s", "us", "MiB")
+_LOWER_IS_BETTER = ("ms", "s", "us", "MiB", "keys")
 
 #: Floors ``bench_floor`` provides, by key; a row names one in ``floor_key``.
 FLOOR_PRODUCE = "produce"

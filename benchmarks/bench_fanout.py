@@ -86,7 +86,7 @@ SOCKET_BUFFER = int(os.environ.get("BENCH_WS_SOCKET_BUFFER", "16384"))
 LIVE_QUEUE_FRAMES = os.environ.get("BENCH_WS_LIVE_QUEUE_FRAMES")
 LIVE_SOCKET_BUFFER = os.environ.get("BENCH_WS_LIVE_SOCKET_BUFFER")
 #: the second phase: fresh clients, STALLED of them never reading, events at RATE for this long
-STALL_SECONDS = scaled(30, 25)
+STALL_SECONDS = scaled(30, 8)
 DRAIN_S = 120  # after the last event, how long a client may take to receive everything
 BODY = "x" * 200
 CHANNEL = "collab:bench"
@@ -238,7 +238,7 @@ async def _deliver(
             answer = await asyncio.to_thread(conn.recv)
             if answer != "ready":
                 raise RuntimeError(f"websocket clients failed: {answer}")
-        progress(f"fanout: {RATE} events/s for {SECONDS} s to {len(tokens)} clients")
+        progress(f"fanout: {RATE} events/s for {total / RATE:g} s to {len(tokens)} clients")
         began = time.perf_counter()
         await produce()
         for _, conn in procs:

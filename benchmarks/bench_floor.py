@@ -39,8 +39,8 @@ from streams.topics import Catalogue, TopicRole, TopicSpec
 RECORDS = scaled(300_000, 20_000)
 WARMUP_RECORDS = scaled(20_000, 5_000)
 RECORD_SIZE = 256  # bytes; an encoded CallRequested of the benchmarks is about this size
-LATENCY_RECORDS = scaled(5_000, 500)
-REPEATS = scaled(3, 2)
+LATENCY_RECORDS = scaled(5_000, 300)
+REPEATS = scaled(3, 1)
 PRODUCER_PROPS = ("acks=all", "enable.idempotence=true", "compression.type=lz4", "linger.ms=5")
 
 
@@ -127,8 +127,9 @@ def rows() -> list[Row]:
             )  # fmt: skip
             progress(f"floor {n + 1}/{REPEATS}: EndToEndLatency, {LATENCY_RECORDS:,} round trips")
             a, b = parse_latency(
-                _tool(libs, "EndToEndLatency", bootstrap, latency, str(LATENCY_RECORDS), "all",
-                      str(RECORD_SIZE))
+                _tool(libs, "EndToEndLatency", "--bootstrap-server", bootstrap, "--topic", latency,
+                      "--num-records", str(LATENCY_RECORDS), "--producer-acks", "all",
+                      "--record-size", str(RECORD_SIZE))
             )  # fmt: skip
             p50.append(a)
             p99.append(b)

@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._harness import Row, Stat
+from benchmarks._harness import Row, Stat, quick
 from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from infra.kafka.broker import LocalBroker, free_port
@@ -42,7 +42,7 @@ from streams.topics import Catalogue
 
 RATE = 500  # offered requests per second in the open loop (the target rate)
 CONCURRENCY = 32  # clients of the closed loop
-SECONDS = float(os.environ.get("BACKBONE_BENCH_SECONDS", "4"))
+SECONDS = float(os.environ.get("BACKBONE_BENCH_SECONDS", "2" if quick() else "4"))
 EVENTS_PATH = "/v1/events/call.requested"
 WEBHOOK_PATH = "/webhooks/bench"
 WEBHOOK_BODY = (

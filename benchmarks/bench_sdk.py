@@ -55,6 +55,7 @@ HTTP_RATE = 500  # req/s, open loop
 HTTP_SECONDS = scaled(8, 3)
 HTTP_CONCURRENCY = 64  # in flight at most during the open-loop run
 MAX_CONCURRENCY = 32  # closed loop
+CLOSED_SECONDS = scaled(5, 2)  # closed loop
 
 
 def _events(n: int, tag: str) -> list[Event]:
@@ -203,7 +204,7 @@ async def _open_loop(url: str) -> dict[str, float]:
     }
 
 
-async def _closed_loop(url: str, seconds: float = 5) -> float:
+async def _closed_loop(url: str, seconds: float = CLOSED_SECONDS) -> float:
     done = 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(
@@ -299,7 +300,9 @@ async def _run(bootstrap: str) -> dict[str, Any]:
                 ("null", _null_http),
                 ("gateway", lambda: _gateway(kafka, registry, catalogue.prefix)),
             ):
-                progress(f"sdk: HTTP ingest, {name}, {HTTP_SECONDS} s open loop + 5 s closed loop")
+                progress(
+                    f"sdk: HTTP ingest, {name}, {HTTP_SECONDS} s open loop + {CLOSED_SECONDS} s closed loop"
+                )
                 proc, url = await start()
                 try:
                     http[name] = await _open_loop(url)
@@ -340,7 +343,7 @@ def rows() -> list[Row]:
                "producer": f"acks=all, idempotent, {found['compression']}"}  # fmt: skip
     opened = {"rate_per_s": HTTP_RATE, "seconds": HTTP_SECONDS, "concurrency": HTTP_CONCURRENCY,
               "repeats": 1, "warmup": 200, "partitions": found["partitions"]}  # fmt: skip
-    closed = {"seconds": 5, "concurrency": MAX_CONCURRENCY, "repeats": 1, "warmup": 0}
+    closed = {"seconds": CLOSED_SECONDS, "concurrency": MAX_CONCURRENCY, "repeats": 1, "warmup": 0}
     return [
         Row("sdk: Publisher.publish_many", "records/s", Stat.of(pub["sdk_runs"]),
             Stat.of(pub["raw_runs"]), "raw aiokafka, same bytes", publish,

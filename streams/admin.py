@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from streams._reader import reader
 from streams.cluster import broker_count, min_insync_for, replication_for
 from streams.connection import client_options
 from streams.errors import BackboneError, KafkaUnavailableError, TopicCatalogueError
@@ -112,28 +114,44 @@ async def _create(
             created.append(name)
         elif code != 36:
             raise TopicCatalogueError(f"creating {name} failed: error {code} {rest}")
-    await _await_metadata(admin, [n for n, _ in items])
+    await _await_metadata(admin, settings, [n for n, _ in items])
     return created
 
 
 async def _await_metadata(
-    admin: AIOKafkaAdminClient, topics: list[str], timeout: float = 60
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str], timeout: float = 60
 ) -> None:
-    """Wait until every topic has leaders for all its partitions, so whoever runs next
-    (a producer, another `topics apply`) sees them."""
+    """Wait until every topic has leaders for all its partitions, and each leader serves them,
+    so whoever runs next (a producer, another `topics apply`) sees them and writes at once."""
     deadline = asyncio.get_running_loop().time() + timeout
     pending = set(topics)
+    found: list[TopicPartition] = []
     while pending:
         for described in await admin.describe_topics(sorted(pending)):
             ready = described["error_code"] == 0 and described["partitions"]
             if ready and all(p["leader"] >= 0 for p in described["partitions"]):
                 pending.discard(described["topic"])
+                found += [TopicPartition(described["topic"], p["partition"]) for p in ready]
         if pending:
             if asyncio.get_running_loop().time() > deadline:
                 raise TopicCatalogueError(
                     f"topics have no leader after {timeout:.0f} s: {sorted(pending)}"
                 )
             await asyncio.sleep(0.1)
+    await _await_serving(settings, found)
+
+
+async def _await_serving(settings: KafkaSettings, tps: list[TopicPartition]) -> None:
+    """Ask each new partition's leader for its end offset (ListOffsets) until it answers.
+
+    The metadata names a leader as soon as the controller chose it, a moment before that broker's
+    replica manager serves the partition; a producer that writes in between gets
+    NotLeaderForPartition retries (and warnings). aiokafka's ``end_offsets`` retries exactly
+    those errors until ``request_timeout_ms``."""
+    if not tps:
+        return
+    async with reader(settings) as consumer:
+        await consumer.end_offsets(tps)
 
 
 def _admin_failed(exc: KafkaError, doing: str) -> BackboneError:
@@ -204,6 +222,7 @@ async def _apply(
         await admin.create_partitions(
             {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
         )
+        await _await_metadata(admin, settings, list(report.repartitioned))
     return report
 
 
@@ -249,5 +268,5 @@ async def create_topic_like(settings: KafkaSettings, source: str, target: str) -
         for name, code, *rest in response.topic_errors:
             if code not in (0, 36):
                 raise TopicCatalogueError(f"creating {name} failed: error {code} {rest}")
-        await _await_metadata(admin, [target])
+        await _await_metadata(admin, settings, [target])
     return len(state.partitions)
