@@ -85,7 +85,7 @@ def test_a_throttled_or_refused_delivery_spends_an_attempt_so_every_delivery_end
     have no such path: the only "slow down" answers (429, 503 with Retry-After, no answer at all)
     count as failures, and the endpoint's rate limit waits in the worker instead of refusing, so
     following one delivery's decisions ends after the schedule's attempts."""
-    failures, decisions = 0, []
+    failures, decisions = 0, list[Action]()
     while len(decisions) <= 10:
         d = _decide(status, failures, retry_after_s=60.0)
         decisions.append(d.action)  # type: ignore[attr-defined]
