@@ -130,9 +130,10 @@ def expected(mode: str, event: object) -> bool:
 
 
 async def drain(reader: TopicReader) -> None:
-    """Read until a few polls in a row bring nothing new (one poll returns one fetch only)."""
+    """Read until polls bring nothing new for a while (one poll returns one fetch only, and the
+    first fetches of a reader can come back empty)."""
     quiet = 0
-    while quiet < 3:
+    while quiet < 20:
         before = len(reader.records)
         await reader.poll()
         quiet = quiet + 1 if len(reader.records) == before else 0
