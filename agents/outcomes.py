@@ -123,6 +123,7 @@ class Outcomes:
             retry_after_s=retry_after,
             circuit=circuit,
             jitter=self._jitter() if circuit is not None else 0.0,
+            max_attempts=request.max_attempts,
         )
         envelope = envelope_headers(request, source, error, now, attempts)
         if decision.verdict is Verdict.RETRY:

@@ -90,15 +90,17 @@ def after_failure(
     retry_after_s: float | None = None,
     circuit: CircuitWait | None = None,
     jitter: float = 0.0,
+    max_attempts: int | None = None,
 ) -> RetryDecision:
     """Decide the fate of a call whose ``attempts``-th attempt (1-based) just failed, or was
     refused by its open ``circuit`` (which spends the attempt all the same). ``jitter`` in [0, 1)
-    places a refused call's retry within the circuit's spread."""
+    places a refused call's retry within the circuit's spread. ``max_attempts`` (the request's,
+    when it sets one) can only lower the budget the tiers give, never raise it."""
     if expired(deadline, now):
         return RetryDecision(Verdict.EXPIRE, cause=DeadLetterCause.EXPIRED)
     if not retriable:
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.FATAL)
-    if attempts > policy.tiers:
+    if attempts > policy.tiers or (max_attempts is not None and attempts >= max_attempts):
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.EXHAUSTED)
     attempts = max(1, attempts)
     delay = min(

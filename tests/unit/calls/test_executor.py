@@ -364,3 +364,13 @@ async def test_a_half_open_probe_that_crashes_frees_its_permit() -> None:
     ]
     probe = await ex.handle(req(), SOURCE)
     assert kinds(probe) == [("calls.results", "call.succeeded")], kinds(probe)
+
+
+async def test_a_request_s_max_attempts_is_honoured() -> None:
+    """``max_attempts`` ("attempts allowed in total") was accepted and then ignored."""
+    out = await executor(ScriptedService()).handle(
+        req({"fail": "retriable"}, attempt=1, max_attempts=2), SOURCE
+    )
+    [dead] = [o.event for o in out if o.topic == "calls.dlt"]
+    assert isinstance(dead, CallDeadLettered)
+    assert (dead.failure.reason.value, dead.failure.attempts) == ("exhausted", 2)

@@ -88,6 +88,17 @@ def test_a_refusal_spends_an_attempt_like_any_failure() -> None:
     assert verdicts == [Verdict.RETRY] * POLICY.tiers + [Verdict.DEAD_LETTER]
 
 
+def test_a_request_s_max_attempts_lowers_the_budget_but_never_raises_it() -> None:
+    def verdict(attempts: int, max_attempts: int) -> Verdict:
+        return after_failure(
+            attempts=attempts, retriable=True, now=NOW, policy=POLICY, max_attempts=max_attempts
+        ).verdict
+
+    assert [verdict(n, 2) for n in (1, 2)] == [Verdict.RETRY, Verdict.DEAD_LETTER]
+    assert verdict(1, 1) is Verdict.DEAD_LETTER  # one attempt in total: no retry
+    assert verdict(POLICY.tiers + 1, 99) is Verdict.DEAD_LETTER  # the tiers still bound it
+
+
 def test_the_circuit_wait_is_clamped() -> None:
     assert CircuitWait(open_s=-1, spread_s=10).wait_s(2.0) == 10
     assert CircuitWait(open_s=5, spread_s=-3).wait_s(0.5) == 5
