@@ -41,8 +41,11 @@ log = logging.getLogger(__name__)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 Handler = Callable[[list[Record]], Awaitable[None]]
-#: A parked partition resumes this much before its head is due, so the fetch is not late.
+#: A parked partition resumes this much before its head is due, so the fetch is not late
+#: (the default head start; a stage with a longer fetch wait needs a longer one).
 EARLY_S = 0.2
+#: The longest an idle stage's fetch loop sleeps between turns (it commits on its turns).
+IDLE_TURN_MS = 500
 
 
 class Stage:
@@ -63,6 +66,7 @@ class Stage:
         due: Callable[[Record], float | None] | None = None,
         on_assigned: Callable[[], Awaitable[None]] | None = None,
         fetch_wait_ms: int = 20,
+        early_s: float = EARLY_S,
     ) -> None:
         self.name = name
         self._kafka = kafka
@@ -78,6 +82,9 @@ class Stage:
         self._due = due
         self._on_assigned = on_assigned
         self._fetch_wait_ms = fetch_wait_ms
+        self._early_s = early_s
+        # an idle turn ends at the next commit due (not every 100 ms: each turn costs CPU)
+        self._turn_ms = max(1, min(IDLE_TURN_MS, int(commit_interval_s * 1000)))
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: Progress[TopicPartition] = Progress()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,7 +147,7 @@ class Stage:
                 await self._room.wait()
             try:
                 batch = await consumer.getmany(
-                    timeout_ms=100,
+                    timeout_ms=self._turn_ms,
                     max_records=min(self._max_batch, self._prefetch - self._in_flight),
                 )
             except KafkaError as exc:
@@ -164,8 +171,8 @@ class Stage:
             if self._due is not None:
                 for i, record in enumerate(fetched):
                     due = self._due(record)
-                    if due is not None and due - now > EARLY_S:
-                        self._park(tp, record.offset, due - now - EARLY_S)
+                    if due is not None and due - now > self._early_s:
+                        self._park(tp, record.offset, due - now - self._early_s)
                         taken = fetched[:i]
                         break
             if taken:

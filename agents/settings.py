@@ -55,6 +55,9 @@ class WorkerSettings(BaseModel):
     #: ``faust``: faust-streaming agents. Both at-least-once; the call ledger makes execution
     #: at-most-once per call either way.
     runtime: Literal["aiokafka", "faust"] = "aiokafka"
+    #: The event loop of ``backbone worker``: ``uvloop`` or ``asyncio`` (uvloop's gain was within
+    #: the noise of a loaded box, docs/calls.md). ``backbone up`` runs on asyncio either way.
+    event_loop: Literal["uvloop", "asyncio"] = "asyncio"
     #: Seconds between offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)
     default_timeout_s: float = Field(default=30.0, gt=0)

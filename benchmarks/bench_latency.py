@@ -18,6 +18,8 @@ breakdown from the records' timestamps (``CreateTime``, ms): client -> request r
 record (router) -> claim record (lane, ledger) -> provider -> result record -> reply received.
 Throughput of the pipeline against a raw aiokafka passthrough comes from :mod:`bench_calls`
 (``BENCH_LATENCY_THROUGHPUT=0`` skips it). :func:`figures` returns every figure as a dict.
+``BENCH_LATENCY_PROFILE=out.prof`` runs the worker under cProfile (the file is written when it
+stops).
 """
 
 from __future__ import annotations
@@ -283,6 +285,12 @@ async def _spawn(args: list[str], env: dict[str, str], log: Path) -> asyncio.sub
         )
 
 
+def _profiled() -> list[str]:
+    """``BENCH_LATENCY_PROFILE=out.prof``: the worker runs under cProfile (written at its stop)."""
+    out = os.environ.get("BENCH_LATENCY_PROFILE")
+    return ["cProfile", "-o", out, "-m"] if out else []
+
+
 def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-2000:]
 
@@ -341,7 +349,7 @@ async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str
                 ["benchmarks._provider", str(provider_port)], env, tmp / "provider.log"
             )
             procs.append(provider_proc)
-            worker = await _spawn(["infra.cli", "worker"], env, tmp / "worker.log")
+            worker = await _spawn([*_profiled(), "infra.cli", "worker"], env, tmp / "worker.log")
             procs.append(worker)
             gateway_proc = await _spawn(["infra.cli", "gateway"], env, tmp / "gateway.log")
             procs.append(gateway_proc)

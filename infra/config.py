@@ -58,6 +58,7 @@ BACKBONE_ALERTS_LOOKBACK_S         seconds of windows the evaluator re-reads on 
 BACKBONE_LEDGER_WINDOW             the call ledger's dedupe window in seconds (default 2592000,
                                    30 days: the calls topics' retention)
 BACKBONE_LEDGER_DIR                where the call ledger's store lives (default <state dir>/ledger)
+BACKBONE_WORKER_EVENT_LOOP         ``uvloop`` or ``asyncio`` (default), for `backbone worker`
 =================================  ===============================================================
 
 Alert rules live under ``[[alerts.rules]]`` (fields of :class:`agents.alerts.rules.AlertRule`).
@@ -162,6 +163,7 @@ _ENV: dict[str, tuple[str, str]] = {
     "BACKBONE_ALERTS_LOOKBACK_S": ("alerts", "lookback_s"),
     "BACKBONE_LEDGER_WINDOW": ("calls", "ledger_window_s"),
     "BACKBONE_LEDGER_DIR": ("calls", "ledger_dir"),
+    "BACKBONE_WORKER_EVENT_LOOP": ("calls", "event_loop"),
 }
 
 

@@ -12,6 +12,7 @@ import click
 
 from agents.dlq import DeadLetter, DeadLetterFilter, read_dead_letters, redrive
 from infra.cli._app import emit, fail, json_option, main, run, settings
+from infra.cli._loops import loop_factory
 from infra.cli._time import TIME_HELP, TimeParam
 from infra.config import Settings
 from infra.logs import configure
@@ -50,7 +51,10 @@ def worker(log_level: str) -> None:
     def say(line: str) -> None:
         click.echo(line, err=True)
 
-    run(serve_service(service, say, started=started))
+    run(
+        serve_service(service, say, started=started),
+        loop_factory=loop_factory(cfg.calls.event_loop),
+    )
 
 
 @main.group()

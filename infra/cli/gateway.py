@@ -16,6 +16,7 @@ from collections.abc import Callable
 import click
 
 from infra.cli._app import main, run, settings
+from infra.cli._loops import loop_factory
 from infra.config import Settings
 from infra.logs import configure
 from infra.stack import gateway_service, serve_service
@@ -53,14 +54,7 @@ def _say(line: str) -> None:
 
 def _loop_factory(cfg: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop unless asked for asyncio (or not installed): measured cheaper per request."""
-    if cfg.gateway.event_loop != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    return loop_factory(cfg.gateway.event_loop)
 
 
 @main.command()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Coroutine
+from typing import Any
 
 import click
 import pytest
@@ -56,3 +58,24 @@ def test_help_lists_exit_codes() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "Exit codes: 0 success, 1 failed, 2 bad usage" in result.stdout
+
+
+@pytest.mark.parametrize("choice", ["uvloop", "asyncio"])
+def test_backbone_worker_runs_on_the_configured_event_loop(
+    choice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvloop
+
+    from infra.cli import calls
+
+    seen: list[object] = []
+
+    def run(coro: Coroutine[Any, Any, Any], *, loop_factory: object = None) -> None:
+        coro.close()  # not started: only the loop it would run on is checked
+        seen.append(loop_factory)
+
+    monkeypatch.setattr(calls, "run", run)
+    monkeypatch.setenv("BACKBONE_WORKER_EVENT_LOOP", choice)
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code == 0, result.output
+    assert seen == [uvloop.new_event_loop if choice == "uvloop" else None]

@@ -43,3 +43,16 @@ def test_config_file_is_read_and_env_wins(tmp_path: Path) -> None:
 def test_bad_configuration_is_a_typed_error(env: dict[str, str]) -> None:
     with pytest.raises(ConfigurationError):
         load_settings(env)
+
+
+def test_the_worker_event_loop_is_a_setting() -> None:
+    import uvloop
+
+    from infra.cli._loops import loop_factory
+
+    assert load_settings({}).calls.event_loop == "asyncio"
+    assert loop_factory(load_settings({}).calls.event_loop) is None
+    chosen = load_settings({"BACKBONE_WORKER_EVENT_LOOP": "uvloop"}).calls.event_loop
+    assert loop_factory(chosen) is uvloop.new_event_loop
+    with pytest.raises(ConfigurationError):
+        load_settings({"BACKBONE_WORKER_EVENT_LOOP": "tokio"})
