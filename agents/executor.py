@@ -33,7 +33,7 @@ from agents.errors import AttemptCrashedError, OutcomeUnknownError, OutcomeUnwri
 from agents.ledger import GAVE_UP, SUCCEEDED, CallLedger, Claim
 from agents.outcomes import RESULTS, Outcomes
 from agents.outputs import Output, Source
-from agents.retry import expired
+from agents.retry import CircuitWait, expired
 from agents.settings import WorkerSettings
 from connectors.base import CallInput, Connector
 from connectors.errors import (
@@ -255,7 +255,7 @@ class CallExecutor:
                     f"not run again because {request.service!r} does not dedupe by idempotency "
                     "key (re-drive it to run it again)"
                 )
-                outputs = self.outcomes.failed(request, source, unknown, None, counts=False)
+                outputs = self.outcomes.failed(request, source, unknown, None)
             else:
                 with consumed("call.execute", source.headers, topic=source.topic):
                     outputs = _traced(await self._attempt(request, source, journal))
@@ -270,7 +270,7 @@ class CallExecutor:
         as the reason, so it still reaches exactly one terminal outcome."""
         crash = AttemptCrashedError(f"the attempt failed unexpectedly: {error!r}"[:500])
         return self._account(
-            ticket, self.outcomes.failed(ticket.request, ticket.source, crash, None, counts=False)
+            ticket, self.outcomes.failed(ticket.request, ticket.source, crash, None)
         )
 
     def unwritable(self, attempt: Attempt, error: BackboneError) -> Attempt:
@@ -280,12 +280,12 @@ class CallExecutor:
         ticket = attempt.ticket
         refused = OutcomeUnwritableError(f"the outcome could not be written: {error}"[:500])
         return self._account(
-            ticket, self.outcomes.failed(ticket.request, ticket.source, refused, None, counts=False)
+            ticket, self.outcomes.failed(ticket.request, ticket.source, refused, None)
         )
 
     def refused(self, request: CallRequested, source: Source, error: BackboneError) -> list[Output]:
         """Outputs ending a call that is not run (e.g. a poison retry record): its fatal failure."""
-        return self.outcomes.failed(request, source, error, None, counts=False)
+        return self.outcomes.failed(request, source, error, None)
 
     def _account(self, ticket: Ticket, outputs: list[Output]) -> Attempt:
         """Split outputs into the two write phases; stamp the last with the claim (and end)."""
@@ -324,7 +324,7 @@ class CallExecutor:
         self, request: CallRequested, source: Source, journal: Callable[[], Awaitable[None]]
     ) -> list[Output]:
         if (invalid := self._unrunnable(request)) is not None:
-            return self.outcomes.failed(request, source, invalid, None, counts=False)
+            return self.outcomes.failed(request, source, invalid, None)
         now = self._now()
         if expired(request.deadline, now):
             return self.outcomes.expired(request, source, now, "deadline passed before the attempt")
@@ -333,18 +333,12 @@ class CallExecutor:
             error = ConnectorNotFoundError(
                 f"no connector configured for service {request.service!r}"
             )
-            return self.outcomes.failed(request, source, error, None, counts=True)
+            return self.outcomes.failed(request, source, error, None)
         if not guard.breaker.try_acquire():
+            # an attempt that spends the call's budget like a failure: see agents.retry
             refused = CircuitOpenError(f"circuit for {request.service!r} is open")
-            outputs = self.outcomes.failed(
-                request,
-                source,
-                refused,
-                None,
-                counts=False,
-                circuit_open_s=guard.breaker.open_remaining(),
-            )
-            return outputs
+            wait = CircuitWait(guard.breaker.open_remaining(), guard.breaker.policy.open_wait_s)
+            return self.outcomes.failed(request, source, refused, None, circuit=wait)
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
         timeout = min(timeout, self.settings.longest_call_timeout_s)  # the drain covers this
         if request.deadline is not None:
@@ -392,15 +386,20 @@ class CallExecutor:
                 changes.extend([change] if change is not None else [])
             elif exc.retry_after_s:
                 guard.bucket.block_for(exc.retry_after_s)
-            return self.outcomes.failed(request, source, exc, took, counts=True)
+            return self.outcomes.failed(request, source, exc, took)
         except BackboneError as exc:  # credentials and other fatal setup errors
             took = time.monotonic() - began
-            return self.outcomes.failed(request, source, exc, took, counts=True)
+            guard.breaker.release()  # no word on the service: a half-open probe is free again
+            return self.outcomes.failed(request, source, exc, took)
         except Exception as exc:  # a connector bug: this call's failure, not the batch's
             took = time.monotonic() - began
+            guard.breaker.release()
             log.error("connector %s failed on %s", request.service, request.call_id, exc_info=exc)
             crash = AttemptCrashedError(f"the connector failed unexpectedly: {exc!r}"[:500])
-            return self.outcomes.failed(request, source, crash, took, counts=True)
+            return self.outcomes.failed(request, source, crash, took)
+        except BaseException:  # cancelled (a drain past its timeout): the probe never reported
+            guard.breaker.release()
+            raise
         took = time.monotonic() - began
         guard.breaker.record(failed=False, duration_s=took)
         if (update := guard.bucket.update(output.headers)) is not None:

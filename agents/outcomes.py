@@ -10,13 +10,14 @@ and hands what happened to :class:`Outcomes`.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from agents import _headers as hd
 from agents.errors import DeadlinePassedError
 from agents.outputs import Output, Source
-from agents.retry import DeadLetterCause, RetryDecision, Verdict, after_failure
+from agents.retry import CircuitWait, DeadLetterCause, RetryDecision, Verdict, after_failure
 from agents.settings import WorkerSettings
 from connectors.base import CallOutput
 from connectors.errors import CallError
@@ -40,14 +41,17 @@ DLT = "calls.dlt"
 MAX_RESPONSE_BYTES = 512 * 1024
 
 Now = Callable[[], datetime]
+Jitter = Callable[[], float]
 
 
 class Outcomes:
-    """Builds the outputs of an attempt from what happened; ``now`` is the executor's clock."""
+    """Builds the outputs of an attempt from what happened; ``now`` is the executor's clock,
+    ``jitter`` draws the share of an open circuit's wait a refused call's retry is placed at."""
 
-    def __init__(self, settings: WorkerSettings, now: Now) -> None:
+    def __init__(self, settings: WorkerSettings, now: Now, jitter: Jitter = random.random) -> None:
         self.settings = settings
         self._now = now
+        self._jitter = jitter
 
     def succeeded(self, request: CallRequested, output: CallOutput, took: float) -> list[Output]:
         response, size = capped(output.body)
@@ -81,10 +85,12 @@ class Outcomes:
         error: BackboneError,
         took: float | None,
         *,
-        counts: bool,
-        circuit_open_s: float | None = None,
+        circuit: CircuitWait | None = None,
     ) -> list[Output]:
-        """A failed attempt: ``call.failed`` and then a retry, a dead letter or expiry."""
+        """A failed attempt: ``call.failed`` and then a retry, a dead letter or expiry.
+
+        Every attempt spends one of the call's attempts, including one its service's open
+        ``circuit`` refused: so every call ends after at most ``len(delays_s)`` retries."""
         now = self._now()
         status = error.status if isinstance(error, CallError) else None
         retry_after = error.retry_after_s if isinstance(error, CallError) else None
@@ -107,8 +113,7 @@ class Outcomes:
                 ),
             )
         ]
-        # A refused call (open circuit) did not reach the provider: it does not use up an attempt.
-        attempts = request.attempt + 1 if counts else max(1, request.attempt)
+        attempts = request.attempt + 1
         decision = after_failure(
             attempts=attempts,
             retriable=error.retriable,
@@ -116,11 +121,13 @@ class Outcomes:
             policy=self.settings.retry,
             deadline=request.deadline,
             retry_after_s=retry_after,
-            circuit_open_s=circuit_open_s,
+            circuit=circuit,
+            jitter=self._jitter() if circuit is not None else 0.0,
+            max_attempts=request.max_attempts,
         )
         envelope = envelope_headers(request, source, error, now, attempts)
         if decision.verdict is Verdict.RETRY:
-            outputs += self._retry(request, decision, envelope, error, counts)
+            outputs += self._retry(request, decision, envelope, error)
         elif decision.verdict is Verdict.EXPIRE:
             outputs += self.expired(
                 request, source, now, str(error), envelope=envelope, error=error
@@ -135,11 +142,10 @@ class Outcomes:
         decision: RetryDecision,
         envelope: dict[str, bytes],
         error: BackboneError,
-        counts: bool,
     ) -> list[Output]:
         assert decision.tier is not None
         assert decision.due_at is not None
-        next_attempt = request.attempt + 1 if counts else request.attempt
+        next_attempt = request.attempt + 1
         retry = request.model_copy(update={"attempt": next_attempt})
         headers = {**envelope, hd.DUE_AT: hd.iso(decision.due_at)}
         return [

@@ -4,6 +4,13 @@ A failed attempt is retried through tier topics ``calls.retry.1..N`` with increa
 5 s, 30 s, 5 min). ``Retry-After`` from the provider and an open circuit push the due time out.
 Fatal errors go straight to the dead letters; a deadline that passes (or would pass before the
 next attempt is due) ends the call as expired.
+
+Every attempt spends one unit of the budget, whether the provider answered it or the service's
+open circuit refused it, so a call is retried at most ``len(delays_s)`` times, whatever its
+service does. (When refusals were free, calls parked behind a circuit that kept failing its
+half-open probes were refused and parked again for ever: issue 12's retry storm.) A refused
+call's retry is due when the circuit may let probes through plus a random share of the open
+wait (:class:`CircuitWait`), so the parked calls come back spread out, not as one herd.
 """
 
 from __future__ import annotations
@@ -55,6 +62,20 @@ class RetryDecision:
     cause: DeadLetterCause | None = None
 
 
+@dataclass(frozen=True)
+class CircuitWait:
+    """An open (or half-open, probes all out) circuit refused the attempt."""
+
+    #: Seconds until the circuit lets probes through (0 when it is half-open already).
+    open_s: float
+    #: The window the refused calls' retries are spread over (the breaker's open wait).
+    spread_s: float
+
+    def wait_s(self, jitter: float) -> float:
+        """The wait for a ``jitter`` in [0, 1): the open time left plus that share of the spread."""
+        return max(0.0, self.open_s) + min(max(jitter, 0.0), 1.0) * max(0.0, self.spread_s)
+
+
 def expired(deadline: datetime | None, now: datetime) -> bool:
     return deadline is not None and now >= deadline
 
@@ -67,18 +88,27 @@ def after_failure(
     policy: RetryPolicy,
     deadline: datetime | None = None,
     retry_after_s: float | None = None,
-    circuit_open_s: float | None = None,
+    circuit: CircuitWait | None = None,
+    jitter: float = 0.0,
+    max_attempts: int | None = None,
 ) -> RetryDecision:
-    """Decide the fate of a call whose ``attempts``-th attempt (1-based) just failed."""
+    """Decide the fate of a call whose ``attempts``-th attempt (1-based) just failed, or was
+    refused by its open ``circuit`` (which spends the attempt all the same). ``jitter`` in [0, 1)
+    places a refused call's retry within the circuit's spread. ``max_attempts`` (the request's,
+    when it sets one) can only lower the budget the tiers give, never raise it."""
     if expired(deadline, now):
         return RetryDecision(Verdict.EXPIRE, cause=DeadLetterCause.EXPIRED)
     if not retriable:
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.FATAL)
-    if attempts > policy.tiers:
+    if attempts > policy.tiers or (max_attempts is not None and attempts >= max_attempts):
         return RetryDecision(Verdict.DEAD_LETTER, cause=DeadLetterCause.EXHAUSTED)
     attempts = max(1, attempts)
     delay = min(
-        max(policy.delays_s[attempts - 1], retry_after_s or 0.0, circuit_open_s or 0.0),
+        max(
+            policy.delays_s[attempts - 1],
+            retry_after_s or 0.0,
+            0.0 if circuit is None else circuit.wait_s(jitter),
+        ),
         policy.longest_delay_s(attempts),
     )
     due = now + timedelta(seconds=delay)

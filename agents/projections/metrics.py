@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.errors import CircuitOpenError
 from streams.consumer import Received
 from streams.events.calls import (
     CallDeadLettered,
@@ -111,6 +112,10 @@ def _bump(table: dict[str, Any], key: str, by: float) -> None:
 _OPEN = CircuitState.OPEN.value
 _UNHEALTHY = HealthStatus.UNHEALTHY.value
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: A ``call.failed`` of this class is an attempt its open circuit refused: it spends the call's
+#: attempt, but the provider was not called, so it is no provider attempt (``calls``, ``failures``,
+#: latency). The refused calls show in ``retries_scheduled`` / ``dead_lettered`` and the circuit.
+_REFUSED = CircuitOpenError.__name__
 _COUNTED = frozenset(
     {
         CallSucceeded,
@@ -126,6 +131,8 @@ _COUNTED = frozenset(
 
 def _count(acc: dict[str, Any], kind: type, event: Mapping[str, Any]) -> None:
     """Count one plain record (not a circuit change) into a window's accumulator."""
+    if kind is CallFailed and event["error_class"] == _REFUSED:
+        return
     if kind is CallSucceeded or kind is CallFailed:
         acc["calls"] += 1
         latency = event["latency_ms"]

@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from connectors.errors import CircuitOpenError
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events.calls import CallDeadLettered, CallFailed, CallSucceeded
@@ -66,6 +67,8 @@ async def read_inputs(
     async with await _each(kafka, codec, catalogue, "calls.results", since) as sub:
         async for received in sub:
             e = received.event
+            if isinstance(e, CallFailed) and e.error_class == CircuitOpenError.__name__:
+                continue  # refused by the open circuit: the provider was not called
             if isinstance(e, CallSucceeded | CallFailed) and since <= e.occurred_at < until:
                 outcome = "succeeded" if isinstance(e, CallSucceeded) else "failed"
                 out.attempts.setdefault(e.service, Counter())[(outcome, e.attempt)] += 1

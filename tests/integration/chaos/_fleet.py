@@ -42,6 +42,7 @@ from tests.integration.webhooks._kit import read_all
 WORKER_CONFIG = """
 [calls]
 group_id = "{group}"
+runtime = "{runtime}"
 max_in_flight = 32
 session_timeout_s = 6.0
 rebalance_timeout_s = 20.0
@@ -272,7 +273,9 @@ async def run_fleet(
         provider(work) as url,
         TopicReader(kafka, codec, catalogue.name("calls.results"), committed=True) as results,
     ):
-        config.write_text(WORKER_CONFIG.format(group=group, url=url))
+        # BACKBONE_CHAOS_RUNTIME=faust runs the fleet on the Faust runtime
+        runtime = os.environ.get("BACKBONE_CHAOS_RUNTIME", "aiokafka")
+        config.write_text(WORKER_CONFIG.format(group=group, url=url, runtime=runtime))
         for _ in range(workers):
             await fleet.add()
         projection = asyncio.create_task(metrics.run())

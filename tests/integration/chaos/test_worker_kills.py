@@ -8,7 +8,8 @@ call in flight at a SIGKILL is dead-lettered ``OutcomeUnknownError``, never run 
 offsets never move back; the lag returns to 0; every SIGTERM ends with exit code 0; and the
 metrics projection, run live beside the fleet, counts each success and dead letter once.
 The short run (a few thousand calls, 2 kills of each kind) is in ``make test``; 100k calls and
-10 of each in ``make chaos`` (``BACKBONE_CHAOS_CALLS`` overrides the count).
+10 of each in ``make chaos`` (``BACKBONE_CHAOS_CALLS`` overrides the count; ``BACKBONE_CHAOS_RUNTIME=faust``
+runs the fleet on the Faust runtime).
 """
 
 from __future__ import annotations

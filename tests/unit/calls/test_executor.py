@@ -11,11 +11,13 @@ from agents import _headers as hd
 from agents.executor import CallExecutor
 from agents.lanes import Lane
 from agents.ledger import CallLedger
+from agents.outcomes import Outcomes
 from agents.outputs import Output, Source
 from agents.retry import RetryPolicy
 from agents.router import Routing, misrouted, route, routing_from_headers
 from agents.settings import WorkerSettings
 from connectors.base import CallInput, CallOutput
+from connectors.resilience import BreakerPolicy, BreakerSnapshot, CircuitState
 from connectors.settings import ServiceSettings
 from streams import headers as h
 from streams.events.calls import CallDeadLettered, CallRequested, CallStarted, Priority
@@ -292,3 +294,83 @@ async def test_a_call_is_claimed_only_once_it_holds_its_service_slot() -> None:
     await both
     assert journal == [first.call_id, second.call_id]
     assert svc.order == [first.call_id, second.call_id]
+
+
+async def test_a_call_refused_by_an_open_circuit_spends_its_attempts_and_ends() -> None:
+    """Issue 12's retry storm: a refusal used not to spend an attempt, so a call parked behind a
+    circuit that never closed was refused and parked again for ever. Follow one call's retry
+    records through a circuit that stays open: it ends, dead-lettered, after the last tier."""
+    svc = ScriptedService()
+    ex = executor(svc)
+    ex.guards["svc"].breaker.restore(BreakerSnapshot(CircuitState.OPEN, 0.0))  # open for 30 s
+    record, source = req(), SOURCE
+    handled: list[list[Output]] = []
+    while len(handled) <= 10:
+        out = await ex.handle(record, source)
+        handled.append(out)
+        retry = [o for o in out if o.topic.startswith("calls.retry.")]
+        if not retry:
+            break
+        assert isinstance(retry[0].event, CallRequested)
+        record = retry[0].event
+        source = Source(retry[0].topic, 0, len(handled), 1_700_000_000_000, retry[0].headers)
+    assert len(handled) == 4, f"{len(handled)} attempts, where 3 tiers allow 4"
+    failed = [o.event for out in handled for o in out if o.event.event_type == "call.failed"]
+    assert [(e.attempt, e.error_class) for e in failed] == [  # type: ignore[attr-defined]
+        (n, "CircuitOpenError") for n in range(4)
+    ]
+    [dead] = [o.event for o in handled[-1] if o.topic == "calls.results"][1:]
+    assert isinstance(dead, CallDeadLettered)
+    assert (dead.failure.reason.value, dead.failure.attempts) == ("exhausted", 4)
+    assert not svc.attempts, "a refused call reached the service"
+
+
+async def test_refused_calls_are_spread_over_the_open_wait() -> None:
+    """The herd parked by an open circuit comes back spread out, not all when it half-opens."""
+    ex = executor(ScriptedService())
+    ex.guards["svc"].breaker.restore(BreakerSnapshot(CircuitState.OPEN, 10.0))  # 20 s left of 30
+    draws = iter([0.0, 0.5, 0.9])
+    ex.outcomes = Outcomes(ex.settings, lambda: NOW, jitter=lambda: next(draws))
+    dues = []
+    for _ in range(3):
+        [retry] = [o for o in await ex.handle(req(), SOURCE) if o.topic == "calls.retry.1"]
+        dues.append(hd.parse_time(retry.headers[hd.DUE_AT].decode()))
+    waits = [(d - NOW).total_seconds() for d in dues if d is not None]
+    assert [round(w) for w in waits] == [20, 35, 47]
+
+
+class CrashingOnce(ScriptedService):
+    """Its first call raises what no connector should (a bug); later ones succeed."""
+
+    async def execute(self, call: CallInput) -> CallOutput:
+        if not self.order:
+            self.order.append(call.call_id)
+            raise RuntimeError("a connector bug")
+        return await super().execute(call)
+
+
+async def test_a_half_open_probe_that_crashes_frees_its_permit() -> None:
+    """A probe whose connector raised (or that was cancelled) never reports to the breaker: its
+    permit must come back, or a half-open circuit refuses every call for good."""
+    svc = CrashingOnce()
+    settings = WorkerSettings(
+        retry=RetryPolicy(delays_s=(5, 30, 300)), breaker=BreakerPolicy(half_open_probes=1)
+    )
+    ex = CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW)
+    ex.guards["svc"].breaker.restore(BreakerSnapshot(CircuitState.HALF_OPEN, 0.0))
+    crashed = await ex.handle(req(), SOURCE)
+    assert [e.error_class for e in (o.event for o in crashed) if e.event_type == "call.failed"] == [  # type: ignore[attr-defined]
+        "AttemptCrashedError"
+    ]
+    probe = await ex.handle(req(), SOURCE)
+    assert kinds(probe) == [("calls.results", "call.succeeded")], kinds(probe)
+
+
+async def test_a_request_s_max_attempts_is_honoured() -> None:
+    """``max_attempts`` ("attempts allowed in total") was accepted and then ignored."""
+    out = await executor(ScriptedService()).handle(
+        req({"fail": "retriable"}, attempt=1, max_attempts=2), SOURCE
+    )
+    [dead] = [o.event for o in out if o.topic == "calls.dlt"]
+    assert isinstance(dead, CallDeadLettered)
+    assert (dead.failure.reason.value, dead.failure.attempts) == ("exhausted", 2)

@@ -167,3 +167,26 @@ def test_circuit_open_time_and_openings_are_counted_in_the_windows() -> None:
     assert first.circuit_state is CircuitState.OPEN
     assert (second.circuit_opened, second.circuit_open_seconds) == (0, 15.0)
     assert second.circuit_state is CircuitState.HALF_OPEN
+
+
+def test_a_call_refused_by_the_open_circuit_is_no_provider_attempt() -> None:
+    """A refusal spends the call's attempt, but the provider was not called: ``calls`` (attempts
+    finished), ``failures``, the error rate and the latency count provider attempts only."""
+    refused = CallFailed(
+        occurred_at=T0 + timedelta(seconds=2),
+        call_id="c",
+        service="llm",
+        operation="chat",
+        error_class="CircuitOpenError",
+        message="circuit for 'llm' is open",
+        retriable=True,
+        attempt=1,
+        latency_ms=None,
+        idempotency_key="k",
+    )
+    projection = MetricsProjection(window_s=60, grace_s=10)
+    _, emitted = run(projection, [ok(1, 10.0), bad(1.5), refused, refused, ok(75, 5.0)])
+    (window,) = emitted
+    assert (window.calls, window.successes, window.failures) == (2, 1, 1)
+    assert window.failures_by_error_class == {"Timeout": 1}
+    assert window.error_rate == 0.5

@@ -75,3 +75,21 @@ def test_token_bucket_take_and_reservations_queue_up() -> None:
     assert bucket.take() == 0
     queued = TokenBucket(RateLimit(rate=10, burst=1), clock=lambda: clock[0])
     assert [queued.reserve() for _ in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("status", [429, 503, None])
+def test_a_throttled_or_refused_delivery_spends_an_attempt_so_every_delivery_ends(
+    status: int | None,
+) -> None:
+    """Issue 12's retry storm came from calls refused without spending an attempt. Deliveries
+    have no such path: the only "slow down" answers (429, 503 with Retry-After, no answer at all)
+    count as failures, and the endpoint's rate limit waits in the worker instead of refusing, so
+    following one delivery's decisions ends after the schedule's attempts."""
+    failures, decisions = 0, list[Action]()
+    while len(decisions) <= 10:
+        d = _decide(status, failures, retry_after_s=60.0)
+        decisions.append(d.action)  # type: ignore[attr-defined]
+        if d.action is not Action.RETRY:  # type: ignore[attr-defined]
+            break
+        failures += 1  # the retry record's attempt is the next one (agents.webhooks._outcomes)
+    assert decisions == [Action.RETRY] * len(SCHEDULE.delays_s) + [Action.DEAD_LETTER]
