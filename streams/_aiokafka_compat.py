@@ -11,7 +11,7 @@ import contextlib
 import logging
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
@@ -339,3 +339,17 @@ async def log_dir_sizes(
                         key = (name, index)
                         sizes[key] = max(sizes.get(key, 0), size)
     return sizes
+
+
+def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
+    """From the next fetch on, ``consumer``'s fetches wait up to ``wait_ms`` at the broker.
+
+    aiokafka reads ``fetch_max_wait_ms`` from its fetcher for every request but has no setter for
+    it (the constructor argument is the only public way); :mod:`streams.long_poll` needs to change
+    it once a consumer has done its start-up lookups."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None or not isinstance(getattr(fetcher, "_fetch_max_wait_ms", None), int):
+        raise RuntimeError(
+            "aiokafka's fetcher has no _fetch_max_wait_ms: set_fetch_max_wait needs updating"
+        )
+    fetcher._fetch_max_wait_ms = wait_ms

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer
 
+from streams._aiokafka_compat import set_fetch_max_wait
+
 #: How long an idle fetch is parked at the broker (and an idle fetch routine or getmany sleeps).
 LONG_POLL_MS = 5_000
 
@@ -24,9 +26,6 @@ LONG_POLL_MS = 5_000
 def long_poll(consumer: AIOKafkaConsumer, wait_ms: int = LONG_POLL_MS) -> None:
     """From the next fetch on, park empty fetches at the broker for ``wait_ms``.
 
-    aiokafka reads the wait from its fetcher for every request but has no setter for it; the
-    attribute is checked so that an aiokafka that renames it fails here (and in the tests)."""
-    fetcher = getattr(consumer, "_fetcher", None)
-    if fetcher is None or not isinstance(getattr(fetcher, "_fetch_max_wait_ms", None), int):
-        raise RuntimeError("aiokafka's fetcher has no _fetch_max_wait_ms: long_poll needs updating")
-    fetcher._fetch_max_wait_ms = wait_ms
+    aiokafka has no public setter for the wait: :func:`streams._aiokafka_compat.set_fetch_max_wait`
+    is the one place that reaches into it (pinned by tests/unit/test_aiokafka_compat.py)."""
+    set_fetch_max_wait(consumer, wait_ms)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 from types import SimpleNamespace
+from typing import cast
 
 import aiokafka
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     KafkaConnectionError,
     NodeNotReadyError,
@@ -28,6 +29,7 @@ from streams._aiokafka_compat import (
     close_producer,
     fail_buffered,
     sender_failed,
+    set_fetch_max_wait,
     tasks_of,
     track_sent,
 )
@@ -234,3 +236,20 @@ async def test_close_producer_ends_a_sender_whose_transaction_request_looks_for_
     assert sender.sender_task.done()
     assert request.done()
     assert tasks_of(sender) == []
+
+
+def test_the_fetcher_reads_its_wait_from_one_attribute_when_it_builds_each_request() -> None:
+    """set_fetch_max_wait changes ``Fetcher._fetch_max_wait_ms``: aiokafka must keep the wait there
+    and read it per request (tests/integration/test_follow.py shows a parked fetch on a broker)."""
+    from aiokafka.consumer.fetcher import Fetcher
+
+    source = inspect.getsource(Fetcher)
+    assert "self._fetch_max_wait_ms = fetch_max_wait_ms" in source
+    build = inspect.getsource(Fetcher._get_actions_per_node)  # builds each FetchRequest
+    assert "self._fetch_max_wait_ms" in build
+
+
+def test_set_fetch_max_wait_refuses_a_consumer_without_that_fetcher() -> None:
+    consumer = cast(AIOKafkaConsumer, SimpleNamespace())  # as one that was never started
+    with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
+        set_fetch_max_wait(consumer, 5_000)
