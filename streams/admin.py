@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,8 @@ from streams.connection import client_options
 from streams.errors import BackboneError, KafkaUnavailableError, TopicCatalogueError
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue, TopicSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -138,20 +141,37 @@ async def _await_metadata(
                     f"topics have no leader after {timeout:.0f} s: {sorted(pending)}"
                 )
             await asyncio.sleep(0.1)
-    await _await_serving(settings, found)
+    await _await_serving(settings, found, deadline)
 
 
-async def _await_serving(settings: KafkaSettings, tps: list[TopicPartition]) -> None:
-    """Ask each new partition's leader for its end offset (ListOffsets) until it answers.
+async def _await_serving(
+    settings: KafkaSettings, tps: list[TopicPartition], deadline: float
+) -> None:
+    """Ask each new partition's leader for its end offset (ListOffsets) until it answers, or until
+    ``deadline`` (event loop time).
 
     The metadata names a leader as soon as the controller chose it, a moment before that broker's
     replica manager serves the partition; a producer that writes in between gets
-    NotLeaderForPartition retries (and warnings). aiokafka's ``end_offsets`` retries exactly
-    those errors until ``request_timeout_ms``."""
+    NotLeaderForPartition retries (and warnings). This only spares those: a partition still not
+    served at the deadline is logged, not an error (a producer retries it by itself)."""
     if not tps:
         return
-    async with reader(settings) as consumer:
-        await consumer.end_offsets(tps)
+    loop = asyncio.get_running_loop()
+    problem: BaseException | None = None
+    try:
+        async with reader(settings) as consumer:
+            while True:
+                try:
+                    await consumer.end_offsets(tps)
+                    return
+                except KafkaError as exc:  # a leader not serving yet, stale metadata, a timeout
+                    problem = exc
+                if loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+    except BackboneError as exc:  # the probe's own consumer could not start
+        problem = exc
+    log.warning("new partitions are not all served yet (%s); producers will retry them", problem)
 
 
 def _admin_failed(exc: KafkaError, doing: str) -> BackboneError:
