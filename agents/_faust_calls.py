@@ -9,10 +9,10 @@ was lost. A call is executed at most once by the call ledger under either runtim
 Lane agents run one actor each (batches of ``lane_prefetch`` records, run concurrently):
 with ``concurrency > 1`` faust-streaming 0.15 can commit past a record another actor still
 processes (faust-streaming #606), and a crash then loses it (seen in the kill test).
-Caveats kept: Faust acks a ``take_events`` batch in a ``finally``, so a batch whose outputs
-failed to write can still be committed (the ledger then finds those claims open and dead-letters
-the calls as ``OutcomeUnknownError``: accounted, not lost silently); throughput is bound by
-Faust's per-event overhead.
+Faust acks a ``take_events`` batch in a ``finally``, also one that failed or was cancelled; a
+lane batch that raises is therefore left unacknowledged (below), so it is read again. Caveats
+kept: the router's batches are still acked that way (a batch whose forwards failed to write can
+be committed); throughput is bound by Faust's per-event overhead.
 
 Before the first record of a lane partition since it was assigned is claimed, the call ledger
 reads ``calls.claims`` and ``calls.results`` to their end, as the aiokafka runtime does on
