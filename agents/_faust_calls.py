@@ -9,14 +9,27 @@ was lost. A call is executed at most once by the call ledger under either runtim
 Lane agents run one actor each (batches of ``lane_prefetch`` records, run concurrently):
 with ``concurrency > 1`` faust-streaming 0.15 can commit past a record another actor still
 processes (faust-streaming #606), and a crash then loses it (seen in the kill test).
-Caveats kept: Faust acks a ``take_events`` batch in a ``finally``, so a batch whose outputs
-failed to write can still be committed (the ledger then finds those claims open and dead-letters
-the calls as ``OutcomeUnknownError``: accounted, not lost silently); throughput is bound by
-Faust's per-event overhead.
+Faust acks a ``take_events`` batch in a ``finally``, also one that failed or was cancelled; a
+lane batch that raises is therefore left unacknowledged (below), so it is read again. Caveats
+kept: the router's batches are still acked that way (a batch whose forwards failed to write can
+be committed); throughput is bound by Faust's per-event overhead.
 
 Before the first record of a lane partition since it was assigned is claimed, the call ledger
 reads ``calls.claims`` and ``calls.results`` to their end, as the aiokafka runtime does on
 assignment: a record its previous owner ran but had not committed is then skipped, not run again.
+
+A rebalance drains the lanes first, as the aiokafka runtime's stages do: the app runs with
+``stream_wait_empty=False`` (a revoke does not wait for streams; a retry tier's record can wait
+minutes for its due time), so the revoke handler itself waits (up to ``drain_timeout_s``) for the
+lane batch in hand; only then may the partitions move. Without that a worker still ran a batch of
+a partition the group had given to another worker, which, having caught its ledger up before the
+first worker wrote its claims, ran the same records again (one call reached the provider twice;
+others ended twice, ``call.succeeded`` and an "unknown" dead letter; seen in the worker-kill fleet
+test). A batch yielded after a revoke waits for the new assignment; its records of partitions no
+longer held are dropped *unacknowledged* (Faust's ``take_events`` acks a batch in a ``finally``;
+a held reference keeps that ack from counting), and Faust's ack bookkeeping of partitions no
+longer held is forgotten at each assignment (faust-streaming 0.15 keeps it, and a partition that
+comes back later would commit from those stale acks).
 Lane batches run one after another, so a lane's calls are spread over several batches when
 records arrive apart (the breaker test sees this as more attempts in flight when it opens).
 """
@@ -58,16 +71,48 @@ class FaustCalls:
         self.app: faust.App | None = None
         #: lane partitions (real topic, partition) the ledger caught up for since their assignment
         self._caught_up: set[tuple[str, int]] = set()
+        #: set while no rebalance is under way (cleared on revoke, set on assignment)
+        self._settled = asyncio.Event()
+        self._settled.set()
+        #: lane batches being handled, and set when there are none
+        self._in_hand = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         app = create_app(self.kafka, self.settings, datadir=self._datadir)
         self._define_agents(app)
         app.on_partitions_revoked.connect(self._revoked)
+        app.on_partitions_assigned.connect(self._assigned)
         self.app = app
         await app.start()
 
     async def _revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Before the partitions move: no new lane batch starts, the one in hand finishes."""
+        self._settled.clear()
+        await self._drained("its partitions were revoked")
         self._caught_up.clear()  # whatever comes back may have been run by another worker
+
+    async def _assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        if self.app is not None:
+            _forget_acks(self.app.consumer, self.app.consumer.assignment())
+        self._settled.set()
+
+    async def _owned(self, events: list[Any]) -> list[Any]:
+        """The events of partitions this worker holds, once no rebalance is under way; any
+        other (fetched before a revoke) is left unacknowledged, for its new owner to run."""
+        await self._settled.wait()
+        assert self.app is not None
+        held = self.app.consumer.assignment()
+        kept = []
+        for event in events:
+            if event.message.tp in held:
+                kept.append(event)
+            else:
+                _unacknowledged([event])
+        if len(kept) < len(events):
+            log.info("dropped %d lane records of revoked partitions", len(events) - len(kept))
+        return kept
 
     async def _catch_up(self, events: list[Any]) -> None:
         """Before the first records of a lane partition since its assignment are claimed, the
@@ -85,9 +130,21 @@ class FaustCalls:
             return
 
     async def stop(self) -> None:
+        """No new lane batch starts; the one in hand finishes (bounded) before Faust stops its
+        agents: a batch Faust cancels is left unacknowledged, so its calls are read again."""
         if self.app is not None:
+            self._settled.clear()
+            await self._drained("stopping")
             await self.app.stop()
             self.app = None
+
+    async def _drained(self, why: str) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "a lane batch still runs %.0f s after %s", self.settings.drain_timeout_s, why
+            )
 
     async def _decoded(self, event: Any) -> tuple[CallRequested, Source] | None:
         """The event's request; an unusable record is dead-lettered byte for byte."""
@@ -141,19 +198,40 @@ class FaustCalls:
                     # One actor per lane, whose batches run their calls concurrently: with
                     # several actors Faust can commit past a record another actor still runs
                     # (faust-streaming #606), which loses it on a crash.
-                    async for events in stream.take_events(
+                    async for batch in stream.take_events(
                         self.settings.lane_prefetch, within=self.settings.batch_wait_s
                     ):
-                        await self._catch_up(events)
-                        items = []
-                        for event in events:
-                            got = await self._decoded(event)
-                            if got is not None:
-                                request, source = got
-                                items.append(
-                                    LaneItem(event.key, event.value, source, request, lane)
-                                )
-                        await writer.execute(self.executor, self.dispatcher, items)
+                        try:
+                            events = await self._owned(batch)
+                        except BaseException:  # stopped while a rebalance was under way
+                            _unacknowledged(batch)
+                            raise
+                        if not events:
+                            continue
+                        self._in_hand += 1
+                        self._idle.clear()
+                        try:
+                            await self._catch_up(events)
+                            items = []
+                            for event in events:
+                                got = await self._decoded(event)
+                                if got is not None:
+                                    request, source = got
+                                    items.append(
+                                        LaneItem(event.key, event.value, source, request, lane)
+                                    )
+                            await writer.execute(self.executor, self.dispatcher, items)
+                        except BaseException:
+                            # cancelled (stop past the drain) or outputs not written: Faust
+                            # would still ack the batch, and commit past calls never run or
+                            # never recorded; unacknowledged they are read again (a claimed one
+                            # is then found open: an OutcomeUnknownError dead letter)
+                            _unacknowledged(events)
+                            raise
+                        finally:
+                            self._in_hand -= 1
+                            if not self._in_hand:
+                                self._idle.set()
 
                 return execute
 
@@ -189,6 +267,25 @@ class FaustCalls:
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
+
+
+def _unacknowledged(events: list[Any]) -> None:
+    """Keep Faust from acknowledging these events: ``take_events`` acks every event it yielded
+    (in a ``finally``, even when the batch failed); one reference more than it drops keeps each
+    from its final ack, so its offset is never committed here."""
+    for event in events:
+        event.message.incref()
+
+
+def _forget_acks(consumer: Any, held: Any) -> None:
+    """Drop faust-streaming 0.15's ack bookkeeping of partitions not held (it forgets only the
+    partitions it revokes): acks that landed after a revoke would otherwise, once the partition
+    came back, be committed as if they followed what its other owner committed."""
+    for name in ("_acked", "_acked_index", "_gap", "_committed_offset"):
+        table = getattr(consumer, name, None)
+        if isinstance(table, dict):
+            for tp in [tp for tp in table if tp not in held]:
+                del table[tp]
 
 
 def _tier(source: Source) -> int:

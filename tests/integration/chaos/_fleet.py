@@ -248,7 +248,10 @@ async def run_fleet(
         return web.json_response({"ok": True})
 
     group = f"{catalogue.prefix}calls"
-    groups = worker_groups(group)
+    runtime = os.environ.get("BACKBONE_CHAOS_RUNTIME", "aiokafka")
+    # the Faust app commits in one group named after group_id (the stages use three of their own):
+    # without it the commit and lag checks of a Faust fleet would watch groups nobody commits in
+    groups = worker_groups(group) + ([group] if runtime == "faust" else [])
     config = tmp_path / "backbone.toml"
     metrics = ProjectionRunner(
         kafka,
@@ -274,7 +277,6 @@ async def run_fleet(
         TopicReader(kafka, codec, catalogue.name("calls.results"), committed=True) as results,
     ):
         # BACKBONE_CHAOS_RUNTIME=faust runs the fleet on the Faust runtime
-        runtime = os.environ.get("BACKBONE_CHAOS_RUNTIME", "aiokafka")
         config.write_text(WORKER_CONFIG.format(group=group, url=url, runtime=runtime))
         for _ in range(workers):
             await fleet.add()
