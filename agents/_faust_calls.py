@@ -10,9 +10,12 @@ Lane agents run one actor each (batches of ``lane_prefetch`` records, run concur
 with ``concurrency > 1`` faust-streaming 0.15 can commit past a record another actor still
 processes (faust-streaming #606), and a crash then loses it (seen in the kill test).
 Faust acks a ``take_events`` batch in a ``finally``, also one that failed or was cancelled; a
-lane batch that raises is therefore left unacknowledged (below), so it is read again. Caveats
-kept: the router's batches are still acked that way (a batch whose forwards failed to write can
-be committed); throughput is bound by Faust's per-event overhead.
+lane batch, a router batch or a retry-tier record whose outputs were not all written (raised or
+cancelled) is therefore left unacknowledged (below), so it is read again, never committed
+unhandled (a router batch acked after its forwards were withdrawn lost its calls in the
+worker-kill test). An agent actor that raises is not silent: the error is logged here, Faust logs
+the crash with its traceback and its supervisor starts a new actor on the same stream. Caveat
+kept: throughput is bound by Faust's per-event overhead.
 
 Before the first record of a lane partition since it was assigned is claimed, the call ledger
 reads ``calls.claims`` and ``calls.results`` to their end, as the aiokafka runtime does on
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -167,6 +172,28 @@ class FaustCalls:
         await self.writer.acknowledged([got])
         return None, source
 
+    async def _retried(self, event: Any) -> None:
+        """A retry tier's record: back to its lane once due (or ended if due too late)."""
+        cat, writer = self.catalogue, self.writer
+        source = source_of(event, cat)
+        due = hd.parse_time(hd.text(source.headers, hd.DUE_AT))
+        why = due_too_late(due, _tier(source), self.settings.retry, datetime.now(UTC))
+        if why is not None:  # would hold its partition for good: end the call
+            got = await self._decoded(event)
+            if got is not None:
+                error = RetryDueTooLateError(why)
+                await writer.acknowledged(await writer.refuse(self.executor, got[0], got[1], error))
+            return
+        if due is not None:
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait > 0:  # only this partition's actor waits (isolated partitions)
+                await asyncio.sleep(wait)
+        routing, source = await self._routing(event)
+        if routing is None:
+            return
+        [back] = back_to_lane(routing, source)
+        await writer.acknowledged([await writer.forward(event.value, source, back)])
+
     def _define_agents(self, app: faust.App) -> None:
         cat, writer = self.catalogue, self.writer
 
@@ -175,17 +202,21 @@ class FaustCalls:
             # original bytes are forwarded; the batch's acknowledgements are awaited together
             # before Faust may ack its offsets.
             async for events in stream.take_events(500, within=self.settings.batch_wait_s):
-                now = datetime.now(UTC)
-                pending = []
-                for event in events:
-                    routing, source = await self._routing(event)
-                    if routing is None:
-                        continue
-                    for output in route(
-                        routing, source, now=now, allow_replayed=self.settings.allow_replayed_calls
-                    ):
-                        pending.append(await writer.forward(event.value, source, output))
-                await writer.acknowledged(pending)
+                with _acked_only_if_done(events, "router"):
+                    now = datetime.now(UTC)
+                    pending = []
+                    for event in events:
+                        routing, source = await self._routing(event)
+                        if routing is None:
+                            continue
+                        for output in route(
+                            routing,
+                            source,
+                            now=now,
+                            allow_replayed=self.settings.allow_replayed_calls,
+                        ):
+                            pending.append(await writer.forward(event.value, source, output))
+                    await writer.acknowledged(pending)
 
         app.agent(
             app.topic(cat.name("calls.requests"), value_type=bytes, key_type=bytes), name="router"
@@ -244,29 +275,33 @@ class FaustCalls:
 
             async def retry_tier(stream: Any) -> None:
                 async for event in stream.events():
-                    source = source_of(event, cat)
-                    due = hd.parse_time(hd.text(source.headers, hd.DUE_AT))
-                    why = due_too_late(due, _tier(source), self.settings.retry, datetime.now(UTC))
-                    if why is not None:  # would hold its partition for good: end the call
-                        got = await self._decoded(event)
-                        if got is not None:
-                            error = RetryDueTooLateError(why)
-                            await writer.acknowledged(
-                                await writer.refuse(self.executor, got[0], got[1], error)
-                            )
-                        continue
-                    if due is not None:
-                        wait = (due - datetime.now(UTC)).total_seconds()
-                        if wait > 0:  # only this partition's actor waits (isolated partitions)
-                            await asyncio.sleep(wait)
-                    routing, source = await self._routing(event)
-                    if routing is None:
-                        continue
-                    [back] = back_to_lane(routing, source)
-                    await writer.acknowledged([await writer.forward(event.value, source, back)])
+                    with _acked_only_if_done([event], "retry tier"):
+                        await self._retried(event)
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
+
+
+@contextmanager
+def _acked_only_if_done(events: list[Any], what: str) -> Iterator[None]:
+    """Faust acks what it handed to an agent whether or not the agent handled it (``take_events``
+    in a ``finally``; ``events()`` on the next step): events whose outputs were not all written
+    (an error, or cancelled by a stop) are left unacknowledged, so they are never committed
+    unhandled; their partition's next owner (or this worker after a rebalance) reads them again.
+    The error still propagates: Faust logs the actor's crash and its supervisor restarts it."""
+    try:
+        yield
+    except BaseException as exc:
+        _unacknowledged(events)
+        if isinstance(exc, Exception):
+            log.error(
+                "%s: %d records not handled, left unacknowledged (read again): %s: %s",
+                what,
+                len(events),
+                type(exc).__name__,
+                exc,
+            )
+        raise
 
 
 def _unacknowledged(events: list[Any]) -> None:
