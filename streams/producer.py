@@ -608,13 +608,16 @@ class Publisher:
             async with asyncio.timeout(self._ack_timeout_s):
                 await asyncio.shield(waited)
         except asyncio.CancelledError:
+            # the gathering future outlives this wait (shielded): its later failure is expected
+            # (the withdrawn records fail it), not "never retrieved"
+            _nobody_waits([waited])
             self._withdraw(futures)
             raise
         except KafkaError as exc:
             self._failed(exc)
             raise translate(exc, f"writing {len(futures)} records") from exc
         except TimeoutError as exc:
-            _nobody_waits(futures)
+            _nobody_waits([waited, *futures])
             self._failed(exc)
             raise self._unacknowledged(
                 futures, f"writing {len(futures)} records", self._ack_timeout_s
