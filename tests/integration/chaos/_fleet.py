@@ -37,6 +37,7 @@ from tests.integration.chaos._kit import (
     stop_process,
     worker_groups,
 )
+from tests.integration.chaos._postmortem import write_postmortem
 from tests.integration.webhooks._kit import read_all
 
 WORKER_CONFIG = """
@@ -132,6 +133,14 @@ class FleetReport:
     lag_after: int = -1
     metrics: dict[str, int] = field(default_factory=dict)  # the projection's rolled-up figures
     seconds: float = 0.0
+    postmortem: Path | None = None  # per-record dump of the calls that failed the oracle
+
+    def suspects(self) -> set[str]:
+        """Call ids (and idempotency keys) that fail the oracle's per-call checks."""
+        found = {c for c in self.published if self.outcomes[c] != 1}
+        found |= {k for k, n in self.executed.items() if n > 1}
+        found |= {c for c in self.succeeded if self.executed[c] != 1}
+        return found
 
     def summary(self) -> str:
         per_call = Counter(self.outcomes[c] for c in self.published)
@@ -147,13 +156,21 @@ class FleetReport:
     def check(self) -> None:
         """The oracle shared by every fleet scenario."""
         print("\n" + self.summary())
+        dump = f" (per-record post-mortem: {self.postmortem})" if self.postmortem else ""
         missing = {c for c in self.published if self.outcomes[c] == 0}
-        assert not missing, f"{len(missing)} of {len(self.published)} calls have no outcome"
+        assert not missing, (
+            f"{len(missing)} of {len(self.published)} calls have no outcome: "
+            f"{sorted(missing)[:5]}{dump}"
+        )
         repeated = {c: n for c, n in self.outcomes.items() if n > 1}
-        assert not repeated, f"calls with more than one outcome: {list(repeated.items())[:5]}"
+        assert not repeated, f"calls with more than one outcome: {list(repeated.items())[:5]}{dump}"
         twice = {k: n for k, n in self.executed.items() if n > 1}
-        assert not twice, f"the provider was called more than once for {list(twice.items())[:5]}"
-        assert all(self.executed[c] == 1 for c in self.succeeded), "a success never reached it"
+        assert not twice, (
+            f"the provider was called more than once for {list(twice.items())[:5]}{dump}"
+        )
+        assert all(self.executed[c] == 1 for c in self.succeeded), (
+            f"a success never reached it{dump}"
+        )
         assert not self.backwards, f"committed offsets moved back: {self.backwards[:5]}"
         assert self.lag_after == 0, f"the workers' lag stayed at {self.lag_after}"
         bad = [(s, c) for s, c in self.stopped if s != "SIGKILL" and c != 0]
@@ -321,6 +338,10 @@ async def run_fleet(
                     event.failure.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
                 ):
                     report.unknown.add(call_id)
+        if suspects := report.suspects():  # written only when the oracle will fail
+            report.postmortem = await write_postmortem(
+                kafka, codec, catalogue, suspects, tmp_path / "postmortem.txt"
+            )
         try:
             want = len(report.succeeded)
             deadline = time.monotonic() + 120
