@@ -253,6 +253,7 @@ async def run_fleet(
     rate: float,
     workers: int,
     schedule: Schedule,
+    runtime: str | None = None,
 ) -> FleetReport:
     """Publish ``total`` calls at ``rate``/s to ``workers`` workers while ``schedule`` runs (it is
     told when the stream has ended); then settle and read everything back."""
@@ -265,7 +266,7 @@ async def run_fleet(
         return web.json_response({"ok": True})
 
     group = f"{catalogue.prefix}calls"
-    runtime = os.environ.get("BACKBONE_CHAOS_RUNTIME", "aiokafka")
+    runtime = runtime or os.environ.get("BACKBONE_CHAOS_RUNTIME", "aiokafka")
     # the Faust app commits in one group named after group_id (the stages use three of their own):
     # without it the commit and lag checks of a Faust fleet would watch groups nobody commits in
     groups = worker_groups(group) + ([group] if runtime == "faust" else [])

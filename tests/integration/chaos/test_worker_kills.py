@@ -9,7 +9,7 @@ offsets never move back; the lag returns to 0; every SIGTERM ends with exit code
 metrics projection, run live beside the fleet, counts each success and dead letter once.
 The short run (a few thousand calls, 2 kills of each kind) is in ``make test``; 100k calls and
 10 of each in ``make chaos`` (``BACKBONE_CHAOS_CALLS`` overrides the count; ``BACKBONE_CHAOS_RUNTIME=faust``
-runs the fleet on the Faust runtime).
+runs the fleet on the Faust runtime), which also runs the short scenario on the Faust runtime.
 """
 
 from __future__ import annotations
@@ -51,6 +51,25 @@ async def test_workers_killed_and_stopped_mid_stream_lose_and_repeat_nothing(
     report = await run_fleet(
         tmp_path, kafka_settings, codec, schema_registry, catalogue,
         total=2000, rate=80, workers=2, schedule=kills(each=2, every_s=5),
+    )  # fmt: skip
+    report.check()
+    assert len(report.stopped) == 4
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(900)
+async def test_faust_workers_killed_and_stopped_mid_stream_lose_and_repeat_nothing(
+    tmp_path: Path,
+    kafka_settings: KafkaSettings,
+    codec: Codec,
+    schema_registry: RegistrySettings,
+    catalogue: Catalogue,
+) -> None:
+    """The short scenario on the Faust runtime (``make chaos``; ``make test`` runs the aiokafka
+    one above, or the runtime ``BACKBONE_CHAOS_RUNTIME`` names)."""
+    report = await run_fleet(
+        tmp_path, kafka_settings, codec, schema_registry, catalogue,
+        total=2000, rate=80, workers=2, schedule=kills(each=2, every_s=5), runtime="faust",
     )  # fmt: skip
     report.check()
     assert len(report.stopped) == 4
