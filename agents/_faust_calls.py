@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,7 +49,7 @@ import faust
 
 from agents import _headers as hd
 from agents._writer import LaneItem, Pipeline
-from agents.app import create_app, source_of
+from agents.app import acked_only_if_done, create_app, source_of, unacknowledged
 from agents.errors import RetryDueTooLateError
 from agents.lanes import Lane
 from agents.ledger import LedgerFollower
@@ -114,7 +112,7 @@ class FaustCalls:
             if event.message.tp in held:
                 kept.append(event)
             else:
-                _unacknowledged([event])
+                unacknowledged([event])
         if len(kept) < len(events):
             log.info("dropped %d lane records of revoked partitions", len(events) - len(kept))
         return kept
@@ -202,7 +200,7 @@ class FaustCalls:
             # original bytes are forwarded; the batch's acknowledgements are awaited together
             # before Faust may ack its offsets.
             async for events in stream.take_events(500, within=self.settings.batch_wait_s):
-                with _acked_only_if_done(events, "router"):
+                with acked_only_if_done(events, "router"):
                     now = datetime.now(UTC)
                     pending = []
                     for event in events:
@@ -235,7 +233,7 @@ class FaustCalls:
                         try:
                             events = await self._owned(batch)
                         except BaseException:  # stopped while a rebalance was under way
-                            _unacknowledged(batch)
+                            unacknowledged(batch)
                             raise
                         if not events:
                             continue
@@ -257,7 +255,7 @@ class FaustCalls:
                             # would still ack the batch, and commit past calls never run or
                             # never recorded; unacknowledged they are read again (a claimed one
                             # is then found open: an OutcomeUnknownError dead letter)
-                            _unacknowledged(events)
+                            unacknowledged(events)
                             raise
                         finally:
                             self._in_hand -= 1
@@ -275,41 +273,11 @@ class FaustCalls:
 
             async def retry_tier(stream: Any) -> None:
                 async for event in stream.events():
-                    with _acked_only_if_done([event], "retry tier"):
+                    with acked_only_if_done([event], "retry tier"):
                         await self._retried(event)
 
             topic = app.topic(cat.name(f"calls.retry.{tier}"), value_type=bytes, key_type=bytes)
             app.agent(topic, name=f"retry-{tier}", isolated_partitions=True)(retry_tier)
-
-
-@contextmanager
-def _acked_only_if_done(events: list[Any], what: str) -> Iterator[None]:
-    """Faust acks what it handed to an agent whether or not the agent handled it (``take_events``
-    in a ``finally``; ``events()`` on the next step): events whose outputs were not all written
-    (an error, or cancelled by a stop) are left unacknowledged, so they are never committed
-    unhandled; their partition's next owner (or this worker after a rebalance) reads them again.
-    The error still propagates: Faust logs the actor's crash and its supervisor restarts it."""
-    try:
-        yield
-    except BaseException as exc:
-        _unacknowledged(events)
-        if isinstance(exc, Exception):
-            log.error(
-                "%s: %d records not handled, left unacknowledged (read again): %s: %s",
-                what,
-                len(events),
-                type(exc).__name__,
-                exc,
-            )
-        raise
-
-
-def _unacknowledged(events: list[Any]) -> None:
-    """Keep Faust from acknowledging these events: ``take_events`` acks every event it yielded
-    (in a ``finally``, even when the batch failed); one reference more than it drops keeps each
-    from its final ack, so its offset is never committed here."""
-    for event in events:
-        event.message.incref()
 
 
 def _forget_acks(consumer: Any, held: Any) -> None:

@@ -7,8 +7,10 @@ catalogue (``backbone topics apply``), never declared by Faust.
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from streams.topics import Catalogue
 
 if TYPE_CHECKING:
     import faust
+
+log = logging.getLogger(__name__)
 
 
 def faust_connection(kafka: KafkaSettings) -> dict[str, Any]:
@@ -97,3 +101,33 @@ async def decode(codec: Codec, value: bytes | None) -> Event:
     if value is None:
         raise CodecError("record has no value (tombstone)")
     return await codec.decode(value)
+
+
+@contextmanager
+def acked_only_if_done(events: list[Any], what: str) -> Iterator[None]:
+    """Faust acks what it handed to an agent whether or not the agent handled it (``take_events``
+    in a ``finally``; ``events()`` on the next step): events whose outputs were not all written
+    (an error, or cancelled by a stop) are left unacknowledged, so they are never committed
+    unhandled; their partition's next owner (or this worker after a rebalance) reads them again.
+    The error still propagates: Faust logs the actor's crash and its supervisor restarts it."""
+    try:
+        yield
+    except BaseException as exc:
+        unacknowledged(events)
+        if isinstance(exc, Exception):
+            log.error(
+                "%s: %d records not handled, left unacknowledged (read again): %s: %s",
+                what,
+                len(events),
+                type(exc).__name__,
+                exc,
+            )
+        raise
+
+
+def unacknowledged(events: list[Any]) -> None:
+    """Keep Faust from acknowledging these events: ``take_events`` acks every event it yielded
+    (in a ``finally``, even when the batch failed); one reference more than it drops keeps each
+    from its final ack, so its offset is never committed here."""
+    for event in events:
+        event.message.incref()

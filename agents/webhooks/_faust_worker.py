@@ -6,6 +6,9 @@ with ``isolated_partitions=True``, so an actor that sleeps until its head record
 only that partition. Values are raw bytes decoded by Backbone's codec (Faust's model system is not
 involved); outcomes are written through the worker's publisher and acknowledged before Faust
 acknowledges the record, so offsets only move past delivered-and-recorded work (at-least-once).
+A batch or tier record not delivered and recorded in full (an error, or cancelled by a stop) is
+left unacknowledged (Faust's ``take_events`` would ack it in a ``finally``) and read again; a
+revoke waits (bounded) for the attempts in hand before the partitions move.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 import faust
 
-from agents.app import faust_connection
+from agents.app import acked_only_if_done, faust_connection
 from agents.webhooks._worker import DELIVERIES, DeliveryWorker, tier_topic
 
 
@@ -103,8 +106,17 @@ class FaustDeliveryWorker(DeliveryWorker):
         self._datadir = tempfile.mkdtemp(prefix="backbone-webhooks-")
         app = self._app()
         self._define_agents(app)
+        app.on_partitions_revoked.connect(self._revoked)
         self._faust = app
         await app.start()
+
+    async def _revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Before the partitions move, attempts in hand finish and record their outcome (the app
+        runs with ``stream_wait_empty=False``, so Faust itself does not wait): otherwise the
+        partition's next owner, starting below them, delivered them a second time."""
+        if self._in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self._settings.timeout_s + 5)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -125,18 +137,22 @@ class FaustDeliveryWorker(DeliveryWorker):
             # one actor, concurrent batches: with concurrency > 1 Faust can commit past a record
             # another actor still delivers (faust-streaming #606), and a crash then loses it
             async for events in stream.take_events(self._settings.concurrency, within=0.02):
-                await asyncio.gather(*(self._deliver_tracked(_record_of(e)) for e in events))
+                # a batch not delivered and recorded in full (failed, or cancelled by a stop) is
+                # left unacknowledged: Faust would ack it anyway and commit undelivered records
+                with acked_only_if_done(events, "webhook deliveries"):
+                    await asyncio.gather(*(self._deliver_tracked(_record_of(e)) for e in events))
 
         topic = app.topic(cat.name(DELIVERIES), value_type=bytes, key_type=bytes)
         app.agent(topic, name="deliver")(deliver)
 
         async def retry_tier(stream: Any) -> None:
             async for event in stream.events():
-                record = _record_of(event)
-                due_at = self._due(record)  # None for a poison due time: _deliver dead-letters it
-                if due_at is not None and (wait := due_at - time.time()) > 0:
-                    await asyncio.sleep(wait)  # only this partition's actor waits
-                await self._deliver_tracked(record)
+                with acked_only_if_done([event], "webhook retry tier"):
+                    record = _record_of(event)
+                    due_at = self._due(record)  # None for a poison due time: dead-lettered
+                    if due_at is not None and (wait := due_at - time.time()) > 0:
+                        await asyncio.sleep(wait)  # only this partition's actor waits
+                    await self._deliver_tracked(record)
 
         for n in range(1, self._settings.tiers + 1):
             tier = app.topic(cat.name(tier_topic(n)), value_type=bytes, key_type=bytes)
