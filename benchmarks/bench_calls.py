@@ -174,7 +174,7 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
 async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, float]:
     """Records/s of each contender (printed too); bench_latency reuses it."""
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
-    await apply_catalogue(kafka, catalogue)
+    await apply_catalogue(kafka, catalogue, serving=True)
     async with RegistryClient(registry) as client:
         codec = Codec(client)
         requests = [
@@ -201,6 +201,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
                 (name, TopicSpec(name, TopicRole.FACT, "any", (), "bench", 6))
                 for name in names.values()
             ],
+            serving=True,
         )
         producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=5)
         await producer.start()

@@ -417,7 +417,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     try:
         progress("fanout: baseline, bare aiohttp broadcast")
         bare = await _bare(tokens, total)
-        await apply_catalogue(kafka, catalogue)
+        await apply_catalogue(kafka, catalogue, serving=True)
         topic = catalogue.name("collab.messages")
         async with (
             RegistryClient(RegistrySettings(url=server.url)) as registry,

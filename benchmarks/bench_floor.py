@@ -95,6 +95,7 @@ async def _topics(kafka: KafkaSettings) -> tuple[str, str, int]:
             (perf, TopicSpec(perf, TopicRole.FACT, "none", (), "floor", partitions)),
             (latency, TopicSpec(latency, TopicRole.FACT, "none", (), "floor", 1)),
         ],
+        serving=True,
     )
     return perf, latency, partitions
 

@@ -274,7 +274,7 @@ async def _run(kafka: KafkaSettings) -> dict[str, Any]:
     await server.start()
     try:
         catalogue = Catalogue(prefix=f"bench-ingest-{uuid.uuid4().hex[:6]}.")
-        await apply_catalogue(kafka, catalogue)
+        await apply_catalogue(kafka, catalogue, serving=True)
         registry = RegistrySettings(url=server.url)
         secret = WebhookSecret.generate().reveal()
         results: dict[str, Any] = {}

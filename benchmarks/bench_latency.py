@@ -327,7 +327,7 @@ async def _until_served(call: Caller, timeout_s: float = 180.0) -> None:
 
 async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, Any]:
     catalogue = Catalogue(prefix=f"bench-lat-{uuid.uuid4().hex[:6]}.")
-    await apply_catalogue(kafka, catalogue)
+    await apply_catalogue(kafka, catalogue, serving=True)
     provider_port, gateway_port = free_port(), free_port()
     provider = f"http://127.0.0.1:{provider_port}"
     gateway = f"http://127.0.0.1:{gateway_port}"

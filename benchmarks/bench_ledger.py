@@ -181,7 +181,7 @@ async def _run(kafka: KafkaSettings) -> dict[str, float]:
     server = RegistryServer(kafka, topic=f"{cat.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, cat)
+        await apply_catalogue(kafka, cat, serving=True)
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
             with tempfile.TemporaryDirectory() as tmp:
                 return await _startup(kafka, Codec(client), cat, Path(tmp))

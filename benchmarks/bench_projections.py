@@ -150,7 +150,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue)
+        await apply_catalogue(kafka, catalogue, serving=True)
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
             codec = Codec(client)
             seconds = await _publish(kafka, codec, catalogue)
@@ -231,7 +231,7 @@ async def _live(
     to its sources as fast as it can (faster than the calls pipeline can produce outcomes:
     compare bench_calls). Lag = records behind the end, as ``backbone projections status``
     counts it (end offsets minus the store's checkpoints)."""
-    await apply_catalogue(kafka, catalogue)
+    await apply_catalogue(kafka, catalogue, serving=True)
     projection = MetricsProjection()
     rng = random.Random(8)
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)

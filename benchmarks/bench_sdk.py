@@ -178,7 +178,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue)
+        await apply_catalogue(kafka, catalogue, serving=True)
         registry = RegistrySettings(url=server.url)
         async with RegistryClient(registry) as client:
             codec = Codec(client)

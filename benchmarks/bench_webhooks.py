@@ -98,7 +98,7 @@ async def _worker_rate(
 ) -> tuple[float, int]:
     """Deliveries/s of one runtime: requests queued first, then the worker started and timed."""
     catalogue = Catalogue(prefix=f"bench-{runtime}-{uuid.uuid4().hex[:6]}.")
-    await apply_catalogue(kafka, catalogue)
+    await apply_catalogue(kafka, catalogue, serving=True)
     settings = DeliverySettings(
         allow_networks=("127.0.0.0/8",),
         group_id=f"bench-{uuid.uuid4().hex[:6]}",

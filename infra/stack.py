@@ -303,7 +303,9 @@ async def serve(settings: Settings, say: Callable[[str], None]) -> None:
                 f"kafka     {broker.bootstrap} (Apache Kafka {kafka_version()}, up in {seconds:.1f} s)"
             )
             watch = asyncio.create_task(_watch_broker(broker, fatal), name="watch-broker")
-        report = await apply_catalogue(settings.kafka, Catalogue(settings.kafka.topic_prefix))
+        report = await apply_catalogue(
+            settings.kafka, Catalogue(settings.kafka.topic_prefix), serving=True
+        )
         say(f"topics    {len(report.created)} created, {len(report.unchanged)} unchanged")
         for factory in SERVICES:
             if stop.is_set():

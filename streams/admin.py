@@ -103,7 +103,11 @@ def _new_topic(name: str, spec: TopicSpec, replication: int) -> NewTopic:
 
 
 async def _create(
-    admin: AIOKafkaAdminClient, settings: KafkaSettings, items: list[tuple[str, TopicSpec]]
+    admin: AIOKafkaAdminClient,
+    settings: KafkaSettings,
+    items: list[tuple[str, TopicSpec]],
+    *,
+    serving: bool = False,
 ) -> list[str]:
     """Create topics; returns those this call created. A topic created a moment ago may not be in
     the broker's metadata yet, so TOPIC_ALREADY_EXISTS (36) counts as present, not as an error."""
@@ -117,15 +121,22 @@ async def _create(
             created.append(name)
         elif code != 36:
             raise TopicCatalogueError(f"creating {name} failed: error {code} {rest}")
-    await _await_metadata(admin, settings, [n for n, _ in items])
+    await _await_metadata(admin, settings, [n for n, _ in items], serving=serving)
     return created
 
 
 async def _await_metadata(
-    admin: AIOKafkaAdminClient, settings: KafkaSettings, topics: list[str], timeout: float = 60
+    admin: AIOKafkaAdminClient,
+    settings: KafkaSettings,
+    topics: list[str],
+    timeout: float = 60,
+    *,
+    serving: bool = False,
 ) -> None:
-    """Wait until every topic has leaders for all its partitions, and each leader serves them,
-    so whoever runs next (a producer, another `topics apply`) sees them and writes at once."""
+    """Wait until every topic has leaders for all its partitions, so whoever runs next (a
+    producer, another `topics apply`) sees them; with ``serving``, also until each leader serves
+    them (several seconds more on a fresh catalogue: for operators and benchmarks, whose first
+    writes should not meet NotLeaderForPartition retries and their warnings)."""
     deadline = asyncio.get_running_loop().time() + timeout
     pending = set(topics)
     found: list[TopicPartition] = []
@@ -141,7 +152,8 @@ async def _await_metadata(
                     f"topics have no leader after {timeout:.0f} s: {sorted(pending)}"
                 )
             await asyncio.sleep(0.1)
-    await _await_serving(settings, found, deadline)
+    if serving:
+        await _await_serving(settings, found, deadline)
 
 
 async def _await_serving(
@@ -187,25 +199,31 @@ def _admin_failed(exc: KafkaError, doing: str) -> BackboneError:
 
 
 async def create_topics(
-    settings: KafkaSettings, items: Iterable[tuple[str, TopicSpec]]
+    settings: KafkaSettings, items: Iterable[tuple[str, TopicSpec]], *, serving: bool = False
 ) -> list[str]:
-    """Create topics ``(real_name, spec)`` that do not exist yet; returns the names created."""
+    """Create topics ``(real_name, spec)`` that do not exist yet; returns the names created.
+    ``serving``: also wait until their leaders serve them (see :func:`_await_metadata`)."""
     async with admin_client(settings) as admin:
         try:
             present = set(await admin.list_topics())
-            return await _create(admin, settings, [(n, s) for n, s in items if n not in present])
+            fresh = [(n, s) for n, s in items if n not in present]
+            return await _create(admin, settings, fresh, serving=serving)
         except KafkaError as exc:
             raise _admin_failed(exc, "creating topics") from exc
 
 
-async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> ApplyReport:
+async def apply_catalogue(
+    settings: KafkaSettings, catalogue: Catalogue, *, serving: bool = False
+) -> ApplyReport:
     """Create missing topics, align managed configs, grow partition counts. Never deletes.
+    ``serving``: also wait until the leaders of new partitions serve them (see
+    :func:`_await_metadata`); ``backbone topics apply``, the stack and the benchmarks do.
 
     A Kafka error (a request that timed out on a loaded broker, say) is ours: retriable
     :class:`KafkaUnavailableError` or :class:`TopicCatalogueError`; running it again is safe."""
     async with admin_client(settings) as admin:
         try:
-            return await _apply(admin, settings, catalogue)
+            return await _apply(admin, settings, catalogue, serving=serving)
         except KafkaError as exc:
             raise _admin_failed(
                 exc, f"applying the topic catalogue on {settings.bootstrap}"
@@ -213,13 +231,15 @@ async def apply_catalogue(settings: KafkaSettings, catalogue: Catalogue) -> Appl
 
 
 async def _apply(
-    admin: AIOKafkaAdminClient, settings: KafkaSettings, catalogue: Catalogue
+    admin: AIOKafkaAdminClient, settings: KafkaSettings, catalogue: Catalogue, *, serving: bool
 ) -> ApplyReport:
     report = ApplyReport()
     wanted = {catalogue.prefix + spec.name: spec for spec in catalogue}
     present = set(await admin.list_topics())
     missing = [name for name in wanted if name not in present]
-    report.created = await _create(admin, settings, [(n, wanted[n]) for n in missing])
+    report.created = await _create(
+        admin, settings, [(n, wanted[n]) for n in missing], serving=serving
+    )
     existing = [n for n in wanted if n not in report.created]
     configs = await _current_configs(admin, existing)
     layouts = await _layouts(admin, existing)
@@ -242,7 +262,7 @@ async def _apply(
         await admin.create_partitions(
             {n: NewPartitions(total_count=new) for n, (_, new) in report.repartitioned.items()}
         )
-        await _await_metadata(admin, settings, list(report.repartitioned))
+        await _await_metadata(admin, settings, list(report.repartitioned), serving=serving)
     return report
 
 

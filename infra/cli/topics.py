@@ -214,7 +214,7 @@ def apply(as_json: bool) -> None:
     from streams.admin import apply_catalogue
 
     cfg = settings()
-    report = run(apply_catalogue(cfg.kafka, _catalogue()))
+    report = run(apply_catalogue(cfg.kafka, _catalogue(), serving=True))
 
     def human() -> None:
         for name in report.created:

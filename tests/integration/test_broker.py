@@ -39,7 +39,7 @@ async def test_produce_and_consume_round_trip(
 
 async def test_catalogue_applies_idempotently(kafka_settings: KafkaSettings) -> None:
     catalogue = Catalogue(prefix=f"idem{time.monotonic_ns()}.")
-    first = await apply_catalogue(kafka_settings, catalogue)
+    first = await apply_catalogue(kafka_settings, catalogue, serving=True)
     assert sorted(first.created) == sorted(catalogue.prefix + s.name for s in catalogue)
     second = await apply_catalogue(kafka_settings, catalogue)
     assert not second.changed
