@@ -33,6 +33,7 @@ from benchmarks._harness import (
     append_result,
     compare,
     markdown_table,
+    module_times,
     parameters,
     read_results,
     row_from_json,
@@ -63,9 +64,10 @@ def _meta() -> dict[str, str]:
     }
 
 
-def _run_modules(names: list[str]) -> tuple[list[Row], dict[str, str]]:
+def _run_modules(names: list[str]) -> tuple[list[Row], dict[str, str], dict[str, float]]:
     rows: list[Row] = []
     failures: dict[str, str] = {}
+    seconds: dict[str, float] = {}
     began = time.monotonic()
     for n, name in enumerate(names, 1):
         print(
@@ -74,23 +76,29 @@ def _run_modules(names: list[str]) -> tuple[list[Row], dict[str, str]]:
         )
         started = time.monotonic()
         try:
-            module = importlib.import_module(f"benchmarks.{name}")
-            if not hasattr(module, "rows"):  # not converted yet: its own printout only
-                print(f"   {name} has no rows(); running its main(), not in the table", flush=True)
-                module.main()
-                continue
-            found = [dataclasses.replace(row, module=name) for row in module.rows()]
+            found = _run_module(name)
         except Exception as exc:  # a failed benchmark is reported, the others still run
             traceback.print_exc()
             failures[name] = f"{type(exc).__name__}: {exc}"
             print(f"   {name} FAILED: {failures[name]}", flush=True)
             continue
+        finally:
+            seconds[name] = round(time.monotonic() - started, 1)
         rows.extend(found)
-        print(f"   {name}: {len(found)} figures in {time.monotonic() - started:.0f} s", flush=True)
-    return rows, failures
+        print(f"   {name}: {len(found)} figures in {seconds[name]:.0f} s", flush=True)
+    return rows, failures, seconds
 
 
-def _with_broker(names: list[str]) -> tuple[list[Row], dict[str, str]]:
+def _run_module(name: str) -> list[Row]:
+    module = importlib.import_module(f"benchmarks.{name}")
+    if not hasattr(module, "rows"):  # not converted yet: its own printout only
+        print(f"   {name} has no rows(); running its main(), not in the table", flush=True)
+        module.main()
+        return []
+    return [dataclasses.replace(row, module=name) for row in module.rows()]
+
+
+def _with_broker(names: list[str]) -> tuple[list[Row], dict[str, str], dict[str, float]]:
     if os.environ.get("BACKBONE_KAFKA_BOOTSTRAP"):
         return _run_modules(names)
     from infra.kafka.broker import LocalBroker
@@ -143,13 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BENCH_QUICK"] = "1"
     load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     began = time.monotonic()
-    rows, failures = _with_broker([n for n in known if not args.names or n in args.names])
+    rows, failures, seconds = _with_broker([n for n in known if not args.names or n in args.names])
+    total = time.monotonic() - began
     record = run_record(
         rows,
         quick_run=bool(os.environ.get("BENCH_QUICK")),
         failures=failures,
-        meta={**_meta(), "load_before": load_before, "seconds": round(time.monotonic() - began)},
-    )
+        meta={**_meta(), "load_before": load_before, "seconds": round(total),
+              "module_seconds": seconds},
+    )  # fmt: skip
     print()
     print(
         f"== results ({'quick' if record['quick'] else 'full'} run, {record['seconds']} s, "
@@ -164,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "of floor: the same against Kafka's own tool on the same broker; ±: half the spread of n repeats"
     )
+    print("wall time per module:")
+    print(module_times(seconds, total))
     for name, reason in failures.items():
         print(f"FAILED {name}: {reason}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -204,9 +204,13 @@ def kafka_bootstrap() -> Iterator[str]:
         broker.stop()
 
 
+#: When this process imported the harness (the run's start under ``python -m benchmarks``).
+_STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
-    """A progress line on stderr (long runs say what they are doing)."""
-    print(f"  .. {message}", file=sys.stderr, flush=True)
+    """A progress line on stderr with the run's elapsed time (long runs say what they are doing)."""
+    print(f"  .. [{time.monotonic() - _STARTED:4.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 # --- the table --------------------------------------------------------------------------------
@@ -296,6 +300,25 @@ def markdown_table(rows: Sequence[Row]) -> str:
             f"{_fmt_ratio(row.ratio)} | {_fmt_ratio(row.floor_fraction(floors))} | "
             f"{_setup(row)} |"
         )
+    return "\n".join(out)
+
+
+def module_times(seconds: dict[str, float], total: float) -> str:
+    """Wall time per module, its share of the run, and what the run spent outside the modules
+    (the shared broker's start and stop)."""
+    if not seconds:
+        return "  (no module ran)"
+    width = max(len(name) for name in seconds)
+    out = [
+        f"  {name:<{width}}  {took:6.0f} s  {took / total:4.0%}"
+        if total
+        else f"  {name:<{width}}  {took:6.0f} s"
+        for name, took in seconds.items()
+    ]
+    outside = total - sum(seconds.values())
+    out.append(f"  {'modules':<{width}}  {sum(seconds.values()):6.0f} s")
+    out.append(f"  {'outside modules':<{width}}  {outside:6.0f} s  (broker start and stop)")
+    out.append(f"  {'run':<{width}}  {total:6.0f} s")
     return "\n".join(out)
 
 

@@ -1,4 +1,4 @@
-"""The HTTP baseline for bench_sdk: the same aiohttp stack answering 202 without Kafka.
+"""The HTTP baseline for bench_ingest: the same aiohttp stack answering 202 without Kafka.
 
 Run as ``python -m benchmarks._null_http [--port] PORT``; it parses the JSON body like the gateway does,
 so the difference to the gateway is validation, encoding and the wait for Kafka's ack. It runs
@@ -14,7 +14,7 @@ from aiohttp import web
 
 
 async def accept_webhook(request: web.Request) -> web.Response:
-    """bench_webhooks' baseline: read the raw body, answer 202 (no verification, no Kafka)."""
+    """The webhooks baseline: read the raw body, answer 202 (no verification, no Kafka)."""
     await request.read()
     return web.json_response({"status": "accepted"}, status=202)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks._harness import Row, Stat, quick
+from benchmarks._harness import Row, Stat, progress, quick
 from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from infra.kafka.broker import LocalBroker, free_port
@@ -188,23 +188,26 @@ def _cpu_s(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def _load_process(conn: Connection, base: str, endpoint: str, secret: str, pid: int) -> None:
+async def _load_endpoints(base: str, secret: str) -> dict[str, dict[str, dict[str, float]]]:
+    return {endpoint: await _load(base, endpoint, secret) for endpoint in ENDPOINTS}
+
+
+def _load_process(conn: Connection, base: str, secret: str, pid: int) -> None:
     os.environ["BENCH_INGEST_SERVER_PID"] = str(pid)
-    conn.send(asyncio.run(_load(base, endpoint, secret)))
+    conn.send(asyncio.run(_load_endpoints(base, secret)))
 
 
-async def _measure_load(
-    base: str, endpoint: str, secret: str, pid: int
-) -> dict[str, dict[str, float]]:
-    """The load generator in its own process, so it does not share the server's event loop.
-    ``pid``: the server's process, whose CPU time (with its workers') is counted per request."""
+async def _measure_load(base: str, secret: str, pid: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The load generator in its own process (one per server, every endpoint in turn), so it does
+    not share the server's event loop. ``pid``: the server's process, whose CPU time (with its
+    workers') is counted per request."""
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(
-        target=_load_process, args=(child, base, endpoint, secret, pid), daemon=True
+        target=_load_process, args=(child, base, secret, pid), daemon=True
     )
     proc.start()
     try:
-        result: dict[str, dict[str, float]] = await asyncio.to_thread(parent.recv)
+        result: dict[str, dict[str, dict[str, float]]] = await asyncio.to_thread(parent.recv)
     finally:
         proc.join(30)
     return result
@@ -278,9 +281,9 @@ async def _run(kafka: KafkaSettings) -> dict[str, Any]:
         for name in SERVERS:
             proc, url = await _server(name, kafka, registry, catalogue.prefix, secret)
             try:
-                results[name] = {
-                    e: await _measure_load(url, e, secret, proc.pid) for e in ENDPOINTS
-                }
+                progress(f"ingest: {name}, {', '.join(ENDPOINTS)}: warm-up 1 s, closed loop "
+                         f"{SECONDS:g} s, open loop {RATE}/s for {SECONDS:g} s each")  # fmt: skip
+                results[name] = await _measure_load(url, secret, proc.pid)
             finally:
                 await _stop(proc)
         return results

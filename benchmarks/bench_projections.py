@@ -11,9 +11,10 @@ health checks; 12 services, 30 minutes of event time) are published to ``calls.r
 
 Then the live side: a :class:`ProjectionRunner` of the metrics projection while another process
 publishes mixed events to its sources as fast as acks come back (``BACKBONE_BENCH_LIVE_SECONDS``,
-default 15; 0 skips it): the lag (records behind the end, as ``backbone projections status``
-counts it) sampled each second, and whether it is bounded: the largest lag of the second half
-of the run is not above the first half's, and it drains once publishing stops.
+default 15, quick 12: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
+as ``backbone projections status`` counts it) sampled each second, and whether it is bounded:
+the largest lag of the second half of the run is not above the first half's, and it drains once
+publishing stops.
 
 Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_RECORDS``
 (default 1,000,000; a smaller count is printed as such). Rebuild processes:
@@ -59,7 +60,7 @@ from streams.topics import Catalogue
 
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
-LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", "15"))
+LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 12))))
 #: processes of the rebuild (default: the rebuild's own, one)
 WORKERS = (
     int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])

@@ -1,28 +1,24 @@
-"""SDK and gateway throughput against their baselines, in one run on a real broker and registry.
+"""SDK produce and consume throughput against their baselines, in one run on a real broker and registry.
 
 1. Publish: ``Publisher.publish_many`` of typed ``CallRequested`` events vs raw ``AIOKafkaProducer``
    sending the *same* records pre-encoded (same bytes, keys, headers, topic, partitions, producer
    settings: acks=all, idempotent, lz4, linger). The SDK pays model -> Avro encoding on top.
    Target: SDK >= 0.7 of raw.
-2. HTTP ingest: ``backbone gateway`` in its own process; this process sends ``POST
-   /v1/events/call.requested`` open-loop at a fixed rate (500 req/s) with bounded concurrency and
-   reports achieved req/s and p50/p99 latency (each 202 is a broker-acknowledged write). Also the
-   closed-loop maximum at fixed concurrency. Target: p99 < 20 ms at 500 req/s.
-3. Tail: ``Subscriber`` (decode every record to its model) vs raw ``AIOKafkaConsumer.getmany`` of the
+2. Tail: ``Subscriber`` (decode every record to its model) vs raw ``AIOKafkaConsumer.getmany`` of the
    same records (bytes only).
+
+HTTP ingest (``POST /v1/events``, open and closed loop, 1 and 2 gateway processes) is measured by
+``bench_ingest`` alone; this module measures the SDK's own produce and consume paths.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from benchmarks._harness import (
@@ -34,8 +30,6 @@ from benchmarks._harness import (
     progress,
     scaled,
 )
-from benchmarks._servers import TOKEN, gateway_env, serve_process
-from infra.kafka.broker import free_port
 from infra.registry import RegistryServer
 from streams import headers as h
 from streams.admin import apply_catalogue, partitions
@@ -51,11 +45,6 @@ from streams.topics import Catalogue
 RECORDS = scaled(20_000, 5_000)
 CHUNK = 1_000  # events per publish_many call (and per raw send-then-await round)
 REPEATS = 3
-HTTP_RATE = 500  # req/s, open loop
-HTTP_SECONDS = scaled(8, 3)
-HTTP_CONCURRENCY = 64  # in flight at most during the open-loop run
-MAX_CONCURRENCY = 32  # closed loop
-CLOSED_SECONDS = scaled(5, 2)  # closed loop
 
 
 def _events(n: int, tag: str) -> list[Event]:
@@ -130,101 +119,7 @@ async def _publish_bench(
     }
 
 
-# --- 2. HTTP ingest -----------------------------------------------------------------------------
-
-
-async def _null_http() -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    return await serve_process(["benchmarks._null_http", str(port)], port, dict(os.environ))
-
-
-async def _gateway(
-    kafka: KafkaSettings, registry: RegistrySettings, prefix: str
-) -> tuple[asyncio.subprocess.Process, str]:
-    port = free_port()
-    env = gateway_env(kafka.bootstrap, port, prefix, BACKBONE_SCHEMA_REGISTRY_URL=registry.url)
-    return await serve_process(["infra.cli", "gateway"], port, env)
-
-
-def _body(i: int) -> dict[str, Any]:
-    return {
-        "call_id": f"http-{i:08d}",
-        "service": f"service-{i % 12}",
-        "operation": "chat.completions",
-        "payload": '{"model": "gpt-x"}',
-        "idempotency_key": f"http-idem-{i}",
-    }
-
-
-async def _post(session: aiohttp.ClientSession, url: str, i: int, latencies: list[float]) -> bool:
-    began = time.perf_counter()
-    async with session.post(
-        f"{url}/v1/events/call.requested", json=_body(i),
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    ) as response:  # fmt: skip
-        await response.read()
-        ok = response.status == 202
-    latencies.append(time.perf_counter() - began)
-    return ok
-
-
-async def _open_loop(url: str) -> dict[str, float]:
-    latencies: list[float] = []
-    slots = asyncio.Semaphore(HTTP_CONCURRENCY)
-    total = HTTP_RATE * HTTP_SECONDS
-    failures = 0
-    connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for i in range(200):  # warm connections and caches
-            await _post(session, url, i, [])
-
-        async def one(i: int) -> None:
-            nonlocal failures
-            async with slots:
-                if not await _post(session, url, 10_000 + i, latencies):
-                    failures += 1
-
-        began = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            delay = began + i / HTTP_RATE - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - began
-    ordered = sorted(latencies)
-    return {
-        "rate": total / elapsed,
-        "p50": statistics.median(ordered) * 1000,
-        "p99": ordered[int(len(ordered) * 0.99) - 1] * 1000,
-        "p95": ordered[int(len(ordered) * 0.95) - 1] * 1000,
-        "max": ordered[-1] * 1000,
-        "failures": failures,
-    }
-
-
-async def _closed_loop(url: str, seconds: float = CLOSED_SECONDS) -> float:
-    done = 0
-    deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=MAX_CONCURRENCY)
-    ) as session:
-
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = 0
-            while time.perf_counter() < deadline:
-                if await _post(session, url, 1_000_000 * (w + 1) + i, []):
-                    done += 1
-                i += 1
-
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(MAX_CONCURRENCY)))
-        return done / (time.perf_counter() - began)
-
-
-# --- 3. tail ------------------------------------------------------------------------------------
+# --- 2. tail ------------------------------------------------------------------------------------
 
 
 async def _tail_bench(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> dict[str, Any]:
@@ -295,40 +190,13 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             print(f"  Publisher.publish_many (typed)  : {pub['sdk']:>9,.0f} records/s")
             print(f"  ratio SDK/raw: {pub['sdk'] / pub['raw']:.2f}   (target >= 0.70)")
 
-            http, peak = {}, {}
-            for name, start in (
-                ("null", _null_http),
-                ("gateway", lambda: _gateway(kafka, registry, catalogue.prefix)),
-            ):
-                progress(
-                    f"sdk: HTTP ingest, {name}, {HTTP_SECONDS} s open loop + {CLOSED_SECONDS} s closed loop"
-                )
-                proc, url = await start()
-                try:
-                    http[name] = await _open_loop(url)
-                    peak[name] = await _closed_loop(url)
-                finally:
-                    proc.kill()
-                    await proc.wait()
-            print(f"HTTP ingest, gateway in its own process, open loop at {HTTP_RATE} req/s for "
-                  f"{HTTP_SECONDS} s (<= {HTTP_CONCURRENCY} in flight):")  # fmt: skip
-            for name, label in (
-                ("null", "baseline: aiohttp 202, no Kafka"),
-                ("gateway", "gateway (validate, encode, ack)"),
-            ):
-                r = http[name]
-                print(f"  {label:<32}: {r['rate']:,.0f} req/s, p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f}, p99 {r['p99']:.1f}, max {r['max']:.0f} ms, "
-                      f"non-202 {r['failures']:.0f}; closed loop x{MAX_CONCURRENCY}: {peak[name]:,.0f} req/s")  # fmt: skip
-            print(f"  gateway p99 / 20 ms target: {http['gateway']['p99'] / 20:.2f} (target <= 1.00); "
-                  f"gateway/baseline closed-loop ratio: {peak['gateway'] / peak['null']:.2f}")  # fmt: skip
-
             tail = await _tail_bench(kafka, codec, catalogue)
             print(f"tail {tail['records']:,.0f} records from the beginning (best of 2):")
             print(f"  raw aiokafka getmany (bytes)    : {tail['raw']:>9,.0f} records/s")
             print(f"  Subscriber (decoded to models)  : {tail['sdk']:>9,.0f} records/s")
             print(f"  ratio Subscriber/raw: {tail['sdk'] / tail['raw']:.2f}")
             partitions = catalogue.spec("calls.requests").partitions
-            return {"pub": pub, "http": http, "peak": peak, "tail": tail,
+            return {"pub": pub, "tail": tail,
                     "compression": kafka.compression, "partitions": partitions}  # fmt: skip
     finally:
         await server.stop()
@@ -337,25 +205,14 @@ async def _run(bootstrap: str) -> dict[str, Any]:
 def rows() -> list[Row]:
     with kafka_bootstrap() as bootstrap:
         found = asyncio.run(_run(bootstrap))
-    pub, http, peak, tail = found["pub"], found["http"], found["peak"], found["tail"]
+    pub, tail = found["pub"], found["tail"]
     common = {"partitions": found["partitions"], "repeats": REPEATS, "warmup": 1}
     publish = {**common, "records": RECORDS, "batch": CHUNK, "concurrency": 1,
                "producer": f"acks=all, idempotent, {found['compression']}"}  # fmt: skip
-    opened = {"rate_per_s": HTTP_RATE, "seconds": HTTP_SECONDS, "concurrency": HTTP_CONCURRENCY,
-              "repeats": 1, "warmup": 200, "partitions": found["partitions"]}  # fmt: skip
-    closed = {"seconds": CLOSED_SECONDS, "concurrency": MAX_CONCURRENCY, "repeats": 1, "warmup": 0}
     return [
         Row("sdk: Publisher.publish_many", "records/s", Stat.of(pub["sdk_runs"]),
             Stat.of(pub["raw_runs"]), "raw aiokafka, same bytes", publish,
             floor_key=FLOOR_PRODUCE, target="ratio >= 0.7"),
-        Row(f"gateway: POST /v1/events p99 at {HTTP_RATE}/s", "ms",
-            Stat.of(http["gateway"]["p99"]), Stat.of(http["null"]["p99"]),
-            "aiohttp 202, no Kafka", opened, target="p99 < 20 ms"),
-        Row(f"gateway: POST /v1/events p50 at {HTTP_RATE}/s", "ms",
-            Stat.of(http["gateway"]["p50"]), Stat.of(http["null"]["p50"]),
-            "aiohttp 202, no Kafka", opened),
-        Row("gateway: POST /v1/events max (closed loop)", "req/s", Stat.of(peak["gateway"]),
-            Stat.of(peak["null"]), "aiohttp 202, no Kafka", closed),
         Row("sdk: Subscriber tail (decoded)", "records/s", Stat.of(tail["sdk_runs"]),
             Stat.of(tail["raw_runs"]), "raw aiokafka getmany", {**common, "records": tail["records"],
             "concurrency": 1}, floor_key=FLOOR_CONSUME),

@@ -16,6 +16,7 @@ from benchmarks._harness import (
     Stat,
     append_result,
     compare,
+    module_times,
     percentile,
     read_results,
     repeat,
@@ -166,3 +167,14 @@ def test_the_live_lag_verdict_needs_enough_samples_a_flat_second_half_and_a_drai
     assert lag_verdict(growing, drained=True)[2].startswith("GROWING")
     assert lag_verdict(steady, drained=False)[2].startswith("NOT DRAINED")
     assert lag_verdict(steady[:9], drained=True)[2].startswith("NO VERDICT (9 samples")
+
+
+def test_module_times_name_each_module_and_the_time_outside_them() -> None:
+    text = module_times({"bench_floor": 20.0, "bench_sdk": 60.0}, 100.0)
+    lines = text.splitlines()
+    assert lines[0].split() == ["bench_floor", "20", "s", "20%"]
+    assert lines[1].split() == ["bench_sdk", "60", "s", "60%"]
+    assert lines[2].split() == ["modules", "80", "s"]
+    assert lines[3].split()[:4] == ["outside", "modules", "20", "s"]
+    assert lines[4].split() == ["run", "100", "s"]
+    assert module_times({}, 5.0) == "  (no module ran)"
