@@ -230,33 +230,27 @@ class FaustCalls:
                     async for batch in stream.take_events(
                         self.settings.lane_prefetch, within=self.settings.batch_wait_s
                     ):
-                        try:
+                        with acked_only_if_done(batch, "lane (stopped during a rebalance)"):
                             events = await self._owned(batch)
-                        except BaseException:  # stopped while a rebalance was under way
-                            unacknowledged(batch)
-                            raise
                         if not events:
                             continue
                         self._in_hand += 1
                         self._idle.clear()
                         try:
-                            await self._catch_up(events)
-                            items = []
-                            for event in events:
-                                got = await self._decoded(event)
-                                if got is not None:
-                                    request, source = got
-                                    items.append(
-                                        LaneItem(event.key, event.value, source, request, lane)
-                                    )
-                            await writer.execute(self.executor, self.dispatcher, items)
-                        except BaseException:
-                            # cancelled (stop past the drain) or outputs not written: Faust
-                            # would still ack the batch, and commit past calls never run or
-                            # never recorded; unacknowledged they are read again (a claimed one
-                            # is then found open: an OutcomeUnknownError dead letter)
-                            unacknowledged(events)
-                            raise
+                            # cancelled (stop past the drain) or outputs not written: left
+                            # unacknowledged, read again (a claimed call is then found open: an
+                            # OutcomeUnknownError dead letter)
+                            with acked_only_if_done(events, f"lane {lane.value}"):
+                                await self._catch_up(events)
+                                items = []
+                                for event in events:
+                                    got = await self._decoded(event)
+                                    if got is not None:
+                                        request, source = got
+                                        items.append(
+                                            LaneItem(event.key, event.value, source, request, lane)
+                                        )
+                                await writer.execute(self.executor, self.dispatcher, items)
                         finally:
                             self._in_hand -= 1
                             if not self._in_hand:
