@@ -145,8 +145,10 @@ async def _faust_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -
         await app.stop()
 
 
-async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
-    settings = WorkerSettings(
+def pipeline_settings(catalogue: Catalogue) -> WorkerSettings:
+    """The call worker of this benchmark (simulated provider, limits far above its rate);
+    bench_projections runs the same pipeline next to the live metrics projection."""
+    return WorkerSettings(
         group_id=f"{catalogue.prefix}calls",
         max_in_flight=512,
         lane_prefetch=int(os.environ.get("BENCH_CALLS_PREFETCH", "128")),
@@ -160,7 +162,24 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
             ),
         ),
     )
-    worker = CallWorker(kafka, codec, catalogue, settings)
+
+
+def call_requests(n: int) -> list[CallRequested]:
+    """``n`` distinct requests to the simulated service (what the pipeline is fed)."""
+    return [
+        CallRequested(
+            call_id=uuid.uuid4().hex,
+            service="sim",
+            operation="chat",
+            payload='{"messages": [{"role": "user", "content": "hello"}]}',
+            idempotency_key=uuid.uuid4().hex,
+        )
+        for _ in range(n)
+    ]
+
+
+async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
+    worker = CallWorker(kafka, codec, catalogue, pipeline_settings(catalogue))
     await worker.start()
     try:
         rate = await _rate(kafka, catalogue.name("calls.results"), n)
@@ -177,16 +196,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
     await apply_catalogue(kafka, catalogue, serving=True)
     async with RegistryClient(registry) as client:
         codec = Codec(client)
-        requests = [
-            CallRequested(
-                call_id=uuid.uuid4().hex,
-                service="sim",
-                operation="chat",
-                payload='{"messages": [{"role": "user", "content": "hello"}]}',
-                idempotency_key=uuid.uuid4().hex,
-            )
-            for _ in range(N)
-        ]
+        requests = call_requests(N)
         async with Publisher(kafka, codec, catalogue) as publisher:
             await publisher.publish_many(requests, topic="calls.requests")
         values = await _copy_values(kafka, catalogue.name("calls.requests"), N)

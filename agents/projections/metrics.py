@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -129,40 +129,72 @@ _COUNTED = frozenset(
 )
 
 
+def _count_call(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    """A provider attempt (succeeded or failed): the count and its latency."""
+    acc["calls"] += 1
+    latency = event["latency_ms"]
+    if latency is not None and latency >= 0:
+        sketch = acc["sketch"]
+        if sketch is None:
+            sketch = acc["sketch"] = Sketch().to_data()
+        _add_latency(sketch, latency)
+
+
+def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    _count_call(acc, event)
+    acc["ok"] += 1
+    acc["tokens_p"] += event["tokens_prompt"]
+    acc["tokens_c"] += event["tokens_completion"]
+    cost = event["cost_usd"]
+    acc["cost"] += cost
+    model = _model_of(event["response"])
+    if model is not None:
+        _bump(acc["cost_by_model"], model, cost)
+        _bump(acc["ok_by_model"], model, 1)
+
+
+def _count_failed(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    if event["error_class"] == _REFUSED:
+        return
+    _count_call(acc, event)
+    acc["failed"] += 1
+    _bump(acc["by_error"], event["error_class"], 1)
+
+
+def _count_retry(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    acc["retries"] += 1
+
+
+def _count_dead(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    acc["dead"] += 1
+
+
+def _count_expired(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    acc["expired"] += 1
+
+
+def _count_check(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    acc["checks"] += 1
+    if event["status"] != _UNHEALTHY:
+        acc["checks_up"] += 1
+
+
+_add_latency = Sketch.add_to_data
+#: how each counted kind (not a circuit change) adds to a window's accumulator: one lookup per
+#: record instead of a chain of type tests
+_COUNTERS: dict[type, Callable[[dict[str, Any], Mapping[str, Any]], None]] = {
+    CallSucceeded: _count_succeeded,
+    CallFailed: _count_failed,
+    CallRetryScheduled: _count_retry,
+    CallDeadLettered: _count_dead,
+    CallExpired: _count_expired,
+    HealthChecked: _count_check,
+}
+
+
 def _count(acc: dict[str, Any], kind: type, event: Mapping[str, Any]) -> None:
     """Count one plain record (not a circuit change) into a window's accumulator."""
-    if kind is CallFailed and event["error_class"] == _REFUSED:
-        return
-    if kind is CallSucceeded or kind is CallFailed:
-        acc["calls"] += 1
-        latency = event["latency_ms"]
-        if latency is not None and latency >= 0:
-            if acc["sketch"] is None:
-                acc["sketch"] = Sketch().to_data()
-            Sketch.add_to_data(acc["sketch"], latency)
-        if kind is CallSucceeded:
-            acc["ok"] += 1
-            acc["tokens_p"] += event["tokens_prompt"]
-            acc["tokens_c"] += event["tokens_completion"]
-            cost = event["cost_usd"]
-            acc["cost"] += cost
-            model = _model_of(event["response"])
-            if model is not None:
-                _bump(acc["cost_by_model"], model, cost)
-                _bump(acc["ok_by_model"], model, 1)
-        else:
-            acc["failed"] += 1
-            _bump(acc["by_error"], event["error_class"], 1)
-    elif kind is CallRetryScheduled:
-        acc["retries"] += 1
-    elif kind is CallDeadLettered:
-        acc["dead"] += 1
-    elif kind is CallExpired:
-        acc["expired"] += 1
-    elif kind is HealthChecked:
-        acc["checks"] += 1
-        if event["status"] != _UNHEALTHY:
-            acc["checks_up"] += 1
+    _COUNTERS[kind](acc, event)
 
 
 @dataclass
@@ -262,7 +294,12 @@ class MetricsProjection(Projection):
         first_watermark = watermark = int(state.get("watermark") or 0)
         open_now: list[str] = state.get("open") or []
         window_ms, grace_ms = self.window_ms, self.grace_ms
-        due_epoch = self._due_epoch
+        epoch = self._due_epoch(watermark)
+        # (service, start) -> the accumulator of an open window this batch owns: a record of
+        # one, with no window due by it, only counts (the steps below would change nothing
+        # else); emptied whenever windows close
+        hot: dict[tuple[str, int], dict[str, Any]] = {}
+        counters = _COUNTERS
         for record in records:
             kind = record.kind
             if kind not in _COUNTED:
@@ -270,20 +307,30 @@ class MetricsProjection(Projection):
             event = record.datum
             at = event["occurred_at"] // 1000
             service: str = event["service"]
+            start = at - at % window_ms
+            before = watermark
+            moved = False
+            if at > watermark:
+                watermark = at
+                if (at - window_ms - grace_ms) // window_ms != epoch:  # _due_epoch, inline
+                    epoch = self._due_epoch(at)
+                    moved = True
+            if not moved:
+                acc = hot.get((service, start))
+                if acc is not None and kind is not CircuitStateChanged:
+                    counters[kind](acc, event)
+                    continue
             open_keys = open_now
             deletes: list[str] = []
             closing = False
-            before = watermark
-            if at > watermark:
-                watermark = at
-                if due_epoch(at) != due_epoch(before):
-                    tag = f"{record.topic}/{record.partition}/{record.offset}"
-                    occurred_at = _EPOCH + timedelta(microseconds=event["occurred_at"])
-                    closed = self._close(overlay, open_keys, at, record.partition, tag, occurred_at)
-                    open_keys, deletes = closed.open_keys, closed.deletes
-                    closing = bool(closed.emits)
-                    emits.extend(closed.emits)
-            start = at - at % window_ms
+            if moved:  # the windows due by the new watermark close first
+                hot.clear()
+                tag = f"{record.topic}/{record.partition}/{record.offset}"
+                occurred_at = _EPOCH + timedelta(microseconds=event["occurred_at"])
+                closed = self._close(overlay, open_keys, at, record.partition, tag, occurred_at)
+                open_keys, deletes = closed.open_keys, closed.deletes
+                closing = bool(closed.emits)
+                emits.extend(closed.emits)
             key = f"w/{service}/{start}"
             if key in deletes:  # a record of a window that just closed: it starts a correction
                 deletes.remove(key)
@@ -308,6 +355,7 @@ class MetricsProjection(Projection):
             for gone in deletes:
                 overlay.delete(gone)
                 owned.discard(gone)
+            hot[(service, start)] = acc  # owned, and in open_now
         if watermark != first_watermark:
             local["watermark"] = watermark
         return overlay.changes(emits)

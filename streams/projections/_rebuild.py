@@ -254,6 +254,8 @@ class _MemoryView(TaskView):
     """A task of a rebuild: the fresh store starts empty, so the whole state lives in ``pending``
     (no store reads) and is written once, at the end, in one transaction."""
 
+    reads_store = False
+
     def get(self, key: str) -> JSON | None:
         return self.pending.get(key)
 
@@ -264,12 +266,13 @@ class _MemoryView(TaskView):
         """Drop remembered event ids the live runner would have evicted by now."""
         if window_ms is None:
             return
-        seen = [(k, v) for k, v in self.pending.items() if k.startswith(SEEN_PREFIX) and v]
-        if seen:
-            before = max(v["expires_ms"] for _, v in seen) - window_ms
-            for key, value in seen:
-                if value["expires_ms"] < before:
-                    del self.pending[key]
+        pending = self.pending
+        expiry = {k: v["expires_ms"] for k, v in pending.items() if v and k.startswith(SEEN_PREFIX)}
+        if expiry:
+            before = max(expiry.values()) - window_ms
+            for key, expires in expiry.items():
+                if expires < before:
+                    del pending[key]
 
 
 async def _apply_all(

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -87,6 +87,8 @@ class TaskView:
     pending: dict[str, JSON | None] = field(default_factory=dict)
     #: values read from the store during this batch (None: absent), so each key costs one read
     read: dict[str, JSON | None] = field(default_factory=dict)
+    #: False for a view whose whole state is in ``pending`` (a rebuild's): nothing to prefetch
+    reads_store: ClassVar[bool] = True
 
     def get(self, key: str) -> JSON | None:
         if key in self.pending:
@@ -167,8 +169,9 @@ class ProjectionRunner:
         #: the datum fields decoded for a projection that reads plain records (None: all)
         self.plain_fields = None if wanted is None else frozenset({*wanted, *_RUNNER_FIELDS})
         self._max_records = max_records
-        #: schema id -> (event type, our reader of its body) for decode_plain_cached
-        self._own_readers: dict[int, tuple[type[Event], Read]] = {}
+        #: the 5-byte wire header (magic byte 0, schema id) -> (event type, our reader of the
+        #: body) for decode_plain_cached: one dict lookup by the record's first bytes
+        self._own_readers: dict[bytes, tuple[type[Event], Read]] = {}
         self._max_payload = codec.max_payload_bytes
         self._flush_interval_s = flush_interval_s
         #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
@@ -389,13 +392,14 @@ class ProjectionRunner:
         todo: list[PlainRecord] = []
         seen: dict[str, JSON] = {}
         duplicates = 0
-        if window is not None:
+        if window is not None and view.reads_store:
             view.prefetch([SEEN_PREFIX + plain.datum["event_id"] for _, plain in run])
+        known = view.get
         for _, plain in run:
             datum = plain.datum
             if window is not None:
                 seen_key = SEEN_PREFIX + datum["event_id"]
-                if seen_key in seen or view.get(seen_key) is not None:
+                if seen_key in seen or known(seen_key) is not None:
                     duplicates += 1
                     continue
                 seen[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
@@ -472,13 +476,14 @@ class ProjectionRunner:
         data = record.value
         # the common case inline (Codec.decode_plain's steps without its calls): a well-formed
         # record of a known schema read by our own reader; anything else takes the full path
-        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload and data[0] == 0:
-            schema_id = int.from_bytes(data[1:_HEADER_SIZE], "big")
-            own = self._own_readers.get(schema_id)
-            if own is None:
+        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload:
+            header = data[:_HEADER_SIZE]
+            own = self._own_readers.get(header)
+            if own is None and data[0] == 0:
+                schema_id = int.from_bytes(data[1:_HEADER_SIZE], "big")
                 own = self._codec.own_plain_reader(schema_id, self.plain_fields)
-                if own is not None:
-                    self._own_readers[schema_id] = own
+                if own is not None:  # only headers with the magic byte 0 are keys
+                    self._own_readers[header] = own
             if own is not None:
                 try:
                     datum, end = own[1](data, _HEADER_SIZE)

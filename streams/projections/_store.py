@@ -170,7 +170,7 @@ class SqliteStore:
                 rows = writes[task]
                 db.executemany(
                     "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
-                    _rows(task, {k: rows[k] for k in sorted(rows)}),
+                    _rows(task, rows, sorted(rows)),
                 )
         except BaseException:
             db.execute("ROLLBACK")
@@ -206,12 +206,17 @@ class SqliteStore:
         self._db.execute("DELETE FROM changelog WHERE task = ?", (task,))
 
 
-def _rows(task: int, rows: Mapping[str, JSON | None]) -> Iterable[tuple[int, str, str, int | None]]:
-    for key, value in rows.items():
-        if value is None:
-            continue
-        expires = value.get("expires_ms") if isinstance(value, dict) else None
-        if type(expires) is int and len(value) == 1:  # a remembered event id: most rows
-            yield task, key, f'{{"expires_ms":{expires}}}', expires  # what encode() writes
-        else:
+def _rows(
+    task: int, rows: Mapping[str, JSON | None], order: Iterable[str] | None = None
+) -> Iterable[tuple[int, str, str, int | None]]:
+    """The rows to insert for a task's writes (deletes skipped), in ``order`` of keys if given."""
+    for key in rows if order is None else order:
+        value = rows[key]
+        if isinstance(value, dict):
+            expires = value.get("expires_ms")
+            if type(expires) is int and len(value) == 1:  # a remembered event id: most rows
+                yield task, key, f'{{"expires_ms":{expires}}}', expires  # what encode() writes
+                continue
             yield task, key, encode(value), expires if isinstance(expires, int) else None
+        elif value is not None:
+            yield task, key, encode(value), None
