@@ -31,7 +31,7 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.projections import MetricsProjection
+from agents.worker import CallWorker
 from benchmarks._harness import FLOOR_CONSUME, Row, Stat, kafka_bootstrap, scaled
+from benchmarks.bench_calls import _rate as results_rate
+from benchmarks.bench_calls import call_requests, pipeline_settings
 from infra.registry import RegistryServer
 from streams.admin import apply_catalogue, partitions
 from streams.codec import Codec
@@ -68,6 +71,9 @@ WORKERS = (
     else None
 )
 CHUNK = 5_000
+#: calls the pipeline works off next to the live projection (0 skips it)
+LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 10_000))))
+PIPELINE_CAP_S = 600.0
 
 
 def _event(i: int, rng: random.Random, t0: datetime) -> Event:
@@ -187,14 +193,17 @@ async def _until(condition: Callable[[], bool], timeout_s: float) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _live_with_registry(bootstrap: str) -> dict[str, Any]:
+LiveRun = Callable[[KafkaSettings, Codec, Catalogue, str], Awaitable[dict[str, Any]]]
+
+
+async def _live_with_registry(bootstrap: str, run: LiveRun) -> dict[str, Any]:
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench")
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}."
     server = RegistryServer(kafka, topic=f"{prefix}_schemas", port=0)
     await server.start()
     try:
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
-            return await _live(kafka, Codec(client), Catalogue(prefix=prefix), server.url)
+            return await run(kafka, Codec(client), Catalogue(prefix=prefix), server.url)
     finally:
         await server.stop()
 
@@ -224,6 +233,38 @@ def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float,
     out.close()
 
 
+def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, out: Any) -> None:
+    """In a process of its own (as a call worker runs): bench_calls' call worker working off
+    ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once started, then the
+    count of outcomes in ``calls.results`` when all are there."""
+
+    async def go() -> int:
+        kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
+        catalogue = Catalogue(prefix=prefix)
+        results = catalogue.name("calls.results")
+        async with RegistryClient(RegistrySettings(url=registry_url)) as client:
+            worker = CallWorker(kafka, Codec(client), catalogue, pipeline_settings(catalogue))
+            await worker.start()
+            ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+            await ends.start()
+            try:
+                out.send(None)
+                tps = [
+                    TopicPartition(results, p)
+                    for p in (await partitions(kafka, [results]))[results]
+                ]
+                while True:  # the outcomes are all written
+                    if (done := sum((await ends.end_offsets(tps)).values())) >= calls:
+                        return done
+                    await asyncio.sleep(0.2)
+            finally:
+                await ends.stop()
+                await worker.stop()
+
+    out.send(asyncio.run(go()))
+    out.close()
+
+
 async def _live(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, registry_url: str
 ) -> dict[str, Any]:
@@ -231,9 +272,63 @@ async def _live(
     to its sources as fast as it can (faster than the calls pipeline can produce outcomes:
     compare bench_calls). Lag = records behind the end, as ``backbone projections status``
     counts it (end offsets minus the store's checkpoints)."""
+    args = (kafka.bootstrap, catalogue.prefix, registry_url, LIVE_SECONDS)
+    found = await _lag_run(kafka, codec, catalogue, _publish_for, args, LIVE_SECONDS + 120)
+    rate = found["count"] / found["produced_s"]
+    print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
+    print(f"  published (acked, another process): {rate:>9,.0f} records/s")
+    _print_lags(found)
+    return {**found, "publish_rate": rate}
+
+
+async def _live_calls(
+    kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, registry_url: str
+) -> dict[str, Any]:
+    """Lag of the live metrics projection while the calls pipeline of bench_calls (another
+    process: router, lane, simulated provider) works off ``LIVE_CALLS`` pre-loaded requests at
+    its maximum rate, writing one outcome per call to ``calls.results``, which the projection
+    reads. The pipeline's rate is measured as bench_calls does (middle 80 % of the outcomes'
+    timestamps)."""
+    await apply_catalogue(kafka, catalogue, serving=True)
+    async with Publisher(kafka, codec, catalogue) as publisher:
+        for begin in range(0, LIVE_CALLS, CHUNK):
+            chunk = call_requests(min(CHUNK, LIVE_CALLS - begin))
+            await publisher.publish_many(chunk, topic="calls.requests")
+    args = (kafka.bootstrap, catalogue.prefix, registry_url, LIVE_CALLS)
+    found = await _lag_run(kafka, codec, catalogue, _pipeline_for, args, PIPELINE_CAP_S)
+    rate = await results_rate(kafka, catalogue.name("calls.results"), LIVE_CALLS)
+    applied_rate = found["applied"] / found["produced_s"]
+    print(f"live metrics projection next to the calls pipeline ({LIVE_CALLS:,} calls):")
+    print(f"  calls pipeline (another process): {rate:>9,.0f} outcomes/s (middle 80 %)")
+    print(f"  projection applied while it ran:  {applied_rate:>9,.0f} records/s")
+    _print_lags(found)
+    return {**found, "pipeline_rate": rate, "applied_rate": applied_rate}
+
+
+def _print_lags(found: dict[str, Any]) -> None:
+    lags = found["lags"]
+    print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
+    print(
+        f"  max lag 1st half {found['first']:,}, 2nd half {found['second']:,}: {found['verdict']}"
+    )
+    print(f"  max lag {max(lags, default=0):,}; lag at the end {found['at_end']:,} records, "
+          f"drained in {found['drained_s']:.1f} s", end="")  # fmt: skip
+    print("" if found["left"] == 0 else f" (NOT drained: {found['left']:,} left)")
+
+
+async def _lag_run(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    cap_s: float,
+) -> dict[str, Any]:
+    """Run the live metrics projection here and ``target(*args, pipe)`` in a spawned process
+    that sends ``None`` once started and a count when done (within ``cap_s``); sample the
+    projection's lag each second while the process runs, then until it drains."""
     await apply_catalogue(kafka, catalogue, serving=True)
     projection = MetricsProjection()
-    rng = random.Random(8)
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     lags: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -267,28 +362,29 @@ async def _live(
 
         try:
             async with Publisher(kafka, codec, catalogue) as publisher:
-                await publisher.publish_many([_event(0, rng, t0)])  # topics and schemas warm
+                # topics and schemas warm: one health check (not a call outcome)
+                warm = HealthChecked(occurred_at=t0, service="warm", status=HealthStatus.HEALTHY)
+                await publisher.publish_many([warm])
             await _until(lambda: runner.status.applied >= 1, 300)
+            applied_before = runner.status.applied
             receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
-            child = multiprocessing.get_context("spawn").Process(
-                target=_publish_for,
-                args=(kafka.bootstrap, catalogue.prefix, registry_url, LIVE_SECONDS, send),
-            )
+            child = multiprocessing.get_context("spawn").Process(target=target, args=(*args, send))
             child.start()
             try:
                 while not receive.poll():  # its start-up (imports, clients) is not measured
                     if not child.is_alive():
-                        raise RuntimeError("the publishing process ended before publishing")
+                        raise RuntimeError("the load process ended before it started")
                     await asyncio.sleep(0.2)
                 receive.recv()
                 began = time.perf_counter()
                 while child.is_alive():
                     lags.append(await behind())
                     await asyncio.sleep(max(0.0, len(lags) - (time.perf_counter() - began)))
-                    if time.perf_counter() - began > LIVE_SECONDS + 120:
-                        raise RuntimeError("the publishing process did not finish")
-                published = receive.recv() if receive.poll(10) else 0
+                    if time.perf_counter() - began > cap_s:
+                        raise RuntimeError("the load process did not finish")
+                count = receive.recv() if receive.poll(10) else 0
                 produced_s = time.perf_counter() - began
+                applied = runner.status.applied - applied_before
             finally:
                 if child.is_alive():
                     child.kill()
@@ -308,15 +404,9 @@ async def _live(
             if checkpoints is not None:
                 checkpoints.close()
     first, second, verdict = lag_verdict(lags, drained=left == 0)
-    print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
-    print(f"  published (acked, another process): {published / produced_s:>9,.0f} records/s")
-    print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
-    print(f"  max lag 1st half {first:,}, 2nd half {second:,}: {verdict}")
-    print(f"  lag at the end {at_end:,} records, drained in {drained_s:.1f} s", end="")
-    print("" if left == 0 else f" (NOT drained: {left:,} left)")
     return {"lags": lags, "first": first, "second": second, "bounded": verdict == BOUNDED,
-            "verdict": verdict, "publish_rate": published / produced_s,
-            "drained_s": drained_s}  # fmt: skip
+            "verdict": verdict, "count": count, "produced_s": produced_s, "applied": applied,
+            "at_end": at_end, "left": left, "drained_s": drained_s}  # fmt: skip
 
 
 #: fewer lag samples than this say nothing about a trend
@@ -342,7 +432,8 @@ def lag_verdict(lags: list[int], *, drained: bool) -> tuple[int, int, str]:
 def rows() -> list[Row]:
     with kafka_bootstrap() as bootstrap:
         found = asyncio.run(_run(bootstrap))
-        live = asyncio.run(_live_with_registry(bootstrap)) if LIVE_SECONDS > 0 else None
+        live = asyncio.run(_live_with_registry(bootstrap, _live)) if LIVE_SECONDS > 0 else None
+        calls = asyncio.run(_live_with_registry(bootstrap, _live_calls)) if LIVE_CALLS else None
     params = {"records": found["records"], "partitions": found["partitions"], "repeats": REPEATS,
               "warmup": 0, "concurrency": 1, "store": "SQLite",
               "workers": found["workers"]}  # fmt: skip
@@ -361,6 +452,21 @@ def rows() -> list[Row]:
                 Stat.of(live["second"]), Stat.of(live["first"]), "max of the 1st half",
                 live_params, target="2nd half <= 1st half (bounded)")
         )  # fmt: skip
+    if calls is not None:
+        calls_params = {"calls": LIVE_CALLS, "pipeline": "bench_calls' call worker, another process",
+                        "pipeline_rate": round(calls["pipeline_rate"]),
+                        "applied_rate": round(calls["applied_rate"]), "lags": calls["lags"],
+                        "max_lag": max(calls["lags"], default=0), "final_lag": calls["at_end"],
+                        "bounded": calls["bounded"], "verdict": calls["verdict"],
+                        "drained_s": round(calls["drained_s"], 1)}  # fmt: skip
+        out += [
+            Row("projection: live lag next to the calls pipeline, max", "records behind",
+                Stat.of(max(calls["lags"], default=0)), None, "", calls_params,
+                target="bounded, drains to 0"),
+            Row("projection: live apply rate vs the calls pipeline", "records/s",
+                Stat.of(calls["applied_rate"]), Stat.of(calls["pipeline_rate"]),
+                "calls pipeline outcomes/s", calls_params, target="ratio >= 1.0 (keeps up)"),
+        ]  # fmt: skip
     return out
 
 
@@ -368,7 +474,9 @@ def main() -> None:
     with kafka_bootstrap() as bootstrap:
         asyncio.run(_run(bootstrap))
         if LIVE_SECONDS > 0:
-            asyncio.run(_live_with_registry(bootstrap))
+            asyncio.run(_live_with_registry(bootstrap, _live))
+        if LIVE_CALLS:
+            asyncio.run(_live_with_registry(bootstrap, _live_calls))
 
 
 if __name__ == "__main__":
