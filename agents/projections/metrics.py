@@ -129,8 +129,8 @@ _COUNTED = frozenset(
 )
 
 
-def _count_call(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
-    """A provider attempt (succeeded or failed): the count and its latency."""
+def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    # a provider attempt: the count and its latency (as in _count_failed, inline)
     acc["calls"] += 1
     latency = event["latency_ms"]
     if latency is not None and latency >= 0:
@@ -138,10 +138,6 @@ def _count_call(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
         if sketch is None:
             sketch = acc["sketch"] = Sketch().to_data()
         _add_latency(sketch, latency)
-
-
-def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
-    _count_call(acc, event)
     acc["ok"] += 1
     acc["tokens_p"] += event["tokens_prompt"]
     acc["tokens_c"] += event["tokens_completion"]
@@ -156,7 +152,13 @@ def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
 def _count_failed(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
     if event["error_class"] == _REFUSED:
         return
-    _count_call(acc, event)
+    acc["calls"] += 1
+    latency = event["latency_ms"]
+    if latency is not None and latency >= 0:
+        sketch = acc["sketch"]
+        if sketch is None:
+            sketch = acc["sketch"] = Sketch().to_data()
+        _add_latency(sketch, latency)
     acc["failed"] += 1
     _bump(acc["by_error"], event["error_class"], 1)
 

@@ -259,6 +259,9 @@ class _MemoryView(TaskView):
     def get(self, key: str) -> JSON | None:
         return self.pending.get(key)
 
+    def getter(self) -> Callable[[str], JSON | None]:
+        return self.pending.get
+
     def prefetch(self, keys: Collection[str]) -> None:
         """Nothing to read: the whole state is in ``pending``."""
 

@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -97,6 +97,10 @@ class TaskView:
             return self.read[key]
         value = self.read[key] = self.store.get(self.task, key)
         return value
+
+    def getter(self) -> Callable[[str], JSON | None]:
+        """:meth:`get` for a loop over many keys (a view may hand out a cheaper equivalent)."""
+        return self.get
 
     def prefetch(self, keys: Collection[str]) -> None:
         """Read those of ``keys`` not read yet in one query (each would cost one otherwise)."""
@@ -394,7 +398,7 @@ class ProjectionRunner:
         duplicates = 0
         if window is not None and view.reads_store:
             view.prefetch([SEEN_PREFIX + plain.datum["event_id"] for _, plain in run])
-        known = view.get
+        known = view.getter()
         for _, plain in run:
             datum = plain.datum
             if window is not None:
