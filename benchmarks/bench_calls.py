@@ -45,6 +45,20 @@ N = int(os.environ.get("BENCH_CALLS_N", str(scaled(3000, 1000))))
 WORKERS = 2  # worker processes of the multi-process row
 
 
+def _box_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _busy_since(before: tuple[int, int]) -> float:
+    """The fraction of the machine's CPU time that was busy since ``before``."""
+    busy, total = _box_ticks()
+    return (busy - before[0]) / max(1, total - before[1])
+
+
 async def _copy_values(kafka: KafkaSettings, topic: str, n: int) -> list[bytes]:
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
@@ -168,7 +182,9 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
     worker = CallWorker(kafka, codec, catalogue, _worker_settings(catalogue.prefix))
     await worker.start()
     try:
+        before = _box_ticks()
         rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
         routed = await _rate(kafka, catalogue.name("calls.lane.normal"), n)
         print(f"  (router hop alone: {routed:.0f} records/s)", flush=True)
         return rate
@@ -201,10 +217,13 @@ async def _calls_in_processes(
         )
         for _ in range(count)
     ]
+    before = _box_ticks()
     for proc in procs:
         proc.start()
     try:
-        return await _rate(kafka, catalogue.name("calls.results"), n)
+        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
+        return rate
     finally:
         for proc in procs:
             proc.terminate()
