@@ -274,7 +274,7 @@ def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, ou
                     for p in (await partitions(kafka, [results]))[results]
                 ]
                 while True:  # the outcomes are all written
-                    if (done := sum((await ends.end_offsets(tps)).values())) >= calls:
+                    if (done := int(sum((await ends.end_offsets(tps)).values()))) >= calls:
                         return done
                     await asyncio.sleep(0.2)
             finally:
