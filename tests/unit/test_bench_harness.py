@@ -167,6 +167,11 @@ def test_the_live_lag_verdict_needs_enough_samples_a_flat_second_half_and_a_drai
     assert lag_verdict(growing, drained=True)[2].startswith("GROWING")
     assert lag_verdict(steady, drained=False)[2].startswith("NOT DRAINED")
     assert lag_verdict(steady[:9], drained=True)[2].startswith("NO VERDICT (9 samples")
+    # a second half up to ``tolerance`` above the first is still bounded, beyond it is not
+    hovering = [0, 29, 157, 3, 0, 61, 0, 29, 163, 32, 0, 3]
+    assert lag_verdict(hovering, drained=True)[2].startswith("GROWING")
+    assert lag_verdict(hovering, drained=True, tolerance=146)[2] == BOUNDED
+    assert lag_verdict(hovering, drained=True, tolerance=5)[2].startswith("GROWING")
 
 
 def test_module_times_name_each_module_and_the_time_outside_them() -> None:
