@@ -159,3 +159,65 @@ async def lag_settles(kafka: KafkaSettings, groups: list[str], timeout_s: float 
         await asyncio.sleep(1)
         lag = await total_lag(kafka, groups)
     return lag
+
+
+@dataclass
+class LagPeak:
+    """The largest total lag a :class:`LagTrace` saw, and where it was."""
+
+    lag: int = 0
+    at_s: float = 0.0
+    load1: float = 0.0
+    #: ``group topic[partition]`` -> lag, the partitions carrying it (largest first)
+    parts: list[tuple[str, int]] | None = None
+
+
+class LagTrace:
+    """Samples every partition's lag of ``groups`` (committed and end offsets) with the time, the
+    box's load and this process's CPU time; each sample is a line of ``path`` (so a long run's
+    trace costs no memory), the peak is kept for the report."""
+
+    def __init__(self, kafka: KafkaSettings, groups: list[str], path: Path) -> None:
+        self._kafka, self._groups, self.path = kafka, groups, path
+        self._began = time.monotonic()
+        self._cpu, self._last = time.process_time(), 0.0
+        self.peak = LagPeak()
+        self.totals: list[int] = []
+        self.path.write_text("t_s\tload1\tcpu_share\ttotal\tper group\tlagging partitions\n")
+
+    async def sample(self) -> int:
+        at = time.monotonic() - self._began
+        cpu = time.process_time()
+        share = (cpu - self._cpu) / max(at - self._last, 1e-6)  # cores this process used
+        self._cpu, self._last = cpu, at
+        load1 = os.getloadavg()[0]
+        per_group: dict[str, int] = {}
+        lagging: list[tuple[str, int]] = []
+        for group in self._groups:
+            state = await describe_group(self._kafka, group)
+            per_group[group.rsplit(".", 1)[-1]] = state.total_lag
+            lagging += [
+                (f"{group.rsplit('.', 1)[-1]} {p.topic.split('.', 1)[-1]}[{p.partition}]"
+                 f"@{p.committed}/{p.end_offset}", p.lag)
+                for p in state.lags if p.lag
+            ]  # fmt: skip
+        total = sum(per_group.values())
+        lagging.sort(key=lambda x: -(x[1] or 0))
+        top = [(name, lag or 0) for name, lag in lagging[:8]]
+        with self.path.open("a") as sink:
+            sink.write(
+                f"{at:.0f}\t{load1:.1f}\t{share:.2f}\t{total}\t{per_group}\t"
+                f"{' '.join(f'{n}={lag}' for n, lag in top)}\n"
+            )
+        self.totals.append(total)
+        if total >= self.peak.lag:
+            self.peak = LagPeak(total, at, load1, top)
+        return total
+
+    def report(self) -> str:
+        p = self.peak
+        where = ", ".join(f"{n}={lag}" for n, lag in p.parts or [])
+        return (
+            f"lag max {p.lag} at {p.at_s:.0f} s (load {p.load1:.1f}) in {where or 'nothing'}; "
+            f"samples {len(self.totals)}; trace {self.path}"
+        )

@@ -12,7 +12,9 @@ sampled every 5 s stays under 60 s of load; every 2xx answer's event is in ``res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import os
 import time
 import uuid
@@ -23,6 +25,7 @@ import pytest
 from pydantic import SecretStr
 
 from agents.settings import WorkerSettings
+from agents.worker import CallWorker
 from connectors.calls_api import calls_extension
 from connectors.gateway import GatewayService, GatewaySettings, build_gateway
 from connectors.settings import ServiceSettings
@@ -33,10 +36,10 @@ from tests.integration.calls._support import running_worker
 from tests.integration.chaos._kit import (
     AUTH,
     TOKEN,
+    LagTrace,
     lag_settles,
     open_fds,
     rss_bytes,
-    total_lag,
     worker_groups,
 )
 from tests.integration.webhooks._kit import read_all
@@ -69,6 +72,22 @@ async def _load(url: str, body: dict[str, str], fresh: str, rate: float, until: 
             await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
 
 
+def _stage_states(worker: CallWorker) -> None:  # diagnostic
+    for stage in getattr(worker.runtime, "stages", []):
+        c = stage._consumer
+        logging.getLogger("agents").info(
+            "stage %s in_flight %d tasks %d paused %s timers %d assigned %d",
+            stage.name,
+            stage._in_flight,
+            len(stage._tasks),
+            sorted(f"{tp.topic.split('.', 1)[-1]}[{tp.partition}]" for tp in c.paused())
+            if c
+            else None,
+            len(stage._timers),
+            len(c.assignment()) if c else 0,
+        )
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(0)
 async def test_soak(
@@ -97,9 +116,31 @@ async def test_soak(
     await gateway.start()
     accepted = tmp_path / "accepted.txt"
     counts: dict[str, int] = {}
-    lags: list[int] = []
+    trace = LagTrace(kafka_settings, worker_groups(group), Path(os.environ.get(
+        "BACKBONE_SOAK_TRACE", tmp_path / "lag.tsv")))  # fmt: skip
+    stalls: list[tuple[float, float]] = []
+    handler = logging.FileHandler(trace.path.with_suffix(".log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    watched = [logging.getLogger(n) for n in ("agents", "streams", "connectors", "aiokafka")]
+    for logger in watched:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    print(f"\nsoak trace: {trace.path}, log {trace.path.with_suffix('.log')}")
+
+    async def loop_stalls() -> None:
+        began = time.monotonic()
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            late = time.monotonic() - before - 0.1
+            if late > 0.5:
+                stalls.append((before - began, late))
+                logging.getLogger("agents").warning("event loop stalled %.2f s", late)
+
+    monitor = asyncio.create_task(loop_stalls())
     try:
-        async with running_worker(kafka_settings, codec, catalogue, settings):
+        async with running_worker(kafka_settings, codec, catalogue, settings) as worker:
             base = f"http://127.0.0.1:{gateway.bound_port}"
             until = time.monotonic() + minutes * 60
             step = {"research_id": "", "step_id": "s1", "step_kind": "search"}
@@ -113,14 +154,22 @@ async def test_soak(
             await asyncio.sleep(warmup_s)
             baseline = _gauges()
             while not all(t.done() for t in load):
-                lags.append(await total_lag(kafka_settings, worker_groups(group)))
+                await trace.sample()
+                _stage_states(worker)
                 await asyncio.sleep(5)
             await asyncio.gather(*load)
-            await lag_settles(kafka_settings, worker_groups(group), timeout_s=180)
+            left = await lag_settles(kafka_settings, worker_groups(group), timeout_s=180)
+            await trace.sample()
             await asyncio.sleep(5)  # idle connections and finished calls let go
             after = _gauges()
     finally:
+        monitor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor
         await gateway.stop()
+        for logger in watched:
+            logger.removeHandler(handler)
+        handler.close()
     written = {str(e.event_id) for _, e, _ in await read_all(
         kafka_settings, codec, catalogue.name("research.events"))}  # fmt: skip
     ids = accepted.read_text().split()
@@ -128,12 +177,15 @@ async def test_soak(
     print(
         f"\nsoak {minutes:g} min at {rate:g}/s of each: answers {counts}; baseline RSS "
         f"{baseline[0] / 2**20:.0f} MiB, fds {baseline[1]}, tasks {baseline[2]}; after RSS "
-        f"{after[0] / 2**20:.0f} MiB, fds {after[1]}, tasks {after[2]}; lag max "
-        f"{max(lags, default=0)} (samples {len(lags)}); accepted events {len(ids)}, lost {len(lost)}"
+        f"{after[0] / 2**20:.0f} MiB, fds {after[1]}, tasks {after[2]}; {trace.report()}; "
+        f"lag after the load {left}; event-loop stalls over 0.5 s {len(stalls)} (longest "
+        f"{max((s for _, s in stalls), default=0):.1f} s); accepted events {len(ids)}, lost "
+        f"{len(lost)}"
     )
     assert ids, "no event was accepted"
     assert not lost, f"{len(lost)} acknowledged events lost"
     assert after[0] - baseline[0] < RSS_SLACK, "memory did not return to its baseline"
     assert after[1] - baseline[1] <= FD_SLACK, "open file descriptors did not return"
     assert after[2] - baseline[2] <= TASK_SLACK, "asyncio tasks did not return"
-    assert max(lags, default=0) < 60 * rate, f"the worker's lag reached {max(lags)}"
+    assert left == 0, f"the worker's lag did not return to 0 ({left}): {trace.report()}"
+    assert trace.peak.lag < 60 * rate, f"the worker's lag reached {trace.report()}"
