@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing as mp
 import os
 import tempfile
 import time
@@ -41,6 +42,21 @@ from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
 
 N = int(os.environ.get("BENCH_CALLS_N", str(scaled(3000, 1000))))
+WORKERS = 2  # worker processes of the multi-process row
+
+
+def _box_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        ticks = [int(t) for t in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def _busy_since(before: tuple[int, int]) -> float:
+    """The fraction of the machine's CPU time that was busy since ``before``."""
+    busy, total = _box_ticks()
+    return (busy - before[0]) / max(1, total - before[1])
 
 
 async def _copy_values(kafka: KafkaSettings, topic: str, n: int) -> list[bytes]:
@@ -145,9 +161,9 @@ async def _faust_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -
         await app.stop()
 
 
-async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
-    settings = WorkerSettings(
-        group_id=f"{catalogue.prefix}calls",
+def _worker_settings(prefix: str) -> WorkerSettings:
+    return WorkerSettings(
+        group_id=f"{prefix}calls",
         max_in_flight=512,
         lane_prefetch=int(os.environ.get("BENCH_CALLS_PREFETCH", "128")),
         lane_batch=int(os.environ.get("BENCH_CALLS_BATCH", "32")),
@@ -160,15 +176,59 @@ async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: in
             ),
         ),
     )
-    worker = CallWorker(kafka, codec, catalogue, settings)
+
+
+async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
+    worker = CallWorker(kafka, codec, catalogue, _worker_settings(catalogue.prefix))
     await worker.start()
     try:
+        before = _box_ticks()
         rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
         routed = await _rate(kafka, catalogue.name("calls.lane.normal"), n)
         print(f"  (router hop alone: {routed:.0f} records/s)", flush=True)
         return rate
     finally:
         await worker.stop()
+
+
+async def _serve_worker(bootstrap: str, registry_url: str, prefix: str) -> None:
+    kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
+    async with RegistryClient(RegistrySettings(url=registry_url)) as client:
+        catalogue = Catalogue(prefix=prefix)
+        worker = CallWorker(kafka, Codec(client), catalogue, _worker_settings(prefix))
+        await worker.start()
+        await asyncio.Event().wait()  # until the benchmark terminates this process
+
+
+def _worker_process(bootstrap: str, registry_url: str, prefix: str) -> None:
+    asyncio.run(_serve_worker(bootstrap, registry_url, prefix))
+
+
+async def _calls_in_processes(
+    kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue, n: int, count: int
+) -> float:
+    """The same pipeline run by ``count`` worker processes of one group (3 of the 6 partitions
+    each with two); measured like :func:`_calls`, on the results' timestamps."""
+    spawn = mp.get_context("spawn")
+    procs = [
+        spawn.Process(
+            target=_worker_process, args=(kafka.bootstrap, registry.url, catalogue.prefix)
+        )
+        for _ in range(count)
+    ]
+    before = _box_ticks()
+    for proc in procs:
+        proc.start()
+    try:
+        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
+        return rate
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            await asyncio.to_thread(proc.join, 30)
 
 
 async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, float]:
@@ -226,6 +286,15 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
             progress(f"calls: {name}, {N:,} records")
             results[name] = await run()
             print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
+        # Two worker processes need fresh topics (and a fresh ledger): the same requests again.
+        second = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+        await apply_catalogue(kafka, second, serving=True)
+        async with Publisher(kafka, codec, second) as publisher:
+            await publisher.publish_many(requests, topic="calls.requests")
+        progress(f"calls: {WORKERS} worker processes, {N:,} records")
+        name = f"calls, {WORKERS} worker processes"
+        results[name] = await _calls_in_processes(kafka, registry, second, N, WORKERS)
+        print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
     calls = results["calls end to end"]
     print(
         f"ratio calls / raw aiokafka   {calls / results['raw aiokafka passthrough']:.2f}  (target >= 0.5)"
@@ -261,6 +330,10 @@ def rows() -> list[Row]:
         Row("calls: end to end vs Faust", "records/s", calls,
             Stat.of(found["vanilla Faust passthrough"]), "vanilla Faust passthrough", params,
             floor_key=FLOOR_PRODUCE, target="ratio >= 1.0"),
+        Row(f"calls: end to end, {WORKERS} worker processes", "records/s",
+            Stat.of(found[f"calls, {WORKERS} worker processes"]), calls,
+            "1 worker process (in the bench's own)", {**params, "processes": WORKERS},
+            floor_key=FLOOR_PRODUCE, target="grows"),
     ]  # fmt: skip
 
 

@@ -5,6 +5,10 @@ reconnect back-off: ``retry_backoff_ms`` spaces coordinator, offset and fetch re
 a partition has no known leader (a broker shutting down says so) its fetcher asks for a metadata
 refresh on every turn, and a refresh against a broker that refuses connections fails at once:
 a busy loop of connection attempts. :func:`back_off_metadata` spaces failed refreshes.
+
+:func:`learn_topics_together` makes an offset lookup (``end_offsets``, ``beginning_offsets``, ``offsets_for_times``)
+learn all its topics in one refresh. aiokafka learns an unknown topic per retry, one at a time,
+each retry after ``retry_backoff_ms``: a lookup over 35 new topics took 8.9 s, not 0.1 s.
 """
 
 from __future__ import annotations
@@ -75,3 +79,20 @@ def back_off_metadata(
         return ok
 
     client._metadata_update = spaced
+
+
+def learn_topics_together(consumer: Any) -> None:
+    """Before each offset lookup, add its unknown topics to the client's metadata in one refresh."""
+    client = consumer._client
+
+    def learning(lookup: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        async def lookup_known(partitions: Any) -> Any:
+            topics = {tp.topic for tp in partitions}
+            if not topics <= client._topics:
+                await client.set_topics(client._topics | topics)
+            return await lookup(partitions)
+
+        return lookup_known
+
+    for name in ("end_offsets", "beginning_offsets", "offsets_for_times"):
+        setattr(consumer, name, learning(getattr(consumer, name)))

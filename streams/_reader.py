@@ -9,7 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata, learn_topics_together
 from streams._kafka_errors import translate
 from streams.connection import client_options
 from streams.settings import KafkaSettings
@@ -26,6 +26,7 @@ async def reader(kafka: KafkaSettings, **options: Any) -> AsyncIterator[AIOKafka
         **{**CONSUMER_BACKOFF, **options},
     )
     back_off_metadata(consumer)
+    learn_topics_together(consumer)
     try:
         await consumer.start()
     except KafkaError as exc:

@@ -24,7 +24,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata, learn_topics_together
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
 from streams.admin import partitions
@@ -123,6 +123,7 @@ class Subscriber:
             **CONSUMER_BACKOFF,
         )
         back_off_metadata(consumer)
+        learn_topics_together(consumer)
         try:
             await consumer.start()
             if self._group_id is None:

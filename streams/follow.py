@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams._backoff import CONSUMER_BACKOFF, back_off_metadata
+from streams._backoff import CONSUMER_BACKOFF, back_off_metadata, learn_topics_together
 from streams.admin import partitions
 from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
@@ -88,6 +88,7 @@ class TopicFollower:
             consumer_timeout_ms=LONG_POLL_MS,  # seeks and finished fetches wake it anyway
         )
         back_off_metadata(consumer)
+        learn_topics_together(consumer)
         try:
             await consumer.start()
             consumer.assign(tps)

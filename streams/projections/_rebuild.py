@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from streams._aiokafka_compat import close_producer
+from streams._backoff import learn_topics_together
 from streams._kafka_errors import translate
 from streams.admin import partitions
 from streams.codec import Codec
@@ -173,6 +174,7 @@ async def _plan(kafka: KafkaSettings, sources: list[str], since_ms: int | None) 
         isolation_level="read_committed",
         request_timeout_ms=kafka.request_timeout_ms,
     )
+    learn_topics_together(consumer)
     try:
         await consumer.start()
         found = await partitions(kafka, sources)

@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from infra.kafka.broker import BrokerOptions, LocalBroker, free_port, metadata_ok
 from infra.testing.pytest_plugin import NewConsumer, NewTopic
+from streams._reader import reader
 from streams.admin import apply_catalogue
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -113,3 +115,24 @@ def test_broker_dies_with_the_process_that_started_it() -> None:
         time.sleep(0.2)
     else:
         pytest.fail(f"broker {pid} survived its parent")
+
+
+async def test_an_offset_lookup_learns_all_its_new_topics_in_one_metadata_refresh(
+    kafka_settings: KafkaSettings, new_topic: NewTopic
+) -> None:
+    """aiokafka alone learns one unknown topic per retry (8 topics: 8 refreshes, 8 back-offs)."""
+    topics = [await new_topic(2) for _ in range(8)]
+    tps = [TopicPartition(t, p) for t in topics for p in range(2)]
+    async with reader(kafka_settings) as consumer:
+        refresh = consumer._client._metadata_update
+        refreshes = 0
+
+        async def counted(cluster: Any, wanted: Any) -> bool:
+            nonlocal refreshes
+            refreshes += 1
+            return bool(await refresh(cluster, wanted))
+
+        consumer._client._metadata_update = counted
+        ends = await consumer.end_offsets(tps)
+    assert ends == dict.fromkeys(tps, 0)
+    assert refreshes <= 2, refreshes

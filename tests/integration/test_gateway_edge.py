@@ -1,6 +1,7 @@
 """Issue 10, gateway edge: every bad input answered 4xx in the one JSON shape, on the real broker.
 
 One test (or more) per numbered item of the issue; the item is named in each test's docstring.
+No test here reads the topics back, so the module shares one catalogue (each gateway is fresh).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import asyncio
 import io
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,8 @@ from connectors.webhooks.settings import (
     IngressSettings,
     WebhookSettings,
 )
+from infra.testing.pytest_plugin import _drop_topics, unique
+from streams.admin import apply_catalogue
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration._events import call_requested_json
@@ -68,6 +71,15 @@ class Gateway:
 
 
 MakeGateway = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture(scope="module")
+def catalogue(kafka_settings: KafkaSettings) -> Iterator[Catalogue]:
+    """One catalogue for the module (a sync fixture: its loop is its own, not a test's)."""
+    cat = Catalogue(prefix=unique("edge") + ".")
+    asyncio.run(apply_catalogue(kafka_settings, cat))
+    yield cat
+    asyncio.run(_drop_topics(kafka_settings, lambda name: name.startswith(cat.prefix)))
 
 
 @pytest.fixture
