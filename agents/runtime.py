@@ -92,6 +92,7 @@ class Stage:
         self._room = asyncio.Event()
         self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def start(self) -> None:
@@ -130,6 +131,7 @@ class Stage:
                 await self._loop_task
             self._loop_task = None
         await self._drain()
+        await self._cancel_commit()
         await self._commit()
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
@@ -158,9 +160,16 @@ class Stage:
             backoff.reset()
             if batch:
                 self._dispatch(batch)
-            if time.monotonic() - last_commit >= self._commit_interval_s:
+            committing = self._committing
+            if time.monotonic() - last_commit >= self._commit_interval_s and (
+                committing is None or committing.done()
+            ):
+                if committing is not None:
+                    committing.result()  # a failure other than Kafka's ends the loop, as inline
+                # in the background: a commit's round trip (10-80 ms on a loaded box) must not
+                # hold back the records fetched meanwhile; one commit in flight at a time
                 last_commit = time.monotonic()
-                await self._commit()
+                self._committing = asyncio.create_task(self._commit(), name=f"commit-{self.name}")
 
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         now = time.time()
@@ -232,6 +241,18 @@ class Stage:
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.resume(tp)
 
+    async def _cancel_commit(self) -> None:
+        """Cancel the background commit in flight, if any, before a final commit: it commits
+        only done records, so whether it landed or not, the final one (same or later offsets,
+        sent after it) decides; and a commit the cluster never answers cannot hold up a stop."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        committing.cancel()
+        await asyncio.wait([committing])  # a cancellation aimed at us still reaches us
+        if not committing.cancelled() and (exc := committing.exception()) is not None:
+            log.warning("stage %s: a background commit failed: %r", self.name, exc)
+
     async def _commit(self, only: Collection[TopicPartition] | None = None) -> None:
         offsets = self._progress.committable(only)
         if not offsets or self._consumer is None:
@@ -259,6 +280,7 @@ class Stage:
     # --- rebalance ------------------------------------------------------------------------------
     async def revoked(self, tps: Collection[TopicPartition]) -> None:
         await self._drain()
+        await self._cancel_commit()
         await self._commit(tps)
         self._progress.forget(tps)
         for tp in tps:

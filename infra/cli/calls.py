@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -45,6 +46,11 @@ def worker(log_level: str) -> None:
     service = WorkerService(cfg)
 
     def started() -> None:
+        # As in the gateway: what start-up allocated (Faust, aiokafka, the codecs) lives as long
+        # as the process; frozen, it leaves the collector's generations, so a full collection
+        # no longer walks it (at 100 calls/s one took 150-320 ms, stalling every stage).
+        gc.collect()
+        gc.freeze()
         click.echo(f"worker    {service.describe()}", err=True)
         click.echo("ready", err=True)
 

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -159,3 +159,91 @@ async def lag_settles(kafka: KafkaSettings, groups: list[str], timeout_s: float 
         await asyncio.sleep(1)
         lag = await total_lag(kafka, groups)
     return lag
+
+
+@dataclass
+class LagPeak:
+    """The largest total lag a :class:`LagTrace` saw, and where it was."""
+
+    lag: int = 0
+    at_s: float = 0.0
+    load1: float = 0.0
+    #: ``stage topic[partition]@committed/end`` -> lag, the partitions carrying it (largest first)
+    parts: list[tuple[str, int]] = field(default_factory=list)
+
+
+Offsets = dict[tuple[str, int], tuple[int, int]]  # (topic, partition) -> (committed, end)
+
+
+class LagTrace:
+    """Samples every partition's lag of ``groups`` (committed and end offsets) with the time, the
+    box's load and the cores this process used; each sample is a line of ``path`` (a long run's
+    trace costs no memory). Kept for the report: the peak, and per stage its first and latest
+    offsets, so a stage that commits slower than its topics are written shows as two rates."""
+
+    def __init__(self, kafka: KafkaSettings, groups: list[str], path: Path) -> None:
+        self._kafka, self._groups, self.path = kafka, groups, path
+        self._began = time.monotonic()
+        self._cpu, self._last = time.process_time(), 0.0
+        self.peak = LagPeak()
+        self.samples = 0
+        self._first: dict[str, tuple[float, Offsets]] = {}
+        self._latest: dict[str, tuple[float, Offsets]] = {}
+        self.path.write_text("t_s\tload1\tcores\ttotal\tper stage\tlagging partitions\n")
+
+    async def sample(self) -> int:
+        at = time.monotonic() - self._began
+        cpu = time.process_time()
+        cores = (cpu - self._cpu) / max(at - self._last, 1e-6)  # this process's CPU share
+        self._cpu, self._last = cpu, at
+        load1 = os.getloadavg()[0]
+        per_stage: dict[str, int] = {}
+        lagging: list[tuple[str, int]] = []
+        for group in self._groups:
+            stage = group.rsplit(".", 1)[-1]
+            state = await describe_group(self._kafka, group)
+            per_stage[stage] = state.total_lag
+            offsets = {
+                (p.topic, p.partition): (p.committed, p.end_offset)
+                for p in state.lags
+                if p.committed is not None
+            }
+            self._first.setdefault(stage, (at, offsets))
+            self._latest[stage] = (at, offsets)
+            lagging += [
+                (f"{stage} {p.topic.split('.', 1)[-1]}[{p.partition}]@{p.committed}/{p.end_offset}",
+                 p.lag)
+                for p in state.lags if p.lag
+            ]  # fmt: skip
+        total = sum(per_stage.values())
+        top = sorted(lagging, key=lambda x: -x[1])[:6]
+        with self.path.open("a") as sink:
+            where = " ".join(f"{n}={lag}" for n, lag in top)
+            sink.write(f"{at:.0f}\t{load1:.1f}\t{cores:.2f}\t{total}\t{per_stage}\t{where}\n")
+        self.samples += 1
+        if total >= self.peak.lag:
+            self.peak = LagPeak(total, at, load1, top)
+        return total
+
+    def rates(self) -> dict[str, tuple[float, float]]:
+        """Per stage, records committed and written per second between the first and latest
+        samples (on the partitions both saw committed)."""
+        found = {}
+        for stage, (t0, first) in self._first.items():
+            t1, latest = self._latest[stage]
+            common = first.keys() & latest.keys()
+            if t1 <= t0 or not common:
+                continue
+            done = sum(latest[tp][0] - first[tp][0] for tp in common) / (t1 - t0)
+            written = sum(latest[tp][1] - first[tp][1] for tp in common) / (t1 - t0)
+            found[stage] = (done, written)
+        return found
+
+    def report(self) -> str:
+        p = self.peak
+        where = ", ".join(f"{n}={lag}" for n, lag in p.parts)
+        rates = ", ".join(f"{s} {d:.1f}/s of {w:.1f}/s" for s, (d, w) in self.rates().items())
+        return (
+            f"lag max {p.lag} at {p.at_s:.0f} s (load {p.load1:.1f}) in {where or 'nothing'}; "
+            f"committed of written: {rates or 'n/a'}; samples {self.samples}; trace {self.path}"
+        )
