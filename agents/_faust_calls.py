@@ -132,6 +132,10 @@ class FaustCalls:
             self._caught_up |= fresh
             return
 
+    def problems(self) -> dict[str, str]:
+        """None of its own: Faust's supervisor restarts a crashed actor (and logs it)."""
+        return {}
+
     async def stop(self) -> None:
         """No new lane batch starts; the one in hand finishes (bounded) before Faust stops its
         agents: a batch Faust cancels is left unacknowledged, so its calls are read again."""

@@ -114,6 +114,10 @@ class KafkaCalls:
         for stage in self.stages:
             await stage.stop()
 
+    def problems(self) -> dict[str, str]:
+        """Stages whose fetch loop died (each also reported, ``FATAL``, when it died)."""
+        return {f"stage-{s.name}": s.failure for s in self.stages if s.failure is not None}
+
     # --- helpers --------------------------------------------------------------------------------
     def _source(self, record: Record) -> Source:
         logical = self._logical.get(record.topic)

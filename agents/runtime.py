@@ -21,7 +21,6 @@ the first record not yet done, so nothing is committed before its outputs are du
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -36,6 +35,7 @@ from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
 from streams.follow import stop_quietly
 from streams.settings import KafkaSettings
+from streams.supervise import report_death
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ class Stage:
         self._loop_task: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
         self._stopping = False
+        #: why the fetch loop died (it handles Kafka's errors itself; anything else is a bug)
+        self.failure: str | None = None
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -119,6 +121,7 @@ class Stage:
             raise KafkaUnavailableError(f"stage {self.name} cannot join its group: {exc}") from exc
         self._consumer = consumer
         self._loop_task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
+        self._loop_task.add_done_callback(self._loop_ended)
 
     async def stop(self) -> None:
         """Stop fetching, let the batches in hand finish (bounded), commit them, leave the group."""
@@ -127,8 +130,7 @@ class Stage:
             timer.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await asyncio.wait([self._loop_task])  # a loop that died was reported: stop goes on
             self._loop_task = None
         await self._drain()
         await self._cancel_commit()
@@ -170,6 +172,13 @@ class Stage:
                 # hold back the records fetched meanwhile; one commit in flight at a time
                 last_commit = time.monotonic()
                 self._committing = asyncio.create_task(self._commit(), name=f"commit-{self.name}")
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """The fetch loop ended on its own: not at a stop, so it died; said, never silent."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        self.failure = f"died: {type(exc).__name__}: {exc}"
+        report_death(f"stage {self.name}", exc)
 
     def _dispatch(self, batch: dict[TopicPartition, list[Record]]) -> None:
         now = time.time()

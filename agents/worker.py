@@ -141,7 +141,7 @@ class CallWorker:
 
     def problems(self) -> dict[str, str]:
         """Background loops failing now (empty when all run): for readiness and logs."""
-        return self.supervisor.problems()
+        return {**self.supervisor.problems(), **self.runtime.problems()}
 
     async def stop(self) -> None:
         await self.supervisor.close()  # never re-raises a loop's old error: teardown goes on

@@ -30,11 +30,29 @@ from streams.errors import BackboneError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FATAL", "Backoff", "LoopState", "Supervisor", "is_transient", "retrying"]
+__all__ = [
+    "FATAL",
+    "Backoff",
+    "LoopState",
+    "Supervisor",
+    "is_transient",
+    "report_death",
+    "retrying",
+]
 
 LoopFactory = Callable[[], Awaitable[None]]
 #: key in an event-loop exception context: a supervised loop died for good
 FATAL = "backbone_fatal"
+
+
+def report_death(what: str, exc: BaseException) -> None:
+    """A loop of ``what`` died for good: tell the event loop's exception handler, with ``FATAL``
+    set. asyncio logs it (with the traceback) by default; ``backbone up`` installs a handler
+    that stops the stack and exits non-zero (infra/stack.py)."""
+    asyncio.get_running_loop().call_exception_handler(
+        {"message": f"{what} died for good: {type(exc).__name__}: {exc}", "exception": exc,
+         FATAL: True}
+    )  # fmt: skip
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -143,16 +161,12 @@ class Supervisor:
         state.failing_since = state.failing_since or time.monotonic()
         if self.failure is None:
             self.failure = (state.name, exc)
-        message = f"{self.owner}: {state.name} died for good: {type(exc).__name__}: {exc}"
+        what = f"{self.owner}: {state.name}"
         if self._on_fatal is not None:
-            log.error("%s", message, exc_info=exc)
-            self._on_fatal(f"{self.owner}: {state.name}", exc)
+            log.error("%s died for good: %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+            self._on_fatal(what, exc)
             return
-        # the event loop's exception handler: asyncio logs it (with the traceback) by default;
-        # `backbone up` installs one that stops the stack and exits non-zero (infra/stack.py)
-        asyncio.get_running_loop().call_exception_handler(
-            {"message": message, "exception": exc, FATAL: True}
-        )
+        report_death(what, exc)
 
     def problems(self) -> dict[str, str]:
         """Loops that are failing now, with their last error (empty: all healthy)."""

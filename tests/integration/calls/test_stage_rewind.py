@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -24,6 +25,7 @@ from agents.settings import WorkerSettings
 from infra.testing.pytest_plugin import NewTopic, unique
 from streams.admin import admin_client
 from streams.settings import KafkaSettings
+from streams.supervise import FATAL
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +119,41 @@ async def _committed_to(
                 return committed
             assert time.monotonic() < deadline, f"{group} committed {committed} of {end}"
             await asyncio.sleep(0.2)
+
+
+async def test_a_fetch_loop_that_dies_is_reported_fatal_and_the_stage_still_stops(
+    kafka_settings: KafkaSettings, new_topic: NewTopic, producer: AIOKafkaProducer
+) -> None:
+    """Kafka's errors the loop handles itself; anything else (a bug) must not end it silently."""
+    topic = await new_topic(1, stem="dies")
+    await (await producer.send(topic, b"x", key=b"k"))
+    reported: list[dict[str, Any]] = []
+    said = asyncio.Event()
+
+    def report(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        reported.append(context)
+        said.set()
+
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(report)
+
+    def due(_record: Record) -> float | None:
+        raise ValueError("a bug in the stage")
+
+    async def handle(_records: list[Record]) -> None:
+        raise AssertionError("never reached: the loop dies before handing records over")
+
+    runner = Stage(
+        "dies", kafka_settings, unique("dies"), [topic], handle, prefetch=8, max_batch=8,
+        commit_interval_s=0.2, session_timeout_s=10, rebalance_timeout_s=10,
+        drain_timeout_s=10, due=due,
+    )  # fmt: skip
+    await runner.start()
+    try:
+        await asyncio.wait_for(said.wait(), timeout=60)
+    finally:
+        await runner.stop()  # completes: the death was reported, not raised again here
+        loop.set_exception_handler(None)
+    assert runner.failure == "died: ValueError: a bug in the stage"
+    [context] = [c for c in reported if c.get(FATAL)]
+    assert "stage dies died for good" in context["message"], context
