@@ -286,14 +286,12 @@ async def test_pipeline_produce_skips_a_node_only_once_its_limit_of_requests_is_
     assert 1 not in in_flight  # two unanswered: a third request may go
     in_flight.add(1)
     in_flight.add(2)
-    assert 1 in in_flight
-    assert 2 not in in_flight
+    assert 1 in in_flight and 2 not in in_flight
     in_flight.remove(1)
     assert 1 not in in_flight
     in_flight.remove(1)
     in_flight.remove(1)
-    assert in_flight.unanswered(1) == 0
-    assert not in_flight
+    assert in_flight.unanswered(1) == 0 and not in_flight
     with pytest.raises(KeyError):
         in_flight.remove(1)  # like set.remove: an answer for a request never counted is a bug
     await producer.stop()
