@@ -31,13 +31,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams import headers as h
-from streams._aiokafka_compat import (
-    close_producer,
-    fail_buffered,
-    pipeline_produce,
-    sender_failed,
-    track_sent,
-)
+from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed, track_sent
 from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.connection import client_options
@@ -264,7 +258,6 @@ class Publisher:
             transactional_id=self._transactional_id,
         )
         track_sent(producer)  # so a withdrawal can tell "never sent" from "may be written"
-        pipeline_produce(producer)  # a record handed over need not wait for the request in flight
         try:
             async with asyncio.timeout(self._kafka.request_timeout_ms / 1000):
                 await producer.start()

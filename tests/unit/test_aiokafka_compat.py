@@ -28,7 +28,6 @@ from streams._aiokafka_compat import (
     MaybeWrittenError,
     close_producer,
     fail_buffered,
-    pipeline_produce,
     sender_failed,
     set_fetch_max_wait,
     tasks_of,
@@ -254,50 +253,3 @@ def test_set_fetch_max_wait_refuses_a_consumer_without_that_fetcher() -> None:
     consumer = cast(AIOKafkaConsumer, SimpleNamespace())  # as one that was never started
     with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
         set_fetch_max_wait(consumer, 5_000)
-
-
-def test_the_sender_skips_a_node_only_while_it_is_in_its_in_flight_set() -> None:
-    """pipeline_produce replaces ``Sender._in_flight``: aiokafka must keep skipping the nodes in
-    it (and only those), add a node per request sent and remove it once per answer, and mute
-    each partition of a request until it is answered (per-partition order)."""
-    from aiokafka.producer.sender import Sender
-
-    routine = inspect.getsource(Sender._sender_routine)
-    assert "ignore_nodes=self._in_flight" in routine
-    assert "self._in_flight.add(node_id)" in routine
-    assert "self._muted_partitions.add(tp)" in routine
-    assert "muted_partitions=muted_partitions" in routine
-    answered = inspect.getsource(Sender._send_produce_req)
-    assert "self._in_flight.remove(node_id)" in answered
-    assert "self._muted_partitions.remove(tp)" in answered
-    drain = inspect.getsource(MessageAccumulator.drain_by_nodes)
-    assert "leader in ignore_nodes" in drain
-    assert "tp in muted_partitions" in drain
-
-
-async def test_pipeline_produce_skips_a_node_only_once_its_limit_of_requests_is_unanswered() -> (
-    None
-):
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
-    pipeline_produce(producer, limit=3)
-    in_flight = producer._sender._in_flight
-    in_flight.add(1)
-    in_flight.add(1)
-    assert 1 not in in_flight  # two unanswered: a third request may go
-    in_flight.add(1)
-    in_flight.add(2)
-    assert 1 in in_flight and 2 not in in_flight
-    in_flight.remove(1)
-    assert 1 not in in_flight
-    in_flight.remove(1)
-    in_flight.remove(1)
-    assert in_flight.unanswered(1) == 0 and not in_flight
-    with pytest.raises(KeyError):
-        in_flight.remove(1)  # like set.remove: an answer for a request never counted is a bug
-    await producer.stop()
-
-
-def test_pipeline_produce_refuses_a_producer_without_that_sender() -> None:
-    producer = cast(AIOKafkaProducer, SimpleNamespace())
-    with pytest.raises(RuntimeError, match="_in_flight"):
-        pipeline_produce(producer)
