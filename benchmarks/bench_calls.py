@@ -161,6 +161,20 @@ async def _faust_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -
         await app.stop()
 
 
+def call_requests(n: int) -> list[CallRequested]:
+    """``n`` distinct requests to the simulated service ``sim`` (what the pipeline is fed)."""
+    return [
+        CallRequested(
+            call_id=uuid.uuid4().hex,
+            service="sim",
+            operation="chat",
+            payload='{"messages": [{"role": "user", "content": "hello"}]}',
+            idempotency_key=uuid.uuid4().hex,
+        )
+        for _ in range(n)
+    ]
+
+
 def _worker_settings(prefix: str) -> WorkerSettings:
     return WorkerSettings(
         group_id=f"{prefix}calls",
@@ -237,16 +251,7 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
     await apply_catalogue(kafka, catalogue, serving=True)
     async with RegistryClient(registry) as client:
         codec = Codec(client)
-        requests = [
-            CallRequested(
-                call_id=uuid.uuid4().hex,
-                service="sim",
-                operation="chat",
-                payload='{"messages": [{"role": "user", "content": "hello"}]}',
-                idempotency_key=uuid.uuid4().hex,
-            )
-            for _ in range(N)
-        ]
+        requests = call_requests(N)
         async with Publisher(kafka, codec, catalogue) as publisher:
             await publisher.publish_many(requests, topic="calls.requests")
         values = await _copy_values(kafka, catalogue.name("calls.requests"), N)

@@ -43,6 +43,7 @@ from agents.worker import CallWorker
 from benchmarks._harness import FLOOR_CONSUME, Row, Stat, kafka_bootstrap, scaled
 from benchmarks.bench_calls import _rate as results_rate
 from benchmarks.bench_calls import _worker_settings as pipeline_settings
+from benchmarks.bench_calls import call_requests
 from infra.registry import RegistryServer
 from streams.admin import apply_catalogue, partitions
 from streams.codec import Codec
@@ -50,7 +51,6 @@ from streams.events import Event
 from streams.events.calls import (
     CallExpired,
     CallFailed,
-    CallRequested,
     CallRetryScheduled,
     CallSucceeded,
 )
@@ -239,20 +239,6 @@ def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float,
     out.close()
 
 
-def _call_requests(n: int) -> list[CallRequested]:
-    """``n`` distinct requests to bench_calls' simulated service (what its pipeline is fed)."""
-    return [
-        CallRequested(
-            call_id=uuid.uuid4().hex,
-            service="sim",
-            operation="chat",
-            payload='{"messages": [{"role": "user", "content": "hello"}]}',
-            idempotency_key=uuid.uuid4().hex,
-        )
-        for _ in range(n)
-    ]
-
-
 def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, out: Any) -> None:
     """In a process of its own (as a call worker runs): bench_calls' call worker working off
     ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once started, then the
@@ -312,7 +298,7 @@ async def _live_calls(
     await apply_catalogue(kafka, catalogue, serving=True)
     async with Publisher(kafka, codec, catalogue) as publisher:
         for begin in range(0, LIVE_CALLS, CHUNK):
-            chunk = _call_requests(min(CHUNK, LIVE_CALLS - begin))
+            chunk = call_requests(min(CHUNK, LIVE_CALLS - begin))
             await publisher.publish_many(chunk, topic="calls.requests")
     args = (kafka.bootstrap, catalogue.prefix, registry_url, LIVE_CALLS)
     found = await _lag_run(

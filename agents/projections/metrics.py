@@ -129,15 +129,18 @@ _COUNTED = frozenset(
 )
 
 
-def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
-    # a provider attempt: the count and its latency (as in _count_failed, inline)
+def _count_attempt(acc: dict[str, Any], latency: float | None) -> None:
+    """A provider attempt (succeeded or failed): the count and its latency."""
     acc["calls"] += 1
-    latency = event["latency_ms"]
     if latency is not None and latency >= 0:
         sketch = acc["sketch"]
         if sketch is None:
             sketch = acc["sketch"] = Sketch().to_data()
         _add_latency(sketch, latency)
+
+
+def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
+    _count_attempt(acc, event["latency_ms"])
     acc["ok"] += 1
     acc["tokens_p"] += event["tokens_prompt"]
     acc["tokens_c"] += event["tokens_completion"]
@@ -152,13 +155,7 @@ def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
 def _count_failed(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
     if event["error_class"] == _REFUSED:
         return
-    acc["calls"] += 1
-    latency = event["latency_ms"]
-    if latency is not None and latency >= 0:
-        sketch = acc["sketch"]
-        if sketch is None:
-            sketch = acc["sketch"] = Sketch().to_data()
-        _add_latency(sketch, latency)
+    _count_attempt(acc, event["latency_ms"])
     acc["failed"] += 1
     _bump(acc["by_error"], event["error_class"], 1)
 
