@@ -62,6 +62,9 @@ from streams.topics import Catalogue
 from streams.tracing import consumed, current_traceparent
 
 log = logging.getLogger(__name__)
+#: a wait for a rate limit's token this long is said at INFO, at most every THROTTLE_NOTE_EVERY_S
+THROTTLE_NOTE_S = 1.0
+THROTTLE_NOTE_EVERY_S = 60.0
 _TRACER = trace.get_tracer("backbone.agents")
 
 CIRCUITS = "integration.circuits"
@@ -120,6 +123,20 @@ class ServiceGuard:
         self.bucket = TokenBucket(connector.rate_limit)
         self.breaker = CircuitBreaker(connector.service, settings.breaker, on_change=on_change)
         self.slots = asyncio.Semaphore(max_concurrency)
+        self._said_waiting = -THROTTLE_NOTE_EVERY_S
+
+    def waited(self, seconds: float) -> None:
+        """A call waited ``seconds`` for a token: said at INFO (at most once a minute) when it is
+        long, since calls above the rate limit otherwise show only as lane lag."""
+        now = time.monotonic()
+        if seconds < THROTTLE_NOTE_S or now - self._said_waiting < THROTTLE_NOTE_EVERY_S:
+            return
+        self._said_waiting = now
+        bucket = self.bucket
+        log.info(
+            "service %s: calls wait %.1f s for its rate limit (%g/s, burst %d); the rest wait in "
+            "Kafka as lane lag", self.connector.service, seconds, bucket.rate, bucket.burst,
+        )  # fmt: skip
 
 
 class CallExecutor:
@@ -345,7 +362,7 @@ class CallExecutor:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:
             try:
-                await guard.bucket.acquire()
+                guard.waited(await guard.bucket.acquire())
                 await journal()  # the call goes out right after its claim is durable
             except BaseException:
                 guard.breaker.release()  # the permit was not used: no call went out

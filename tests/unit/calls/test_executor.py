@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from agents import _headers as hd
-from agents.executor import CallExecutor
+from agents.executor import CallExecutor, ServiceGuard
 from agents.lanes import Lane
 from agents.ledger import CallLedger
 from agents.outcomes import Outcomes
@@ -374,3 +377,18 @@ async def test_a_request_s_max_attempts_is_honoured() -> None:
     [dead] = [o.event for o in out if o.topic == "calls.dlt"]
     assert isinstance(dead, CallDeadLettered)
     assert (dead.failure.reason.value, dead.failure.attempts) == ("exhausted", 2)
+
+
+def test_a_long_wait_for_the_rate_limit_is_said_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    guard = ServiceGuard(ScriptedService(rate=10, burst=10), WorkerSettings(), 4, lambda _: None)
+    with caplog.at_level(logging.INFO, logger="agents.executor"):
+        guard.waited(0.2)  # short: nothing said
+        guard.waited(2.5)
+        guard.waited(3.0)  # within the minute: not again
+    said = [r.getMessage() for r in caplog.records if "rate limit" in r.getMessage()]
+    assert said == [
+        "service svc: calls wait 2.5 s for its rate limit (10/s, burst 10); "
+        "the rest wait in Kafka as lane lag"
+    ]
