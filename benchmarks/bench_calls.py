@@ -74,7 +74,7 @@ async def _copy_values(kafka: KafkaSettings, topic: str, n: int) -> list[bytes]:
     return values
 
 
-async def _rate(kafka: KafkaSettings, topic: str, n: int, timeout: float = 300) -> float:
+async def output_rate(kafka: KafkaSettings, topic: str, n: int, timeout: float = 300) -> float:
     """Records/s on ``topic`` between its first and n-th record's timestamps (waits for n)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest")
     await consumer.start()
@@ -125,7 +125,7 @@ async def _raw_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -> 
 
     task = asyncio.create_task(pump())
     try:
-        return await _rate(kafka, dst, n)
+        return await output_rate(kafka, dst, n)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -156,7 +156,7 @@ async def _faust_passthrough(kafka: KafkaSettings, src: str, dst: str, n: int) -
     app.agent(app.topic(src, value_type=bytes, key_type=bytes), name="passthrough")(passthrough)
     await app.start()
     try:
-        return await _rate(kafka, dst, n)
+        return await output_rate(kafka, dst, n)
     finally:
         await app.stop()
 
@@ -175,7 +175,7 @@ def call_requests(n: int) -> list[CallRequested]:
     ]
 
 
-def _worker_settings(prefix: str) -> WorkerSettings:
+def worker_settings(prefix: str) -> WorkerSettings:
     return WorkerSettings(
         group_id=f"{prefix}calls",
         max_in_flight=512,
@@ -193,13 +193,13 @@ def _worker_settings(prefix: str) -> WorkerSettings:
 
 
 async def _calls(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, n: int) -> float:
-    worker = CallWorker(kafka, codec, catalogue, _worker_settings(catalogue.prefix))
+    worker = CallWorker(kafka, codec, catalogue, worker_settings(catalogue.prefix))
     await worker.start()
     try:
         before = _box_ticks()
-        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        rate = await output_rate(kafka, catalogue.name("calls.results"), n)
         print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
-        routed = await _rate(kafka, catalogue.name("calls.lane.normal"), n)
+        routed = await output_rate(kafka, catalogue.name("calls.lane.normal"), n)
         print(f"  (router hop alone: {routed:.0f} records/s)", flush=True)
         return rate
     finally:
@@ -210,7 +210,7 @@ async def _serve_worker(bootstrap: str, registry_url: str, prefix: str) -> None:
     kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
     async with RegistryClient(RegistrySettings(url=registry_url)) as client:
         catalogue = Catalogue(prefix=prefix)
-        worker = CallWorker(kafka, Codec(client), catalogue, _worker_settings(prefix))
+        worker = CallWorker(kafka, Codec(client), catalogue, worker_settings(prefix))
         await worker.start()
         await asyncio.Event().wait()  # until the benchmark terminates this process
 
@@ -235,7 +235,7 @@ async def _calls_in_processes(
     for proc in procs:
         proc.start()
     try:
-        rate = await _rate(kafka, catalogue.name("calls.results"), n)
+        rate = await output_rate(kafka, catalogue.name("calls.results"), n)
         print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
         return rate
     finally:

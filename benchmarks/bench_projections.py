@@ -41,9 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from agents.projections import MetricsProjection
 from agents.worker import CallWorker
 from benchmarks._harness import FLOOR_CONSUME, Row, Stat, kafka_bootstrap, scaled
-from benchmarks.bench_calls import _rate as results_rate
-from benchmarks.bench_calls import _worker_settings as pipeline_settings
-from benchmarks.bench_calls import call_requests
+from benchmarks.bench_calls import call_requests, output_rate, worker_settings
 from infra.registry import RegistryServer
 from streams.admin import apply_catalogue, partitions
 from streams.codec import Codec
@@ -249,7 +247,7 @@ def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, ou
         catalogue = Catalogue(prefix=prefix)
         results = catalogue.name("calls.results")
         async with RegistryClient(RegistrySettings(url=registry_url)) as client:
-            worker = CallWorker(kafka, Codec(client), catalogue, pipeline_settings(prefix))
+            worker = CallWorker(kafka, Codec(client), catalogue, worker_settings(prefix))
             await worker.start()
             ends = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
             await ends.start()
@@ -304,7 +302,7 @@ async def _live_calls(
     found = await _lag_run(
         kafka, codec, catalogue, _pipeline_for, args, PIPELINE_CAP_S, tolerate_one_second=True
     )
-    rate = await results_rate(kafka, catalogue.name("calls.results"), LIVE_CALLS)
+    rate = await output_rate(kafka, catalogue.name("calls.results"), LIVE_CALLS)
     # both over the same window: from the pipeline's start to its last outcome being written
     written_rate = found["count"] / found["produced_s"]
     applied_rate = found["applied"] / found["produced_s"]

@@ -6,8 +6,8 @@ a partition has no known leader (a broker shutting down says so) its fetcher ask
 refresh on every turn, and a refresh against a broker that refuses connections fails at once:
 a busy loop of connection attempts. :func:`back_off_metadata` spaces failed refreshes.
 
-:func:`learn_topics_together` makes an offset lookup (``end_offsets``, ``beginning_offsets``, ``offsets_for_times``)
-learn all its topics in one refresh. aiokafka learns an unknown topic per retry, one at a time,
+:func:`learn_topics_together` makes an offset lookup (``end_offsets``, ``beginning_offsets``,
+``offsets_for_times``) learn all its topics in one refresh. aiokafka learns an unknown topic per retry, one at a time,
 each retry after ``retry_backoff_ms``: a lookup over 35 new topics took 8.9 s, not 0.1 s.
 """
 

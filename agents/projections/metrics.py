@@ -311,8 +311,8 @@ class MetricsProjection(Projection):
             moved = False
             if at > watermark:
                 watermark = at
-                if (at - window_ms - grace_ms) // window_ms != epoch:  # _due_epoch, inline
-                    epoch = self._due_epoch(at)
+                if (due := self._due_epoch(at)) != epoch:
+                    epoch = due
                     moved = True
             if not moved:
                 acc = hot.get((service, start))
