@@ -2,7 +2,9 @@
 
 An incoming W3C ``traceparent`` header becomes the span's parent; records published while the
 request is handled carry the span's context (:mod:`streams.tracing`), so the trace continues
-through Kafka.
+through Kafka. Without an SDK there is no span to make: only an incoming context (``traceparent``...) is passed
+through to the records (what the API's no-op span would carry), and a request without one costs
+next to nothing here (measured: about 5 % of a ``POST /v1/events`` request's CPU went to no-op spans).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import functools
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from streams.tracing import recording
 
 TRACER = "backbone.gateway"
 
@@ -24,8 +29,22 @@ def _tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER)
 
 
+@functools.cache
+def _fields(propagator: TextMapPropagator) -> frozenset[str]:
+    """The headers a propagator reads (``traceparent``, ``tracestate``, ``baggage``...)."""
+    return frozenset(propagator.fields)
+
+
 @web.middleware
 async def tracing_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not recording():  # checked per request: an SDK installed later is followed
+        if not any(name in request.headers for name in _fields(propagate.get_global_textmap())):
+            return await handler(request)
+        token = context.attach(propagate.extract(request.headers))
+        try:
+            return await handler(request)
+        finally:
+            context.detach(token)
     route = request.match_info.route.resource
     template = route.canonical if route is not None else request.path
     parent = propagate.extract(request.headers)  # case-insensitive mapping: no copy needed

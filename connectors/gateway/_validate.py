@@ -32,8 +32,9 @@ _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _OPENERS = frozenset(b"[{")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An integer beyond Avro's long has at least 19 digits; an integral float that
-# :func:`validate_strict` reads as one has them too, or an exponent.
-_MAYBE_BIG = re.compile(rb"\d{19}|\d[eE][-+]?\d")
+# :func:`validate_strict` reads as one has them too, or an exponent. A JSON number starts after
+# ``:``, ``[`` or ``,`` (and whitespace): "1e5" inside a string (a hex id) is not one.
+_MAYBE_BIG = re.compile(rb"\d{19}|[:\[,]\s*-?\d+(?:\.\d+)?[eE]")
 
 
 def too_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
@@ -173,7 +174,7 @@ def call_problems(call: CallRequested, catalogue: Catalogue) -> list[Problem]:
                 "type": "header_unsafe",
             }
         )
-    allowed = reply_topics(catalogue)
+    allowed = reply_topics(catalogue) if call.reply_to is not None else []
     if call.reply_to is not None and call.reply_to not in allowed:
         problems.append(
             {

@@ -103,3 +103,16 @@ def test_the_long_precheck_never_skips_an_integer_avro_cannot_carry(number: int 
     if long_problems(event):
         assert may_exceed_long(raw)
     assert not may_exceed_long(json.dumps({**body, "attempt": 3}))  # the common case: skipped
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a":1e30}', b'{"a": \n\t-2.5E+40}', b'{"a": [1, 2e19]}', b"[9e99]", b'{"a":[\r\n7e3]}'],
+)
+def test_the_long_precheck_sees_an_exponent_wherever_json_puts_a_number(raw: bytes) -> None:
+    assert may_exceed_long(raw)
+
+
+def test_the_long_precheck_skips_digits_and_an_e_inside_a_string() -> None:
+    """A hex id ("ingest-1e5f...") is no number: the walk over the model is skipped."""
+    assert not may_exceed_long(b'{"call_id": "ingest-1e5f09ab-3", "idempotency_key": "k-2e9"}')
