@@ -29,6 +29,7 @@ import uuid
 from collections import defaultdict
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from benchmarks._servers import gateway_env
 from benchmarks.bench_ingest import (
@@ -87,15 +88,19 @@ def _where(func: tuple[str, int, str]) -> str:
     return f"{filename}:{name}"
 
 
-def breakdown(stats: pstats.Stats) -> dict[str, float]:
+#: pstats' table: function -> (primitive calls, calls, own time, cumulative time, callers), where
+#: callers maps each caller to the same figures for the calls it made
+Table = dict[tuple[str, int, str], tuple[Any, ...]]
+
+
+def breakdown(table: Table) -> dict[str, float]:
     """Own CPU seconds per part. A builtin (C) function that names no part is charged to its
     callers' parts, in proportion to the time it spent under each."""
-    table = stats.stats  # type: ignore[attr-defined]
     parts: dict[str, float] = defaultdict(float)
     for func, (_, _, own, _, callers) in table.items():
-        where = _where(func)
-        part = part_of(where) if func[0] != "~" else part_of(func[2])
-        if part is not None or func[0] != "~" or not callers:
+        builtin = func[0] == "~"
+        part = part_of(func[2] if builtin else _where(func))
+        if part is not None or not builtin or not callers:
             parts[part or "other"] += own
             continue
         for caller, edge in callers.items():
@@ -198,8 +203,7 @@ async def _profile(kafka: KafkaSettings, endpoint: str, out: Path) -> str:
 def _report(
     endpoint: str, out: Path, served: float, cpu: float, p_served: float, p_cpu: float
 ) -> str:
-    stats = pstats.Stats(str(out))
-    parts = breakdown(stats)
+    parts = breakdown(pstats.Stats(str(out)).stats)  # type: ignore[attr-defined]
     total = sum(parts.values())
     lines = [
         f"{endpoint}: closed loop x32, {SECONDS:g} s windows, load average "

@@ -7,10 +7,11 @@ marker to the compacted ``webhooks.seen`` topic; that topic is still read, keyed
 their ids stay refused.) Each gateway holds the set in a local SQLite store
 (:mod:`connectors.webhooks._seen_store`) with the offsets it has read the topic to. On start it
 reads only what was written since its checkpoint (a new or lost store: the last ``window_s`` of
-the topic), then tails the topic, so ids accepted by another gateway arrive within moments. Ids
-older than the window are forgotten, so memory and the file stay bounded: keep the window longer
-than senders retry (Standard Webhooks senders give up after days; their timestamps are checked
-within minutes, so an older replay is refused anyway).
+the topic), then tails the topic, so ids accepted by another gateway arrive within moments (at
+most :data:`FETCH_WAIT_MS` after they were written, plus the fetch). Ids older than the window
+are forgotten, so memory and the file stay bounded: keep the window longer than senders retry
+(Standard Webhooks senders give up after days; their timestamps are checked within minutes, so an
+older replay is refused anyway).
 
 Two identical requests racing inside one gateway are serialised by :meth:`SeenSet.claim`: the
 second waits for the first and then sees its outcome. Across gateways a race inside the tailing
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW_S = 7 * 24 * 3600.0
 #: The record header of an accepted ``webhook.received`` that holds its seen-set key.
 SEEN_HEADER = "webhook-seen"
+#: The follower's fetch is held at the broker until this much is there, or :data:`FETCH_WAIT_MS`
+#: passed: under load one fetch carries many ids instead of one per accepted webhook (each fetch
+#: costs the gateway and the broker about as much CPU as the webhook's own write). A gateway adds
+#: the ids it accepts itself at once; only ids accepted by *another* gateway arrive up to this
+#: much later, far inside the seconds to days in which senders retry.
+FETCH_MIN_BYTES = 64 * 1024
+FETCH_WAIT_MS = 200
 
 
 def seen_key(source: str, webhook_id: str) -> bytes:
@@ -88,7 +96,13 @@ class SeenSet:
         if not topics:
             raise ValueError("a seen-set reads ids from at least one topic")
         self._follower = TopicFollower(
-            kafka, topics, self._apply, start_at=self._start_at, on_batch=self._after_batch
+            kafka,
+            topics,
+            self._apply,
+            start_at=self._start_at,
+            on_batch=self._after_batch,
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
         )
 
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
