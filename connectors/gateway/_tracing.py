@@ -2,9 +2,10 @@
 
 An incoming W3C ``traceparent`` header becomes the span's parent; records published while the
 request is handled carry the span's context (:mod:`streams.tracing`), so the trace continues
-through Kafka. Without an SDK there is no span to make: only an incoming context (``traceparent``...) is passed
-through to the records (what the API's no-op span would carry), and a request without one costs
-next to nothing here (measured: about 5 % of a ``POST /v1/events`` request's CPU went to no-op spans).
+through Kafka. Without an SDK there is no span to make: only an incoming context
+(``traceparent``...) is passed through to the records (what the API's no-op span would carry),
+and a request without one costs next to nothing here (measured: 2 us instead of 14-17 us of CPU
+per request, about 3 % of a ``POST /v1/events``).
 """
 
 from __future__ import annotations

@@ -174,13 +174,15 @@ def call_problems(call: CallRequested, catalogue: Catalogue) -> list[Problem]:
                 "type": "header_unsafe",
             }
         )
-    allowed = reply_topics(catalogue) if call.reply_to is not None else []
-    if call.reply_to is not None and call.reply_to not in allowed:
-        problems.append(
-            {
-                "field": "reply_to",
-                "message": f"must be one of {allowed} (catalogue topics that carry call outcomes)",
-                "type": "unknown_topic",
-            }
-        )
+    if call.reply_to is not None:  # the catalogue is scanned only for a call that names one
+        allowed = reply_topics(catalogue)
+        if call.reply_to not in allowed:
+            problems.append(
+                {
+                    "field": "reply_to",
+                    "message": f"must be one of {allowed} (catalogue topics that carry call "
+                    "outcomes)",
+                    "type": "unknown_topic",
+                }
+            )
     return problems

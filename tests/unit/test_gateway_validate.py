@@ -13,6 +13,7 @@ from agents.settings import WorkerSettings
 from agents.worker import consumer_groups
 from connectors.gateway._ingest import accepted_types, may_write
 from connectors.gateway._validate import (
+    call_problems,
     long_problems,
     may_exceed_long,
     too_deep,
@@ -20,7 +21,8 @@ from connectors.gateway._validate import (
 )
 from connectors.gateway.settings import GatewaySettings
 from streams.events import EVENT_TYPES
-from streams.topics import PUBLIC_EVENT_TYPES, is_internal
+from streams.events.calls import CallRequested
+from streams.topics import PUBLIC_EVENT_TYPES, Catalogue, is_internal
 
 
 def test_depth_is_judged_without_parsing_and_ignores_brackets_in_strings() -> None:
@@ -116,3 +118,21 @@ def test_the_long_precheck_sees_an_exponent_wherever_json_puts_a_number(raw: byt
 def test_the_long_precheck_skips_digits_and_an_e_inside_a_string() -> None:
     """A hex id ("ingest-1e5f...") is no number: the walk over the model is skipped."""
     assert not may_exceed_long(b'{"call_id": "ingest-1e5f09ab-3", "idempotency_key": "k-2e9"}')
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "refused"), [(None, False), ("calls.results", False), ("x", True)]
+)
+def test_a_call_may_name_only_a_topic_that_carries_call_outcomes(
+    reply_to: str | None, refused: bool
+) -> None:
+    call = CallRequested(
+        call_id="c",
+        service="s",
+        operation="o",
+        payload="{}",
+        idempotency_key="k",
+        reply_to=reply_to,
+    )
+    types = [p["type"] for p in call_problems(call, Catalogue(prefix="t."))]
+    assert types == (["unknown_topic"] if refused else [])
