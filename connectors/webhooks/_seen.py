@@ -46,10 +46,11 @@ SEEN_HEADER = "webhook-seen"
 #: passed: under load one fetch carries many ids instead of one per accepted webhook (each fetch
 #: costs the gateway and the broker about as much CPU as the webhook's own write). A gateway adds
 #: the ids it accepts itself at once; only ids accepted by *another* gateway arrive up to this
-#: much later, far inside the seconds to days in which senders retry. Idle, it is two empty
-#: fetches a second (as the websocket fan-out's consumer makes) instead of one long poll.
+#: much later, far inside the seconds to days in which senders retry. 200 ms, not more: it is
+#: also the window in which a retry landing on another gateway process (``--workers``) can pass
+#: twice; idle, it is five empty fetches a second instead of one long poll.
 FETCH_MIN_BYTES = 64 * 1024
-FETCH_WAIT_MS = 500
+FETCH_WAIT_MS = 200
 
 
 def seen_key(source: str, webhook_id: str) -> bytes:
