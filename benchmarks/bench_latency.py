@@ -11,7 +11,7 @@ One run, one broker, one local provider (``benchmarks._provider``: answers at on
   request-reply a partner team writes with the SDK.
 
 Each is driven open loop at 1, 100 and 1,000 calls/s (``BENCH_LATENCY_RATES``) for
-``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls; quick: 2 s, at least 5). Reported: p50/p99/p99.9 of each path and the
+``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls; quick: 1 s, at least 3). Reported: p50/p99/p99.9 of each path and the
 **added latency** (the path's percentile minus the floor's), **CPU per call** of the worker
 process (its user+system CPU time during the run / calls, idle work included), and a per-hop
 breakdown from the records' timestamps (``CreateTime``, ms): client -> request record -> lane
@@ -55,9 +55,9 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
-SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "2" if quick() else "3"))
+SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "1" if quick() else "3"))
 RATES = tuple(int(r) for r in os.environ.get("BENCH_LATENCY_RATES", "1,100,1000").split(","))
-MIN_CALLS = scaled(10, 5)
+MIN_CALLS = scaled(10, 3)
 WARMUP = 20
 MAX_IN_FLIGHT = 2000
 TIMEOUT_S = 30.0

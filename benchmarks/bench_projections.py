@@ -11,8 +11,9 @@ health checks; 12 services, 30 minutes of event time) are published to ``calls.r
 
 Then the live side: a :class:`ProjectionRunner` of the metrics projection while another process
 publishes mixed events to its sources as fast as acks come back (``BACKBONE_BENCH_LIVE_SECONDS``,
-default 15, quick 12: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
-as ``backbone projections status`` counts it) sampled each second, and whether it is bounded:
+default 15, quick 6: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
+as ``backbone projections status`` counts it) sampled each second (quick: each half second), and
+whether it is bounded:
 the largest lag of the second half of the run is not above the first half's, and it drains once
 publishing stops.
 
@@ -40,10 +41,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.projections import MetricsProjection
 from agents.worker import CallWorker
-from benchmarks._harness import FLOOR_CONSUME, Row, Stat, kafka_bootstrap, scaled
-from benchmarks.bench_calls import call_requests, output_rate, worker_settings
+from benchmarks._harness import (
+    FLOOR_CONSUME,
+    Row,
+    Stat,
+    create_catalogue_topics,
+    kafka_bootstrap,
+    quick,
+    scaled,
+)
+from benchmarks.bench_calls import WORKER_TOPICS, call_requests, output_rate, worker_settings
 from infra.registry import RegistryServer
-from streams.admin import apply_catalogue, partitions
+from streams.admin import partitions
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.calls import (
@@ -67,7 +76,9 @@ from streams.topics import Catalogue
 
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
-LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 12))))
+LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 6))))
+#: seconds between two lag samples (a verdict needs MIN_LAG_SAMPLES of them)
+SAMPLE_S = 0.5 if quick() else 1.0
 #: processes of the rebuild (default: the rebuild's own, one)
 WORKERS = (
     int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
@@ -75,8 +86,11 @@ WORKERS = (
     else None
 )
 CHUNK = 5_000
+#: the metrics projection's sources, its changelog and the windows it emits
+PROJECTION_TOPICS = ("calls.results", "integration.", "projections.metrics.changelog",
+                     "monitoring.")  # fmt: skip
 #: calls the pipeline works off next to the live projection (0 skips it)
-LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 10_000))))
+LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 6_000))))
 PIPELINE_CAP_S = 600.0
 
 
@@ -160,7 +174,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue, serving=True)
+        await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS)
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
             codec = Codec(client)
             seconds = await _publish(kafka, codec, catalogue)
@@ -272,7 +286,7 @@ def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, ou
 async def _live(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, registry_url: str
 ) -> dict[str, Any]:
-    """Lag of the live metrics projection, sampled each second, while another process publishes
+    """Lag of the live metrics projection, sampled every SAMPLE_S, while another process publishes
     to its sources as fast as it can (faster than the calls pipeline can produce outcomes:
     compare bench_calls). Lag = records behind the end, as ``backbone projections status``
     counts it (end offsets minus the store's checkpoints)."""
@@ -293,7 +307,7 @@ async def _live_calls(
     its maximum rate, writing one outcome per call to ``calls.results``, which the projection
     reads. The pipeline's rate is measured as bench_calls does (middle 80 % of the outcomes'
     timestamps)."""
-    await apply_catalogue(kafka, catalogue, serving=True)
+    await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS, *WORKER_TOPICS)
     async with Publisher(kafka, codec, catalogue) as publisher:
         for begin in range(0, LIVE_CALLS, CHUNK):
             chunk = call_requests(min(CHUNK, LIVE_CALLS - begin))
@@ -317,7 +331,8 @@ async def _live_calls(
 
 def _print_lags(found: dict[str, Any]) -> None:
     lags = found["lags"]
-    print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
+    print(f"  lag every {SAMPLE_S:g} s (records behind the end): "
+          f"{', '.join(f'{n:,}' for n in lags)}")  # fmt: skip
     allowed = f" (+{found['tolerance']:,} allowed)" if found["tolerance"] else ""
     print(f"  max lag 1st half {found['first']:,}, 2nd half {found['second']:,}{allowed}: "
           f"{found['verdict']}")  # fmt: skip
@@ -338,8 +353,8 @@ async def _lag_run(
 ) -> dict[str, Any]:
     """Run the live metrics projection here and ``target(*args, pipe)`` in a spawned process
     that sends ``None`` once started and a count when done (within ``cap_s``); sample the
-    projection's lag each second while the process runs, then until it drains."""
-    await apply_catalogue(kafka, catalogue, serving=True)
+    projection's lag every SAMPLE_S while the process runs, then until it drains."""
+    await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS)
     projection = MetricsProjection()
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     lags: list[int] = []
@@ -391,7 +406,9 @@ async def _lag_run(
                 began = time.perf_counter()
                 while child.is_alive():
                     lags.append(await behind())
-                    await asyncio.sleep(max(0.0, len(lags) - (time.perf_counter() - began)))
+                    await asyncio.sleep(
+                        max(0.0, len(lags) * SAMPLE_S - (time.perf_counter() - began))
+                    )
                     if time.perf_counter() - began > cap_s:
                         raise RuntimeError("the load process did not finish")
                 count = receive.recv() if receive.poll(10) else 0
@@ -415,8 +432,9 @@ async def _lag_run(
             await ends_reader.stop()
             if checkpoints is not None:
                 checkpoints.close()
-    # a sample can fall just before a checkpoint: up to one sampling interval (1 s) of the
-    # load's output behind even when the projection keeps up; the pipeline's run allows that
+    # a sample can fall just before a checkpoint: up to a second of the load's output behind
+    # even when the projection keeps up (the full run's sampling interval; the quick run samples
+    # more often, which makes this no looser); the pipeline's run allows that
     tolerance = round(count / produced_s) if tolerate_one_second and produced_s > 0 else 0
     first, second, verdict = lag_verdict(lags, drained=left == 0, tolerance=tolerance)
     return {"lags": lags, "tolerance": tolerance, "first": first, "second": second, "bounded": verdict == BOUNDED,
@@ -458,7 +476,7 @@ def rows() -> list[Row]:
             target="ratio >= 0.5"),
     ]  # fmt: skip
     if live is not None:
-        live_params = {"seconds": LIVE_SECONDS, "publisher": "another process, as fast as acked",
+        live_params = {"seconds": LIVE_SECONDS, "sample_s": SAMPLE_S, "publisher": "another process, as fast as acked",
                        "publish_rate": round(live["publish_rate"]), "lags": live["lags"],
                        "bounded": live["bounded"], "verdict": live["verdict"],
                        "drained_s": round(live["drained_s"], 1)}  # fmt: skip
@@ -468,7 +486,7 @@ def rows() -> list[Row]:
                 live_params, target="2nd half <= 1st half (bounded)")
         )  # fmt: skip
     if calls is not None:
-        calls_params = {"calls": LIVE_CALLS, "pipeline": "bench_calls' call worker, another process",
+        calls_params = {"calls": LIVE_CALLS, "sample_s": SAMPLE_S, "pipeline": "bench_calls' call worker, another process",
                         "pipeline_rate": round(calls["pipeline_rate"]),
                         "written_rate": round(calls["written_rate"]),
                         "applied_rate": round(calls["applied_rate"]), "lags": calls["lags"],

@@ -26,13 +26,14 @@ from benchmarks._harness import (
     FLOOR_PRODUCE,
     Row,
     Stat,
+    create_catalogue_topics,
     kafka_bootstrap,
     progress,
     scaled,
 )
 from infra.registry import RegistryServer
 from streams import headers as h
-from streams.admin import apply_catalogue, partitions
+from streams.admin import partitions
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events import Event
@@ -178,7 +179,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue, serving=True)
+        await create_catalogue_topics(kafka, catalogue, "calls.requests")
         registry = RegistrySettings(url=server.url)
         async with RegistryClient(registry) as client:
             codec = Codec(client)
