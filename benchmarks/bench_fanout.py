@@ -74,7 +74,7 @@ from streams.topics import Catalogue
 CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", str(scaled(1000, 100))))
 CLIENT_PROCESSES = scaled(4, 2)
 RATE = int(os.environ.get("BENCH_WS_RATE", "20"))  # events/s, each to every client
-SECONDS = scaled(15, 6)
+SECONDS = scaled(15, 4)
 #: the fraction of clients that subscribe and then stop reading: the gateway must cut them (close
 #: 4008, slow consumer) and stay bounded in memory while the others are unaffected
 STALLED = float(os.environ.get("BENCH_WS_STALLED", "0.1"))
