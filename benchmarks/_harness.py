@@ -20,11 +20,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streams.admin import create_topics
-from streams.settings import KafkaSettings
-from streams.topics import Catalogue, TopicSpec
+if TYPE_CHECKING:  # imported where used: every spawned process of a run imports the harness
+    from streams.settings import KafkaSettings
+    from streams.topics import Catalogue, TopicSpec
 
 #: Higher is better for rates; lower for latencies (any unit starting with one of these).
 _LOWER_IS_BETTER = ("ms", "s", "us", "MiB", "keys")
@@ -223,6 +223,8 @@ async def create_catalogue_topics(kafka: KafkaSettings, catalogue: Catalogue, *g
     ``catalogue`` the benchmark's code path uses (:func:`catalogue_topics`), not the whole
     catalogue: the broker's cost is per partition (about 20 ms each on a loaded 2-core box; the
     catalogue has 190), paid by every module that takes fresh topics."""
+    from streams.admin import create_topics
+
     if not (topics := catalogue_topics(catalogue, *groups)):
         raise ValueError(f"no topic of the catalogue matches {groups}")
     await create_topics(kafka, topics, serving=True)

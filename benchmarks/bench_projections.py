@@ -47,6 +47,7 @@ from benchmarks._harness import (
     Stat,
     create_catalogue_topics,
     kafka_bootstrap,
+    progress,
     quick,
     scaled,
 )
@@ -182,6 +183,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             projection = MetricsProjection()
             topics = [catalogue.name(t) for t in projection.sources]
             raw_rates, rebuild_rates = [], []
+            progress(f"projections: raw read and rebuild of {RECORDS:,} records, x{REPEATS}")
             for _ in range(REPEATS):
                 count, took = await _raw(kafka, topics)
                 raw_rates.append(count / took)
@@ -226,10 +228,14 @@ async def _live_with_registry(bootstrap: str, run: LiveRun) -> dict[str, Any]:
         await server.stop()
 
 
-def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float, out: Any) -> None:
-    """In a process of its own (as the pipeline's workers are): publish mixed events to the
-    projection's sources as fast as acks come back for ``seconds``; sends ``None`` once its
-    first chunk is acknowledged (start-up done: the clock starts), then the count."""
+def _publish_for(
+    bootstrap: str, prefix: str, registry_url: str, seconds: float, start: Any, out: Any
+) -> None:
+    """In a process of its own (as the pipeline's workers are), once ``start`` says so: publish
+    mixed events to the projection's sources as fast as acks come back for ``seconds``; sends
+    ``None`` once its first chunk is acknowledged (start-up done: the clock starts), then the
+    count."""
+    start.recv()
 
     async def go() -> int:
         kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-publisher")
@@ -251,10 +257,13 @@ def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float,
     out.close()
 
 
-def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, out: Any) -> None:
-    """In a process of its own (as a call worker runs): bench_calls' call worker working off
-    ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once started, then the
-    count of outcomes in ``calls.results`` when all are there."""
+def _pipeline_for(
+    bootstrap: str, prefix: str, registry_url: str, calls: int, start: Any, out: Any
+) -> None:
+    """In a process of its own (as a call worker runs), once ``start`` says so: bench_calls' call
+    worker working off ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once
+    started, then the count of outcomes in ``calls.results`` when all are there."""
+    start.recv()
 
     async def go() -> int:
         kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
@@ -291,6 +300,7 @@ async def _live(
     compare bench_calls). Lag = records behind the end, as ``backbone projections status``
     counts it (end offsets minus the store's checkpoints)."""
     args = (kafka.bootstrap, catalogue.prefix, registry_url, LIVE_SECONDS)
+    progress(f"projections: live, {LIVE_SECONDS:g} s of publishing as fast as acked")
     found = await _lag_run(kafka, codec, catalogue, _publish_for, args, LIVE_SECONDS + 120)
     rate = found["count"] / found["produced_s"]
     print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
@@ -308,6 +318,7 @@ async def _live_calls(
     reads. The pipeline's rate is measured as bench_calls does (middle 80 % of the outcomes'
     timestamps)."""
     await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS, *WORKER_TOPICS)
+    progress(f"projections: live next to the calls pipeline, {LIVE_CALLS:,} calls")
     async with Publisher(kafka, codec, catalogue) as publisher:
         for begin in range(0, LIVE_CALLS, CHUNK):
             chunk = call_requests(min(CHUNK, LIVE_CALLS - begin))
@@ -351,9 +362,36 @@ async def _lag_run(
     *,
     tolerate_one_second: bool = False,
 ) -> dict[str, Any]:
-    """Run the live metrics projection here and ``target(*args, pipe)`` in a spawned process
-    that sends ``None`` once started and a count when done (within ``cap_s``); sample the
-    projection's lag every SAMPLE_S while the process runs, then until it drains."""
+    """Run the live metrics projection here and ``target(*args, start, out)`` in a spawned
+    process that waits for a message on ``start``, sends ``None`` on ``out`` once started and a
+    count when done (within ``cap_s``); sample the projection's lag every SAMPLE_S while the
+    process runs, then until it drains. The process is spawned first: its imports overlap with
+    the set-up here, and it starts once the projection runs."""
+    spawn = multiprocessing.get_context("spawn")
+    receive, send = spawn.Pipe(duplex=False)
+    wait, start = spawn.Pipe(duplex=False)
+    child = spawn.Process(target=target, args=(*args, wait, send))
+    child.start()
+    try:
+        return await _lag_run_with(kafka, codec, catalogue, child, start, receive, cap_s,
+                                   tolerate_one_second=tolerate_one_second)  # fmt: skip
+    finally:
+        if child.is_alive():
+            child.kill()
+        await asyncio.to_thread(child.join, 30)
+
+
+async def _lag_run_with(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    child: Any,
+    start: Any,
+    receive: Any,
+    cap_s: float,
+    *,
+    tolerate_one_second: bool,
+) -> dict[str, Any]:
     await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS)
     projection = MetricsProjection()
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
@@ -394,31 +432,24 @@ async def _lag_run(
                 await publisher.publish_many([warm])
             await _until(lambda: runner.status.applied >= 1, 300)
             applied_before = runner.status.applied
-            receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
-            child = multiprocessing.get_context("spawn").Process(target=target, args=(*args, send))
-            child.start()
-            try:
-                while not receive.poll():  # its start-up (imports, clients) is not measured
-                    if not child.is_alive():
-                        raise RuntimeError("the load process ended before it started")
-                    await asyncio.sleep(0.2)
-                receive.recv()
-                began = time.perf_counter()
-                while child.is_alive():
-                    lags.append(await behind())
-                    await asyncio.sleep(
-                        max(0.0, len(lags) * SAMPLE_S - (time.perf_counter() - began))
-                    )
-                    if time.perf_counter() - began > cap_s:
-                        raise RuntimeError("the load process did not finish")
-                count = receive.recv() if receive.poll(10) else 0
-                produced_s = time.perf_counter() - began
-                applied = runner.status.applied - applied_before
-            finally:
-                if child.is_alive():
-                    child.kill()
-                child.join(30)
+            start.send(True)
+            progress("projections: the projection runs; the load process starts")
+            while not receive.poll():  # its start-up (clients, group joins) is not measured
+                if not child.is_alive():
+                    raise RuntimeError("the load process ended before it started")
+                await asyncio.sleep(0.2)
+            receive.recv()
+            began = time.perf_counter()
+            while child.is_alive():
+                lags.append(await behind())
+                await asyncio.sleep(max(0.0, len(lags) * SAMPLE_S - (time.perf_counter() - began)))
+                if time.perf_counter() - began > cap_s:
+                    raise RuntimeError("the load process did not finish")
+            count = receive.recv() if receive.poll(10) else 0
+            produced_s = time.perf_counter() - began
+            applied = runner.status.applied - applied_before
             at_end = lags[-1] if lags else 0
+            progress(f"projections: load done ({len(lags)} lag samples); draining")
             drain_began = time.perf_counter()
             for _ in range(600):  # 5 minutes at most
                 if (left := await behind()) == 0:
