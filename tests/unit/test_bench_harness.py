@@ -225,3 +225,12 @@ def test_a_job_process_runs_every_job_in_one_process_and_reports_errors() -> Non
 
 def test_preload_imports_modules_and_names_those_that_fail() -> None:
     assert runner.preload(["bench_cli", "bench_does_not_exist"]) == ["bench_does_not_exist"]
+
+
+def test_the_runs_broker_keeps_its_data_in_memory_only_when_there_is_room(tmp_path: Path) -> None:
+    fresh = runner.broker_data_dir(tmp_path, min_free=0)
+    assert fresh is not None
+    assert fresh.parent == tmp_path
+    assert fresh.is_dir()
+    assert runner.broker_data_dir(tmp_path, min_free=2**62) is None
+    assert runner.broker_data_dir(tmp_path / "missing", min_free=0) is None
