@@ -11,8 +11,8 @@ health checks; 12 services, 30 minutes of event time) are published to ``calls.r
 
 Then the live side: a :class:`ProjectionRunner` of the metrics projection while another process
 publishes mixed events to its sources as fast as acks come back (``BACKBONE_BENCH_LIVE_SECONDS``,
-default 15, quick 6: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
-as ``backbone projections status`` counts it) sampled each second (quick: each half second), and
+default 15, quick 4: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
+as ``backbone projections status`` counts it) sampled each second (quick: every 0.25 s), and
 whether it is bounded:
 the largest lag of the second half of the run is not above the first half's, and it drains once
 publishing stops.
@@ -77,9 +77,9 @@ from streams.topics import Catalogue
 
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
-LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 6))))
+LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 4))))
 #: seconds between two lag samples (a verdict needs MIN_LAG_SAMPLES of them)
-SAMPLE_S = 0.5 if quick() else 1.0
+SAMPLE_S = 0.25 if quick() else 1.0
 #: processes of the rebuild (default: the rebuild's own, one)
 WORKERS = (
     int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
@@ -91,7 +91,7 @@ CHUNK = 5_000
 PROJECTION_TOPICS = ("calls.results", "integration.", "projections.metrics.changelog",
                      "monitoring.")  # fmt: skip
 #: calls the pipeline works off next to the live projection (0 skips it)
-LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 6_000))))
+LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 3_000))))
 PIPELINE_CAP_S = 600.0
 
 
