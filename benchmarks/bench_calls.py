@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 import faust
@@ -29,11 +30,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
-from benchmarks._harness import FLOOR_PRODUCE, Row, Stat, kafka_bootstrap, progress, scaled
+from benchmarks._harness import (
+    FLOOR_PRODUCE,
+    Row,
+    Stat,
+    create_catalogue_topics,
+    kafka_bootstrap,
+    progress,
+    scaled,
+)
 from connectors.resilience import RateLimit
 from connectors.settings import ServiceSettings
 from infra.registry.server import RegistryServer
-from streams.admin import apply_catalogue, create_topics
+from streams.admin import create_topics
 from streams.codec import Codec
 from streams.events.calls import CallRequested
 from streams.producer import Publisher
@@ -43,6 +52,8 @@ from streams.topics import Catalogue, TopicRole, TopicSpec
 
 N = int(os.environ.get("BENCH_CALLS_N", str(scaled(3000, 1000))))
 WORKERS = 2  # worker processes of the multi-process row
+#: the topics a call worker reads and writes (the rest of the catalogue is not created)
+WORKER_TOPICS = ("calls.", "integration.", "backbone.undecodable", "plugins.lifecycle")
 
 
 def _box_ticks() -> tuple[int, int]:
@@ -215,45 +226,75 @@ async def _serve_worker(bootstrap: str, registry_url: str, prefix: str) -> None:
         await asyncio.Event().wait()  # until the benchmark terminates this process
 
 
-def _worker_process(bootstrap: str, registry_url: str, prefix: str) -> None:
-    asyncio.run(_serve_worker(bootstrap, registry_url, prefix))
+def _worker_process(conn: Connection) -> None:
+    """Spawned early, it imports while the other contenders are set up, says so, then waits for
+    its ``(bootstrap, registry_url, prefix)`` to run a worker until terminated."""
+    conn.send("imported")
+    asyncio.run(_serve_worker(*conn.recv()))
+
+
+def spawn_workers(count: int) -> list[tuple[Any, Connection]]:
+    """``count`` call-worker processes, spawned now, each started by :func:`start_workers`."""
+    spawn = mp.get_context("spawn")
+    procs = []
+    for _ in range(count):
+        parent, child = mp.Pipe()
+        proc = spawn.Process(target=_worker_process, args=(child,), daemon=True)
+        proc.start()
+        procs.append((proc, parent))
+    return procs
 
 
 async def _calls_in_processes(
-    kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue, n: int, count: int
+    kafka: KafkaSettings,
+    registry: RegistrySettings,
+    catalogue: Catalogue,
+    n: int,
+    procs: list[tuple[Any, Connection]],
 ) -> float:
-    """The same pipeline run by ``count`` worker processes of one group (3 of the 6 partitions
-    each with two); measured like :func:`_calls`, on the results' timestamps."""
-    spawn = mp.get_context("spawn")
-    procs = [
-        spawn.Process(
-            target=_worker_process, args=(kafka.bootstrap, registry.url, catalogue.prefix)
-        )
-        for _ in range(count)
-    ]
+    """The same pipeline run by the worker processes ``procs`` (:func:`spawn_workers`) of one
+    group (3 of the 6 partitions each with two); measured like :func:`_calls`, on the results'
+    timestamps."""
     before = _box_ticks()
-    for proc in procs:
-        proc.start()
-    try:
-        rate = await output_rate(kafka, catalogue.name("calls.results"), n)
-        print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
-        return rate
-    finally:
-        for proc in procs:
+    for _, conn in procs:
+        conn.send((kafka.bootstrap, registry.url, catalogue.prefix))
+    rate = await output_rate(kafka, catalogue.name("calls.results"), n)
+    print(f"  (machine CPU busy during the run: {_busy_since(before):.0%})", flush=True)
+    return rate
+
+
+async def stop_workers(procs: list[tuple[Any, Connection]]) -> None:
+    for proc, _ in procs:
+        if proc.is_alive():
             proc.terminate()
-        for proc in procs:
-            await asyncio.to_thread(proc.join, 30)
+    for proc, conn in procs:
+        await asyncio.to_thread(proc.join, 30)
+        conn.close()
 
 
 async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, float]:
     """Records/s of each contender (printed too); bench_latency reuses it."""
+    procs = spawn_workers(WORKERS)  # their imports overlap with the set-up below
+    try:
+        return await _contenders(kafka, registry, procs)
+    finally:
+        await stop_workers(procs)
+
+
+async def _contenders(
+    kafka: KafkaSettings, registry: RegistrySettings, procs: list[tuple[Any, Connection]]
+) -> dict[str, float]:
     catalogue = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
-    await apply_catalogue(kafka, catalogue, serving=True)
+    # Two worker processes need fresh topics (and a fresh ledger): the same requests again.
+    second = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
+    await create_catalogue_topics(kafka, catalogue, *WORKER_TOPICS)
+    await create_catalogue_topics(kafka, second, *WORKER_TOPICS)
     async with RegistryClient(registry) as client:
         codec = Codec(client)
         requests = call_requests(N)
-        async with Publisher(kafka, codec, catalogue) as publisher:
-            await publisher.publish_many(requests, topic="calls.requests")
+        for each in (catalogue, second):
+            async with Publisher(kafka, codec, each) as publisher:
+                await publisher.publish_many(requests, topic="calls.requests")
         values = await _copy_values(kafka, catalogue.name("calls.requests"), N)
         # Baselines read the very same bytes from their own topics (6 partitions like the lanes).
         names = {
@@ -275,6 +316,8 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
             await producer.send(names["faust.in"], value, key=b"sim")
         await producer.stop()
 
+        for _, conn in procs:  # no contender is measured while they import
+            await asyncio.to_thread(conn.recv)
         results: dict[str, float] = {}
         runs: list[tuple[str, Callable[[], Awaitable[float]]]] = [
             (
@@ -291,14 +334,9 @@ async def _run(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str, fl
             progress(f"calls: {name}, {N:,} records")
             results[name] = await run()
             print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
-        # Two worker processes need fresh topics (and a fresh ledger): the same requests again.
-        second = Catalogue(prefix=f"bench-{uuid.uuid4().hex[:6]}.")
-        await apply_catalogue(kafka, second, serving=True)
-        async with Publisher(kafka, codec, second) as publisher:
-            await publisher.publish_many(requests, topic="calls.requests")
         progress(f"calls: {WORKERS} worker processes, {N:,} records")
         name = f"calls, {WORKERS} worker processes"
-        results[name] = await _calls_in_processes(kafka, registry, second, N, WORKERS)
+        results[name] = await _calls_in_processes(kafka, registry, second, N, procs)
         print(f"{name:<28} {results[name]:>9.0f} records/s  ({N} records)", flush=True)
     calls = results["calls end to end"]
     print(

@@ -34,16 +34,17 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import socket
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -73,7 +74,7 @@ from streams.topics import Catalogue
 CLIENTS = int(os.environ.get("BENCH_WS_CLIENTS", str(scaled(1000, 100))))
 CLIENT_PROCESSES = scaled(4, 2)
 RATE = int(os.environ.get("BENCH_WS_RATE", "20"))  # events/s, each to every client
-SECONDS = scaled(15, 6)
+SECONDS = scaled(15, 4)
 #: the fraction of clients that subscribe and then stop reading: the gateway must cut them (close
 #: 4008, slow consumer) and stay bounded in memory while the others are unaffected
 STALLED = float(os.environ.get("BENCH_WS_STALLED", "0.1"))
@@ -178,6 +179,8 @@ async def _cut_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
 
 
 async def _clients(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = usage.ru_utime + usage.ru_stime
     stop = asyncio.Event()
     expected: list[int] = []
     readies = [asyncio.Event() for _ in tokens]
@@ -206,56 +209,71 @@ async def _clients(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -
         elif task.exception() is not None:
             one["error"] = repr(task.exception())
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    conn.send({"clients": stats, "cpu_s": usage.ru_utime + usage.ru_stime})
+    conn.send({"clients": stats, "cpu_s": usage.ru_utime + usage.ru_stime - cpu_before})
 
 
-def _client_process(conn: Connection, url: str, tokens: list[tuple[str, bool]]) -> None:
-    try:
-        asyncio.run(_clients(conn, url, tokens))
-    except Exception as exc:  # reported to the parent, never silent
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+def _client_process(conn: Connection) -> None:
+    """One client process for every phase: each ``(url, tokens)`` it is sent is a phase's share
+    of the clients (:func:`_clients`); ``None`` ends it."""
+    while (phase := conn.recv()) is not None:
+        try:
+            asyncio.run(_clients(conn, *phase))
+        except Exception as exc:  # reported to the parent, never silent
+            conn.send({"error": f"{type(exc).__name__}: {exc}"})
 
 
-async def _deliver(
-    url: str, tokens: list[tuple[str, bool]], produce: Callable[[], Awaitable[Any]], total: int
-) -> tuple[list[dict[str, Any]], float, float]:
-    """Clients in their own processes subscribe, ``produce`` runs, every client drains or times
-    out; returns each client's stats, the seconds from the start of ``produce`` to the end and
-    the CPU seconds the client processes used."""
-    ctx = mp.get_context("spawn")
-    procs: list[tuple[Any, Connection]] = []
-    try:
-        for n in range(CLIENT_PROCESSES):
+class _ClientProcesses:
+    """:data:`CLIENT_PROCESSES` client processes, spawned once for all the phases (each spawn
+    costs its imports: seconds on a loaded box)."""
+
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.procs: list[tuple[Any, Connection]] = []
+        for _ in range(CLIENT_PROCESSES):
             parent, child = mp.Pipe()
-            share = tokens[n::CLIENT_PROCESSES]
-            proc = ctx.Process(target=_client_process, args=(child, url, share), daemon=True)
+            proc = ctx.Process(target=_client_process, args=(child,), daemon=True)
             proc.start()
-            procs.append((proc, parent))
-        progress(
-            f"fanout: {len(tokens)} clients in {CLIENT_PROCESSES} processes connecting to {url}"
-        )
-        for _, conn in procs:
-            answer = await asyncio.to_thread(conn.recv)
-            if answer != "ready":
-                raise RuntimeError(f"websocket clients failed: {answer}")
-        progress(f"fanout: {RATE} events/s for {total / RATE:g} s to {len(tokens)} clients")
-        began = time.perf_counter()
-        await produce()
-        for _, conn in procs:
-            conn.send({"expected": total, "deadline_s": DRAIN_S})
-        results = [await asyncio.to_thread(conn.recv) for _, conn in procs]
-        elapsed = time.perf_counter() - began
-    finally:
-        for proc, _ in procs:
+            self.procs.append((proc, parent))
+
+    def stop(self) -> None:
+        for proc, conn in self.procs:
+            if proc.is_alive():
+                with contextlib.suppress(OSError):
+                    conn.send(None)
+        for proc, _ in self.procs:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
-    clients: list[dict[str, Any]] = []
+                proc.join(10)
+
+
+async def _deliver(
+    clients: _ClientProcesses, url: str, tokens: list[tuple[str, bool]],
+    produce: Callable[[], Awaitable[Any]], total: int,
+) -> tuple[list[dict[str, Any]], float, float]:  # fmt: skip
+    """The clients (shared out over the client processes) subscribe, ``produce`` runs, every
+    client drains or times out; returns each client's stats, the seconds from the start of
+    ``produce`` to the end and the CPU seconds the client processes used in the phase."""
+    for n, (_, conn) in enumerate(clients.procs):
+        conn.send((url, tokens[n::CLIENT_PROCESSES]))
+    progress(f"fanout: {len(tokens)} clients in {CLIENT_PROCESSES} processes connecting to {url}")
+    for _, conn in clients.procs:
+        answer = await asyncio.to_thread(conn.recv)
+        if answer != "ready":
+            raise RuntimeError(f"websocket clients failed: {answer}")
+    progress(f"fanout: {RATE} events/s for {total / RATE:g} s to {len(tokens)} clients")
+    began = time.perf_counter()
+    await produce()
+    for _, conn in clients.procs:
+        conn.send({"expected": total, "deadline_s": DRAIN_S})
+    results = [await asyncio.to_thread(conn.recv) for _, conn in clients.procs]
+    elapsed = time.perf_counter() - began
+    found: list[dict[str, Any]] = []
     for result in results:
         if "error" in result:
             raise RuntimeError(f"websocket clients failed: {result['error']}")
-        clients.extend(result["clients"])
-    return clients, elapsed, sum(result["cpu_s"] for result in results)
+        found.extend(result["clients"])
+    return found, elapsed, sum(result["cpu_s"] for result in results)
 
 
 def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[str, Any]:
@@ -275,28 +293,22 @@ def _summary(clients: list[dict[str, Any]], total: int, elapsed: float) -> dict[
     }
 
 
-async def _bare(tokens: list[str], total: int) -> dict[str, Any]:
-    """The baseline: the same clients and frames from a bare aiohttp broadcast, no Kafka; every
-    client reads (a bare broadcast has no slow-consumer cut)."""
-    port = free_port()
-    proc, base = await serve_process(["benchmarks._ws_broadcast", str(port)], port,
-                                     dict(os.environ), attempts=1200)  # fmt: skip
-    try:
-        async with aiohttp.ClientSession() as http:
+async def _bare(clients: _ClientProcesses, base: str, tokens: list[str], total: int
+                ) -> dict[str, Any]:  # fmt: skip
+    """The baseline: the same clients and frames from the bare aiohttp broadcast at ``base``, no
+    Kafka; every client reads (a bare broadcast has no slow-consumer cut)."""
+    async with aiohttp.ClientSession() as http:
 
-            async def produce() -> None:
-                spec = {"rate": RATE, "total": total, "body": BODY}
-                async with http.post(f"{base}/broadcast", json=spec) as response:
-                    response.raise_for_status()
+        async def produce() -> None:
+            spec = {"rate": RATE, "total": total, "body": BODY}
+            async with http.post(f"{base}/broadcast", json=spec) as response:
+                response.raise_for_status()
 
-            url = base.replace("http://", "ws://") + "/ws"
-            clients, elapsed, cpu = await _deliver(
-                url, [(t, False) for t in tokens], produce, total
-            )
-    finally:
-        proc.terminate()
-        await proc.wait()
-    return {**_summary(clients, total, elapsed), "clients_cpu_s": cpu}
+        url = base.replace("http://", "ws://") + "/ws"
+        found, elapsed, cpu = await _deliver(
+            clients, url, [(t, False) for t in tokens], produce, total
+        )
+    return {**_summary(found, total, elapsed), "clients_cpu_s": cpu}
 
 
 # --- the gateway and the producer -------------------------------------------------------------
@@ -375,26 +387,68 @@ def _bounds(queue_frames: str | None, socket_buffer: str | None) -> str:
     return "[realtime]\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-@contextlib.asynccontextmanager
-async def _gateway(env: dict[str, str], bounds: str) -> AsyncIterator[tuple[int, str]]:
-    """``backbone gateway`` in its own process with ``bounds`` in its config file; (pid, ws URL)."""
-    config = Path(tempfile.mkdtemp(prefix="bench-fanout-")) / "backbone.toml"
-    config.write_text(bounds)
+class _Server(NamedTuple):
+    """A server of the run in its own process, and where its clients connect."""
+
+    proc: asyncio.subprocess.Process
+    url: str  # ws://...
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+async def _gateway(env: dict[str, str], config: Path) -> _Server:
+    """``backbone gateway`` in its own process with the config file ``config`` (its bounds);
+    returns once it answers ``/healthz``."""
+    bounds = config.read_text()  # noqa: ASYNC240 - a few bytes, before the run
     port = free_port()
-    gateway, base = await serve_process(
+    gateway, _ = await serve_process(
         ["infra.cli", "gateway", "--port", str(port)], port,
         {**env, "BACKBONE_CONFIG": str(config)}, attempts=1200,
     )  # fmt: skip
     progress(f"fanout: gateway pid {gateway.pid} ({bounds.strip() or 'default bounds'})")
+    return _Server(gateway, f"ws://127.0.0.1:{port}/ws")
+
+
+async def _stop(server: _Server) -> None:
+    proc = server.proc
+    if proc.returncode is not None:
+        return
+    proc.terminate()
     try:
-        yield gateway.pid, base.replace("http://", "ws://") + "/ws"
-    finally:
-        gateway.terminate()
-        try:
-            await asyncio.wait_for(gateway.wait(), 20)
-        except TimeoutError:
-            gateway.kill()
-            await gateway.wait()
+        await asyncio.wait_for(proc.wait(), 20)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+async def _servers(env: dict[str, str], folder: Path) -> list[_Server]:
+    """The bare broadcast and both gateways (default bounds, then small ones), started together
+    so their start-ups overlap; each idles until its phase. All or none: a failure stops the
+    ones that started."""
+    port = free_port()
+    live, small = folder / "live.toml", folder / "small.toml"
+    live.write_text(_bounds(LIVE_QUEUE_FRAMES, LIVE_SOCKET_BUFFER))
+    small.write_text(_bounds(str(QUEUE_FRAMES), str(SOCKET_BUFFER)))
+
+    async def bare() -> _Server:
+        proc, base = await serve_process(["benchmarks._ws_broadcast", str(port)], port,
+                                         dict(os.environ), attempts=1200)  # fmt: skip
+        return _Server(proc, base)  # its HTTP base: /broadcast and /ws
+
+    started = await asyncio.gather(
+        bare(),
+        _gateway(env, live),
+        _gateway(env, small),
+        return_exceptions=True,
+    )
+    servers = [server for server in started if isinstance(server, _Server)]
+    for failed in started:
+        if isinstance(failed, BaseException):
+            await asyncio.gather(*(_stop(server) for server in servers))
+            raise failed
+    return servers
 
 
 async def _run(bootstrap: str) -> dict[str, Any]:
@@ -414,45 +468,57 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     tokens = [mint(KEY, [CHANNEL], ttl_s=3600) for _ in range(CLIENTS)]
     stalled = round(CLIENTS * STALLED)
     load = [os.getloadavg()[0]]
+    clients = _ClientProcesses()  # their imports overlap with the servers' start-ups
+    folder = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    servers: list[_Server] = []
     try:
-        progress("fanout: baseline, bare aiohttp broadcast")
-        bare = await _bare(tokens, total)
         await apply_catalogue(kafka, catalogue, serving=True)
+        progress("fanout: starting the bare broadcast and two gateways")
+        servers = await _servers(env, folder)
+        bare_server, live, small = servers
+        progress("fanout: baseline, bare aiohttp broadcast")
+        bare = await _bare(clients, bare_server.url, tokens, total)
+        await _stop(bare_server)
         topic = catalogue.name("collab.messages")
         async with (
             RegistryClient(RegistrySettings(url=server.url)) as registry,
             Publisher(kafka, Codec(registry), catalogue) as publisher,
         ):
             codec = Codec(registry)
-            async with _gateway(env, _bounds(LIVE_QUEUE_FRAMES, LIVE_SOCKET_BUFFER)) as (pid, url):
-                rss_before, cpu_before = _proc_stats(pid)
-                raw_ready = asyncio.Event()
-                raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
-                await raw_ready.wait()
-                clients, elapsed, clients_cpu = await _deliver(
-                    url, [(t, False) for t in tokens], lambda: _produce(publisher, total), total
-                )
-                raw_lags = await raw
-                rss_after, cpu_after = _proc_stats(pid)
+            pid = live.pid
+            rss_before, cpu_before = _proc_stats(pid)
+            raw_ready = asyncio.Event()
+            raw = asyncio.create_task(_raw_lags(kafka, codec, topic, total, raw_ready))
+            await raw_ready.wait()
+            found, elapsed, clients_cpu = await _deliver(
+                clients, live.url, [(t, False) for t in tokens],
+                lambda: _produce(publisher, total), total,
+            )  # fmt: skip
+            raw_lags = await raw
+            rss_after, cpu_after = _proc_stats(pid)
+            await _stop(live)
             load.append(os.getloadavg()[0])
             # phase 2: a gateway with small bounds, fresh clients, some never reading
             burst = RATE * STALL_SECONDS
-            async with _gateway(env, _bounds(str(QUEUE_FRAMES), str(SOCKET_BUFFER))) as (pid, url):
-                progress(f"fanout: {stalled} of {CLIENTS} clients stop reading; {burst} events")
-                rss: list[float] = [_proc_stats(pid)[0]]
-                sampler = asyncio.create_task(_sample_rss(pid, rss))
-                roles = [(mint(KEY, [CHANNEL], ttl_s=3600), n < stalled) for n in range(CLIENTS)]
-                stalling, stall_elapsed, _ = await _deliver(
-                    url, roles, lambda: _produce(publisher, burst), burst
-                )
-                sampler.cancel()
-                await asyncio.gather(sampler, return_exceptions=True)
-                rss_end = _proc_stats(pid)[0]
+            pid = small.pid
+            progress(f"fanout: {stalled} of {CLIENTS} clients stop reading; {burst} events")
+            rss: list[float] = [_proc_stats(pid)[0]]
+            sampler = asyncio.create_task(_sample_rss(pid, rss))
+            roles = [(mint(KEY, [CHANNEL], ttl_s=3600), n < stalled) for n in range(CLIENTS)]
+            stalling, stall_elapsed, _ = await _deliver(
+                clients, small.url, roles, lambda: _produce(publisher, burst), burst
+            )
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+            rss_end = _proc_stats(pid)[0]
             load.append(os.getloadavg()[0])
     finally:
+        await asyncio.gather(*(_stop(server) for server in servers))
+        await asyncio.to_thread(clients.stop)
+        shutil.rmtree(folder, ignore_errors=True)
         await server.stop()
     return {
-        **_summary(clients, total, elapsed),
+        **_summary(found, total, elapsed),
         "total": total,
         "elapsed": elapsed,
         "bare": bare,

@@ -1,7 +1,9 @@
 """The floor: Kafka's own tools on the same broker, from the jars the project fetches.
 
 - ``org.apache.kafka.tools.ProducerPerformance``: records/s of one Java producer at our producer
-  settings (acks=all, idempotent, lz4, linger 5 ms), unthrottled;
+  settings (acks=all, idempotent, lz4, linger 5 ms), unthrottled; its first ``WARMUP_RECORDS``
+  are its warm-up (``--warmup-records``: the JVM's JIT and the broker warm in the same run, and
+  the figure is the steady-state line);
 - ``org.apache.kafka.tools.ConsumerPerformance``: records/s of one Java consumer reading them back
   (``fetch.nMsg.sec``: the group join is excluded, as our tail figures exclude it);
 - ``org.apache.kafka.tools.EndToEndLatency``: produce one record, wait until a consumer has it,
@@ -58,7 +60,8 @@ def _tool(libs: Path, main: str, *args: str, timeout: float = 600) -> str:
 
 
 def parse_producer(out: str) -> float:
-    """records/s from ProducerPerformance's summary line (the last one with "records sent")."""
+    """records/s from ProducerPerformance's summary line (the last one with "records sent": with
+    ``--warmup-records``, the steady-state line printed after the whole run's)."""
     lines = [line for line in out.splitlines() if "records sent" in line]
     match = re.search(r"([\d.]+) records/sec", lines[-1]) if lines else None
     if match is None:
@@ -105,16 +108,13 @@ def rows() -> list[Row]:
     with kafka_bootstrap() as bootstrap:
         perf, latency, partitions = asyncio.run(_topics(KafkaSettings(bootstrap=bootstrap)))
         produce, consume, p50, p99 = [], [], [], []
-        # Warm-up: one small run of each tool (JIT, broker page cache, group coordinator).
-        _tool(libs, "ProducerPerformance", "--topic", perf, "--num-records", str(WARMUP_RECORDS),
-              "--record-size", str(RECORD_SIZE), "--throughput", "-1", "--bootstrap-server",
-              bootstrap, "--command-property", *PRODUCER_PROPS)  # fmt: skip
         for n in range(REPEATS):
             progress(f"floor {n + 1}/{REPEATS}: ProducerPerformance, {RECORDS:,} records")
             produce.append(
                 parse_producer(
                     _tool(libs, "ProducerPerformance", "--topic", perf, "--num-records",
-                          str(RECORDS), "--record-size", str(RECORD_SIZE), "--throughput", "-1",
+                          str(WARMUP_RECORDS + RECORDS), "--warmup-records", str(WARMUP_RECORDS),
+                          "--record-size", str(RECORD_SIZE), "--throughput", "-1",
                           "--bootstrap-server", bootstrap, "--command-property", *PRODUCER_PROPS)
                 )
             )  # fmt: skip
@@ -134,7 +134,8 @@ def rows() -> list[Row]:
             )  # fmt: skip
             p50.append(a)
             p99.append(b)
-    common = {"record_bytes": RECORD_SIZE, "repeats": REPEATS, "warmup": 1}
+    common = {"record_bytes": RECORD_SIZE, "repeats": REPEATS,
+              "warmup": f"first {WARMUP_RECORDS:,} records of each producer run"}  # fmt: skip
     throughput = {**common, "records": RECORDS, "partitions": partitions, "concurrency": 1,
                   "producer": " ".join(PRODUCER_PROPS)}  # fmt: skip
     rtt = {**common, "records": LATENCY_RECORDS, "partitions": 1, "concurrency": 1, "acks": "all"}

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import tempfile
 import time
 import uuid
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +39,14 @@ from benchmarks._harness import (
     progress,
     scaled,
 )
+from benchmarks._jobs import JobProcess
 from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.realtime.tokens import mint
 from infra.kafka.broker import free_port
 
 CONCURRENCY = 64
-SECONDS = scaled(15, 6)
+SECONDS = scaled(15, 4)
+WARMUP_S = scaled(3, 1)
 DRAIN_S = 120
 KEY = "bench-headline-key-" + "k" * 32
 CHANNEL = "integration:sim"
@@ -110,28 +110,9 @@ async def _load(url: str, phase: str, rate: float, seconds: float) -> dict[str, 
     return {"accepted": accepted, "refused": refused, "seconds": elapsed}
 
 
-def _load_process(conn: Connection, url: str, phase: str, rate: float, seconds: float) -> None:
-    try:
-        conn.send(asyncio.run(_load(url, phase, rate, seconds)))
-    except Exception as exc:  # reported to the parent, never silent
-        conn.send({"error": f"{type(exc).__name__}: {exc}"})
-
-
-async def _generate(url: str, phase: str, rate: float, seconds: float) -> dict[str, float]:
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(
-        target=_load_process, args=(child, url, phase, rate, seconds), daemon=True
-    )
-    proc.start()
-    try:
-        result: dict[str, Any] = await asyncio.to_thread(parent.recv)
-    finally:
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-    if "error" in result:
-        raise RuntimeError(f"load generator failed: {result['error']}")
-    return result
+def _load_job(url: str, phase: str, rate: float, seconds: float) -> dict[str, float]:
+    """One phase of the load generator (its own process: :class:`JobProcess`, reused)."""
+    return asyncio.run(_load(url, phase, rate, seconds))
 
 
 # --- the websocket client (this process) ------------------------------------------------------
@@ -205,7 +186,13 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         BACKBONE_WS_JWT_KEY=KEY,
     )
     progress("headline: starting `backbone up` (gateway, worker, projections, ...)")
-    stack, base = await serve_process(["infra.cli", "up"], port, env, attempts=3000)
+    load = JobProcess(_load_job)
+    load.start()  # one load generator for every phase; its imports overlap the stack's start
+    try:
+        stack, base = await serve_process(["infra.cli", "up"], port, env, attempts=3000)
+    except BaseException:
+        await load.stop()
+        raise
     outcomes = Outcomes()
     subscribed = asyncio.Event()
     ws_url = base.replace("http://", "ws://") + "/ws"
@@ -215,13 +202,13 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     calls = f"{base}/v1/calls"
     try:
         await asyncio.wait_for(subscribed.wait(), 60)
-        progress("headline: warm-up until outcomes reach the websocket")
-        warm = await _generate(calls, "warm", 20, 3)
+        progress(f"headline: warm-up at 20/s for {WARMUP_S} s, until outcomes reach the websocket")
+        warm = await load.run(calls, "warm", 20, WARMUP_S)
         await _drain(outcomes, "warm", warm["accepted"], follower)
         if outcomes.count("warm") == 0:
             raise RuntimeError("no call outcome reached the websocket during the warm-up")
         progress(f"headline: maximum, closed loop x{CONCURRENCY} for {SECONDS} s")
-        peak = await _generate(calls, "max", 0, SECONDS)
+        peak = await load.run(calls, "max", 0, SECONDS)
         await _drain(outcomes, "max", peak["accepted"], follower)
         stamps = sorted(t for t, _ in outcomes.by_phase.get("max", []))
         if len(stamps) < 2:
@@ -229,9 +216,10 @@ async def _run(bootstrap: str) -> dict[str, Any]:
         max_rate = (len(stamps) - 1) / max(1e-3, stamps[-1] - stamps[0])
         half = max(1.0, max_rate / 2)
         progress(f"headline: open loop at {half:.0f}/s (50 % of the maximum) for {SECONDS} s")
-        steady = await _generate(calls, "half", half, SECONDS)
+        steady = await load.run(calls, "half", half, SECONDS)
         await _drain(outcomes, "half", steady["accepted"], follower)
     finally:
+        await load.stop()
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
         stack.terminate()  # SIGTERM: the stack stops every service
@@ -276,7 +264,7 @@ def rows() -> list[Row]:
     m, h = found["max"], found["half"]
     params = {"path": "POST /v1/calls -> calls.requests -> worker (simulated, 0 ms) -> "
               "calls.results -> GET /ws integration:sim", "partitions": 6, "repeats": 1,
-              "warmup": "20/s for 3 s", "seconds": SECONDS}  # fmt: skip
+              "warmup": f"20/s for {WARMUP_S} s", "seconds": SECONDS}  # fmt: skip
     peak = {**params, "concurrency": CONCURRENCY, "records": m["accepted"],
             "complete": round(found["max_received"] / max(1, m["accepted"]), 4)}  # fmt: skip
     half = {**params, "rate_per_s": round(found["half_rate"]), "records": h["accepted"],

@@ -5,7 +5,8 @@ only after Kafka acknowledged) and verified webhooks ``POST /webhooks/bench`` (S
 signature on the raw body, replay check, ``webhook.received`` acknowledged by Kafka). Baseline: a
 bare aiohttp handler in its own process (parses the JSON / reads the body, answers 202, no Kafka).
 
-For each server and endpoint, a load generator in its own process runs:
+The three servers start together and idle while another is measured; one load generator in its
+own process runs, for each server and endpoint in turn (after a warm-up at 100 req/s):
 
 - a closed loop of :data:`CONCURRENCY` clients (capacity, req/s); target: gateway >= 0.5 of bare;
 - an open loop at :data:`RATE` req/s (sent on schedule whatever the answers: no coordinated
@@ -21,17 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
 import uuid
-from multiprocessing.connection import Connection
 from typing import Any
 
 import aiohttp
 
 from benchmarks._harness import Row, Stat, progress, quick
+from benchmarks._jobs import JobProcess
 from benchmarks._servers import TOKEN, gateway_env, serve_process
 from connectors.webhooks import WebhookSecret, signed_headers
 from infra.kafka.broker import LocalBroker, free_port
@@ -42,7 +42,8 @@ from streams.topics import Catalogue
 
 RATE = 500  # offered requests per second in the open loop (the target rate)
 CONCURRENCY = 32  # clients of the closed loop
-SECONDS = float(os.environ.get("BACKBONE_BENCH_SECONDS", "2" if quick() else "4"))
+SECONDS = float(os.environ.get("BACKBONE_BENCH_SECONDS", "1" if quick() else "4"))
+WARMUP_S = 0.5 if quick() else 1.0  # 100 requests/s, unmeasured, before each endpoint's loops
 EVENTS_PATH = "/v1/events/call.requested"
 WEBHOOK_PATH = "/webhooks/bench"
 WEBHOOK_BODY = (
@@ -148,7 +149,7 @@ async def _open(url: str, requests: _Requests, rate: int, seconds: float) -> dic
 async def _load(base: str, endpoint: str, secret: str) -> dict[str, dict[str, float]]:
     requests = _Requests(endpoint, secret)
     url = base + (EVENTS_PATH if endpoint == "events" else WEBHOOK_PATH)
-    await _open(url, requests, 100, 1.0)  # warm connections, caches, schema ids
+    await _open(url, requests, 100, WARMUP_S)  # warm connections, caches, schema ids
     cpu = _cpu_s(_tree(_server_pid(base)))
     closed = await _closed(url, requests, SECONDS)
     cpu = _cpu_s(_tree(_server_pid(base))) - cpu
@@ -192,25 +193,11 @@ async def _load_endpoints(base: str, secret: str) -> dict[str, dict[str, dict[st
     return {endpoint: await _load(base, endpoint, secret) for endpoint in ENDPOINTS}
 
 
-def _load_process(conn: Connection, base: str, secret: str, pid: int) -> None:
+def _load_job(base: str, secret: str, pid: int) -> dict[str, dict[str, dict[str, float]]]:
+    """In the load generator's process: every endpoint of the server at ``base`` in turn.
+    ``pid``: the server's process, whose CPU time (with its workers') is counted per request."""
     os.environ["BENCH_INGEST_SERVER_PID"] = str(pid)
-    conn.send(asyncio.run(_load_endpoints(base, secret)))
-
-
-async def _measure_load(base: str, secret: str, pid: int) -> dict[str, dict[str, dict[str, float]]]:
-    """The load generator in its own process (one per server, every endpoint in turn), so it does
-    not share the server's event loop. ``pid``: the server's process, whose CPU time (with its
-    workers') is counted per request."""
-    parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(
-        target=_load_process, args=(child, base, secret, pid), daemon=True
-    )
-    proc.start()
-    try:
-        result: dict[str, dict[str, dict[str, float]]] = await asyncio.to_thread(parent.recv)
-    finally:
-        proc.join(30)
-    return result
+    return asyncio.run(_load_endpoints(base, secret))
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
@@ -270,24 +257,35 @@ SERVERS = ("bare", "gateway-x1", "gateway-x2")
 
 
 async def _run(kafka: KafkaSettings) -> dict[str, Any]:
+    """Every server is started at once (their start-ups overlap) and idles while the others are
+    measured; one load generator, in its own process so it does not share a server's event loop,
+    measures each server in turn."""
     server = RegistryServer(kafka, topic="bench-ingest._schemas", port=0)
     await server.start()
+    servers: list[tuple[asyncio.subprocess.Process, str]] = []
     try:
         catalogue = Catalogue(prefix=f"bench-ingest-{uuid.uuid4().hex[:6]}.")
         await apply_catalogue(kafka, catalogue, serving=True)
         registry = RegistrySettings(url=server.url)
         secret = WebhookSecret.generate().reveal()
         results: dict[str, Any] = {}
-        for name in SERVERS:
-            proc, url = await _server(name, kafka, registry, catalogue.prefix, secret)
-            try:
-                progress(f"ingest: {name}, {', '.join(ENDPOINTS)}: warm-up 1 s, closed loop "
-                         f"{SECONDS:g} s, open loop {RATE}/s for {SECONDS:g} s each")  # fmt: skip
-                results[name] = await _measure_load(url, secret, proc.pid)
-            finally:
-                await _stop(proc)
+        async with JobProcess(_load_job) as load:
+            progress(f"ingest: starting {', '.join(SERVERS)} and the load generator")
+            started = await asyncio.gather(
+                *(_server(name, kafka, registry, catalogue.prefix, secret) for name in SERVERS),
+                return_exceptions=True,
+            )
+            servers = [s for s in started if not isinstance(s, BaseException)]
+            for failed in started:
+                if isinstance(failed, BaseException):
+                    raise failed
+            for name, (proc, url) in zip(SERVERS, servers, strict=True):
+                progress(f"ingest: {name}, {', '.join(ENDPOINTS)}: warm-up {WARMUP_S:g} s, "
+                         f"closed loop {SECONDS:g} s, open loop {RATE}/s for {SECONDS:g} s each")  # fmt: skip
+                results[name] = await load.run(url, secret, proc.pid)
         return results
     finally:
+        await asyncio.gather(*(_stop(proc) for proc, _ in servers))
         await server.stop()
 
 

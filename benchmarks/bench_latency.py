@@ -11,8 +11,8 @@ One run, one broker, one local provider (``benchmarks._provider``: answers at on
   request-reply a partner team writes with the SDK.
 
 Each is driven open loop at 1, 100 and 1,000 calls/s (``BENCH_LATENCY_RATES``) for
-``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls; quick: 2 s, at least 5). Reported: p50/p99/p99.9 of each path and the
-**added latency** (the path's percentile minus the floor's), **CPU per call** of the worker
+``BENCH_LATENCY_SECONDS`` (3 s, at least 10 calls; quick: 0.5 s, at least 3). Reported:
+p50/p99/p99.9 of each path and the **added latency** (the path's percentile minus the floor's), **CPU per call** of the worker
 process (its user+system CPU time during the run / calls, idle work included), and a per-hop
 breakdown from the records' timestamps (``CreateTime``, ms): client -> request record -> lane
 record (router) -> claim record (lane, ledger) -> provider -> result record -> reply received.
@@ -42,7 +42,7 @@ import aiohttp
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from benchmarks import bench_calls
-from benchmarks._harness import Row, Stat, quick, scaled
+from benchmarks._harness import Row, Stat, progress, quick, scaled
 from benchmarks._servers import TOKEN, gateway_env
 from connectors.calls_api import ReplyWaiter
 from infra.kafka.broker import LocalBroker, free_port
@@ -55,9 +55,9 @@ from streams.registry_client import RegistryClient
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
-SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "2" if quick() else "3"))
+SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "0.5" if quick() else "3"))
 RATES = tuple(int(r) for r in os.environ.get("BENCH_LATENCY_RATES", "1,100,1000").split(","))
-MIN_CALLS = scaled(10, 5)
+MIN_CALLS = scaled(10, 3)
 WARMUP = 20
 MAX_IN_FLIGHT = 2000
 TIMEOUT_S = 30.0
@@ -353,6 +353,7 @@ async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str
             procs.append(worker)
             gateway_proc = await _spawn(["infra.cli", "gateway"], env, tmp / "gateway.log")
             procs.append(gateway_proc)
+            progress("latency: starting the provider, `backbone worker` and `backbone gateway`")
             await _healthy(provider_proc, f"{provider}/healthz", tmp / "provider.log")
             await _healthy(gateway_proc, f"{gateway}/healthz", tmp / "gateway.log")
 
@@ -373,14 +374,18 @@ async def _measure(kafka: KafkaSettings, registry: RegistrySettings) -> dict[str
                         "gateway": _through_gateway(http, gateway),
                         "sdk": _through_sdk(publisher, waiter),
                     }
+                    progress(f"latency: until a call goes through, then {WARMUP} warm-up calls "
+                             "per path")  # fmt: skip
                     for caller in callers.values():
                         await _until_served(caller)
                     for rate in RATES:
                         n = max(MIN_CALLS, int(rate * SECONDS))
+                        progress(f"latency: {n} calls at {rate}/s on each of {', '.join(PATHS)}")
                         for path in PATHS:
                             runs[path, rate] = await _open_loop(callers[path], rate, n, cpu)
                 finally:
                     await waiter.stop()
+                progress("latency: the per-hop timeline from the records")
                 times = await _timeline(kafka, codec, catalogue)
     finally:
         for proc in reversed(procs):

@@ -28,11 +28,10 @@ from typing import Any
 
 from agents._ledger_store import LedgerStore
 from agents.ledger import SUCCEEDED, CallLedger, Claim, LedgerFollower
-from benchmarks._harness import Row, Stat, scaled
+from benchmarks._harness import Row, Stat, create_catalogue_topics, scaled
 from infra.kafka.broker import LocalBroker
 from infra.registry import RegistryServer
 from streams import headers as h
-from streams.admin import apply_catalogue
 from streams.codec import Codec
 from streams.events.calls import CallStarted
 from streams.producer import Publisher
@@ -181,7 +180,7 @@ async def _run(kafka: KafkaSettings) -> dict[str, float]:
     server = RegistryServer(kafka, topic=f"{cat.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, cat, serving=True)
+        await create_catalogue_topics(kafka, cat, "calls.claims", "calls.results")
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
             with tempfile.TemporaryDirectory() as tmp:
                 return await _startup(kafka, Codec(client), cat, Path(tmp))

@@ -11,8 +11,9 @@ health checks; 12 services, 30 minutes of event time) are published to ``calls.r
 
 Then the live side: a :class:`ProjectionRunner` of the metrics projection while another process
 publishes mixed events to its sources as fast as acks come back (``BACKBONE_BENCH_LIVE_SECONDS``,
-default 15, quick 12: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
-as ``backbone projections status`` counts it) sampled each second, and whether it is bounded:
+default 15, quick 4: a verdict needs 10 samples; 0 skips it): the lag (records behind the end,
+as ``backbone projections status`` counts it) sampled each second (quick: every 0.25 s), and
+whether it is bounded:
 the largest lag of the second half of the run is not above the first half's, and it drains once
 publishing stops.
 
@@ -40,10 +41,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.projections import MetricsProjection
 from agents.worker import CallWorker
-from benchmarks._harness import FLOOR_CONSUME, Row, Stat, kafka_bootstrap, scaled
-from benchmarks.bench_calls import call_requests, output_rate, worker_settings
+from benchmarks._harness import (
+    FLOOR_CONSUME,
+    Row,
+    Stat,
+    create_catalogue_topics,
+    kafka_bootstrap,
+    progress,
+    quick,
+    scaled,
+)
+from benchmarks.bench_calls import WORKER_TOPICS, call_requests, output_rate, worker_settings
 from infra.registry import RegistryServer
-from streams.admin import apply_catalogue, partitions
+from streams.admin import partitions
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.calls import (
@@ -67,7 +77,9 @@ from streams.topics import Catalogue
 
 RECORDS = int(os.environ.get("BACKBONE_BENCH_PROJECTION_RECORDS", str(scaled(1_000_000, 20_000))))
 REPEATS = scaled(3, 2)
-LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 12))))
+LIVE_SECONDS = float(os.environ.get("BACKBONE_BENCH_LIVE_SECONDS", str(scaled(15, 4))))
+#: seconds between two lag samples (a verdict needs MIN_LAG_SAMPLES of them)
+SAMPLE_S = 0.25 if quick() else 1.0
 #: processes of the rebuild (default: the rebuild's own, one)
 WORKERS = (
     int(os.environ["BACKBONE_BENCH_REBUILD_WORKERS"])
@@ -75,8 +87,11 @@ WORKERS = (
     else None
 )
 CHUNK = 5_000
+#: the metrics projection's sources, its changelog and the windows it emits
+PROJECTION_TOPICS = ("calls.results", "integration.", "projections.metrics.changelog",
+                     "monitoring.")  # fmt: skip
 #: calls the pipeline works off next to the live projection (0 skips it)
-LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 10_000))))
+LIVE_CALLS = int(os.environ.get("BACKBONE_BENCH_LIVE_CALLS", str(scaled(30_000, 3_000))))
 PIPELINE_CAP_S = 600.0
 
 
@@ -160,7 +175,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue, serving=True)
+        await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS)
         async with RegistryClient(RegistrySettings(url=server.url)) as client:
             codec = Codec(client)
             seconds = await _publish(kafka, codec, catalogue)
@@ -168,6 +183,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             projection = MetricsProjection()
             topics = [catalogue.name(t) for t in projection.sources]
             raw_rates, rebuild_rates = [], []
+            progress(f"projections: raw read and rebuild of {RECORDS:,} records, x{REPEATS}")
             for _ in range(REPEATS):
                 count, took = await _raw(kafka, topics)
                 raw_rates.append(count / took)
@@ -212,10 +228,14 @@ async def _live_with_registry(bootstrap: str, run: LiveRun) -> dict[str, Any]:
         await server.stop()
 
 
-def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float, out: Any) -> None:
-    """In a process of its own (as the pipeline's workers are): publish mixed events to the
-    projection's sources as fast as acks come back for ``seconds``; sends ``None`` once its
-    first chunk is acknowledged (start-up done: the clock starts), then the count."""
+def _publish_for(
+    bootstrap: str, prefix: str, registry_url: str, seconds: float, start: Any, out: Any
+) -> None:
+    """In a process of its own (as the pipeline's workers are), once ``start`` says so: publish
+    mixed events to the projection's sources as fast as acks come back for ``seconds``; sends
+    ``None`` once its first chunk is acknowledged (start-up done: the clock starts), then the
+    count."""
+    start.recv()
 
     async def go() -> int:
         kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-publisher")
@@ -237,10 +257,13 @@ def _publish_for(bootstrap: str, prefix: str, registry_url: str, seconds: float,
     out.close()
 
 
-def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, out: Any) -> None:
-    """In a process of its own (as a call worker runs): bench_calls' call worker working off
-    ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once started, then the
-    count of outcomes in ``calls.results`` when all are there."""
+def _pipeline_for(
+    bootstrap: str, prefix: str, registry_url: str, calls: int, start: Any, out: Any
+) -> None:
+    """In a process of its own (as a call worker runs), once ``start`` says so: bench_calls' call
+    worker working off ``calls`` pre-loaded requests at its maximum rate; sends ``None`` once
+    started, then the count of outcomes in ``calls.results`` when all are there."""
+    start.recv()
 
     async def go() -> int:
         kafka = KafkaSettings(bootstrap=bootstrap, client_id="bench-calls", compression="none")
@@ -272,11 +295,12 @@ def _pipeline_for(bootstrap: str, prefix: str, registry_url: str, calls: int, ou
 async def _live(
     kafka: KafkaSettings, codec: Codec, catalogue: Catalogue, registry_url: str
 ) -> dict[str, Any]:
-    """Lag of the live metrics projection, sampled each second, while another process publishes
+    """Lag of the live metrics projection, sampled every SAMPLE_S, while another process publishes
     to its sources as fast as it can (faster than the calls pipeline can produce outcomes:
     compare bench_calls). Lag = records behind the end, as ``backbone projections status``
     counts it (end offsets minus the store's checkpoints)."""
     args = (kafka.bootstrap, catalogue.prefix, registry_url, LIVE_SECONDS)
+    progress(f"projections: live, {LIVE_SECONDS:g} s of publishing as fast as acked")
     found = await _lag_run(kafka, codec, catalogue, _publish_for, args, LIVE_SECONDS + 120)
     rate = found["count"] / found["produced_s"]
     print(f"live metrics projection, {LIVE_SECONDS:.0f} s of publishing as fast as possible:")
@@ -293,7 +317,8 @@ async def _live_calls(
     its maximum rate, writing one outcome per call to ``calls.results``, which the projection
     reads. The pipeline's rate is measured as bench_calls does (middle 80 % of the outcomes'
     timestamps)."""
-    await apply_catalogue(kafka, catalogue, serving=True)
+    await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS, *WORKER_TOPICS)
+    progress(f"projections: live next to the calls pipeline, {LIVE_CALLS:,} calls")
     async with Publisher(kafka, codec, catalogue) as publisher:
         for begin in range(0, LIVE_CALLS, CHUNK):
             chunk = call_requests(min(CHUNK, LIVE_CALLS - begin))
@@ -317,7 +342,8 @@ async def _live_calls(
 
 def _print_lags(found: dict[str, Any]) -> None:
     lags = found["lags"]
-    print(f"  lag each second (records behind the end): {', '.join(f'{n:,}' for n in lags)}")
+    print(f"  lag every {SAMPLE_S:g} s (records behind the end): "
+          f"{', '.join(f'{n:,}' for n in lags)}")  # fmt: skip
     allowed = f" (+{found['tolerance']:,} allowed)" if found["tolerance"] else ""
     print(f"  max lag 1st half {found['first']:,}, 2nd half {found['second']:,}{allowed}: "
           f"{found['verdict']}")  # fmt: skip
@@ -336,10 +362,37 @@ async def _lag_run(
     *,
     tolerate_one_second: bool = False,
 ) -> dict[str, Any]:
-    """Run the live metrics projection here and ``target(*args, pipe)`` in a spawned process
-    that sends ``None`` once started and a count when done (within ``cap_s``); sample the
-    projection's lag each second while the process runs, then until it drains."""
-    await apply_catalogue(kafka, catalogue, serving=True)
+    """Run the live metrics projection here and ``target(*args, start, out)`` in a spawned
+    process that waits for a message on ``start``, sends ``None`` on ``out`` once started and a
+    count when done (within ``cap_s``); sample the projection's lag every SAMPLE_S while the
+    process runs, then until it drains. The process is spawned first: its imports overlap with
+    the set-up here, and it starts once the projection runs."""
+    spawn = multiprocessing.get_context("spawn")
+    receive, send = spawn.Pipe(duplex=False)
+    wait, start = spawn.Pipe(duplex=False)
+    child = spawn.Process(target=target, args=(*args, wait, send))
+    child.start()
+    try:
+        return await _lag_run_with(kafka, codec, catalogue, child, start, receive, cap_s,
+                                   tolerate_one_second=tolerate_one_second)  # fmt: skip
+    finally:
+        if child.is_alive():
+            child.kill()
+        await asyncio.to_thread(child.join, 30)
+
+
+async def _lag_run_with(
+    kafka: KafkaSettings,
+    codec: Codec,
+    catalogue: Catalogue,
+    child: Any,
+    start: Any,
+    receive: Any,
+    cap_s: float,
+    *,
+    tolerate_one_second: bool,
+) -> dict[str, Any]:
+    await create_catalogue_topics(kafka, catalogue, *PROJECTION_TOPICS)
     projection = MetricsProjection()
     t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
     lags: list[int] = []
@@ -379,29 +432,24 @@ async def _lag_run(
                 await publisher.publish_many([warm])
             await _until(lambda: runner.status.applied >= 1, 300)
             applied_before = runner.status.applied
-            receive, send = multiprocessing.get_context("spawn").Pipe(duplex=False)
-            child = multiprocessing.get_context("spawn").Process(target=target, args=(*args, send))
-            child.start()
-            try:
-                while not receive.poll():  # its start-up (imports, clients) is not measured
-                    if not child.is_alive():
-                        raise RuntimeError("the load process ended before it started")
-                    await asyncio.sleep(0.2)
-                receive.recv()
-                began = time.perf_counter()
-                while child.is_alive():
-                    lags.append(await behind())
-                    await asyncio.sleep(max(0.0, len(lags) - (time.perf_counter() - began)))
-                    if time.perf_counter() - began > cap_s:
-                        raise RuntimeError("the load process did not finish")
-                count = receive.recv() if receive.poll(10) else 0
-                produced_s = time.perf_counter() - began
-                applied = runner.status.applied - applied_before
-            finally:
-                if child.is_alive():
-                    child.kill()
-                child.join(30)
+            start.send(True)
+            progress("projections: the projection runs; the load process starts")
+            while not receive.poll():  # its start-up (clients, group joins) is not measured
+                if not child.is_alive():
+                    raise RuntimeError("the load process ended before it started")
+                await asyncio.sleep(0.2)
+            receive.recv()
+            began = time.perf_counter()
+            while child.is_alive():
+                lags.append(await behind())
+                await asyncio.sleep(max(0.0, len(lags) * SAMPLE_S - (time.perf_counter() - began)))
+                if time.perf_counter() - began > cap_s:
+                    raise RuntimeError("the load process did not finish")
+            count = receive.recv() if receive.poll(10) else 0
+            produced_s = time.perf_counter() - began
+            applied = runner.status.applied - applied_before
             at_end = lags[-1] if lags else 0
+            progress(f"projections: load done ({len(lags)} lag samples); draining")
             drain_began = time.perf_counter()
             for _ in range(600):  # 5 minutes at most
                 if (left := await behind()) == 0:
@@ -415,8 +463,9 @@ async def _lag_run(
             await ends_reader.stop()
             if checkpoints is not None:
                 checkpoints.close()
-    # a sample can fall just before a checkpoint: up to one sampling interval (1 s) of the
-    # load's output behind even when the projection keeps up; the pipeline's run allows that
+    # a sample can fall just before a checkpoint: up to a second of the load's output behind
+    # even when the projection keeps up (the full run's sampling interval; the quick run samples
+    # more often, which makes this no looser); the pipeline's run allows that
     tolerance = round(count / produced_s) if tolerate_one_second and produced_s > 0 else 0
     first, second, verdict = lag_verdict(lags, drained=left == 0, tolerance=tolerance)
     return {"lags": lags, "tolerance": tolerance, "first": first, "second": second, "bounded": verdict == BOUNDED,
@@ -458,7 +507,7 @@ def rows() -> list[Row]:
             target="ratio >= 0.5"),
     ]  # fmt: skip
     if live is not None:
-        live_params = {"seconds": LIVE_SECONDS, "publisher": "another process, as fast as acked",
+        live_params = {"seconds": LIVE_SECONDS, "sample_s": SAMPLE_S, "publisher": "another process, as fast as acked",
                        "publish_rate": round(live["publish_rate"]), "lags": live["lags"],
                        "bounded": live["bounded"], "verdict": live["verdict"],
                        "drained_s": round(live["drained_s"], 1)}  # fmt: skip
@@ -468,7 +517,7 @@ def rows() -> list[Row]:
                 live_params, target="2nd half <= 1st half (bounded)")
         )  # fmt: skip
     if calls is not None:
-        calls_params = {"calls": LIVE_CALLS, "pipeline": "bench_calls' call worker, another process",
+        calls_params = {"calls": LIVE_CALLS, "sample_s": SAMPLE_S, "pipeline": "bench_calls' call worker, another process",
                         "pipeline_rate": round(calls["pipeline_rate"]),
                         "written_rate": round(calls["written_rate"]),
                         "applied_rate": round(calls["applied_rate"]), "lags": calls["lags"],

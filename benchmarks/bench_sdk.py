@@ -26,13 +26,14 @@ from benchmarks._harness import (
     FLOOR_PRODUCE,
     Row,
     Stat,
+    create_catalogue_topics,
     kafka_bootstrap,
     progress,
     scaled,
 )
 from infra.registry import RegistryServer
 from streams import headers as h
-from streams.admin import apply_catalogue, partitions
+from streams.admin import partitions
 from streams.codec import Codec
 from streams.consumer import Subscriber
 from streams.events import Event
@@ -44,7 +45,7 @@ from streams.topics import Catalogue
 
 RECORDS = scaled(20_000, 5_000)
 CHUNK = 1_000  # events per publish_many call (and per raw send-then-await round)
-REPEATS = 3
+REPEATS = scaled(3, 2)
 
 
 def _events(n: int, tag: str) -> list[Event]:
@@ -178,7 +179,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
     server = RegistryServer(kafka, topic=f"{catalogue.prefix}_schemas", port=0)
     await server.start()
     try:
-        await apply_catalogue(kafka, catalogue, serving=True)
+        await create_catalogue_topics(kafka, catalogue, "calls.requests")
         registry = RegistrySettings(url=server.url)
         async with RegistryClient(registry) as client:
             codec = Codec(client)
@@ -191,7 +192,7 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             print(f"  ratio SDK/raw: {pub['sdk'] / pub['raw']:.2f}   (target >= 0.70)")
 
             tail = await _tail_bench(kafka, codec, catalogue)
-            print(f"tail {tail['records']:,.0f} records from the beginning (best of 2):")
+            print(f"tail {tail['records']:,.0f} records from the beginning (best of {REPEATS}):")
             print(f"  raw aiokafka getmany (bytes)    : {tail['raw']:>9,.0f} records/s")
             print(f"  Subscriber (decoded to models)  : {tail['sdk']:>9,.0f} records/s")
             print(f"  ratio Subscriber/raw: {tail['sdk'] / tail['raw']:.2f}")

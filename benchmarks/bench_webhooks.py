@@ -23,14 +23,13 @@ import aiohttp
 from aiohttp import web
 
 from agents.webhooks import WebhookDeliveryService
-from benchmarks._harness import Row, Stat, kafka_bootstrap, scaled
+from benchmarks._harness import Row, Stat, create_catalogue_topics, kafka_bootstrap, scaled
 from connectors.webhooks import DestinationPolicy
 from connectors.webhooks.registry import EndpointAdmin, EndpointView
 from connectors.webhooks.settings import (
     DeliverySettings,
 )
 from infra.registry import RegistryServer
-from streams.admin import apply_catalogue
 from streams.codec import Codec
 from streams.events.webhooks import WebhookDeliveryRequested
 from streams.producer import Publisher
@@ -39,6 +38,8 @@ from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 
 DELIVERIES = scaled(5000, 1000)
+#: the delivery worker's topics (each runtime gets fresh ones)
+TOPICS = ("webhooks.", "backbone.undecodable", "plugins.lifecycle")
 BODY = b'{"type": "invoice.paid", "data": {"id": "in_1", "amount": 4200, "currency": "eur"}}'
 
 
@@ -98,7 +99,7 @@ async def _worker_rate(
 ) -> tuple[float, int]:
     """Deliveries/s of one runtime: requests queued first, then the worker started and timed."""
     catalogue = Catalogue(prefix=f"bench-{runtime}-{uuid.uuid4().hex[:6]}.")
-    await apply_catalogue(kafka, catalogue, serving=True)
+    await create_catalogue_topics(kafka, catalogue, *TOPICS)
     settings = DeliverySettings(
         allow_networks=("127.0.0.0/8",),
         group_id=f"bench-{uuid.uuid4().hex[:6]}",

@@ -3,7 +3,9 @@ results file and the comparison of two runs, and the Kafka tools' output parsers
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,9 @@ from benchmarks._harness import (
     Row,
     Stat,
     append_result,
+    catalogue_topics,
     compare,
+    create_catalogue_topics,
     module_times,
     percentile,
     read_results,
@@ -25,8 +29,11 @@ from benchmarks._harness import (
     speed_ratio,
     table,
 )
+from benchmarks._jobs import JobError, JobProcess
 from benchmarks.bench_floor import parse_consumer, parse_latency, parse_producer
 from benchmarks.bench_projections import BOUNDED, lag_verdict
+from streams.settings import KafkaSettings
+from streams.topics import Catalogue
 
 
 def test_stat_median_and_spread() -> None:
@@ -147,6 +154,14 @@ def test_kafka_tool_parsers() -> None:
         "max latency, 3 ms 50th, 10 ms 95th, 40 ms 99th, 150 ms 99.9th.\n"
     )
     assert parse_producer(producer) == 12345.6
+    warmed = (  # --warmup-records: the whole run, then the steady state (what the floor is)
+        "Warmup first 5000 records. Steady state results will print after the complete test "
+        "summary.\n25000 records sent, 9293.68 records/sec (2.27 MB/sec), 277.69 ms avg latency, "
+        "1171.00 ms max latency, 251 ms 50th, 458 ms 95th, 485 ms 99th, 518 ms 99.9th.\n"
+        "20000 steady state records sent, 15637.22 records/sec (3.82 MB/sec), 284.90 ms avg "
+        "latency, 507.00 ms max latency, 252 ms 50th, 460 ms 95th, 485 ms 99th, 507 ms 99.9th.\n"
+    )
+    assert parse_producer(warmed) == 15637.22
     consumer = (
         "start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, "
         "rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec\n"
@@ -183,3 +198,39 @@ def test_module_times_name_each_module_and_the_time_outside_them() -> None:
     assert lines[3].split()[:4] == ["outside", "modules", "20", "s"]
     assert lines[4].split() == ["run", "100", "s"]
     assert module_times({}, 5.0) == "  (no module ran)"
+
+
+def test_catalogue_topics_takes_whole_groups_or_exact_names() -> None:
+    catalogue = Catalogue(prefix="p.")
+    names = [name for name, _ in catalogue_topics(catalogue, "calls.", "integration.health")]
+    assert {"p.calls.requests", "p.calls.results", "p.calls.claims"} <= set(names)
+    assert "p.integration.health" in names
+    assert all(n.startswith("p.calls.") or n == "p.integration.health" for n in names)
+    assert catalogue_topics(catalogue, "calls") == []  # no trailing dot: an exact name only
+    with pytest.raises(ValueError, match="no topic"):
+        asyncio.run(create_catalogue_topics(KafkaSettings(), catalogue, "nothing."))
+
+
+def test_a_job_process_runs_every_job_in_one_process_and_reports_errors() -> None:
+    async def jobs_of_one_process() -> None:
+        async with JobProcess(os.getpid) as jobs:
+            first, second = await jobs.run(), await jobs.run()
+            assert first == second == jobs.pid != os.getpid()
+            with pytest.raises(JobError, match="TypeError"):
+                await jobs.run("an argument getpid does not take")
+            assert await jobs.run() == first  # still serving after a failed job
+
+    asyncio.run(jobs_of_one_process())
+
+
+def test_preload_imports_modules_and_names_those_that_fail() -> None:
+    assert runner.preload(["bench_cli", "bench_does_not_exist"]) == ["bench_does_not_exist"]
+
+
+def test_the_runs_broker_keeps_its_data_in_memory_only_when_there_is_room(tmp_path: Path) -> None:
+    fresh = runner.broker_data_dir(tmp_path, min_free=0)
+    assert fresh is not None
+    assert fresh.parent == tmp_path
+    assert fresh.is_dir()
+    assert runner.broker_data_dir(tmp_path, min_free=2**62) is None
+    assert runner.broker_data_dir(tmp_path / "missing", min_free=0) is None
