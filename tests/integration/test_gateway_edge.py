@@ -405,6 +405,7 @@ async def test_item15_v1_calls_reads_a_body_sent_in_two_segments(gateway: MakeGa
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), timeout=30)
     writer.close()
+    await writer.wait_closed()  # else the transport may outlive the test's loop (ResourceWarning)
     status_line = answer.split(b"\r\n", 1)[0]
     assert b" 202 " in status_line, answer[:600]
 
