@@ -145,7 +145,9 @@ async def describe_topic(kafka: KafkaSettings, topic: str) -> TopicState | None:
                 tuple(p["isr"]),
                 starts[tp],
                 ends[tp],
-                sizes.get((topic, p["partition"])),
+                # A partition the brokers did not report yet (a new topic's log is created a
+                # moment after its leader is announced) holds nothing if it has no offsets.
+                sizes.get((topic, p["partition"]), 0 if ends[tp] == 0 else None),
             )
             for p, tp in zip(parts, tps, strict=True)
         ),
