@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,9 +98,16 @@ class TaskView:
         value = self.read[key] = self.store.get(self.task, key)
         return value
 
-    def getter(self) -> Callable[[str], JSON | None]:
-        """:meth:`get` for a loop over many keys (a view may hand out a cheaper equivalent)."""
+    def remembered(self) -> Callable[[str], object | None]:
+        """For a loop over many event ids: a lookup of a ``SEEN_PREFIX`` key that is not None
+        when the id is remembered (a view may hand out a cheaper one than :meth:`get`)."""
         return self.get
+
+    def remember(self, expiries: Mapping[str, int]) -> None:
+        """Remember event ids (``SEEN_PREFIX`` keys) until their ``expires_ms``."""
+        pending = self.pending
+        for key, expires in expiries.items():
+            pending[key] = {"expires_ms": expires}
 
     def prefetch(self, keys: Collection[str]) -> None:
         """Read those of ``keys`` not read yet in one query (each would cost one otherwise)."""
@@ -394,11 +401,11 @@ class ProjectionRunner:
         record is reported alone. The emitted events, and the records that failed with why."""
         window = self.projection.dedupe_window_ms
         todo: list[PlainRecord] = []
-        seen: dict[str, JSON] = {}
+        seen: dict[str, int] = {}  # the batch's event ids and their expiry
         duplicates = 0
         if window is not None and view.reads_store:
             view.prefetch([SEEN_PREFIX + plain.datum["event_id"] for _, plain in run])
-        known = view.getter()
+        known = view.remembered()
         for _, plain in run:
             datum = plain.datum
             if window is not None:
@@ -406,14 +413,14 @@ class ProjectionRunner:
                 if seen_key in seen or known(seen_key) is not None:
                     duplicates += 1
                     continue
-                seen[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
+                seen[seen_key] = datum["occurred_at"] // 1000 + window
             todo.append(plain)
         try:
             changes = self.projection.apply_plain_batch(view, todo) if todo else NO_CHANGES
         except Exception:  # one of them fails: find which, apply the others
             return self._apply_one_by_one(view, run)
         view.write(changes)
-        view.pending.update(seen)
+        view.remember(seen)
         self._uncommitted["duplicates"] += duplicates
         self._uncommitted["applied"] += len(todo)
         return list(changes.emits), []
@@ -540,7 +547,7 @@ class ProjectionRunner:
         view.write(changes)
         if window is not None:
             occurred_ms = int(event.occurred_at.timestamp() * 1000)
-            view.pending[seen_key] = {"expires_ms": occurred_ms + window}
+            view.remember({seen_key: occurred_ms + window})
         self._uncommitted["applied"] += 1
         return changes.emits
 
@@ -558,7 +565,7 @@ class ProjectionRunner:
             return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
-            view.pending[seen_key] = {"expires_ms": datum["occurred_at"] // 1000 + window}
+            view.remember({seen_key: datum["occurred_at"] // 1000 + window})
         self._uncommitted["applied"] += 1
         return changes.emits
 

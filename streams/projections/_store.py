@@ -159,18 +159,32 @@ class SqliteStore:
             raise
         db.execute("COMMIT")
 
-    def load(self, writes: Mapping[int, Mapping[str, JSON | None]]) -> None:
+    def load(
+        self,
+        writes: Mapping[int, Mapping[str, JSON | None]],
+        expiries: Mapping[int, Mapping[str, int]] | None = None,
+    ) -> None:
         """Fill an empty store (a rebuild's): rows in key order, the expiry index built after
-        them, which costs a fraction of keeping it up to date row by row."""
+        them, which costs a fraction of keeping it up to date row by row. ``expiries``: per
+        task, remembered event ids (keys) and their ``expires_ms``, stored as a ``writes``
+        value ``{"expires_ms": n}`` would be."""
         db = self._db
+        expiries = expiries or {}
         db.execute("DROP INDEX IF EXISTS state_expiry")
         db.execute("BEGIN IMMEDIATE")
         try:
-            for task in sorted(writes):
-                rows = writes[task]
+            for task in sorted({*writes, *expiries}):
+                rows = writes.get(task, {})
                 db.executemany(
                     "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
                     _rows(task, rows, sorted(rows)),
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
+                    [
+                        (task, key, f'{{"expires_ms":{expires}}}', expires)  # as encode() writes
+                        for key, expires in sorted(expiries.get(task, {}).items())
+                    ],
                 )
         except BaseException:
             db.execute("ROLLBACK")
