@@ -1,8 +1,9 @@
-"""A rebuild split across processes: each rebuilds some tasks into a store file of its own.
+"""A rebuild split across processes: this one rebuilds some tasks into the fresh store, each
+spawned one the others into a store file of its own.
 
 Tasks share no state (a task is one partition number of every source, and ``apply`` sees only
 its task's state), so a part rebuilt alone is exactly what the one-process rebuild holds for
-those tasks; the parts are then copied into the fresh store (SQLite ``INSERT ... SELECT``).
+those tasks; the spawned parts are then copied into the fresh store (SQLite ``INSERT ... SELECT``).
 Processes are spawned (not forked: the parent runs an event loop and client threads), each with
 its own Kafka consumer and registry client. A part that fails or a process that dies fails the
 rebuild with its reason; the other processes are stopped; nothing is swapped in.
@@ -64,11 +65,13 @@ async def rebuild_in_parts(
     on_emit: Callable[[Event], None] | None,
     began: float,
 ) -> Tally:
-    """Rebuild ``plan`` in ``workers`` processes into ``fresh``; the tasks dealt round-robin."""
+    """Rebuild ``plan`` in ``workers`` processes into ``fresh``, the tasks dealt round-robin:
+    this process rebuilds the first group itself, straight into ``fresh`` (one process fewer
+    to start, its rows not copied), and ``workers - 1`` spawned ones the others."""
     context = multiprocessing.get_context("spawn")
     tasks = plan.tasks
-    groups = [tasks[i::workers] for i in range(workers)]
-    counts = context.Array("q", workers, lock=False)  # records read so far, per part
+    own, *groups = [tasks[i::workers] for i in range(workers)]
+    counts = context.Array("q", len(groups), lock=False)  # records read so far, per part
     parts = []
     for index, group in enumerate(groups):
         path = fresh.path.with_name(f"{fresh.path.stem}.part{index}.sqlite")
@@ -78,6 +81,11 @@ async def rebuild_in_parts(
         )  # fmt: skip
         parts.append(part)
     running: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+
+    def show(p: Progress) -> None:
+        if progress is not None:
+            progress(Progress(p.records + sum(counts), plan.total, p.seconds))
+
     try:
         for part in parts:
             _remove(part.path)
@@ -88,13 +96,16 @@ async def rebuild_in_parts(
             child.start()
             send.close()  # the child holds the only writer: its exit ends our reads
             running.append((child, receive))
-        answers: list[Any] = [None] * workers
+        mine = await build_part(
+            kafka, codec, catalogue, projection, fresh, plan.of_tasks(own), batch=batch,
+            progress=show, on_emit=on_emit, began=began, index=False,
+        )  # fmt: skip
+        answers: list[Any] = [None] * len(parts)
         while any(answer is None for answer in answers):
             for index, (process, receive) in enumerate(running):
                 if answers[index] is None:
                     answers[index] = _answer(process, receive)
-            if progress is not None:
-                progress(Progress(sum(counts), plan.total, time.perf_counter() - began))
+            show(Progress(mine.records, plan.total, time.perf_counter() - began))
             await asyncio.sleep(0.1)  # the loop keeps serving (e.g. an in-process registry)
         for answer in answers:
             if answer[0] == "error":
@@ -106,9 +117,9 @@ async def rebuild_in_parts(
         _stop(running)
         for part in parts:
             _remove(part.path)
-    tallies: list[Tally] = [answer[1] for answer in answers]
+    tallies: list[Tally] = [mine, *(answer[1] for answer in answers)]
     if on_emit is not None:
-        for tally in tallies:
+        for tally in tallies[1:]:
             for event in tally.emitted:
                 on_emit(event)
     return Tally(

@@ -205,8 +205,10 @@ async def build_part(
     progress: Callable[[Progress], None] | None,
     on_emit: Callable[[Event], None] | None,
     began: float,
+    index: bool = True,
 ) -> Tally:
-    """Read the plan's partitions into memory, apply them, write the state into ``fresh``."""
+    """Read the plan's partitions into memory, apply them, write the state into ``fresh``
+    (without its expiry index if not ``index``: more rows are to come)."""
     store_dir = fresh.path.parent
     # the runner's own apply path (dedupe, checkpoint key), without Kafka clients
     applier = ProjectionRunner(kafka, codec, catalogue, projection, store_dir, dead_letters=False)
@@ -231,7 +233,9 @@ async def build_part(
         for view in views.values():
             view.forget_expired(window)
         fresh.load(
-            {t: v.pending for t, v in views.items()}, {t: v.expiries for t, v in views.items()}
+            {t: v.pending for t, v in views.items()},
+            {t: v.expiries for t, v in views.items()},
+            index=index,
         )
     counts = applier._uncommitted
     return Tally(records, counts["applied"], counts["dead_lettered"])

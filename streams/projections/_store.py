@@ -163,11 +163,14 @@ class SqliteStore:
         self,
         writes: Mapping[int, Mapping[str, JSON | None]],
         expiries: Mapping[int, Mapping[str, int]] | None = None,
+        *,
+        index: bool = True,
     ) -> None:
         """Fill an empty store (a rebuild's): rows in key order, the expiry index built after
-        them, which costs a fraction of keeping it up to date row by row. ``expiries``: per
-        task, remembered event ids (keys) and their ``expires_ms``, stored as a ``writes``
-        value ``{"expires_ms": n}`` would be."""
+        them, which costs a fraction of keeping it up to date row by row (not built if not
+        ``index``: :meth:`load_parts` follows). ``expiries``: per task, remembered event ids
+        (keys) and their ``expires_ms``, stored as a ``writes`` value ``{"expires_ms": n}``
+        would be."""
         db = self._db
         expiries = expiries or {}
         db.execute("DROP INDEX IF EXISTS state_expiry")
@@ -190,7 +193,8 @@ class SqliteStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        db.executescript(_SCHEMA)
+        if index:
+            db.executescript(_SCHEMA)
 
     def load_parts(self, paths: Iterable[Path]) -> None:
         """Fill an empty store with the rows of other store files holding disjoint tasks (the
