@@ -17,6 +17,9 @@ whether it is bounded:
 the largest lag of the second half of the run is not above the first half's, and it drains once
 publishing stops.
 
+The row's parameters also hold the CPU each side spent per record (this process and the rebuild's
+part processes, ``resource.getrusage``), which a loaded box inflates less than wall-clock rates.
+
 Target (issue 11): rebuild >= 0.5 of raw. Records: ``BACKBONE_BENCH_PROJECTION_RECORDS``
 (default 1,000,000; a smaller count is printed as such). Rebuild processes:
 ``BACKBONE_BENCH_REBUILD_WORKERS`` (default: the rebuild's choice; the row says which).
@@ -29,6 +32,7 @@ import contextlib
 import multiprocessing
 import os
 import random
+import resource
 import tempfile
 import time
 import uuid
@@ -140,6 +144,13 @@ async def _publish(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> 
     return time.perf_counter() - began
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its children that ended (a rebuild's parts)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    parts = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + parts.ru_utime + parts.ru_stime
+
+
 async def _raw(kafka: KafkaSettings, topics: list[str]) -> tuple[int, float]:
     found = await partitions(kafka, topics)
     tps = [TopicPartition(t, p) for t in topics for p in found[t]]
@@ -183,25 +194,33 @@ async def _run(bootstrap: str) -> dict[str, Any]:
             projection = MetricsProjection()
             topics = [catalogue.name(t) for t in projection.sources]
             raw_rates, rebuild_rates = [], []
+            raw_cpu, rebuild_cpu = [], []  # us of CPU per record (this process and its parts)
             progress(f"projections: raw read and rebuild of {RECORDS:,} records, x{REPEATS}")
             for _ in range(REPEATS):
+                began = _cpu_s()
                 count, took = await _raw(kafka, topics)
                 raw_rates.append(count / took)
+                raw_cpu.append(round(1e6 * (_cpu_s() - began) / count, 1))
                 with tempfile.TemporaryDirectory() as tmp:
+                    began = _cpu_s()
                     report = await rebuild(
                         kafka, codec, catalogue, projection, Path(tmp), swap=False,
                         workers=WORKERS,
                     )  # fmt: skip
+                    rebuild_cpu.append(round(1e6 * (_cpu_s() - began) / report.records, 1))
                 rebuild_rates.append(report.rate)
             raw_best, rebuild_best = max(raw_rates), max(rebuild_rates)
             print(f"read {count:,} records of {', '.join(projection.sources)} (best of {REPEATS}):")
-            print(f"  raw aiokafka getmany (bytes)       : {raw_best:>9,.0f} records/s")
+            print(f"  raw aiokafka getmany (bytes)       : {raw_best:>9,.0f} records/s"
+                  f"  (CPU {', '.join(map(str, raw_cpu))} us a record)")  # fmt: skip
             print(f"  metrics projection rebuild (SQLite): {rebuild_best:>9,.0f} records/s"
-                  f"  ({report.workers} process{'es' if report.workers > 1 else ''})")  # fmt: skip
+                  f"  (CPU {', '.join(map(str, rebuild_cpu))} us a record;"
+                  f" {report.workers} process{'es' if report.workers > 1 else ''})")  # fmt: skip
             print(f"  ratio rebuild/raw: {rebuild_best / raw_best:.2f}   (target >= 0.50)")
             partitions = sum(catalogue.spec(t).partitions for t in projection.sources)
             return {"raw": raw_rates, "rebuild": rebuild_rates, "records": count,
-                    "partitions": partitions, "workers": report.workers}  # fmt: skip
+                    "partitions": partitions, "workers": report.workers,
+                    "raw_cpu_us": raw_cpu, "rebuild_cpu_us": rebuild_cpu}  # fmt: skip
     finally:
         await server.stop()
 
@@ -500,7 +519,8 @@ def rows() -> list[Row]:
         calls = asyncio.run(_live_with_registry(bootstrap, _live_calls)) if LIVE_CALLS else None
     params = {"records": found["records"], "partitions": found["partitions"], "repeats": REPEATS,
               "warmup": 0, "concurrency": 1, "store": "SQLite",
-              "workers": found["workers"]}  # fmt: skip
+              "workers": found["workers"],
+              "cpu_us_per_record": {"rebuild": found["rebuild_cpu_us"], "raw": found["raw_cpu_us"]}}  # fmt: skip
     out = [
         Row("projection: metrics rebuild", "records/s", Stat.of(found["rebuild"]),
             Stat.of(found["raw"]), "raw aiokafka getmany", params, floor_key=FLOOR_CONSUME,
