@@ -133,7 +133,7 @@ class Sketch:
             raise ValueError(f"a latency must be a non-negative number, not {value!r}")
         if value > _MIN_POSITIVE:
             bins = data["bins"]
-            key = str(int(_CEIL(_LOG(value, 2) * _MULTIPLIER) + _OFFSET))  # _key, inline
+            key = str(_key(value))
             bins[key] = bins.get(key, 0.0) + 1.0
         else:
             data["zero"] += 1.0

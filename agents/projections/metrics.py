@@ -57,22 +57,14 @@ def _time(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
-#: ``json.loads`` of a str is this scan between optional JSON whitespace: called directly, a
-#: short response costs about a third less (its wrapper calls)
-_SCAN: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
-_JSON_SPACE = " \t\n\r"
-
-
 def _model_of(response: str | None) -> str | None:
     """The ``model`` a provider named in its JSON response (OpenAI-style), if any."""
     if not response or '"model"' not in response:
         return None
-    try:  # json.loads(response), its steps inline (a BOM fails the scan, as it fails loads)
-        body, end = _SCAN(response, len(response) - len(response.lstrip(_JSON_SPACE)))
-    except (StopIteration, ValueError):
+    try:
+        body = json.loads(response)
+    except ValueError:
         return None
-    if end != len(response) and response[end:].strip(_JSON_SPACE):
-        return None  # data after the value
     model = body.get("model") if isinstance(body, dict) else None
     return model if isinstance(model, str) and model else None
 

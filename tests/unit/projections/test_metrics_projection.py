@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from agents.projections.metrics import MetricsProjection, _model_of
+from agents.projections.metrics import MetricsProjection
 from streams.consumer import Received
 from streams.events import Event
 from streams.events.calls import CallFailed, CallRetryScheduled, CallSucceeded
@@ -193,39 +190,3 @@ def test_a_call_refused_by_the_open_circuit_is_no_provider_attempt() -> None:
     assert (window.calls, window.successes, window.failures) == (2, 1, 1)
     assert window.failures_by_error_class == {"Timeout": 1}
     assert window.error_rate == 0.5
-
-
-def _model_by_loads(response: str | None) -> str | None:
-    """The reading ``_model_of`` must equal: ``json.loads``, then the top level's ``model``."""
-    try:
-        body = json.loads(response or "")
-    except ValueError:
-        return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) and model else None
-
-
-@pytest.mark.parametrize(
-    "response",
-    [
-        None,
-        "",
-        '{"model": "m-1"}',
-        ' \n\t{"model": "m-1"}\r\n ',
-        '{"model": "m-1"} x',
-        '{"model": "m-1"}{"model": "m-2"}',
-        '\ufeff{"model": "m-1"}',
-        '{"model": "m-1", "model": "m-2"}',
-        '{"model": ""}',
-        '{"model": 3}',
-        '{"choices": [{"model": "inner"}]}',
-        '[{"model": "m-1"}]',
-        '"model"',
-        '{"model": "m-1"',
-        '{"model": "caf\\u00e9", "usage": {"prompt_tokens": 1}}',
-        '{"model": "m-1", "n": NaN}',
-        '\u00a0{"model": "m-1"}',
-    ],
-)
-def test_the_model_is_read_as_json_loads_reads_the_response(response: str | None) -> None:
-    assert _model_of(response) == _model_by_loads(response)
