@@ -32,18 +32,22 @@ from agents.retry import due_too_late
 from agents.router import Routing, back_to_lane, route, routing_from_headers
 from agents.runtime import Record, Stage
 from streams.events.calls import CallRequested
+from streams.long_poll import LONG_POLL_MS
 
 log = logging.getLogger(__name__)
 
 Pending = list[asyncio.Future[Any]]
 R = TypeVar("R")
-#: Fetch wait of the router and lanes. The broker answers a fetch as soon as one record is there
-#: (``fetch_min_bytes`` = 1), so this adds no latency; it only paces an idle stage's polling (at
-#: ``batch_wait_s`` = 20 ms three idle stages cost ~60 ms of CPU per second).
-IDLE_FETCH_WAIT_MS = 500
-#: The retry stage's: as long as the others' (at 100 ms its 18 partitions were the idle worker's
-#: most frequent fetch), so a parked partition resumes a whole second before its head is due:
-#: it is fetched once the fetch in flight returns, and each record still goes when it is due.
+#: Fetch wait of the router and lanes while a batch is in hand. The broker answers a fetch as
+#: soon as one record is there (``fetch_min_bytes`` = 1), so this adds no latency; it only paces
+#: the polling of partitions with nothing to read. Idle (nothing in hand), a stage long-polls
+#: (``streams.long_poll.LONG_POLL_MS``): at 500 ms the three idle stages' empty fetches were
+#: most of an idle worker's CPU.
+FETCH_WAIT_MS = 500
+#: The retry stage's while a batch is in hand or a tier partition is parked: a parked partition
+#: resumes a whole second before its head is due (RETRY_EARLY_S), is fetched once the fetch in
+#: flight returns, and each record still goes when it is due. With nothing parked it long-polls
+#: like the others: no due time to wake for.
 RETRY_FETCH_WAIT_MS = 500
 RETRY_EARLY_S = 1.0
 
@@ -73,6 +77,7 @@ class KafkaCalls:
                 session_timeout_s=settings.session_timeout_s,
                 rebalance_timeout_s=settings.rebalance_timeout_s,
                 drain_timeout_s=settings.drain_timeout_s,
+                idle_fetch_wait_ms=LONG_POLL_MS,
                 **kw,
             )
 
@@ -83,7 +88,7 @@ class KafkaCalls:
                 self._route,
                 prefetch=settings.router_prefetch,
                 max_batch=settings.router_batch,
-                fetch_wait_ms=IDLE_FETCH_WAIT_MS,
+                fetch_wait_ms=FETCH_WAIT_MS,
             ),
             stage(
                 "lanes",
@@ -92,7 +97,7 @@ class KafkaCalls:
                 prefetch=settings.lane_prefetch,
                 max_batch=settings.lane_batch,
                 on_assigned=ledger.caught_up,
-                fetch_wait_ms=IDLE_FETCH_WAIT_MS,
+                fetch_wait_ms=FETCH_WAIT_MS,
             ),
             stage(
                 "retry",

@@ -64,9 +64,12 @@ SUCCEEDED = "succeeded"
 GAVE_UP = "gave-up"
 
 #: The ledger's reader of calls.claims / calls.results fetches this much at once, or what is
-#: there after LEDGER_FETCH_WAIT_MS (so a barrier waits at most that much longer).
+#: there after LEDGER_FETCH_WAIT_MS: a barrier (:meth:`LedgerFollower.caught_up`) waits up to
+#: that much for the fetch in flight (its offset lookup queues behind it), then that much again
+#: for the records before the barrier. 1 s: an idle worker's reader makes one empty fetch a
+#: second, not four; the barriers are at lane assignment and before an "unknown" verdict.
 LEDGER_FETCH_MIN_BYTES = 64 * 1024
-LEDGER_FETCH_WAIT_MS = 250
+LEDGER_FETCH_WAIT_MS = 1000
 
 #: The topics' retention, the default dedupe window.
 DEFAULT_WINDOW_S = 30 * 24 * 60 * 60.0

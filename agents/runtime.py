@@ -16,6 +16,12 @@ the first record not yet done, so nothing is committed before its outputs are du
   commit come from one per-partition record of what is done (:mod:`agents._progress`).
 - **Due times** (retry tiers): when the head of a partition is not due, only that partition is
   paused and rewound to it until then; other partitions keep flowing, nothing busy-waits.
+- **Idle**: with no batch in hand and nothing parked, a fetch waits up to ``idle_fetch_wait_ms``
+  at the broker (:mod:`streams.long_poll`): the broker answers as soon as a record is there, so
+  the long wait only spaces out empty fetches. While a batch is in hand or a partition is parked
+  the wait is ``fetch_wait_ms``: a partition resumed (or no longer held back by records in hand)
+  is not in the fetch in flight and waits for it to return. Nothing depends on the fetch loop
+  waking up: the batch that makes a commit due schedules it (:meth:`Stage._commit_soon`).
 """
 
 from __future__ import annotations
@@ -30,10 +36,12 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.errors import KafkaError
 
 from agents._progress import Progress, Span
+from streams._aiokafka_compat import set_fetch_max_wait
 from streams._backoff import CONSUMER_BACKOFF, Backoff, back_off_metadata
 from streams.connection import client_options
 from streams.errors import KafkaUnavailableError
 from streams.follow import stop_quietly
+from streams.long_poll import LONG_POLL_MS
 from streams.settings import KafkaSettings
 from streams.supervise import report_death
 
@@ -44,8 +52,6 @@ Handler = Callable[[list[Record]], Awaitable[None]]
 #: A parked partition resumes this much before its head is due, so the fetch is not late
 #: (the default head start; a stage with a longer fetch wait needs a longer one).
 EARLY_S = 0.2
-#: The longest an idle stage's fetch loop sleeps between turns (it commits on its turns).
-IDLE_TURN_MS = 500
 
 
 class Stage:
@@ -66,8 +72,11 @@ class Stage:
         due: Callable[[Record], float | None] | None = None,
         on_assigned: Callable[[], Awaitable[None]] | None = None,
         fetch_wait_ms: int = 20,
+        idle_fetch_wait_ms: int | None = None,
         early_s: float = EARLY_S,
     ) -> None:
+        """``fetch_wait_ms``: how long a fetch waits at the broker while a batch is in hand or a
+        partition is parked; ``idle_fetch_wait_ms``: otherwise (None: ``fetch_wait_ms``)."""
         self.name = name
         self._kafka = kafka
         self._group_id = group_id
@@ -82,9 +91,9 @@ class Stage:
         self._due = due
         self._on_assigned = on_assigned
         self._fetch_wait_ms = fetch_wait_ms
+        self._idle_fetch_wait_ms = idle_fetch_wait_ms or fetch_wait_ms
+        self._fetch_wait_now = fetch_wait_ms
         self._early_s = early_s
-        # an idle turn ends at the next commit due (not every 100 ms: each turn costs CPU)
-        self._turn_ms = max(1, min(IDLE_TURN_MS, int(commit_interval_s * 1000)))
         self._consumer: AIOKafkaConsumer | None = None
         self._progress: Progress[TopicPartition] = Progress()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -93,7 +102,10 @@ class Stage:
         self._timers: dict[TopicPartition, asyncio.TimerHandle] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._committing: asyncio.Task[None] | None = None
+        self._commit_timer: asyncio.TimerHandle | None = None
+        self._last_commit = 0.0
         self._stopping = False
+        self._fetching = False  # the loop waits in getmany
         #: why the fetch loop died (it handles Kafka's errors itself; anything else is a bug)
         self.failure: str | None = None
 
@@ -106,6 +118,8 @@ class Stage:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             fetch_max_wait_ms=self._fetch_wait_ms,
+            # seeks, resumed partitions and finished fetches wake the fetch routine anyway
+            consumer_timeout_ms=LONG_POLL_MS,
             max_poll_interval_ms=600_000,
             session_timeout_ms=int(self._session_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, self._session_timeout_s / 3) * 1000),
@@ -128,6 +142,8 @@ class Stage:
         self._stopping = True
         for timer in self._timers.values():
             timer.cancel()
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.wait([self._loop_task])  # a loop that died was reported: stop goes on
@@ -143,15 +159,17 @@ class Stage:
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
-        last_commit = time.monotonic()
         backoff = Backoff(first_s=0.1, cap_s=5.0)
         while not self._stopping:
             while self._in_flight >= self._prefetch:
                 self._room.clear()
                 await self._room.wait()
+            self._fetching = True
+            self._pace()  # records already fetched are returned without a wait: none is left out
             try:
+                # a record wakes getmany at once: the timeout only paces an idle loop
                 batch = await consumer.getmany(
-                    timeout_ms=self._turn_ms,
+                    timeout_ms=LONG_POLL_MS,
                     max_records=min(self._max_batch, self._prefetch - self._in_flight),
                 )
             except KafkaError as exc:
@@ -159,19 +177,21 @@ class Stage:
                 log.warning("stage %s cannot fetch (again in %.1f s): %s", self.name, delay, exc)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._fetching = False
             backoff.reset()
             if batch:
                 self._dispatch(batch)
-            committing = self._committing
-            if time.monotonic() - last_commit >= self._commit_interval_s and (
-                committing is None or committing.done()
-            ):
-                if committing is not None:
-                    committing.result()  # a failure other than Kafka's ends the loop, as inline
-                # in the background: a commit's round trip (10-80 ms on a loaded box) must not
-                # hold back the records fetched meanwhile; one commit in flight at a time
-                last_commit = time.monotonic()
-                self._committing = asyncio.create_task(self._commit(), name=f"commit-{self.name}")
+
+    def _pace(self) -> None:
+        """The fetch wait for what the stage holds: long only with no batch in hand, nothing
+        parked, and the loop waiting in getmany (so no fetched record is waiting for room: a
+        long fetch sent then would leave that record's partition out until it returns)."""
+        idle = not self._timers and self._in_flight == 0 and self._fetching
+        wait = self._idle_fetch_wait_ms if idle else self._fetch_wait_ms
+        if wait != self._fetch_wait_now and self._consumer is not None:
+            set_fetch_max_wait(self._consumer, wait)
+            self._fetch_wait_now = wait
 
     def _loop_ended(self, task: asyncio.Task[None]) -> None:
         """The fetch loop ended on its own: not at a stop, so it died; said, never silent."""
@@ -199,8 +219,10 @@ class Stage:
                 )
                 records.extend(taken)
         if not records:
+            self._pace()  # a partition may have been parked
             return
         self._in_flight += len(records)
+        self._pace()
         task = asyncio.create_task(self._run_batch(records, spans))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -220,9 +242,11 @@ class Stage:
         else:
             for _, span in spans:
                 self._progress.done(span)
+            self._commit_soon()
         finally:
             self._in_flight -= len(records)
             self._room.set()
+            self._pace()
 
     def _rewind(self, spans: list[tuple[TopicPartition, Span]]) -> None:
         """Read the failed spans again, unless a rewind below them is pending already."""
@@ -235,6 +259,7 @@ class Stage:
             if (timer := self._timers.pop(tp, None)) is not None:
                 timer.cancel()  # the partition is read again from below where it was parked
                 consumer.resume(tp)
+        self._pace()
 
     def _park(self, tp: TopicPartition, offset: int, delay: float) -> None:
         """Pause one partition at a record that is not due yet."""
@@ -244,11 +269,49 @@ class Stage:
         if (old := self._timers.pop(tp, None)) is not None:
             old.cancel()
         self._timers[tp] = asyncio.get_running_loop().call_later(delay, self._unpark, tp)
+        self._pace()
 
     def _unpark(self, tp: TopicPartition) -> None:
         self._timers.pop(tp, None)
         if self._consumer is not None and tp in self._consumer.assignment():
             self._consumer.resume(tp)
+        self._pace()
+
+    # --- commits --------------------------------------------------------------------------------
+    def _commit_soon(self) -> None:
+        """A batch is done: commit in the background once ``commit_interval_s`` has passed since
+        the last commit (at once after a quiet spell). Scheduled here, not by the fetch loop's
+        turns: an idle loop waits in getmany for seconds."""
+        if self._commit_timer is not None or self._stopping:
+            return
+        delay = max(0.0, self._last_commit + self._commit_interval_s - time.monotonic())
+        self._commit_timer = asyncio.get_running_loop().call_later(delay, self._commit_due)
+
+    def _commit_due(self) -> None:
+        self._commit_timer = None
+        if self._stopping or (self._committing is not None and not self._committing.done()):
+            return  # one commit in flight at a time: its end schedules the next (_commit_ended)
+        # in the background: a commit's round trip (10-80 ms on a loaded box) must not hold back
+        # the records fetched meanwhile
+        self._last_commit = time.monotonic()
+        self._committing = asyncio.create_task(self._commit(), name=f"commit-{self.name}")
+        self._committing.add_done_callback(self._commit_ended)
+
+    def _commit_ended(self, task: asyncio.Task[None]) -> None:
+        """Commit again what is still uncommitted (done meanwhile, or a commit that failed or
+        was cut short), so nothing done stays uncommitted while the stage is idle. A failure
+        other than Kafka's (which :meth:`_commit` logs) is a bug: the stage stops fetching and
+        says so, as when its fetch loop dies."""
+        if task.cancelled():
+            return  # by a revoke or a stop, which commit themselves
+        if (exc := task.exception()) is not None:
+            self.failure = f"commit died: {type(exc).__name__}: {exc}"
+            report_death(f"stage {self.name} commit", exc)
+            if self._loop_task is not None:
+                self._loop_task.cancel()
+            return
+        if not self._stopping and self._progress.committable():
+            self._commit_soon()
 
     async def _cancel_commit(self) -> None:
         """Cancel the background commit in flight, if any, before a final commit: it commits
@@ -259,8 +322,6 @@ class Stage:
             return
         committing.cancel()
         await asyncio.wait([committing])  # a cancellation aimed at us still reaches us
-        if not committing.cancelled() and (exc := committing.exception()) is not None:
-            log.warning("stage %s: a background commit failed: %r", self.name, exc)
 
     async def _commit(self, only: Collection[TopicPartition] | None = None) -> None:
         offsets = self._progress.committable(only)
@@ -295,6 +356,9 @@ class Stage:
         for tp in tps:
             if (timer := self._timers.pop(tp, None)) is not None:
                 timer.cancel()
+        self._pace()
+        if self._progress.committable():  # the other partitions' (the cancelled commit's)
+            self._commit_soon()
 
     async def assigned(self, tps: Collection[TopicPartition]) -> None:
         if self._on_assigned is not None and tps:

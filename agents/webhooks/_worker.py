@@ -45,6 +45,7 @@ from streams.events.webhooks import (
     WebhookEndpointDisabled,
 )
 from streams.headers import side_effects_allowed
+from streams.long_poll import LONG_POLL_MS
 from streams.producer import Publisher
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -116,6 +117,9 @@ class DeliveryWorker:
             drain_timeout_s=self._settings.timeout_s + 5,
             due=self._due,
             fetch_wait_ms=self._settings.fetch_wait_ms,
+            # nothing in hand or parked: no due time to wake for (a parked retry tier keeps the
+            # short wait, or its resumed partition would wait for a long fetch to return)
+            idle_fetch_wait_ms=LONG_POLL_MS,
         )
         try:
             await self._stage.start()

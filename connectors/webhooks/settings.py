@@ -96,7 +96,9 @@ class DeliverySettings(BaseModel):
     prefetch: int | None = Field(default=None, ge=1)
     #: The most delivery records handled as one batch (aiokafka runtime). Unset: ``prefetch``.
     batch: int | None = Field(default=None, ge=1)
-    #: How long a fetch waits for records to fill a batch (bounds the latency added per hop).
+    #: How long a fetch waits at the broker while deliveries are in hand or a retry is parked
+    #: (aiokafka runtime; the broker answers as soon as a record is there). Idle, the worker
+    #: long-polls instead.
     fetch_wait_ms: int = Field(default=50, ge=1, le=1000)
     #: Seconds between offset commits.
     commit_interval_s: float = Field(default=0.5, gt=0)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from agents.retry import RetryPolicy
 from agents.settings import WorkerSettings
 from agents.worker import CallWorker
 from connectors.base import Connector
 from connectors.settings import ServiceSettings
+from streams.admin import admin_client
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.calls import CallRequested, Priority
@@ -242,3 +244,23 @@ async def run_with_a_kill(
         await asyncio.sleep(2)  # give any duplicate outcome time to show up
         await results.poll()
         return terminal(results), before_kill
+
+
+async def committed_to(
+    kafka: KafkaSettings, group: str, tp: TopicPartition, end: int, timeout: float = 90.0
+) -> int:
+    """Wait until ``group`` has committed ``tp`` up to ``end`` (fails past ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    async with admin_client(kafka) as admin:
+        while True:
+            try:
+                offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+            except KafkaError as exc:  # a fresh broker: the coordinator is still being elected
+                if not exc.retriable:
+                    raise
+                offsets = {}
+            committed = offsets[tp].offset if tp in offsets else -1
+            if committed >= end:
+                return committed
+            assert time.monotonic() < deadline, f"{group} committed {committed} of {end}"
+            await asyncio.sleep(0.2)

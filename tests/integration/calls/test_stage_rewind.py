@@ -12,20 +12,18 @@ and 56 of the lanes' 64 records were committed without ever being handled.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from agents.runtime import Record, Stage
 from agents.settings import WorkerSettings
 from infra.testing.pytest_plugin import NewTopic, unique
-from streams.admin import admin_client
 from streams.settings import KafkaSettings
 from streams.supervise import FATAL
+from tests.integration.calls._support import committed_to
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +87,7 @@ async def test_failures_in_a_row_neither_skip_nor_commit_unhandled_records(
     )
     await runner.start()
     try:
-        committed = await _committed_to(kafka_settings, group, TopicPartition(topic, 0), prefetch)
+        committed = await committed_to(kafka_settings, group, TopicPartition(topic, 0), prefetch)
         # a commit of the end means everything below it was handled: check that it was
         unhandled = sorted(set(range(prefetch)) - set(handler.handled))
         assert not unhandled, (
@@ -100,25 +98,6 @@ async def test_failures_in_a_row_neither_skip_nor_commit_unhandled_records(
         assert set(handler.handled.values()) == {1}, "a record was handled more than once"
     finally:
         await runner.stop()
-
-
-async def _committed_to(
-    kafka: KafkaSettings, group: str, tp: TopicPartition, end: int, timeout: float = 90.0
-) -> int:
-    deadline = time.monotonic() + timeout
-    async with admin_client(kafka) as admin:
-        while True:
-            try:
-                offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-            except KafkaError as exc:  # a fresh broker: the coordinator is still being elected
-                if not exc.retriable:
-                    raise
-                offsets = {}
-            committed = offsets[tp].offset if tp in offsets else -1
-            if committed >= end:
-                return committed
-            assert time.monotonic() < deadline, f"{group} committed {committed} of {end}"
-            await asyncio.sleep(0.2)
 
 
 async def test_a_fetch_loop_that_dies_is_reported_fatal_and_the_stage_still_stops(
