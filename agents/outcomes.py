@@ -69,6 +69,7 @@ class Outcomes:
             response=response,
             response_truncated=size is not None,
             response_bytes=size,
+            model=output.model,
             correlation_id=request.correlation_id,
             causation_id=str(request.event_id),
         )

@@ -78,6 +78,14 @@ class CallOutput:
     key_id: str | None = None
     #: Lower-cased response headers that matter to rate limiting.
     headers: dict[str, str] = field(default_factory=dict)
+    #: The model the provider named in its response, if any (:func:`named_model`).
+    model: str | None = None
+
+
+def named_model(data: Any) -> str | None:
+    """The model a JSON response names at its top level (OpenAI-style ``"model"``), if any."""
+    model = data.get("model") if isinstance(data, dict) else None
+    return model if isinstance(model, str) and model else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from connectors._http import DEFAULT_RETRIABLE, exchange
 from connectors.auth import Credentials, StaticCredentials
-from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
+from connectors.base import CallInput, CallOutput, CostModel, Health, Usage, named_model
 from connectors.errors import CallError, ProviderUnavailableError
 from connectors.options import ConnectorOptions, parse_options
 from connectors.resilience import RateLimit
@@ -110,7 +110,9 @@ class HttpJsonConnector:
             max_bytes=self._settings.max_response_bytes,
             retriable_statuses=self._retriable,
         )
-        reply.json()  # a JSON service must answer JSON: raises MalformedResponseError otherwise
+        data = (
+            reply.json()
+        )  # a JSON service must answer JSON: raises MalformedResponseError otherwise
         return CallOutput(
             status=reply.status,
             body=reply.body.decode("utf-8", "replace"),
@@ -119,4 +121,5 @@ class HttpJsonConnector:
             latency_s=reply.latency_s,
             key_id=key_id,
             headers=reply.headers,
+            model=named_model(data),
         )

@@ -16,7 +16,7 @@ import aiohttp
 
 from connectors._http import exchange
 from connectors.auth import Credentials, StaticCredentials
-from connectors.base import CallInput, CallOutput, CostModel, Health, Usage
+from connectors.base import CallInput, CallOutput, CostModel, Health, Usage, named_model
 from connectors.errors import CallError, MalformedResponseError, ProviderUnavailableError
 from connectors.options import ConnectorOptions, parse_options
 from connectors.resilience import RateLimit
@@ -115,6 +115,7 @@ class OpenRouterConnector:
             latency_s=reply.latency_s,
             key_id=key_id,
             headers=reply.headers,
+            model=named_model(data),
         )
 
 

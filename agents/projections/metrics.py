@@ -58,7 +58,9 @@ def _time(ms: int) -> datetime:
 
 
 def _model_of(response: str | None) -> str | None:
-    """The ``model`` a provider named in its JSON response (OpenAI-style), if any."""
+    """The ``model`` a provider named in its JSON response (OpenAI-style), if any: for records
+    written before ``call.succeeded`` carried its ``model`` (the same rule as
+    :func:`connectors.base.named_model`)."""
     if not response or '"model"' not in response:
         return None
     try:
@@ -146,7 +148,8 @@ def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
     acc["tokens_c"] += event["tokens_completion"]
     cost = event["cost_usd"]
     acc["cost"] += cost
-    model = _model_of(event["response"])
+    # older records have no ``model``: the response says it (a truncated one cannot)
+    model = event.get("model") or _model_of(event["response"])
     if model is not None:
         _bump(acc["cost_by_model"], model, cost)
         _bump(acc["ok_by_model"], model, 1)
@@ -227,6 +230,7 @@ class MetricsProjection(Projection):
             "tokens_completion",
             "cost_usd",
             "response",
+            "model",
             "error_class",
             "status",
             "current",

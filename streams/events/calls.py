@@ -119,6 +119,12 @@ class CallSucceeded(_CallEvent):
     response_bytes: int | None = Field(
         default=None, description="Size in bytes of the full response body, when truncated."
     )
+    model: str | None = Field(
+        default=None,
+        description="The model the provider named in its response (its top-level `model`), if "
+        "any: cost and successes by model are counted from it, even when `response` is "
+        "truncated or not kept.",
+    )
 
 
 class CallFailed(_CallEvent):

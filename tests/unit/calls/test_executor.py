@@ -57,6 +57,21 @@ async def test_success() -> None:
     assert kinds(out) == [("calls.results", "call.succeeded")]
 
 
+class NamingItsModel(ScriptedService):
+    """A provider that names its model, with a response too large to keep whole."""
+
+    async def execute(self, call: CallInput) -> CallOutput:
+        body = '{"model": "m-1", "text": "' + "a" * (600 * 1024) + '"}'
+        return CallOutput(status=200, body=body, model="m-1")
+
+
+async def test_a_success_carries_the_model_its_provider_named_even_when_truncated() -> None:
+    (out,) = await executor(NamingItsModel()).handle(req(), SOURCE)
+    event = out.event
+    assert event.response_truncated  # type: ignore[attr-defined]
+    assert event.model == "m-1"  # type: ignore[attr-defined]
+
+
 async def test_retriable_failure_goes_to_tier_one_with_its_due_time() -> None:
     out = await executor(ScriptedService()).handle(req({"fail": "retriable"}), SOURCE)
     assert kinds(out) == [  # outputs elsewhere first, then calls.results (see Attempt)

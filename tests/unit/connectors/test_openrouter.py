@@ -58,6 +58,7 @@ async def test_success_carries_usage_cost_and_key_id_only(
     assert (out.usage.prompt_tokens, out.usage.completion_tokens) == (12, 3)
     assert out.cost_usd == pytest.approx(0.00042)
     assert out.key_id == "or-key-1"
+    assert out.model == "ok"  # the model the provider named in its response
     assert KEY not in repr(out)
     assert '"hello"' in out.body
     assert out.headers["x-ratelimit-limit"] == "100"

@@ -15,6 +15,7 @@ from connectors import (
     available,
     build,
 )
+from connectors.base import named_model
 from connectors.errors import (
     ConnectorNotFoundError,
     CredentialsError,
@@ -95,6 +96,7 @@ async def test_generic_http_json(echo_base: tuple[str, list[web.Request]]) -> No
         out = await conn.execute(CallInput("c", "things/1", {"a": 1}, "idem"))
         assert json.loads(out.body) == {"path": "/things/1", "key": "k-1"}
         assert out.key_id == "kid"
+        assert out.model is None  # the service named none
         with pytest.raises(RequestRejectedError):
             await conn.execute(CallInput("c", "/teapot", {}, "idem"))
         with pytest.raises(ProviderUnavailableError):
@@ -126,3 +128,11 @@ async def test_failing_refresh_is_a_credentials_error() -> None:
 
     with pytest.raises(CredentialsError):
         await RefreshingCredentials(fetch).current()
+
+
+def test_the_model_is_the_one_a_json_response_names_at_its_top_level() -> None:
+    assert named_model({"model": "gpt-x", "choices": []}) == "gpt-x"
+    assert named_model({"choices": [{"model": "nested"}]}) is None
+    assert named_model({"model": ""}) is None
+    assert named_model({"model": 3}) is None
+    assert named_model(["model"]) is None

@@ -36,6 +36,7 @@ def _events(rng: random.Random, count: int) -> list[Event]:
                     cost_usd=0.001 * rng.randint(1, 9), tokens_prompt=rng.randint(1, 99),
                     tokens_completion=rng.randint(1, 99),
                     response=rng.choice((None, '{"model": "m-a"}', '{"model": "m-b"}', "[1]")),
+                    model=rng.choice((None, None, "m-c")),
                 )
             )  # fmt: skip
         elif roll < 0.65:

@@ -12,7 +12,7 @@ from streams.events import Event
 from streams.events.calls import CallFailed, CallRetryScheduled, CallSucceeded
 from streams.events.health import CircuitState, CircuitStateChanged, HealthChecked, HealthStatus
 from streams.events.monitoring import MetricsWindow
-from streams.projections import JSON, Changes
+from streams.projections import JSON, Changes, PlainRecord
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -42,7 +42,13 @@ def run(projection: MetricsProjection, events: Sequence[Event]) -> tuple[DictSta
     return state, emitted
 
 
-def ok(at_s: float, latency: float, service: str = "llm", response: str | None = None) -> Event:
+def ok(
+    at_s: float,
+    latency: float,
+    service: str = "llm",
+    response: str | None = None,
+    model: str | None = None,
+) -> Event:
     return CallSucceeded(
         occurred_at=T0 + timedelta(seconds=at_s),
         call_id="c",
@@ -56,6 +62,7 @@ def ok(at_s: float, latency: float, service: str = "llm", response: str | None =
         tokens_prompt=10,
         tokens_completion=5,
         response=response,
+        model=model,
     )
 
 
@@ -190,3 +197,30 @@ def test_a_call_refused_by_the_open_circuit_is_no_provider_attempt() -> None:
     assert (window.calls, window.successes, window.failures) == (2, 1, 1)
     assert window.failures_by_error_class == {"Timeout": 1}
     assert window.error_rate == 0.5
+
+
+def test_cost_by_model_comes_from_the_model_field_and_from_the_response_of_older_records() -> None:
+    """``call.succeeded`` names its ``model`` (v3); older records only have the response,
+    which a truncated one cannot give: both count, the field first."""
+    projection = MetricsProjection(window_s=60, grace_s=0)
+    truncated = '{"model": "gpt-y", "choices": [{"message": {"content": "ab'
+    events = [
+        ok(1, 10.0, response=truncated, model="gpt-y"),  # a response too large to keep whole
+        ok(2, 10.0, model="gpt-y"),  # no response kept at all
+        ok(3, 10.0, response='{"model": "gpt-x"}'),  # written before the field existed
+        ok(61, 10.0),
+    ]
+    state = DictState()
+    emitted: list[Any] = []
+    for offset, event in enumerate(events):
+        datum = PlainRecord.datum_of(event)
+        if offset == 2:
+            del datum["model"]  # what the plain reader gives for a v2 record: no such field
+        changes = projection.apply_plain(
+            state, PlainRecord(type(event), datum, "calls.results", 0, offset, 0)
+        )
+        state.write(changes)
+        emitted.extend(changes.emits)
+    (window,) = emitted
+    assert window.successes_by_model == {"gpt-y": 2, "gpt-x": 1}
+    assert window.cost_by_model == {"gpt-y": 0.5, "gpt-x": 0.25}
