@@ -115,6 +115,7 @@ def _event(i: int, rng: random.Random, t0: datetime) -> Event:
             tokens_prompt=rng.randint(10, 900),
             tokens_completion=rng.randint(10, 400),
             response=f'{{"model": "m-{i % 3}"}}',
+            model=f"m-{i % 3}",  # as the connectors write it since CallSucceeded v3
         )
     if roll < 0.85:
         return CallFailed(
