@@ -47,8 +47,14 @@ async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminCl
     send_to_live_nodes(admin)  # a node that just died is still in the metadata for a while
     try:
         await admin.start()
-    except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    except BaseException as exc:  # cancelled too (a caller's deadline): never leak its connections
+        with contextlib.suppress(Exception):
+            await admin.close()
+        if isinstance(exc, KafkaError):
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {settings.bootstrap}: {exc}"
+            ) from exc
+        raise
     try:
         yield admin
     finally:

@@ -128,8 +128,8 @@ async def _metadata_ok(cluster: str | KafkaSettings, timeout: float) -> bool:
     # still in the metadata) is not the cluster unreachable
     probe = kafka.model_copy(update={"request_timeout_ms": max(1_000, int(timeout * 1000))})
     try:
-        async with admin_client(probe) as admin:
-            await asyncio.wait_for(admin.describe_cluster(), timeout)
+        async with asyncio.timeout(2 * timeout), admin_client(probe) as admin:  # start + a request
+            await admin.describe_cluster()
         return True
     except Exception:  # readiness probe: any failure means "not ready yet"
         return False

@@ -11,6 +11,7 @@ from typing import cast
 import aiokafka
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     KafkaConnectionError,
     NodeNotReadyError,
@@ -217,6 +218,9 @@ def test_the_admin_clients_any_node_requests_all_go_through_send_request() -> No
     for method in (AIOKafkaAdminClient.list_topics, AIOKafkaAdminClient.describe_topics):
         assert "self._get_cluster_metadata(" in inspect.getsource(method)
     assert "self._get_cluster_metadata()" in inspect.getsource(AIOKafkaAdminClient.describe_cluster)
+    # the open connections, keyed (node id, group), are what it prefers
+    assert "self._conns[conn_id]" in inspect.getsource(AIOKafkaClient._get_conn)
+    assert "conn_id = (node_id, group)" in inspect.getsource(AIOKafkaClient._get_conn)
 
 
 async def test_send_to_live_nodes_keeps_aiokafkas_answer_when_no_node_is_known() -> None:
