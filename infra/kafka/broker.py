@@ -125,11 +125,15 @@ async def _metadata_ok(cluster: str | KafkaSettings, timeout: float) -> bool:
 
     kafka = cluster if isinstance(cluster, KafkaSettings) else KafkaSettings(bootstrap=cluster)
     # the admin client asks a node that accepts a connection: one node of a cluster down (and
-    # still in the metadata) is not the cluster unreachable
-    probe = kafka.model_copy(update={"request_timeout_ms": max(1_000, int(timeout * 1000))})
+    # still in the metadata) is not the cluster unreachable. Its own request timeout is longer
+    # than ours: on expiry aiokafka logs an ERROR line (on the CLI's stderr), a cancel does not.
+    probe = kafka.model_copy(update={"request_timeout_ms": max(1_000, int(2 * timeout * 1000))})
     try:
-        async with asyncio.timeout(2 * timeout), admin_client(probe) as admin:  # start + a request
-            await admin.describe_cluster()
+        async with contextlib.AsyncExitStack() as stack:
+            async with asyncio.timeout(timeout):
+                admin = await stack.enter_async_context(admin_client(probe))
+            async with asyncio.timeout(timeout):
+                await admin.describe_cluster()
         return True
     except Exception:  # readiness probe: any failure means "not ready yet"
         return False
