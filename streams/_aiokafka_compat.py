@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -339,6 +340,39 @@ async def log_dir_sizes(
                         key = (name, index)
                         sizes[key] = max(sizes.get(key, 0), size)
     return sizes
+
+
+def send_to_live_nodes(admin: AIOKafkaAdminClient) -> None:
+    """Send ``admin``'s any-node requests (metadata, topic lists and descriptions, configs) to a
+    node that accepts a connection, not to any node of its metadata.
+
+    aiokafka picks a random node of the metadata for them (``_send_request`` with no node). A node
+    that just died stays in every node's metadata until the controller fences it
+    (``broker.session.timeout.ms``, 9 s by default), so one request in three failed with
+    ``NodeNotReadyError`` while the two other nodes served: ``backbone kafka status`` said a
+    3-node cluster with one node down was unreachable (issue 16). Nodes are tried in random
+    order, those already connected first; none reachable raises ``NodeNotReadyError`` as before.
+    """
+    client: Any = admin._client
+    send = admin._send_request
+
+    async def send_to_live_node(request: Request, node_id: int | None = None) -> Response:
+        if node_id is None:
+            candidates = [broker.nodeId for broker in client.cluster.brokers()]
+            random.shuffle(candidates)
+            # nodes already connected first: a dead one is not dialled (and logged) every time
+            open_ = {node for (node, _), conn in client._conns.items() if conn.connected()}
+            candidates.sort(key=lambda node: node not in open_)
+            for candidate in candidates:
+                if await client.ready(candidate):
+                    node_id = candidate
+                    break
+            else:
+                if candidates:
+                    raise NodeNotReadyError(f"no node of {sorted(candidates)} accepts a connection")
+        return await send(request, node_id)
+
+    setattr(admin, "_send_request", send_to_live_node)  # noqa: B010 - an instance, not the class
 
 
 def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from streams._aiokafka_compat import send_to_live_nodes
 from streams._reader import reader
 from streams.cluster import broker_count, min_insync_for, replication_for
 from streams.connection import client_options
@@ -43,10 +44,17 @@ async def admin_client(settings: KafkaSettings) -> AsyncIterator[AIOKafkaAdminCl
         client_id=f"{settings.client_id}-admin",
         request_timeout_ms=settings.request_timeout_ms,
     )
+    send_to_live_nodes(admin)  # a node that just died is still in the metadata for a while
     try:
         await admin.start()
-    except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from exc
+    except BaseException as exc:  # cancelled too (a caller's deadline): never leak its connections
+        with contextlib.suppress(Exception):
+            await admin.close()
+        if isinstance(exc, KafkaError):
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {settings.bootstrap}: {exc}"
+            ) from exc
+        raise
     try:
         yield admin
     finally:

@@ -11,6 +11,7 @@ from typing import cast
 import aiokafka
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     KafkaConnectionError,
     NodeNotReadyError,
@@ -28,6 +29,7 @@ from streams._aiokafka_compat import (
     MaybeWrittenError,
     close_producer,
     fail_buffered,
+    send_to_live_nodes,
     sender_failed,
     set_fetch_max_wait,
     tasks_of,
@@ -197,6 +199,39 @@ async def test_describe_log_dirs_rides_on_the_admin_clients_private_connection()
     request = _DescribeLogDirsRequest([("t", [0, 1])]).prepare({35: (1, 4)})
     assert request.API_VERSION == 1
     assert request.encode().startswith(b"\x00\x00\x00\x01\x00\x01t")
+
+
+def test_the_admin_clients_any_node_requests_all_go_through_send_request() -> None:
+    """send_to_live_nodes replaces ``_send_request``'s random node (``node_id`` None) with a node
+    that accepts a connection; the admin calls Backbone makes without a node go through it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    assert list(inspect.signature(AIOKafkaAdminClient._send_request).parameters) == [
+        "self",
+        "request",
+        "node_id",
+    ]
+    assert "get_random_node()" in inspect.getsource(AIOKafkaAdminClient._send_request)
+    assert "self._send_request(request)" in inspect.getsource(
+        AIOKafkaAdminClient._get_cluster_metadata
+    )
+    for method in (AIOKafkaAdminClient.list_topics, AIOKafkaAdminClient.describe_topics):
+        assert "self._get_cluster_metadata(" in inspect.getsource(method)
+    assert "self._get_cluster_metadata()" in inspect.getsource(AIOKafkaAdminClient.describe_cluster)
+    # the open connections, keyed (node id, group), are what it prefers
+    assert "self._conns[conn_id]" in inspect.getsource(AIOKafkaClient._get_conn)
+    assert "conn_id = (node_id, group)" in inspect.getsource(AIOKafkaClient._get_conn)
+
+
+async def test_send_to_live_nodes_keeps_aiokafkas_answer_when_no_node_is_known() -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    admin = AIOKafkaAdminClient(bootstrap_servers="127.0.0.1:9")
+    send_to_live_nodes(admin)
+    with pytest.raises(NodeNotReadyError):  # as aiokafka: a request to node None is not ready
+        await admin._send_request(MetadataRequest([]))
+    await admin.close()
 
 
 async def test_close_producer_ends_a_sender_whose_transaction_request_looks_for_a_coordinator() -> (

@@ -297,7 +297,7 @@ async def _settle(
             if event.event_type in TERMINAL and call_id in accepted:
                 report.outcomes[str(call_id)] += 1
                 report.outcome_kinds[event.event_type] += 1
-                report.doubles.setdefault(str(call_id), []).append(event.event_type)
+                report.doubles.setdefault(str(call_id), []).append(_outcome_detail(event))
         report.doubles = {c: kinds for c, kinds in report.doubles.items() if len(kinds) > 1}
     report.refused = len(report.refusals(report.events) + report.refusals(report.calls))
     sent = {str(e.model_dump().get("research_id")) for _, e, _ in rows}
@@ -322,3 +322,16 @@ async def _settle(
         call_id = event.model_dump().get("call_id")
         if call_id in accepted:
             report.dead_letters[str(call_id)] += 1
+
+
+def _outcome_detail(event: object) -> str:
+    """An outcome as the report shows a repeated one: its kind, attempt, and why it gave up."""
+    kind = str(getattr(event, "event_type", type(event).__name__))
+    failure = getattr(event, "failure", None)
+    if failure is not None:  # a dead letter: its reason and last error say why
+        return (
+            f"{kind} (attempts {failure.attempts}, {failure.reason}: {failure.error_class}: "
+            f"{failure.message[:200]})"
+        )
+    attempt = getattr(event, "attempt", None)
+    return kind if attempt is None else f"{kind} (attempt {attempt})"
