@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 #: a wait for a rate limit's token this long is said at INFO, at most every THROTTLE_NOTE_EVERY_S
 THROTTLE_NOTE_S = 1.0
 THROTTLE_NOTE_EVERY_S = 60.0
+#: Unacknowledged successes kept to be written again (each holds its outputs; a key whose record
+#: went to another worker at a rebalance is forgotten here once the bound is reached).
+MAX_UNACKNOWLEDGED = 10_000
 _TRACER = trace.get_tracer("backbone.agents")
 
 CIRCUITS = "integration.circuits"
@@ -160,6 +163,9 @@ class CallExecutor:
         self._journal = journal
         self._worker = worker
         self._dedupes = {s.name for s in settings.services if s.dedupes_by_key}
+        #: Successes whose outputs Kafka did not acknowledge, by key (oldest first, bounded):
+        #: written again if their lane record comes back, not judged unknown (:meth:`run`).
+        self._unacknowledged: dict[str, Attempt] = {}
         #: Breaker transitions leave through here the moment they happen, so their order on
         #: ``integration.circuits`` is the order they happened in (not the order calls finish).
         self.circuit_log: list[Output] = []
@@ -200,8 +206,14 @@ class CallExecutor:
             return
         if written:
             self.ledger.finish(attempt.key, attempt.claim_id, attempt.end)
+            self._unacknowledged.pop(attempt.key, None)
         else:
             self.ledger.abandon(attempt.key)
+            if attempt.end == SUCCEEDED:
+                self._unacknowledged.pop(attempt.key, None)
+                self._unacknowledged[attempt.key] = attempt
+                if len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
+                    del self._unacknowledged[next(iter(self._unacknowledged))]
 
     async def attempt(self, request: CallRequested, source: Source) -> Attempt:
         """Handle one lane record: claim it and run it (the claim is journaled on the way)."""
@@ -266,7 +278,14 @@ class CallExecutor:
                 journaled = True
 
         try:
-            if ticket.verdict is Claim.UNKNOWN and request.service not in self._dedupes:
+            if (retained := self._succeeded_unacknowledged(ticket)) is not None:
+                log.warning(
+                    "call %s: Kafka did not acknowledge its success; writing the same outcome "
+                    "again (a consumer may see it twice, with one event_id)",
+                    request.call_id,
+                )
+                outputs = retained
+            elif ticket.verdict is Claim.UNKNOWN and request.service not in self._dedupes:
                 unknown = OutcomeUnknownError(
                     "a worker stopped while handling this call and its outcome was not recorded; "
                     f"not run again because {request.service!r} does not dedupe by idempotency "
@@ -281,6 +300,28 @@ class CallExecutor:
             self.ledger.abandon(key)
             raise
         return self._account(ticket, outputs)
+
+    def _succeeded_unacknowledged(self, ticket: Ticket) -> list[Output] | None:
+        """The outputs of this very lane record's success, if writing them was not acknowledged.
+
+        Such a write may yet become durable (a leader that appended it can still commit it once
+        its followers return), so judging the call unknown could give it two contradictory
+        outcomes: written again instead, the same events with their event ids, it ends once
+        (at worst a record seen twice, deduplicated by ``event_id``).
+        """
+        if ticket.verdict is not Claim.UNKNOWN:
+            return None
+        retained = self._unacknowledged.get(ticket.started.idempotency_key)
+        if retained is None or retained.ticket is None:
+            return None
+        before, now = retained.ticket.source, ticket.source
+        if (before.topic, before.partition, before.offset) != (
+            now.topic,
+            now.partition,
+            now.offset,
+        ):
+            return None
+        return retained.outputs
 
     def crashed(self, ticket: Ticket, error: Exception) -> Attempt:
         """The attempt raised something unexpected (a bug): the call's fatal failure, with it

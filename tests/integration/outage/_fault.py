@@ -292,8 +292,12 @@ async def _settle(
             await results.wait_for(settled, timeout=240)
         await asyncio.sleep(3)  # a duplicate outcome would show up now
         await results.poll()
-        for event in results.events:
+        seen: set[str] = set()  # a record written again after an unacknowledged write: one
+        for event in results.events:  # outcome (consumers deduplicate on event_id)
             call_id = getattr(event, "call_id", None)
+            if str(event.event_id) in seen:
+                continue
+            seen.add(str(event.event_id))
             if event.event_type in TERMINAL and call_id in accepted:
                 report.outcomes[str(call_id)] += 1
                 report.outcome_kinds[event.event_type] += 1

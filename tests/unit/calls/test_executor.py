@@ -223,15 +223,36 @@ async def test_redelivered_record_whose_outputs_were_written_is_skipped() -> Non
     assert len(svc.order) == 1
 
 
-async def test_record_whose_outputs_were_lost_is_dead_lettered_not_run_again() -> None:
+async def test_record_whose_failure_was_not_acknowledged_is_dead_lettered_not_run_again() -> None:
     svc = ScriptedService()
     ex = executor(svc)
-    r = req()
+    r = req({"fail": "retriable"})
     ex.settle(await ex.attempt(r, SOURCE), written=False)
     out = (await ex.attempt(r, SOURCE)).outputs
     assert len(svc.order) == 1, "the service must not be called twice"
     assert out[1].event.error_class == "OutcomeUnknownError"  # type: ignore[attr-defined]
     assert kinds(out)[-1] == ("calls.results", "call.dead_lettered")
+
+
+async def test_a_success_kafka_did_not_acknowledge_is_written_again_not_judged_unknown() -> None:
+    """Its first write may yet become durable (a leader that appended it commits it once its
+    followers return): judged unknown, the call would end twice, succeeded and dead-lettered.
+    The same events are written again instead, with their event ids; never a second call."""
+    svc = ScriptedService()
+    ex = executor(svc)
+    r = req()
+    first = await ex.attempt(r, SOURCE)
+    ex.settle(first, written=False)
+    again = await ex.attempt(r, SOURCE)
+    assert len(svc.order) == 1, "the service must not be called twice"
+    assert kinds(again.outputs) == [("calls.results", "call.succeeded")]
+    assert [o.event.event_id for o in again.outputs] == [o.event.event_id for o in first.outputs]
+    assert again.claim_id != first.claim_id  # the new claim settles it
+    ex.settle(again)
+    assert (await ex.attempt(r, SOURCE)).outputs == []  # settled: read again, skipped
+    # another record with the same key (not this one read again) is still judged unknown
+    other = await ex.attempt(r, Source(SOURCE.topic, SOURCE.partition, 41, SOURCE.timestamp_ms))
+    assert other.outputs == []  # succeeded: skipped
 
 
 async def test_service_that_dedupes_by_key_is_called_again_with_the_same_key() -> None:
@@ -240,9 +261,10 @@ async def test_service_that_dedupes_by_key_is_called_again_with_the_same_key() -
         services=(ServiceSettings(name="svc", kind="x", dedupes_by_key=True),)
     )
     ex = CallExecutor(settings, {"svc": svc}, CallLedger(), now=lambda: NOW)
-    r = req()
+    r = req({"fail": "retriable"})
     ex.settle(await ex.attempt(r, SOURCE), written=False)
-    assert kinds((await ex.attempt(r, SOURCE)).outputs) == [("calls.results", "call.succeeded")]
+    again = (await ex.attempt(r, SOURCE)).outputs
+    assert kinds(again)[0] == ("calls.retry.1", "call.requested")
     assert len(svc.order) == 2
 
 
