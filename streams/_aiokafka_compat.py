@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 _UNANSWERED = "_backbone_unanswered"
 #: on a batch: a request carrying it got no answer, or one saying the broker may have appended it
 _MAYBE_WRITTEN = "_backbone_maybe_written"
+#: set on a producer's client by fail_buffered: its produce requests are no longer sent
+_WITHDRAWN = "_backbone_withdrawn"
 
 #: on a batch: its ``failure`` is wrapped by :func:`_guard_failure`
 _GUARDED = "_backbone_guarded"
@@ -120,6 +122,10 @@ def track_sent(producer: AIOKafkaProducer) -> None:
     ) -> Any:
         if not isinstance(request, ProduceRequest):
             return await send(node_id, request, group=group)
+        if getattr(client, _WITHDRAWN, False):
+            # fail_buffered ran: a produce task the sender made before it (drained, not yet
+            # sent) must not put records it failed as "never written" on the wire now
+            raise NodeNotReadyError("the producer's records were withdrawn")
         slots = {(t, p) for t, parts in request._topics for p, _ in parts}
         batches = {
             (b.tp.topic, b.tp.partition): b
@@ -167,7 +173,9 @@ CHECKED_VERSIONS = ("0.14.",)
 def fail_buffered(producer: AIOKafkaProducer, exc: BaseException, sent: BaseException) -> None:
     """Fail every record the producer still holds: with ``exc`` those it never sent, with ``sent``
     those in a batch the broker may have written (:func:`track_sent`: a request carrying it is
-    unanswered, or one got no answer, or an answer saying it may have been appended).
+    unanswered, or one got no answer, or an answer saying it may have been appended). From then
+    on no produce request of this producer is sent (:func:`track_sent`): the sender may already
+    have drained a batch into a produce task that builds and sends its request when it first runs.
 
     Synchronous on purpose: once it returns, no record handed to this producer can be acknowledged
     to its caller, and no buffered batch is sent any more: the accumulator refuses new batches,
@@ -176,6 +184,7 @@ def fail_buffered(producer: AIOKafkaProducer, exc: BaseException, sent: BaseExce
     cluster gone. A produce request already on the wire may still be written by the broker.
     """
     accumulator = producer._message_accumulator
+    setattr(producer.client, _WITHDRAWN, True)  # nothing of this producer goes out any more
     batches = [b for queue in accumulator._batches.values() for b in queue]
     # a batch queued again for a retry left the pending set, but the callback its first drain
     # registered removes it from there once it completes: back in, or that raises KeyError

@@ -288,3 +288,28 @@ def test_set_fetch_max_wait_refuses_a_consumer_without_that_fetcher() -> None:
     consumer = cast(AIOKafkaConsumer, SimpleNamespace())  # as one that was never started
     with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
         set_fetch_max_wait(consumer, 5_000)
+
+
+async def test_after_a_withdrawal_a_produce_task_made_before_it_sends_nothing() -> None:
+    """The sender drains batches, then creates one task per node, which builds its request from
+    them when it first runs and sends it (a cancelled sender awaits its tasks). A withdrawal in
+    between failed those batches as never written (503): their request must not go out."""
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
+    client, accumulator = producer.client, producer._message_accumulator
+    wire: list[object] = []
+
+    async def fake_send(node_id: int, request: object, **_: object) -> object:  # (the wire)
+        wire.append(request)
+        return SimpleNamespace(topics=[("t", [(0, 0, -1, -1, -1, [], None)])])
+
+    client.send = fake_send
+    track_sent(producer)
+    drained = await accumulator.add_message(TopicPartition("t", 0), None, b"v", timeout=1)
+    accumulator._pop_batch(TopicPartition("t", 0))  # drained, its request not made yet
+    fail_buffered(producer, KafkaUnavailableError("withdrawn"), WriteOutcomeUnknownError("sent"))
+    with pytest.raises(KafkaUnavailableError, match="withdrawn"):
+        drained.result()
+    with pytest.raises(NodeNotReadyError):  # what the produce task then does
+        await client.send(0, ProduceRequest(None, -1, 1000, [("t", [(0, b"")])]))
+    assert wire == []
+    await producer.stop()
