@@ -98,10 +98,21 @@ def ensure_distribution(cache_dir: Path | None = None) -> Path:
     return libs
 
 
+#: ports :func:`free_port` handed out in this process
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now, and never one this process was given before: the kernel may
+    hand the same port to two binds in a row once the first socket is closed, and callers pick
+    several ports (broker, registry, gateway) before anything binds them."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def port_in_use(port: int) -> bool:
