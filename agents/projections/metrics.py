@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connectors.base import named_model
 from connectors.errors import CircuitOpenError
 from streams.consumer import Received
 from streams.events.calls import (
@@ -58,17 +59,14 @@ def _time(ms: int) -> datetime:
 
 
 def _model_of(response: str | None) -> str | None:
-    """The ``model`` a provider named in its JSON response (OpenAI-style), if any: for records
-    written before ``call.succeeded`` carried its ``model`` (the same rule as
-    :func:`connectors.base.named_model`)."""
+    """The ``model`` a provider named in its JSON response, if any: for records written before
+    ``call.succeeded`` carried its ``model`` (the rule its connector now applies)."""
     if not response or '"model"' not in response:
         return None
     try:
-        body = json.loads(response)
+        return named_model(json.loads(response))
     except ValueError:
         return None
-    model = body.get("model") if isinstance(body, dict) else None
-    return model if isinstance(model, str) and model else None
 
 
 def _new(service: str, start: int, *, late: bool = False) -> dict[str, Any]:
