@@ -389,10 +389,24 @@ def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:
 
     aiokafka reads ``fetch_max_wait_ms`` from its fetcher for every request but has no setter for
     it (the constructor argument is the only public way); :mod:`streams.long_poll` needs to change
-    it once a consumer has done its start-up lookups."""
+    it once a consumer has done its start-up lookups.
+
+    A long wait also needs a long ``prefetch_backoff`` (which has no setter either). aiokafka
+    holds a node's next fetch while a partition of that node has fetched records not yet consumed,
+    but only for ``prefetch_backoff`` (0.1 s); after that it sends the next fetch *without* that
+    partition. Consumed later (a busy event loop, a batch in hand), the partition then waits for
+    that fetch to return: up to the whole long wait when no record arrives elsewhere (CI: a
+    webhook retry due in 2 s went out after 6.8 s). Held for as long as the wait, no fetch leaves
+    a partition with records out; the consumer's next getmany takes them and wakes the fetcher."""
     fetcher = getattr(consumer, "_fetcher", None)
-    if fetcher is None or not isinstance(getattr(fetcher, "_fetch_max_wait_ms", None), int):
+    if (
+        fetcher is None
+        or not isinstance(getattr(fetcher, "_fetch_max_wait_ms", None), int)
+        or not isinstance(getattr(fetcher, "_prefetch_backoff", None), (int, float))
+    ):
         raise RuntimeError(
-            "aiokafka's fetcher has no _fetch_max_wait_ms: set_fetch_max_wait needs updating"
+            "aiokafka's fetcher has no _fetch_max_wait_ms or _prefetch_backoff: "
+            "set_fetch_max_wait needs updating"
         )
     fetcher._fetch_max_wait_ms = wait_ms
+    fetcher._prefetch_backoff = max(fetcher._prefetch_backoff, wait_ms / 1000)

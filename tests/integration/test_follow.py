@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from infra.testing.pytest_plugin import NewTopic
+from streams.connection import client_options
 from streams.follow import TopicFollower
-from streams.long_poll import LONG_POLL_MS
+from streams.long_poll import LONG_POLL_MS, long_poll
 from streams.settings import KafkaSettings
 
 pytestmark = pytest.mark.integration
@@ -66,3 +67,37 @@ async def test_a_started_follower_long_polls_and_still_applies_what_arrives(
         await follower.caught_up(timeout_s=30)
     finally:
         await follower.stop()
+
+
+async def test_a_partition_consumed_late_is_not_left_out_of_the_long_poll(
+    kafka_settings: KafkaSettings, new_topic: NewTopic, producer: AIOKafkaProducer
+) -> None:
+    """Records fetched but consumed only later (a busy loop, a batch in hand) hold their node's
+    next fetch (streams._aiokafka_compat.set_fetch_max_wait). Otherwise aiokafka sends that fetch
+    after 0.1 s without their partition, and the partition's next record waits for it to return:
+    the whole long poll, as nothing arrives on the other partition."""
+    topic = await new_topic(2)
+    first, other = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    consumer = AIOKafkaConsumer(
+        **client_options(kafka_settings),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=LONG_POLL_MS,
+    )
+    await consumer.start()
+    try:
+        consumer.assign([first, other])
+        assert await consumer.getmany(timeout_ms=500) == {}  # positions looked up
+        long_poll(consumer)
+        await asyncio.sleep(1.0)  # a long fetch of both partitions is parked at the broker
+        await producer.send_and_wait(topic, b"one", partition=0)
+        await asyncio.sleep(0.5)  # fetched, not consumed: past aiokafka's 0.1 s prefetch backoff
+        taken = await consumer.getmany(timeout_ms=LONG_POLL_MS)
+        assert [r.value for r in taken[first]] == [b"one"]
+        await producer.send_and_wait(topic, b"two", partition=0)
+        taken = await consumer.getmany(timeout_ms=LONG_POLL_MS // 2)
+        assert [r.value for r in taken.get(first, [])] == [b"two"], (
+            "the partition's next record waited for a long fetch sent without it"
+        )
+    finally:
+        await consumer.stop()

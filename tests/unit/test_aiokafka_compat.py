@@ -284,9 +284,23 @@ def test_the_fetcher_reads_its_wait_from_one_attribute_when_it_builds_each_reque
     assert "self._fetch_max_wait_ms" in build
 
 
+def test_the_fetcher_holds_a_node_for_unconsumed_records_for_its_prefetch_backoff() -> None:
+    """set_fetch_max_wait raises ``Fetcher._prefetch_backoff``: each fetched result takes its
+    backoff from there when it is made, and a result within its backoff holds its node's next
+    fetch (tests/integration/test_follow.py shows the partition left out otherwise)."""
+    from aiokafka.consumer.fetcher import Fetcher
+
+    source = inspect.getsource(Fetcher)
+    assert "self._prefetch_backoff = prefetch_backoff" in source
+    assert "backoff=self._prefetch_backoff" in inspect.getsource(Fetcher._proc_fetch_request)
+    build = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "record.calculate_backoff()" in build
+    assert "backoff_by_nodes" in build
+
+
 def test_set_fetch_max_wait_refuses_a_consumer_without_that_fetcher() -> None:
     consumer = cast(AIOKafkaConsumer, SimpleNamespace())  # as one that was never started
-    with pytest.raises(RuntimeError, match="_fetch_max_wait_ms"):
+    with pytest.raises(RuntimeError, match="_fetch_max_wait_ms or _prefetch_backoff"):
         set_fetch_max_wait(consumer, 5_000)
 
 
