@@ -19,9 +19,11 @@ the first record not yet done, so nothing is committed before its outputs are du
 - **Idle**: with no batch in hand and nothing parked, a fetch waits up to ``idle_fetch_wait_ms``
   at the broker (:mod:`streams.long_poll`): the broker answers as soon as a record is there, so
   the long wait only spaces out empty fetches. While a batch is in hand or a partition is parked
-  the wait is ``fetch_wait_ms``: a partition resumed (or no longer held back by records in hand)
-  is not in the fetch in flight and waits for it to return. Nothing depends on the fetch loop
-  waking up: the batch that makes a commit due schedules it (:meth:`Stage._commit_soon`).
+  the wait is ``fetch_wait_ms``: a partition resumed is not in the fetch in flight and waits for
+  it to return. Records fetched but not taken yet (no room) hold their node's next fetch, so no
+  fetch leaves their partition out (:func:`streams._aiokafka_compat.set_fetch_max_wait`). Nothing
+  depends on the fetch loop waking up: the batch that makes a commit due schedules it
+  (:meth:`Stage._commit_soon`).
 """
 
 from __future__ import annotations
@@ -133,6 +135,9 @@ class Stage:
         except KafkaError as exc:
             await stop_quietly(consumer)
             raise KafkaUnavailableError(f"stage {self.name} cannot join its group: {exc}") from exc
+        # from the first fetch on, a partition with records not yet taken holds its node's next
+        # fetch for as long as a fetch waits (streams._aiokafka_compat.set_fetch_max_wait)
+        set_fetch_max_wait(consumer, self._fetch_wait_ms)
         self._consumer = consumer
         self._loop_task = asyncio.create_task(self._run(), name=f"stage-{self.name}")
         self._loop_task.add_done_callback(self._loop_ended)
