@@ -353,7 +353,8 @@ async def log_dir_sizes(
 
 def send_to_live_nodes(admin: AIOKafkaAdminClient) -> None:
     """Send ``admin``'s any-node requests (metadata, topic lists and descriptions, configs) to a
-    node that accepts a connection, not to any node of its metadata.
+    node that accepts a connection, not to any node of its metadata; and its controller requests
+    to a live node when the one its metadata names as the controller is gone.
 
     aiokafka picks a random node of the metadata for them (``_send_request`` with no node). A node
     that just died stays in every node's metadata until the controller fences it
@@ -381,7 +382,23 @@ def send_to_live_nodes(admin: AIOKafkaAdminClient) -> None:
                     raise NodeNotReadyError(f"no node of {sorted(candidates)} accepts a connection")
         return await send(request, node_id)
 
+    async def send_to_controller(request: Request) -> Response:
+        """Controller requests (create and delete topics, partitions) go to the node the
+        metadata names, if it accepts a connection; else, after a metadata refresh, to the node
+        named then; else to any live node. In KRaft (every Kafka 4) the named "controller" is
+        any live broker and each forwards these requests to the active controller, but a node
+        that just died is still named until it is fenced: aiokafka dialled it until its request
+        timeout (30 s) instead."""
+        for attempt in range(2):
+            controller = client.cluster.controller
+            if controller is not None and await client.ready(controller.nodeId):
+                return await client.send(controller.nodeId, request)
+            if attempt == 0:
+                await client.force_metadata_update()
+        return await send_to_live_node(request)
+
     setattr(admin, "_send_request", send_to_live_node)  # noqa: B010 - an instance, not the class
+    setattr(admin, "_send_to_controller", send_to_controller)  # noqa: B010
 
 
 def set_fetch_max_wait(consumer: AIOKafkaConsumer, wait_ms: int) -> None:

@@ -223,6 +223,23 @@ def test_the_admin_clients_any_node_requests_all_go_through_send_request() -> No
     assert "conn_id = (node_id, group)" in inspect.getsource(AIOKafkaClient._get_conn)
 
 
+def test_the_admin_clients_controller_requests_all_go_through_send_to_controller() -> None:
+    """send_to_live_nodes also replaces ``_send_to_controller`` (one argument, the request): topic
+    creation, deletion and new partitions go through it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    assert list(inspect.signature(AIOKafkaAdminClient._send_to_controller).parameters) == [
+        "self",
+        "request",
+    ]
+    for method in (
+        AIOKafkaAdminClient.create_topics,
+        AIOKafkaAdminClient.delete_topics,
+        AIOKafkaAdminClient.create_partitions,
+    ):
+        assert "self._send_to_controller(" in inspect.getsource(method)
+
+
 async def test_send_to_live_nodes_keeps_aiokafkas_answer_when_no_node_is_known() -> None:
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.protocol.metadata import MetadataRequest

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from infra.testing.cluster import ClusterKit, served
@@ -180,6 +181,33 @@ async def test_queries_go_to_a_live_node_while_a_killed_one_is_still_in_the_meta
     # the window was really exercised (each answer before the fix had a 1 in 3 chance per request
     # of landing on the dead node)
     assert answered_while_listed >= 10, answered_while_listed
+
+
+async def test_a_topic_is_created_while_the_node_named_controller_is_killed(
+    kafka_cluster: ClusterKit,
+) -> None:
+    """The metadata names a "controller" (in KRaft any live broker, which forwards topic
+    creation to the active controller); a node that just died is still named until it is
+    fenced. aiokafka sent the creation to it and dialled it until its request timeout (30 s,
+    10 s here): it is now sent to a live node."""
+    settings = kafka_cluster.settings().model_copy(update={"request_timeout_ms": 10_000})
+    name = f"while-controller-down-{id(kafka_cluster)}"
+    active = await kafka_cluster.active_controller()
+    async with admin_client(settings) as admin:
+        client = admin._client
+        for _ in range(20):  # a node other than the quorum's leader: no election to wait for
+            if client.cluster.controller.nodeId != active:
+                break
+            await client.force_metadata_update()
+        victim = client.cluster.controller.nodeId
+        await kafka_cluster.kill(victim)
+        try:
+            async with _deadline(60, f"no topic created with node {victim} down (timed out)"):
+                response = await admin.create_topics([NewTopic(name, 1, 2)])
+            assert [error for _, error, *_ in response.topic_errors] == [0], response
+        finally:
+            await kafka_cluster.start(victim)
+    assert sorted(kafka_cluster.alive()) == [1, 2, 3]
 
 
 async def _start_and_write(
