@@ -72,7 +72,7 @@ async def _run(prefix: str, profile: str | None) -> None:
                 report = await rebuild(
                     kafka, Codec(client), catalogue, projection, Path(tmp), swap=False
                 )
-                if profiler is not None:
+                if profiler is not None and profile is not None:
                     profiler.disable()
                     profiler.dump_stats(profile)
                 rebuild_us = 1e6 * (_cpu_s() - began) / report.records

@@ -182,12 +182,12 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
                     _rows(task, rows, sorted(rows)),
                 )
+                # the (key, expires) pairs as they are; SQLite writes the value text as
+                # encode() would (an integer's text is the same in both)
                 db.executemany(
-                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
-                    [
-                        (task, key, f'{{"expires_ms":{expires}}}', expires)  # as encode() writes
-                        for key, expires in sorted(expiries.get(task, {}).items())
-                    ],
+                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms)"
+                    f" VALUES ({int(task)}, ?1, '{{\"expires_ms\":' || ?2 || '}}', ?2)",
+                    sorted(expiries.get(task, {}).items()),
                 )
         except BaseException:
             db.execute("ROLLBACK")
