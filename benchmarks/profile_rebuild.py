@@ -1,6 +1,6 @@
 """CPU per record of a metrics projection rebuild against a raw read, on events published once.
 
-    .venv/bin/python -m benchmarks.profile_rebuild publish        # prints the topic prefix
+    .venv/bin/python -m benchmarks.profile_rebuild publish        # prints the topic prefix last
     .venv/bin/python -m benchmarks.profile_rebuild run PREFIX [--profile FILE]
 
 Both use the broker at ``BACKBONE_KAFKA_BOOTSTRAP``. ``publish`` writes
@@ -49,7 +49,8 @@ async def _publish_once() -> None:
             seconds = await _publish(kafka, Codec(client), catalogue)
     finally:
         await server.stop()
-    print(f"published {RECORDS:,} events in {seconds:.1f} s under prefix {catalogue.prefix}")
+    print(f"published {RECORDS:,} events in {seconds:.1f} s; topic prefix (for run):")
+    print(catalogue.prefix)
 
 
 async def _run(prefix: str, profile: str | None) -> None:
