@@ -332,6 +332,8 @@ class _MemoryView(TaskView):
         if window_ms is None or not expiries:
             return
         before = max(expiries.values()) - window_ms
+        if min(expiries.values()) >= before:  # none expired: no copy of them all
+            return
         self.expiries = {k: e for k, e in expiries.items() if e >= before}
 
 

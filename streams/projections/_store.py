@@ -182,12 +182,15 @@ class SqliteStore:
                     "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
                     _rows(task, rows, sorted(rows)),
                 )
+                # (key, expires) pairs in key order (the keys sorted alone: fewer comparisons
+                # of tuples); SQLite writes the value text as encode() would (an integer's text
+                # is the same in both)
+                remembered = expiries.get(task, {})
+                keys = sorted(remembered)
                 db.executemany(
-                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms) VALUES (?,?,?,?)",
-                    [
-                        (task, key, f'{{"expires_ms":{expires}}}', expires)  # as encode() writes
-                        for key, expires in sorted(expiries.get(task, {}).items())
-                    ],
+                    "INSERT OR REPLACE INTO state (task, key, value, expires_ms)"
+                    f" VALUES ({int(task)}, ?1, '{{\"expires_ms\":' || ?2 || '}}', ?2)",
+                    zip(keys, map(remembered.__getitem__, keys), strict=True),
                 )
         except BaseException:
             db.execute("ROLLBACK")

@@ -101,7 +101,13 @@ def test_flipped_bits_read_the_same_or_are_refused(
 
 @pytest.mark.parametrize(
     "varint",
-    [b"\xff" * 9 + b"\x01", b"\xff" * 10, b"\x80" * 9 + b"\x7f", b"\xff" * 11, b"\xfe\xff\x03"],
+    [
+        *(b"\xff" * 9 + b"\x01", b"\xff" * 10, b"\x80" * 9 + b"\x7f", b"\xff" * 11),
+        *(b"\xfe\xff\x03", b"\x81\x01", b"\x80\x00", b"\xff\x7f"),  # 3 and 2 bytes
+        # 8 bytes (a timestamp, read as one 64-bit number), 7 and 9
+        *(b"\xff" * 7 + b"\x7f", b"\x80" * 7 + b"\x01", b"\x80" * 7 + b"\x00"),
+        *(b"\xab\xcd\xef\x91\xa3\xb5\xc7\x5a", b"\xff" * 6 + b"\x7f", b"\xff" * 8 + b"\x01"),
+    ],
 )
 def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: bytes) -> None:
     cls = EVENT_TYPES["call.succeeded"]
@@ -134,6 +140,9 @@ _UUID_RECORD = {
         "6A0B8F55-5C1E-4D55-9A53-0D5F3B1F7A10",  # 36 characters, upper case: normalised
         "{6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a10}",  # another length: normalised
         "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1z",  # 36 characters, not a uuid: refused
+        "6a0b8f555c1e-4d55-9a53-0d5f3b1f7a10-",  # 36, dashes misplaced: normalised
+        "6a0b8f55-5c1e-4d55-9a530-d5f3b1f7a10",  # 36, the last dash misplaced: normalised
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1\u00e9",  # 36 characters, not ASCII: refused
         "not a uuid",
     ],
 )

@@ -42,8 +42,10 @@ def _events(rng: random.Random, count: int) -> list[Event]:
         elif roll < 0.65:
             out.append(
                 CallFailed(
-                    **call, operation="op", error_class=rng.choice(("Timeout", "Http5xx")),
-                    message="x", retriable=True, attempt=0, latency_ms=rng.uniform(1, 900),
+                    **call, operation="op", message="x", retriable=True, attempt=0,
+                    # refused by an open circuit (no attempt), no latency, a negative one
+                    error_class=rng.choice(("Timeout", "Http5xx", "CircuitOpenError")),
+                    latency_ms=rng.choice((None, -1.0, rng.uniform(1, 900), rng.uniform(1, 900))),
                 )
             )  # fmt: skip
         elif roll < 0.72:
