@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from agents.settings import WorkerSettings
 from agents.worker import consumer_groups
-from connectors.gateway._ingest import accepted_types, may_write
+from connectors.gateway._ingest import _build, accepted_types, may_write
 from connectors.gateway._validate import (
     call_problems,
     long_problems,
@@ -158,3 +158,24 @@ def test_the_long_precheck_tells_a_body_without_numbers_from_one_with_an_exponen
     assert not may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "service": "service-3"}')
     assert may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "attempt": 1e9}')
     assert may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "attempt": 12345678901234567890}')
+
+
+def test_an_accepted_event_names_the_client_unless_it_names_its_own_source() -> None:
+    body = {
+        "call_id": "c",
+        "service": "s",
+        "operation": "o",
+        "payload": "{}",
+        "idempotency_key": "k",
+    }
+    built = _build(CallRequested, json.dumps(body).encode(), "acme", Catalogue(), 20)
+    assert isinstance(built, CallRequested)
+    assert built.source == "gateway:acme"
+    assert "source" in built.model_fields_set
+    assert built == CallRequested.model_validate({**body, "event_id": built.event_id,
+                                                  "occurred_at": built.occurred_at,
+                                                  "source": "gateway:acme"})  # fmt: skip
+    own = _build(
+        CallRequested, json.dumps({**body, "source": "etl"}).encode(), "acme", Catalogue(), 20
+    )
+    assert isinstance(own, CallRequested) and own.source == "etl"
