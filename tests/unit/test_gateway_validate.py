@@ -178,4 +178,5 @@ def test_an_accepted_event_names_the_client_unless_it_names_its_own_source() -> 
     own = _build(
         CallRequested, json.dumps({**body, "source": "etl"}).encode(), "acme", Catalogue(), 20
     )
-    assert isinstance(own, CallRequested) and own.source == "etl"
+    assert isinstance(own, CallRequested)
+    assert own.source == "etl"

@@ -37,10 +37,9 @@ async def test_a_twin_waits_for_the_first_claim_and_sees_its_key_accepted() -> N
 
 async def test_claims_of_other_keys_do_not_wait() -> None:
     seen = _seen()
-    async with seen.claim(b"a") as a:
-        async with seen.claim(b"b") as b:
-            assert (a, b) == (False, False)
-            assert set(seen._inflight) == {b"a", b"b"}
+    async with seen.claim(b"a") as a, seen.claim(b"b") as b:
+        assert (a, b) == (False, False)
+        assert set(seen._inflight) == {b"a", b"b"}
     assert seen._inflight == {}
 
 
@@ -51,11 +50,11 @@ async def test_a_failed_lookup_or_a_cancelled_wait_leaves_no_claim_behind() -> N
         raise OSError("disk gone")
 
     seen.__contains__ = broken  # type: ignore[method-assign]
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk gone"):
         async with seen.claim(b"k"):
             pass
     assert seen._inflight == {}
-    del seen.__contains__  # type: ignore[method-assign]
+    del seen.__contains__
 
     async with seen.claim(b"k"):
         waiting = asyncio.ensure_future(seen.claim(b"k").__aenter__())
