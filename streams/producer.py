@@ -31,7 +31,14 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 
 from streams import headers as h
-from streams._aiokafka_compat import close_producer, fail_buffered, sender_failed, track_sent
+from streams._aiokafka_compat import (
+    close_producer,
+    fail_buffered,
+    hand_over,
+    keyed_partition,
+    sender_failed,
+    track_sent,
+)
 from streams._kafka_errors import translate
 from streams.codec import Codec
 from streams.connection import client_options
@@ -114,8 +121,11 @@ class _Batches:
         partitions = producer.client.cluster.partitions_for_topic(topic)
         if not partitions:  # waits for metadata only the first time a topic is seen
             partitions = await producer.partitions_for(topic)
-        every = sorted(partitions)
-        partition: int = _PARTITIONER(key, every, every)
+        if key is None:
+            every = sorted(partitions)
+            partition: int = _PARTITIONER(key, every, every)
+        else:
+            partition = keyed_partition(key, partitions)
         slot = (topic, partition)
         entry = self._open.get(slot)
         if (
@@ -517,7 +527,7 @@ class Publisher:
         real, key, value, headers = await self._record(event, topic, key, extra)
         producer = self._started()
         try:
-            future: asyncio.Future[Any] = await producer.send(real, value, key=key, headers=headers)
+            future = await hand_over(producer, real, key, value, headers)
         except KafkaError as exc:
             self._send_failed(producer, exc)
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc
