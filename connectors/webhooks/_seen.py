@@ -195,8 +195,8 @@ class SeenSet:
 
 
 class _Claim:
-    """:meth:`SeenSet.claim`: a class, not a generator-based context manager (a third of the
-    CPU per webhook: 2 us instead of 6 us with the lookup, measured)."""
+    """:meth:`SeenSet.claim`: a class, not a generator-based context manager (measured: 4.5 us
+    instead of 6.6 us a claim, its SQLite lookup included)."""
 
     __slots__ = ("_inflight", "_key", "_seen")
 
