@@ -101,13 +101,15 @@ def build_gateway(
     readiness_of(app)
     app[TOKENS] = tokens
     app.cleanup_ctx.append(_publisher_lifecycle)
+    # The single event first: aiohttp tries the routes of one prefix in order, and no type
+    # holds a ":", so the order decides nothing but how many patterns the common request tries.
+    app.router.add_post(
+        f"/v1/events/{_TYPE}", post_event, expect_handler=early_refusal(settings.max_body_bytes)
+    )
     app.router.add_post(
         f"/v1/events/{_TYPE}:batch",
         post_batch,
         expect_handler=early_refusal(settings.max_batch_bytes),
-    )
-    app.router.add_post(
-        f"/v1/events/{_TYPE}", post_event, expect_handler=early_refusal(settings.max_body_bytes)
     )
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/healthz", healthz)

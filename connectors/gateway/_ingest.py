@@ -138,8 +138,11 @@ def _build(
     if problems:
         return _invalid(problems, limit)
     if "source" in cls.model_fields and "source" not in event.model_fields_set:
-        # frozen model: a copy with the caller named, so the log says who put the event in
-        event = event.model_copy(update={"source": f"gateway:{client}"})
+        # The log says who put the event in. The model is frozen, but this instance was just
+        # validated here and nothing else holds it: named in place, as model_copy(update=...)
+        # would name a copy (which costs 2 us a request).
+        event.__dict__["source"] = f"gateway:{client}"
+        event.__pydantic_fields_set__.add("source")
     return event
 
 
@@ -197,13 +200,15 @@ async def post_event(request: web.Request) -> web.StreamResponse:
     cls = _event_class(request)
     if isinstance(cls, web.Response):
         return cls
-    limit = request.app[SETTINGS].max_body_bytes
+    app = request.app
+    settings = app[SETTINGS]
+    limit = settings.max_body_bytes
     try:
         check_declared(request, limit, JSON_TYPES)
-        body = await read_limited(request, limit, request.app[SETTINGS].body_timeout_s)
+        body = await read_limited(request, limit, settings.body_timeout_s)
     except RefusedBodyError as refused:
         return refused.response
-    args = (cls, body, request[CLIENT_ID], request.app[CATALOGUE], 20)
+    args = (cls, body, request[CLIENT_ID], app[CATALOGUE], 20)
     if len(body) > OFFLOAD_BYTES:
         built = await asyncio.to_thread(_build, *args)
     else:

@@ -34,7 +34,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # An integer beyond Avro's long has at least 19 digits; an integral float that
 # :func:`validate_strict` reads as one has them too, or an exponent. A JSON number starts after
 # ``:``, ``[`` or ``,`` (and whitespace): "1e5" inside a string (a hex id) is not one.
-_MAYBE_BIG = re.compile(rb"\d{19}|[:\[,]\s*-?\d+(?:\.\d+)?[eE]")
+_EXPONENT = re.compile(rb"[:\[,]\s*-?\d+(?:\.\d+)?[eE]")
+# The text with every digit read as 0, "," and "[" as ":" (what a number may follow), and
+# whitespace and minus signs dropped: a few substring tests on it rule out what the regex would
+# look for, at a fifth of the regex's cost.
+_MARKED = bytes.maketrans(b"123456789,[", b"000000000::")
+_DROPPED = b" \t\n\r\x0b\x0c-"  # what ``\s`` matches, and the sign
+_NINETEEN_DIGITS = b"0" * 19
 
 
 def too_deep(raw: bytes | str, limit: int = MAX_DEPTH) -> bool:
@@ -128,7 +134,15 @@ def _ints(value: Any, path: str) -> Iterator[tuple[str, int]]:
 def may_exceed_long(raw: bytes | str) -> bool:
     """False when the JSON text cannot hold an integer beyond Avro's ``long``: then
     :func:`long_problems` has nothing to find and the walk over the model is skipped."""
-    return _MAYBE_BIG.search(raw.encode() if isinstance(raw, str) else raw) is not None
+    data = raw.encode() if isinstance(raw, str) else raw
+    marked = data.translate(_MARKED, _DROPPED)
+    if _NINETEEN_DIGITS in marked:  # 19 digits in a row (dropping a "-" may join two runs)
+        return True
+    if b":0" not in marked:
+        return False  # no JSON number at all (the common case: ids and names are strings)
+    if b"0e" not in marked and b"0E" not in marked:
+        return False  # an exponent follows a digit directly, wherever it is
+    return _EXPONENT.search(data) is not None
 
 
 def long_problems(model: BaseModel) -> list[Problem]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from agents.settings import WorkerSettings
 from agents.worker import consumer_groups
-from connectors.gateway._ingest import accepted_types, may_write
+from connectors.gateway._ingest import _build, accepted_types, may_write
 from connectors.gateway._validate import (
     call_problems,
     long_problems,
@@ -136,3 +137,46 @@ def test_a_call_may_name_only_a_topic_that_carries_call_outcomes(
     )
     types = [p["type"] for p in call_problems(call, Catalogue(prefix="t."))]
     assert types == (["unknown_topic"] if refused else [])
+
+
+#: what the precheck was before its substring tests (one regex over the whole text)
+_REGEX_PRECHECK = re.compile(rb"\d{19}|[:\[,]\s*-?\d+(?:\.\d+)?[eE]")
+
+
+@given(st.text(alphabet='0123456789eE.:,[]{} "-\\ab\t\n\r\x0b\x0c', max_size=60))
+def test_the_long_precheck_is_true_wherever_the_regex_alone_matches(text: str) -> None:
+    """The substring tests only rule out what the regex cannot find: never a number it finds."""
+    raw = text.encode()
+    if _REGEX_PRECHECK.search(raw) is not None:
+        assert may_exceed_long(raw)
+    else:
+        # True only where dropping a minus sign joined two runs of digits into 19
+        assert not may_exceed_long(raw) or "-" in text
+
+
+def test_the_long_precheck_tells_a_body_without_numbers_from_one_with_an_exponent() -> None:
+    assert not may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "service": "service-3"}')
+    assert may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "attempt": 1e9}')
+    assert may_exceed_long(b'{"call_id": "ingest-6cec305e-5", "attempt": 12345678901234567890}')
+
+
+def test_an_accepted_event_names_the_client_unless_it_names_its_own_source() -> None:
+    body = {
+        "call_id": "c",
+        "service": "s",
+        "operation": "o",
+        "payload": "{}",
+        "idempotency_key": "k",
+    }
+    built = _build(CallRequested, json.dumps(body).encode(), "acme", Catalogue(), 20)
+    assert isinstance(built, CallRequested)
+    assert built.source == "gateway:acme"
+    assert "source" in built.model_fields_set
+    assert built == CallRequested.model_validate({**body, "event_id": built.event_id,
+                                                  "occurred_at": built.occurred_at,
+                                                  "source": "gateway:acme"})  # fmt: skip
+    own = _build(
+        CallRequested, json.dumps({**body, "source": "etl"}).encode(), "acme", Catalogue(), 20
+    )
+    assert isinstance(own, CallRequested)
+    assert own.source == "etl"
