@@ -14,12 +14,11 @@ import struct
 from collections.abc import Collection
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import KafkaError, NodeNotReadyError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
@@ -462,39 +461,3 @@ def keyed_partition(key: bytes, partitions: Collection[int]) -> int:
     """The partition aiokafka's ``DefaultPartitioner`` (and the Java client) gives a keyed record."""
     every = sorted(partitions)
     return every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
-
-
-async def hand_over(
-    producer: AIOKafkaProducer,
-    topic: str,
-    key: bytes | None,
-    value: bytes,
-    headers: list[tuple[str, bytes]],
-) -> asyncio.Future[Any]:
-    """``producer.send(topic, value, key=key, headers=headers)``, without its per-record
-    bookkeeping once the topic's partitions are known: the same size check, partition and
-    accumulator call, a third less CPU per record (no metadata wait, partition lists, debug log).
-
-    Anything else takes ``send`` itself: a record without a key (a random partition), a topic
-    not yet in the metadata, a transactional producer (``send`` checks the transaction), a
-    producer with serializers or its own partitioner.
-    """
-    partitions = producer.client.cluster.partitions_for_topic(topic)
-    txn = producer._txn_manager  # an idempotent producer has one, without a transactional id
-    if (
-        key is None
-        or not partitions
-        or (txn is not None and txn.transactional_id is not None)
-        or producer._key_serializer is not None
-        or producer._value_serializer is not None
-        or type(producer._partitioner) is not DefaultPartitioner
-    ):
-        sent: asyncio.Future[Any] = await producer.send(topic, value, key=key, headers=headers)
-        return sent
-    producer._serialize(key, value, headers)  # raises MessageSizeTooLargeError as send does
-    tp = TopicPartition(topic, keyed_partition(key, partitions))
-    timeout_s = producer._request_timeout_ms / 1000
-    future: asyncio.Future[Any] = await producer._message_accumulator.add_message(
-        tp, key, value, timeout_s, timestamp_ms=None, headers=headers
-    )
-    return future

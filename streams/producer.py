@@ -34,7 +34,6 @@ from streams import headers as h
 from streams._aiokafka_compat import (
     close_producer,
     fail_buffered,
-    hand_over,
     keyed_partition,
     sender_failed,
     track_sent,
@@ -58,6 +57,16 @@ from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 _PARTITIONER = DefaultPartitioner()
+
+
+def _partition(key: bytes | None, every: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (Java's murmur2 for a key, a random available partition
+    without one), with the key hashed four bytes at a time (:func:`keyed_partition`: 2.4 us
+    instead of 4.2 us for a 20-byte key). The producer's ``partitioner``, and what
+    :class:`_Batches` picks with."""
+    if key is None:
+        return int(_PARTITIONER(key, every, available))
+    return keyed_partition(key, every)
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,8 @@ class _Batches:
         partitions = producer.client.cluster.partitions_for_topic(topic)
         if not partitions:  # waits for metadata only the first time a topic is seen
             partitions = await producer.partitions_for(topic)
-        if key is None:
-            every = sorted(partitions)
-            partition: int = _PARTITIONER(key, every, every)
-        else:
-            partition = keyed_partition(key, partitions)
+        every = sorted(partitions)
+        partition = _partition(key, every, every)
         slot = (topic, partition)
         entry = self._open.get(slot)
         if (
@@ -289,6 +295,7 @@ class Publisher:
             client_id=f"{self._kafka.client_id}-publisher",
             acks="all",
             enable_idempotence=True,
+            partitioner=_partition,
             linger_ms=self._kafka.linger_ms,
             compression_type=compression,
             request_timeout_ms=self._kafka.request_timeout_ms,
@@ -527,7 +534,7 @@ class Publisher:
         real, key, value, headers = await self._record(event, topic, key, extra)
         producer = self._started()
         try:
-            future = await hand_over(producer, real, key, value, headers)
+            future: asyncio.Future[Any] = await producer.send(real, value, key=key, headers=headers)
         except KafkaError as exc:
             self._send_failed(producer, exc)
             raise translate(exc, f"publishing {event.event_type} to {real}") from exc

@@ -14,7 +14,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import (
     KafkaConnectionError,
-    MessageSizeTooLargeError,
     NodeNotReadyError,
     NotEnoughReplicasAfterAppendError,
     NotLeaderForPartitionError,
@@ -25,7 +24,6 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.producer.sender import SendProduceReqHandler
-from aiokafka.protocol.metadata import MetadataResponse_v0
 from aiokafka.protocol.produce import ProduceRequest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,7 +33,6 @@ from streams._aiokafka_compat import (
     MaybeWrittenError,
     close_producer,
     fail_buffered,
-    hand_over,
     keyed_partition,
     murmur2,
     send_to_live_nodes,
@@ -366,56 +363,3 @@ def test_a_keyed_record_goes_to_the_partition_aiokafkas_partitioner_picks(
 ) -> None:
     every = list(range(count))
     assert keyed_partition(key, set(every)) == DefaultPartitioner()(key, every, every)
-
-
-def _with_topic(producer: AIOKafkaProducer, partitions: int) -> None:
-    """Metadata as if the cluster had answered: topic ``t`` with ``partitions`` partitions."""
-    topic = (0, "t", [(0, p, 0, [0], [0]) for p in range(partitions)])
-    producer.client.cluster.update_metadata(
-        MetadataResponse_v0(brokers=[(0, "127.0.0.1", 9)], topics=[topic])
-    )
-
-
-def _counts(producer: AIOKafkaProducer) -> dict[TopicPartition, int]:
-    batches = producer._message_accumulator._batches
-    return {tp: sum(b.record_count for b in queue) for tp, queue in batches.items()}
-
-
-async def test_hand_over_buffers_each_record_where_send_does() -> None:
-    ours = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
-    theirs = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
-    for producer in (ours, theirs):
-        _with_topic(producer, 6)
-    headers = [("event-type", b"x")]
-    for i in range(60):
-        key = b"call-%d" % i
-        await hand_over(ours, "t", key, b"v%d" % i, headers)
-        await theirs.send("t", b"v%d" % i, key=key, headers=headers)
-        assert _counts(ours) == _counts(theirs)
-    with pytest.raises(MessageSizeTooLargeError):  # the same size check as send's
-        await hand_over(ours, "t", b"k", b"x" * (2 * 1024 * 1024), headers)
-    fail_buffered(ours, KafkaUnavailableError("x"), WriteOutcomeUnknownError("y"))
-    fail_buffered(theirs, KafkaUnavailableError("x"), WriteOutcomeUnknownError("y"))
-    await asyncio.gather(ours.stop(), theirs.stop())
-
-
-async def test_hand_over_leaves_a_record_without_a_key_or_known_topic_to_send() -> None:
-    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:9", enable_idempotence=True)
-    _with_topic(producer, 3)
-    asked: list[tuple[str, bytes | None]] = []
-    send = producer.send
-
-    async def spy(topic: str, value: bytes, *, key: bytes | None, headers: object) -> object:
-        asked.append((topic, key))
-        if topic == "unknown":  # send would wait for the topic's metadata
-            return asyncio.get_running_loop().create_future()
-        return await send(topic, value, key=key, headers=headers)
-
-    producer.send = spy
-    await hand_over(producer, "t", None, b"v", [])  # send's random partition
-    await hand_over(producer, "unknown", b"k", b"v", [])
-    await hand_over(producer, "t", b"k", b"v", [])  # known topic, a key: not send
-    assert asked == [("t", None), ("unknown", b"k")]
-    assert sum(_counts(producer).values()) == 2
-    fail_buffered(producer, KafkaUnavailableError("x"), WriteOutcomeUnknownError("y"))
-    await producer.stop()
