@@ -85,19 +85,16 @@ def test_endpoint_urls_are_normalised_and_hosts_must_be_names() -> None:
             normalise_url(bad)
 
 
+#: a minimal valid call.requested body
+_CALL = {"call_id": "c", "service": "s", "operation": "o", "payload": "{}", "idempotency_key": "k"}
+
+
 @given(st.one_of(st.integers(), st.integers(-(2**70), 2**70).map(float)))
 def test_the_long_precheck_never_skips_an_integer_avro_cannot_carry(number: int | float) -> None:
     """``may_exceed_long`` lets the gateway skip the walk over the model: it must be True
     whenever the walk would find something (integers, and integral floats read as integers)."""
     cls = EVENT_TYPES["call.requested"]
-    body = {
-        "call_id": "c",
-        "service": "s",
-        "operation": "o",
-        "payload": "{}",
-        "idempotency_key": "k",
-        "attempt": number,
-    }
+    body = {**_CALL, "attempt": number}
     raw = json.dumps(body).encode()
     try:
         event = validate_strict(cls, raw)
@@ -161,13 +158,7 @@ def test_the_long_precheck_tells_a_body_without_numbers_from_one_with_an_exponen
 
 
 def test_an_accepted_event_names_the_client_unless_it_names_its_own_source() -> None:
-    body = {
-        "call_id": "c",
-        "service": "s",
-        "operation": "o",
-        "payload": "{}",
-        "idempotency_key": "k",
-    }
+    body = dict(_CALL)
     built = _build(CallRequested, json.dumps(body).encode(), "acme", Catalogue(), 20)
     assert isinstance(built, CallRequested)
     assert built.source == "gateway:acme"
