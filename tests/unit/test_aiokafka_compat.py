@@ -20,21 +20,15 @@ from aiokafka.errors import (
     RequestTimedOutError,
     UnknownTopicOrPartitionError,
 )
-from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.producer.sender import SendProduceReqHandler
 from aiokafka.protocol.produce import ProduceRequest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from streams._aiokafka_compat import (
     CHECKED_VERSIONS,
     MaybeWrittenError,
     close_producer,
     fail_buffered,
-    keyed_partition,
-    murmur2,
     send_to_live_nodes,
     sender_failed,
     set_fetch_max_wait,
@@ -350,16 +344,3 @@ async def test_after_a_withdrawal_a_produce_task_made_before_it_sends_nothing() 
         await client.send(0, ProduceRequest(None, -1, 1000, [("t", [(0, b"")])]))
     assert wire == []
     await producer.stop()
-
-
-@given(st.binary(max_size=80))
-def test_murmur2_is_aiokafkas(key: bytes) -> None:
-    assert murmur2(key) == aiokafka_murmur2(key)
-
-
-@given(st.binary(min_size=1, max_size=40), st.integers(1, 64))
-def test_a_keyed_record_goes_to_the_partition_aiokafkas_partitioner_picks(
-    key: bytes, count: int
-) -> None:
-    every = list(range(count))
-    assert keyed_partition(key, set(every)) == DefaultPartitioner()(key, every, every)
