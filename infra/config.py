@@ -33,7 +33,7 @@ BACKBONE_GATEWAY_BURST             requests a client may burst above the rate (d
 BACKBONE_GATEWAY_MAX_BODY          largest JSON body in bytes (default 1 MiB)
 BACKBONE_GATEWAY_MAX_BATCH         largest NDJSON batch body in bytes (default 8 MiB)
 BACKBONE_GATEWAY_PUBLISH_TIMEOUT   seconds to wait for Kafka's ack before answering 503 (10)
-BACKBONE_GATEWAY_LINGER_MS         the gateway producer's linger (default 0 ms)
+BACKBONE_GATEWAY_LINGER_MS         linger of the gateway's producers, /v1/calls and /webhooks too (default 0 ms)
 BACKBONE_GATEWAY_WORKERS           gateway processes sharing its port (SO_REUSEPORT; default 1)
 BACKBONE_GATEWAY_EVENT_LOOP        ``uvloop`` (default) or ``asyncio``, for `backbone gateway`
 BACKBONE_SERVICE_<NAME>_API_KEY    API key of external service <name> ([[calls.services]])

@@ -69,7 +69,10 @@ def webhooks_gateway_extension(settings: Settings) -> Callable[[web.Application]
     from connectors.webhooks.gateway import webhooks_extension
 
     return webhooks_extension(
-        settings.kafka, settings.registry, Catalogue(settings.kafka.topic_prefix), settings.webhooks
+        settings.gateway.producer(settings.kafka),
+        settings.registry,
+        Catalogue(settings.kafka.topic_prefix),
+        settings.webhooks,
     )
 
 
@@ -103,7 +106,7 @@ def gateway_extensions(settings: Settings) -> list[Callable[[web.Application], N
     catalogue = Catalogue(settings.kafka.topic_prefix)
     return [
         calls_extension(
-            settings.kafka,
+            settings.gateway.producer(settings.kafka),  # the gateway's linger: 0 by default
             settings.registry,
             catalogue,
             services=[service.name for service in settings.calls.services],

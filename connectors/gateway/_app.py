@@ -42,7 +42,7 @@ _TYPE = "{event_type:[^{}/:]+}"
 
 async def _publisher_lifecycle(app: web.Application) -> AsyncIterator[None]:
     async with RegistryClient(app[REGISTRY]) as registry:
-        kafka = app[KAFKA].model_copy(update={"linger_ms": app[SETTINGS].linger_ms})
+        kafka = app[SETTINGS].producer(app[KAFKA])
         publisher = Publisher(kafka, Codec(registry), app[CATALOGUE])
         await publisher.start(wait=False)  # Kafka down: start not ready, 503 until it is back
         add_check(app, "publisher", publisher.problem)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connectors._env_values import comma_pairs, comma_separated
+from streams.settings import KafkaSettings
 
 
 class GatewaySettings(BaseModel):
@@ -67,6 +68,11 @@ class GatewaySettings(BaseModel):
             client: tuple(t.strip() for t in types.split("|") if t.strip())
             for client, types in pairs.items()
         }
+
+    def producer(self, kafka: KafkaSettings) -> KafkaSettings:
+        """The Kafka settings of every producer the gateway writes requests with (its own routes
+        and its extensions': ``/v1/calls``, ``/webhooks/...``): ``kafka`` with the gateway's linger."""
+        return kafka.model_copy(update={"linger_ms": self.linger_ms})
 
     @field_validator("event_types", mode="before")
     @classmethod

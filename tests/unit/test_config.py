@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +57,29 @@ def test_the_worker_event_loop_is_a_setting() -> None:
     assert loop_factory(chosen) is uvloop.new_event_loop
     with pytest.raises(ConfigurationError):
         load_settings({"BACKBONE_WORKER_EVENT_LOOP": "tokio"})
+
+
+@pytest.mark.parametrize("linger", ["0", "7"])
+def test_every_gateway_publisher_uses_the_gateway_linger(
+    monkeypatch: pytest.MonkeyPatch, linger: str
+) -> None:
+    """``POST /v1/calls`` and ``/webhooks/...`` write with the gateway's producer settings, not the
+    SDK's default linger (5 ms): each request waits for its acknowledgement."""
+    import connectors.calls_api
+    import connectors.webhooks.gateway
+    from infra.stack import gateway_extensions
+
+    seen: dict[str, int] = {}
+
+    def capture(name: str) -> Any:
+        def extension(kafka: Any, *args: Any, **kwargs: Any) -> None:
+            seen[name] = kafka.linger_ms
+
+        return extension
+
+    monkeypatch.setattr(connectors.calls_api, "calls_extension", capture("calls"))
+    monkeypatch.setattr(connectors.webhooks.gateway, "webhooks_extension", capture("webhooks"))
+    settings = load_settings({"BACKBONE_GATEWAY_LINGER_MS": linger})
+    assert settings.kafka.linger_ms == 5  # the SDK's default, which the gateway does not use
+    gateway_extensions(settings)
+    assert seen == {"calls": int(linger), "webhooks": int(linger)}
