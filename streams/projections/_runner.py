@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -68,7 +69,21 @@ from streams.projections._model import (
     Projection,
     group_of,
 )
-from streams.projections._store import SqliteStore, decode, encode
+from streams.projections._seen import (
+    BLOCK_PREFIX,
+    BUCKET_MS,
+    MERGE_AT,
+    block_key,
+    contains,
+    evicted_below,
+    id_bytes,
+    legacy_key,
+    pack,
+    pack_bytes,
+    parse_block_key,
+    unpack,
+)
+from streams.projections._store import SeenWrites, SqliteStore, decode, encode
 from streams.projections.errors import ApplyFailed, CheckpointFailed, RestoreFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
@@ -90,8 +105,13 @@ class TaskView:
     pending: dict[str, JSON | None] = field(default_factory=dict)
     #: values read from the store during this batch (None: absent), so each key costs one read
     read: dict[str, JSON | None] = field(default_factory=dict)
-    #: False for a view whose whole state is in ``pending`` (a rebuild's): nothing to prefetch
-    reads_store: ClassVar[bool] = True
+    #: event ids remembered by this batch -> their ``expires_ms`` (event time + window)
+    new_ids: dict[str, int] = field(default_factory=dict)
+    #: blocks of remembered ids read during this batch, per expiry bucket
+    blocks: dict[int, list[bytes]] = field(default_factory=dict)
+    #: what the checkpoint does to the remembered ids, and their changelog records
+    seen_writes: SeenWrites = field(default_factory=SeenWrites)
+    seen_records: list[tuple[str, bytes | None]] = field(default_factory=list)
 
     def get(self, key: str) -> JSON | None:
         if key in self.pending:
@@ -101,25 +121,28 @@ class TaskView:
         value = self.read[key] = self.store.get(self.task, key)
         return value
 
-    def remembered(self) -> Callable[[str], object | None]:
-        """For a loop over many event ids: a lookup of a ``SEEN_PREFIX`` key that is not None
-        when the id is remembered (a view may hand out a cheaper one than :meth:`get`)."""
-        return self.get
+    def known(self, event_id: str, expires_ms: int) -> bool:
+        """Whether ``event_id`` is remembered: looked up in the bucket of its expiry (a
+        redelivered event has the same event time, so the same expiry)."""
+        bucket = expires_ms // BUCKET_MS
+        found = self.new_ids.get(event_id)
+        if found is not None and found // BUCKET_MS == bucket:
+            return True
+        blocks = self.blocks.get(bucket)
+        if blocks is None:
+            blocks = self.blocks[bucket] = self.store.blocks(self.task, bucket)
+        if not blocks:
+            return False
+        key = id_bytes(event_id)
+        return any(contains(block, key) for block in blocks)
+
+    def remembered(self) -> Callable[[str, int], bool]:
+        """For a loop over many event ids: :meth:`known` (a view may hand out a cheaper one)."""
+        return self.known
 
     def remember(self, expiries: Mapping[str, int]) -> None:
-        """Remember event ids (``SEEN_PREFIX`` keys) until their ``expires_ms``."""
-        pending = self.pending
-        for key, expires in expiries.items():
-            pending[key] = {"expires_ms": expires}
-
-    def prefetch(self, keys: Collection[str]) -> None:
-        """Read those of ``keys`` not read yet in one query (each would cost one otherwise)."""
-        read, pending = self.read, self.pending
-        wanted = [k for k in keys if k not in pending and k not in read]
-        if wanted:
-            found = self.store.get_many(self.task, wanted)
-            for key in wanted:
-                read[key] = found.get(key)
+        """Remember event ids until their ``expires_ms``."""
+        self.new_ids.update(expiries)
 
     def write(self, changes: Changes) -> None:
         self.pending.update(changes.puts)
@@ -406,17 +429,19 @@ class ProjectionRunner:
         todo: list[PlainRecord] = []
         seen: dict[str, int] = {}  # the batch's event ids and their expiry
         duplicates = 0
-        if window is not None and view.reads_store:
-            view.prefetch([SEEN_PREFIX + plain.datum["event_id"] for _, plain in run])
         known = view.remembered()
         for _, plain in run:
             datum = plain.datum
             if window is not None:
-                seen_key = SEEN_PREFIX + datum["event_id"]
-                if seen_key in seen or known(seen_key) is not None:
+                event_id = datum["event_id"]
+                expires = datum["occurred_at"] // 1000 + window
+                found = seen.get(event_id)
+                if (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
+                    event_id, expires
+                ):
                     duplicates += 1
                     continue
-                seen[seen_key] = datum["occurred_at"] // 1000 + window
+                seen[event_id] = expires
             todo.append(plain)
         try:
             changes = self.projection.apply_plain_batch(view, todo) if todo else NO_CHANGES
@@ -531,8 +556,9 @@ class ProjectionRunner:
     ) -> Sequence[Event] | ApplyFailed:
         """Apply a decoded record (dedupe by event id included): its emits, or why it failed."""
         window = self.projection.dedupe_window_ms
-        seen_key = f"{SEEN_PREFIX}{event.event_id}"
-        if window is not None and view.get(seen_key) is not None:
+        event_id = str(event.event_id)
+        expires = int(event.occurred_at.timestamp() * 1000) + (window or 0)
+        if window is not None and view.known(event_id, expires):
             self._uncommitted["duplicates"] += 1
             return ()
         received = Received(
@@ -550,8 +576,7 @@ class ProjectionRunner:
             return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
-            occurred_ms = int(event.occurred_at.timestamp() * 1000)
-            view.remember({seen_key: occurred_ms + window})
+            view.remember({event_id: expires})
         self._uncommitted["applied"] += 1
         return changes.emits
 
@@ -559,8 +584,9 @@ class ProjectionRunner:
         """:meth:`apply_event` for a projection that ``reads_plain``."""
         window = self.projection.dedupe_window_ms
         datum = record.datum
-        seen_key = SEEN_PREFIX + datum["event_id"]
-        if window is not None and view.get(seen_key) is not None:
+        event_id = datum["event_id"]
+        expires = datum["occurred_at"] // 1000 + (window or 0)
+        if window is not None and view.known(event_id, expires):
             self._uncommitted["duplicates"] += 1
             return ()
         try:
@@ -569,7 +595,7 @@ class ProjectionRunner:
             return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
-            view.remember({seen_key: datum["occurred_at"] // 1000 + window})
+            view.remember({event_id: expires})
         self._uncommitted["applied"] += 1
         return changes.emits
 
@@ -604,25 +630,49 @@ class ProjectionRunner:
         if views:
             await self._checkpoint(views, emits)
 
-    def _evict(self, view: TaskView) -> None:
+    def _seen_changes(self, view: TaskView) -> None:
+        """The checkpoint's changes to the task's remembered ids (``view.seen_writes``) and
+        their changelog records (``view.seen_records``): the batch's ids as a new block per
+        bucket (a bucket's blocks merged once it holds ``MERGE_AT``), and the buckets wholly
+        below the newest expiry minus the window evicted (tombstones: a block's key, or each
+        id's own key for a block restored or migrated from per-id records)."""
         window = self.projection.dedupe_window_ms
-        if window is None:
+        if window is None or not view.new_ids:
             return
-        newest = max(
-            (v["expires_ms"] for k, v in view.pending.items() if k.startswith(SEEN_PREFIX) and v),
-            default=None,
-        )
-        if newest is None:
-            return
-        for key in self._started_store().expired(view.task, newest - window):
-            view.pending.setdefault(key, None)
+        store, task = self._started_store(), view.task
+        writes, records = view.seen_writes, view.seen_records
+        below = evicted_below(max(view.new_ids.values()), window)
+        for bucket, part, legacy in store.blocks_below(task, below):
+            writes.drop.append((bucket, part))
+            if legacy is None:
+                records.append((block_key(bucket, part), None))
+            else:
+                records.extend((legacy_key(key), None) for key in unpack(legacy))
+        buckets: dict[int, list[str]] = {}
+        for event_id, expires in view.new_ids.items():
+            if (bucket := expires // BUCKET_MS) >= below:  # else evicted at once
+                buckets.setdefault(bucket, []).append(event_id)
+        for bucket, event_ids in sorted(buckets.items()):
+            part = store.next_part(task, bucket)
+            added = pack(event_ids)
+            live = [(p, ids) for p, legacy, ids in store.block_parts(task, bucket) if not legacy]
+            if len(live) + len(added) >= MERGE_AT:  # one block (or a few full ones) instead
+                for p, _ in live:
+                    writes.drop.append((bucket, p))
+                    records.append((block_key(bucket, p), None))
+                kept = (key for _, ids in live for key in unpack(ids))
+                added = pack_bytes([*kept, *map(id_bytes, event_ids)])
+            for ids in added:
+                writes.put.append((bucket, part, False, ids))
+                records.append((block_key(bucket, part), ids))
+                part += 1
 
     async def _checkpoint(self, views: dict[int, TaskView], emits: list[Event]) -> None:
         producer = self._producer
         if producer is None:
             raise BackboneError(f"projection {self.projection.name} is not started")
         for view in views.values():
-            self._evict(view)
+            self._seen_changes(view)
         offsets: dict[TopicPartition, int] = {}
         for view in views.values():
             for topic, offset in (view.pending.get(CHECKPOINT_KEY) or {}).items():
@@ -648,7 +698,11 @@ class ProjectionRunner:
                 f"{doing}: the transaction did not complete within {self._commit_timeout_s:g} s"
             ) from exc
         self._last_contact = time.monotonic()
-        self._started_store().commit_many({t: v.pending for t, v in views.items()}, positions)
+        self._started_store().commit_many(
+            {t: v.pending for t, v in views.items()},
+            positions,
+            {t: v.seen_writes for t, v in views.items()},
+        )
         self.status.last_checkpoint_at = time.time()
         self.status.applied += self._uncommitted["applied"]
         self.status.duplicates += self._uncommitted["duplicates"]
@@ -672,7 +726,7 @@ class ProjectionRunner:
         await producer.begin_transaction()
         try:
             for view in views.values():
-                if view.pending:
+                if view.pending or view.seen_records:
                     last[view.task] = await self._send_changelog(producer, view)
             for event in emits:
                 topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
@@ -695,8 +749,9 @@ class ProjectionRunner:
         the future of the last send and how many records it covers from its offset."""
         last: tuple[Any, int] | None = None
         batch = producer.create_batch()
-        for key, value in view.pending.items():
-            record = {"key": key.encode(), "value": _changelog_value(value), "timestamp": None}
+        state = ((key, _changelog_value(value)) for key, value in view.pending.items())
+        for key, value in itertools.chain(state, view.seen_records):
+            record = {"key": key.encode(), "value": value, "timestamp": None}
             if batch.append(**record) is not None:
                 continue
             if batch.record_count():  # full: it goes first, in order
@@ -774,22 +829,58 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
         if start >= end:
             return 0
         consumer.seek(tp, start)
-        pending: dict[str, JSON | None] = {}
+        chunk = _Restored()
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1_000, max_records=10_000)
             for record in batch.get(tp, []):
-                key = (record.key or b"").decode()
-                pending[key] = None if record.value is None else decode(record.value)
+                chunk.add((record.key or b"").decode(), record.value)
                 count += 1
-            if len(pending) >= 10_000:
-                store.commit_many({task: pending}, {task: await consumer.position(tp)})
-                pending = {}
-        store.commit_many({task: pending}, {task: await consumer.position(tp)})
+            if chunk.size >= 10_000:
+                chunk.commit(store, task, await consumer.position(tp))
+                chunk = _Restored()
+        chunk.commit(store, task, await consumer.position(tp))
     except KafkaError as exc:
         raise RestoreFailed(f"restoring task {task} from {changelog}: {exc}") from exc
     finally:
         await consumer.stop()
     return count
+
+
+@dataclass
+class _Restored:
+    """Changelog records read by a restore, to be committed together: state values, blocks
+    of remembered ids, and the per-id records of remembered ids a version-0 store wrote."""
+
+    state: dict[str, JSON | None] = field(default_factory=dict)
+    #: (bucket, part) -> the block (None: a tombstone)
+    blocks: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
+    #: per-id records: event id -> expires_ms; ids tombstoned (maybe stored before)
+    legacy: dict[str, int] = field(default_factory=dict)
+    legacy_gone: set[bytes] = field(default_factory=set)
+    size: int = 0
+
+    def add(self, key: str, value: bytes | None) -> None:
+        self.size += 1
+        if key.startswith(BLOCK_PREFIX):
+            at = parse_block_key(key)
+            if at is not None:
+                self.blocks[at] = value
+        elif key.startswith(SEEN_PREFIX):
+            event_id = key[len(SEEN_PREFIX) :]
+            if value is None:
+                self.legacy.pop(event_id, None)
+                self.legacy_gone.add(id_bytes(event_id))
+            else:
+                self.legacy[event_id] = int(decode(value)["expires_ms"])
+        else:
+            self.state[key] = None if value is None else decode(value)
+
+    def commit(self, store: SqliteStore, task: int, next_offset: int) -> None:
+        seen = SeenWrites(
+            put=[(b, p, False, ids) for (b, p), ids in self.blocks.items() if ids is not None],
+            drop=[at for at, ids in self.blocks.items() if ids is None],
+        )
+        store.commit_restored(task, self.state, seen, self.legacy, self.legacy_gone, next_offset)
 
 
 #: the datum fields the runner itself reads of a plain record (dedupe by id, its expiry)
@@ -823,8 +914,6 @@ def _changelog_value(value: JSON | None) -> bytes | None:
     """A state value as its changelog record (None: a tombstone); what ``encode`` writes."""
     if value is None:
         return None
-    if type(value) is dict and len(value) == 1 and type(value.get("expires_ms")) is int:
-        return b'{"expires_ms":%d}' % value["expires_ms"]  # a remembered event id: most records
     return encode(value).encode()
 
 
