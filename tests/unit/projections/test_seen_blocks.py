@@ -179,7 +179,10 @@ def test_a_restore_understands_version_0_records_and_blocks(tmp_path: Path) -> N
         assert all(view.known(i, e) for i, e in kept.items())
         assert not any(view.known(i, old[i]) for i in gone if i not in again)
         assert store.blocks(0, 99) == []
-        assert dict((k, v) for _, k, v in store.items()) == {"__checkpoint__": {"t": 5}, "count/a": 3}
+        assert dict((k, v) for _, k, v in store.items()) == {
+            "__checkpoint__": {"t": 5},
+            "count/a": 3,
+        }
         assert store.changelog_offset(0) == 200
     finally:
         store.close()
