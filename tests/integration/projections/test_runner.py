@@ -308,7 +308,8 @@ async def test_a_changelog_written_before_blocks_is_restored_and_dedupes(
     store = SqliteStore(store_path(tmp_path, "counts"))
     try:
         blocks = list(store.seen_rows())
-        assert blocks and all(legacy for *_, legacy, _ in blocks)
+        assert blocks
+        assert all(legacy for *_, legacy, _ in blocks)
         assert sum(len(ids) for *_, ids in blocks) == 16 * len(events)  # the evicted id gone
     finally:
         store.close()

@@ -86,7 +86,8 @@ def test_a_redelivered_event_id_is_applied_once(store: SqliteStore, tmp_path: Pa
     runner._store = store
     runner._seen_changes(view)  # the first run is checkpointed, its ids as blocks
     store.commit_many({0: view.pending}, {}, {0: view.seen_writes})
-    assert view.seen_writes.put and not view.seen_writes.drop
+    assert view.seen_writes.put
+    assert not view.seen_writes.drop
     again = TaskView(store, 0)
     runner.apply_plain_run(again, _run(records[20:] + records[40:]))  # 10 stored, 10 in-run
     assert runner._uncommitted["duplicates"] == 20

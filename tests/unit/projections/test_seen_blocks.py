@@ -41,7 +41,8 @@ def test_blocks_hold_exactly_their_ids_sorted_and_split() -> None:
     for given in (ids, ids[:100] + odd):
         blocks = pack(given)
         keys = [k for b in blocks for k in unpack(b)]
-        assert keys == sorted(keys) and len(set(keys)) == len(given)
+        assert keys == sorted(keys)
+        assert len(set(keys)) == len(given)
         assert all(len(b) <= BLOCK_IDS * 16 for b in blocks)
         for event_id in given:
             assert any(contains(b, id_bytes(event_id)) for b in blocks)
