@@ -63,28 +63,15 @@ from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
     NO_CHANGES,
-    SEEN_PREFIX,
     Changes,
     PlainRecord,
     Projection,
     group_of,
 )
-from streams.projections._seen import (
-    BLOCK_PREFIX,
-    BUCKET_MS,
-    MERGE_AT,
-    block_key,
-    contains,
-    evicted_below,
-    id_bytes,
-    legacy_key,
-    pack,
-    pack_bytes,
-    parse_block_key,
-    unpack,
-)
-from streams.projections._store import SeenWrites, SqliteStore, decode, encode
-from streams.projections.errors import ApplyFailed, CheckpointFailed, RestoreFailed
+from streams.projections._restore import restore_task
+from streams.projections._seen import BUCKET_MS, SeenWrites, checkpoint_changes, contains, id_bytes
+from streams.projections._store import SqliteStore, encode
+from streams.projections.errors import ApplyFailed, CheckpointFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from streams.tracing import current_traceparent
@@ -631,41 +618,13 @@ class ProjectionRunner:
             await self._checkpoint(views, emits)
 
     def _seen_changes(self, view: TaskView) -> None:
-        """The checkpoint's changes to the task's remembered ids (``view.seen_writes``) and
-        their changelog records (``view.seen_records``): the batch's ids as a new block per
-        bucket (a bucket's blocks merged once it holds ``MERGE_AT``), and the buckets wholly
-        below the newest expiry minus the window evicted (tombstones: a block's key, or each
-        id's own key for a block restored or migrated from per-id records)."""
+        """The checkpoint's changes to the task's remembered ids and their changelog records
+        (``view.seen_writes``, ``view.seen_records``): see :func:`_seen.checkpoint_changes`."""
         window = self.projection.dedupe_window_ms
-        if window is None or not view.new_ids:
-            return
-        store, task = self._started_store(), view.task
-        writes, records = view.seen_writes, view.seen_records
-        below = evicted_below(max(view.new_ids.values()), window)
-        for bucket, part, legacy in store.blocks_below(task, below):
-            writes.drop.append((bucket, part))
-            if legacy is None:
-                records.append((block_key(bucket, part), None))
-            else:
-                records.extend((legacy_key(key), None) for key in unpack(legacy))
-        buckets: dict[int, list[str]] = {}
-        for event_id, expires in view.new_ids.items():
-            if (bucket := expires // BUCKET_MS) >= below:  # else evicted at once
-                buckets.setdefault(bucket, []).append(event_id)
-        for bucket, event_ids in sorted(buckets.items()):
-            part = store.next_part(task, bucket)
-            added = pack(event_ids)
-            live = [(p, ids) for p, legacy, ids in store.block_parts(task, bucket) if not legacy]
-            if len(live) + len(added) >= MERGE_AT:  # one block (or a few full ones) instead
-                for p, _ in live:
-                    writes.drop.append((bucket, p))
-                    records.append((block_key(bucket, p), None))
-                kept = (key for _, ids in live for key in unpack(ids))
-                added = pack_bytes([*kept, *map(id_bytes, event_ids)])
-            for ids in added:
-                writes.put.append((bucket, part, False, ids))
-                records.append((block_key(bucket, part), ids))
-                part += 1
+        if window is not None and view.new_ids:
+            view.seen_writes, view.seen_records = checkpoint_changes(
+                self._started_store(), view.task, view.new_ids, window
+            )
 
     async def _checkpoint(self, views: dict[int, TaskView], emits: list[Event]) -> None:
         producer = self._producer
@@ -805,82 +764,6 @@ class ProjectionRunner:
         count = await restore_task(self._kafka, self._started_store(), self._changelog, task)
         self.status.restored += count
         return count
-
-
-async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str, task: int) -> int:
-    """Read changelog partition ``task`` from the store's position to its end into the store."""
-    tp = TopicPartition(changelog, task)
-    consumer = AIOKafkaConsumer(
-        **client_options(kafka),
-        client_id=f"{kafka.client_id}-restore",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        request_timeout_ms=kafka.request_timeout_ms,
-    )
-    count = 0
-    try:
-        await consumer.start()
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        start = store.changelog_offset(task)
-        if start > end:  # the changelog was recreated: our position means nothing there
-            store.drop_task(task)
-            start = 0
-        if start >= end:
-            return 0
-        consumer.seek(tp, start)
-        chunk = _Restored()
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1_000, max_records=10_000)
-            for record in batch.get(tp, []):
-                chunk.add((record.key or b"").decode(), record.value)
-                count += 1
-            if chunk.size >= 10_000:
-                chunk.commit(store, task, await consumer.position(tp))
-                chunk = _Restored()
-        chunk.commit(store, task, await consumer.position(tp))
-    except KafkaError as exc:
-        raise RestoreFailed(f"restoring task {task} from {changelog}: {exc}") from exc
-    finally:
-        await consumer.stop()
-    return count
-
-
-@dataclass
-class _Restored:
-    """Changelog records read by a restore, to be committed together: state values, blocks
-    of remembered ids, and the per-id records of remembered ids a version-0 store wrote."""
-
-    state: dict[str, JSON | None] = field(default_factory=dict)
-    #: (bucket, part) -> the block (None: a tombstone)
-    blocks: dict[tuple[int, int], bytes | None] = field(default_factory=dict)
-    #: per-id records: event id -> expires_ms; ids tombstoned (maybe stored before)
-    legacy: dict[str, int] = field(default_factory=dict)
-    legacy_gone: set[bytes] = field(default_factory=set)
-    size: int = 0
-
-    def add(self, key: str, value: bytes | None) -> None:
-        self.size += 1
-        if key.startswith(BLOCK_PREFIX):
-            at = parse_block_key(key)
-            if at is not None:
-                self.blocks[at] = value
-        elif key.startswith(SEEN_PREFIX):
-            event_id = key[len(SEEN_PREFIX) :]
-            if value is None:
-                self.legacy.pop(event_id, None)
-                self.legacy_gone.add(id_bytes(event_id))
-            else:
-                self.legacy[event_id] = int(decode(value)["expires_ms"])
-        else:
-            self.state[key] = None if value is None else decode(value)
-
-    def commit(self, store: SqliteStore, task: int, next_offset: int) -> None:
-        seen = SeenWrites(
-            put=[(b, p, False, ids) for (b, p), ids in self.blocks.items() if ids is not None],
-            drop=[at for at, ids in self.blocks.items() if ids is None],
-        )
-        store.commit_restored(task, self.state, seen, self.legacy, self.legacy_gone, next_offset)
 
 
 #: the datum fields the runner itself reads of a plain record (dedupe by id, its expiry)

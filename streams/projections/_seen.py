@@ -17,8 +17,13 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streams.projections._model import SEEN_PREFIX
+
+if TYPE_CHECKING:  # the store imports this module
+    from streams.projections._store import SqliteStore
 
 #: width of an expiry bucket (event time)
 BUCKET_MS = 60_000
@@ -30,6 +35,19 @@ BLOCK_IDS = 16_384
 MERGE_AT = 8
 #: changelog key of a block: ``__seen_block__/<bucket>/<part>`` (value: the block's bytes)
 BLOCK_PREFIX = "__seen_block__/"
+
+
+#: one block of a task's remembered ids: (bucket, part, legacy, sorted packed ids)
+Block = tuple[int, int, bool, bytes]
+
+
+@dataclass
+class SeenWrites:
+    """Changes to a task's remembered ids: blocks added, blocks dropped."""
+
+    put: list[Block] = field(default_factory=list)
+    #: (bucket, part) of blocks gone (evicted, merged or tombstoned)
+    drop: list[tuple[int, int]] = field(default_factory=list)
 
 
 def bucket_of(expires_ms: int) -> int:
@@ -121,7 +139,7 @@ def legacy_key(key: bytes) -> str:
     return SEEN_PREFIX + str(uuid.UUID(bytes=key))
 
 
-def blocks_of(remembered: Mapping[str, int]) -> list[tuple[int, int, bool, bytes]]:
+def blocks_of(remembered: Mapping[str, int]) -> list[Block]:
     """``(bucket, part, legacy, ids)`` blocks holding event ids and their expiries, by bucket,
     parts numbered from 0 (a rebuild's, a restore's: a fresh bucket)."""
     buckets: dict[int, list[str]] = {}
@@ -137,3 +155,43 @@ def blocks_of(remembered: Mapping[str, int]) -> list[tuple[int, int, bool, bytes
         for bucket in sorted(buckets)
         for part, ids in enumerate(pack(buckets[bucket]))
     ]
+
+
+def checkpoint_changes(
+    store: SqliteStore, task: int, new_ids: Mapping[str, int], window_ms: int
+) -> tuple[SeenWrites, list[tuple[str, bytes | None]]]:
+    """What a live checkpoint does to a task's remembered ids, and the changelog records of it.
+
+    The batch's ids (event id -> expiry) go in a new block per bucket (numbered after the
+    bucket's others); a bucket that would then hold :data:`MERGE_AT` blocks has them merged
+    into one (or a few full ones), the old ones tombstoned. Buckets wholly below the newest
+    expiry minus the window are evicted: a block's key is tombstoned, or, for a legacy block,
+    each id's own key (its changelog records are the per-id records of version 0).
+    """
+    writes, records = SeenWrites(), list[tuple[str, bytes | None]]()
+    below = evicted_below(max(new_ids.values()), window_ms)
+    for bucket, part, legacy in store.blocks_below(task, below):
+        writes.drop.append((bucket, part))
+        if legacy is None:
+            records.append((block_key(bucket, part), None))
+        else:
+            records.extend((legacy_key(key), None) for key in unpack(legacy))
+    buckets: dict[int, list[str]] = {}
+    for event_id, expires in new_ids.items():
+        if (bucket := expires // BUCKET_MS) >= below:  # else evicted at once
+            buckets.setdefault(bucket, []).append(event_id)
+    for bucket, event_ids in sorted(buckets.items()):
+        part = store.next_part(task, bucket)
+        added = pack(event_ids)
+        live = [(p, ids) for p, legacy, ids in store.block_parts(task, bucket) if not legacy]
+        if len(live) + len(added) >= MERGE_AT:
+            for p, _ in live:
+                writes.drop.append((bucket, p))
+                records.append((block_key(bucket, p), None))
+            kept = (key for _, ids in live for key in unpack(ids))
+            added = pack_bytes([*kept, *map(id_bytes, event_ids)])
+        for ids in added:
+            writes.put.append((bucket, part, False, ids))
+            records.append((block_key(bucket, part), ids))
+            part += 1
+    return writes, records

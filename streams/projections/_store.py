@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.errors import ConfigurationError
 from streams.projections import _seen
 from streams.projections._model import JSON, SEEN_PREFIX
+from streams.projections._seen import SeenWrites
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
@@ -45,18 +45,6 @@ CREATE TABLE IF NOT EXISTS changelog (task INTEGER PRIMARY KEY, next_offset INTE
 
 #: the store format written (``PRAGMA user_version``); 0: a state row per remembered id
 VERSION = 1
-
-#: one block added to a task's remembered ids: (bucket, part, legacy, sorted packed ids)
-Block = tuple[int, int, bool, bytes]
-
-
-@dataclass
-class SeenWrites:
-    """A checkpoint's changes to a task's remembered ids: blocks added, blocks dropped."""
-
-    put: list[Block] = field(default_factory=list)
-    #: (bucket, part) of blocks gone (evicted, merged or tombstoned)
-    drop: list[tuple[int, int]] = field(default_factory=list)
 
 
 #: keys per ``IN (...)`` query (SQLite allows 32,766 parameters since 3.32; older ones 999)

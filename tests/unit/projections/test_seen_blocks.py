@@ -12,7 +12,7 @@ from pathlib import Path
 
 from agents.projections.metrics import MetricsProjection
 from streams.projections import SqliteStore, TaskView
-from streams.projections._runner import _Restored
+from streams.projections._restore import _Restored
 from streams.projections._seen import (
     BLOCK_IDS,
     BUCKET_MS,
