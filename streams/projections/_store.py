@@ -47,10 +47,6 @@ CREATE TABLE IF NOT EXISTS changelog (task INTEGER PRIMARY KEY, next_offset INTE
 VERSION = 1
 
 
-#: keys per ``IN (...)`` query (SQLite allows 32,766 parameters since 3.32; older ones 999)
-_CHUNK = 900
-
-
 def encode(value: JSON) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -225,20 +221,6 @@ class SqliteStore:
             "SELECT value FROM state WHERE task = ? AND key = ?", (task, key)
         ).fetchone()
         return None if row is None else decode(row[0])
-
-    def get_many(self, task: int, keys: Iterable[str]) -> dict[str, JSON]:
-        """The values of those ``keys`` the task holds (absent keys are not in the answer)."""
-        wanted = list(keys)
-        found: dict[str, JSON] = {}
-        for at in range(0, len(wanted), _CHUNK):
-            chunk = wanted[at : at + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for key, value in self._db.execute(
-                f"SELECT key, value FROM state WHERE task = ? AND key IN ({marks})",
-                (task, *chunk),
-            ):
-                found[key] = decode(value)
-        return found
 
     def items(self, task: int | None = None, prefix: str = "") -> Iterator[tuple[int, str, JSON]]:
         """``(task, key, value)`` rows in key order, the runner's own keys included."""
