@@ -30,11 +30,14 @@ from streams.projections import _seen
 from streams.projections._model import JSON, SEEN_PREFIX
 from streams.projections._seen import SeenWrites
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
+_STATE = """
+CREATE TABLE IF NOT EXISTS {name} (
     task INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_ms INTEGER,
     PRIMARY KEY (task, key)
-) WITHOUT ROWID;
+) WITHOUT ROWID"""
+_SCHEMA = (
+    _STATE.format(name="state")
+    + """;
 CREATE TABLE IF NOT EXISTS seen (
     task INTEGER NOT NULL, bucket INTEGER NOT NULL, part INTEGER NOT NULL,
     legacy INTEGER NOT NULL DEFAULT 0, ids BLOB NOT NULL,
@@ -42,6 +45,7 @@ CREATE TABLE IF NOT EXISTS seen (
 );
 CREATE TABLE IF NOT EXISTS changelog (task INTEGER PRIMARY KEY, next_offset INTEGER NOT NULL);
 """
+)
 
 #: the store format written (``PRAGMA user_version``); 0: a state row per remembered id
 VERSION = 1
@@ -87,19 +91,25 @@ class SqliteStore:
             if db.execute("PRAGMA user_version").fetchone()[0] < VERSION:  # not done meanwhile
                 # the remembered ids: keys from "__seen__/" up to "__seen__0" ("/" + 1)
                 low, high = SEEN_PREFIX, SEEN_PREFIX[:-1] + "0"
-                rows = db.execute(
-                    "SELECT task, key, value, expires_ms FROM state WHERE key >= ? AND key < ?",
-                    (low, high),
-                ).fetchall()
-                found: dict[int, dict[str, int]] = {}
-                for task, key, value, expires in rows:
-                    if expires is None:
-                        expires = decode(value)["expires_ms"]
-                    found.setdefault(task, {})[key[len(SEEN_PREFIX) :]] = int(expires)
-                for task, ids in found.items():
+                tasks = [t for (t,) in db.execute("SELECT DISTINCT task FROM state")]
+                for task in tasks:
+                    ids = dict(
+                        db.execute(
+                            "SELECT substr(key, ?), COALESCE(expires_ms, json_extract(value,"
+                            " '$.expires_ms')) FROM state WHERE task = ? AND key >= ? AND key < ?",
+                            (len(SEEN_PREFIX) + 1, task, low, high),
+                        )
+                    )
                     self._add_legacy(task, ids)
-                db.execute("DELETE FROM state WHERE key >= ? AND key < ?", (low, high))
-                db.execute("DROP INDEX IF EXISTS state_expiry")
+                # the other rows into a new table (deleting a million rows one by one from the
+                # table and its expiry index took most of a migration's time)
+                db.execute(_STATE.format(name="state_kept"))
+                db.execute(
+                    "INSERT INTO state_kept SELECT * FROM state WHERE key < ? OR key >= ?",
+                    (low, high),
+                )
+                db.execute("DROP TABLE state")
+                db.execute("ALTER TABLE state_kept RENAME TO state")
                 db.execute(f"PRAGMA user_version = {VERSION}")
         except BaseException:
             db.execute("ROLLBACK")
