@@ -50,9 +50,8 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
                 chunk.add((record.key or b"").decode(), record.value)
                 count += 1
             if chunk.size >= 10_000:
-                chunk.commit(store, task, await consumer.position(tp))
-                chunk = _Restored()
-        chunk.commit(store, task, await consumer.position(tp))
+                chunk.commit(store, task, await consumer.position(tp), last=False)
+        chunk.commit(store, task, await consumer.position(tp), last=True)
     except KafkaError as exc:
         raise RestoreFailed(f"restoring task {task} from {changelog}: {exc}") from exc
     finally:
@@ -62,8 +61,14 @@ async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str,
 
 @dataclass
 class _Restored:
-    """Changelog records read by a restore, to be committed together: state values, blocks
-    of remembered ids, and the per-id records of remembered ids a version-0 store wrote."""
+    """Changelog records read by a restore, committed in chunks: state values, blocks of
+    remembered ids, and the per-id records of remembered ids a version-0 store wrote.
+
+    Per-id records are held (in memory) until the restore's last commit: an id's tombstone
+    comes a window after it, and removing ids from blocks already written costs a search of
+    every legacy block. While some are held, the chunks' commits leave the store's changelog
+    position where it was, so a restore that stops half-way reads them all again.
+    """
 
     state: dict[str, JSON | None] = field(default_factory=dict)
     #: (bucket, part) -> the block (None: a tombstone)
@@ -89,9 +94,17 @@ class _Restored:
         else:
             self.state[key] = None if value is None else decode(value)
 
-    def commit(self, store: SqliteStore, task: int, next_offset: int) -> None:
+    def commit(self, store: SqliteStore, task: int, next_offset: int, *, last: bool) -> None:
+        """Write what was read since the last commit (per-id records: see the class)."""
         seen = SeenWrites(
             put=[(b, p, False, ids) for (b, p), ids in self.blocks.items() if ids is not None],
             drop=[at for at, ids in self.blocks.items() if ids is None],
         )
-        store.commit_restored(task, self.state, seen, self.legacy, self.legacy_gone, next_offset)
+        if last or not (self.legacy or self.legacy_gone):
+            store.commit_restored(
+                task, self.state, seen, self.legacy, self.legacy_gone, next_offset
+            )
+            self.legacy, self.legacy_gone = {}, set()
+        else:
+            store.commit_restored(task, self.state, seen, {}, (), None)
+        self.state, self.blocks, self.size = {}, {}, 0

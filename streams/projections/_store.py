@@ -210,11 +210,12 @@ class SqliteStore:
         found = db.execute(
             "SELECT bucket, part, ids FROM seen WHERE task = ? AND legacy", (task,)
         ).fetchall()
+        wanted = set(keys)
         for bucket, part, ids in found:
-            gone = [key for key in keys if _seen.contains(ids, key)]
-            if not gone:
+            held = _seen.unpack(ids)
+            if wanted.isdisjoint(held):
                 continue
-            kept = b"".join(k for k in _seen.unpack(ids) if k not in set(gone))
+            kept = b"".join(key for key in held if key not in wanted)
             if kept:
                 db.execute(
                     "UPDATE seen SET ids = ? WHERE task = ? AND bucket = ? AND part = ?",
@@ -310,10 +311,11 @@ class SqliteStore:
         seen: SeenWrites,
         legacy: Mapping[str, int],
         legacy_gone: Collection[bytes],
-        changelog_next: int,
+        changelog_next: int | None,
     ) -> None:
         """What a restore read of the changelog, in one transaction: state writes, blocks, and
-        version-0 per-id records (ids tombstoned first, then the ids added as legacy blocks)."""
+        version-0 per-id records (ids tombstoned first, then the ids added as legacy blocks);
+        the changelog position moved to ``changelog_next`` unless None."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -323,10 +325,11 @@ class SqliteStore:
                 self._add_legacy(task, legacy)
             self._write_seen(task, seen)
             self._write_state(task, writes)
-            db.execute(
-                "INSERT OR REPLACE INTO changelog (task, next_offset) VALUES (?, ?)",
-                (task, changelog_next),
-            )
+            if changelog_next is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO changelog (task, next_offset) VALUES (?, ?)",
+                    (task, changelog_next),
+                )
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -163,8 +163,14 @@ def test_a_restore_understands_version_0_records_and_blocks(tmp_path: Path) -> N
         chunk.add("__checkpoint__", b'{"t":5}')
         for i, e in old.items():
             chunk.add(f"__seen__/{i}", b'{"expires_ms":%d}' % e)
-        chunk.commit(store, 0, 100)
-        chunk = _Restored()
+        chunk.commit(store, 0, 50, last=False)  # per-id records held: the position stays
+        assert store.changelog_offset(0) == 0
+        assert store.get(0, "__checkpoint__") == {"t": 5}
+        assert store.remembered_ids(0) == set()
+        chunk.commit(store, 0, 100, last=True)  # a restore ends
+        assert store.changelog_offset(0) == 100
+        assert len(store.remembered_ids(0)) == len(old)
+        chunk = _Restored()  # the next restore: tombstones of ids stored before
         for i in gone:
             chunk.add(f"__seen__/{i}", None)
         for i in again:
@@ -174,7 +180,7 @@ def test_a_restore_understands_version_0_records_and_blocks(tmp_path: Path) -> N
         chunk.add(block_key(99, 0), b"\x00" * 16)
         chunk.add(block_key(99, 0), None)  # put, then tombstoned
         chunk.add("count/a", b"3")
-        chunk.commit(store, 0, 200)
+        chunk.commit(store, 0, 200, last=True)
         view = TaskView(store, 0)
         kept = {**{i: e for i, e in old.items() if i not in gone or i in again}, **new}
         assert all(view.known(i, e) for i, e in kept.items())
