@@ -98,7 +98,7 @@ async def rebuild_in_parts(
             running.append((child, receive))
         mine = await build_part(
             kafka, codec, catalogue, projection, fresh, plan.of_tasks(own), batch=batch,
-            progress=show, on_emit=on_emit, began=began, index=False,
+            progress=show, on_emit=on_emit, began=began,
         )  # fmt: skip
         answers: list[Any] = [None] * len(parts)
         while any(answer is None for answer in answers):

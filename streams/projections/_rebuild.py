@@ -33,6 +33,7 @@ from streams.errors import BackboneError
 from streams.events import Event
 from streams.projections._model import CHECKPOINT_KEY, JSON, PlainRecord, Projection
 from streams.projections._runner import ProjectionRunner, TaskView, store_path
+from streams.projections._seen import BUCKET_MS, block_key, evicted_below
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError
 from streams.settings import KafkaSettings
@@ -205,10 +206,8 @@ async def build_part(
     progress: Callable[[Progress], None] | None,
     on_emit: Callable[[Event], None] | None,
     began: float,
-    index: bool = True,
 ) -> Tally:
-    """Read the plan's partitions into memory, apply them, write the state into ``fresh``
-    (without its expiry index if not ``index``: more rows are to come)."""
+    """Read the plan's partitions into memory, apply them, write the state into ``fresh``."""
     store_dir = fresh.path.parent
     # the runner's own apply path (dedupe, checkpoint key), without Kafka clients
     applier = ProjectionRunner(kafka, codec, catalogue, projection, store_dir, dead_letters=False)
@@ -233,9 +232,7 @@ async def build_part(
         for view in views.values():
             view.forget_expired(window)
         fresh.load(
-            {t: v.pending for t, v in views.items()},
-            {t: v.expiries for t, v in views.items()},
-            index=index,
+            {t: v.pending for t, v in views.items()}, {t: v.expiries for t, v in views.items()}
         )
     counts = applier._uncommitted
     return Tally(records, counts["applied"], counts["dead_lettered"])
@@ -301,40 +298,33 @@ async def _read_part(
 class _MemoryView(TaskView):
     """A task of a rebuild: the fresh store starts empty, so the whole state lives in ``pending``
     (no store reads) and is written once, at the end, in one transaction. Remembered event ids
-    are kept apart as ``key -> expires_ms`` (one a record: a dict each would cost its making,
-    the collector's walks and the row's formatting), and written as the runner writes them."""
-
-    reads_store = False
+    are kept as ``event id -> expires_ms`` and written as the blocks the runner writes."""
 
     def __init__(self, store: SqliteStore, task: int) -> None:
         super().__init__(store, task)
-        #: remembered event ids (``SEEN_PREFIX`` keys) -> their expiry, in event time
+        #: remembered event ids -> their expiry, in event time
         self.expiries: dict[str, int] = {}
 
     def get(self, key: str) -> JSON | None:
-        found = self.pending.get(key)
-        if found is None and (expires := self.expiries.get(key)) is not None:
-            return {"expires_ms": expires}
-        return found
+        return self.pending.get(key)
 
-    def remembered(self) -> Callable[[str], object | None]:
-        return self.expiries.get
+    def known(self, event_id: str, expires_ms: int) -> bool:
+        found = self.expiries.get(event_id)
+        return found is not None and found // BUCKET_MS == expires_ms // BUCKET_MS
 
     def remember(self, expiries: Mapping[str, int]) -> None:
         self.expiries.update(expiries)
 
-    def prefetch(self, keys: Collection[str]) -> None:
-        """Nothing to read: the whole state is in ``pending``."""
-
     def forget_expired(self, window_ms: int | None) -> None:
-        """Drop remembered event ids the live runner would have evicted by now."""
+        """Drop remembered event ids the live runner would have evicted by now: those of the
+        buckets wholly below the newest expiry minus the window."""
         expiries = self.expiries
         if window_ms is None or not expiries:
             return
-        before = max(expiries.values()) - window_ms
-        if min(expiries.values()) >= before:  # none expired: no copy of them all
+        below = evicted_below(max(expiries.values()), window_ms)
+        if min(expiries.values()) // BUCKET_MS >= below:  # none expired: no copy of them all
             return
-        self.expiries = {k: e for k, e in expiries.items() if e >= before}
+        self.expiries = {k: e for k, e in expiries.items() if e // BUCKET_MS >= below}
 
 
 async def _apply_all(
@@ -460,13 +450,23 @@ def _swap(fresh: Path, live: Path) -> None:
 
 
 def _keys_of(path: Path) -> set[tuple[int, str]]:
+    """The changelog keys a store's content stands for (opening a version-0 store migrates it)."""
     if not path.exists():
         return set()
     store = SqliteStore(path)
     try:
-        return {(t, k) for t, k, _ in store.rows()}
+        return store.changelog_keys()
     finally:
         store.close()
+
+
+def _records_of(fresh: SqliteStore) -> Iterator[tuple[int, str, bytes]]:
+    """``(task, key, value)`` changelog records of a rebuilt store: state rows (the JSON text
+    the runner would write), then the blocks of remembered ids."""
+    for task, key, text in fresh.rows():
+        yield task, key, text.encode()
+    for task, bucket, part, _, ids in fresh.seen_rows():  # a rebuilt store has no legacy block
+        yield task, block_key(bucket, part), ids
 
 
 async def _rewrite_changelog(
@@ -488,15 +488,10 @@ async def _rewrite_changelog(
         async with producer.transaction():
             futures = []
             new_keys = set()
-            for task, key, text in fresh.rows():  # the JSON text the runner would write
+            for task, key, value in _records_of(fresh):
                 new_keys.add((task, key))
                 futures.append(
-                    (
-                        task,
-                        await producer.send(
-                            changelog, text.encode(), key=key.encode(), partition=task
-                        ),
-                    )
+                    (task, await producer.send(changelog, value, key=key.encode(), partition=task))
                 )
             for task, key in sorted(old_keys - new_keys):
                 futures.append(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -27,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -62,14 +63,15 @@ from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
     NO_CHANGES,
-    SEEN_PREFIX,
     Changes,
     PlainRecord,
     Projection,
     group_of,
 )
-from streams.projections._store import SqliteStore, decode, encode
-from streams.projections.errors import ApplyFailed, CheckpointFailed, RestoreFailed
+from streams.projections._restore import restore_task
+from streams.projections._seen import BUCKET_MS, SeenWrites, checkpoint_changes, contains, id_bytes
+from streams.projections._store import SqliteStore, encode
+from streams.projections.errors import ApplyFailed, CheckpointFailed
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from streams.tracing import current_traceparent
@@ -90,8 +92,13 @@ class TaskView:
     pending: dict[str, JSON | None] = field(default_factory=dict)
     #: values read from the store during this batch (None: absent), so each key costs one read
     read: dict[str, JSON | None] = field(default_factory=dict)
-    #: False for a view whose whole state is in ``pending`` (a rebuild's): nothing to prefetch
-    reads_store: ClassVar[bool] = True
+    #: event ids remembered by this batch -> their ``expires_ms`` (event time + window)
+    new_ids: dict[str, int] = field(default_factory=dict)
+    #: blocks of remembered ids read during this batch, per expiry bucket
+    blocks: dict[int, list[bytes]] = field(default_factory=dict)
+    #: what the checkpoint does to the remembered ids, and their changelog records
+    seen_writes: SeenWrites = field(default_factory=SeenWrites)
+    seen_records: list[tuple[str, bytes | None]] = field(default_factory=list)
 
     def get(self, key: str) -> JSON | None:
         if key in self.pending:
@@ -101,25 +108,28 @@ class TaskView:
         value = self.read[key] = self.store.get(self.task, key)
         return value
 
-    def remembered(self) -> Callable[[str], object | None]:
-        """For a loop over many event ids: a lookup of a ``SEEN_PREFIX`` key that is not None
-        when the id is remembered (a view may hand out a cheaper one than :meth:`get`)."""
-        return self.get
+    def known(self, event_id: str, expires_ms: int) -> bool:
+        """Whether ``event_id`` is remembered: looked up in the bucket of its expiry (a
+        redelivered event has the same event time, so the same expiry)."""
+        bucket = expires_ms // BUCKET_MS
+        found = self.new_ids.get(event_id)
+        if found is not None and found // BUCKET_MS == bucket:
+            return True
+        blocks = self.blocks.get(bucket)
+        if blocks is None:
+            blocks = self.blocks[bucket] = self.store.blocks(self.task, bucket)
+        if not blocks:
+            return False
+        key = id_bytes(event_id)
+        return any(contains(block, key) for block in blocks)
+
+    def remembered(self) -> Callable[[str, int], bool]:
+        """For a loop over many event ids: :meth:`known` (a view may hand out a cheaper one)."""
+        return self.known
 
     def remember(self, expiries: Mapping[str, int]) -> None:
-        """Remember event ids (``SEEN_PREFIX`` keys) until their ``expires_ms``."""
-        pending = self.pending
-        for key, expires in expiries.items():
-            pending[key] = {"expires_ms": expires}
-
-    def prefetch(self, keys: Collection[str]) -> None:
-        """Read those of ``keys`` not read yet in one query (each would cost one otherwise)."""
-        read, pending = self.read, self.pending
-        wanted = [k for k in keys if k not in pending and k not in read]
-        if wanted:
-            found = self.store.get_many(self.task, wanted)
-            for key in wanted:
-                read[key] = found.get(key)
+        """Remember event ids until their ``expires_ms``."""
+        self.new_ids.update(expiries)
 
     def write(self, changes: Changes) -> None:
         self.pending.update(changes.puts)
@@ -406,17 +416,19 @@ class ProjectionRunner:
         todo: list[PlainRecord] = []
         seen: dict[str, int] = {}  # the batch's event ids and their expiry
         duplicates = 0
-        if window is not None and view.reads_store:
-            view.prefetch([SEEN_PREFIX + plain.datum["event_id"] for _, plain in run])
         known = view.remembered()
         for _, plain in run:
             datum = plain.datum
             if window is not None:
-                seen_key = SEEN_PREFIX + datum["event_id"]
-                if seen_key in seen or known(seen_key) is not None:
+                event_id = datum["event_id"]
+                expires = datum["occurred_at"] // 1000 + window
+                found = seen.get(event_id)
+                if (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
+                    event_id, expires
+                ):
                     duplicates += 1
                     continue
-                seen[seen_key] = datum["occurred_at"] // 1000 + window
+                seen[event_id] = expires
             todo.append(plain)
         try:
             changes = self.projection.apply_plain_batch(view, todo) if todo else NO_CHANGES
@@ -531,8 +543,9 @@ class ProjectionRunner:
     ) -> Sequence[Event] | ApplyFailed:
         """Apply a decoded record (dedupe by event id included): its emits, or why it failed."""
         window = self.projection.dedupe_window_ms
-        seen_key = f"{SEEN_PREFIX}{event.event_id}"
-        if window is not None and view.get(seen_key) is not None:
+        event_id = str(event.event_id)
+        expires = int(event.occurred_at.timestamp() * 1000) + (window or 0)
+        if window is not None and view.known(event_id, expires):
             self._uncommitted["duplicates"] += 1
             return ()
         received = Received(
@@ -550,8 +563,7 @@ class ProjectionRunner:
             return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
-            occurred_ms = int(event.occurred_at.timestamp() * 1000)
-            view.remember({seen_key: occurred_ms + window})
+            view.remember({event_id: expires})
         self._uncommitted["applied"] += 1
         return changes.emits
 
@@ -559,8 +571,9 @@ class ProjectionRunner:
         """:meth:`apply_event` for a projection that ``reads_plain``."""
         window = self.projection.dedupe_window_ms
         datum = record.datum
-        seen_key = SEEN_PREFIX + datum["event_id"]
-        if window is not None and view.get(seen_key) is not None:
+        event_id = datum["event_id"]
+        expires = datum["occurred_at"] // 1000 + (window or 0)
+        if window is not None and view.known(event_id, expires):
             self._uncommitted["duplicates"] += 1
             return ()
         try:
@@ -569,7 +582,7 @@ class ProjectionRunner:
             return ApplyFailed(f"{type(exc).__name__}: {exc}")
         view.write(changes)
         if window is not None:
-            view.remember({seen_key: datum["occurred_at"] // 1000 + window})
+            view.remember({event_id: expires})
         self._uncommitted["applied"] += 1
         return changes.emits
 
@@ -604,25 +617,21 @@ class ProjectionRunner:
         if views:
             await self._checkpoint(views, emits)
 
-    def _evict(self, view: TaskView) -> None:
+    def _seen_changes(self, view: TaskView) -> None:
+        """The checkpoint's changes to the task's remembered ids and their changelog records
+        (``view.seen_writes``, ``view.seen_records``): see :func:`_seen.checkpoint_changes`."""
         window = self.projection.dedupe_window_ms
-        if window is None:
-            return
-        newest = max(
-            (v["expires_ms"] for k, v in view.pending.items() if k.startswith(SEEN_PREFIX) and v),
-            default=None,
-        )
-        if newest is None:
-            return
-        for key in self._started_store().expired(view.task, newest - window):
-            view.pending.setdefault(key, None)
+        if window is not None and view.new_ids:
+            view.seen_writes, view.seen_records = checkpoint_changes(
+                self._started_store(), view.task, view.new_ids, window
+            )
 
     async def _checkpoint(self, views: dict[int, TaskView], emits: list[Event]) -> None:
         producer = self._producer
         if producer is None:
             raise BackboneError(f"projection {self.projection.name} is not started")
         for view in views.values():
-            self._evict(view)
+            self._seen_changes(view)
         offsets: dict[TopicPartition, int] = {}
         for view in views.values():
             for topic, offset in (view.pending.get(CHECKPOINT_KEY) or {}).items():
@@ -648,7 +657,11 @@ class ProjectionRunner:
                 f"{doing}: the transaction did not complete within {self._commit_timeout_s:g} s"
             ) from exc
         self._last_contact = time.monotonic()
-        self._started_store().commit_many({t: v.pending for t, v in views.items()}, positions)
+        self._started_store().commit_many(
+            {t: v.pending for t, v in views.items()},
+            positions,
+            {t: v.seen_writes for t, v in views.items()},
+        )
         self.status.last_checkpoint_at = time.time()
         self.status.applied += self._uncommitted["applied"]
         self.status.duplicates += self._uncommitted["duplicates"]
@@ -672,7 +685,7 @@ class ProjectionRunner:
         await producer.begin_transaction()
         try:
             for view in views.values():
-                if view.pending:
+                if view.pending or view.seen_records:
                     last[view.task] = await self._send_changelog(producer, view)
             for event in emits:
                 topic = self._catalogue.name(self._catalogue.for_event(event.event_type).name)
@@ -695,8 +708,9 @@ class ProjectionRunner:
         the future of the last send and how many records it covers from its offset."""
         last: tuple[Any, int] | None = None
         batch = producer.create_batch()
-        for key, value in view.pending.items():
-            record = {"key": key.encode(), "value": _changelog_value(value), "timestamp": None}
+        state = ((key, _changelog_value(value)) for key, value in view.pending.items())
+        for key, value in itertools.chain(state, view.seen_records):
+            record = {"key": key.encode(), "value": value, "timestamp": None}
             if batch.append(**record) is not None:
                 continue
             if batch.record_count():  # full: it goes first, in order
@@ -752,46 +766,6 @@ class ProjectionRunner:
         return count
 
 
-async def restore_task(kafka: KafkaSettings, store: SqliteStore, changelog: str, task: int) -> int:
-    """Read changelog partition ``task`` from the store's position to its end into the store."""
-    tp = TopicPartition(changelog, task)
-    consumer = AIOKafkaConsumer(
-        **client_options(kafka),
-        client_id=f"{kafka.client_id}-restore",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        request_timeout_ms=kafka.request_timeout_ms,
-    )
-    count = 0
-    try:
-        await consumer.start()
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        start = store.changelog_offset(task)
-        if start > end:  # the changelog was recreated: our position means nothing there
-            store.drop_task(task)
-            start = 0
-        if start >= end:
-            return 0
-        consumer.seek(tp, start)
-        pending: dict[str, JSON | None] = {}
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1_000, max_records=10_000)
-            for record in batch.get(tp, []):
-                key = (record.key or b"").decode()
-                pending[key] = None if record.value is None else decode(record.value)
-                count += 1
-            if len(pending) >= 10_000:
-                store.commit_many({task: pending}, {task: await consumer.position(tp)})
-                pending = {}
-        store.commit_many({task: pending}, {task: await consumer.position(tp)})
-    except KafkaError as exc:
-        raise RestoreFailed(f"restoring task {task} from {changelog}: {exc}") from exc
-    finally:
-        await consumer.stop()
-    return count
-
-
 #: the datum fields the runner itself reads of a plain record (dedupe by id, its expiry)
 _RUNNER_FIELDS = ("event_id", "occurred_at")
 
@@ -823,8 +797,6 @@ def _changelog_value(value: JSON | None) -> bytes | None:
     """A state value as its changelog record (None: a tombstone); what ``encode`` writes."""
     if value is None:
         return None
-    if type(value) is dict and len(value) == 1 and type(value.get("expires_ms")) is int:
-        return b'{"expires_ms":%d}' % value["expires_ms"]  # a remembered event id: most records
     return encode(value).encode()
 
 

@@ -107,10 +107,20 @@ def state_of(path: Path) -> dict[tuple[int, str], object]:
         store.close()
 
 
-def rows_of(path: Path) -> list[tuple[int, str, str]]:
+def rows_of(path: Path) -> list[object]:
+    """Every state row and every block of remembered event ids."""
     store = SqliteStore(path)
     try:
-        return list(store.rows())
+        return [*store.rows(), *store.seen_rows()]
+    finally:
+        store.close()
+
+
+def remembered(path: Path) -> set[tuple[int, int, bytes]]:
+    """``(task, expiry bucket, id)`` of every remembered event id."""
+    store = SqliteStore(path)
+    try:
+        return {(t, b, k) for t in store.tasks() for b, k in store.remembered_ids(t)}
     finally:
         store.close()
 
@@ -173,6 +183,7 @@ async def test_a_rebuild_equals_the_live_projection_field_for_field(
     assert read_model(report.path, emitted) == live_model
     checkpoints = {k: v for k, v in state_of(report.path).items() if k[1] == "__checkpoint__"}
     assert checkpoints == {k: v for k, v in state_of(live_path).items() if k[1] == "__checkpoint__"}
+    assert remembered(report.path) == remembered(live_path)  # the dedupe window's ids
 
     # rebuilt in two processes (tasks dealt between them): the same store, row for row
     one_process = rows_of(report.path)

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams import Publisher
 from streams.admin import apply_catalogue, partitions
@@ -111,8 +111,12 @@ async def test_counts_equal_a_recount_and_survive_duplicates_restarts_and_a_lost
     restored = runner(kafka_settings, codec, cat, tmp_path)
     async with running(restored):
         await wait_for(lambda: restored.status.applied >= len(third), what="batch 3")
+        # the remembered ids came back too (blocks in the changelog): redelivered, not applied
+        await publish(kafka_settings, codec, cat, first[30:40] + third[:5])
+        await wait_for(lambda: restored.status.duplicates >= 15, what="the duplicates")
     assert restored.status.restored > 0
     assert restored.status.applied == len(third), "the sources were replayed instead of restored"
+    assert restored.status.duplicates == 15
     assert read_state(tmp_path, "counts") == recount(first + second + third)
 
 
@@ -231,3 +235,85 @@ async def test_a_restore_that_fails_ends_the_runner_instead_of_stalling_it(
         async with asyncio.timeout(120):  # a stall fails here, not at the suite's timeout
             await live.run()
     assert live.status.applied == 0
+
+
+async def _records_of(
+    kafka: KafkaSettings, codec: Codec, topic: str
+) -> list[tuple[int, int, Event]]:
+    """``(partition, offset, event)`` of every record of a topic."""
+    found = await partitions(kafka, [topic])
+    tps = [TopicPartition(topic, p) for p in found[topic]]
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    out: list[tuple[int, int, Event]] = []
+    try:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp, start in (await consumer.beginning_offsets(tps)).items():
+            consumer.seek(tp, start)
+        todo = {tp for tp in tps if ends[tp] > 0}
+        while todo:
+            for tp in list(todo):
+                if await consumer.position(tp) >= ends[tp]:
+                    todo.discard(tp)
+            for tp, records in (await consumer.getmany(timeout_ms=1_000)).items():
+                for r in records:
+                    out.append((tp.partition, r.offset, await codec.decode(r.value or b"")))
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_a_changelog_written_before_blocks_is_restored_and_dedupes(
+    kafka_settings: KafkaSettings, codec: Codec, cat: Catalogue, tmp_path: Path
+) -> None:
+    """A changelog the previous store version wrote (one record per remembered event id,
+    ``__seen__/<id>`` -> ``{"expires_ms": n}``, tombstones for evicted ids) restores a lost
+    store: the counts, the checkpoint, and the ids, so redelivered events change nothing."""
+    events = [succeeded(i, "a" if i % 3 else "b") for i in range(60)]
+    await publish(kafka_settings, codec, cat, events)
+    source = cat.name("calls.results")
+    window = CallCounts.dedupe_window_ms
+    assert window is not None
+    changelog: list[tuple[int, str, bytes | None]] = []
+    ends: dict[int, int] = {}
+    counts: Counter[tuple[int, str]] = Counter()
+    for partition, offset, event in await _records_of(kafka_settings, codec, source):
+        counts[(partition, f"count/{event.service}/{event.event_type}")] += 1  # type: ignore[attr-defined]
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+        expires = int(event.occurred_at.timestamp() * 1000) + window
+        changelog.append((partition, f"__seen__/{event.event_id}", b'{"expires_ms":%d}' % expires))
+    changelog.append((0, "__seen__/00000000-0000-4000-8000-000000000000", b'{"expires_ms":1}'))
+    changelog.append((0, "__seen__/00000000-0000-4000-8000-000000000000", None))  # evicted
+    for (partition, key), n in counts.items():
+        changelog.append((partition, key, str(n).encode()))
+    for partition, end in ends.items():
+        changelog.append((partition, "__checkpoint__", b'{"%s":%d}' % (source.encode(), end)))
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_settings.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for partition, key, value in changelog:
+            await producer.send_and_wait(
+                cat.name(CallCounts.changelog), value, key=key.encode(), partition=partition
+            )
+    finally:
+        await producer.stop()
+
+    restored = runner(kafka_settings, codec, cat, tmp_path)  # no local store: restore
+    async with running(restored):
+        await wait_for(lambda: restored.status.tasks != (), what="the restore")
+        await publish(kafka_settings, codec, cat, events[:20])  # the same event ids again
+        await wait_for(lambda: restored.status.duplicates >= 20, what="the duplicates")
+    assert restored.status.restored == len(changelog)
+    assert restored.status.applied == 0
+    assert read_state(tmp_path, "counts") == recount(events)
+    store = SqliteStore(store_path(tmp_path, "counts"))
+    try:
+        blocks = list(store.seen_rows())
+        assert blocks
+        assert all(legacy for *_, legacy, _ in blocks)
+        assert sum(len(ids) for *_, ids in blocks) == 16 * len(events)  # the evicted id gone
+    finally:
+        store.close()

@@ -13,7 +13,6 @@ from aiokafka import ConsumerRecord
 from agents.projections.metrics import MetricsProjection
 from streams.codec import Codec
 from streams.projections import (
-    SEEN_PREFIX,
     ApplyFailed,
     PlainRecord,
     ProjectionRunner,
@@ -67,7 +66,7 @@ def test_a_failing_record_is_reported_alone_and_the_others_applied_in_order(
     geo = [r for r in records if r.datum["service"] == "geo"]
     assert [plain.offset for plain in (p for _, p in _run(geo))] == [r.offset for r, _ in failed]
     assert all(isinstance(reason, ApplyFailed) for _, reason in failed)
-    assert all(SEEN_PREFIX + r.datum["event_id"] not in view.pending for r in geo)
+    assert all(r.datum["event_id"] not in view.new_ids for r in geo)
     # the others as one batch of the plain projection gives them
     others = [r for r in records if r.datum["service"] != "geo"]
     expected = TaskView(store, 0)
@@ -84,7 +83,11 @@ def test_a_redelivered_event_id_is_applied_once(store: SqliteStore, tmp_path: Pa
     runner = _runner(MetricsProjection(), tmp_path)
     view = TaskView(store, 0)
     runner.apply_plain_run(view, _run(records[:30]))
-    store.commit(0, view.pending, None)  # the first run is checkpointed
+    runner._store = store
+    runner._seen_changes(view)  # the first run is checkpointed, its ids as blocks
+    store.commit_many({0: view.pending}, {}, {0: view.seen_writes})
+    assert view.seen_writes.put
+    assert not view.seen_writes.drop
     again = TaskView(store, 0)
     runner.apply_plain_run(again, _run(records[20:] + records[40:]))  # 10 stored, 10 in-run
     assert runner._uncommitted["duplicates"] == 20
