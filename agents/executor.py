@@ -59,7 +59,7 @@ from streams.events.health import CircuitState as CircuitStateField
 from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
 from streams.topics import Catalogue
-from streams.tracing import consumed, current_traceparent
+from streams.tracing import consumed, current_traceparent, recording
 
 log = logging.getLogger(__name__)
 #: a wait for a rate limit's token this long is said at INFO, at most every THROTTLE_NOTE_EVERY_S
@@ -432,9 +432,12 @@ class CallExecutor:
                 request.idempotency_key,
                 timeout,
             )
-            with _TRACER.start_as_current_span(
-                f"{request.service} {request.operation}", kind=SpanKind.CLIENT
-            ):
+            if recording():
+                with _TRACER.start_as_current_span(
+                    f"{request.service} {request.operation}", kind=SpanKind.CLIENT
+                ):
+                    output = await guard.connector.execute(call)
+            else:  # no SDK: the span would be a no-op, and its context work is per call
                 output = await guard.connector.execute(call)
         except CallError as exc:
             took = time.monotonic() - began
