@@ -38,7 +38,9 @@ CREATE INDEX IF NOT EXISTS calls_touched ON calls (touched_ms);
 """
 
 Coords = tuple[str, int, int]  # lane topic (logical), partition, offset
-_COLUMNS = "claim_id, lane_topic, lane_partition, lane_offset, settled, succeeded, given_up, touched_ms"
+_COLUMNS = (
+    "claim_id, lane_topic, lane_partition, lane_offset, settled, succeeded, given_up, touched_ms"
+)
 #: keys per ``SELECT ... IN`` of :meth:`LedgerStore.prefetch` (SQLite allows 32,766 variables)
 _PREFETCH_CHUNK = 500
 #: what the file answered is forgotten at every checkpoint, or once this many keys are held

@@ -156,6 +156,7 @@ class CallExecutor:
         topics: Catalogue | None = None,
     ) -> None:
         self.settings = settings
+        self._longest_timeout_s = settings.longest_call_timeout_s  # a scan of the services
         self._topics = topics  # reply_to must name one of its topics
         self.ledger = ledger
         self._now = now
@@ -398,7 +399,7 @@ class CallExecutor:
             wait = CircuitWait(guard.breaker.open_remaining(), guard.breaker.policy.open_wait_s)
             return self.outcomes.failed(request, source, refused, None, circuit=wait)
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
-        timeout = min(timeout, self.settings.longest_call_timeout_s)  # the drain covers this
+        timeout = min(timeout, self._longest_timeout_s)  # the drain covers this
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:

@@ -57,11 +57,10 @@ async def _main(bootstrap: str, n: int, profile: bool, out: str | None) -> None:
             await worker.stop()
     finally:
         await server.stop()
-    with open("/proc/loadavg") as load:
-        loadavg = load.read().split()[0]
+    loadavg = os.getloadavg()[0]
     print(
         f"n {n}  rate {rate:.0f}/s  cpu/call {cpu / n * 1e6:.0f} us"
-        f"{' (profiled)' if prof else ''}  load {loadavg}"
+        f"{' (profiled)' if prof else ''}  load {loadavg:.2f}"
     )
     if prof is not None:
         if out:

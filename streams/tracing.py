@@ -41,18 +41,28 @@ def context_of(record_headers: Mapping[str, bytes]) -> Context:
 
 
 _recording = False
+_asked = False
 
 
 def recording() -> bool:
     """Whether an SDK is installed (spans are recorded); without one every span is a no-op.
 
-    OpenTelemetry sets the global provider once for good, so once one is there the answer is
-    kept; until then it is asked again (an SDK installed later is followed)."""
-    global _recording
-    if not _recording:
-        _recording = not isinstance(
-            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
-        )
+    Asked per record, so cheap: OpenTelemetry sets the global provider once for good, so once
+    one is there the answer is kept; until then its global is looked at (an SDK installed later
+    is followed). Only the first call asks ``get_tracer_provider``, which reads the environment
+    (``OTEL_PYTHON_TRACER_PROVIDER``, which installs one) with a ``KeyError`` caught per call.
+    """
+    global _recording, _asked
+    if _recording:
+        return True
+    if _asked:
+        provider = trace._TRACER_PROVIDER  # set once, by set_tracer_provider
+        if provider is None:
+            return False
+    else:
+        _asked = True
+        provider = trace.get_tracer_provider()
+    _recording = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
     return _recording
 
 
