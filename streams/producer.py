@@ -56,8 +56,9 @@ _PARTITIONER = DefaultPartitioner()
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of a record key, as aiokafka's ``partitioner.murmur2`` (and the Java
-    client) computes it, with the key's words unpacked at once: 3 us instead of 7 us for a
-    32-byte key. Its equality with aiokafka's is a unit test."""
+    client) computes it, with the key's words unpacked at once: 3.0 us for a 32-byte key, against
+    4.1 us unpacking a word at a time and 6-7 us for aiokafka's. Its equality with aiokafka's is a
+    unit test."""
     length = len(data)
     m = 0x5BD1E995
     h = (0x9747B28C ^ length) & 0xFFFFFFFF
@@ -93,9 +94,8 @@ def keyed_partition(key: bytes, partitions: Collection[int]) -> int:
 
 def _partition(key: bytes | None, every: list[int], available: list[int]) -> int:
     """aiokafka's default partitioner (Java's murmur2 for a key, a random available partition
-    without one), with the key hashed four bytes at a time (:func:`keyed_partition`: 2.4 us
-    instead of 4.2 us for a 20-byte key). The producer's ``partitioner``, and what
-    :class:`_Batches` picks with."""
+    without one), with our faster :func:`murmur2` for the key (:func:`keyed_partition`). The
+    producer's ``partitioner``, and what :class:`_Batches` picks with."""
     if key is None:
         return int(_PARTITIONER(key, every, available))
     return keyed_partition(key, every)
