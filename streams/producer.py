@@ -275,7 +275,8 @@ async def _all_settled(futures: Sequence[asyncio.Future[Any]], budget: float) ->
         timer.cancel()
         for future in waiting:
             future.remove_done_callback(wake)
-    return left <= 0 or any(_failed_future(f) for f in futures)
+    # their state, not the count: a future may be done with its callback not run yet
+    return all(f.done() for f in futures) or any(_failed_future(f) for f in futures)
 
 
 def _failed_future(future: asyncio.Future[Any]) -> bool:
