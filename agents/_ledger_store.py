@@ -18,9 +18,10 @@ outputs before ``finish``), so a crash loses nothing the topics cannot give back
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from streams._offset_store import OffsetStore
 
@@ -37,6 +38,13 @@ CREATE INDEX IF NOT EXISTS calls_touched ON calls (touched_ms);
 """
 
 Coords = tuple[str, int, int]  # lane topic (logical), partition, offset
+_COLUMNS = (
+    "claim_id, lane_topic, lane_partition, lane_offset, settled, succeeded, given_up, touched_ms"
+)
+#: keys per ``SELECT ... IN`` of :meth:`LedgerStore.prefetch` (SQLite allows 32,766 variables)
+_PREFETCH_CHUNK = 500
+#: what the file answered is forgotten at every checkpoint, or once this many keys are held
+_MAX_CLEAN = 100_000
 
 
 @dataclass(slots=True)
@@ -62,28 +70,52 @@ class LedgerStore(OffsetStore):
         super().__init__(path)
         #: entries changed since the last checkpoint (read before the file)
         self._dirty: dict[str, Entry] = {}
+        #: what the file held for keys read since the last checkpoint (None: nothing). The file
+        #: changes only at a checkpoint (which clears this) and a reset, so a key is read once:
+        #: a call's verdict and its claim do not each cost a query
+        self._clean: dict[str, Entry | None] = {}
 
     # --- entries ------------------------------------------------------------------------------
     def get(self, key: str) -> Entry | None:
         entry = self._dirty.get(key)
         if entry is not None:
             return entry
-        row = self._db.execute(
-            "SELECT claim_id, lane_topic, lane_partition, lane_offset, settled, succeeded,"
-            " given_up, touched_ms FROM calls WHERE key = ?",
-            (key,),
-        ).fetchone()
-        if row is None:
-            return None
-        claim_id, topic, partition, offset, settled, succeeded, given_up, touched = row
-        coords = None if topic is None else (topic, int(partition), int(offset))
-        return Entry(claim_id, coords, settled, bool(succeeded), bool(given_up), int(touched))
+        try:
+            return self._clean[key]
+        except KeyError:
+            pass
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM calls WHERE key = ?", (key,)).fetchone()
+        entry = None if row is None else _entry(row)
+        self._remember(key, entry)
+        return entry
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Read the entries of ``keys`` from the file in one query (a lane batch's keys), so
+        their verdicts and claims do not query it one key at a time."""
+        todo = [k for k in dict.fromkeys(keys) if k not in self._dirty and k not in self._clean]
+        for start in range(0, len(todo), _PREFETCH_CHUNK):
+            chunk = todo[start : start + _PREFETCH_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = {
+                row[0]: _entry(row[1:])
+                for row in self._db.execute(
+                    f"SELECT key, {_COLUMNS} FROM calls WHERE key IN ({marks})", chunk
+                )
+            }
+            for key in chunk:
+                self._remember(key, found.get(key))
+
+    def _remember(self, key: str, entry: Entry | None) -> None:
+        if len(self._clean) >= _MAX_CLEAN:
+            self._clean.clear()
+        self._clean[key] = entry
 
     def change(self, key: str, now_ms: int) -> Entry:
         """The entry of ``key`` to modify (created if absent); written at the next checkpoint."""
         entry = self._dirty.get(key)
         if entry is None:
             entry = self.get(key) or Entry()
+            self._clean.pop(key, None)
             self._dirty[key] = entry
         entry.touched_ms = max(entry.touched_ms, now_ms)
         return entry
@@ -128,13 +160,23 @@ class LedgerStore(OffsetStore):
                 ),
             )
 
-        evicted = self._checkpoint(
-            write, offsets, "DELETE FROM calls WHERE touched_ms < ?", evict_before_ms
-        )
+        try:
+            evicted = self._checkpoint(
+                write, offsets, "DELETE FROM calls WHERE touched_ms < ?", evict_before_ms
+            )
+        finally:
+            self._clean.clear()  # the file changed (entries written, some evicted)
         self._dirty.clear()
         return evicted
 
     def reset(self) -> None:
         """Forget everything (the topics were recreated: our offsets mean nothing there)."""
         self._dirty.clear()
+        self._clean.clear()
         super().reset()
+
+
+def _entry(row: Sequence[Any]) -> Entry:
+    claim_id, topic, partition, offset, settled, succeeded, given_up, touched = row
+    coords = None if topic is None else (topic, int(partition), int(offset))
+    return Entry(claim_id, coords, settled, bool(succeeded), bool(given_up), int(touched))

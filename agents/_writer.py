@@ -103,7 +103,9 @@ class CallWriter(OutputWriter):
         tickets: list[tuple[LaneItem, Ticket]] = []
         later: list[LaneItem] = []
         taken: set[str] = set()
-        for item in await self._rerouted(items):
+        kept = await self._rerouted(items)
+        executor.ledger.prefetch(item.request.idempotency_key for item in kept)
+        for item in kept:
             key = item.request.idempotency_key
             if key in taken or executor.ledger.running(key):
                 later.append(item)

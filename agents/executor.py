@@ -59,7 +59,7 @@ from streams.events.health import CircuitState as CircuitStateField
 from streams.events.health import CircuitStateChanged, RateLimitChanged
 from streams.headers import side_effects_allowed
 from streams.topics import Catalogue
-from streams.tracing import consumed, current_traceparent
+from streams.tracing import consumed, current_traceparent, recording
 
 log = logging.getLogger(__name__)
 #: a wait for a rate limit's token this long is said at INFO, at most every THROTTLE_NOTE_EVERY_S
@@ -156,6 +156,7 @@ class CallExecutor:
         topics: Catalogue | None = None,
     ) -> None:
         self.settings = settings
+        self._longest_timeout_s = settings.longest_call_timeout_s  # a scan of the services
         self._topics = topics  # reply_to must name one of its topics
         self.ledger = ledger
         self._now = now
@@ -398,7 +399,7 @@ class CallExecutor:
             wait = CircuitWait(guard.breaker.open_remaining(), guard.breaker.policy.open_wait_s)
             return self.outcomes.failed(request, source, refused, None, circuit=wait)
         timeout = (request.timeout_ms or 0) / 1000 or self.settings.default_timeout_s
-        timeout = min(timeout, self.settings.longest_call_timeout_s)  # the drain covers this
+        timeout = min(timeout, self._longest_timeout_s)  # the drain covers this
         if request.deadline is not None:
             timeout = min(timeout, max(0.001, (request.deadline - now).total_seconds()))
         async with guard.slots:
@@ -432,9 +433,12 @@ class CallExecutor:
                 request.idempotency_key,
                 timeout,
             )
-            with _TRACER.start_as_current_span(
-                f"{request.service} {request.operation}", kind=SpanKind.CLIENT
-            ):
+            if recording():
+                with _TRACER.start_as_current_span(
+                    f"{request.service} {request.operation}", kind=SpanKind.CLIENT
+                ):
+                    output = await guard.connector.execute(call)
+            else:  # no SDK: the span would be a no-op, and its context work is per call
                 output = await guard.connector.execute(call)
         except CallError as exc:
             took = time.monotonic() - began

@@ -45,7 +45,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -122,6 +122,10 @@ class CallLedger:
         if verdict is Claim.SKIP:
             self._release(key)
         return verdict
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Read what the store holds on these keys at once (a lane batch's, before its verdicts)."""
+        self.store.prefetch(keys)
 
     def _verdict(self, key: str, coords: Coords, redriven: bool) -> Claim:
         entry = self.store.get(key)

@@ -29,6 +29,7 @@ from typing import Any
 import fastavro
 from fastavro.read import SchemaResolutionError as FastavroResolutionError
 
+from streams._flat_writer import flat_writer
 from streams._plain_avro import PlainReadError, Read, plain_reader
 from streams._plain_fields import fields_reader
 from streams.errors import (
@@ -62,6 +63,8 @@ class _Writer:
     parsed: Any  # fastavro parsed schema
     to_avro: Callable[[Any], dict[str, Any]]
     text: str
+    #: the compiled writer of a flat record (:mod:`streams._flat_writer`); None: fastavro only
+    flat: Callable[[Any], bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,26 +196,38 @@ class Codec:
         if writer is None:
             schema = event_type.avro_schema()
             writer = _Writer(
-                fastavro.parse_schema(schema), to_avro_builder(event_type), schema_text(schema)
+                fastavro.parse_schema(schema),
+                to_avro_builder(event_type),
+                schema_text(schema),
+                flat_writer(schema),
             )
             self._writers[event_type] = writer
         return writer
 
     def _encode(self, schema_id: int, event: Event) -> bytes:
         writer = self._writers[type(event)]
-        buffer = io.BytesIO()
-        buffer.write(self._headers[schema_id])
-        try:
-            fastavro.schemaless_writer(buffer, writer.parsed, writer.to_avro(event))
-        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
-            # Models are validated, so this is a model/schema mismatch: a bug, not bad input.
-            raise CodecError(f"cannot encode {type(event).__name__}: {exc}") from exc
-        if buffer.tell() > self.max_payload_bytes:
+        datum = writer.to_avro(event)
+        value = None
+        if writer.flat is not None:
+            try:
+                value = self._headers[schema_id] + writer.flat(datum)
+            except Exception:  # anything unusual: fastavro's bytes or its error stand
+                value = None
+        if value is None:
+            buffer = io.BytesIO()
+            buffer.write(self._headers[schema_id])
+            try:
+                fastavro.schemaless_writer(buffer, writer.parsed, datum)
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                # Models are validated, so this is a model/schema mismatch: a bug, not bad input.
+                raise CodecError(f"cannot encode {type(event).__name__}: {exc}") from exc
+            value = buffer.getvalue()
+        if len(value) > self.max_payload_bytes:
             raise PayloadTooLarge(
-                f"{type(event).__name__} encodes to {buffer.tell()} bytes, "
+                f"{type(event).__name__} encodes to {len(value)} bytes, "
                 f"over the {self.max_payload_bytes}-byte limit"
             )
-        return buffer.getvalue()
+        return value
 
     # --- decode --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ parent is the record's ``traceparent``. Without an SDK configured every span is 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
@@ -40,28 +40,60 @@ def context_of(record_headers: Mapping[str, bytes]) -> Context:
     return propagate.extract(carrier)
 
 
+_recording = False
+_asked = False
+
+
 def recording() -> bool:
-    """Whether an SDK is installed (spans are recorded); without one every span is a no-op."""
-    return not isinstance(
-        trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
-    )
+    """Whether an SDK is installed (spans are recorded); without one every span is a no-op.
+
+    Asked per record, so cheap: OpenTelemetry sets the global provider once for good, so once
+    one is there the answer is kept; until then its global is looked at (an SDK installed later
+    is followed). Only the first call asks ``get_tracer_provider``, which reads the environment
+    (``OTEL_PYTHON_TRACER_PROVIDER``, which installs one) with a ``KeyError`` caught per call.
+    """
+    global _recording, _asked
+    if _recording:
+        return True
+    if _asked:
+        provider = trace._TRACER_PROVIDER  # set once, by set_tracer_provider
+        if provider is None:
+            return False
+    else:
+        _asked = True
+        provider = trace.get_tracer_provider()
+    _recording = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
+    return _recording
+
+
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(trace.INVALID_SPAN)
+
+
+def consumed(
+    name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
+) -> AbstractContextManager[Span]:
+    """A CONSUMER span continuing the trace of a record (its parent is the record's producer).
+
+    Without an SDK no span is made: only the record's trace context is passed through, if it
+    carries one (a record without one costs nothing here)."""
+    if not recording():
+        if h.TRACEPARENT not in record_headers:
+            return _NO_SPAN
+        return _passed_through(record_headers)
+    return _span(name, record_headers, topic)
 
 
 @contextmanager
-def consumed(
-    name: str, record_headers: Mapping[str, bytes], *, topic: str | None = None
-) -> Iterator[Span]:
-    """A CONSUMER span continuing the trace of a record (its parent is the record's producer)."""
-    if not recording():  # no span to make: only pass the record's context through, if any
-        if h.TRACEPARENT not in record_headers:
-            yield trace.INVALID_SPAN
-            return
-        token = context.attach(context_of(record_headers))
-        try:
-            yield trace.get_current_span()
-        finally:
-            context.detach(token)
-        return
+def _passed_through(record_headers: Mapping[str, bytes]) -> Iterator[Span]:
+    token = context.attach(context_of(record_headers))
+    try:
+        yield trace.get_current_span()
+    finally:
+        context.detach(token)
+
+
+@contextmanager
+def _span(name: str, record_headers: Mapping[str, bytes], topic: str | None) -> Iterator[Span]:
     tracer = trace.get_tracer(TRACER)
     attributes = {"messaging.system": "kafka"}
     if topic is not None:

@@ -152,3 +152,30 @@ async def test_an_open_claim_reads_the_topics_to_their_end_before_it_is_unknown(
     assert synced == ["k"]
     assert await _verdict(ledger, "k", OTHER) is Claim.SKIP  # and the key is settled for good
     assert synced == ["k"]  # no open claim, no sync
+
+
+async def test_what_the_file_answered_is_read_once_and_follows_checkpoints(tmp_path: Path) -> None:
+    store = LedgerStore(tmp_path / "ledger.sqlite")
+    ledger = CallLedger(store, window_s=3600.0)
+    old, done = _claim("old"), _claim("done")
+    ledger.apply_claim(old, at_ms=int(time.time() * 1000) - 2 * HOUR_MS)
+    ledger.apply_claim(done)
+    ledger.apply_outcome(_outcome(done, SUCCEEDED))
+    ledger.checkpoint({})  # "old" is beyond the window: evicted; "done" is in the file
+    queries: list[str] = []
+    store._db.set_trace_callback(queries.append)
+    ledger.prefetch(["done", "new", "old", "done"])
+    assert len(queries) == 1  # one query for the batch
+    assert await _verdict(ledger, "done", OTHER) is Claim.SKIP
+    assert await _verdict(ledger, "old", LANE) is Claim.RUN  # evicted: never seen
+    assert await _verdict(ledger, "new", LANE) is Claim.RUN
+    assert len(queries) == 1  # the verdicts asked the file nothing more
+    ledger.claimed("new", "c1", LANE)  # a known-absent key becomes an entry of its own
+    assert len(queries) == 1
+    assert await _verdict(ledger, "new", LANE) is Claim.UNKNOWN  # claimed here, not settled
+    ledger.checkpoint({})
+    queries.clear()
+    assert await _verdict(ledger, "new", LANE) is Claim.UNKNOWN  # now read from the file
+    assert await _verdict(ledger, "new", LANE) is Claim.UNKNOWN
+    assert len([q for q in queries if q.startswith("SELECT")]) == 1
+    store.close()
