@@ -23,8 +23,8 @@ from infra.stack import gateway_service, serve_service
 
 #: Net allocations between two young garbage collections in a gateway process (Python's default:
 #: 700). Measured with gc.callbacks under the ingest closed loop of 32 (load 4.1-5.6): with 700,
-#: 131-368 collections in 5 s took 10-16 us of CPU a request, the longest 3-4 ms (an older
-#: generation's); with 5,000, 4-14 collections took 2-3 us a request, the longest 2.5-5 ms.
+#: 131-368 collections in 5 s took 10-16 us of CPU a request; with 5,000, 3-25 took 2-3 us; the
+#: longest single collection 3-5 ms either way (docs/sdk.md, the ingest edge's third round).
 YOUNG_GC_THRESHOLD = 5_000
 
 
