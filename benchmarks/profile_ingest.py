@@ -70,7 +70,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("aiohttp HTTP parsing, routing", ("aiohttp", "multidict", "yarl", "propcache")),
     ("logging", ("logging",)),
     ("extensions' background work", ("realtime/", "metrics_api", "agents/", "streams/follow",
-                                     "streams/consumer", "calls_api", "sqlite")),
+                                     "streams/consumer", "calls_api")),
     ("event loop (uvloop/asyncio), tasks", ("uvloop", "asyncio", "run_forever", "selectors",
                                            "socket")),
 )  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from json.encoder import encode_basestring_ascii
 
 from aiohttp import web
 
@@ -36,7 +37,12 @@ from connectors.gateway._problems import (
     too_large_to_write,
 )
 from connectors.webhooks._seen import SEEN_HEADER, SeenSet, seen_key
-from connectors.webhooks._signing import VerifiedWebhook, WebhookSecret, verify, verify_github
+from connectors.webhooks._signing import (
+    VerifiedWebhook,
+    WebhookSecret,
+    verify_github,
+    verify_lowered,
+)
 from connectors.webhooks._writer import EventWriter
 from connectors.webhooks.errors import VerificationError
 from connectors.webhooks.settings import InboundSource, IngressSettings
@@ -72,9 +78,18 @@ class _Verifier:
         self.github = [s.encode() for s in raw] if source.scheme == "github" else []
 
     def __call__(self, headers: dict[str, str], body: bytes) -> VerifiedWebhook:
+        """``headers``: names lower-case."""
         if self.scheme == "github":
             return verify_github(self.github, headers, body)
-        return verify(self.standard, headers, body, tolerance_s=self.tolerance_s)
+        return verify_lowered(self.standard, headers, body, tolerance_s=self.tolerance_s)
+
+
+def _accepted(webhook_id: str, event: WebhookReceived) -> web.Response:
+    """The 202: the text ``json_response({"status": "accepted", ...})`` writes, filled in without
+    building and encoding a dict (measured: about half the CPU of ``json_response``)."""
+    quoted = encode_basestring_ascii(webhook_id)
+    text = f'{{"status": "accepted", "webhook_id": {quoted}, "event_id": "{event.event_id}"}}'
+    return web.Response(text=text, status=202, content_type="application/json")
 
 
 class WebhookIngress:
@@ -218,7 +233,4 @@ class WebhookIngress:
                     headers={"Retry-After": "5"},
                 )
             self._seen.add(key)  # the other gateways learn it from the record's header
-        return web.json_response(
-            {"status": "accepted", "webhook_id": verified.msg_id, "event_id": str(event.event_id)},
-            status=202,
-        )
+        return _accepted(verified.msg_id, event)

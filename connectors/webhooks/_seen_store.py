@@ -8,7 +8,8 @@ replaying it whole, and keys older than the window are deleted in the same trans
 Everything in the file is also in the topic: a lost file is rebuilt by reading the window again.
 
 Each gateway process holds its file under an exclusive lock (``open_in`` takes the first free
-one), since several gateway workers may share a state directory.
+one), since several gateway workers may share a state directory; SQLite's own locks are kept for
+the connection's life (``locking_mode=EXCLUSIVE``), so a lookup makes no system call.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ class SeenStore(OffsetStore):
     WHAT = "webhook seen-set store"
     SCHEMA = _SCHEMA
     TABLE = "seen"
+
+    def __init__(self, path: Path | None = None) -> None:
+        super().__init__(path)
+        # The process holds the file alone (the flock of open_in), so SQLite may keep its own
+        # locks too: without this, each lookup (one per webhook) takes and drops a shared lock
+        # with two fcntl calls.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
 
     @classmethod
     def open_in(cls, directory: Path, name: str = "seen") -> SeenStore:

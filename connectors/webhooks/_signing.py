@@ -106,7 +106,19 @@ def verify(
     tolerance_s: int = DEFAULT_TOLERANCE_S,
 ) -> VerifiedWebhook:
     """Verify a Standard Webhooks request; any configured secret may match any presented signature."""
-    h = _lower(headers)
+    return verify_lowered(secrets_, _lower(headers), body, now=now, tolerance_s=tolerance_s)
+
+
+def verify_lowered(
+    secrets_: Iterable[WebhookSecret],
+    h: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+) -> VerifiedWebhook:
+    """:func:`verify` for headers whose names are already lower-case (the ingress lowers them
+    once for everything it reads)."""
     msg_id, ts_text, presented = (
         h.get("webhook-id"),
         h.get("webhook-timestamp"),

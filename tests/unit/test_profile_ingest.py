@@ -41,3 +41,13 @@ def test_a_builtin_goes_to_its_own_part_or_else_to_its_callers_by_their_share() 
             "pydantic validation": 0.015,
         }
     )
+
+
+def test_sqlite_is_charged_to_its_caller_the_seen_set_lookup() -> None:
+    lookup = ("/app/connectors/webhooks/_seen_store.py", 47, "__contains__")
+    execute = ("~", 0, "<method 'execute' of 'sqlite3.Connection' objects>")
+    table = {
+        lookup: (1, 1, 0.001, 0.004, {}),
+        execute: (1, 1, 0.003, 0.003, {lookup: (1, 1, 0.003, 0.003)}),
+    }
+    assert breakdown(table) == pytest.approx({"webhook dedupe (seen-set)": 0.004})
