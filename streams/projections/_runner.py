@@ -519,7 +519,7 @@ class ProjectionRunner:
         data = record.value
         # the common case inline (Codec.decode_plain's steps without its calls): a well-formed
         # record of a known schema read by our own reader; anything else takes the full path
-        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload:
+        if data is not None and _HEADER_SIZE < (size := len(data)) <= self._max_payload:
             header = data[:_HEADER_SIZE]
             own = self._own_readers.get(header)
             if own is None and data[0] == 0:
@@ -532,7 +532,7 @@ class ProjectionRunner:
                     datum, end = own[1](data, _HEADER_SIZE)
                 except Exception:  # the full path raises the codec's error for it
                     end = -1
-                if end == len(data):
+                if end == size:
                     return _plain_record(
                         PlainRecord,
                         (own[0], datum, record.topic, record.partition, record.offset,
