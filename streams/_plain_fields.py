@@ -154,9 +154,7 @@ def _emit(
         if target is not None:
             out.append(f"{pad}{target} = {unpack}(buf, pos)[0]")
         else:
-            out.append(
-                f"{pad}if pos + {size} > blen: raise PlainReadError('number past the end')"
-            )
+            out.append(f"{pad}if pos + {size} > blen: raise PlainReadError('number past the end')")
         out.append(f"{pad}pos += {size}")
     elif kind == "string" and target is None:
         out.append(f"{pad}b = buf[pos]")
