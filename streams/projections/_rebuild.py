@@ -27,17 +27,12 @@ from streams._aiokafka_compat import close_producer
 from streams._backoff import learn_topics_together
 from streams._kafka_errors import translate
 from streams.admin import partitions
-from streams.codec import HEADER_SIZE, Codec
+from streams.codec import Codec
 from streams.connection import client_options
 from streams.errors import BackboneError
 from streams.events import Event
 from streams.projections._model import CHECKPOINT_KEY, JSON, PlainRecord, Projection
-from streams.projections._runner import (
-    ProjectionRunner,
-    TaskView,
-    _plain_record,
-    store_path,
-)
+from streams.projections._runner import ProjectionRunner, TaskView, store_path
 from streams.projections._seen import BUCKET_MS, block_key, evicted_below
 from streams.projections._store import SqliteStore
 from streams.projections.errors import ApplyFailed, ProjectionError
@@ -353,15 +348,11 @@ async def _apply_all(
         return await _apply_events(applier, view, records, end, on_emit)
     if not records:
         return 0
-    topic, partition = records[0].topic, records[0].partition  # a run is one partition
+    topic = records[0].topic  # a run is one partition of one topic
     begun = at = int((view.get(CHECKPOINT_KEY) or {}).get(topic, 0))
     decode = applier.decode_plain_cached
-    # decode_plain_cached's common case inline (a known schema read by our own reader, to the
-    # record's end; anything else takes it, then the full path)
-    own_readers, max_payload, make = applier._own_readers, applier._max_payload, _plain_record
     count = duplicates = failed = 0
     run: list[tuple[ConsumerRecord[bytes, bytes], PlainRecord]] = []
-    add = run.append
     try:
         for record in records:
             offset = record.offset
@@ -372,21 +363,6 @@ async def _apply_all(
                 duplicates += 1
                 continue
             at = offset + 1
-            data = record.value
-            if data is not None and HEADER_SIZE < (size := len(data)) <= max_payload:
-                own = own_readers.get(data[:HEADER_SIZE])
-                if own is not None:
-                    try:
-                        datum, stop = own[1](data, HEADER_SIZE)
-                    except Exception:  # the full path raises the codec's error for it
-                        stop = -1
-                    if stop == size:
-                        add(
-                            (record, make(PlainRecord,
-                                          (own[0], datum, topic, partition, offset,
-                                           record.timestamp)))
-                        )  # fmt: skip
-                        continue
             try:
                 plain = decode(record) or await applier.decode_plain(record)
             except BackboneError as exc:
@@ -394,7 +370,7 @@ async def _apply_all(
                     raise
                 failed += 1
                 continue
-            add((record, plain))
+            run.append((record, plain))
         # dedupe by event id and one batch apply (one by one if it raises); a failure is
         # counted, not dead-lettered (the live run did that)
         emitted, failures = applier.apply_plain_run(view, run)
