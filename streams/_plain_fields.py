@@ -75,8 +75,9 @@ def fields_reader(schema: Any, fields: Collection[str]) -> Read:
     source = "\n".join(
         [
             "def read(buf, pos):",
+            "    blen = len(buf)",  # once: a len() call per check cost about 0.3 us a record
             *body,
-            "    if pos > len(buf):",
+            "    if pos > blen:",
             "        raise PlainReadError('the record runs past the end')",
             f"    return {{{items}}}, pos",
         ]
@@ -124,7 +125,7 @@ def _emit(
         if logical in _TIMESTAMPS:
             # eight bytes (a timestamp of these decades in microseconds): the 7-bit groups
             # of one little-endian 64-bit read, packed by masks (a loop costs 8 rounds)
-            out.append(f"{pad}elif pos + 8 <= len(buf) and (")
+            out.append(f"{pad}elif pos + 8 <= blen and (")
             out.append(f"{pad}    x := _U64(buf, pos)[0]) & {_HIGH_BITS:#x} == {_EIGHT_BYTES:#x}:")
             if target is not None:
                 out.append(f"{pad}    x &= {_LOW_BITS:#x}")
@@ -153,9 +154,7 @@ def _emit(
         if target is not None:
             out.append(f"{pad}{target} = {unpack}(buf, pos)[0]")
         else:
-            out.append(
-                f"{pad}if pos + {size} > len(buf): raise PlainReadError('number past the end')"
-            )
+            out.append(f"{pad}if pos + {size} > blen: raise PlainReadError('number past the end')")
         out.append(f"{pad}pos += {size}")
     elif kind == "string" and target is None:
         out.append(f"{pad}b = buf[pos]")
@@ -167,7 +166,7 @@ def _emit(
     elif kind == "string" and logical == "uuid":  # as the plain reader: normalised or refused
         out.append(f"{pad}if buf[pos] == 72:")  # 36 characters, the canonical length: inline
         out.append(f"{pad}    end = pos + 37")
-        out.append(f"{pad}    if end > len(buf): raise PlainReadError('uuid past the end')")
+        out.append(f"{pad}    if end > blen: raise PlainReadError('uuid past the end')")
         # canonical (what _CANONICAL_UUID matches): 32 lower-case hex digits and the four
         # dashes where they belong, checked on the bytes; anything else as the plain reader
         out.append(f"{pad}    raw = buf[pos + 1 : end]")
@@ -185,7 +184,7 @@ def _emit(
         out.append(f"{pad}b = buf[pos]")
         out.append(f"{pad}if b < 0x80 and not b & 1:")
         out.append(f"{pad}    end = pos + 1 + (b >> 1)")
-        out.append(f"{pad}    if end > len(buf): raise PlainReadError('string past the end')")
+        out.append(f"{pad}    if end > blen: raise PlainReadError('string past the end')")
         out.append(f"{pad}    {target} = buf[pos + 1 : end].decode()")
         out.append(f"{pad}    pos = end")
         out.append(f"{pad}else:")

@@ -133,15 +133,18 @@ class Sketch:
             raise ValueError(f"a latency must be a non-negative number, not {value!r}")
         if value > _MIN_POSITIVE:
             bins = data["bins"]
-            key = str(_key(value))
+            key = str(int(_CEIL(_LOG(value, 2) * _MULTIPLIER) + _OFFSET))  # _key(value) inline
             bins[key] = bins.get(key, 0.0) + 1.0
         else:
             data["zero"] += 1.0
         data["count"] += 1.0
         data["total"] += value
-        low, high = data["low"], data["high"]
-        data["low"] = value if low is None or value < low else low
-        data["high"] = value if high is None or value > high else high
+        low = data["low"]
+        if low is None or value < low:
+            data["low"] = value
+        high = data["high"]
+        if high is None or value > high:
+            data["high"] = value
 
     @classmethod
     def of(cls, values: Iterable[float]) -> Sketch:

@@ -140,7 +140,14 @@ def _count_attempt(acc: dict[str, Any], latency: float | None) -> None:
 
 
 def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
-    _count_attempt(acc, event["latency_ms"])
+    # _count_attempt and _bump inline (the hot path of a rebuild: one call, not four)
+    acc["calls"] += 1
+    latency = event["latency_ms"]
+    if latency is not None and latency >= 0:
+        sketch = acc["sketch"]
+        if sketch is None:
+            sketch = acc["sketch"] = Sketch().to_data()
+        _add_latency(sketch, latency)
     acc["ok"] += 1
     acc["tokens_p"] += event["tokens_prompt"]
     acc["tokens_c"] += event["tokens_completion"]
@@ -149,16 +156,20 @@ def _count_succeeded(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
     # older records have no ``model``: the response says it (a truncated one cannot)
     model = event.get("model") or _model_of(event["response"])
     if model is not None:
-        _bump(acc["cost_by_model"], model, cost)
-        _bump(acc["ok_by_model"], model, 1)
+        table = acc["cost_by_model"]
+        table[model] = table.get(model, 0) + cost
+        table = acc["ok_by_model"]
+        table[model] = table.get(model, 0) + 1
 
 
 def _count_failed(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
-    if event["error_class"] == _REFUSED:
+    error_class = event["error_class"]
+    if error_class == _REFUSED:
         return
     _count_attempt(acc, event["latency_ms"])
     acc["failed"] += 1
-    _bump(acc["by_error"], event["error_class"], 1)
+    table = acc["by_error"]
+    table[error_class] = table.get(error_class, 0) + 1
 
 
 def _count_retry(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
@@ -313,7 +324,8 @@ class MetricsProjection(Projection):
             moved = False
             if at > watermark:
                 watermark = at
-                if (due := self._due_epoch(at)) != epoch:
+                # self._due_epoch(at), inline
+                if (due := (at - window_ms - grace_ms) // window_ms) != epoch:
                     epoch = due
                     moved = True
             if not moved:

@@ -312,6 +312,9 @@ class _MemoryView(TaskView):
         found = self.expiries.get(event_id)
         return found is not None and found // BUCKET_MS == expires_ms // BUCKET_MS
 
+    def remembered_ids(self) -> Mapping[str, int]:
+        return self.expiries
+
     def remember(self, expiries: Mapping[str, int]) -> None:
         self.expiries.update(expiries)
 

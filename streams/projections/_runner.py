@@ -127,6 +127,12 @@ class TaskView:
         """For a loop over many event ids: :meth:`known` (a view may hand out a cheaper one)."""
         return self.known
 
+    def remembered_ids(self) -> Mapping[str, int] | None:
+        """Every remembered event id -> its ``expires_ms``, when this view holds them all in
+        one mapping (a rebuild's does: :meth:`known` is then a lookup in it); None: ask
+        :meth:`known` (or :meth:`remembered`)."""
+        return None
+
     def remember(self, expiries: Mapping[str, int]) -> None:
         """Remember event ids until their ``expires_ms``."""
         self.new_ids.update(expiries)
@@ -416,20 +422,31 @@ class ProjectionRunner:
         todo: list[PlainRecord] = []
         seen: dict[str, int] = {}  # the batch's event ids and their expiry
         duplicates = 0
-        known = view.remembered()
-        for _, plain in run:
-            datum = plain.datum
-            if window is not None:
+        if window is None:
+            todo = [plain for _, plain in run]
+        else:
+            known = view.remembered()
+            # a rebuild's view holds all its remembered ids in one dict: looked up here,
+            # as its ``known`` would (no call per record)
+            ids = view.remembered_ids()
+            seen_get, add = seen.get, todo.append
+            for _, plain in run:
+                datum = plain.datum
                 event_id = datum["event_id"]
                 expires = datum["occurred_at"] // 1000 + window
-                found = seen.get(event_id)
-                if (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
+                found = seen_get(event_id)
+                if found is None and ids is not None:
+                    found = ids.get(event_id)
+                    if found is not None and found // BUCKET_MS == expires // BUCKET_MS:
+                        duplicates += 1
+                        continue
+                elif (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
                     event_id, expires
                 ):
                     duplicates += 1
                     continue
                 seen[event_id] = expires
-            todo.append(plain)
+                add(plain)
         try:
             changes = self.projection.apply_plain_batch(view, todo) if todo else NO_CHANGES
         except Exception:  # one of them fails: find which, apply the others
@@ -502,7 +519,7 @@ class ProjectionRunner:
         data = record.value
         # the common case inline (Codec.decode_plain's steps without its calls): a well-formed
         # record of a known schema read by our own reader; anything else takes the full path
-        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload:
+        if data is not None and _HEADER_SIZE < (size := len(data)) <= self._max_payload:
             header = data[:_HEADER_SIZE]
             own = self._own_readers.get(header)
             if own is None and data[0] == 0:
@@ -515,7 +532,7 @@ class ProjectionRunner:
                     datum, end = own[1](data, _HEADER_SIZE)
                 except Exception:  # the full path raises the codec's error for it
                     end = -1
-                if end == len(data):
+                if end == size:
                     return _plain_record(
                         PlainRecord,
                         (own[0], datum, record.topic, record.partition, record.offset,

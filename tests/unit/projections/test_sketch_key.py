@@ -17,3 +17,17 @@ def test_the_inlined_key_equals_the_mapping_key() -> None:
     values += [float(2**n) for n in range(-60, 60)]
     for value in values:
         assert _key(value) == int(_MAPPING.key(value)), value
+
+
+def test_the_plain_data_add_equals_the_sketch_add() -> None:
+    """``add_to_data`` (its bin key, low and high inline) ends where ``Sketch.add`` does."""
+    from streams.sketch import Sketch
+
+    rng = random.Random(5)
+    values = [rng.lognormvariate(4, 2) for _ in range(5_000)] + [0.0, 1e-300, 2.0, 2.0, 1e9]
+    rng.shuffle(values)
+    sketch, data = Sketch(), Sketch().to_data()
+    for value in values:
+        sketch.add(value)
+        Sketch.add_to_data(data, value)
+    assert Sketch.from_data(data) == sketch
