@@ -88,14 +88,19 @@ _WORDS: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
 
 def keyed_partition(key: bytes, partitions: Collection[int]) -> int:
     """The partition aiokafka's ``DefaultPartitioner`` (and the Java client) gives a keyed record."""
-    every = sorted(partitions)
+    return _keyed(key, sorted(partitions))
+
+
+def _keyed(key: bytes, every: list[int]) -> int:
+    """:func:`keyed_partition` of partitions already sorted."""
     return every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
 
 
 def _partition(key: bytes | None, every: list[int], available: list[int]) -> int:
     """aiokafka's default partitioner (Java's murmur2 for a key, a random available partition
     without one), with our faster :func:`murmur2` for the key (:func:`keyed_partition`). The
-    producer's ``partitioner``, and what :class:`_Batches` picks with."""
+    producer's ``partitioner`` (aiokafka's lists are not sorted) and what :class:`_Batches`
+    picks an unkeyed record's partition with."""
     if key is None:
         return int(_PARTITIONER(key, every, available))
     return keyed_partition(key, every)
@@ -163,10 +168,7 @@ class _Batches:
         if not partitions:  # waits for metadata only the first time a topic is seen
             partitions = await producer.partitions_for(topic)
         every = sorted(partitions)
-        if key is None:
-            partition = _partition(key, every, every)
-        else:  # keyed_partition, without sorting again
-            partition = every[(murmur2(key) & 0x7FFFFFFF) % len(every)]
+        partition = _partition(key, every, every) if key is None else _keyed(key, every)
         slot = (topic, partition)
         entry = self._open.get(slot)
         if (
