@@ -123,14 +123,10 @@ class TaskView:
         key = id_bytes(event_id)
         return any(contains(block, key) for block in blocks)
 
-    def remembered(self) -> Callable[[str, int], bool]:
-        """For a loop over many event ids: :meth:`known` (a view may hand out a cheaper one)."""
-        return self.known
-
     def remembered_ids(self) -> Mapping[str, int] | None:
         """Every remembered event id -> its ``expires_ms``, when this view holds them all in
         one mapping (a rebuild's does: :meth:`known` is then a lookup in it); None: ask
-        :meth:`known` (or :meth:`remembered`)."""
+        :meth:`known`."""
         return None
 
     def remember(self, expiries: Mapping[str, int]) -> None:
@@ -425,7 +421,7 @@ class ProjectionRunner:
         if window is None:
             todo = [plain for _, plain in run]
         else:
-            known = view.remembered()
+            known = view.known
             # a rebuild's view holds all its remembered ids in one dict: looked up here,
             # as its ``known`` would (no call per record)
             ids = view.remembered_ids()
