@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/backbone kafka fetch
 	touch $@
 
-# Bytecode for our own packages too (unchanged files are skipped): with PYTHONDONTWRITEBYTECODE set
+# The compiled modules (streams/_compiled.pyx, Cython; rebuilt when the source is newer), then
+# bytecode for our own packages too (unchanged files are skipped): with PYTHONDONTWRITEBYTECODE set
 # (as on CI) every process would otherwise compile every module it imports from source, which
 # doubled the CPU of each `backbone` process the tests and `make run` start.
 install: $(STAMP)
+	@$(BIN)/python -m infra.build_ext
 	@$(BIN)/python -m compileall -q -j 0 agents connectors infra schemas streams benchmarks > /dev/null
 
 # System packages some tests and pages need (Debian's chromium for browser tests, prometheus for the
@@ -88,4 +90,4 @@ docs: install         ## regenerate committed docs (topic catalogue, command ref
 	$(BIN)/python -m infra.cli._reference > docs/cli.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info streams/*.so

@@ -44,7 +44,7 @@ from streams.projections import (
     StateView,
 )
 from streams.rollup import sketch_record
-from streams.sketch import Sketch
+from streams.sketch import Sketch, add_to_data
 
 _IDS = uuid.UUID("6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a10")
 SOURCE = "backbone.projections.metrics"
@@ -190,7 +190,7 @@ def _count_check(acc: dict[str, Any], event: Mapping[str, Any]) -> None:
         acc["checks_up"] += 1
 
 
-_add_latency = Sketch.add_to_data
+_add_latency = add_to_data  # Sketch.add_to_data, compiled when built
 #: how each counted kind (not a circuit change) adds to a window's accumulator: one lookup per
 #: record instead of a chain of type tests
 _COUNTERS: dict[type, Callable[[dict[str, Any], Mapping[str, Any]], None]] = {

@@ -1,11 +1,13 @@
-"""The generated fields reader reads what the plain reader reads, for the fields it keeps, and
-refuses truncated or corrupt structure with a typed error (never a hang or a huge allocation)."""
+"""The fields readers (compiled, and the generated Python one it is held to) read what the plain
+reader reads, for the fields they keep, and refuse truncated or corrupt structure with a typed
+error (never a hang or a huge allocation)."""
 
 from __future__ import annotations
 
 import io
 import random
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -13,11 +15,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams._plain_avro import PlainReadError, plain_reader
-from streams._plain_fields import fields_reader
+from streams._plain_avro import PlainReadError, Read, plain_reader
+from streams._plain_fields import FieldsReader, fields_reader, generated_fields_reader, plan
 from streams.events import EVENT_TYPES, Event
 from streams.events._avro import to_avro_builder
 from tests.strategies import sample
+
+BUILD = "the compiled fields reader is not built: run `make install` (or `.venv/bin/python -m infra.build_ext`)"
+
+
+def compiled_fields_reader(schema: Any, fields: frozenset[str] | set[str]) -> Read:
+    assert FieldsReader is not None, BUILD
+    return FieldsReader(*plan(schema, fields))
+
+
+#: every test runs on both readers
+READERS = pytest.mark.parametrize(
+    "reader_of",
+    [compiled_fields_reader, generated_fields_reader],
+    ids=["compiled", "generated"],
+)
 
 ALL = sorted(EVENT_TYPES.values(), key=lambda cls: cls.event_type)
 #: what reading corrupt bytes may raise (the codec turns each into CorruptPayload)
@@ -45,7 +62,10 @@ def _subsets(cls: type[Event]) -> list[frozenset[str]]:
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda cls: cls.event_type)
-def test_kept_fields_equal_the_plain_reader_and_the_end_is_the_same(cls: type[Event]) -> None:
+@READERS
+def test_kept_fields_equal_the_plain_reader_and_the_end_is_the_same(
+    cls: type[Event], reader_of: Callable[..., Read]
+) -> None:
     schema = cls.avro_schema()
     whole = plain_reader(schema)
     for n in (1, 70, 300):  # short and long strings and numbers (one- and many-byte varints)
@@ -53,17 +73,18 @@ def test_kept_fields_equal_the_plain_reader_and_the_end_is_the_same(cls: type[Ev
         expected, end = whole(data, 0)
         assert end == len(data)
         for fields in _subsets(cls):
-            got, got_end = fields_reader(schema, fields)(data, 0)
+            got, got_end = reader_of(schema, fields)(data, 0)
             assert got == {k: v for k, v in expected.items() if k in fields}, sorted(fields)
             assert got_end == end
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda cls: cls.event_type)
-def test_every_truncation_is_refused(cls: type[Event]) -> None:
+@READERS
+def test_every_truncation_is_refused(cls: type[Event], reader_of: Callable[..., Read]) -> None:
     schema = cls.avro_schema()
     data = _encoded(cls, 70)
     for fields in (frozenset(), frozenset({"event_id", "occurred_at"})):
-        read = fields_reader(schema, fields)
+        read = reader_of(schema, fields)
         for cut in range(len(data)):
             with pytest.raises(TYPED):  # skipped text past the end included
                 read(data[:cut], 0)
@@ -88,15 +109,16 @@ def test_flipped_bits_read_the_same_or_are_refused(
         whole = plain_reader(schema)(bytes(data), 0)
     except TYPED:
         whole = None
-    try:
-        part = fields_reader(schema, fields)(bytes(data), 0)
-    except TYPED:
-        # a refusal is typed; and only of what the plain reader refuses too
-        assert whole is None, bytes(data)
-        return
-    if whole is not None:  # both accept (the fields reader may take bad text it skips)
-        kept = {k: v for k, v in whole[0].items() if k in fields}
-        assert repr(part) == repr((kept, whole[1])), bytes(data)  # repr: NaN equals itself
+    for reader_of in (compiled_fields_reader, generated_fields_reader):
+        try:
+            part = reader_of(schema, fields)(bytes(data), 0)
+        except TYPED:
+            # a refusal is typed; and only of what the plain reader refuses too
+            assert whole is None, bytes(data)
+            continue
+        if whole is not None:  # both accept (the fields reader may take bad text it skips)
+            kept = {k: v for k, v in whole[0].items() if k in fields}
+            assert repr(part) == repr((kept, whole[1])), bytes(data)  # repr: NaN equals itself
 
 
 @pytest.mark.parametrize(
@@ -109,7 +131,10 @@ def test_flipped_bits_read_the_same_or_are_refused(
         *(b"\xab\xcd\xef\x91\xa3\xb5\xc7\x5a", b"\xff" * 6 + b"\x7f", b"\xff" * 8 + b"\x01"),
     ],
 )
-def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: bytes) -> None:
+@READERS
+def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
+    varint: bytes, reader_of: Callable[..., Read]
+) -> None:
     cls = EVENT_TYPES["call.succeeded"]
     schema = cls.avro_schema()
     data = _encoded(cls, 1)
@@ -117,7 +142,7 @@ def test_a_long_reads_as_the_plain_reader_reads_it_or_is_refused_alike(varint: b
     _, after_at = plain_reader(schema["fields"][1]["type"])(data, after_id)
     crafted = data[:after_id] + varint + data[after_at:]  # in place of occurred_at
     outcomes: list[object] = []
-    for read in (plain_reader(schema), fields_reader(schema, {"occurred_at"})):
+    for read in (plain_reader(schema), reader_of(schema, {"occurred_at"})):
         try:
             datum, end = read(crafted, 0)
             outcomes.append((datum["occurred_at"], end))
@@ -146,10 +171,13 @@ _UUID_RECORD = {
         "not a uuid",
     ],
 )
-def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(text: str) -> None:
+@READERS
+def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
+    text: str, reader_of: Callable[..., Read]
+) -> None:
     raw = text.encode()
     data = bytes([len(raw) << 1]) + raw
-    read = fields_reader(_UUID_RECORD, {"id"})
+    read = reader_of(_UUID_RECORD, {"id"})
     whole = plain_reader(_UUID_RECORD)
     try:
         expected: Any = whole(data, 0)
@@ -161,3 +189,8 @@ def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(text: str
     for cut in range(len(data)):  # truncated: refused by both
         with pytest.raises((PlainReadError, IndexError)):
             read(data[:cut], 0)
+
+
+def test_the_codec_reads_with_the_compiled_reader() -> None:
+    assert FieldsReader is not None, BUILD
+    assert isinstance(fields_reader(ALL[0].avro_schema(), {"event_id"}), FieldsReader)

@@ -1,0 +1,16 @@
+from collections.abc import Callable
+from typing import Any
+
+STEPS: dict[str, int]
+
+class FieldsReader:
+    def __init__(self, plan: list[tuple[str, int, Any]], keys: list[str]) -> None: ...
+    def __call__(self, buf: bytes, pos: int) -> tuple[dict[str, Any], int]: ...
+
+def configure_sketch(
+    min_positive: float,
+    multiplier: float,
+    offset: float,
+    fallback: Callable[[dict[str, Any], float], None],
+) -> None: ...
+def add_to_data(data: dict[str, Any], value: float) -> None: ...

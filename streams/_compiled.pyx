@@ -1,0 +1,244 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The compiled hot paths of projections (``make install`` builds them: ``python -m
+infra.build_ext``). Each has a Python twin that stays the reference, used when this module is
+not built, and a test holding the two equal:
+
+- :class:`FieldsReader`: the fields reader of :mod:`streams._plain_fields`, a schema's plan (one
+  step per value, made in Python by ``_plain_fields.plan``) run by a loop in C. What it returns
+  equals the generated Python reader's, and it refuses whatever that reader refuses
+  (tests/unit/test_plain_fields.py runs every case on both). Values the plan does not read in C
+  (records, arrays, maps, bytes, fixed, other unions, a uuid not in canonical form) go through
+  the same Python closures as the generated reader's. Numbers are read little-endian (Avro's
+  order), as the host's: x86-64 and arm64.
+- :func:`add_to_data`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.math cimport ceil, log
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
+
+import math
+
+from streams._plain_avro import PlainReadError
+
+# the steps of a plan: (step, slot, argument); slot -1 steps over the value
+cdef enum:
+    S_NULL = 0
+    S_BOOLEAN = 1
+    S_LONG = 2
+    S_FLOAT = 3
+    S_DOUBLE = 4
+    S_STRING = 5
+    S_UUID = 6
+    S_ENUM = 7
+    S_OPTIONAL = 8
+    S_CLOSURE = 9
+
+STEPS = {
+    "null": S_NULL, "boolean": S_BOOLEAN, "long": S_LONG, "float": S_FLOAT, "double": S_DOUBLE,
+    "string": S_STRING, "uuid": S_UUID, "enum": S_ENUM, "optional": S_OPTIONAL, "closure": S_CLOSURE,
+}
+
+# 32 lower-case hex digits and four dashes at 8, 13, 18, 23: what _CANONICAL_UUID matches
+cdef bint _canonical_uuid(const unsigned char* p) noexcept nogil:
+    cdef int i
+    cdef unsigned char c
+    for i in range(36):
+        c = p[i]
+        if i == 8 or i == 13 or i == 18 or i == 23:
+            if c != 45:
+                return False
+        elif not ((48 <= c <= 57) or (97 <= c <= 102)):
+            return False
+    return True
+
+
+cdef int _long(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, int64_t* out) except -1:
+    """A zig-zag varint at ``at[0]`` (at most 10 bytes, 64 bits), as ``_plain_avro._long``."""
+    cdef Py_ssize_t i = at[0]
+    cdef uint64_t v = 0
+    cdef uint64_t b
+    cdef int shift = 0
+    while True:
+        if i >= n:
+            raise PlainReadError("varint past the end")
+        b = p[i]
+        i += 1
+        if shift == 63 and b > 1:
+            raise PlainReadError("varint beyond 64 bits or longer than 10 bytes")
+        v |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    at[0] = i
+    out[0] = <int64_t>(v >> 1) ^ -<int64_t>(v & 1)
+    return 0
+
+
+cdef class FieldsReader:
+    """``read(buf, pos) -> (dict of the kept fields, end)``, as the generated reader."""
+
+    cdef int n
+    cdef int* steps
+    cdef int* slots
+    cdef list args
+    cdef tuple keys
+
+    def __cinit__(self, plan, keys):
+        self.n = len(plan)
+        self.steps = <int*> PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        self.slots = <int*> PyMem_Malloc(max(self.n, 1) * sizeof(int))
+        if self.steps == NULL or self.slots == NULL:
+            raise MemoryError()
+        self.args = []
+        for i, (step, slot, arg) in enumerate(plan):
+            self.steps[i] = STEPS[step]
+            self.slots[i] = slot
+            self.args.append(arg)
+        self.keys = tuple(keys)
+
+    def __dealloc__(self):
+        PyMem_Free(self.steps)
+        PyMem_Free(self.slots)
+
+    def __call__(self, buf, Py_ssize_t pos):
+        if type(buf) is not bytes:
+            buf = bytes(buf)
+        cdef const unsigned char* p = <const unsigned char*> PyBytes_AS_STRING(buf)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+        cdef dict out = {}
+        cdef int i = 0
+        cdef int step, slot
+        cdef int64_t number
+        cdef double real
+        cdef float single
+        cdef unsigned char b
+        cdef object value
+        cdef tuple symbols
+        if pos < 0:
+            raise PlainReadError(f"position {pos}")
+        while i < self.n:
+            step = self.steps[i]
+            slot = self.slots[i]
+            if step == S_LONG:
+                _long(p, n, &pos, &number)
+                if slot >= 0:
+                    out[self.keys[slot]] = number
+            elif step == S_STRING or step == S_UUID:
+                if step == S_UUID and slot >= 0 and pos < n and p[pos] == 72:
+                    if pos + 37 > n:
+                        raise PlainReadError("uuid past the end")
+                    if _canonical_uuid(p + pos + 1):
+                        out[self.keys[slot]] = PyUnicode_DecodeASCII(
+                            <const char*> p + pos + 1, 36, NULL)
+                        pos += 37
+                        i += 1
+                        continue
+                if step == S_UUID and slot >= 0:  # another spelling: normalised or refused
+                    value, pos = self.args[i](buf, pos)
+                    out[self.keys[slot]] = value
+                    i += 1
+                    continue
+                _long(p, n, &pos, &number)
+                if number < 0 or number > n - pos:
+                    raise PlainReadError(f"length {number} at byte {pos} runs past the end")
+                if slot >= 0:
+                    out[self.keys[slot]] = PyUnicode_DecodeUTF8(
+                        <const char*> p + pos, <Py_ssize_t> number, NULL)
+                pos += <Py_ssize_t> number
+            elif step == S_OPTIONAL:
+                if pos >= n:
+                    raise PlainReadError("union branch past the end")
+                b = p[pos]
+                pos += 1
+                if b == 0:
+                    if slot >= 0:
+                        out[self.keys[slot]] = None
+                    i += 1 + <int> self.args[i]  # over the other branch's steps
+                    continue
+                if b != 2:
+                    raise PlainReadError(f"union branch byte {b} of 2 branches")
+            elif step == S_NULL:
+                if slot >= 0:
+                    out[self.keys[slot]] = None
+            elif step == S_BOOLEAN:
+                if pos >= n:
+                    raise PlainReadError("boolean past the end")
+                b = p[pos]
+                if b > 1:
+                    raise PlainReadError(f"boolean byte {b}")
+                if slot >= 0:
+                    out[self.keys[slot]] = b == 1
+                pos += 1
+            elif step == S_DOUBLE:
+                if pos + 8 > n:
+                    raise PlainReadError("number past the end")
+                if slot >= 0:
+                    memcpy(&real, p + pos, 8)
+                    out[self.keys[slot]] = real
+                pos += 8
+            elif step == S_FLOAT:
+                if pos + 4 > n:
+                    raise PlainReadError("number past the end")
+                if slot >= 0:
+                    memcpy(&single, p + pos, 4)
+                    out[self.keys[slot]] = <double> single
+                pos += 4
+            elif step == S_ENUM:
+                symbols = <tuple> self.args[i]
+                _long(p, n, &pos, &number)
+                if not 0 <= number < len(symbols):
+                    raise PlainReadError(f"enum symbol {number} of {len(symbols)}")
+                if slot >= 0:
+                    out[self.keys[slot]] = symbols[number]
+            else:  # S_CLOSURE
+                value, pos = self.args[i](buf, pos)
+                if slot >= 0:
+                    out[self.keys[slot]] = value
+            i += 1
+        if pos > n:
+            raise PlainReadError("the record runs past the end")
+        return out, pos
+
+
+# --- the sketch's add on its plain data ---------------------------------------------------------
+
+cdef double _LOG2 = math.log(2.0)  # as math.log(value, 2) divides: by log(2) computed the same way
+cdef double _MIN_POSITIVE = 0.0
+cdef double _MULTIPLIER = 0.0
+cdef double _OFFSET = 0.0
+cdef object _fallback = None
+
+
+def configure_sketch(double min_positive, double multiplier, double offset, fallback):
+    """The mapping's constants, and the Python ``add_to_data`` for values that are not floats."""
+    global _MIN_POSITIVE, _MULTIPLIER, _OFFSET, _fallback
+    _MIN_POSITIVE, _MULTIPLIER, _OFFSET, _fallback = min_positive, multiplier, offset, fallback
+
+
+def add_to_data(dict data, value):
+    """``Sketch.add_to_data``: the same operations in the same order, on a float."""
+    if type(value) is not float or _fallback is None:
+        return _fallback(data, value)
+    cdef double v = value
+    cdef dict bins
+    if not v >= 0:  # negative or NaN
+        raise ValueError(f"a latency must be a non-negative number, not {value!r}")
+    if v > _MIN_POSITIVE:
+        bins = data["bins"]
+        key = str(<long long> (ceil(log(v) / _LOG2 * _MULTIPLIER) + _OFFSET))
+        found = bins.get(key)
+        bins[key] = (0.0 if found is None else found) + 1.0
+    else:
+        data["zero"] += 1.0
+    data["count"] += 1.0
+    data["total"] += value
+    low = data["low"]
+    if low is None or value < low:
+        data["low"] = value
+    high = data["high"]
+    if high is None or value > high:
+        data["high"] = value
