@@ -18,18 +18,20 @@ $(STAMP): pyproject.toml
 # (as on CI) every process would otherwise compile every module it imports from source, which
 # doubled the CPU of each `backbone` process the tests and `make run` start.
 install: $(STAMP)
+	@command -v cc >/dev/null 2>&1 || $(MAKE) --no-print-directory system-deps
 	@$(BIN)/python -m infra.build_ext
 	@$(BIN)/python -m compileall -q -j 0 agents connectors infra schemas streams benchmarks > /dev/null
 
 # System packages some tests and pages need (Debian's chromium for browser tests, prometheus for the
-# scrape test, nodejs for the JavaScript client of docs/realtime.md). Installed with apt-get when missing and running as root (as CI does); otherwise the one
+# scrape test, nodejs for the JavaScript client of docs/realtime.md; gcc builds the compiled modules). Installed with apt-get when missing and running as root (as CI does); otherwise the one
 # command to run is printed and the tests that need them fail with the same message.
-SYSTEM_PACKAGES := chromium prometheus nodejs
+SYSTEM_PACKAGES := chromium prometheus nodejs gcc
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

@@ -35,6 +35,11 @@ def main() -> int:
         print(f"building the compiled modules needs Cython and setuptools: {exc}", file=sys.stderr)
         print("run: make install", file=sys.stderr)
         return 1
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.exists():
+        print(f"building the compiled modules needs Python's headers ({headers})", file=sys.stderr)
+        print("run: sudo apt-get install -y python3-dev (for Debian's python3)", file=sys.stderr)
+        return 1
     os.chdir(ROOT)  # build_ext --inplace writes next to the sources, relative to here
     extensions = [
         Extension(name, [str(ROOT / source)], extra_compile_args=["-O2"])

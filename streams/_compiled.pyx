@@ -15,7 +15,12 @@ not built, and a test holding the two equal:
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+
+
+cdef extern from "Python.h":
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
+    void* PyUnicode_DATA(object o)
 from libc.math cimport ceil, log
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
@@ -43,17 +48,35 @@ STEPS = {
 }
 
 # 32 lower-case hex digits and four dashes at 8, 13, 18, 23: what _CANONICAL_UUID matches
-cdef bint _canonical_uuid(const unsigned char* p) noexcept nogil:
+cdef unsigned char _HEX_DIGIT[256]
+for _c in range(256):
+    _HEX_DIGIT[_c] = (48 <= _c <= 57) or (97 <= _c <= 102)
+
+
+cdef inline bint _canonical_uuid(const unsigned char* p) noexcept nogil:
     cdef int i
-    cdef unsigned char c
+    if p[8] != 45 or p[13] != 45 or p[18] != 45 or p[23] != 45:
+        return False
     for i in range(36):
-        c = p[i]
-        if i == 8 or i == 13 or i == 18 or i == 23:
-            if c != 45:
-                return False
-        elif not ((48 <= c <= 57) or (97 <= c <= 102)):
+        if not _HEX_DIGIT[p[i]] and i != 8 and i != 13 and i != 18 and i != 23:
             return False
     return True
+
+
+cdef object _ascii(const unsigned char* p, Py_ssize_t size):
+    """A str of ``size`` bytes known to be ASCII, copied as they are."""
+    cdef object text = PyUnicode_New(size, 127)
+    memcpy(PyUnicode_DATA(text), p, size)
+    return text
+
+
+cdef object _text(const unsigned char* p, Py_ssize_t size):
+    """UTF-8 text (invalid bytes refused, as ``bytes.decode``); ASCII copied as it is."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        if p[i] >= 0x80:
+            return PyUnicode_DecodeUTF8(<const char*> p, size, NULL)
+    return _ascii(p, size)
 
 
 cdef int _long(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, int64_t* out) except -1:
@@ -132,8 +155,7 @@ cdef class FieldsReader:
                     if pos + 37 > n:
                         raise PlainReadError("uuid past the end")
                     if _canonical_uuid(p + pos + 1):
-                        out[self.keys[slot]] = PyUnicode_DecodeASCII(
-                            <const char*> p + pos + 1, 36, NULL)
+                        out[self.keys[slot]] = _ascii(p + pos + 1, 36)
                         pos += 37
                         i += 1
                         continue
@@ -146,8 +168,7 @@ cdef class FieldsReader:
                 if number < 0 or number > n - pos:
                     raise PlainReadError(f"length {number} at byte {pos} runs past the end")
                 if slot >= 0:
-                    out[self.keys[slot]] = PyUnicode_DecodeUTF8(
-                        <const char*> p + pos, <Py_ssize_t> number, NULL)
+                    out[self.keys[slot]] = _text(p + pos, <Py_ssize_t> number)
                 pos += <Py_ssize_t> number
             elif step == S_OPTIONAL:
                 if pos >= n:

@@ -194,3 +194,37 @@ def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
 def test_the_codec_reads_with_the_compiled_reader() -> None:
     assert FieldsReader is not None, BUILD
     assert isinstance(fields_reader(ALL[0].avro_schema(), {"event_id"}), FieldsReader)
+
+
+_TEXT_RECORD = {
+    "type": "record",
+    "name": "T",
+    "fields": [{"name": "text", "type": "string"}, {"name": "n", "type": "long"}],
+}
+
+
+@READERS
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"plain ascii",
+        b"\x00nul inside",
+        "é, 日本, 🙂".encode(),
+        b"\xff\xfe",
+        b"ok\xc3",
+        b"\xed\xa0\x80",
+    ],
+    ids=["empty", "ascii", "nul", "utf-8", "invalid", "cut", "surrogate"],
+)
+def test_text_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
+    raw: bytes, reader_of: Callable[..., Read]
+) -> None:
+    data = bytes([len(raw) << 1]) + raw + b"\x02"
+    try:
+        expected: Any = plain_reader(_TEXT_RECORD)(data, 0)
+    except (PlainReadError, UnicodeDecodeError):
+        with pytest.raises((PlainReadError, UnicodeDecodeError)):
+            reader_of(_TEXT_RECORD, {"text"})(data, 0)
+        return
+    assert reader_of(_TEXT_RECORD, {"text", "n"})(data, 0) == expected
