@@ -234,6 +234,21 @@ cdef double _OFFSET = 0.0
 cdef object _fallback = None
 
 
+# the bins' keys as text, made once each: keys of latencies from 1e-9 ms to 1e9 ms fit
+cdef list _KEY_TEXTS = [None] * 8192
+cdef long long _KEY_LOW = -4096
+
+
+cdef object _key_text(long long key):
+    cdef long long at = key - _KEY_LOW
+    if at < 0 or at >= 8192:
+        return str(key)
+    text = _KEY_TEXTS[at]
+    if text is None:
+        text = _KEY_TEXTS[at] = str(key)
+    return text
+
+
 def configure_sketch(double min_positive, double multiplier, double offset, fallback):
     """The mapping's constants, and the Python ``add_to_data`` for values that are not floats."""
     global _MIN_POSITIVE, _MULTIPLIER, _OFFSET, _fallback
@@ -250,7 +265,7 @@ def add_to_data(dict data, value):
         raise ValueError(f"a latency must be a non-negative number, not {value!r}")
     if v > _MIN_POSITIVE:
         bins = data["bins"]
-        key = str(<long long> (ceil(log(v) / _LOG2 * _MULTIPLIER) + _OFFSET))
+        key = _key_text(<long long> (ceil(log(v) / _LOG2 * _MULTIPLIER) + _OFFSET))
         found = bins.get(key)
         bins[key] = (0.0 if found is None else found) + 1.0
     else:
