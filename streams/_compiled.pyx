@@ -102,7 +102,8 @@ cdef int _long(const unsigned char* p, Py_ssize_t n, Py_ssize_t* at, int64_t* ou
 
 
 cdef class FieldsReader:
-    """``read(buf, pos) -> (dict of the kept fields, end)``, as the generated reader."""
+    """A schema's plan; its bound :meth:`read` is the reader (a bound method of a compiled
+    class is called without the argument tuple a ``__call__`` costs)."""
 
     cdef int n
     cdef int* steps
@@ -127,7 +128,8 @@ cdef class FieldsReader:
         PyMem_Free(self.steps)
         PyMem_Free(self.slots)
 
-    def __call__(self, buf, Py_ssize_t pos):
+    def read(self, buf, Py_ssize_t pos):
+        """``(dict of the kept fields, end)`` of the record at ``pos`` of ``buf``."""
         if type(buf) is not bytes:
             buf = bytes(buf)
         cdef const unsigned char* p = <const unsigned char*> PyBytes_AS_STRING(buf)

@@ -62,7 +62,7 @@ def fields_reader(schema: Any, fields: Collection[str]) -> Read:
     if FieldsReader is None:
         return generated_fields_reader(schema, fields)
     steps, keys = plan(schema, fields)
-    return FieldsReader(steps, keys)
+    return FieldsReader(steps, keys).read
 
 
 def plan(schema: Any, fields: Collection[str]) -> tuple[list[Step], list[str]]:

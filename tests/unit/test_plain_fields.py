@@ -26,7 +26,7 @@ BUILD = "the compiled fields reader is not built: run `make install` (or `.venv/
 
 def compiled_fields_reader(schema: Any, fields: frozenset[str] | set[str]) -> Read:
     assert FieldsReader is not None, BUILD
-    return FieldsReader(*plan(schema, fields))
+    return FieldsReader(*plan(schema, fields)).read
 
 
 #: every test runs on both readers
@@ -193,7 +193,8 @@ def test_a_uuid_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
 
 def test_the_codec_reads_with_the_compiled_reader() -> None:
     assert FieldsReader is not None, BUILD
-    assert isinstance(fields_reader(ALL[0].avro_schema(), {"event_id"}), FieldsReader)
+    read = fields_reader(ALL[0].avro_schema(), {"event_id"})
+    assert isinstance(getattr(read, "__self__", None), FieldsReader)
 
 
 _TEXT_RECORD = {
