@@ -7,10 +7,12 @@ class FieldsReader:
     def __init__(self, plan: list[tuple[str, int, Any]], keys: list[str]) -> None: ...
     def read(self, buf: bytes, pos: int) -> tuple[dict[str, Any], int]: ...
 
-def configure_sketch(
-    min_positive: float,
-    multiplier: float,
-    offset: float,
-    fallback: Callable[[dict[str, Any], float], None],
-) -> None: ...
-def add_to_data(data: dict[str, Any], value: float) -> None: ...
+class SketchAdd:
+    def __init__(
+        self,
+        min_positive: float,
+        multiplier: float,
+        offset: float,
+        fallback: Callable[[dict[str, Any], float], None],
+    ) -> None: ...
+    def add(self, data: dict[str, Any], value: float) -> None: ...

@@ -10,7 +10,7 @@ not built, and a test holding the two equal:
   (records, arrays, maps, bytes, fixed, other unions, a uuid not in canonical form) go through
   the same Python closures as the generated reader's. Numbers are read little-endian (Avro's
   order), as the host's: x86-64 and arm64.
-- :func:`add_to_data`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
+- :class:`SketchAdd`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -230,10 +230,6 @@ cdef class FieldsReader:
 # --- the sketch's add on its plain data ---------------------------------------------------------
 
 cdef double _LOG2 = math.log(2.0)  # as math.log(value, 2) divides: by log(2) computed the same way
-cdef double _MIN_POSITIVE = 0.0
-cdef double _MULTIPLIER = 0.0
-cdef double _OFFSET = 0.0
-cdef object _fallback = None
 
 
 # the bins' keys as text, made once each: keys of latencies from 1e-9 ms to 1e9 ms fit
@@ -251,32 +247,36 @@ cdef object _key_text(long long key):
     return text
 
 
-def configure_sketch(double min_positive, double multiplier, double offset, fallback):
-    """The mapping's constants, and the Python ``add_to_data`` for values that are not floats."""
-    global _MIN_POSITIVE, _MULTIPLIER, _OFFSET, _fallback
-    _MIN_POSITIVE, _MULTIPLIER, _OFFSET, _fallback = min_positive, multiplier, offset, fallback
+cdef class SketchAdd:
+    """``Sketch.add_to_data`` for one mapping (its bound :meth:`add` is the function): the same
+    operations in the same order on a float; anything else goes to ``fallback``, the Python one."""
 
+    cdef double min_positive, multiplier, offset
+    cdef object fallback
 
-def add_to_data(dict data, value):
-    """``Sketch.add_to_data``: the same operations in the same order, on a float."""
-    if type(value) is not float or _fallback is None:
-        return _fallback(data, value)
-    cdef double v = value
-    cdef dict bins
-    if not v >= 0:  # negative or NaN
-        raise ValueError(f"a latency must be a non-negative number, not {value!r}")
-    if v > _MIN_POSITIVE:
-        bins = data["bins"]
-        key = _key_text(<long long> (ceil(log(v) / _LOG2 * _MULTIPLIER) + _OFFSET))
-        found = bins.get(key)
-        bins[key] = (0.0 if found is None else found) + 1.0
-    else:
-        data["zero"] += 1.0
-    data["count"] += 1.0
-    data["total"] += value
-    low = data["low"]
-    if low is None or value < low:
-        data["low"] = value
-    high = data["high"]
-    if high is None or value > high:
-        data["high"] = value
+    def __cinit__(self, double min_positive, double multiplier, double offset, fallback):
+        self.min_positive, self.multiplier, self.offset = min_positive, multiplier, offset
+        self.fallback = fallback
+
+    def add(self, dict data, value):
+        if type(value) is not float:
+            return self.fallback(data, value)
+        cdef double v = value
+        cdef dict bins
+        if not v >= 0:  # negative or NaN
+            raise ValueError(f"a latency must be a non-negative number, not {value!r}")
+        if v > self.min_positive:
+            bins = data["bins"]
+            key = _key_text(<long long> (ceil(log(v) / _LOG2 * self.multiplier) + self.offset))
+            found = bins.get(key)
+            bins[key] = (0.0 if found is None else found) + 1.0
+        else:
+            data["zero"] += 1.0
+        data["count"] += 1.0
+        data["total"] += value
+        low = data["low"]
+        if low is None or value < low:
+            data["low"] = value
+        high = data["high"]
+        if high is None or value > high:
+            data["high"] = value

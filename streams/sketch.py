@@ -155,10 +155,9 @@ class Sketch:
 
 
 try:  # built by `make install`; without it, the Python method (same result, more CPU)
-    from streams import _compiled
+    from streams._compiled import SketchAdd
 except ImportError:  # pragma: no cover - a checkout where the extension was not built
     #: :meth:`Sketch.add_to_data`, compiled when the extension is built
     add_to_data = Sketch.add_to_data
 else:
-    _compiled.configure_sketch(_MIN_POSITIVE, _MULTIPLIER, _OFFSET, Sketch.add_to_data)
-    add_to_data = _compiled.add_to_data
+    add_to_data = SketchAdd(_MIN_POSITIVE, _MULTIPLIER, _OFFSET, Sketch.add_to_data).add
