@@ -1,8 +1,6 @@
 from collections.abc import Callable
 from typing import Any
 
-STEPS: dict[str, int]
-
 class FieldsReader:
     def __init__(self, plan: list[tuple[str, int, Any]], keys: list[str]) -> None: ...
     def read(self, buf: bytes, pos: int) -> tuple[dict[str, Any], int]: ...

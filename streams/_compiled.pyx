@@ -16,14 +16,14 @@ not built, and a test holding the two equal:
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.math cimport ceil, log
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy
 
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
-from libc.math cimport ceil, log
-from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
 
 import math
 
@@ -118,11 +118,20 @@ cdef class FieldsReader:
         if self.steps == NULL or self.slots == NULL:
             raise MemoryError()
         self.args = []
+        self.keys = tuple(keys)
         for i, (step, slot, arg) in enumerate(plan):
+            # what the loop takes on trust (no bounds or type checks there), checked once here
+            if not -1 <= slot < len(self.keys):
+                raise ValueError(f"step {i}: slot {slot} of {len(self.keys)} kept fields")
+            if step == "enum" and type(arg) is not tuple:
+                raise ValueError(f"step {i}: an enum's symbols are a tuple")
+            if step == "optional" and not (type(arg) is int and arg >= 0):
+                raise ValueError(f"step {i}: an optional's steps to skip are a count")
+            if step in ("uuid", "closure") and not callable(arg):
+                raise ValueError(f"step {i}: a {step} step reads with a function")
             self.steps[i] = STEPS[step]
             self.slots[i] = slot
             self.args.append(arg)
-        self.keys = tuple(keys)
 
     def __dealloc__(self):
         PyMem_Free(self.steps)

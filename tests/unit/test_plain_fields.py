@@ -229,3 +229,19 @@ def test_text_reads_as_the_plain_reader_reads_it_or_is_refused_alike(
             reader_of(_TEXT_RECORD, {"text"})(data, 0)
         return
     assert reader_of(_TEXT_RECORD, {"text", "n"})(data, 0) == expected
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        [("long", 1, None)],  # a slot beyond the kept fields
+        [("enum", 0, ["A"])],  # symbols not a tuple
+        [("optional", 0, -1), ("long", 0, None)],
+        [("closure", 0, None)],
+        [("nothing", 0, None)],
+    ],
+)
+def test_the_compiled_reader_refuses_a_plan_it_cannot_run_safely(steps: list[Any]) -> None:
+    assert FieldsReader is not None, BUILD
+    with pytest.raises((ValueError, KeyError)):
+        FieldsReader(steps, ["x"])
