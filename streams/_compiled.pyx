@@ -5,10 +5,10 @@ not built, and a test holding the two equal:
 
 - :class:`FieldsReader`: the fields reader of :mod:`streams._plain_fields`, a schema's plan (one
   step per value, made in Python by ``_plain_fields.plan``) run by a loop in C. What it returns
-  equals the generated Python reader's, and it refuses whatever that reader refuses
-  (tests/unit/test_plain_fields.py runs every case on both). Values the plan does not read in C
-  (records, arrays, maps, bytes, fixed, other unions, a uuid not in canonical form) go through
-  the same Python closures as the generated reader's. Numbers are read little-endian (Avro's
+  equals ``_plain_fields.python_fields_reader``'s (the same plan run in Python), and it refuses
+  whatever that refuses (tests/unit/test_plain_fields.py runs every case on both). Values the
+  plan does not read in C (records, arrays, maps, bytes, fixed, other unions, a uuid not in
+  canonical form) go through the plain reader's Python closures, as there. Numbers are read little-endian (Avro's
   order), as the host's: x86-64 and arm64.
 - :class:`SketchAdd`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
 """
