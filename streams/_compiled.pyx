@@ -11,14 +11,17 @@ not built, and a test holding the two equal:
   canonical form) go through the plain reader's Python closures, as there. Numbers are read little-endian (Avro's
   order), as the host's: x86-64 and arm64.
 - :class:`SketchAdd`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
+- :func:`sorted_ids`: ``streams.projections._seen``'s sort of packed 16-byte event ids
+  (tests/unit/projections/test_seen.py).
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport ceil, log
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdlib cimport qsort
+from libc.string cimport memcmp, memcpy
 
 
 cdef extern from "Python.h":
@@ -289,3 +292,22 @@ cdef class SketchAdd:
         high = data["high"]
         if high is None or value > high:
             data["high"] = value
+
+
+# --- remembered event ids ----------------------------------------------------------------------
+
+cdef int _compare_ids(const void* a, const void* b) noexcept nogil:
+    return memcmp(a, b, 16)
+
+
+def sorted_ids(bytes packed):
+    """``packed`` (16-byte ids, one after another) with its ids in ascending byte order."""
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(packed)
+    if size % 16:
+        raise ValueError(f"{size} bytes are not whole 16-byte ids")
+    out = PyBytes_FromStringAndSize(NULL, size)  # not shared yet: sorted in place
+    cdef char* p = PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(packed), size)
+    with nogil:
+        qsort(p, size // 16, 16, _compare_ids)
+    return out

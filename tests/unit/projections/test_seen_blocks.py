@@ -10,6 +10,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
+
 from agents.projections.metrics import MetricsProjection
 from streams.projections import SqliteStore, TaskView
 from streams.projections._restore import _Restored
@@ -22,6 +24,8 @@ from streams.projections._seen import (
     id_bytes,
     legacy_key,
     pack,
+    python_sorted_ids,
+    sorted_ids,
     unpack,
 )
 from streams.projections._store import VERSION
@@ -50,6 +54,23 @@ def test_blocks_hold_exactly_their_ids_sorted_and_split() -> None:
             assert not any(contains(b, id_bytes(other)) for b in blocks)
     assert len(pack(ids)) == 2
     assert id_bytes(odd[1]) == id_bytes(odd[1].lower())  # one uuid, however spelt
+
+
+def test_the_compiled_sort_of_ids_equals_the_python_one() -> None:
+    assert sorted_ids is not python_sorted_ids, (
+        "the compiled id sort is not built: run `make install`"
+        " (or `.venv/bin/python -m infra.build_ext`)"
+    )
+    rng = random.Random(2)
+    for count in (0, 1, 2, 3, 1_000, 20_000):
+        packed = b"".join(id_bytes(i) for i in _ids(rng, count))
+        packed += packed[: 16 * (count // 3)]  # repeated ids stay, side by side
+        expected = python_sorted_ids(packed)
+        assert sorted_ids(packed) == expected
+        assert unpack(expected) == sorted(unpack(packed))
+    for ragged in (b"x", bytes(17)):
+        with pytest.raises(ValueError, match="whole 16-byte ids"):
+            sorted_ids(ragged)
 
 
 def _checkpoint(store: SqliteStore, view: TaskView) -> list[tuple[str, bytes | None]]:
