@@ -307,10 +307,11 @@ class MetricsProjection(Projection):
         open_now: list[str] = state.get("open") or []
         window_ms, grace_ms = self.window_ms, self.grace_ms
         epoch = self._due_epoch(watermark)
-        # (service, start) -> the accumulator of an open window this batch owns: a record of
-        # one, with no window due by it, only counts (the steps below would change nothing
-        # else); emptied whenever windows close
-        hot: dict[tuple[str, int], dict[str, Any]] = {}
+        # service -> (start, the accumulator of that open window, which this batch owns): a
+        # record of it, with no window due by it, only counts (the steps below would change
+        # nothing else); one window a service (keyed by the service alone: no tuple made per
+        # record), emptied whenever windows close
+        hot: dict[str, tuple[int, dict[str, Any]]] = {}
         counters = _COUNTERS
         for record in records:
             kind = record.kind
@@ -329,9 +330,9 @@ class MetricsProjection(Projection):
                     epoch = due
                     moved = True
             if not moved:
-                acc = hot.get((service, start))
-                if acc is not None and kind is not CircuitStateChanged:
-                    counters[kind](acc, event)
+                found = hot.get(service)
+                if found is not None and found[0] == start and kind is not CircuitStateChanged:
+                    counters[kind](found[1], event)
                     continue
             open_keys = open_now
             deletes: list[str] = []
@@ -368,7 +369,7 @@ class MetricsProjection(Projection):
             for gone in deletes:
                 overlay.delete(gone)
                 owned.discard(gone)
-            hot[(service, start)] = acc  # owned, and in open_now
+            hot[service] = (start, acc)  # owned, and in open_now
         if watermark != first_watermark:
             local["watermark"] = watermark
         return overlay.changes(emits)
