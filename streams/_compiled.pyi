@@ -16,3 +16,24 @@ class SketchAdd:
     def add(self, data: dict[str, Any], value: float) -> None: ...
 
 def sorted_ids(packed: bytes) -> bytes: ...
+def read_plain(
+    record: Any, readers: dict[bytes, Any], max_payload: int, plain_type: Any
+) -> Any: ...
+def decode_run(
+    records: list[Any],
+    i: int,
+    end: int,
+    at: int,
+    readers: dict[bytes, Any],
+    max_payload: int,
+    plain_type: Any,
+    run: list[Any],
+) -> tuple[int, int, int, int]: ...
+def dedupe_run(
+    run: list[Any],
+    window_ms: int,
+    bucket_ms: int,
+    ids: dict[str, int],
+    seen: dict[str, int],
+    todo: list[Any],
+) -> int: ...

@@ -12,7 +12,9 @@ not built, and a test holding the two equal:
   order), as the host's: x86-64 and arm64.
 - :class:`SketchAdd`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
 - :func:`sorted_ids`: ``streams.projections._seen``'s sort of packed 16-byte event ids
-  (tests/unit/projections/test_seen.py).
+  (tests/unit/projections/test_seen_blocks.py).
+- :func:`read_plain`, :func:`decode_run`, :func:`dedupe_run`: the loops of
+  ``streams.projections._decode`` (tests/unit/projections/test_decode_run.py).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -311,3 +313,79 @@ def sorted_ids(bytes packed):
     with nogil:
         qsort(p, size // 16, 16, _compare_ids)
     return out
+
+
+# --- a plain projection's read of a fetched run ----------------------------------------------
+
+cdef Py_ssize_t _HEADER = 5  # streams.codec.HEADER_SIZE: magic byte and schema id
+
+
+cdef object _read_plain(record, dict readers, Py_ssize_t max_payload, plain_type):
+    data = record.value
+    if type(data) is not bytes:
+        return None
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+    if not _HEADER < size <= max_payload:
+        return None
+    own = readers.get(PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), _HEADER))
+    if own is None:
+        return None
+    try:
+        datum, end = (<tuple> own)[1](data, _HEADER)
+    except Exception:  # the full path raises the codec's error for it
+        return None
+    if end != size:
+        return None
+    return tuple.__new__(
+        plain_type,
+        ((<tuple> own)[0], datum, record.topic, record.partition, record.offset, record.timestamp),
+    )
+
+
+def read_plain(record, dict readers, Py_ssize_t max_payload, plain_type):
+    """``_decode.python_read_plain``."""
+    return _read_plain(record, readers, max_payload, plain_type)
+
+
+def decode_run(list records, Py_ssize_t i, long long end, long long at, dict readers,
+               Py_ssize_t max_payload, plain_type, list run):
+    """``_decode.python_decode_run``."""
+    cdef Py_ssize_t n = len(records)
+    cdef Py_ssize_t count = 0, duplicates = 0
+    cdef long long offset
+    while i < n:
+        record = records[i]
+        offset = record.offset
+        if offset >= end:
+            return i, at, count, duplicates
+        count += 1
+        if offset < at:
+            duplicates += 1
+            i += 1
+            continue
+        at = offset + 1
+        plain = _read_plain(record, readers, max_payload, plain_type)
+        if plain is None:
+            return i, at, count, duplicates
+        run.append((record, plain))
+        i += 1
+    return n, at, count, duplicates
+
+
+def dedupe_run(list run, window_ms, bucket_ms, dict ids, dict seen, list todo):
+    """``_decode.python_dedupe_run``."""
+    cdef Py_ssize_t duplicates = 0
+    for pair in run:
+        plain = (<tuple> pair)[1]
+        datum = (<tuple> plain)[1]
+        event_id = datum["event_id"]
+        expires = datum["occurred_at"] // 1000 + window_ms
+        found = seen.get(event_id)
+        if found is None or found // bucket_ms != expires // bucket_ms:
+            found = ids.get(event_id)
+            if found is None or found // bucket_ms != expires // bucket_ms:
+                seen[event_id] = expires
+                todo.append(plain)
+                continue
+        duplicates += 1
+    return duplicates

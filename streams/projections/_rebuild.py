@@ -312,7 +312,7 @@ class _MemoryView(TaskView):
         found = self.expiries.get(event_id)
         return found is not None and found // BUCKET_MS == expires_ms // BUCKET_MS
 
-    def remembered_ids(self) -> Mapping[str, int]:
+    def remembered_ids(self) -> dict[str, int]:
         return self.expiries
 
     def remember(self, expiries: Mapping[str, int]) -> None:
@@ -340,9 +340,9 @@ async def _apply_all(
     """Apply a fetched run of one partition's records below ``end``; how many were taken.
 
     The runner's per-record steps (checkpoint, decode, dedupe by event id, apply, remember the
-    id) inlined in one loop: decoding awaits only for a schema id not seen before, the
-    checkpoint is moved once per run, and a failure is counted, not dead-lettered (the live
-    run did that).
+    id) as loops over the run (``streams.projections._decode``, compiled when built): decoding
+    awaits only for a schema id not seen before, the checkpoint is moved once per run, and a
+    failure is counted, not dead-lettered (the live run did that).
     """
     if not applier.projection.reads_plain:
         return await _apply_events(applier, view, records, end, on_emit)
@@ -350,21 +350,21 @@ async def _apply_all(
         return 0
     topic = records[0].topic  # a run is one partition of one topic
     begun = at = int((view.get(CHECKPOINT_KEY) or {}).get(topic, 0))
-    decode = applier.decode_plain_cached
     count = duplicates = failed = 0
     run: list[tuple[ConsumerRecord[bytes, bytes], PlainRecord]] = []
+    i, n = 0, len(records)
     try:
-        for record in records:
-            offset = record.offset
-            if offset >= end:
+        while i < n:
+            # checkpoint, skip and read by the known readers, up to a record they cannot read
+            i, at, counted, below = applier.decode_plain_run(records, i, end, at, run)
+            count += counted
+            duplicates += below
+            if i == n or records[i].offset >= end:
                 break
-            count += 1
-            if offset < at:
-                duplicates += 1
-                continue
-            at = offset + 1
+            record = records[i]  # counted, the checkpoint past it: the full path reads it
+            i += 1
             try:
-                plain = decode(record) or await applier.decode_plain(record)
+                plain = applier.decode_plain_cached(record) or await applier.decode_plain(record)
             except BackboneError as exc:
                 if exc.retriable:
                     raise

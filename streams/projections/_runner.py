@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,6 @@ from streams import headers as h
 from streams._aiokafka_compat import close_producer
 from streams._dead_letter import DeadLetters
 from streams._kafka_errors import translate
-from streams._plain_avro import Read
 from streams.codec import HEADER_SIZE as _HEADER_SIZE
 from streams.codec import Codec
 from streams.connection import client_options
@@ -59,6 +58,7 @@ from streams.errors import BackboneError, KafkaUnavailableError, RecordTooLargeE
 from streams.events import Event
 from streams.follow import stop_quietly
 from streams.long_poll import LONG_POLL_MS
+from streams.projections._decode import Readers, decode_run, dedupe_run, read_plain
 from streams.projections._model import (
     CHECKPOINT_KEY,
     JSON,
@@ -77,9 +77,6 @@ from streams.topics import Catalogue
 from streams.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
-#: ``PlainRecord(...)`` without the named tuple's Python-level ``__new__`` (the tuple made at
-#: once: one record read costs one call less)
-_plain_record: Callable[[type[PlainRecord], tuple[Any, ...]], PlainRecord] = tuple.__new__
 _TRACER = trace.get_tracer("backbone.streams")
 
 
@@ -123,7 +120,7 @@ class TaskView:
         key = id_bytes(event_id)
         return any(contains(block, key) for block in blocks)
 
-    def remembered_ids(self) -> Mapping[str, int] | None:
+    def remembered_ids(self) -> dict[str, int] | None:
         """Every remembered event id -> its ``expires_ms``, when this view holds them all in
         one mapping (a rebuild's does: :meth:`known` is then a lookup in it); None: ask
         :meth:`known`."""
@@ -197,7 +194,7 @@ class ProjectionRunner:
         self._max_records = max_records
         #: the 5-byte wire header (magic byte 0, schema id) -> (event type, our reader of the
         #: body) for decode_plain_cached: one dict lookup by the record's first bytes
-        self._own_readers: dict[bytes, tuple[type[Event], Read]] = {}
+        self._own_readers: Readers = {}
         self._max_payload = codec.max_payload_bytes
         self._flush_interval_s = flush_interval_s
         #: bound on one checkpoint's transaction and on starting (default: 2 x request timeout)
@@ -409,7 +406,7 @@ class ProjectionRunner:
     def apply_plain_run(
         self,
         view: TaskView,
-        run: Sequence[tuple[ConsumerRecord[bytes, bytes], PlainRecord]],
+        run: list[tuple[ConsumerRecord[bytes, bytes], PlainRecord]],
     ) -> tuple[list[Event], list[tuple[ConsumerRecord[bytes, bytes], ApplyFailed]]]:
         """Apply a task's decoded records in order (dedupe by event id included) with one
         :meth:`Projection.apply_plain_batch`; if that raises, one by one, so each failing
@@ -420,23 +417,19 @@ class ProjectionRunner:
         duplicates = 0
         if window is None:
             todo = [plain for _, plain in run]
+        elif (ids := view.remembered_ids()) is not None:
+            # a rebuild's view holds all its remembered ids in one dict: looked up there, as
+            # its ``known`` would
+            duplicates = dedupe_run(run, window, BUCKET_MS, ids, seen, todo)
         else:
             known = view.known
-            # a rebuild's view holds all its remembered ids in one dict: looked up here,
-            # as its ``known`` would (no call per record)
-            ids = view.remembered_ids()
             seen_get, add = seen.get, todo.append
             for _, plain in run:
                 datum = plain.datum
                 event_id = datum["event_id"]
                 expires = datum["occurred_at"] // 1000 + window
                 found = seen_get(event_id)
-                if found is None and ids is not None:
-                    found = ids.get(event_id)
-                    if found is not None and found // BUCKET_MS == expires // BUCKET_MS:
-                        duplicates += 1
-                        continue
-                elif (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
+                if (found is not None and found // BUCKET_MS == expires // BUCKET_MS) or known(
                     event_id, expires
                 ):
                     duplicates += 1
@@ -512,34 +505,41 @@ class ProjectionRunner:
 
     def decode_plain_cached(self, record: ConsumerRecord[bytes, bytes]) -> PlainRecord | None:
         """The plain form of ``record`` when its schema id is known; None otherwise."""
+        # the common case first: a well-formed record of a known schema read by our own reader
+        plain = read_plain(record, self._own_readers, self._max_payload, PlainRecord)
+        if plain is not None:
+            return plain
         data = record.value
-        # the common case inline (Codec.decode_plain's steps without its calls): a well-formed
-        # record of a known schema read by our own reader; anything else takes the full path
-        if data is not None and _HEADER_SIZE < (size := len(data)) <= self._max_payload:
+        if data is not None and _HEADER_SIZE < len(data) <= self._max_payload and data[0] == 0:
             header = data[:_HEADER_SIZE]
-            own = self._own_readers.get(header)
-            if own is None and data[0] == 0:
+            if header not in self._own_readers:  # only headers with the magic byte 0 are keys
                 schema_id = int.from_bytes(data[1:_HEADER_SIZE], "big")
                 own = self._codec.own_plain_reader(schema_id, self.plain_fields)
-                if own is not None:  # only headers with the magic byte 0 are keys
+                if own is not None:
                     self._own_readers[header] = own
-            if own is not None:
-                try:
-                    datum, end = own[1](data, _HEADER_SIZE)
-                except Exception:  # the full path raises the codec's error for it
-                    end = -1
-                if end == size:
-                    return _plain_record(
-                        PlainRecord,
-                        (own[0], datum, record.topic, record.partition, record.offset,
-                         record.timestamp),
-                    )  # fmt: skip
+                    plain = read_plain(record, self._own_readers, self._max_payload, PlainRecord)
+                    if plain is not None:
+                        return plain
+        # anything else: the codec's full path (its error for a record it cannot read)
         found = self._codec.decode_plain(record.value or b"", self.plain_fields)
         if found is None:
             return None
         kind, datum = found
         return PlainRecord(
             kind, datum, record.topic, record.partition, record.offset, record.timestamp
+        )
+
+    def decode_plain_run(
+        self,
+        records: list[ConsumerRecord[bytes, bytes]],
+        i: int,
+        end: int,
+        at: int,
+        run: list[tuple[ConsumerRecord[bytes, bytes], PlainRecord]],
+    ) -> tuple[int, int, int, int]:
+        """``streams.projections._decode.decode_run`` with this runner's readers."""
+        return decode_run(
+            records, i, end, at, self._own_readers, self._max_payload, PlainRecord, run
         )
 
     async def decode_plain(self, record: ConsumerRecord[bytes, bytes]) -> PlainRecord:
