@@ -11,7 +11,7 @@ not built, and a test holding the two equal:
   canonical form) go through the plain reader's Python closures, as there. Numbers are read little-endian (Avro's
   order), as the host's: x86-64 and arm64.
 - :class:`SketchAdd`: ``streams.sketch.Sketch.add_to_data`` (tests/unit/projections/test_sketch_key.py).
-- :func:`sorted_ids`: ``streams.projections._seen``'s sort of packed 16-byte event ids
+- :func:`pack_uuids`: ``streams.projections._seen``'s packing of canonical uuid event ids
   (tests/unit/projections/test_seen_blocks.py).
 - :func:`read_plain`, :func:`decode_run`, :func:`dedupe_run`: the loops of
   ``streams.projections._decode`` (tests/unit/projections/test_decode_run.py).
@@ -22,13 +22,15 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport ceil, log
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport qsort
-from libc.string cimport memcmp, memcpy
+from libc.stdlib cimport calloc, free, malloc, qsort
+from libc.string cimport memcmp, memcpy, memmove
 
 
 cdef extern from "Python.h":
     object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
     void* PyUnicode_DATA(object o)
+    bint PyUnicode_IS_ASCII(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
 
 import math
 
@@ -302,17 +304,89 @@ cdef int _compare_ids(const void* a, const void* b) noexcept nogil:
     return memcmp(a, b, 16)
 
 
-def sorted_ids(bytes packed):
-    """``packed`` (16-byte ids, one after another) with its ids in ascending byte order."""
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(packed)
-    if size % 16:
-        raise ValueError(f"{size} bytes are not whole 16-byte ids")
-    out = PyBytes_FromStringAndSize(NULL, size)  # not shared yet: sorted in place
-    cdef char* p = PyBytes_AS_STRING(out)
-    memcpy(p, PyBytes_AS_STRING(packed), size)
+cdef unsigned char _NIBBLE[256]
+for _c in range(256):
+    _NIBBLE[_c] = (_c - 48) if 48 <= _c <= 57 else (_c - 87) if 97 <= _c <= 102 else 0
+
+
+def pack_uuids(list ids):
+    """The 16 bytes of each id, sorted, as one bytes; None unless every id is a canonical
+    (lower-case, dashed) uuid string."""
+    cdef Py_ssize_t n = len(ids)
+    out = PyBytes_FromStringAndSize(NULL, 16 * n)  # not shared yet: filled and sorted in place
+    cdef unsigned char* p = <unsigned char*> PyBytes_AS_STRING(out)
+    cdef const unsigned char* text
+    cdef Py_ssize_t k
+    cdef int j, at
+    for k in range(n):
+        event_id = ids[k]
+        if type(event_id) is not str or not PyUnicode_IS_ASCII(event_id):
+            return None
+        if PyUnicode_GET_LENGTH(event_id) != 36:
+            return None
+        text = <const unsigned char*> PyUnicode_DATA(event_id)
+        if not _canonical_uuid(text):
+            return None
+        at = 0
+        for j in range(16):
+            if at in (8, 13, 18, 23):
+                at += 1
+            p[16 * k + j] = (_NIBBLE[text[at]] << 4) | _NIBBLE[text[at + 1]]
+            at += 2
     with nogil:
-        qsort(p, size // 16, 16, _compare_ids)
+        _sort_ids(p, n)
     return out
+
+
+cdef void _insertion_sort_ids(unsigned char* p, Py_ssize_t n) noexcept nogil:
+    cdef unsigned char held[16]
+    cdef Py_ssize_t k, j
+    for k in range(1, n):
+        memcpy(held, p + 16 * k, 16)
+        j = k
+        while j > 0 and memcmp(p + 16 * (j - 1), held, 16) > 0:
+            j -= 1
+        if j < k:
+            memmove(p + 16 * (j + 1), p + 16 * j, 16 * (k - j))
+            memcpy(p + 16 * j, held, 16)
+
+
+cdef void _sort_ids(unsigned char* p, Py_ssize_t n) noexcept nogil:
+    """Sort ``n`` 16-byte ids in place: spread by their first two bytes (a counting sort), then
+    each group by insertion (a few ids: random ids spread evenly) or ``qsort``."""
+    cdef Py_ssize_t* starts
+    cdef unsigned char* scratch
+    cdef Py_ssize_t k, size, group
+    cdef unsigned int b
+    if n < 4096:
+        qsort(p, n, 16, _compare_ids)
+        return
+    starts = <Py_ssize_t*> calloc(65537, sizeof(Py_ssize_t))
+    scratch = <unsigned char*> malloc(16 * n)
+    if starts == NULL or scratch == NULL:
+        free(starts)
+        free(scratch)
+        qsort(p, n, 16, _compare_ids)
+        return
+    for k in range(n):
+        starts[((p[16 * k] << 8) | p[16 * k + 1]) + 1] += 1
+    for b in range(1, 65537):
+        starts[b] += starts[b - 1]
+    for k in range(n):  # starts[b] moves to the end of group b as it fills
+        b = (p[16 * k] << 8) | p[16 * k + 1]
+        memcpy(scratch + 16 * starts[b], p + 16 * k, 16)
+        starts[b] += 1
+    memcpy(p, scratch, 16 * n)
+    free(scratch)
+    group = 0  # where group b begins: the end of group b - 1
+    for b in range(65536):
+        size = starts[b] - group
+        if size > 32:
+            qsort(p + 16 * group, size, 16, _compare_ids)
+        elif size > 1:
+            _insertion_sort_ids(p + 16 * group, size)
+        group = starts[b]
+    free(starts)
 
 
 # --- a plain projection's read of a fetched run ----------------------------------------------

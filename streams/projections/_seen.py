@@ -76,26 +76,29 @@ def id_bytes(event_id: str) -> bytes:
 def pack(event_ids: Iterable[str]) -> list[bytes]:
     """The blocks holding ``event_ids`` (each sorted; ids in order across blocks)."""
     ids = list(event_ids)
+    packed = pack_uuids(ids)  # canonical lower-case uuids, the common case: at once
+    if packed is not None:
+        return split(packed)
+    return pack_bytes(map(id_bytes, ids))
+
+
+def python_pack_uuids(ids: list[str]) -> bytes | None:
+    """The 16 bytes of each id, sorted, as one bytes; None unless every id is a canonical
+    (lower-case, dashed) uuid string."""
     joined = "".join(ids)
     n = len(ids)
-    # canonical lower-case uuids (the common case): packed at once, then sorted as bytes
     if (
-        len(joined) == 36 * n
+        all(len(event_id) == 36 for event_id in ids)
         and all(joined[at::36] == "-" * n for at in (8, 13, 18, 23))
         and joined == joined.lower()
     ):
         try:
             packed = bytes.fromhex(joined.replace("-", ""))
         except ValueError:
-            packed = b""
+            return None
         if len(packed) == ID_SIZE * n:
-            return split(sorted_ids(packed))
-    return pack_bytes(map(id_bytes, ids))
-
-
-def python_sorted_ids(packed: bytes) -> bytes:
-    """``packed`` (16-byte ids, one after another) with its ids in ascending byte order."""
-    return b"".join(sorted(unpack(packed)))
+            return b"".join(sorted(unpack(packed)))
+    return None
 
 
 def pack_bytes(ids: Iterable[bytes]) -> list[bytes]:
@@ -202,9 +205,9 @@ def checkpoint_changes(
     return writes, records
 
 
-try:  # built by `make install`; without it, the Python sort (same bytes, more CPU)
-    from streams._compiled import sorted_ids as _compiled_sort
+try:  # built by `make install`; without it, the Python packing (same bytes, more CPU)
+    from streams._compiled import pack_uuids as _compiled_pack
 except ImportError:  # pragma: no cover - a checkout where the extension was not built
-    sorted_ids = python_sorted_ids
+    pack_uuids = python_pack_uuids
 else:
-    sorted_ids = _compiled_sort
+    pack_uuids = _compiled_pack

@@ -10,8 +10,6 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-import pytest
-
 from agents.projections.metrics import MetricsProjection
 from streams.projections import SqliteStore, TaskView
 from streams.projections._restore import _Restored
@@ -24,8 +22,8 @@ from streams.projections._seen import (
     id_bytes,
     legacy_key,
     pack,
-    python_sorted_ids,
-    sorted_ids,
+    pack_uuids,
+    python_pack_uuids,
     unpack,
 )
 from streams.projections._store import VERSION
@@ -56,21 +54,36 @@ def test_blocks_hold_exactly_their_ids_sorted_and_split() -> None:
     assert id_bytes(odd[1]) == id_bytes(odd[1].lower())  # one uuid, however spelt
 
 
-def test_the_compiled_sort_of_ids_equals_the_python_one() -> None:
-    assert sorted_ids is not python_sorted_ids, (
-        "the compiled id sort is not built: run `make install`"
+def test_the_compiled_packing_of_ids_equals_the_python_one() -> None:
+    assert pack_uuids is not python_pack_uuids, (
+        "the compiled id packing is not built: run `make install`"
         " (or `.venv/bin/python -m infra.build_ext`)"
     )
     rng = random.Random(2)
-    for count in (0, 1, 2, 3, 1_000, 20_000):
-        packed = b"".join(id_bytes(i) for i in _ids(rng, count))
-        packed += packed[: 16 * (count // 3)]  # repeated ids stay, side by side
-        expected = python_sorted_ids(packed)
-        assert sorted_ids(packed) == expected
-        assert unpack(expected) == sorted(unpack(packed))
-    for ragged in (b"x", bytes(17)):
-        with pytest.raises(ValueError, match="whole 16-byte ids"):
-            sorted_ids(ragged)
+    canonical = _ids(rng, 20_000)
+    # under and over the size the compiled sort spreads ids by their first two bytes; many in
+    # one such group; ids repeated
+    grouped = ["0000" + i[4:] for i in canonical[:6_000]] + canonical[6_000:9_000]
+    cases: list[list[str]] = [[], canonical[:1], canonical[:3], canonical[:4_095], canonical]
+    cases += [grouped, canonical + canonical[:50]]
+    for odd in (
+        "6A0B8F55-5C1E-4D55-9A53-0D5F3B1F7A10",  # upper case
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1z",  # not hex
+        "6a0b8f555c1e-4d55-9a53-0d5f3b1f7a10-",  # a dash misplaced
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1\u00e9",  # not ASCII
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1",  # 35 characters...
+        "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a100",  # ...and 37 (36 each on average)
+        "not a uuid",
+    ):
+        cases.append([*canonical[:5], odd, *canonical[5:9]])
+    short, long = "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a1", "6a0b8f55-5c1e-4d55-9a53-0d5f3b1f7a100"
+    cases.append([*canonical[:4], short, long])  # 36 characters an id on average
+    for ids in cases:
+        expected = python_pack_uuids(ids)
+        assert pack_uuids(ids) == expected
+        if expected is not None:
+            assert unpack(expected) == sorted(id_bytes(i) for i in ids)
+    assert sum(python_pack_uuids(ids) is None for ids in cases) == 8
 
 
 def _checkpoint(store: SqliteStore, view: TaskView) -> list[tuple[str, bytes | None]]:
