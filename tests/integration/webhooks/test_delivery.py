@@ -112,7 +112,10 @@ async def test_retry_after_is_honoured(
         ):
             await out.request(endpoint.endpoint_id)
             first, second = await bird.wait_for(2)
-    assert 1.8 <= second.at - first.at <= 2.2
+    # not before Retry-After (the schedule alone would retry after 0.2 s); the upper bound only
+    # catches a retry that waited on something else, with room for a busy broker (new topics'
+    # leaders were once elected 4-5 s late under a full `make test`, and the retry with them)
+    assert 1.8 <= second.at - first.at <= 15
 
 
 @pytest.mark.parametrize("runtime", ["faust", "aiokafka"])
