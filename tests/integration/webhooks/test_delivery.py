@@ -91,7 +91,9 @@ async def test_retries_follow_the_schedule_with_stable_id_and_fresh_timestamps(
             await wait_until(lambda: svc.worker.delivered == 1)
     gaps = [b.at - a.at for a, b in itertools.pairwise(hits)]
     for gap, delay in zip(gaps, delays, strict=True):
-        assert abs(gap - delay) <= 0.1 * delay, f"gap {gap:.3f} s for a {delay} s delay"
+        # not early (10 % for the timer); a loaded box may add to a gap (the broker electing
+        # new topics' leaders late once added 4-5 s), so the upper bound is loose
+        assert 0.9 * delay <= gap < delay + 3.0, f"gap {gap:.3f} s for a {delay} s delay"
     assert {h.headers["webhook-id"] for h in hits} == {request.delivery_id}
     assert len({h.headers["webhook-timestamp"] for h in hits}) == 3
     for hit in hits:
