@@ -93,7 +93,7 @@ async def test_retries_follow_the_schedule_with_stable_id_and_fresh_timestamps(
     for gap, delay in zip(gaps, delays, strict=True):
         # not early (10 % for the timer); a loaded box may add to a gap (the broker electing
         # new topics' leaders late once added 4-5 s), so the upper bound is loose
-        assert 0.9 * delay <= gap < delay + 3.0, f"gap {gap:.3f} s for a {delay} s delay"
+        assert 0.9 * delay <= gap < delay + 10.0, f"gap {gap:.3f} s for a {delay} s delay"
     assert {h.headers["webhook-id"] for h in hits} == {request.delivery_id}
     assert len({h.headers["webhook-timestamp"] for h in hits}) == 3
     for hit in hits:
