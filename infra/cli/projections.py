@@ -1,7 +1,9 @@
-"""``backbone projections list|status|rebuild``: the read models and where they stand."""
+"""``backbone projections list|status|rebuild|run``: the read models, where they stand, and the
+projections service alone in the foreground (``backbone up`` runs it too)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 
@@ -10,6 +12,7 @@ import click
 from agents.projections import projections
 from infra.cli._app import emit, fail, json_option, main, run, settings
 from infra.cli._time import TimeParam, format_ms
+from infra.logs import configure
 from streams.codec import Codec
 from streams.projections import PartitionLag, Progress, Projection, lag, rebuild, store_path
 from streams.registry_client import RegistryClient
@@ -178,3 +181,43 @@ def rebuild_(name: str, since: int | None, workers: int | None, as_json: bool) -
         )
 
     emit(result, as_json, human)
+
+
+@projections_group.command("run")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+)
+def run_(log_level: str) -> None:
+    """Keep every projection up to date in this process until Ctrl-C / SIGTERM.
+
+    The `projections` service of `backbone up` on its own (each projection supervised, stores in
+    [projections] store_dir), for a deployment that runs it apart from the gateway and the
+    worker. It runs even with [projections] enabled = false (that setting is for `backbone up`).
+    """
+    configure(log_level)
+    cfg = settings()
+
+    from agents.projections import ProjectionService
+    from infra.stack import serve_service
+
+    service = ProjectionService(
+        cfg.kafka,
+        cfg.registry,
+        _catalogue(),
+        cfg.projections.model_copy(update={"enabled": True}),
+    )
+
+    def started() -> None:
+        # as in the gateway and the worker: what start-up allocated lives as long as the process
+        gc.collect()
+        gc.freeze()
+        click.echo(f"projections {service.describe()}", err=True)
+        click.echo("ready", err=True)
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    run(serve_service(service, say, started=started))

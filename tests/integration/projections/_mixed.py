@@ -24,13 +24,17 @@ def start_of_minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def mixed_events(count: int, seed: int = 3, minutes: int = 4) -> list[Event]:
+def mixed_events(
+    count: int, seed: int = 3, minutes: int = 4, at_time: datetime | None = None
+) -> list[Event]:
+    """``count`` events spread over ``minutes`` of event time an hour ago, or all at
+    ``at_time`` if given (a live producer's ``now``); each with a fresh event id."""
     rng = random.Random(seed)
     t0 = start_of_minute(datetime.now(UTC) - timedelta(hours=1))
     events: list[Event] = []
     for i in range(count):
         service = SERVICES[i % len(SERVICES)]
-        at = t0 + timedelta(seconds=rng.uniform(0, 60 * minutes))
+        at = at_time or t0 + timedelta(seconds=rng.uniform(0, 60 * minutes))
         common = {
             "occurred_at": at,
             "call_id": f"c{i}",

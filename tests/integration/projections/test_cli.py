@@ -1,21 +1,24 @@
-"""``backbone projections list | status | rebuild`` against the real broker."""
+"""``backbone projections list | status | rebuild | run`` against the real broker."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from infra.cli import main
-from streams import Publisher
+from streams import Publisher, Subscriber
 from streams.codec import Codec
+from streams.events.monitoring import MetricsWindow
 from streams.projections import SqliteStore, store_path
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
-from tests.integration.projections._mixed import mixed_events
+from tests.integration.chaos._kit import start_process, stop_process
+from tests.integration.projections._mixed import mixed_events, recount
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +73,55 @@ async def test_rebuild_then_status_shows_no_lag_and_list_names_the_store(
     (metrics,) = json.loads(listed.output)
     assert metrics["store_exists"] is True
     assert (await _cli(env, "projections", "rebuild", "nope")).exit_code == 1
+
+
+async def test_run_keeps_the_projection_up_to_date_and_stops_on_sigterm(
+    kafka_settings: KafkaSettings,
+    schema_registry: RegistrySettings,
+    catalogue: Catalogue,
+    codec: Codec,
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "backbone.toml"
+    # disabled for `backbone up` only: `projections run` runs them regardless
+    config.write_text(f'[projections]\nstore_dir = "{tmp_path / "stores"}"\nenabled = false\n')
+    env = {
+        **os.environ,
+        "BACKBONE_STATE_DIR": str(tmp_path),
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_CONFIG": str(config),
+    }
+    events = mixed_events(300, seed=7)
+    calls = sum(recount(events).calls.values())
+    log = tmp_path / "projections.log"
+    proc = await start_process(["projections", "run"], env, log)
+    try:
+        async with Publisher(kafka_settings, codec, catalogue) as publisher:
+            await publisher.publish_many(events)
+        counted = [0]
+
+        async def all_counted() -> bool:
+            total = 0
+            async with Subscriber(
+                kafka_settings, codec, catalogue, ["monitoring.metrics"], None, stop_at_end=True
+            ) as sub:
+                async for received in sub:
+                    assert isinstance(received.event, MetricsWindow)
+                    total += received.event.calls
+            counted[0] = total
+            return total == calls
+
+        for _ in range(180):  # the events are an hour old: the idle flush closes their windows
+            assert proc.returncode is None, log.read_text()
+            if await all_counted():
+                break
+            await asyncio.sleep(1)
+        assert counted[0] == calls, log.read_text()
+    finally:
+        code = await stop_process(proc)
+    assert code == 0, log.read_text()
+    status = await _cli(env, "projections", "status", "--json")
+    rows = json.loads(status.output)
+    assert sum(r["checkpoint"] or 0 for r in rows) == len(events), rows
