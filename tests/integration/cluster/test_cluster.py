@@ -33,11 +33,19 @@ async def _topic_config(kit: ClusterKit, topic: str) -> dict[str, str]:
 async def test_the_catalogue_is_replicated_three_times_with_two_in_sync_required(
     kafka_cluster: ClusterKit, cluster_catalogue: Catalogue
 ) -> None:
+    expected = {cluster_catalogue.prefix + s.name for s in cluster_catalogue}
+
+    async def listed() -> bool:  # topics created a moment ago reach each node's metadata late
+        state = await kafka_cluster.state()
+        return {p.topic for p in state.partitions} >= expected
+
+    with contextlib.suppress(TimeoutError):  # the assertion below says what is missing
+        await eventually(listed, timeout_s=60)
     state = await kafka_cluster.state()
     assert [b.node_id for b in state.brokers] == [1, 2, 3]
     events = cluster_catalogue.name("research.events")
     mine = [p for p in state.partitions if p.topic.startswith(cluster_catalogue.prefix)]
-    assert {p.topic for p in mine} == {cluster_catalogue.prefix + s.name for s in cluster_catalogue}
+    assert {p.topic for p in mine} == expected
     assert all(len(p.replicas) == 3 and len(p.in_sync) == 3 for p in mine), mine[:3]
     assert {p.leader for p in mine} == {1, 2, 3}, "leadership should be spread over the nodes"
     assert (await _topic_config(kafka_cluster, events))["min.insync.replicas"] == "2"
