@@ -17,6 +17,7 @@ not built, and a test holding the two equal:
   ``streams.projections._decode`` (tests/unit/projections/test_decode_run.py).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -394,6 +395,7 @@ cdef void _sort_ids(unsigned char* p, Py_ssize_t n) noexcept nogil:
 cdef Py_ssize_t _HEADER = 5  # streams.codec.HEADER_SIZE: magic byte and schema id
 
 
+@cython.boundscheck(True)  # the readers' and the run's tuples come from Python callers
 cdef object _read_plain(record, dict readers, Py_ssize_t max_payload, plain_type):
     data = record.value
     if type(data) is not bytes:
@@ -405,14 +407,14 @@ cdef object _read_plain(record, dict readers, Py_ssize_t max_payload, plain_type
     if own is None:
         return None
     try:
-        datum, end = (<tuple> own)[1](data, _HEADER)
+        datum, end = own[1](data, _HEADER)
     except Exception:  # the full path raises the codec's error for it
         return None
     if end != size:
         return None
     return tuple.__new__(
         plain_type,
-        ((<tuple> own)[0], datum, record.topic, record.partition, record.offset, record.timestamp),
+        (own[0], datum, record.topic, record.partition, record.offset, record.timestamp),
     )
 
 
@@ -446,12 +448,13 @@ def decode_run(list records, Py_ssize_t i, long long end, long long at, dict rea
     return n, at, count, duplicates
 
 
+@cython.boundscheck(True)
 def dedupe_run(list run, window_ms, bucket_ms, dict ids, dict seen, list todo):
     """``_decode.python_dedupe_run``."""
     cdef Py_ssize_t duplicates = 0
     for pair in run:
-        plain = (<tuple> pair)[1]
-        datum = (<tuple> plain)[1]
+        plain = pair[1]  # bounds checked: (record, plain record) pairs from Python
+        datum = plain[1]
         event_id = datum["event_id"]
         expires = datum["occurred_at"] // 1000 + window_ms
         found = seen.get(event_id)
