@@ -42,16 +42,16 @@ import pytest
 
 from agents.projections import MetricsProjection
 from infra.config import load_settings
-from streams import Publisher, Subscriber
+from streams import Publisher
 from streams.codec import Codec
 from streams.events.calls import CallFailed, CallSucceeded
-from streams.events.monitoring import MetricsWindow
 from streams.projections import lag, store_path
 from streams.projections._seen import BUCKET_MS, ID_SIZE
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration.chaos._kit import open_fds, rss_bytes, start_process, stop_process
 from tests.integration.projections._mixed import mixed_events
+from tests.integration.projections._support import windows
 
 #: RSS the last third of the run may peak above the first third's peak, and the end above the
 #: baseline (allocator noise, SQLite's page cache; measured: under 1 MiB in 30 minutes). A leak of
@@ -174,17 +174,6 @@ async def produce(
             await asyncio.sleep(max(0.0, began + n * BATCH_S - time.monotonic()))
 
 
-async def calls_in_windows(kafka: KafkaSettings, codec: Codec, catalogue: Catalogue) -> int:
-    total = 0
-    async with Subscriber(
-        kafka, codec, catalogue, ["monitoring.metrics"], None, stop_at_end=True
-    ) as sub:
-        async for received in sub:
-            assert isinstance(received.event, MetricsWindow)
-            total += received.event.calls
-    return total
-
-
 @pytest.mark.soak
 @pytest.mark.timeout(0)
 async def test_projection_soak(
@@ -265,7 +254,7 @@ async def test_projection_soak(
         counted = 0
         deadline = time.monotonic() + 180  # the idle flush closes the last windows
         while time.monotonic() < deadline:
-            counted = await calls_in_windows(kafka_settings, codec, catalogue)
+            counted = sum(w.calls for w in await windows(kafka_settings, codec, catalogue))
             if counted >= produced.calls:
                 break
             await asyncio.sleep(5)

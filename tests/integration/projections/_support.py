@@ -10,8 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from streams import Subscriber
+from streams.codec import Codec
 from streams.consumer import Received
+from streams.events.monitoring import MetricsWindow
 from streams.projections import Changes, Projection, SqliteStore, StateView, store_path
+from streams.settings import KafkaSettings
 from streams.topics import Catalogue, TopicRole, TopicSpec
 
 
@@ -70,3 +74,13 @@ async def running(runner: Any) -> AsyncIterator[asyncio.Task[None]]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def windows(kafka: KafkaSettings, codec: Codec, cat: Catalogue) -> list[MetricsWindow]:
+    """Every ``MetricsWindow`` on ``monitoring.metrics`` so far."""
+    out: list[MetricsWindow] = []
+    async with Subscriber(kafka, codec, cat, ["monitoring.metrics"], None, stop_at_end=True) as sub:
+        async for received in sub:
+            assert isinstance(received.event, MetricsWindow)
+            out.append(received.event)
+    return out

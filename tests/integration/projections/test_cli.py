@@ -11,16 +11,28 @@ import pytest
 from click.testing import CliRunner, Result
 
 from infra.cli import main
-from streams import Publisher, Subscriber
+from streams import Publisher
 from streams.codec import Codec
-from streams.events.monitoring import MetricsWindow
 from streams.projections import SqliteStore, store_path
 from streams.settings import KafkaSettings, RegistrySettings
 from streams.topics import Catalogue
 from tests.integration.chaos._kit import start_process, stop_process
 from tests.integration.projections._mixed import mixed_events, recount
+from tests.integration.projections._support import windows
 
 pytestmark = pytest.mark.integration
+
+
+def _env(
+    kafka: KafkaSettings, registry: RegistrySettings, catalogue: Catalogue, config: Path
+) -> dict[str, str]:
+    """What the CLI needs to reach this test's broker, registry, topics and config file."""
+    return {
+        "BACKBONE_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "BACKBONE_SCHEMA_REGISTRY_URL": registry.url,
+        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
+        "BACKBONE_CONFIG": str(config),
+    }
 
 
 async def _cli(env: dict[str, str], *args: str) -> Result:
@@ -37,12 +49,7 @@ async def test_rebuild_then_status_shows_no_lag_and_list_names_the_store(
 ) -> None:
     config = tmp_path / "backbone.toml"
     config.write_text(f'[projections]\nstore_dir = "{tmp_path / "stores"}"\n')
-    env = {
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
-        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-        "BACKBONE_CONFIG": str(config),
-    }
+    env = _env(kafka_settings, schema_registry, catalogue, config)
     events = mixed_events(300, seed=5)
     async with Publisher(kafka_settings, codec, catalogue) as publisher:
         await publisher.publish_many(events)
@@ -88,10 +95,7 @@ async def test_run_keeps_the_projection_up_to_date_and_stops_on_sigterm(
     env = {
         **os.environ,
         "BACKBONE_STATE_DIR": str(tmp_path),
-        "BACKBONE_KAFKA_BOOTSTRAP": kafka_settings.bootstrap,
-        "BACKBONE_SCHEMA_REGISTRY_URL": schema_registry.url,
-        "BACKBONE_TOPIC_PREFIX": catalogue.prefix,
-        "BACKBONE_CONFIG": str(config),
+        **_env(kafka_settings, schema_registry, catalogue, config),
     }
     events = mixed_events(300, seed=7)
     calls = sum(recount(events).calls.values())
@@ -103,15 +107,8 @@ async def test_run_keeps_the_projection_up_to_date_and_stops_on_sigterm(
         counted = [0]
 
         async def all_counted() -> bool:
-            total = 0
-            async with Subscriber(
-                kafka_settings, codec, catalogue, ["monitoring.metrics"], None, stop_at_end=True
-            ) as sub:
-                async for received in sub:
-                    assert isinstance(received.event, MetricsWindow)
-                    total += received.event.calls
-            counted[0] = total
-            return total == calls
+            counted[0] = sum(w.calls for w in await windows(kafka_settings, codec, catalogue))
+            return counted[0] == calls
 
         for _ in range(180):  # the events are an hour old: the idle flush closes their windows
             assert proc.returncode is None, log.read_text()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agents.projections import MetricsProjection
-from streams import Publisher, Subscriber
+from streams import Publisher
 from streams.codec import Codec
 from streams.events import Event
 from streams.events.monitoring import MetricsWindow
@@ -20,7 +20,7 @@ from streams.rollup import rollup
 from streams.settings import KafkaSettings
 from streams.topics import Catalogue
 from tests.integration.projections._mixed import SERVICES, mixed_events, recount
-from tests.integration.projections._support import running, wait_for
+from tests.integration.projections._support import running, wait_for, windows
 
 pytestmark = pytest.mark.integration
 
@@ -28,15 +28,6 @@ pytestmark = pytest.mark.integration
 async def publish(kafka: KafkaSettings, codec: Codec, cat: Catalogue, events: list[Event]) -> None:
     async with Publisher(kafka, codec, cat) as publisher:
         await publisher.publish_many(events)
-
-
-async def windows(kafka: KafkaSettings, codec: Codec, cat: Catalogue) -> list[MetricsWindow]:
-    out: list[MetricsWindow] = []
-    async with Subscriber(kafka, codec, cat, ["monitoring.metrics"], None, stop_at_end=True) as sub:
-        async for received in sub:
-            assert isinstance(received.event, MetricsWindow)
-            out.append(received.event)
-    return out
 
 
 def runner(
